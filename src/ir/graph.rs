@@ -1,0 +1,213 @@
+//! Model, graph, node and attribute: the IR every pass works on.
+//!
+//! Fields no pass needs (types, functions, training info, device
+//! configurations) keep their protobuf type and are carried through untouched.
+
+use super::Tensor;
+use crate::proto;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpsetId {
+    /// `None` when the file leaves the field out, `Some("")` when it writes it
+    /// empty: writers differ, and an unchanged model must round-trip exactly.
+    pub domain: Option<String>,
+    pub version: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    pub ir_version: i64,
+    pub opset_import: Vec<OpsetId>,
+    pub producer_name: String,
+    pub producer_version: String,
+    pub domain: String,
+    pub model_version: i64,
+    pub doc_string: String,
+    pub graph: Graph,
+    pub metadata_props: Vec<(String, String)>,
+    pub training_info: Vec<proto::TrainingInfoProto>,
+    pub functions: Vec<proto::FunctionProto>,
+    pub configuration: Vec<proto::DeviceConfigurationProto>,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Graph {
+    pub name: String,
+    pub doc_string: String,
+    pub nodes: Vec<Node>,
+    pub initializers: Vec<Tensor>,
+    pub sparse_initializers: Vec<proto::SparseTensorProto>,
+    pub inputs: Vec<ValueInfo>,
+    pub outputs: Vec<ValueInfo>,
+    pub value_info: Vec<ValueInfo>,
+    pub quantization_annotation: Vec<proto::TensorAnnotation>,
+    pub metadata_props: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Node {
+    pub name: String,
+    pub op_type: String,
+    pub domain: String,
+    pub overload: String,
+    /// Input tensor names; "" marks an omitted optional input.
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub attributes: Vec<Attribute>,
+    pub doc_string: String,
+    pub metadata_props: Vec<(String, String)>,
+    pub device_configurations: Vec<proto::NodeDeviceConfigurationProto>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attribute {
+    pub name: String,
+    pub value: AttrValue,
+    pub doc_string: String,
+    /// Set in function bodies: the attribute refers to the caller's one.
+    pub ref_attr_name: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttrValue {
+    Float(f32),
+    Int(i64),
+    String(Vec<u8>),
+    Tensor(Tensor),
+    Graph(Box<Graph>),
+    SparseTensor(proto::SparseTensorProto),
+    Type(proto::TypeProto),
+    Floats(Vec<f32>),
+    Ints(Vec<i64>),
+    Strings(Vec<Vec<u8>>),
+    Tensors(Vec<Tensor>),
+    Graphs(Vec<Graph>),
+    SparseTensors(Vec<proto::SparseTensorProto>),
+    Types(Vec<proto::TypeProto>),
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ValueInfo {
+    pub name: String,
+    pub ty: Option<proto::TypeProto>,
+    pub doc_string: String,
+    pub metadata_props: Vec<(String, String)>,
+}
+
+/// One dimension of a declared tensor shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dim {
+    Fixed(i64),
+    Symbolic(String),
+    Unknown,
+}
+
+impl ValueInfo {
+    /// Element type of a tensor-typed value.
+    pub fn dtype(&self) -> Option<super::DataType> {
+        match self.ty.as_ref()?.value.as_ref()? {
+            proto::type_proto::Value::TensorType(t) => t.elem_type.map(super::DataType),
+            _ => None,
+        }
+    }
+
+    /// Declared shape of a tensor-typed value, if it has one.
+    pub fn shape(&self) -> Option<Vec<Dim>> {
+        use proto::tensor_shape_proto::dimension::Value;
+        let proto::type_proto::Value::TensorType(t) = self.ty.as_ref()?.value.as_ref()? else {
+            return None;
+        };
+        let dims = &t.shape.as_ref()?.dim;
+        Some(
+            dims.iter()
+                .map(|d| match &d.value {
+                    Some(Value::DimValue(v)) if *v >= 0 => Dim::Fixed(*v),
+                    Some(Value::DimParam(p)) if !p.is_empty() => Dim::Symbolic(p.clone()),
+                    _ => Dim::Unknown,
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Node {
+    pub fn attr(&self, name: &str) -> Option<&AttrValue> {
+        self.attributes
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| &a.value)
+    }
+
+    pub fn attr_int(&self, name: &str) -> Option<i64> {
+        match self.attr(name)? {
+            AttrValue::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    pub fn attr_ints(&self, name: &str) -> Option<&[i64]> {
+        match self.attr(name)? {
+            AttrValue::Ints(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn attr_float(&self, name: &str) -> Option<f32> {
+        match self.attr(name)? {
+            AttrValue::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// Input `ix`, or `None` when absent or omitted ("").
+    pub fn input(&self, ix: usize) -> Option<&str> {
+        self.inputs
+            .get(ix)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// A name for messages: the node's name, or its op type and first output.
+    pub fn label(&self) -> String {
+        if self.name.is_empty() {
+            format!(
+                "{} -> {}",
+                self.op_type,
+                self.outputs.first().map(String::as_str).unwrap_or("?")
+            )
+        } else {
+            self.name.clone()
+        }
+    }
+
+    /// Whether the node belongs to the default ONNX operator domain.
+    pub fn is_onnx_op(&self) -> bool {
+        self.domain.is_empty() || self.domain == "ai.onnx"
+    }
+
+    /// Subgraphs held in attributes (If, Loop, Scan bodies).
+    pub fn subgraphs(&self) -> impl Iterator<Item = &Graph> {
+        self.attributes.iter().flat_map(|a| match &a.value {
+            AttrValue::Graph(g) => vec![g.as_ref()],
+            AttrValue::Graphs(gs) => gs.iter().collect(),
+            _ => vec![],
+        })
+    }
+}
+
+impl Model {
+    /// The opset version of the default ONNX domain.
+    pub fn onnx_opset(&self) -> Option<i64> {
+        self.opset_import
+            .iter()
+            .find(|o| matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")))
+            .map(|o| o.version)
+    }
+
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata_props
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}

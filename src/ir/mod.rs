@@ -1,0 +1,14 @@
+//! prunq's own graph IR. `onnx/` converts the protobuf to and from it; every
+//! analysis and pass works on it and never sees protobuf structs.
+
+mod constants;
+mod dtype;
+mod graph;
+mod tensor;
+mod topology;
+
+pub use constants::{constant_node_value, ConstantSite};
+pub use dtype::DataType;
+pub use graph::{AttrValue, Attribute, Dim, Graph, Model, Node, OpsetId, ValueInfo};
+pub use tensor::{Element, Storage, Tensor, TensorData};
+pub use topology::{GraphIndex, Source};

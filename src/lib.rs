@@ -1,0 +1,17 @@
+//! prunq: prune and quantize ONNX models, check they still work, write standard ONNX.
+//!
+//! See ARCHITECTURE.md for the codemap. In short: `onnx` reads and writes
+//! files into the `ir`; `analysis` measures an IR model; `runtime` runs it with
+//! tract; `data` feeds it; `eval` compares models; `report` prints.
+
+pub mod analysis;
+pub mod data;
+mod error;
+pub mod eval;
+pub mod ir;
+pub mod onnx;
+pub mod proto;
+pub mod report;
+pub mod runtime;
+
+pub use error::{Error, Result};

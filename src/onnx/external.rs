@@ -1,0 +1,248 @@
+//! External tensor data: reading it safely, writing it beside an output model.
+//!
+//! A model file must not make prunq read arbitrary files: locations must be
+//! relative, may not climb out of the model's folder (`..`), and may not
+//! resolve (through symlinks) to a file outside it.
+
+use crate::ir::{Storage, Tensor};
+use crate::proto;
+use crate::{Error, Result};
+use bytes::Bytes;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Component, Path, PathBuf};
+
+/// Reads external data for the tensors of one model file.
+pub(super) struct ExternalData {
+    /// The model's folder, canonical; `None` for a model decoded from memory.
+    pub dir: Option<PathBuf>,
+    pub model_path: PathBuf,
+}
+
+impl ExternalData {
+    pub fn read(&self, t: &proto::TensorProto) -> Result<Bytes> {
+        let name = t.name.as_deref().unwrap_or("");
+        let bad = |why: String| {
+            Error::Model(format!(
+                "{}: tensor '{name}': {why}",
+                self.model_path.display()
+            ))
+        };
+        let entry = |key: &str| {
+            t.external_data
+                .iter()
+                .find(|e| e.key.as_deref() == Some(key))
+                .and_then(|e| e.value.clone())
+        };
+        let location =
+            entry("location").ok_or_else(|| bad("external data without a location".into()))?;
+        let number = |key: &str| -> Result<Option<u64>> {
+            entry(key)
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .map_err(|_| bad(format!("bad external {key} '{v}'")))
+                })
+                .transpose()
+        };
+        let (offset, length) = (number("offset")?.unwrap_or(0), number("length")?);
+        let dir = self
+            .dir
+            .as_ref()
+            .ok_or_else(|| bad("external data needs the model's folder".into()))?;
+        let path = safe_location(dir, &location)
+            .map_err(|why| bad(format!("external location '{location}' {why}")))?;
+        let mut file =
+            File::open(&path).map_err(|e| bad(format!("external file '{location}': {e}")))?;
+        let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        let length = length.unwrap_or(size.saturating_sub(offset));
+        if offset.checked_add(length).is_none_or(|end| end > size) {
+            return Err(bad(format!(
+                "external file '{location}' has {size} bytes, the tensor needs bytes {offset}..{}",
+                offset.saturating_add(length)
+            )));
+        }
+        let expected = t
+            .dims
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(u64::try_from(d).ok()?));
+        let expected = expected
+            .and_then(|n| crate::ir::DataType(t.data_type.unwrap_or(0)).byte_len(n as usize));
+        if expected.is_some_and(|e| e as u64 != length) {
+            return Err(bad(format!(
+                "external length {length} does not match its shape {:?}",
+                t.dims
+            )));
+        }
+        let mut buf = vec![0u8; length as usize];
+        file.seek(SeekFrom::Start(offset))
+            .and_then(|_| file.read_exact(&mut buf))
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(buf.into())
+    }
+}
+
+/// `location` resolved inside `dir`, or why it may not be read.
+fn safe_location(dir: &Path, location: &str) -> std::result::Result<PathBuf, &'static str> {
+    let rel = Path::new(location);
+    if rel.is_absolute()
+        || location.starts_with('/')
+        || location.starts_with('\\')
+        || location.contains(':')
+    {
+        return Err("is absolute; only paths inside the model's folder are read");
+    }
+    if rel
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err("leaves the model's folder");
+    }
+    let full = dir.join(rel).canonicalize().map_err(|_| "does not exist")?;
+    if !full.starts_with(dir) {
+        return Err("resolves (through a link) outside the model's folder");
+    }
+    Ok(full)
+}
+
+/// Which tensors `save` writes to an external data file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ExternalMode {
+    /// Keep external what was external; move every large tensor out when the
+    /// model would pass protobuf's 2 GB limit.
+    #[default]
+    Auto,
+    /// Every tensor of at least `EXTERNAL_MIN_BYTES`.
+    Always,
+    /// Everything inline (fails past 2 GB).
+    Never,
+}
+
+/// Tensors smaller than this stay inline even when writing external data.
+pub const EXTERNAL_MIN_BYTES: usize = 1024;
+
+/// Collects the external data of one output model into a temporary file.
+pub(super) struct ExternalSink {
+    all_large: bool,
+    keep_external: bool,
+    /// The data file's name, relative to the model's folder.
+    location: String,
+    dir: PathBuf,
+    file: Option<tempfile::NamedTempFile>,
+    offset: u64,
+}
+
+impl ExternalSink {
+    /// A sink that places nothing outside (for in-memory encoding).
+    pub fn inline() -> ExternalSink {
+        ExternalSink {
+            all_large: false,
+            keep_external: false,
+            location: String::new(),
+            dir: PathBuf::new(),
+            file: None,
+            offset: 0,
+        }
+    }
+
+    pub fn new(output: &Path, mode: ExternalMode, too_big: bool) -> ExternalSink {
+        let file_name = output
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        ExternalSink {
+            all_large: mode == ExternalMode::Always || (mode == ExternalMode::Auto && too_big),
+            keep_external: mode != ExternalMode::Never,
+            location: format!("{file_name}.data"),
+            dir: output.parent().map(Path::to_path_buf).unwrap_or_default(),
+            file: None,
+            offset: 0,
+        }
+    }
+
+    /// Writes `data` out if this tensor goes to the data file; returns its
+    /// `external_data` entries then.
+    pub fn place(&mut self, t: &Tensor, data: &[u8]) -> Result<Option<Vec<(String, String)>>> {
+        let wanted = (self.all_large && data.len() >= EXTERNAL_MIN_BYTES)
+            || (self.keep_external && matches!(t.storage, Storage::External(_)));
+        if !wanted {
+            return Ok(None);
+        }
+        if self.file.is_none() {
+            let dir = if self.dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                &self.dir
+            };
+            self.file = Some(
+                tempfile::Builder::new()
+                    .prefix(".prunq-")
+                    .tempfile_in(dir)
+                    .map_err(|e| Error::io(dir, e))?,
+            );
+        }
+        let file = self.file.as_mut().expect("created above");
+        // Align each tensor to 64 bytes so runtimes can map it directly.
+        let pad = (64 - self.offset % 64) % 64;
+        let path = file.path().to_path_buf();
+        let write = |f: &mut tempfile::NamedTempFile| -> std::io::Result<()> {
+            f.write_all(&vec![0u8; pad as usize])?;
+            f.write_all(data)
+        };
+        write(file).map_err(|e| Error::io(path, e))?;
+        let offset = self.offset + pad;
+        self.offset = offset + data.len() as u64;
+        Ok(Some(vec![
+            ("location".into(), self.location.clone()),
+            ("offset".into(), offset.to_string()),
+            ("length".into(), data.len().to_string()),
+        ]))
+    }
+
+    /// Moves the data file to its final name (before the model itself is).
+    pub fn commit(self) -> Result<()> {
+        if let Some(file) = self.file {
+            let target = self.dir.join(&self.location);
+            file.as_file()
+                .sync_all()
+                .map_err(|e| Error::io(&target, e))?;
+            file.persist(&target)
+                .map_err(|e| Error::io(&target, e.error))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_outside_the_folder_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path().canonicalize().unwrap();
+        std::fs::write(dir.join("w.bin"), [0u8; 4]).unwrap();
+        assert!(safe_location(&dir, "w.bin").is_ok());
+        assert!(safe_location(&dir, "./w.bin").is_ok());
+        assert_eq!(
+            safe_location(&dir, "/etc/passwd"),
+            Err("is absolute; only paths inside the model's folder are read")
+        );
+        assert_eq!(
+            safe_location(&dir, "../w.bin"),
+            Err("leaves the model's folder")
+        );
+        assert_eq!(
+            safe_location(&dir, "a/../../w.bin"),
+            Err("leaves the model's folder")
+        );
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/etc/hostname", dir.join("link")).unwrap();
+            assert_eq!(
+                safe_location(&dir, "link"),
+                Err("resolves (through a link) outside the model's folder")
+            );
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! ONNX files in and out: decode with prost, convert to the IR and back,
+//! external data, atomic writes.
+
+mod external;
+mod from_ir;
+mod to_ir;
+
+pub use external::{ExternalMode, EXTERNAL_MIN_BYTES};
+
+use crate::ir::Model;
+use crate::proto;
+use crate::{Error, Result};
+use external::{ExternalData, ExternalSink};
+use prost::Message;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Protobuf cannot encode a message past 2 GiB.
+pub const PROTOBUF_LIMIT: usize = i32::MAX as usize;
+
+/// Loads and checks a model; external data is read relative to its folder.
+pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let dir = path
+        .canonicalize()
+        .map_err(|e| Error::io(path, e))?
+        .parent()
+        .map(Path::to_path_buf);
+    let model = decode_with(
+        bytes.into(),
+        ExternalData {
+            dir,
+            model_path: path.to_path_buf(),
+        },
+    )?;
+    Ok(model)
+}
+
+/// Decodes a model held in memory (no external data allowed).
+pub fn decode(bytes: impl Into<bytes::Bytes>) -> Result<Model> {
+    decode_with(
+        bytes.into(),
+        ExternalData {
+            dir: None,
+            model_path: PathBuf::from("<memory>"),
+        },
+    )
+}
+
+fn decode_with(bytes: bytes::Bytes, ext: ExternalData) -> Result<Model> {
+    let path = ext.model_path.clone();
+    let p = proto::ModelProto::decode(bytes).map_err(|source| Error::Decode {
+        path: path.clone(),
+        source,
+    })?;
+    let in_file = |e: Error| match e {
+        Error::Model(m) if !m.starts_with(&path.display().to_string()) => {
+            Error::Model(format!("{}: {m}", path.display()))
+        }
+        e => e,
+    };
+    let model = to_ir::model(p, &ext).map_err(in_file)?;
+    model.graph.validate(&Default::default()).map_err(in_file)?;
+    Ok(model)
+}
+
+/// The model as protobuf bytes, every tensor inline (for the runtime).
+pub fn encode(model: &Model) -> Result<Vec<u8>> {
+    let p = from_ir::model(model, &mut ExternalSink::inline())?;
+    let len = p.encoded_len();
+    if len > PROTOBUF_LIMIT {
+        return Err(Error::Model(format!(
+            "the model is {len} bytes, past protobuf's 2 GB limit"
+        )));
+    }
+    Ok(p.encode_to_vec())
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SaveOptions {
+    pub external: ExternalMode,
+}
+
+/// Writes the model to `path` atomically: to a temporary file in the same
+/// folder, synced, then renamed, so a failure never leaves a partial file.
+/// External data (if any) goes to `<file name>.data` beside it.
+pub fn save(model: &Model, path: impl AsRef<Path>, options: &SaveOptions) -> Result<()> {
+    let path = path.as_ref();
+    let weights: usize = total_tensor_bytes(model);
+    // Leave room for the graph itself under the limit.
+    let too_big = weights > PROTOBUF_LIMIT - (64 << 20);
+    let mut sink = ExternalSink::new(path, options.external, too_big);
+    let p = from_ir::model(model, &mut sink)?;
+    let len = p.encoded_len();
+    if len > PROTOBUF_LIMIT {
+        return Err(Error::Model(format!(
+            "{}: the model would be {len} bytes, past protobuf's 2 GB limit (use external data)",
+            path.display()
+        )));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".prunq-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    let buf = p.encode_to_vec();
+    tmp.write_all(&buf)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| Error::io(path, e))?;
+    sink.commit()?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// Fails when `output` is the same file as `input`: prunq never modifies its input.
+pub fn ensure_not_input(input: &Path, output: &Path) -> Result<()> {
+    let same = match (input.canonicalize(), output.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(Error::Usage(format!(
+            "{}: refusing to overwrite the input model; choose another output path",
+            output.display()
+        )));
+    }
+    Ok(())
+}
+
+fn total_tensor_bytes(model: &Model) -> usize {
+    let g = &model.graph;
+    let inits: usize = g.initializers.iter().map(|t| t.byte_size()).sum();
+    let consts: usize = g
+        .nodes
+        .iter()
+        .flat_map(|n| n.attributes.iter())
+        .map(|a| match &a.value {
+            crate::ir::AttrValue::Tensor(t) => t.byte_size(),
+            _ => 0,
+        })
+        .sum();
+    inits + consts
+}

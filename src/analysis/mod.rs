@@ -1,1 +1,9 @@
-//! TODO
+//! Measuring a model without changing it: shapes, MACs, parameters, sparsity.
+
+mod macs;
+mod shapes;
+mod summary;
+
+pub use macs::{counts_macs, node_macs};
+pub use shapes::{concrete_input_shapes, infer_shapes};
+pub use summary::{summarize, LayerSummary, Summary, ValueSummary, WeightSummary};

@@ -1,1 +1,18 @@
-//! TODO
+//! Judging models: accuracy, agreement with a reference, latency.
+
+mod metrics;
+mod run;
+
+pub use metrics::{argmax, cosine, OutputComparison, OutputMetrics};
+pub use run::{compare, evaluate, CompareReport, EvalReport, RunOptions};
+
+/// Progress of a long run, shown by the CLI and ignored by library callers.
+pub trait Progress {
+    fn start(&self, _total: u64, _what: &str) {}
+    fn advance(&self, _n: u64) {}
+    fn finish(&self) {}
+}
+
+/// Reports nothing.
+pub struct Silent;
+impl Progress for Silent {}

@@ -1,0 +1,56 @@
+//! Shapes of every tensor for given input shapes, from tract's type analysis.
+
+use crate::ir::{Dim, Model};
+use crate::runtime::{feed_inputs, typed_model};
+use crate::Result;
+use std::collections::BTreeMap;
+
+/// Input shapes with every dynamic dimension set to 1, overridden by `given`.
+pub fn concrete_input_shapes(
+    model: &Model,
+    given: &BTreeMap<String, Vec<usize>>,
+) -> BTreeMap<String, Vec<usize>> {
+    feed_inputs(model)
+        .into_iter()
+        .map(|i| {
+            let shape = given.get(&i.name).cloned().unwrap_or_else(|| {
+                i.shape()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|d| match d {
+                        Dim::Fixed(n) => *n as usize,
+                        _ => 1,
+                    })
+                    .collect()
+            });
+            (i.name, shape)
+        })
+        .collect()
+}
+
+/// The concrete shape of every tensor tract could type, by ONNX name
+/// (constants included).
+pub fn infer_shapes(
+    model: &Model,
+    inputs: &BTreeMap<String, Vec<usize>>,
+) -> Result<BTreeMap<String, Vec<usize>>> {
+    let typed = typed_model(model, inputs)?;
+    let mut shapes = BTreeMap::new();
+    for node in typed.nodes() {
+        for (slot, out) in node.outputs.iter().enumerate() {
+            let outlet = tract_onnx::prelude::OutletId::new(node.id, slot);
+            let Some(label) = typed.outlet_label(outlet) else {
+                continue;
+            };
+            if let Some(dims) = out.fact.shape.as_concrete() {
+                shapes.insert(label.to_string(), dims.to_vec());
+            }
+        }
+    }
+    for name in model.graph.constant_names() {
+        if let Some(Ok(t)) = model.graph.constant(&name) {
+            shapes.entry(name).or_insert_with(|| t.shape());
+        }
+    }
+    Ok(shapes)
+}

@@ -1,0 +1,55 @@
+//! `prunq demo`: the whole job on a model and data bundled into the binary
+//! (demo/README.md says where they come from), so it needs no files and no network.
+
+use prunq::eval::{compare, evaluate, Progress, RunOptions};
+
+const MODEL: &[u8] = include_bytes!("../../demo/digits_cnn.onnx");
+const DATA: &[u8] = include_bytes!("../../demo/digits_test.npz");
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Keep the demo's files in this folder instead of a temporary one.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+}
+
+pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = a.out.unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+    let (model_path, data_path) = (dir.join("digits_cnn.onnx"), dir.join("digits_test.npz"));
+    std::fs::write(&model_path, MODEL)?;
+    std::fs::write(&data_path, DATA)?;
+    println!("prunq demo: a 4-layer CNN trained on handwritten digits, 500 labelled test images\n");
+
+    println!("== inspect {}", model_path.display());
+    let model = prunq::onnx::load(&model_path)?;
+    let summary =
+        prunq::analysis::summarize(&model, &Default::default(), Some(MODEL.len() as u64))?;
+    println!("{}", prunq::report::text::summary(&summary));
+
+    println!("== eval on the test set");
+    let options = RunOptions::default();
+    let data = prunq::data::Dataset::open(&data_path)?;
+    println!(
+        "{}",
+        prunq::report::text::eval(&evaluate(&model, &data, &options, progress)?)
+    );
+
+    let copy = dir.join("digits_cnn.resaved.onnx");
+    println!("== load → IR → save {}", copy.display());
+    prunq::onnx::save(&model, &copy, &Default::default())?;
+    let same = std::fs::read(&copy)? == MODEL;
+    println!(
+        "byte-identical to the original: {}\n",
+        if same { "yes" } else { "NO" }
+    );
+
+    println!("== compare the saved model with the original");
+    let resaved = prunq::onnx::load(&copy)?;
+    print!(
+        "{}",
+        prunq::report::text::compare(&compare(&model, &resaved, &data, &options, progress)?)
+    );
+    Ok(())
+}

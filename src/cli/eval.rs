@@ -1,0 +1,35 @@
+use prunq::eval::{evaluate, Progress, RunOptions};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The ONNX model.
+    model: PathBuf,
+    /// Input data: `.npz` (arrays named like the model's inputs) or `.npy`.
+    #[arg(long)]
+    data: PathBuf,
+    /// The label array (default: `label`, `labels` or `y` if present).
+    #[arg(long)]
+    labels: Option<String>,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
+    let model = prunq::onnx::load(&a.model)?;
+    let data = prunq::data::Dataset::open(&a.data)?;
+    let options = RunOptions {
+        batch_size: a.batch_size,
+        labels: a.labels,
+    };
+    let report = evaluate(&model, &data, &options, progress)?;
+    if a.json {
+        super::print_json(&report)
+    } else {
+        print!("{}", prunq::report::text::eval(&report));
+        Ok(())
+    }
+}

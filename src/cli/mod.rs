@@ -1,0 +1,99 @@
+//! The `prunq` command line: parses arguments, calls the library, prints.
+//! No logic of its own lives here.
+
+mod compare;
+mod demo;
+mod eval;
+mod inspect;
+mod progress;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "prunq",
+    version,
+    about = "Prune and quantize ONNX models, and prove they still work"
+)]
+struct Cli {
+    /// No progress bars.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a model's inputs, outputs, ops, parameters, MACs and sparsity.
+    Inspect(inspect::Args),
+    /// Run a model over a data set: accuracy (with labels), latency, throughput.
+    Eval(eval::Args),
+    /// Compare a candidate model's outputs with a reference's on the same data.
+    Compare(compare::Args),
+    /// Show what prunq does, on a small bundled model and data set.
+    Demo(demo::Args),
+}
+
+pub fn main() -> ExitCode {
+    install_panic_hook();
+    let cli = Cli::parse();
+    let progress = progress::Bar::new(cli.quiet);
+    let result = match cli.command {
+        Command::Inspect(a) => inspect::run(a),
+        Command::Eval(a) => eval::run(a, &progress),
+        Command::Compare(a) => compare::run(a, &progress),
+        Command::Demo(a) => demo::run(a, &progress),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let usage = matches!(
+                e.downcast_ref::<prunq::Error>(),
+                Some(prunq::Error::Usage(_))
+            );
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+/// A panic is a bug, but the user still gets one line and exit code 1.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("error: internal error{at}: {msg} (please report this with the model)");
+        std::process::exit(1);
+    }));
+}
+
+/// `NAME=1x3x224x224` → (NAME, [1, 3, 224, 224]).
+fn parse_shape(s: &str) -> Result<(String, Vec<usize>), String> {
+    let (name, dims) = s
+        .rsplit_once('=')
+        .ok_or("expected NAME=DxDxD, e.g. input=1x3x224x224")?;
+    let dims = dims
+        .split(['x', ','])
+        .map(|d| {
+            d.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("'{d}' is not a dimension"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((name.to_string(), dims))
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! A dense array of one of the element types models take and give.
+
+use crate::ir::DataType;
+use crate::{Error, Result};
+use ndarray::{ArrayD, Axis, IxDyn, Slice};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Array {
+    F32(ArrayD<f32>),
+    F64(ArrayD<f64>),
+    I64(ArrayD<i64>),
+    I32(ArrayD<i32>),
+    I8(ArrayD<i8>),
+    U8(ArrayD<u8>),
+    Bool(ArrayD<bool>),
+}
+
+/// Applies the same generic expression to whichever array the enum holds.
+macro_rules! each {
+    ($self:expr, $a:ident => $e:expr) => {
+        match $self {
+            Array::F32($a) => $e,
+            Array::F64($a) => $e,
+            Array::I64($a) => $e,
+            Array::I32($a) => $e,
+            Array::I8($a) => $e,
+            Array::U8($a) => $e,
+            Array::Bool($a) => $e,
+        }
+    };
+}
+
+/// Like `each!`, rebuilding the same variant from the expression's result.
+macro_rules! map_each {
+    ($self:expr, $a:ident => $e:expr) => {
+        match $self {
+            Array::F32($a) => Array::F32($e),
+            Array::F64($a) => Array::F64($e),
+            Array::I64($a) => Array::I64($e),
+            Array::I32($a) => Array::I32($e),
+            Array::I8($a) => Array::I8($e),
+            Array::U8($a) => Array::U8($e),
+            Array::Bool($a) => Array::Bool($e),
+        }
+    };
+}
+
+impl Array {
+    pub fn shape(&self) -> &[usize] {
+        each!(self, a => a.shape())
+    }
+
+    pub fn len(&self) -> usize {
+        each!(self, a => a.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn dtype(&self) -> DataType {
+        match self {
+            Array::F32(_) => DataType::FLOAT,
+            Array::F64(_) => DataType::DOUBLE,
+            Array::I64(_) => DataType::INT64,
+            Array::I32(_) => DataType::INT32,
+            Array::I8(_) => DataType::INT8,
+            Array::U8(_) => DataType::UINT8,
+            Array::Bool(_) => DataType::BOOL,
+        }
+    }
+
+    /// Rows `start..end` along the first (batch) axis.
+    pub fn rows(&self, start: usize, end: usize) -> Array {
+        map_each!(self, a => a.slice_axis(Axis(0), Slice::from(start..end)).to_owned())
+    }
+
+    /// Stacks arrays along the first axis (all of one type and row shape).
+    pub fn concat(parts: &[Array]) -> Result<Array> {
+        let first = parts
+            .first()
+            .ok_or_else(|| Error::Data("nothing to concatenate".into()))?;
+        macro_rules! cat {
+            ($v:ident) => {{
+                let views: Option<Vec<_>> = parts
+                    .iter()
+                    .map(|p| {
+                        if let Array::$v(a) = p {
+                            Some(a.view())
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
+                let views = views.ok_or_else(|| {
+                    Error::Data("cannot concatenate arrays of different types".into())
+                })?;
+                Array::$v(
+                    ndarray::concatenate(Axis(0), &views)
+                        .map_err(|e| Error::Data(e.to_string()))?,
+                )
+            }};
+        }
+        Ok(match first {
+            Array::F32(_) => cat!(F32),
+            Array::F64(_) => cat!(F64),
+            Array::I64(_) => cat!(I64),
+            Array::I32(_) => cat!(I32),
+            Array::I8(_) => cat!(I8),
+            Array::U8(_) => cat!(U8),
+            Array::Bool(_) => cat!(Bool),
+        })
+    }
+
+    /// Values as f32 (integers converted, booleans 0/1).
+    pub fn to_f32(&self) -> ArrayD<f32> {
+        match self {
+            Array::F32(a) => a.clone(),
+            Array::F64(a) => a.mapv(|v| v as f32),
+            Array::I64(a) => a.mapv(|v| v as f32),
+            Array::I32(a) => a.mapv(|v| v as f32),
+            Array::I8(a) => a.mapv(f32::from),
+            Array::U8(a) => a.mapv(f32::from),
+            Array::Bool(a) => a.mapv(|v| v as u8 as f32),
+        }
+    }
+
+    /// Values as i64, for labels (floats must be whole numbers).
+    pub fn to_i64(&self) -> Result<ArrayD<i64>> {
+        Ok(match self {
+            Array::I64(a) => a.clone(),
+            Array::I32(a) => a.mapv(i64::from),
+            Array::I8(a) => a.mapv(i64::from),
+            Array::U8(a) => a.mapv(i64::from),
+            Array::Bool(a) => a.mapv(i64::from),
+            Array::F32(_) | Array::F64(_) => {
+                let f = self.to_f32();
+                if f.iter().any(|v| v.fract() != 0.0) {
+                    return Err(Error::Data("labels must be whole numbers".into()));
+                }
+                f.mapv(|v| v as i64)
+            }
+        })
+    }
+
+    /// This array converted to `dtype`, where that is a plain numeric cast
+    /// (e.g. int32 token ids for an int64 input).
+    pub fn cast(&self, dtype: DataType) -> Option<Array> {
+        if self.dtype() == dtype {
+            return Some(self.clone());
+        }
+        let f = || self.to_f32();
+        let i = || self.to_i64().ok();
+        Some(match dtype {
+            DataType::FLOAT => Array::F32(f()),
+            DataType::DOUBLE => Array::F64(f().mapv(f64::from)),
+            DataType::INT64 => Array::I64(i()?),
+            DataType::INT32 => Array::I32(i()?.mapv(|v| v as i32)),
+            _ => return None,
+        })
+    }
+
+    pub fn zeros(dtype: DataType, shape: &[usize]) -> Option<Array> {
+        let s = IxDyn(shape);
+        Some(match dtype {
+            DataType::FLOAT => Array::F32(ArrayD::zeros(s)),
+            DataType::DOUBLE => Array::F64(ArrayD::zeros(s)),
+            DataType::INT64 => Array::I64(ArrayD::zeros(s)),
+            DataType::INT32 => Array::I32(ArrayD::zeros(s)),
+            DataType::INT8 => Array::I8(ArrayD::zeros(s)),
+            DataType::UINT8 => Array::U8(ArrayD::zeros(s)),
+            DataType::BOOL => Array::Bool(ArrayD::from_elem(s, false)),
+            _ => return None,
+        })
+    }
+}

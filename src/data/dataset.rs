@@ -1,0 +1,171 @@
+//! A data file bound to a model's inputs: arrays matched by name, checked
+//! against the declared shapes and types, served in batches.
+
+use super::{npz, Array};
+use crate::ir::{Dim, ValueInfo};
+use crate::{Error, Result};
+use ndarray::ArrayD;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Names tried, in order, for the label array when none is given.
+pub const DEFAULT_LABEL_NAMES: [&str; 3] = ["label", "labels", "y"];
+
+pub struct Dataset {
+    pub path: PathBuf,
+    pub arrays: BTreeMap<String, Array>,
+}
+
+/// Inputs (in the model's input order) and labels, all with the same number of rows.
+#[derive(Debug)]
+pub struct Bound {
+    pub names: Vec<String>,
+    pub inputs: Vec<Array>,
+    pub labels: Option<ArrayD<i64>>,
+    pub rows: usize,
+}
+
+impl Dataset {
+    pub fn open(path: impl AsRef<Path>) -> Result<Dataset> {
+        let path = path.as_ref().to_path_buf();
+        let arrays = npz::read_any(&path)?;
+        Ok(Dataset { path, arrays })
+    }
+
+    fn err(&self, why: String) -> Error {
+        Error::Data(format!("{}: {why}", self.path.display()))
+    }
+
+    /// Matches arrays to `inputs` (the model's graph inputs that are not
+    /// constants). A model with one input takes the one non-label array, whatever
+    /// its name. `labels`: the label array's name; `None` looks for the usual names.
+    pub fn bind(&self, inputs: &[ValueInfo], labels: Option<&str>) -> Result<Bound> {
+        let label_name = match labels {
+            Some(l) if !self.arrays.contains_key(l) => {
+                return Err(self.err(format!("no label array '{l}' (arrays: {})", self.names())));
+            }
+            Some(l) => Some(l.to_string()),
+            None => DEFAULT_LABEL_NAMES
+                .iter()
+                .find(|n| self.arrays.contains_key(**n))
+                .map(|n| n.to_string()),
+        };
+        let candidates: Vec<&String> = self
+            .arrays
+            .keys()
+            .filter(|k| Some(k.as_str()) != label_name.as_deref())
+            .collect();
+        let mut bound = Vec::new();
+        for input in inputs {
+            let array = match self.arrays.get(&input.name) {
+                Some(a) => a,
+                None if inputs.len() == 1 && candidates.len() == 1 => &self.arrays[candidates[0]],
+                None => {
+                    return Err(self.err(format!(
+                        "no array for model input '{}' (arrays: {})",
+                        input.name,
+                        self.names()
+                    )))
+                }
+            };
+            bound.push(self.check(input, array)?);
+        }
+        let rows = bound
+            .first()
+            .map(|a| a.shape().first().copied().unwrap_or(1))
+            .unwrap_or(0);
+        for (input, a) in inputs.iter().zip(&bound) {
+            if a.shape().first().copied().unwrap_or(1) != rows {
+                return Err(self.err(format!(
+                    "input '{}' has {} rows, '{}' has {rows}",
+                    input.name,
+                    a.shape()[0],
+                    inputs[0].name
+                )));
+            }
+        }
+        let labels = match label_name {
+            None => None,
+            Some(l) => {
+                let a = self.arrays[&l]
+                    .to_i64()
+                    .map_err(|e| self.err(format!("labels '{l}': {e}")))?;
+                if a.shape().first() != Some(&rows) {
+                    return Err(self.err(format!(
+                        "labels '{l}' have shape {:?}, expected {rows} rows",
+                        a.shape()
+                    )));
+                }
+                Some(a)
+            }
+        };
+        Ok(Bound {
+            names: inputs.iter().map(|i| i.name.clone()).collect(),
+            inputs: bound,
+            labels,
+            rows,
+        })
+    }
+
+    fn check(&self, input: &ValueInfo, array: &Array) -> Result<Array> {
+        if let Some(shape) = input.shape() {
+            let fits = shape.len() == array.shape().len()
+                && shape
+                    .iter()
+                    .zip(array.shape())
+                    .skip(1)
+                    .all(|(d, &a)| match d {
+                        Dim::Fixed(n) => *n as usize == a,
+                        _ => true,
+                    });
+            if !fits {
+                return Err(self.err(format!(
+                    "input '{}' expects shape {}, the data has {:?}",
+                    input.name,
+                    show_dims(&shape),
+                    array.shape()
+                )));
+            }
+        }
+        match input.dtype() {
+            Some(dt) => array.cast(dt).ok_or_else(|| {
+                self.err(format!(
+                    "input '{}' expects {dt}, the data is {}",
+                    input.name,
+                    array.dtype()
+                ))
+            }),
+            None => Ok(array.clone()),
+        }
+    }
+
+    fn names(&self) -> String {
+        self.arrays.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl Bound {
+    /// Consecutive batches of at most `size` rows: (first row, inputs).
+    pub fn batches(&self, size: usize) -> impl Iterator<Item = (usize, Vec<Array>)> + '_ {
+        let size = size.max(1);
+        (0..self.rows).step_by(size).map(move |start| {
+            let end = (start + size).min(self.rows);
+            (
+                start,
+                self.inputs.iter().map(|a| a.rows(start, end)).collect(),
+            )
+        })
+    }
+}
+
+pub fn show_dims(dims: &[Dim]) -> String {
+    let parts: Vec<String> = dims
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => n.to_string(),
+            Dim::Symbolic(s) => s.clone(),
+            Dim::Unknown => "?".into(),
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}

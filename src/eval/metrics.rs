@@ -1,0 +1,253 @@
+//! Streaming comparison metrics between a reference output and a candidate's:
+//! top-1 agreement, cosine similarity per sample, SQNR, max absolute error,
+//! and nearest-neighbour agreement for embeddings.
+
+use ndarray::{ArrayD, ArrayView2, Axis, Ix2};
+use serde::Serialize;
+
+/// Embeddings kept for nearest-neighbour agreement stay under this many floats.
+const NN_MAX_FLOATS: usize = 16 << 20;
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct OutputMetrics {
+    pub name: String,
+    /// Fraction of rows (or positions, for [N, T, C]) whose arg-max agrees.
+    pub top1_agreement: f64,
+    pub cosine_mean: f64,
+    pub cosine_min: f64,
+    /// 10·log10(Σref² / Σ(ref−cand)²); infinite when identical.
+    #[serde(serialize_with = "finite_or_string")]
+    pub sqnr_db: f64,
+    pub max_abs_error: f64,
+    /// For 2-D outputs (embeddings): fraction of rows whose nearest other row
+    /// (by cosine) is the same in both models.
+    pub nn_agreement: Option<f64>,
+    pub samples: usize,
+}
+
+fn finite_or_string<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_finite() {
+        s.serialize_f64(*v)
+    } else {
+        s.serialize_str(if *v > 0.0 { "inf" } else { "-inf" })
+    }
+}
+
+#[derive(Default)]
+pub struct OutputComparison {
+    agree: usize,
+    positions: usize,
+    cos_sum: f64,
+    cos_min: f64,
+    samples: usize,
+    signal: f64,
+    noise: f64,
+    max_abs: f64,
+    keep_rows: Option<(Vec<f32>, Vec<f32>, usize)>,
+}
+
+impl OutputComparison {
+    pub fn new() -> Self {
+        OutputComparison {
+            cos_min: f64::INFINITY,
+            keep_rows: Some((vec![], vec![], 0)),
+            ..Default::default()
+        }
+    }
+
+    /// Adds one batch: arrays of the same shape, batch on axis 0.
+    pub fn update(&mut self, reference: &ArrayD<f32>, candidate: &ArrayD<f32>) {
+        assert_eq!(
+            reference.shape(),
+            candidate.shape(),
+            "compared outputs differ in shape"
+        );
+        for (r, c) in reference.iter().zip(candidate) {
+            let (r, c) = (*r as f64, *c as f64);
+            self.signal += r * r;
+            self.noise += (r - c) * (r - c);
+            self.max_abs = self.max_abs.max((r - c).abs());
+        }
+        let n = reference.shape().first().copied().unwrap_or(1);
+        let r2 = as_rows(reference, n);
+        let c2 = as_rows(candidate, n);
+        for (r, c) in r2.outer_iter().zip(c2.outer_iter()) {
+            let cos = cosine(
+                r.as_slice().expect("contiguous"),
+                c.as_slice().expect("contiguous"),
+            );
+            self.cos_sum += cos;
+            self.cos_min = self.cos_min.min(cos);
+            self.samples += 1;
+        }
+        // Top-1 along the last axis, for every leading position.
+        let classes = reference.shape().last().copied().unwrap_or(1).max(1);
+        let r_pos = reference
+            .view()
+            .into_shape_with_order((reference.len() / classes, classes));
+        let c_pos = candidate
+            .view()
+            .into_shape_with_order((candidate.len() / classes, classes));
+        if let (Ok(r_pos), Ok(c_pos)) = (r_pos, c_pos) {
+            for (r, c) in r_pos.outer_iter().zip(c_pos.outer_iter()) {
+                self.positions += 1;
+                self.agree += (argmax(r.iter()) == argmax(c.iter())) as usize;
+            }
+        }
+        if reference.ndim() == 2 {
+            if let Some((rs, cs, width)) = &mut self.keep_rows {
+                *width = reference.shape()[1];
+                rs.extend(reference.iter());
+                cs.extend(candidate.iter());
+                if rs.len() > NN_MAX_FLOATS {
+                    self.keep_rows = None;
+                }
+            }
+        } else {
+            self.keep_rows = None;
+        }
+    }
+
+    pub fn finish(self, name: &str) -> OutputMetrics {
+        let nn_agreement = self.keep_rows.and_then(|(r, c, width)| {
+            let n = r.len() / width.max(1);
+            (n >= 2 && width >= 2).then(|| {
+                let r = ArrayView2::from_shape((n, width), &r).expect("rows");
+                let c = ArrayView2::from_shape((n, width), &c).expect("rows");
+                let (nr, nc) = (nearest(r), nearest(c));
+                nr.iter().zip(&nc).filter(|(a, b)| a == b).count() as f64 / n as f64
+            })
+        });
+        let sqnr_db = if self.noise == 0.0 {
+            f64::INFINITY
+        } else {
+            10.0 * (self.signal / self.noise).log10()
+        };
+        OutputMetrics {
+            name: name.to_string(),
+            top1_agreement: if self.positions == 0 {
+                1.0
+            } else {
+                self.agree as f64 / self.positions as f64
+            },
+            cosine_mean: if self.samples == 0 {
+                1.0
+            } else {
+                self.cos_sum / self.samples as f64
+            },
+            cosine_min: if self.samples == 0 { 1.0 } else { self.cos_min },
+            sqnr_db,
+            max_abs_error: self.max_abs,
+            nn_agreement,
+            samples: self.samples,
+        }
+    }
+}
+
+fn as_rows(a: &ArrayD<f32>, n: usize) -> ndarray::Array2<f32> {
+    let width = if n == 0 { 0 } else { a.len() / n };
+    a.as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((n, width))
+        .expect("rows")
+        .into_dimensionality::<Ix2>()
+        .expect("2-d")
+}
+
+/// Index of the largest value (first on ties; NaN never wins).
+pub fn argmax<'a>(v: impl Iterator<Item = &'a f32>) -> usize {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, &x) in v.enumerate() {
+        if x > best.1 {
+            best = (i, x);
+        }
+    }
+    best.0
+}
+
+/// Cosine similarity in f64; 1 when both are zero, 0 when only one is.
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (x as f64, y as f64);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    match (aa == 0.0, bb == 0.0) {
+        (true, true) => 1.0,
+        (true, false) | (false, true) => 0.0,
+        _ => ab / (aa.sqrt() * bb.sqrt()),
+    }
+}
+
+/// For each row, the index of its most cosine-similar other row.
+fn nearest(rows: ArrayView2<f32>) -> Vec<usize> {
+    let norms: Vec<f32> = rows
+        .outer_iter()
+        .map(|r| r.dot(&r).sqrt().max(1e-12))
+        .collect();
+    let sims = rows.dot(&rows.t());
+    sims.axis_iter(Axis(0))
+        .enumerate()
+        .map(|(i, row)| {
+            let scored = row
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(j, &s)| (j, s / (norms[i] * norms[j])));
+            scored
+                .fold((usize::MAX, f32::NEG_INFINITY), |best, (j, s)| {
+                    if s > best.1 {
+                        (j, s)
+                    } else {
+                        best
+                    }
+                })
+                .0
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::IxDyn;
+
+    fn arr(shape: &[usize], v: Vec<f32>) -> ArrayD<f32> {
+        ArrayD::from_shape_vec(IxDyn(shape), v).unwrap()
+    }
+
+    #[test]
+    fn identical_outputs_agree_fully_with_infinite_sqnr() {
+        let a = arr(&[2, 3], vec![1., 2., 3., 3., 2., 1.]);
+        let mut c = OutputComparison::new();
+        c.update(&a, &a);
+        let m = c.finish("y");
+        assert_eq!((m.top1_agreement, m.max_abs_error), (1.0, 0.0));
+        assert!(m.sqnr_db.is_infinite() && (m.cosine_min - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn hand_computed_metrics() {
+        // Row 0 keeps its arg-max, row 1 flips it.
+        let r = arr(&[2, 2], vec![3., 4., 1., 0.]);
+        let c = arr(&[2, 2], vec![3., 5., 0., 1.]);
+        let mut cmp = OutputComparison::new();
+        cmp.update(&r, &c);
+        let m = cmp.finish("y");
+        assert_eq!(m.top1_agreement, 0.5);
+        // signal 9+16+1 = 26, noise 0+1+1+1 = 3
+        assert!((m.sqnr_db - 10.0 * (26.0f64 / 3.0).log10()).abs() < 1e-9);
+        let cos0 = (9.0 + 20.0) / (5.0 * 34f64.sqrt());
+        assert!((m.cosine_mean - (cos0 + 0.0) / 2.0).abs() < 1e-9);
+        assert_eq!(m.cosine_min, 0.0);
+        assert_eq!(m.max_abs_error, 1.0);
+    }
+
+    #[test]
+    fn nearest_neighbours_found_by_cosine() {
+        let rows = ndarray::array![[1.0f32, 0.0], [0.9, 0.1], [0.0, 1.0]];
+        assert_eq!(nearest(rows.view()), vec![1, 0, 1]);
+    }
+}

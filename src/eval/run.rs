@@ -1,0 +1,180 @@
+//! Running models over a data set: `evaluate` (accuracy, latency,
+//! throughput) and `compare` (a candidate's outputs against a reference's).
+
+use super::metrics::{argmax, OutputComparison, OutputMetrics};
+use super::Progress;
+use crate::data::{Array, Dataset};
+use crate::ir::Model;
+use crate::runtime::{feed_inputs, Session, SessionOptions};
+use crate::{Error, Result};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub batch_size: usize,
+    /// Label array name; `None` looks for `label`/`labels`/`y`.
+    pub labels: Option<String>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            batch_size: 32,
+            labels: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    pub samples: usize,
+    /// Top-1 accuracy of the first output against the labels, if there are labels.
+    pub accuracy: Option<f64>,
+    pub batch_size: usize,
+    pub latency_ms_median: f64,
+    pub throughput_per_s: f64,
+    pub outputs: Vec<(String, Vec<usize>)>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CompareReport {
+    pub samples: usize,
+    pub outputs: Vec<OutputMetrics>,
+}
+
+/// Runs the model over the data: accuracy when there are labels, latency per batch.
+pub fn evaluate(
+    model: &Model,
+    data: &Dataset,
+    options: &RunOptions,
+    progress: &dyn Progress,
+) -> Result<EvalReport> {
+    let bound = data.bind(&feed_inputs(model), options.labels.as_deref())?;
+    let session = Session::new(model, &SessionOptions::default())?;
+    let mut correct = 0usize;
+    let mut times = Vec::new();
+    let mut shapes = Vec::new();
+    progress.start(bound.rows as u64, "eval");
+    let started = Instant::now();
+    for (start, batch) in bound.batches(options.batch_size) {
+        let t = Instant::now();
+        let outputs = session.run(&batch)?;
+        times.push(t.elapsed());
+        let rows = batch.first().map(|a| a.shape()[0]).unwrap_or(0);
+        if let (Some(labels), Some(first)) = (&bound.labels, outputs.first()) {
+            let predicted = row_argmax(first, rows)?;
+            correct += predicted
+                .iter()
+                .enumerate()
+                .filter(|(i, p)| labels[[start + i]] == **p as i64)
+                .count();
+        }
+        shapes = outputs
+            .iter()
+            .zip(&session.outputs)
+            .map(|(o, n)| (n.clone(), o.shape().to_vec()))
+            .collect();
+        progress.advance(rows as u64);
+    }
+    let total = started.elapsed();
+    progress.finish();
+    Ok(EvalReport {
+        samples: bound.rows,
+        accuracy: bound
+            .labels
+            .as_ref()
+            .map(|_| correct as f64 / bound.rows.max(1) as f64),
+        batch_size: options.batch_size,
+        latency_ms_median: median_ms(&mut times),
+        throughput_per_s: bound.rows as f64 / total.as_secs_f64().max(1e-9),
+        outputs: shapes,
+    })
+}
+
+/// Runs both models on the same batches and compares every output.
+pub fn compare(
+    reference: &Model,
+    candidate: &Model,
+    data: &Dataset,
+    options: &RunOptions,
+    progress: &dyn Progress,
+) -> Result<CompareReport> {
+    let feeds = feed_inputs(reference);
+    let names = |m: &Model| {
+        m.graph
+            .outputs
+            .iter()
+            .map(|o| o.name.clone())
+            .collect::<Vec<_>>()
+    };
+    if feed_inputs(candidate)
+        .iter()
+        .map(|i| &i.name)
+        .ne(feeds.iter().map(|i| &i.name))
+    {
+        return Err(Error::Usage("the two models take different inputs".into()));
+    }
+    if names(reference) != names(candidate) {
+        return Err(Error::Usage(format!(
+            "the two models have different outputs: {:?} vs {:?}",
+            names(reference),
+            names(candidate)
+        )));
+    }
+    let bound = data.bind(&feeds, options.labels.as_deref())?;
+    let (a, b) = (
+        Session::new(reference, &Default::default())?,
+        Session::new(candidate, &Default::default())?,
+    );
+    let mut cmps: Vec<OutputComparison> =
+        a.outputs.iter().map(|_| OutputComparison::new()).collect();
+    progress.start(bound.rows as u64, "compare");
+    for (_, batch) in bound.batches(options.batch_size) {
+        let (ra, rb) = (a.run(&batch)?, b.run(&batch)?);
+        for ((cmp, x), (y, name)) in cmps.iter_mut().zip(&ra).zip(rb.iter().zip(&a.outputs)) {
+            if x.shape() != y.shape() {
+                return Err(Error::Model(format!(
+                    "output '{name}' has shape {:?} in the reference but {:?} in the candidate",
+                    x.shape(),
+                    y.shape()
+                )));
+            }
+            cmp.update(&x.to_f32(), &y.to_f32());
+        }
+        progress.advance(batch.first().map(|a| a.shape()[0]).unwrap_or(0) as u64);
+    }
+    progress.finish();
+    let outputs = cmps
+        .into_iter()
+        .zip(&a.outputs)
+        .map(|(c, n)| c.finish(n))
+        .collect();
+    Ok(CompareReport {
+        samples: bound.rows,
+        outputs,
+    })
+}
+
+/// Arg-max of each row of a [rows, …] output, over everything after the batch axis.
+fn row_argmax(output: &Array, rows: usize) -> Result<Vec<usize>> {
+    let f = output.to_f32();
+    if rows == 0 || f.len() % rows != 0 {
+        return Err(Error::Model(format!(
+            "output of shape {:?} has no row per sample",
+            f.shape()
+        )));
+    }
+    let width = f.len() / rows;
+    let flat = f.as_standard_layout();
+    let flat = flat.as_slice().expect("standard layout");
+    Ok(flat.chunks(width).map(|row| argmax(row.iter())).collect())
+}
+
+fn median_ms(times: &mut [Duration]) -> f64 {
+    if times.is_empty() {
+        return 0.0;
+    }
+    times.sort();
+    times[times.len() / 2].as_secs_f64() * 1e3
+}

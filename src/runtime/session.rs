@@ -1,0 +1,218 @@
+//! A model made runnable by tract, returning its outputs and any chosen
+//! intermediate tensors in the same pass.
+
+use crate::data::Array;
+use crate::ir::{DataType, Dim, Model, ValueInfo};
+use crate::{Error, Result};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tract_onnx::prelude::*;
+
+type Plan = Arc<TypedRunnableModel>;
+
+#[derive(Clone, Debug, Default)]
+pub struct SessionOptions {
+    /// Intermediate tensors to return after the graph outputs, by ONNX name.
+    pub capture: Vec<String>,
+    /// Concrete shapes for some inputs; other dims stay symbolic.
+    pub input_shapes: BTreeMap<String, Vec<usize>>,
+    /// Only the captured tensors are returned (not the graph outputs).
+    pub capture_only: bool,
+}
+
+pub struct Session {
+    /// The parsed model, before input facts are set; cloned per input shape.
+    inference: InferenceModel,
+    /// One optimized plan per distinct set of input shapes seen so far (a data
+    /// set has at most two: full batches and the remainder). Concrete shapes let
+    /// tract fold every shape computation, which symbolic ones do not always.
+    plans: Mutex<BTreeMap<Vec<Vec<usize>>, Plan>>,
+    inputs: Vec<ValueInfo>,
+    /// Names of the returned tensors, in order.
+    pub outputs: Vec<String>,
+}
+
+/// The graph inputs a caller must feed: those that are not also initializers.
+pub fn feed_inputs(model: &Model) -> Vec<ValueInfo> {
+    let g = &model.graph;
+    g.inputs
+        .iter()
+        .filter(|i| g.initializers.iter().all(|t| t.name != i.name))
+        .cloned()
+        .collect()
+}
+
+impl Session {
+    pub fn new(model: &Model, options: &SessionOptions) -> Result<Session> {
+        let mut inference = inference_model(model)?;
+        let mut outputs: Vec<String> = if options.capture_only {
+            vec![]
+        } else {
+            model.graph.outputs.iter().map(|o| o.name.clone()).collect()
+        };
+        outputs.extend(options.capture.iter().cloned());
+        inference
+            .select_outputs_by_name(&outputs)
+            .map_err(|e| Error::Runtime(format!("cannot capture tensor: {e}")))?;
+        Ok(Session {
+            inference,
+            plans: Mutex::new(BTreeMap::new()),
+            inputs: feed_inputs(model),
+            outputs,
+        })
+    }
+
+    /// Runs one batch; `inputs` in the order of [`feed_inputs`].
+    pub fn run(&self, inputs: &[Array]) -> Result<Vec<Array>> {
+        if inputs.len() != self.inputs.len() {
+            return Err(Error::Runtime(format!(
+                "the model takes {} inputs, got {}",
+                self.inputs.len(),
+                inputs.len()
+            )));
+        }
+        let plan = self.plan(inputs)?;
+        let tv: TVec<TValue> = inputs.iter().map(|a| to_tract(a).into()).collect();
+        let out = plan
+            .run(tv)
+            .map_err(|e| Error::Runtime(format!("tract failed to run the model: {e:#}")))?;
+        out.iter()
+            .zip(&self.outputs)
+            .map(|(t, name)| from_tract(t, name))
+            .collect()
+    }
+
+    fn plan(&self, inputs: &[Array]) -> Result<Plan> {
+        let key: Vec<Vec<usize>> = inputs.iter().map(|a| a.shape().to_vec()).collect();
+        let mut plans = self.plans.lock().expect("no panics while holding the lock");
+        if let Some(p) = plans.get(&key) {
+            return Ok(p.clone());
+        }
+        let shapes = self
+            .inputs
+            .iter()
+            .map(|i| i.name.clone())
+            .zip(key.iter().cloned())
+            .collect();
+        let typed = with_input_facts(self.inference.clone(), &self.inputs, &shapes)?;
+        let plan = typed
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| Error::Runtime(format!("tract cannot optimize the model: {e:#}")))?;
+        plans.insert(key, plan.clone());
+        Ok(plan)
+    }
+}
+
+fn inference_model(model: &Model) -> Result<InferenceModel> {
+    let bytes = crate::onnx::encode(model)?;
+    let pb = <tract_onnx::pb::ModelProto as prost::Message>::decode(&*bytes)
+        .map_err(|e| Error::Runtime(format!("tract cannot read the model: {e}")))?;
+    let parsed = tract_onnx::onnx()
+        .parse(&pb, None)
+        .map_err(|e| Error::Runtime(format!("tract cannot load the model: {e:#}")))?;
+    if !parsed.unresolved_inputs.is_empty() {
+        return Err(Error::Runtime(format!(
+            "unresolved inputs: {:?}",
+            parsed.unresolved_inputs
+        )));
+    }
+    Ok(parsed.model)
+}
+
+/// The model in tract's typed form, not yet optimized, with input facts from
+/// the declared shapes (or `shapes`). Named dims become tract symbols.
+pub fn typed_model(model: &Model, shapes: &BTreeMap<String, Vec<usize>>) -> Result<TypedModel> {
+    with_input_facts(inference_model(model)?, &feed_inputs(model), shapes)
+}
+
+fn with_input_facts(
+    mut inference: InferenceModel,
+    feeds: &[ValueInfo],
+    shapes: &BTreeMap<String, Vec<usize>>,
+) -> Result<TypedModel> {
+    let mut symbols = BTreeMap::new();
+    for (ix, input) in feeds.iter().enumerate() {
+        let dt = datum_type(input.dtype().unwrap_or(DataType::FLOAT)).ok_or_else(|| {
+            Error::Runtime(format!("input '{}' has an unsupported type", input.name))
+        })?;
+        let dims: Vec<TDim> = match shapes.get(&input.name) {
+            Some(s) => s.iter().map(|&d| d.to_dim()).collect(),
+            None => input
+                .shape()
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+                .map(|(k, d)| match d {
+                    Dim::Fixed(n) => (*n as usize).to_dim(),
+                    Dim::Symbolic(s) if s != "?" => symbol(&inference, &mut symbols, s),
+                    _ => symbol(&inference, &mut symbols, &format!("{}_{k}", input.name)),
+                })
+                .collect(),
+        };
+        let fact = if input.shape().is_some() || shapes.contains_key(&input.name) {
+            InferenceFact::dt_shape(dt, dims)
+        } else {
+            InferenceFact::dt(dt)
+        };
+        inference
+            .set_input_fact(ix, fact)
+            .map_err(|e| Error::Runtime(format!("input '{}': {e}", input.name)))?;
+    }
+    inference
+        .into_typed()
+        .map_err(|e| Error::Runtime(format!("tract cannot type the model: {e:#}")))
+}
+
+/// One tract symbol per distinct dim name, named so tract's parser accepts it.
+fn symbol(model: &InferenceModel, symbols: &mut BTreeMap<String, Symbol>, name: &str) -> TDim {
+    let next = symbols.len();
+    symbols
+        .entry(name.to_string())
+        .or_insert_with(|| model.sym(&format!("S{next}")))
+        .clone()
+        .into()
+}
+
+fn datum_type(dt: DataType) -> Option<DatumType> {
+    Some(match dt {
+        DataType::FLOAT => f32::datum_type(),
+        DataType::DOUBLE => f64::datum_type(),
+        DataType::INT64 => i64::datum_type(),
+        DataType::INT32 => i32::datum_type(),
+        DataType::INT8 => i8::datum_type(),
+        DataType::UINT8 => u8::datum_type(),
+        DataType::BOOL => bool::datum_type(),
+        DataType::FLOAT16 => f16::datum_type(),
+        _ => return None,
+    })
+}
+
+fn to_tract(a: &Array) -> Tensor {
+    match a {
+        Array::F32(a) => a.clone().into_tensor(),
+        Array::F64(a) => a.clone().into_tensor(),
+        Array::I64(a) => a.clone().into_tensor(),
+        Array::I32(a) => a.clone().into_tensor(),
+        Array::I8(a) => a.clone().into_tensor(),
+        Array::U8(a) => a.clone().into_tensor(),
+        Array::Bool(a) => a.clone().into_tensor(),
+    }
+}
+
+fn from_tract(t: &Tensor, name: &str) -> Result<Array> {
+    let view = |e: anyhow::Error| Error::Runtime(format!("output '{name}': {e}"));
+    Ok(match t.datum_type() {
+        DatumType::F32 => Array::F32(t.to_plain_array_view::<f32>().map_err(view)?.to_owned()),
+        DatumType::F64 => Array::F64(t.to_plain_array_view::<f64>().map_err(view)?.to_owned()),
+        DatumType::I64 => Array::I64(t.to_plain_array_view::<i64>().map_err(view)?.to_owned()),
+        DatumType::I32 => Array::I32(t.to_plain_array_view::<i32>().map_err(view)?.to_owned()),
+        DatumType::I8 => Array::I8(t.to_plain_array_view::<i8>().map_err(view)?.to_owned()),
+        DatumType::U8 => Array::U8(t.to_plain_array_view::<u8>().map_err(view)?.to_owned()),
+        DatumType::Bool => Array::Bool(t.to_plain_array_view::<bool>().map_err(view)?.to_owned()),
+        _ => {
+            let f = t.cast_to::<f32>().map_err(view)?;
+            Array::F32(f.to_plain_array_view::<f32>().map_err(view)?.to_owned())
+        }
+    })
+}

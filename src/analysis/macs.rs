@@ -56,19 +56,56 @@ fn conv_transpose(node: &Node, shapes: &Shapes) -> Option<u64> {
     Some(product(x) * product(w.get(1..)?))
 }
 
+/// M·N·K from the input shapes (with `transA`/`transB`).
 fn gemm(node: &Node, shapes: &Shapes) -> Option<u64> {
-    let out = shape(node, 0, true, shapes)?;
-    let a = shape(node, 0, false, shapes)?;
-    let k = if node.attr_int("transA").unwrap_or(0) != 0 {
-        *a.first()?
+    let (a, b) = (
+        shape(node, 0, false, shapes)?,
+        shape(node, 1, false, shapes)?,
+    );
+    let [a0, a1] = a[..] else { return None };
+    let [b0, b1] = b[..] else { return None };
+    let (m, k) = if node.attr_int("transA").unwrap_or(0) != 0 {
+        (a1, a0)
     } else {
-        *a.last()?
+        (a0, a1)
     };
-    Some(product(out) * k as u64)
+    let n = if node.attr_int("transB").unwrap_or(0) != 0 {
+        b0
+    } else {
+        b1
+    };
+    Some(m as u64 * n as u64 * k as u64)
 }
 
+/// Batch · M · N · K from the input shapes, with NumPy broadcasting of the
+/// batch dims and 1-D operands promoted as the spec says.
 fn matmul(node: &Node, shapes: &Shapes) -> Option<u64> {
-    let out = shape(node, 0, true, shapes)?;
-    let k = *shape(node, 0, false, shapes)?.last()?;
-    Some(product(out) * k as u64)
+    let (a, b) = (
+        shape(node, 0, false, shapes)?,
+        shape(node, 1, false, shapes)?,
+    );
+    let (m, k) = match a.len() {
+        0 => return None,
+        1 => (1, a[0]),
+        r => (a[r - 2], a[r - 1]),
+    };
+    let n = match b.len() {
+        0 => return None,
+        1 => 1,
+        r => b[r - 1],
+    };
+    let batch_a = &a[..a.len().saturating_sub(2)];
+    let batch_b = &b[..b.len().saturating_sub(2)];
+    let rank = batch_a.len().max(batch_b.len());
+    let dim = |d: &[usize], i: usize| {
+        if i + d.len() >= rank {
+            d[i + d.len() - rank]
+        } else {
+            1
+        }
+    };
+    let batch: u64 = (0..rank)
+        .map(|i| dim(batch_a, i).max(dim(batch_b, i)) as u64)
+        .product();
+    Some(batch * m as u64 * n as u64 * k as u64)
 }

@@ -145,7 +145,7 @@ impl OutputComparison {
 }
 
 fn as_rows(a: &ArrayD<f32>, n: usize) -> ndarray::Array2<f32> {
-    let width = if n == 0 { 0 } else { a.len() / n };
+    let width = a.len().checked_div(n).unwrap_or(0);
     a.as_standard_layout()
         .into_owned()
         .into_shape_with_order((n, width))

@@ -159,7 +159,7 @@ pub fn compare(
 /// Arg-max of each row of a [rows, …] output, over everything after the batch axis.
 fn row_argmax(output: &Array, rows: usize) -> Result<Vec<usize>> {
     let f = output.to_f32();
-    if rows == 0 || f.len() % rows != 0 {
+    if rows == 0 || !f.len().is_multiple_of(rows) {
         return Err(Error::Model(format!(
             "output of shape {:?} has no row per sample",
             f.shape()

@@ -58,7 +58,7 @@ impl Graph {
                     0,
                     super::Attribute {
                         name: "value".into(),
-                        value: AttrValue::Tensor(value),
+                        value: AttrValue::Tensor(Box::new(value)),
                         doc_string: String::new(),
                         ref_attr_name: String::new(),
                     },
@@ -92,7 +92,7 @@ pub fn constant_node_value(node: &super::Node) -> Result<Tensor> {
     let attr = node.attributes.first().ok_or_else(err)?;
     let vec1 = |v: Vec<f32>| ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).expect("1-d");
     Ok(match (&attr.name[..], &attr.value) {
-        ("value", AttrValue::Tensor(t)) => t.clone(),
+        ("value", AttrValue::Tensor(t)) => (**t).clone(),
         ("value_float", AttrValue::Float(f)) => Tensor::scalar("", *f),
         ("value_int", AttrValue::Int(i)) => Tensor::scalar("", *i),
         ("value_floats", AttrValue::Floats(v)) => Tensor::from_array("", &vec1(v.clone())),

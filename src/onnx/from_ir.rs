@@ -105,11 +105,11 @@ fn attribute(a: &Attribute, sink: &mut ExternalSink) -> Result<proto::AttributeP
             T::Graph
         }
         AttrValue::SparseTensor(s) => {
-            p.sparse_tensor = Some(s.clone());
+            p.sparse_tensor = Some((**s).clone());
             T::SparseTensor
         }
         AttrValue::Type(t) => {
-            p.tp = Some(t.clone());
+            p.tp = Some((**t).clone());
             T::TypeProto
         }
         AttrValue::Floats(v) => {

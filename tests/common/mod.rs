@@ -65,3 +65,73 @@ pub fn ort(script: &str, args: &[&std::ffi::OsStr]) -> String {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("a temporary folder")
 }
+
+/// Outputs of `model` in ONNX Runtime on the first `rows` rows of `data`, by output name.
+pub fn ort_outputs(
+    model: &Path,
+    data: &Path,
+    rows: usize,
+) -> std::collections::BTreeMap<String, prunq::data::Array> {
+    let dir = tempdir();
+    let out = dir.path().join("out.npz");
+    let rows = rows.to_string();
+    ort(
+        "run.py",
+        &[
+            model.as_os_str(),
+            data.as_os_str(),
+            out.as_os_str(),
+            "--rows".as_ref(),
+            rows.as_ref(),
+        ],
+    );
+    prunq::data::npz::read(&out).expect("run.py wrote an npz")
+}
+
+/// Outputs of `model` in tract on the first `rows` rows of `data`, by output name.
+pub fn tract_outputs(
+    model: &prunq::ir::Model,
+    data: &Path,
+    rows: usize,
+) -> std::collections::BTreeMap<String, prunq::data::Array> {
+    let ds = prunq::data::Dataset::open(data).expect("data opens");
+    let bound = ds
+        .bind(&prunq::runtime::feed_inputs(model), None)
+        .expect("data fits the model");
+    let inputs: Vec<_> = bound
+        .inputs
+        .iter()
+        .map(|a| a.rows(0, rows.min(bound.rows)))
+        .collect();
+    let session =
+        prunq::runtime::Session::new(model, &Default::default()).expect("tract loads the model");
+    let outputs = session.run(&inputs).expect("tract runs the model");
+    session.outputs.iter().cloned().zip(outputs).collect()
+}
+
+/// The data set each shared model is run on in tests.
+pub fn data_for(model: &str) -> PathBuf {
+    data(match model {
+        m if m.starts_with("digits") => "digits_test.npz",
+        "ppocr_cls_v2.onnx" => "ocr_cls_test.npz",
+        "ppocr_rec_v4.onnx" => "ocr_lines_test.npz",
+        _ => "sentences_test.npz",
+    })
+}
+
+/// Asserts two runtimes' outputs agree to float rounding: cosine ≥ 0.99999 per
+/// sample and max |Δ| within 1e-3 of the output's range.
+pub fn assert_close(what: &str, a: &prunq::data::Array, b: &prunq::data::Array) {
+    let (a, b) = (a.to_f32(), b.to_f32());
+    assert_eq!(a.shape(), b.shape(), "{what}: shapes differ");
+    let mut cmp = prunq::eval::OutputComparison::new();
+    cmp.update(&a, &b);
+    let m = cmp.finish(what);
+    let range = a.iter().fold(0f32, |r, v| r.max(v.abs())) as f64;
+    assert!(m.cosine_min >= 0.99999, "{what}: cosine {} ", m.cosine_min);
+    assert!(
+        m.max_abs_error <= 1e-3 * range.max(1.0),
+        "{what}: max |err| {} (range {range})",
+        m.max_abs_error
+    );
+}

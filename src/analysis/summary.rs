@@ -57,6 +57,8 @@ pub struct Summary {
     pub macs: u64,
     /// True when every layer's MACs could be counted.
     pub macs_complete: bool,
+    /// Why shapes could not be inferred (then pass concrete input shapes).
+    pub shape_error: Option<String>,
     /// The encoded model's size (protobuf plus external data).
     pub size_bytes: u64,
     pub weight_bytes: BTreeMap<String, u64>,
@@ -75,7 +77,11 @@ pub fn summarize(
 ) -> Result<Summary> {
     let g = &model.graph;
     let input_shapes = concrete_input_shapes(model, shapes);
-    let tensor_shapes = infer_shapes(model, &input_shapes)?;
+    // Without shapes the rest of the summary still stands; MACs are then unknown.
+    let (tensor_shapes, shape_error) = match infer_shapes(model, &input_shapes) {
+        Ok(s) => (s, None),
+        Err(e) => (BTreeMap::new(), Some(e.to_string())),
+    };
     let constants = all_constants(g)?;
     let mut ops = BTreeMap::new();
     count_ops(g, &mut ops);
@@ -176,6 +182,7 @@ pub fn summarize(
         parameters,
         macs: layers.iter().filter_map(|l| l.macs).sum(),
         macs_complete: layers.iter().all(|l| l.macs.is_some()),
+        shape_error,
         size_bytes,
         weight_bytes,
         sparsity: if total_w == 0 {

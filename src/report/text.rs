@@ -41,6 +41,10 @@ pub fn summary(s: &Summary) -> String {
         bytes(s.size_bytes),
         s.sparsity * 100.0
     );
+    if let Some(e) = &s.shape_error {
+        out +=
+            &format!("shapes unknown ({e}); give concrete input shapes with --shape NAME=DxD…\n");
+    }
     let wb: Vec<String> = s
         .weight_bytes
         .iter()

@@ -11,7 +11,9 @@ pub mod eval;
 pub mod ir;
 pub mod onnx;
 pub mod proto;
+pub mod quant;
 pub mod report;
 pub mod runtime;
+pub mod transform;
 
 pub use error::{Error, Result};

@@ -5,17 +5,11 @@ mod common;
 use std::process::{Command, Output};
 
 fn prunq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prunq"))
-        .args(args)
-        .output()
-        .expect("prunq runs")
+    Command::new(env!("CARGO_BIN_EXE_prunq")).args(args).output().expect("prunq runs")
 }
 
 fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
 #[test]
@@ -42,29 +36,12 @@ fn inspect_takes_input_shapes() {
 
 #[test]
 fn eval_and_compare_print_json() {
-    let (m, d) = (
-        common::model("digits_mlp.onnx"),
-        common::data("digits_test.npz"),
-    );
-    let o = prunq(&[
-        "eval",
-        m.to_str().unwrap(),
-        "--data",
-        d.to_str().unwrap(),
-        "--json",
-        "--quiet",
-    ]);
+    let (m, d) = (common::model("digits_mlp.onnx"), common::data("digits_test.npz"));
+    let o = prunq(&["eval", m.to_str().unwrap(), "--data", d.to_str().unwrap(), "--json", "--quiet"]);
     assert!(o.status.success(), "{:?}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!((v["accuracy"].as_f64().unwrap() - 0.974).abs() < 1e-9);
-    let o = prunq(&[
-        "compare",
-        m.to_str().unwrap(),
-        m.to_str().unwrap(),
-        "--data",
-        d.to_str().unwrap(),
-        "--json",
-    ]);
+    let o = prunq(&["compare", m.to_str().unwrap(), m.to_str().unwrap(), "--data", d.to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["outputs"][0]["top1_agreement"], 1.0);
     assert_eq!(v["outputs"][0]["sqnr_db"], "inf");
@@ -78,21 +55,13 @@ fn errors_are_one_line_with_exit_code_1() {
     for args in [
         vec!["inspect", bad.to_str().unwrap()],
         vec!["inspect", "/no/such/model.onnx"],
-        vec![
-            "eval",
-            common::model("digits_cnn.onnx").to_str().unwrap(),
-            "--data",
-            bad.to_str().unwrap(),
-        ],
+        vec!["eval", common::model("digits_cnn.onnx").to_str().unwrap(), "--data", bad.to_str().unwrap()],
     ] {
         let o = prunq(&args);
         let (_, err) = text(&o);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
-        assert!(
-            err.starts_with("error: ") && (err.contains("bad.onnx") || err.contains("model.onnx")),
-            "{err}"
-        );
+        assert!(err.starts_with("error: ") && (err.contains("bad.onnx") || err.contains("model.onnx")), "{err}");
     }
 }
 
@@ -101,12 +70,7 @@ fn bad_usage_exits_2() {
     assert_eq!(prunq(&["inspect"]).status.code(), Some(2));
     assert_eq!(prunq(&["frobnicate"]).status.code(), Some(2));
     let m = common::model("digits_cnn.onnx");
-    assert_eq!(
-        prunq(&["inspect", m.to_str().unwrap(), "--shape", "input=axb"])
-            .status
-            .code(),
-        Some(2)
-    );
+    assert_eq!(prunq(&["inspect", m.to_str().unwrap(), "--shape", "input=axb"]).status.code(), Some(2));
 }
 
 #[test]

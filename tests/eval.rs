@@ -17,11 +17,7 @@ fn eval_reproduces_the_published_digits_accuracies() {
         let m = prunq::onnx::load(common::model(model)).unwrap();
         let r = evaluate(&m, &data, &RunOptions::default(), &Silent).unwrap();
         assert_eq!(r.samples, 500);
-        assert!(
-            (r.accuracy.unwrap() - acc).abs() < 1e-9,
-            "{model}: {:?}",
-            r.accuracy
-        );
+        assert!((r.accuracy.unwrap() - acc).abs() < 1e-9, "{model}: {:?}", r.accuracy);
         assert!(r.latency_ms_median > 0.0 && r.throughput_per_s > 0.0);
     }
 }
@@ -31,35 +27,21 @@ fn batch_size_does_not_change_accuracy() {
     let data = Dataset::open(common::data("digits_test.npz")).unwrap();
     let m = prunq::onnx::load(common::model("digits_resnet.onnx")).unwrap();
     for bs in [1, 7, 500] {
-        let r = evaluate(
-            &m,
-            &data,
-            &RunOptions {
-                batch_size: bs,
-                labels: Some("label".into()),
-            },
-            &Silent,
-        )
-        .unwrap();
+        let r = evaluate(&m, &data, &RunOptions { batch_size: bs, labels: Some("label".into()), texts: None }, &Silent)
+            .unwrap();
         assert!((r.accuracy.unwrap() - 0.994).abs() < 1e-9, "batch {bs}");
     }
 }
 
 #[test]
 fn a_model_compared_with_itself_agrees_fully() {
-    for (model, data) in [
-        ("digits_vit.onnx", "digits_test.npz"),
-        ("minilm_l6.onnx", "sentences_test.npz"),
-    ] {
+    for (model, data) in [("digits_vit.onnx", "digits_test.npz"), ("minilm_l6.onnx", "sentences_test.npz")] {
         let m = prunq::onnx::load(common::model(model)).unwrap();
         let d = Dataset::open(common::data(data)).unwrap();
         let r = compare(&m, &m, &d, &RunOptions::default(), &Silent).unwrap();
         let o = &r.outputs[0];
         assert_eq!((o.top1_agreement, o.max_abs_error), (1.0, 0.0), "{model}");
-        assert!(
-            o.sqnr_db.is_infinite() && o.cosine_min > 0.999999,
-            "{model}"
-        );
+        assert!(o.sqnr_db.is_infinite() && o.cosine_min > 0.999999, "{model}");
         assert_eq!(o.nn_agreement, Some(1.0), "{model}");
     }
 }
@@ -71,20 +53,10 @@ fn compare_sees_a_perturbed_weight() {
     let path = common::model("digits_mlp.onnx");
     let m = prunq::onnx::load(&path).unwrap();
     let mut worse = m.clone();
-    let last = worse
-        .graph
-        .initializers
-        .iter()
-        .rev()
-        .find(|t| t.dims.len() == 1)
-        .unwrap()
-        .clone();
+    let last = worse.graph.initializers.iter().rev().find(|t| t.dims.len() == 1).unwrap().clone();
     let mut b = last.to_f32().unwrap();
     b[[0]] += 50.0;
-    worse
-        .graph
-        .set_constant(&last.name, prunq::ir::Tensor::from_array(&last.name, &b))
-        .unwrap();
+    worse.graph.set_constant(&last.name, prunq::ir::Tensor::from_array(&last.name, &b)).unwrap();
     let d = Dataset::open(common::data("digits_test.npz")).unwrap();
     let r = compare(&m, &worse, &d, &RunOptions::default(), &Silent).unwrap();
     let o = &r.outputs[0];
@@ -100,14 +72,7 @@ fn data_that_does_not_fit_names_the_input_and_both_shapes() {
     let a = prunq::data::Array::F32(ndarray::ArrayD::zeros(ndarray::IxDyn(&[4, 1, 8, 8])));
     prunq::data::npz::write(&path, &[("input".to_string(), a)].into()).unwrap();
     let m = prunq::onnx::load(common::model("digits_cnn.onnx")).unwrap();
-    let e = evaluate(
-        &m,
-        &Dataset::open(&path).unwrap(),
-        &RunOptions::default(),
-        &Silent,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = evaluate(&m, &Dataset::open(&path).unwrap(), &RunOptions::default(), &Silent).unwrap_err().to_string();
     assert!(
         e.contains("small.npz")
             && e.contains("'input'")
@@ -118,16 +83,6 @@ fn data_that_does_not_fit_names_the_input_and_both_shapes() {
     let ids = prunq::data::Array::F32(ndarray::ArrayD::zeros(ndarray::IxDyn(&[4, 64])));
     prunq::data::npz::write(&path, &[("input_ids".to_string(), ids)].into()).unwrap();
     let m = prunq::onnx::load(common::model("minilm_l6.onnx")).unwrap();
-    let e = evaluate(
-        &m,
-        &Dataset::open(&path).unwrap(),
-        &RunOptions::default(),
-        &Silent,
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        e.contains("no array for model input 'attention_mask'"),
-        "{e}"
-    );
+    let e = evaluate(&m, &Dataset::open(&path).unwrap(), &RunOptions::default(), &Silent).unwrap_err().to_string();
+    assert!(e.contains("no array for model input 'attention_mask'"), "{e}");
 }

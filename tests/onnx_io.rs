@@ -35,16 +35,10 @@ fn round_tripped_models_run_the_same_in_tract_and_onnx_runtime() {
         let rows = 4;
         let ort_a = common::ort_outputs(&input, &data, rows);
         let ort_b = common::ort_outputs(&out, &data, rows);
-        assert_eq!(
-            ort_a, ort_b,
-            "{name}: ONNX Runtime outputs differ after the round trip"
-        );
+        assert_eq!(ort_a, ort_b, "{name}: ONNX Runtime outputs differ after the round trip");
         let tract_a = common::tract_outputs(&model, &data, rows);
         let tract_b = common::tract_outputs(&onnx::load(&out).unwrap(), &data, rows);
-        assert_eq!(
-            tract_a, tract_b,
-            "{name}: tract outputs differ after the round trip"
-        );
+        assert_eq!(tract_a, tract_b, "{name}: tract outputs differ after the round trip");
         for (k, v) in &ort_a {
             common::assert_close(&format!("{name} {k} tract vs ORT"), &tract_a[k], v);
         }
@@ -57,34 +51,16 @@ fn external_data_is_written_beside_the_model_and_read_back() {
     let input = common::model("digits_cnn.onnx");
     let model = onnx::load(&input).unwrap();
     let out = dir.path().join("cnn.onnx");
-    onnx::save(
-        &model,
-        &out,
-        &SaveOptions {
-            external: ExternalMode::Always,
-        },
-    )
-    .unwrap();
+    onnx::save(&model, &out, &SaveOptions { external: ExternalMode::Always }).unwrap();
     let data_file = dir.path().join("cnn.onnx.data");
-    assert!(
-        std::fs::metadata(&out).unwrap().len() < 20_000,
-        "weights left the protobuf"
-    );
+    assert!(std::fs::metadata(&out).unwrap().len() < 20_000, "weights left the protobuf");
     assert!(std::fs::metadata(&data_file).unwrap().len() > 990_000);
     let back = onnx::load(&out).unwrap();
-    for (a, b) in model
-        .graph
-        .initializers
-        .iter()
-        .zip(&back.graph.initializers)
-    {
+    for (a, b) in model.graph.initializers.iter().zip(&back.graph.initializers) {
         assert_eq!((&a.name, &a.data), (&b.name, &b.data));
     }
     let data = common::data_for("digits_cnn.onnx");
-    assert_eq!(
-        common::ort_outputs(&input, &data, 8),
-        common::ort_outputs(&out, &data, 8)
-    );
+    assert_eq!(common::ort_outputs(&input, &data, 8), common::ort_outputs(&out, &data, 8));
     // Saved again with the default mode, external tensors stay external.
     let again = dir.path().join("again.onnx");
     onnx::save(&back, &again, &Default::default()).unwrap();
@@ -102,10 +78,7 @@ fn a_truncated_file_is_a_clear_error() {
     let path = dir.path().join("cut.onnx");
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let e = err_of(&path);
-    assert!(
-        e.contains("cut.onnx") && e.contains("not a valid ONNX model"),
-        "{e}"
-    );
+    assert!(e.contains("cut.onnx") && e.contains("not a valid ONNX model"), "{e}");
 }
 
 #[test]
@@ -130,21 +103,13 @@ fn random_bytes_are_a_clear_error() {
 fn a_node_reading_a_missing_tensor_is_named() {
     let dir = common::tempdir();
     let mut model = onnx::load(common::model("digits_mlp.onnx")).unwrap();
-    let node = model
-        .graph
-        .nodes
-        .iter_mut()
-        .find(|n| n.op_type == "Gemm")
-        .unwrap();
+    let node = model.graph.nodes.iter_mut().find(|n| n.op_type == "Gemm").unwrap();
     node.inputs[0] = "nowhere".into();
     let label = node.name.clone();
     let path = dir.path().join("broken.onnx");
     onnx::save(&model, &path, &Default::default()).unwrap();
     let e = err_of(&path);
-    assert!(
-        e.contains("broken.onnx") && e.contains(&label) && e.contains("'nowhere'"),
-        "{e}"
-    );
+    assert!(e.contains("broken.onnx") && e.contains(&label) && e.contains("'nowhere'"), "{e}");
 }
 
 #[test]
@@ -153,11 +118,7 @@ fn a_cycle_is_an_error() {
     // The second node now reads the last node's output, which depends on it.
     let last_out = model.graph.nodes.last().unwrap().outputs[0].clone();
     model.graph.nodes[1].inputs[0] = last_out;
-    let e = model
-        .graph
-        .validate(&Default::default())
-        .unwrap_err()
-        .to_string();
+    let e = model.graph.validate(&Default::default()).unwrap_err().to_string();
     assert!(e.contains("cycle"), "{e}");
 }
 
@@ -176,17 +137,11 @@ fn model_with_external(dir: &std::path::Path, location: &str) -> std::path::Path
     };
     let m = proto::ModelProto {
         ir_version: Some(8),
-        opset_import: vec![proto::OperatorSetIdProto {
-            domain: None,
-            version: Some(17),
-        }],
+        opset_import: vec![proto::OperatorSetIdProto { domain: None, version: Some(17) }],
         graph: Some(proto::GraphProto {
             name: Some("g".into()),
             initializer: vec![t],
-            output: vec![proto::ValueInfoProto {
-                name: Some("w".into()),
-                ..Default::default()
-            }],
+            output: vec![proto::ValueInfoProto { name: Some("w".into()), ..Default::default() }],
             ..Default::default()
         }),
         ..Default::default()
@@ -204,24 +159,15 @@ fn external_data_outside_the_model_folder_is_refused() {
     std::fs::write(root.path().join("secret.bin"), [7u8; 16]).unwrap();
     std::fs::write(dir.join("ok.bin"), [0u8; 16]).unwrap();
     let ok = model_with_external(&dir, "ok.bin");
-    assert_eq!(
-        onnx::load(&ok).unwrap().graph.initializers[0].byte_size(),
-        16
-    );
+    assert_eq!(onnx::load(&ok).unwrap().graph.initializers[0].byte_size(), 16);
     for (location, why) in [
         ("../secret.bin", "leaves the model's folder"),
-        (
-            root.path().join("secret.bin").to_str().unwrap(),
-            "is absolute",
-        ),
+        (root.path().join("secret.bin").to_str().unwrap(), "is absolute"),
         ("missing.bin", "does not exist"),
     ] {
         let path = model_with_external(&dir, location);
         let e = err_of(&path);
-        assert!(
-            e.contains("ext.onnx") && e.contains("'w'") && e.contains(why),
-            "{location}: {e}"
-        );
+        assert!(e.contains("ext.onnx") && e.contains("'w'") && e.contains(why), "{location}: {e}");
     }
     std::os::unix::fs::symlink(root.path().join("secret.bin"), dir.join("link.bin")).unwrap();
     let e = err_of(&model_with_external(&dir, "link.bin"));
@@ -234,9 +180,7 @@ fn external_data_outside_the_model_folder_is_refused() {
 #[test]
 fn the_input_is_never_the_output() {
     let input = common::model("digits_mlp.onnx");
-    let e = onnx::ensure_not_input(&input, &input)
-        .unwrap_err()
-        .to_string();
+    let e = onnx::ensure_not_input(&input, &input).unwrap_err().to_string();
     assert!(e.contains("refusing to overwrite the input"), "{e}");
     let dir = common::tempdir();
     assert!(onnx::ensure_not_input(&input, &dir.path().join("out.onnx")).is_ok());

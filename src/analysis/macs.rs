@@ -30,11 +30,7 @@ pub fn counts_macs(op_type: &str) -> bool {
 }
 
 fn shape<'a>(node: &Node, ix: usize, outputs: bool, shapes: &'a Shapes) -> Option<&'a Vec<usize>> {
-    let name = if outputs {
-        node.outputs.get(ix)?
-    } else {
-        node.inputs.get(ix)?
-    };
+    let name = if outputs { node.outputs.get(ix)? } else { node.inputs.get(ix)? };
     shapes.get(name)
 }
 
@@ -58,32 +54,18 @@ fn conv_transpose(node: &Node, shapes: &Shapes) -> Option<u64> {
 
 /// M·N·K from the input shapes (with `transA`/`transB`).
 fn gemm(node: &Node, shapes: &Shapes) -> Option<u64> {
-    let (a, b) = (
-        shape(node, 0, false, shapes)?,
-        shape(node, 1, false, shapes)?,
-    );
+    let (a, b) = (shape(node, 0, false, shapes)?, shape(node, 1, false, shapes)?);
     let [a0, a1] = a[..] else { return None };
     let [b0, b1] = b[..] else { return None };
-    let (m, k) = if node.attr_int("transA").unwrap_or(0) != 0 {
-        (a1, a0)
-    } else {
-        (a0, a1)
-    };
-    let n = if node.attr_int("transB").unwrap_or(0) != 0 {
-        b0
-    } else {
-        b1
-    };
+    let (m, k) = if node.attr_int("transA").unwrap_or(0) != 0 { (a1, a0) } else { (a0, a1) };
+    let n = if node.attr_int("transB").unwrap_or(0) != 0 { b0 } else { b1 };
     Some(m as u64 * n as u64 * k as u64)
 }
 
 /// Batch · M · N · K from the input shapes, with NumPy broadcasting of the
 /// batch dims and 1-D operands promoted as the spec says.
 fn matmul(node: &Node, shapes: &Shapes) -> Option<u64> {
-    let (a, b) = (
-        shape(node, 0, false, shapes)?,
-        shape(node, 1, false, shapes)?,
-    );
+    let (a, b) = (shape(node, 0, false, shapes)?, shape(node, 1, false, shapes)?);
     let (m, k) = match a.len() {
         0 => return None,
         1 => (1, a[0]),
@@ -104,8 +86,6 @@ fn matmul(node: &Node, shapes: &Shapes) -> Option<u64> {
             1
         }
     };
-    let batch: u64 = (0..rank)
-        .map(|i| dim(batch_a, i).max(dim(batch_b, i)) as u64)
-        .product();
+    let batch: u64 = (0..rank).map(|i| dim(batch_a, i).max(dim(batch_b, i)) as u64).product();
     Some(batch * m as u64 * n as u64 * k as u64)
 }

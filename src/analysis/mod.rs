@@ -1,9 +1,10 @@
 //! Measuring a model without changing it: shapes, MACs, parameters, sparsity.
 
 mod macs;
+mod ranks;
 mod shapes;
 mod summary;
 
 pub use macs::{counts_macs, node_macs};
-pub use shapes::{concrete_input_shapes, infer_shapes};
+pub use shapes::{concrete_input_shapes, infer_shapes, rank_lookup};
 pub use summary::{summarize, LayerSummary, Summary, ValueSummary, WeightSummary};

@@ -6,10 +6,7 @@ use crate::Result;
 use std::collections::BTreeMap;
 
 /// Input shapes with every dynamic dimension set to 1, overridden by `given`.
-pub fn concrete_input_shapes(
-    model: &Model,
-    given: &BTreeMap<String, Vec<usize>>,
-) -> BTreeMap<String, Vec<usize>> {
+pub fn concrete_input_shapes(model: &Model, given: &BTreeMap<String, Vec<usize>>) -> BTreeMap<String, Vec<usize>> {
     feed_inputs(model)
         .into_iter()
         .map(|i| {
@@ -30,10 +27,7 @@ pub fn concrete_input_shapes(
 
 /// The concrete shape of every tensor tract could type, by ONNX name
 /// (constants included).
-pub fn infer_shapes(
-    model: &Model,
-    inputs: &BTreeMap<String, Vec<usize>>,
-) -> Result<BTreeMap<String, Vec<usize>>> {
+pub fn infer_shapes(model: &Model, inputs: &BTreeMap<String, Vec<usize>>) -> Result<BTreeMap<String, Vec<usize>>> {
     let typed = typed_model(model, inputs)?;
     let mut shapes = BTreeMap::new();
     for node in typed.nodes() {
@@ -53,4 +47,10 @@ pub fn infer_shapes(
         }
     }
     Ok(shapes)
+}
+
+/// Rank of every tensor whose rank tract's (partial) analysis can tell with
+/// the model's declared input shapes, symbolic dims and all.
+pub fn rank_lookup(model: &Model) -> BTreeMap<String, usize> {
+    super::ranks::propagate_ranks(model, crate::runtime::inference_ranks(model).unwrap_or_default())
 }

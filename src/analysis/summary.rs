@@ -70,11 +70,7 @@ pub struct Summary {
 
 /// Summarises `model` for the given input shapes (dynamic dims default to 1).
 /// `size_bytes` is the model's size on disk, if known.
-pub fn summarize(
-    model: &Model,
-    shapes: &BTreeMap<String, Vec<usize>>,
-    size_bytes: Option<u64>,
-) -> Result<Summary> {
+pub fn summarize(model: &Model, shapes: &BTreeMap<String, Vec<usize>>, size_bytes: Option<u64>) -> Result<Summary> {
     let g = &model.graph;
     let input_shapes = concrete_input_shapes(model, shapes);
     // Without shapes the rest of the summary still stands; MACs are then unknown.
@@ -105,9 +101,7 @@ pub fn summarize(
             }
         }
     }
-    let (total_w, total_z) = weights
-        .iter()
-        .fold((0, 0), |(e, z), w| (e + w.elements, z + w.zeros));
+    let (total_w, total_z) = weights.iter().fold((0, 0), |(e, z), w| (e + w.elements, z + w.zeros));
     let layers: Vec<LayerSummary> = g
         .nodes
         .iter()
@@ -119,62 +113,31 @@ pub fn summarize(
                 name: n.label(),
                 op_type: n.op_type.clone(),
                 macs: node_macs(n, &tensor_shapes),
-                parameters: consts
-                    .iter()
-                    .filter(|t| t.dtype.is_float())
-                    .map(|t| t.numel().unwrap_or(0) as u64)
-                    .sum(),
+                parameters: consts.iter().filter(|t| t.dtype.is_float()).map(|t| t.numel().unwrap_or(0) as u64).sum(),
                 weight: weight.map(str::to_string),
-                sparsity: weight
-                    .and_then(|w| weights.iter().find(|s| s.name == w))
-                    .map(|s| s.sparsity),
-                output_shape: n
-                    .outputs
-                    .first()
-                    .and_then(|o| tensor_shapes.get(o))
-                    .cloned(),
+                sparsity: weight.and_then(|w| weights.iter().find(|s| s.name == w)).map(|s| s.sparsity),
+                output_shape: n.outputs.first().and_then(|o| tensor_shapes.get(o)).cloned(),
             }
         })
         .collect();
     let value = |v: &crate::ir::ValueInfo| ValueSummary {
         name: v.name.clone(),
-        dtype: v
-            .dtype()
-            .map(|d| d.to_string())
-            .unwrap_or_else(|| "?".into()),
-        shape: v
-            .shape()
-            .map(|s| show_dims(&s))
-            .unwrap_or_else(|| "?".into()),
+        dtype: v.dtype().map(|d| d.to_string()).unwrap_or_else(|| "?".into()),
+        shape: v.shape().map(|s| show_dims(&s)).unwrap_or_else(|| "?".into()),
     };
     let size_bytes = match size_bytes {
         Some(s) => s,
-        None => crate::onnx::encode(model)
-            .map(|b| b.len() as u64)
-            .unwrap_or(0),
+        None => crate::onnx::encode(model).map(|b| b.len() as u64).unwrap_or(0),
     };
     Ok(Summary {
         ir_version: model.ir_version,
         opsets: model
             .opset_import
             .iter()
-            .map(|o| {
-                (
-                    o.domain
-                        .clone()
-                        .filter(|d| !d.is_empty())
-                        .unwrap_or_else(|| "ai.onnx".into()),
-                    o.version,
-                )
-            })
+            .map(|o| (o.domain.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| "ai.onnx".into()), o.version))
             .collect(),
-        producer: format!("{} {}", model.producer_name, model.producer_version)
-            .trim()
-            .to_string(),
-        inputs: crate::runtime::feed_inputs(model)
-            .iter()
-            .map(value)
-            .collect(),
+        producer: format!("{} {}", model.producer_name, model.producer_version).trim().to_string(),
+        inputs: crate::runtime::feed_inputs(model).iter().map(value).collect(),
         outputs: g.outputs.iter().map(value).collect(),
         input_shapes,
         nodes: g.nodes.len(),
@@ -185,11 +148,7 @@ pub fn summarize(
         shape_error,
         size_bytes,
         weight_bytes,
-        sparsity: if total_w == 0 {
-            0.0
-        } else {
-            total_z as f64 / total_w as f64
-        },
+        sparsity: if total_w == 0 { 0.0 } else { total_z as f64 / total_w as f64 },
         weights,
         layers,
     })
@@ -211,11 +170,7 @@ fn all_constants(g: &Graph) -> Result<BTreeMap<String, Tensor>> {
 
 fn count_ops(g: &Graph, ops: &mut BTreeMap<String, usize>) {
     for n in &g.nodes {
-        let key = if n.is_onnx_op() {
-            n.op_type.clone()
-        } else {
-            format!("{}:{}", n.domain, n.op_type)
-        };
+        let key = if n.is_onnx_op() { n.op_type.clone() } else { format!("{}:{}", n.domain, n.op_type) };
         *ops.entry(key).or_insert(0) += 1;
         for sub in n.subgraphs() {
             count_ops(sub, ops);

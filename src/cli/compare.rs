@@ -21,10 +21,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let reference = prunq::onnx::load(&a.reference)?;
     let candidate = prunq::onnx::load(&a.candidate)?;
     let data = prunq::data::Dataset::open(&a.data)?;
-    let options = RunOptions {
-        batch_size: a.batch_size,
-        labels: None,
-    };
+    let options = RunOptions { batch_size: a.batch_size, ..Default::default() };
     let report = compare(&reference, &candidate, &data, &options, progress)?;
     if a.json {
         super::print_json(&report)

@@ -24,32 +24,22 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
 
     println!("== inspect {}", model_path.display());
     let model = prunq::onnx::load(&model_path)?;
-    let summary =
-        prunq::analysis::summarize(&model, &Default::default(), Some(MODEL.len() as u64))?;
+    let summary = prunq::analysis::summarize(&model, &Default::default(), Some(MODEL.len() as u64))?;
     println!("{}", prunq::report::text::summary(&summary));
 
     println!("== eval on the test set");
     let options = RunOptions::default();
     let data = prunq::data::Dataset::open(&data_path)?;
-    println!(
-        "{}",
-        prunq::report::text::eval(&evaluate(&model, &data, &options, progress)?)
-    );
+    println!("{}", prunq::report::text::eval(&evaluate(&model, &data, &options, progress)?));
 
     let copy = dir.join("digits_cnn.resaved.onnx");
     println!("== load → IR → save {}", copy.display());
     prunq::onnx::save(&model, &copy, &Default::default())?;
     let same = std::fs::read(&copy)? == MODEL;
-    println!(
-        "byte-identical to the original: {}\n",
-        if same { "yes" } else { "NO" }
-    );
+    println!("byte-identical to the original: {}\n", if same { "yes" } else { "NO" });
 
     println!("== compare the saved model with the original");
     let resaved = prunq::onnx::load(&copy)?;
-    print!(
-        "{}",
-        prunq::report::text::compare(&compare(&model, &resaved, &data, &options, progress)?)
-    );
+    print!("{}", prunq::report::text::compare(&compare(&model, &resaved, &data, &options, progress)?));
     Ok(())
 }

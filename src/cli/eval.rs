@@ -11,6 +11,10 @@ pub struct Args {
     /// The label array (default: `label`, `labels` or `y` if present).
     #[arg(long)]
     labels: Option<String>,
+    /// Expected text, one line per sample: decode the output as CTC with the
+    /// model's `character` metadata; report exact-line match and CER.
+    #[arg(long)]
+    text: Option<PathBuf>,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
     /// Print JSON instead of text.
@@ -21,10 +25,13 @@ pub struct Args {
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let model = prunq::onnx::load(&a.model)?;
     let data = prunq::data::Dataset::open(&a.data)?;
-    let options = RunOptions {
-        batch_size: a.batch_size,
-        labels: a.labels,
+    let texts = match &a.text {
+        Some(p) => {
+            Some(std::fs::read_to_string(p).map_err(|e| prunq::Error::io(p, e))?.lines().map(str::to_string).collect())
+        }
+        None => None,
     };
+    let options = RunOptions { batch_size: a.batch_size, labels: a.labels, texts };
     let report = evaluate(&model, &data, &options, progress)?;
     if a.json {
         super::print_json(&report)

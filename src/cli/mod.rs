@@ -6,16 +6,13 @@ mod demo;
 mod eval;
 mod inspect;
 mod progress;
+mod quantize;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "prunq",
-    version,
-    about = "Prune and quantize ONNX models, and prove they still work"
-)]
+#[command(name = "prunq", version, about = "Prune and quantize ONNX models, and prove they still work")]
 struct Cli {
     /// No progress bars.
     #[arg(long, short, global = true)]
@@ -32,6 +29,8 @@ enum Command {
     Eval(eval::Args),
     /// Compare a candidate model's outputs with a reference's on the same data.
     Compare(compare::Args),
+    /// Quantize a model's weights (and activations) to low precision.
+    Quantize(quantize::Args),
     /// Show what prunq does, on a small bundled model and data set.
     Demo(demo::Args),
 }
@@ -44,16 +43,14 @@ pub fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Eval(a) => eval::run(a, &progress),
         Command::Compare(a) => compare::run(a, &progress),
+        Command::Quantize(a) => quantize::run(a, &progress),
         Command::Demo(a) => demo::run(a, &progress),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            let usage = matches!(
-                e.downcast_ref::<prunq::Error>(),
-                Some(prunq::Error::Usage(_))
-            );
+            let usage = matches!(e.downcast_ref::<prunq::Error>(), Some(prunq::Error::Usage(_)));
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
@@ -68,10 +65,7 @@ fn install_panic_hook() {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        let at = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         eprintln!("error: internal error{at}: {msg} (please report this with the model)");
         std::process::exit(1);
     }));
@@ -79,16 +73,10 @@ fn install_panic_hook() {
 
 /// `NAME=1x3x224x224` → (NAME, [1, 3, 224, 224]).
 fn parse_shape(s: &str) -> Result<(String, Vec<usize>), String> {
-    let (name, dims) = s
-        .rsplit_once('=')
-        .ok_or("expected NAME=DxDxD, e.g. input=1x3x224x224")?;
+    let (name, dims) = s.rsplit_once('=').ok_or("expected NAME=DxDxD, e.g. input=1x3x224x224")?;
     let dims = dims
         .split(['x', ','])
-        .map(|d| {
-            d.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("'{d}' is not a dimension"))
-        })
+        .map(|d| d.trim().parse::<usize>().map_err(|_| format!("'{d}' is not a dimension")))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((name.to_string(), dims))
 }

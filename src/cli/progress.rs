@@ -11,10 +11,7 @@ pub struct Bar {
 
 impl Bar {
     pub fn new(quiet: bool) -> Bar {
-        Bar {
-            enabled: !quiet && std::io::stderr().is_terminal(),
-            bar: RefCell::new(None),
-        }
+        Bar { enabled: !quiet && std::io::stderr().is_terminal(), bar: RefCell::new(None) }
     }
 }
 
@@ -24,10 +21,9 @@ impl prunq::eval::Progress for Bar {
             return;
         }
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-        let style =
-            ProgressStyle::with_template("{msg:>8} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
-                .expect("valid template")
-                .progress_chars("=> ");
+        let style = ProgressStyle::with_template("{msg:>8} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(what.to_string());
         *self.bar.borrow_mut() = Some(bar);

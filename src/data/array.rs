@@ -77,28 +77,13 @@ impl Array {
 
     /// Stacks arrays along the first axis (all of one type and row shape).
     pub fn concat(parts: &[Array]) -> Result<Array> {
-        let first = parts
-            .first()
-            .ok_or_else(|| Error::Data("nothing to concatenate".into()))?;
+        let first = parts.first().ok_or_else(|| Error::Data("nothing to concatenate".into()))?;
         macro_rules! cat {
             ($v:ident) => {{
-                let views: Option<Vec<_>> = parts
-                    .iter()
-                    .map(|p| {
-                        if let Array::$v(a) = p {
-                            Some(a.view())
-                        } else {
-                            None
-                        }
-                    })
-                    .collect();
-                let views = views.ok_or_else(|| {
-                    Error::Data("cannot concatenate arrays of different types".into())
-                })?;
-                Array::$v(
-                    ndarray::concatenate(Axis(0), &views)
-                        .map_err(|e| Error::Data(e.to_string()))?,
-                )
+                let views: Option<Vec<_>> =
+                    parts.iter().map(|p| if let Array::$v(a) = p { Some(a.view()) } else { None }).collect();
+                let views = views.ok_or_else(|| Error::Data("cannot concatenate arrays of different types".into()))?;
+                Array::$v(ndarray::concatenate(Axis(0), &views).map_err(|e| Error::Data(e.to_string()))?)
             }};
         }
         Ok(match first {

@@ -45,16 +45,10 @@ impl Dataset {
                 return Err(self.err(format!("no label array '{l}' (arrays: {})", self.names())));
             }
             Some(l) => Some(l.to_string()),
-            None => DEFAULT_LABEL_NAMES
-                .iter()
-                .find(|n| self.arrays.contains_key(**n))
-                .map(|n| n.to_string()),
+            None => DEFAULT_LABEL_NAMES.iter().find(|n| self.arrays.contains_key(**n)).map(|n| n.to_string()),
         };
-        let candidates: Vec<&String> = self
-            .arrays
-            .keys()
-            .filter(|k| Some(k.as_str()) != label_name.as_deref())
-            .collect();
+        let candidates: Vec<&String> =
+            self.arrays.keys().filter(|k| Some(k.as_str()) != label_name.as_deref()).collect();
         let mut bound = Vec::new();
         for input in inputs {
             let array = match self.arrays.get(&input.name) {
@@ -70,10 +64,7 @@ impl Dataset {
             };
             bound.push(self.check(input, array)?);
         }
-        let rows = bound
-            .first()
-            .map(|a| a.shape().first().copied().unwrap_or(1))
-            .unwrap_or(0);
+        let rows = bound.first().map(|a| a.shape().first().copied().unwrap_or(1)).unwrap_or(0);
         for (input, a) in inputs.iter().zip(&bound) {
             if a.shape().first().copied().unwrap_or(1) != rows {
                 return Err(self.err(format!(
@@ -87,37 +78,23 @@ impl Dataset {
         let labels = match label_name {
             None => None,
             Some(l) => {
-                let a = self.arrays[&l]
-                    .to_i64()
-                    .map_err(|e| self.err(format!("labels '{l}': {e}")))?;
+                let a = self.arrays[&l].to_i64().map_err(|e| self.err(format!("labels '{l}': {e}")))?;
                 if a.shape().first() != Some(&rows) {
-                    return Err(self.err(format!(
-                        "labels '{l}' have shape {:?}, expected {rows} rows",
-                        a.shape()
-                    )));
+                    return Err(self.err(format!("labels '{l}' have shape {:?}, expected {rows} rows", a.shape())));
                 }
                 Some(a)
             }
         };
-        Ok(Bound {
-            names: inputs.iter().map(|i| i.name.clone()).collect(),
-            inputs: bound,
-            labels,
-            rows,
-        })
+        Ok(Bound { names: inputs.iter().map(|i| i.name.clone()).collect(), inputs: bound, labels, rows })
     }
 
     fn check(&self, input: &ValueInfo, array: &Array) -> Result<Array> {
         if let Some(shape) = input.shape() {
             let fits = shape.len() == array.shape().len()
-                && shape
-                    .iter()
-                    .zip(array.shape())
-                    .skip(1)
-                    .all(|(d, &a)| match d {
-                        Dim::Fixed(n) => *n as usize == a,
-                        _ => true,
-                    });
+                && shape.iter().zip(array.shape()).skip(1).all(|(d, &a)| match d {
+                    Dim::Fixed(n) => *n as usize == a,
+                    _ => true,
+                });
             if !fits {
                 return Err(self.err(format!(
                     "input '{}' expects shape {}, the data has {:?}",
@@ -128,13 +105,9 @@ impl Dataset {
             }
         }
         match input.dtype() {
-            Some(dt) => array.cast(dt).ok_or_else(|| {
-                self.err(format!(
-                    "input '{}' expects {dt}, the data is {}",
-                    input.name,
-                    array.dtype()
-                ))
-            }),
+            Some(dt) => array
+                .cast(dt)
+                .ok_or_else(|| self.err(format!("input '{}' expects {dt}, the data is {}", input.name, array.dtype()))),
             None => Ok(array.clone()),
         }
     }
@@ -150,10 +123,7 @@ impl Bound {
         let size = size.max(1);
         (0..self.rows).step_by(size).map(move |start| {
             let end = (start + size).min(self.rows);
-            (
-                start,
-                self.inputs.iter().map(|a| a.rows(start, end)).collect(),
-            )
+            (start, self.inputs.iter().map(|a| a.rows(start, end)).collect())
         })
     }
 }

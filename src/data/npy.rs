@@ -13,15 +13,10 @@ pub fn parse(bytes: &[u8], what: &str) -> Result<Array> {
     }
     let (header_len, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
         _ => return Err(bad("unknown version")),
     };
-    let header = bytes
-        .get(start..start.saturating_add(header_len))
-        .ok_or_else(|| bad("short header"))?;
+    let header = bytes.get(start..start.saturating_add(header_len)).ok_or_else(|| bad("short header"))?;
     let header = std::str::from_utf8(header).map_err(|_| bad("header is not text"))?;
     let descr = dict_value(header, "descr").ok_or_else(|| bad("no descr"))?;
     let descr = quoted(descr).ok_or_else(|| bad("bad descr"))?;
@@ -39,28 +34,19 @@ pub fn parse(bytes: &[u8], what: &str) -> Result<Array> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().map_err(|_| bad("bad shape")))
         .collect::<Result<_>>()?;
-    let n = shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| bad("shape overflows"))?;
+    let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("shape overflows"))?;
     let body = &bytes[start + header_len..];
-    let (kind, size) =
-        descr_kind(descr).ok_or_else(|| bad(&format!("unsupported dtype '{descr}'")))?;
+    let (kind, size) = descr_kind(descr).ok_or_else(|| bad(&format!("unsupported dtype '{descr}'")))?;
     let need = n.checked_mul(size).ok_or_else(|| bad("shape overflows"))?;
     if body.len() < need {
-        return Err(bad(&format!(
-            "{} bytes of data for shape {shape:?}, need {need}",
-            body.len()
-        )));
+        return Err(bad(&format!("{} bytes of data for shape {shape:?}, need {need}", body.len())));
     }
     let body = &body[..need];
     let s = IxDyn(&shape);
     macro_rules! read {
         ($t:ty, $v:ident) => {{
-            let v: Vec<$t> = body
-                .chunks_exact(size)
-                .map(|c| <$t>::from_le_bytes(c.try_into().expect("sized")))
-                .collect();
+            let v: Vec<$t> =
+                body.chunks_exact(size).map(|c| <$t>::from_le_bytes(c.try_into().expect("sized"))).collect();
             Array::$v(ArrayD::from_shape_vec(s, v).expect("length checked"))
         }};
     }
@@ -71,10 +57,7 @@ pub fn parse(bytes: &[u8], what: &str) -> Result<Array> {
         "i4" => read!(i32, I32),
         "i1" => read!(i8, I8),
         "u1" => read!(u8, U8),
-        "b1" => Array::Bool(
-            ArrayD::from_shape_vec(s, body.iter().map(|&b| b != 0).collect())
-                .expect("length checked"),
-        ),
+        "b1" => Array::Bool(ArrayD::from_shape_vec(s, body.iter().map(|&b| b != 0).collect()).expect("length checked")),
         _ => unreachable!("descr_kind returns only these"),
     })
 }
@@ -95,9 +78,7 @@ fn descr_kind(descr: &str) -> Option<(&'static str, usize)> {
 
 /// The text after `'key':` in the header dict, up to the end.
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
-    let at = header
-        .find(&format!("'{key}'"))
-        .or_else(|| header.find(&format!("\"{key}\"")))?;
+    let at = header.find(&format!("'{key}'")).or_else(|| header.find(&format!("\"{key}\"")))?;
     let rest = &header[at + key.len() + 2..];
     Some(rest.trim_start().strip_prefix(':')?.trim_start())
 }
@@ -121,13 +102,8 @@ pub fn write(array: &Array) -> Vec<u8> {
         Array::Bool(a) => ("|b1", a.iter().map(|&v| v as u8).collect()),
     };
     let shape: Vec<String> = array.shape().iter().map(usize::to_string).collect();
-    let shape = if shape.len() == 1 {
-        format!("{},", shape[0])
-    } else {
-        shape.join(", ")
-    };
-    let mut header =
-        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({shape}), }}");
+    let shape = if shape.len() == 1 { format!("{},", shape[0]) } else { shape.join(", ") };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({shape}), }}");
     // Pad so the data starts on a 64-byte boundary, newline-terminated.
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
@@ -146,9 +122,7 @@ mod tests {
 
     #[test]
     fn write_then_parse_round_trips() {
-        let a = Array::F32(
-            ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1., 2., 3., 4., 5., 6.]).unwrap(),
-        );
+        let a = Array::F32(ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1., 2., 3., 4., 5., 6.]).unwrap());
         assert_eq!(parse(&write(&a), "a").unwrap(), a);
         let b = Array::I64(ArrayD::from_shape_vec(IxDyn(&[3]), vec![7, -1, 0]).unwrap());
         assert_eq!(parse(&write(&b), "b").unwrap(), b);
@@ -158,9 +132,7 @@ mod tests {
     fn short_or_foreign_data_is_an_error() {
         let a = Array::F32(ArrayD::zeros(IxDyn(&[4])));
         let bytes = write(&a);
-        let e = parse(&bytes[..bytes.len() - 1], "x.npy")
-            .unwrap_err()
-            .to_string();
+        let e = parse(&bytes[..bytes.len() - 1], "x.npy").unwrap_err().to_string();
         assert!(e.contains("x.npy") && e.contains("need 16"), "{e}");
         assert!(parse(b"hello world", "y").is_err());
         let mut big_endian = bytes.clone();

@@ -11,13 +11,10 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, Array>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let bad = |why: String| Error::Data(format!("{}: {why}", path.display()));
-    let mut zip =
-        zip::ZipArchive::new(file).map_err(|e| bad(format!("not an .npz archive ({e})")))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| bad(format!("not an .npz archive ({e})")))?;
     let mut arrays = BTreeMap::new();
     for i in 0..zip.len() {
-        let mut entry = zip
-            .by_index(i)
-            .map_err(|e| bad(format!("member {i}: {e}")))?;
+        let mut entry = zip.by_index(i).map_err(|e| bad(format!("member {i}: {e}")))?;
         let name = entry.name().trim_end_matches(".npy").to_string();
         // A member claiming far more than the archive could hold is hostile or broken.
         let claimed = entry.size();
@@ -25,9 +22,7 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, Array>> {
             return Err(bad(format!("member '{name}' claims {claimed} bytes")));
         }
         let mut buf = Vec::with_capacity(claimed as usize);
-        entry
-            .read_to_end(&mut buf)
-            .map_err(|e| bad(format!("member '{name}': {e}")))?;
+        entry.read_to_end(&mut buf).map_err(|e| bad(format!("member '{name}': {e}")))?;
         let array = npy::parse(&buf, &format!("{}: array '{name}'", path.display()))?;
         arrays.insert(name, array);
     }
@@ -37,15 +32,10 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, Array>> {
 /// Reads a `.npy` file or an `.npz` archive; a lone `.npy` array is named
 /// after the file's stem.
 pub fn read_any(path: &Path) -> Result<BTreeMap<String, Array>> {
-    let is_npy = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    let is_npy = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
     if is_npy {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let array = npy::parse(&bytes, &path.display().to_string())?;
         Ok(BTreeMap::from([(name, array)]))
     } else {
@@ -57,12 +47,10 @@ pub fn read_any(path: &Path) -> Result<BTreeMap<String, Array>> {
 pub fn write(path: &Path, arrays: &BTreeMap<String, Array>) -> Result<()> {
     let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
     let mut zip = zip::ZipWriter::new(file);
-    let opts =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     let err = |e: &dyn std::fmt::Display| Error::Data(format!("{}: {e}", path.display()));
     for (name, a) in arrays {
-        zip.start_file(format!("{name}.npy"), opts)
-            .map_err(|e| err(&e))?;
+        zip.start_file(format!("{name}.npy"), opts).map_err(|e| err(&e))?;
         std::io::Write::write_all(&mut zip, &npy::write(a)).map_err(|e| err(&e))?;
     }
     zip.finish().map_err(|e| err(&e))?;

@@ -48,20 +48,12 @@ pub struct OutputComparison {
 
 impl OutputComparison {
     pub fn new() -> Self {
-        OutputComparison {
-            cos_min: f64::INFINITY,
-            keep_rows: Some((vec![], vec![], 0)),
-            ..Default::default()
-        }
+        OutputComparison { cos_min: f64::INFINITY, keep_rows: Some((vec![], vec![], 0)), ..Default::default() }
     }
 
     /// Adds one batch: arrays of the same shape, batch on axis 0.
     pub fn update(&mut self, reference: &ArrayD<f32>, candidate: &ArrayD<f32>) {
-        assert_eq!(
-            reference.shape(),
-            candidate.shape(),
-            "compared outputs differ in shape"
-        );
+        assert_eq!(reference.shape(), candidate.shape(), "compared outputs differ in shape");
         for (r, c) in reference.iter().zip(candidate) {
             let (r, c) = (*r as f64, *c as f64);
             self.signal += r * r;
@@ -72,22 +64,15 @@ impl OutputComparison {
         let r2 = as_rows(reference, n);
         let c2 = as_rows(candidate, n);
         for (r, c) in r2.outer_iter().zip(c2.outer_iter()) {
-            let cos = cosine(
-                r.as_slice().expect("contiguous"),
-                c.as_slice().expect("contiguous"),
-            );
+            let cos = cosine(r.as_slice().expect("contiguous"), c.as_slice().expect("contiguous"));
             self.cos_sum += cos;
             self.cos_min = self.cos_min.min(cos);
             self.samples += 1;
         }
         // Top-1 along the last axis, for every leading position.
         let classes = reference.shape().last().copied().unwrap_or(1).max(1);
-        let r_pos = reference
-            .view()
-            .into_shape_with_order((reference.len() / classes, classes));
-        let c_pos = candidate
-            .view()
-            .into_shape_with_order((candidate.len() / classes, classes));
+        let r_pos = reference.view().into_shape_with_order((reference.len() / classes, classes));
+        let c_pos = candidate.view().into_shape_with_order((candidate.len() / classes, classes));
         if let (Ok(r_pos), Ok(c_pos)) = (r_pos, c_pos) {
             for (r, c) in r_pos.outer_iter().zip(c_pos.outer_iter()) {
                 self.positions += 1;
@@ -118,23 +103,11 @@ impl OutputComparison {
                 nr.iter().zip(&nc).filter(|(a, b)| a == b).count() as f64 / n as f64
             })
         });
-        let sqnr_db = if self.noise == 0.0 {
-            f64::INFINITY
-        } else {
-            10.0 * (self.signal / self.noise).log10()
-        };
+        let sqnr_db = if self.noise == 0.0 { f64::INFINITY } else { 10.0 * (self.signal / self.noise).log10() };
         OutputMetrics {
             name: name.to_string(),
-            top1_agreement: if self.positions == 0 {
-                1.0
-            } else {
-                self.agree as f64 / self.positions as f64
-            },
-            cosine_mean: if self.samples == 0 {
-                1.0
-            } else {
-                self.cos_sum / self.samples as f64
-            },
+            top1_agreement: if self.positions == 0 { 1.0 } else { self.agree as f64 / self.positions as f64 },
+            cosine_mean: if self.samples == 0 { 1.0 } else { self.cos_sum / self.samples as f64 },
             cosine_min: if self.samples == 0 { 1.0 } else { self.cos_min },
             sqnr_db,
             max_abs_error: self.max_abs,
@@ -183,28 +156,13 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 /// For each row, the index of its most cosine-similar other row.
 fn nearest(rows: ArrayView2<f32>) -> Vec<usize> {
-    let norms: Vec<f32> = rows
-        .outer_iter()
-        .map(|r| r.dot(&r).sqrt().max(1e-12))
-        .collect();
+    let norms: Vec<f32> = rows.outer_iter().map(|r| r.dot(&r).sqrt().max(1e-12)).collect();
     let sims = rows.dot(&rows.t());
     sims.axis_iter(Axis(0))
         .enumerate()
         .map(|(i, row)| {
-            let scored = row
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(j, &s)| (j, s / (norms[i] * norms[j])));
-            scored
-                .fold((usize::MAX, f32::NEG_INFINITY), |best, (j, s)| {
-                    if s > best.1 {
-                        (j, s)
-                    } else {
-                        best
-                    }
-                })
-                .0
+            let scored = row.iter().enumerate().filter(|(j, _)| *j != i).map(|(j, &s)| (j, s / (norms[i] * norms[j])));
+            scored.fold((usize::MAX, f32::NEG_INFINITY), |best, (j, s)| if s > best.1 { (j, s) } else { best }).0
         })
         .collect()
 }

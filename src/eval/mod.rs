@@ -1,8 +1,10 @@
 //! Judging models: accuracy, agreement with a reference, latency.
 
+mod ctc;
 mod metrics;
 mod run;
 
+pub use ctc::{edit_distance, CtcDecoder};
 pub use metrics::{argmax, cosine, OutputComparison, OutputMetrics};
 pub use run::{compare, evaluate, CompareReport, EvalReport, RunOptions};
 

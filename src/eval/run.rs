@@ -15,14 +15,14 @@ pub struct RunOptions {
     pub batch_size: usize,
     /// Label array name; `None` looks for `label`/`labels`/`y`.
     pub labels: Option<String>,
+    /// Expected text per sample: the first output is CTC-decoded with the
+    /// model's dictionary and scored by exact-line match and CER.
+    pub texts: Option<Vec<String>>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions {
-            batch_size: 32,
-            labels: None,
-        }
+        RunOptions { batch_size: 32, labels: None, texts: None }
     }
 }
 
@@ -31,6 +31,10 @@ pub struct EvalReport {
     pub samples: usize,
     /// Top-1 accuracy of the first output against the labels, if there are labels.
     pub accuracy: Option<f64>,
+    /// With expected texts: the fraction of lines read exactly right…
+    pub exact_match: Option<f64>,
+    /// …and the character error rate (edit distance / reference length).
+    pub cer: Option<f64>,
     pub batch_size: usize,
     pub latency_ms_median: f64,
     pub throughput_per_s: f64,
@@ -44,14 +48,16 @@ pub struct CompareReport {
 }
 
 /// Runs the model over the data: accuracy when there are labels, latency per batch.
-pub fn evaluate(
-    model: &Model,
-    data: &Dataset,
-    options: &RunOptions,
-    progress: &dyn Progress,
-) -> Result<EvalReport> {
+pub fn evaluate(model: &Model, data: &Dataset, options: &RunOptions, progress: &dyn Progress) -> Result<EvalReport> {
     let bound = data.bind(&feed_inputs(model), options.labels.as_deref())?;
     let session = Session::new(model, &SessionOptions::default())?;
+    let decoder = options.texts.as_ref().map(|_| super::CtcDecoder::from_model(model)).transpose()?;
+    if let Some(t) = &options.texts {
+        if t.len() != bound.rows {
+            return Err(Error::Data(format!("{} expected texts for {} samples", t.len(), bound.rows)));
+        }
+    }
+    let (mut exact, mut edits, mut chars) = (0usize, 0usize, 0usize);
     let mut correct = 0usize;
     let mut times = Vec::new();
     let mut shapes = Vec::new();
@@ -64,27 +70,26 @@ pub fn evaluate(
         let rows = batch.first().map(|a| a.shape()[0]).unwrap_or(0);
         if let (Some(labels), Some(first)) = (&bound.labels, outputs.first()) {
             let predicted = row_argmax(first, rows)?;
-            correct += predicted
-                .iter()
-                .enumerate()
-                .filter(|(i, p)| labels[[start + i]] == **p as i64)
-                .count();
+            correct += predicted.iter().enumerate().filter(|(i, p)| labels[[start + i]] == **p as i64).count();
         }
-        shapes = outputs
-            .iter()
-            .zip(&session.outputs)
-            .map(|(o, n)| (n.clone(), o.shape().to_vec()))
-            .collect();
+        if let (Some(d), Some(texts), Some(first)) = (&decoder, &options.texts, outputs.first()) {
+            for (i, got) in d.decode(first)?.iter().enumerate() {
+                let want = &texts[start + i];
+                exact += (got == want) as usize;
+                edits += super::edit_distance(got, want);
+                chars += want.chars().count();
+            }
+        }
+        shapes = outputs.iter().zip(&session.outputs).map(|(o, n)| (n.clone(), o.shape().to_vec())).collect();
         progress.advance(rows as u64);
     }
     let total = started.elapsed();
     progress.finish();
     Ok(EvalReport {
         samples: bound.rows,
-        accuracy: bound
-            .labels
-            .as_ref()
-            .map(|_| correct as f64 / bound.rows.max(1) as f64),
+        accuracy: bound.labels.as_ref().map(|_| correct as f64 / bound.rows.max(1) as f64),
+        exact_match: decoder.as_ref().map(|_| exact as f64 / bound.rows.max(1) as f64),
+        cer: decoder.as_ref().map(|_| edits as f64 / chars.max(1) as f64),
         batch_size: options.batch_size,
         latency_ms_median: median_ms(&mut times),
         throughput_per_s: bound.rows as f64 / total.as_secs_f64().max(1e-9),
@@ -101,18 +106,8 @@ pub fn compare(
     progress: &dyn Progress,
 ) -> Result<CompareReport> {
     let feeds = feed_inputs(reference);
-    let names = |m: &Model| {
-        m.graph
-            .outputs
-            .iter()
-            .map(|o| o.name.clone())
-            .collect::<Vec<_>>()
-    };
-    if feed_inputs(candidate)
-        .iter()
-        .map(|i| &i.name)
-        .ne(feeds.iter().map(|i| &i.name))
-    {
+    let names = |m: &Model| m.graph.outputs.iter().map(|o| o.name.clone()).collect::<Vec<_>>();
+    if feed_inputs(candidate).iter().map(|i| &i.name).ne(feeds.iter().map(|i| &i.name)) {
         return Err(Error::Usage("the two models take different inputs".into()));
     }
     if names(reference) != names(candidate) {
@@ -123,12 +118,8 @@ pub fn compare(
         )));
     }
     let bound = data.bind(&feeds, options.labels.as_deref())?;
-    let (a, b) = (
-        Session::new(reference, &Default::default())?,
-        Session::new(candidate, &Default::default())?,
-    );
-    let mut cmps: Vec<OutputComparison> =
-        a.outputs.iter().map(|_| OutputComparison::new()).collect();
+    let (a, b) = (Session::new(reference, &Default::default())?, Session::new(candidate, &Default::default())?);
+    let mut cmps: Vec<OutputComparison> = a.outputs.iter().map(|_| OutputComparison::new()).collect();
     progress.start(bound.rows as u64, "compare");
     for (_, batch) in bound.batches(options.batch_size) {
         let (ra, rb) = (a.run(&batch)?, b.run(&batch)?);
@@ -145,25 +136,15 @@ pub fn compare(
         progress.advance(batch.first().map(|a| a.shape()[0]).unwrap_or(0) as u64);
     }
     progress.finish();
-    let outputs = cmps
-        .into_iter()
-        .zip(&a.outputs)
-        .map(|(c, n)| c.finish(n))
-        .collect();
-    Ok(CompareReport {
-        samples: bound.rows,
-        outputs,
-    })
+    let outputs = cmps.into_iter().zip(&a.outputs).map(|(c, n)| c.finish(n)).collect();
+    Ok(CompareReport { samples: bound.rows, outputs })
 }
 
 /// Arg-max of each row of a [rows, …] output, over everything after the batch axis.
 fn row_argmax(output: &Array, rows: usize) -> Result<Vec<usize>> {
     let f = output.to_f32();
     if rows == 0 || !f.len().is_multiple_of(rows) {
-        return Err(Error::Model(format!(
-            "output of shape {:?} has no row per sample",
-            f.shape()
-        )));
+        return Err(Error::Model(format!("output of shape {:?} has no row per sample", f.shape())));
     }
     let width = f.len() / rows;
     let flat = f.as_standard_layout();

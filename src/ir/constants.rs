@@ -24,11 +24,7 @@ impl Graph {
         }
         self.nodes
             .iter()
-            .position(|n| {
-                n.op_type == "Constant"
-                    && n.is_onnx_op()
-                    && n.outputs.first().is_some_and(|o| o == name)
-            })
+            .position(|n| n.op_type == "Constant" && n.is_onnx_op() && n.outputs.first().is_some_and(|o| o == name))
             .map(ConstantSite::ConstantNode)
     }
 
@@ -52,8 +48,7 @@ impl Graph {
                 let node = &mut self.nodes[n];
                 value.name.clear();
                 // A Constant carries exactly one value attribute: swap it.
-                node.attributes
-                    .retain(|a| !a.name.starts_with("value") && a.name != "sparse_value");
+                node.attributes.retain(|a| !a.name.starts_with("value") && a.name != "sparse_value");
                 node.attributes.insert(
                     0,
                     super::Attribute {
@@ -83,12 +78,7 @@ impl Graph {
 
 /// The tensor a `Constant` node produces, from whichever `value*` attribute it has.
 pub fn constant_node_value(node: &super::Node) -> Result<Tensor> {
-    let err = || {
-        Error::Model(format!(
-            "Constant node '{}' has no value attribute",
-            node.label()
-        ))
-    };
+    let err = || Error::Model(format!("Constant node '{}' has no value attribute", node.label()));
     let attr = node.attributes.first().ok_or_else(err)?;
     let vec1 = |v: Vec<f32>| ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).expect("1-d");
     Ok(match (&attr.name[..], &attr.value) {
@@ -96,10 +86,9 @@ pub fn constant_node_value(node: &super::Node) -> Result<Tensor> {
         ("value_float", AttrValue::Float(f)) => Tensor::scalar("", *f),
         ("value_int", AttrValue::Int(i)) => Tensor::scalar("", *i),
         ("value_floats", AttrValue::Floats(v)) => Tensor::from_array("", &vec1(v.clone())),
-        ("value_ints", AttrValue::Ints(v)) => Tensor::from_array(
-            "",
-            &ArrayD::from_shape_vec(IxDyn(&[v.len()]), v.clone()).expect("1-d"),
-        ),
+        ("value_ints", AttrValue::Ints(v)) => {
+            Tensor::from_array("", &ArrayD::from_shape_vec(IxDyn(&[v.len()]), v.clone()).expect("1-d"))
+        }
         _ => {
             return Err(Error::Model(format!(
                 "Constant node '{}': attribute '{}' is not supported here",

@@ -132,10 +132,7 @@ impl ValueInfo {
 
 impl Node {
     pub fn attr(&self, name: &str) -> Option<&AttrValue> {
-        self.attributes
-            .iter()
-            .find(|a| a.name == name)
-            .map(|a| &a.value)
+        self.attributes.iter().find(|a| a.name == name).map(|a| &a.value)
     }
 
     pub fn attr_int(&self, name: &str) -> Option<i64> {
@@ -161,20 +158,13 @@ impl Node {
 
     /// Input `ix`, or `None` when absent or omitted ("").
     pub fn input(&self, ix: usize) -> Option<&str> {
-        self.inputs
-            .get(ix)
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
+        self.inputs.get(ix).map(String::as_str).filter(|s| !s.is_empty())
     }
 
     /// A name for messages: the node's name, or its op type and first output.
     pub fn label(&self) -> String {
         if self.name.is_empty() {
-            format!(
-                "{} -> {}",
-                self.op_type,
-                self.outputs.first().map(String::as_str).unwrap_or("?")
-            )
+            format!("{} -> {}", self.op_type, self.outputs.first().map(String::as_str).unwrap_or("?"))
         } else {
             self.name.clone()
         }
@@ -205,9 +195,6 @@ impl Model {
     }
 
     pub fn metadata(&self, key: &str) -> Option<&str> {
-        self.metadata_props
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.metadata_props.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }

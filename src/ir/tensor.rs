@@ -80,12 +80,7 @@ element!(half::f16, FLOAT16);
 
 impl Tensor {
     /// A tensor stored as `raw_data`.
-    pub fn from_bytes(
-        name: impl Into<String>,
-        dtype: DataType,
-        dims: Vec<i64>,
-        bytes: Bytes,
-    ) -> Tensor {
+    pub fn from_bytes(name: impl Into<String>, dtype: DataType, dims: Vec<i64>, bytes: Bytes) -> Tensor {
         Tensor {
             name: name.into(),
             dtype,
@@ -113,9 +108,7 @@ impl Tensor {
 
     /// Number of elements (1 for a scalar); `None` if a dim is negative or it overflows.
     pub fn numel(&self) -> Option<usize> {
-        self.dims
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(usize::try_from(d).ok()?))
+        self.dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(usize::try_from(d).ok()?))
     }
 
     pub fn shape(&self) -> Vec<usize> {
@@ -140,20 +133,14 @@ impl Tensor {
     /// Checks that the data holds exactly `numel` elements of `dtype`.
     pub fn check(&self) -> Result<()> {
         let bad = |why: String| Error::Model(format!("tensor '{}': {why}", self.name));
-        let n = self
-            .numel()
-            .ok_or_else(|| bad(format!("invalid dims {:?}", self.dims)))?;
+        let n = self.numel().ok_or_else(|| bad(format!("invalid dims {:?}", self.dims)))?;
         match &self.data {
-            TensorData::Strings(s) if s.len() != n => {
-                Err(bad(format!("{} strings for {n} elements", s.len())))
-            }
+            TensorData::Strings(s) if s.len() != n => Err(bad(format!("{} strings for {n} elements", s.len()))),
             TensorData::Strings(_) => Ok(()),
             TensorData::Bytes(b) => match self.dtype.byte_len(n) {
-                Some(len) if len != b.len() => Err(bad(format!(
-                    "{} bytes of data for {n} {} elements (expected {len})",
-                    b.len(),
-                    self.dtype
-                ))),
+                Some(len) if len != b.len() => {
+                    Err(bad(format!("{} bytes of data for {n} {} elements (expected {len})", b.len(), self.dtype)))
+                }
                 Some(_) => Ok(()),
                 None => Err(bad(format!("unsupported element type {}", self.dtype))),
             },
@@ -163,12 +150,7 @@ impl Tensor {
     /// The data as an array of exactly `T`'s type.
     pub fn to_array<T: Element>(&self) -> Result<ArrayD<T>> {
         if self.dtype != T::DTYPE {
-            return Err(Error::Model(format!(
-                "tensor '{}' is {}, expected {}",
-                self.name,
-                self.dtype,
-                T::DTYPE
-            )));
+            return Err(Error::Model(format!("tensor '{}' is {}, expected {}", self.name, self.dtype, T::DTYPE)));
         }
         self.check()?;
         let b = self.bytes().expect("checked: numeric");
@@ -193,18 +175,11 @@ impl Tensor {
             DataType::BFLOAT16 => {
                 self.check()?;
                 let b = self.bytes().expect("checked: numeric");
-                let v = b
-                    .chunks_exact(2)
-                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32());
+                let v = b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32());
                 ArrayD::from_shape_vec(IxDyn(&self.shape()), v.collect())
                     .map_err(|e| Error::Model(format!("tensor '{}': {e}", self.name)))?
             }
-            other => {
-                return Err(Error::Model(format!(
-                    "tensor '{}': cannot read {other} as float",
-                    self.name
-                )))
-            }
+            other => return Err(Error::Model(format!("tensor '{}': cannot read {other} as float", self.name))),
         })
     }
 
@@ -214,10 +189,7 @@ impl Tensor {
             DataType::INT64 => self.to_array::<i64>()?.into_iter().collect(),
             DataType::INT32 => self.to_array::<i32>()?.into_iter().map(i64::from).collect(),
             other => {
-                return Err(Error::Model(format!(
-                    "tensor '{}' is {other}, expected an integer tensor",
-                    self.name
-                )))
+                return Err(Error::Model(format!("tensor '{}' is {other}, expected an integer tensor", self.name)))
             }
         })
     }
@@ -229,11 +201,7 @@ impl Tensor {
         if size == 0 {
             return None;
         }
-        Some(
-            b.chunks_exact(size)
-                .filter(|c| c.iter().all(|&x| x == 0) || is_negative_zero(c, self.dtype))
-                .count(),
-        )
+        Some(b.chunks_exact(size).filter(|c| c.iter().all(|&x| x == 0) || is_negative_zero(c, self.dtype)).count())
     }
 }
 
@@ -256,10 +224,7 @@ mod tests {
         let t = Tensor::from_array("w", &a);
         assert_eq!(t.dims, vec![2, 2]);
         assert_eq!(t.to_array::<i8>().unwrap(), a);
-        assert_eq!(
-            t.to_f32().unwrap().into_raw_vec_and_offset().0,
-            vec![1.0, -2.0, 3.0, -4.0]
-        );
+        assert_eq!(t.to_f32().unwrap().into_raw_vec_and_offset().0, vec![1.0, -2.0, 3.0, -4.0]);
         assert!(t.to_array::<f32>().is_err());
     }
 

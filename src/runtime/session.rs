@@ -35,51 +35,30 @@ pub struct Session {
 /// The graph inputs a caller must feed: those that are not also initializers.
 pub fn feed_inputs(model: &Model) -> Vec<ValueInfo> {
     let g = &model.graph;
-    g.inputs
-        .iter()
-        .filter(|i| g.initializers.iter().all(|t| t.name != i.name))
-        .cloned()
-        .collect()
+    g.inputs.iter().filter(|i| g.initializers.iter().all(|t| t.name != i.name)).cloned().collect()
 }
 
 impl Session {
     pub fn new(model: &Model, options: &SessionOptions) -> Result<Session> {
         let mut inference = inference_model(model)?;
-        let mut outputs: Vec<String> = if options.capture_only {
-            vec![]
-        } else {
-            model.graph.outputs.iter().map(|o| o.name.clone()).collect()
-        };
+        let mut outputs: Vec<String> =
+            if options.capture_only { vec![] } else { model.graph.outputs.iter().map(|o| o.name.clone()).collect() };
         outputs.extend(options.capture.iter().cloned());
         inference
             .select_outputs_by_name(&outputs)
             .map_err(|e| Error::Runtime(format!("cannot capture tensor: {e}")))?;
-        Ok(Session {
-            inference,
-            plans: Mutex::new(BTreeMap::new()),
-            inputs: feed_inputs(model),
-            outputs,
-        })
+        Ok(Session { inference, plans: Mutex::new(BTreeMap::new()), inputs: feed_inputs(model), outputs })
     }
 
     /// Runs one batch; `inputs` in the order of [`feed_inputs`].
     pub fn run(&self, inputs: &[Array]) -> Result<Vec<Array>> {
         if inputs.len() != self.inputs.len() {
-            return Err(Error::Runtime(format!(
-                "the model takes {} inputs, got {}",
-                self.inputs.len(),
-                inputs.len()
-            )));
+            return Err(Error::Runtime(format!("the model takes {} inputs, got {}", self.inputs.len(), inputs.len())));
         }
         let plan = self.plan(inputs)?;
         let tv: TVec<TValue> = inputs.iter().map(|a| to_tract(a).into()).collect();
-        let out = plan
-            .run(tv)
-            .map_err(|e| Error::Runtime(format!("tract failed to run the model: {e:#}")))?;
-        out.iter()
-            .zip(&self.outputs)
-            .map(|(t, name)| from_tract(t, name))
-            .collect()
+        let out = plan.run(tv).map_err(|e| Error::Runtime(format!("tract failed to run the model: {e:#}")))?;
+        out.iter().zip(&self.outputs).map(|(t, name)| from_tract(t, name)).collect()
     }
 
     fn plan(&self, inputs: &[Array]) -> Result<Plan> {
@@ -88,12 +67,7 @@ impl Session {
         if let Some(p) = plans.get(&key) {
             return Ok(p.clone());
         }
-        let shapes = self
-            .inputs
-            .iter()
-            .map(|i| i.name.clone())
-            .zip(key.iter().cloned())
-            .collect();
+        let shapes = self.inputs.iter().map(|i| i.name.clone()).zip(key.iter().cloned()).collect();
         let typed = with_input_facts(self.inference.clone(), &self.inputs, &shapes)?;
         let plan = typed
             .into_optimized()
@@ -104,6 +78,26 @@ impl Session {
     }
 }
 
+/// Ranks tract's inference analysis finds, even where it cannot finish typing.
+pub fn inference_ranks(model: &Model) -> Result<BTreeMap<String, usize>> {
+    use tract_onnx::tract_hir::infer::Factoid;
+    let mut inference = inference_model(model)?;
+    // Obstinate: keep going past nodes it cannot fully analyse.
+    let _ = inference.analyse(true);
+    let mut ranks = BTreeMap::new();
+    for node in inference.nodes() {
+        for (slot, out) in node.outputs.iter().enumerate() {
+            let (Some(label), Some(rank)) =
+                (inference.outlet_label(OutletId::new(node.id, slot)), out.fact.shape.rank().concretize())
+            else {
+                continue;
+            };
+            ranks.insert(label.to_string(), rank as usize);
+        }
+    }
+    Ok(ranks)
+}
+
 fn inference_model(model: &Model) -> Result<InferenceModel> {
     let bytes = crate::onnx::encode(model)?;
     let pb = <tract_onnx::pb::ModelProto as prost::Message>::decode(&*bytes)
@@ -112,10 +106,7 @@ fn inference_model(model: &Model) -> Result<InferenceModel> {
         .parse(&pb, None)
         .map_err(|e| Error::Runtime(format!("tract cannot load the model: {e:#}")))?;
     if !parsed.unresolved_inputs.is_empty() {
-        return Err(Error::Runtime(format!(
-            "unresolved inputs: {:?}",
-            parsed.unresolved_inputs
-        )));
+        return Err(Error::Runtime(format!("unresolved inputs: {:?}", parsed.unresolved_inputs)));
     }
     Ok(parsed.model)
 }
@@ -133,9 +124,8 @@ fn with_input_facts(
 ) -> Result<TypedModel> {
     let mut symbols = BTreeMap::new();
     for (ix, input) in feeds.iter().enumerate() {
-        let dt = datum_type(input.dtype().unwrap_or(DataType::FLOAT)).ok_or_else(|| {
-            Error::Runtime(format!("input '{}' has an unsupported type", input.name))
-        })?;
+        let dt = datum_type(input.dtype().unwrap_or(DataType::FLOAT))
+            .ok_or_else(|| Error::Runtime(format!("input '{}' has an unsupported type", input.name)))?;
         let dims: Vec<TDim> = match shapes.get(&input.name) {
             Some(s) => s.iter().map(|&d| d.to_dim()).collect(),
             None => input
@@ -155,23 +145,15 @@ fn with_input_facts(
         } else {
             InferenceFact::dt(dt)
         };
-        inference
-            .set_input_fact(ix, fact)
-            .map_err(|e| Error::Runtime(format!("input '{}': {e}", input.name)))?;
+        inference.set_input_fact(ix, fact).map_err(|e| Error::Runtime(format!("input '{}': {e}", input.name)))?;
     }
-    inference
-        .into_typed()
-        .map_err(|e| Error::Runtime(format!("tract cannot type the model: {e:#}")))
+    inference.into_typed().map_err(|e| Error::Runtime(format!("tract cannot type the model: {e:#}")))
 }
 
 /// One tract symbol per distinct dim name, named so tract's parser accepts it.
 fn symbol(model: &InferenceModel, symbols: &mut BTreeMap<String, Symbol>, name: &str) -> TDim {
     let next = symbols.len();
-    symbols
-        .entry(name.to_string())
-        .or_insert_with(|| model.sym(&format!("S{next}")))
-        .clone()
-        .into()
+    symbols.entry(name.to_string()).or_insert_with(|| model.sym(&format!("S{next}"))).clone().into()
 }
 
 fn datum_type(dt: DataType) -> Option<DatumType> {

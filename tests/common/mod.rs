@@ -46,19 +46,11 @@ pub fn ort(script: &str, args: &[&std::ffi::OsStr]) -> String {
         py.display()
     );
     let out = Command::new(&py)
-        .arg(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/ort")
-                .join(script),
-        )
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ort").join(script))
         .args(args)
         .output()
         .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -67,24 +59,11 @@ pub fn tempdir() -> tempfile::TempDir {
 }
 
 /// Outputs of `model` in ONNX Runtime on the first `rows` rows of `data`, by output name.
-pub fn ort_outputs(
-    model: &Path,
-    data: &Path,
-    rows: usize,
-) -> std::collections::BTreeMap<String, prunq::data::Array> {
+pub fn ort_outputs(model: &Path, data: &Path, rows: usize) -> std::collections::BTreeMap<String, prunq::data::Array> {
     let dir = tempdir();
     let out = dir.path().join("out.npz");
     let rows = rows.to_string();
-    ort(
-        "run.py",
-        &[
-            model.as_os_str(),
-            data.as_os_str(),
-            out.as_os_str(),
-            "--rows".as_ref(),
-            rows.as_ref(),
-        ],
-    );
+    ort("run.py", &[model.as_os_str(), data.as_os_str(), out.as_os_str(), "--rows".as_ref(), rows.as_ref()]);
     prunq::data::npz::read(&out).expect("run.py wrote an npz")
 }
 
@@ -95,16 +74,9 @@ pub fn tract_outputs(
     rows: usize,
 ) -> std::collections::BTreeMap<String, prunq::data::Array> {
     let ds = prunq::data::Dataset::open(data).expect("data opens");
-    let bound = ds
-        .bind(&prunq::runtime::feed_inputs(model), None)
-        .expect("data fits the model");
-    let inputs: Vec<_> = bound
-        .inputs
-        .iter()
-        .map(|a| a.rows(0, rows.min(bound.rows)))
-        .collect();
-    let session =
-        prunq::runtime::Session::new(model, &Default::default()).expect("tract loads the model");
+    let bound = ds.bind(&prunq::runtime::feed_inputs(model), None).expect("data fits the model");
+    let inputs: Vec<_> = bound.inputs.iter().map(|a| a.rows(0, rows.min(bound.rows))).collect();
+    let session = prunq::runtime::Session::new(model, &Default::default()).expect("tract loads the model");
     let outputs = session.run(&inputs).expect("tract runs the model");
     session.outputs.iter().cloned().zip(outputs).collect()
 }
@@ -129,9 +101,5 @@ pub fn assert_close(what: &str, a: &prunq::data::Array, b: &prunq::data::Array) 
     let m = cmp.finish(what);
     let range = a.iter().fold(0f32, |r, v| r.max(v.abs())) as f64;
     assert!(m.cosine_min >= 0.99999, "{what}: cosine {} ", m.cosine_min);
-    assert!(
-        m.max_abs_error <= 1e-3 * range.max(1.0),
-        "{what}: max |err| {} (range {range})",
-        m.max_abs_error
-    );
+    assert!(m.max_abs_error <= 1e-3 * range.max(1.0), "{what}: max |err| {} (range {range})", m.max_abs_error);
 }

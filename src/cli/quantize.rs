@@ -1,0 +1,98 @@
+use prunq::eval::{compare, Progress, RunOptions};
+use prunq::quant::{quantize_weights, QType, QuantReport, WeightOptions};
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Mode {
+    /// Weight-only: low-bit constant weights + DequantizeLinear; no data needed.
+    Weights,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The ONNX model to quantize (never modified).
+    model: PathBuf,
+    /// Where to write the quantized model.
+    #[arg(short, long)]
+    output: PathBuf,
+    #[arg(long, value_enum, default_value = "weights")]
+    mode: Mode,
+    /// Weight bits: 8 (per channel by default) or 4 (blocks by default).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(4..=8))]
+    bits: u32,
+    /// Block size along the input features (4-bit default 32; 8-bit default none = per channel).
+    #[arg(long)]
+    block_size: Option<usize>,
+    /// One scale per weight tensor instead of per channel or block.
+    #[arg(long)]
+    per_tensor: bool,
+    /// Affine (with zero point) weights instead of symmetric.
+    #[arg(long)]
+    asymmetric: bool,
+    /// Leave these nodes (by name) or op types in float. Repeatable.
+    #[arg(long)]
+    exclude: Vec<String>,
+    /// Data to compare the result with the original on (reported).
+    #[arg(long)]
+    val: Option<PathBuf>,
+    /// Write what was done (per tensor, skipped, sizes, comparison) as JSON.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
+    if a.bits != 4 && a.bits != 8 {
+        return Err(prunq::Error::Usage(format!("--bits {} is not supported: use 4 or 8", a.bits)).into());
+    }
+    prunq::onnx::ensure_not_input(&a.model, &a.output)?;
+    let original = prunq::onnx::load(&a.model)?;
+    let mut model = original.clone();
+    let mut report = QuantReport {
+        mode: format!("{:?}", a.mode).to_lowercase(),
+        opset_before: original.onnx_opset().unwrap_or(0),
+        size_before: std::fs::metadata(&a.model)?.len(),
+        ..Default::default()
+    };
+    match a.mode {
+        Mode::Weights => {
+            let four = a.bits == 4;
+            let options = WeightOptions {
+                qtype: match (four, a.asymmetric) {
+                    (true, false) => QType::Int4,
+                    (true, true) => QType::UInt4,
+                    (false, false) => QType::Int8,
+                    (false, true) => QType::UInt8,
+                },
+                symmetric: !a.asymmetric,
+                block_size: a.block_size.or(if four && !a.per_tensor { Some(32) } else { None }),
+                per_tensor: a.per_tensor,
+                exclude: a.exclude.clone(),
+                ..Default::default()
+            };
+            quantize_weights(&mut model, &options, &mut report)?;
+        }
+    }
+    prunq::onnx::save(&model, &a.output, &Default::default())?;
+    report.opset_after = model.onnx_opset().unwrap_or(0);
+    report.size_after = std::fs::metadata(&a.output)?.len();
+    println!(
+        "{} tensors quantized, {} left float; {} → {} ({:.2}×); opset {} → {}",
+        report.tensors.len(),
+        report.skipped.len(),
+        prunq::report::table::bytes(report.size_before),
+        prunq::report::table::bytes(report.size_after),
+        report.size_after as f64 / report.size_before as f64,
+        report.opset_before,
+        report.opset_after
+    );
+    if let Some(val) = &a.val {
+        let data = prunq::data::Dataset::open(val)?;
+        let c = compare(&original, &model, &data, &RunOptions::default(), progress)?;
+        print!("{}", prunq::report::text::compare(&c));
+        report.comparison = Some(c);
+    }
+    if let Some(path) = &a.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! Integer arrays as ONNX tensors of the quantized type (4-bit types packed two
+//! to a byte, low nibble first, as ONNX stores INT4/UINT4).
+
+use super::scheme::QType;
+use crate::ir::Tensor;
+use ndarray::ArrayD;
+
+pub fn int_tensor(name: &str, q: &ArrayD<i32>, qtype: QType) -> Tensor {
+    let dims: Vec<i64> = q.shape().iter().map(|&d| d as i64).collect();
+    let bytes: Vec<u8> = match qtype {
+        QType::Int8 | QType::UInt8 => q.iter().map(|&v| v as u8).collect(),
+        QType::Int16 | QType::UInt16 => q.iter().flat_map(|&v| (v as u16).to_le_bytes()).collect(),
+        QType::Int4 | QType::UInt4 => nibbles(q.iter().copied()),
+    };
+    Tensor::from_bytes(name, qtype.dtype(), dims, bytes.into())
+}
+
+/// Packs 4-bit values two to a byte, low nibble first (odd counts pad with 0).
+pub fn nibbles(values: impl Iterator<Item = i32>) -> Vec<u8> {
+    let v: Vec<u8> = values.map(|x| (x & 0xF) as u8).collect();
+    v.chunks(2).map(|c| c[0] | (c.get(1).copied().unwrap_or(0) << 4)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::IxDyn;
+
+    #[test]
+    fn four_bit_values_pack_low_nibble_first() {
+        assert_eq!(nibbles([1, 2, -1].into_iter()), vec![0x21, 0x0F]);
+        let q = ArrayD::from_shape_vec(IxDyn(&[3]), vec![-8, 7, 0]).unwrap();
+        let t = int_tensor("q", &q, QType::Int4);
+        assert_eq!(t.bytes().unwrap().as_ref(), &[0x78, 0x00]);
+        t.check().unwrap();
+    }
+}

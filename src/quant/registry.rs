@@ -1,0 +1,94 @@
+//! How each op type takes part in quantization, in one table keyed by op type:
+//! which inputs are weights and along which axis their channels run, and how
+//! static QDQ treats its activations. Adding an op is one entry.
+
+use crate::ir::Node;
+
+/// How the static pass treats an op's activations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activations {
+    /// Inputs and output quantized: the runtime runs the op in integers
+    /// (Conv, MatMul, Gemm, Add, Mul, pooling …).
+    Quantize,
+    /// Moves values without arithmetic (Reshape, Transpose, MaxPool …): the output
+    /// takes the input's scale, so no requantization happens in between.
+    PassThrough,
+    /// Left in float, e.g. Softmax, LayerNormalization, Erf: too sensitive or no
+    /// integer kernel in runtimes.
+    Float,
+}
+
+/// A weight input and the axis its output channels run along.
+#[derive(Clone, Copy, Debug)]
+pub struct WeightSlot {
+    pub input: usize,
+    /// The per-channel axis for a weight of the given rank; `None`: per tensor only.
+    pub channel_axis: fn(&Node, usize) -> Option<usize>,
+}
+
+pub struct OpRule {
+    pub op_type: &'static str,
+    pub weights: &'static [WeightSlot],
+    /// The bias input (quantized to int32 with scale s_x · s_w in static QDQ).
+    pub bias: Option<usize>,
+    pub activations: Activations,
+    /// Activation inputs that are quantized (others, such as shapes, are not).
+    pub activation_inputs: &'static [usize],
+}
+
+fn axis0(_: &Node, _: usize) -> Option<usize> {
+    Some(0)
+}
+fn axis1(_: &Node, rank: usize) -> Option<usize> {
+    (rank > 1).then_some(1)
+}
+fn gemm_b_axis(n: &Node, _: usize) -> Option<usize> {
+    Some(if n.attr_int("transB").unwrap_or(0) != 0 { 0 } else { 1 })
+}
+fn last_axis(_: &Node, rank: usize) -> Option<usize> {
+    (rank >= 2).then(|| rank - 1)
+}
+
+const CONV_W: &[WeightSlot] = &[WeightSlot { input: 1, channel_axis: axis0 }];
+const CONV_T_W: &[WeightSlot] = &[WeightSlot { input: 1, channel_axis: axis1 }];
+const GEMM_W: &[WeightSlot] = &[WeightSlot { input: 1, channel_axis: gemm_b_axis }];
+const MATMUL_W: &[WeightSlot] = &[WeightSlot { input: 1, channel_axis: last_axis }];
+const GATHER_W: &[WeightSlot] = &[WeightSlot { input: 0, channel_axis: axis0 }];
+
+macro_rules! rule {
+    ($op:literal, $w:expr, $b:expr, $a:ident, $ins:expr) => {
+        OpRule { op_type: $op, weights: $w, bias: $b, activations: Activations::$a, activation_inputs: $ins }
+    };
+}
+
+pub const RULES: &[OpRule] = &[
+    rule!("Conv", CONV_W, Some(2), Quantize, &[0]),
+    rule!("ConvTranspose", CONV_T_W, Some(2), Quantize, &[0]),
+    rule!("Gemm", GEMM_W, None, Quantize, &[0]),
+    rule!("MatMul", MATMUL_W, None, Quantize, &[0, 1]),
+    rule!("Gather", GATHER_W, None, PassThrough, &[]),
+    rule!("Add", &[], None, Quantize, &[0, 1]),
+    rule!("Mul", &[], None, Quantize, &[0, 1]),
+    rule!("Concat", &[], None, Quantize, &[]),
+    rule!("AveragePool", &[], None, Quantize, &[0]),
+    rule!("GlobalAveragePool", &[], None, Quantize, &[0]),
+    rule!("MaxPool", &[], None, PassThrough, &[0]),
+    rule!("Resize", &[], None, PassThrough, &[0]),
+    rule!("Reshape", &[], None, PassThrough, &[0]),
+    rule!("Flatten", &[], None, PassThrough, &[0]),
+    rule!("Transpose", &[], None, PassThrough, &[0]),
+    rule!("Squeeze", &[], None, PassThrough, &[0]),
+    rule!("Unsqueeze", &[], None, PassThrough, &[0]),
+    rule!("Slice", &[], None, PassThrough, &[0]),
+    rule!("Split", &[], None, PassThrough, &[0]),
+    rule!("Softmax", &[], None, Float, &[]),
+    rule!("LayerNormalization", &[], None, Float, &[]),
+    rule!("Erf", &[], None, Float, &[]),
+];
+
+pub fn rule(node: &Node) -> Option<&'static OpRule> {
+    if !node.is_onnx_op() {
+        return None;
+    }
+    RULES.iter().find(|r| r.op_type == node.op_type)
+}

@@ -1,0 +1,58 @@
+//! What a quantization pass did, for `--report FILE.json`.
+
+use super::scheme::{Granularity, QParams, QScheme, QType};
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TensorRecord {
+    pub name: String,
+    pub qtype: QType,
+    pub symmetric: bool,
+    pub granularity: Granularity,
+    pub shape: Vec<usize>,
+    pub scale_min: f32,
+    pub scale_max: f32,
+    pub bytes_before: usize,
+}
+
+impl TensorRecord {
+    pub fn new(name: &str, scheme: &QScheme, p: &QParams, bytes_before: usize, shape: &[usize]) -> Self {
+        let (lo, hi) = p.scale.iter().fold((f32::INFINITY, 0f32), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+        TensorRecord {
+            name: name.into(),
+            qtype: scheme.qtype,
+            symmetric: scheme.symmetric,
+            granularity: scheme.granularity,
+            shape: shape.to_vec(),
+            scale_min: lo,
+            scale_max: hi,
+            bytes_before,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Skipped {
+    pub name: String,
+    pub reason: String,
+}
+
+impl Skipped {
+    pub fn new(name: &str, reason: String) -> Self {
+        Skipped { name: name.into(), reason }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct QuantReport {
+    pub mode: String,
+    /// Tensors quantized and how.
+    pub tensors: Vec<TensorRecord>,
+    /// Tensors or nodes left in float, and why.
+    pub skipped: Vec<Skipped>,
+    pub opset_before: i64,
+    pub opset_after: i64,
+    pub size_before: u64,
+    pub size_after: u64,
+    pub comparison: Option<crate::eval::CompareReport>,
+}

@@ -1,0 +1,329 @@
+//! Linear quantization math, in one place: q = saturate(round_half_even(x / s) + z),
+//! x ≈ (q − z) · s. Affine or symmetric; per tensor, per channel (any axis) or
+//! in blocks along an axis; 4, 8 or 16 bits, signed or not.
+
+use crate::ir::DataType;
+use crate::{Error, Result};
+use ndarray::{ArrayD, Axis, Dimension};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QType {
+    Int4,
+    UInt4,
+    Int8,
+    UInt8,
+    Int16,
+    UInt16,
+}
+
+impl QType {
+    pub fn signed(self) -> bool {
+        matches!(self, QType::Int4 | QType::Int8 | QType::Int16)
+    }
+
+    pub fn bits(self) -> u32 {
+        match self {
+            QType::Int4 | QType::UInt4 => 4,
+            QType::Int8 | QType::UInt8 => 8,
+            QType::Int16 | QType::UInt16 => 16,
+        }
+    }
+
+    /// The representable range; `reduce_range` drops one bit (for kernels
+    /// that accumulate in 16 bits without saturating).
+    pub fn range(self, reduce_range: bool) -> (i32, i32) {
+        let bits = self.bits() - reduce_range as u32;
+        if self.signed() {
+            (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+        } else {
+            (0, (1 << bits) - 1)
+        }
+    }
+
+    pub fn dtype(self) -> DataType {
+        match self {
+            QType::Int4 => DataType::INT4,
+            QType::UInt4 => DataType::UINT4,
+            QType::Int8 => DataType::INT8,
+            QType::UInt8 => DataType::UINT8,
+            QType::Int16 => DataType::INT16,
+            QType::UInt16 => DataType::UINT16,
+        }
+    }
+}
+
+/// Which elements share one scale and zero point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    PerTensor,
+    /// One pair per index of `axis`.
+    PerChannel {
+        axis: usize,
+    },
+    /// One pair per run of `size` consecutive indices of `axis` (for each
+    /// index of every other axis).
+    Block {
+        axis: usize,
+        size: usize,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct QScheme {
+    pub qtype: QType,
+    /// Zero point fixed at the middle of the range (0 for signed types).
+    pub symmetric: bool,
+    pub granularity: Granularity,
+    pub reduce_range: bool,
+}
+
+/// Scales and zero points, shaped as ONNX `DequantizeLinear` wants them:
+/// scalar, 1-D along the axis, or the weight's shape with the block axis divided.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QParams {
+    pub scale: ArrayD<f32>,
+    pub zero_point: ArrayD<i32>,
+}
+
+/// Scale and zero point that map [min, max] (widened to hold 0, non-finite
+/// ends ignored) onto the type's range. The scale is never zero or non-finite.
+pub fn params_for_range(min: f32, max: f32, qtype: QType, symmetric: bool, reduce_range: bool) -> (f32, i32) {
+    let (qmin, qmax) = qtype.range(reduce_range);
+    let min = if min.is_finite() { min.min(0.0) } else { 0.0 };
+    let max = if max.is_finite() { max.max(0.0) } else { 0.0 };
+    let (scale, zp) = if symmetric {
+        let amax = min.abs().max(max);
+        let zp = if qtype.signed() { 0 } else { (qmin + qmax + 1) / 2 };
+        // A symmetric signed grid uses [-qmax, qmax] so that +x and -x map to ±q.
+        (amax / (qmax - zp) as f32, zp)
+    } else {
+        let scale = (max - min) / (qmax - qmin) as f32;
+        let zp = if scale > 0.0 { (qmin as f32 - min / scale).round_ties_even() as i32 } else { 0 };
+        (scale, zp.clamp(qmin, qmax))
+    };
+    if scale.is_finite() && scale >= f32::MIN_POSITIVE {
+        (scale, zp)
+    } else {
+        // An all-zero (or degenerate) range: any scale represents it; 1 is exact.
+        (1.0, if symmetric || qtype.signed() { zp } else { qmin })
+    }
+}
+
+#[inline]
+pub fn quantize_value(x: f32, scale: f32, zp: i32, qmin: i32, qmax: i32) -> i32 {
+    let q = (x / scale).round_ties_even();
+    // NaN becomes the zero point; ±inf saturate.
+    let q = if q.is_nan() { 0.0 } else { q };
+    ((q as i64).saturating_add(zp as i64)).clamp(qmin as i64, qmax as i64) as i32
+}
+
+/// Finite min and max of some values; (0, 0) when there are none.
+pub fn finite_range<'a>(values: impl Iterator<Item = &'a f32>) -> (f32, f32) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    if lo > hi {
+        (0.0, 0.0)
+    } else {
+        (lo, hi)
+    }
+}
+
+impl QScheme {
+    /// Quantizes `w`: the integer values (as i32) and their parameters.
+    pub fn quantize(&self, w: &ArrayD<f32>) -> Result<(ArrayD<i32>, QParams)> {
+        let (qmin, qmax) = self.qtype.range(self.reduce_range);
+        let params = |v: &mut dyn Iterator<Item = &f32>| {
+            let (lo, hi) = finite_range(v);
+            params_for_range(lo, hi, self.qtype, self.symmetric, self.reduce_range)
+        };
+        match self.granularity {
+            Granularity::PerTensor => {
+                let (s, z) = params(&mut w.iter());
+                let q = w.mapv(|x| quantize_value(x, s, z, qmin, qmax));
+                Ok((q, QParams { scale: ArrayD::from_elem(vec![], s), zero_point: ArrayD::from_elem(vec![], z) }))
+            }
+            Granularity::PerChannel { axis } => {
+                check_axis(w, axis)?;
+                let n = w.shape()[axis];
+                let mut q = ArrayD::zeros(w.raw_dim());
+                let (mut scales, mut zps) = (Vec::with_capacity(n), Vec::with_capacity(n));
+                for (lane, mut out) in w.axis_iter(Axis(axis)).zip(q.axis_iter_mut(Axis(axis))) {
+                    let (s, z) = params(&mut lane.iter());
+                    out.zip_mut_with(&lane, |o, &x| *o = quantize_value(x, s, z, qmin, qmax));
+                    scales.push(s);
+                    zps.push(z);
+                }
+                Ok((
+                    q,
+                    QParams {
+                        scale: ArrayD::from_shape_vec(vec![n], scales).expect("n"),
+                        zero_point: ArrayD::from_shape_vec(vec![n], zps).expect("n"),
+                    },
+                ))
+            }
+            Granularity::Block { axis, size } => {
+                check_axis(w, axis)?;
+                if size == 0 {
+                    return Err(Error::Usage("block size must be positive".into()));
+                }
+                let n = w.shape()[axis];
+                let blocks = n.div_ceil(size);
+                let mut pshape = w.shape().to_vec();
+                pshape[axis] = blocks;
+                let mut scale = ArrayD::zeros(pshape.clone());
+                let mut zero_point = ArrayD::zeros(pshape);
+                let mut q = ArrayD::zeros(w.raw_dim());
+                for b in 0..blocks {
+                    let range = ndarray::Slice::from(b * size..((b + 1) * size).min(n));
+                    let block = w.slice_axis(Axis(axis), range);
+                    let mut qb = q.slice_axis_mut(Axis(axis), range);
+                    let mut sb = scale.index_axis_mut(Axis(axis), b);
+                    let mut zb = zero_point.index_axis_mut(Axis(axis), b);
+                    // Every lane along the block axis gets its own pair.
+                    for (((lane, mut qlane), s_out), z_out) in block
+                        .lanes(Axis(axis))
+                        .into_iter()
+                        .zip(qb.lanes_mut(Axis(axis)))
+                        .zip(sb.iter_mut())
+                        .zip(zb.iter_mut())
+                    {
+                        let (s, z) = params(&mut lane.iter());
+                        qlane.zip_mut_with(&lane, |o, &x| *o = quantize_value(x, s, z, qmin, qmax));
+                        *s_out = s;
+                        *z_out = z;
+                    }
+                }
+                Ok((q, QParams { scale, zero_point }))
+            }
+        }
+    }
+}
+
+/// (q − z) · s, broadcasting the parameters as `granularity` says.
+pub fn dequantize(q: &ArrayD<i32>, p: &QParams, granularity: Granularity) -> ArrayD<f32> {
+    let mut out = ArrayD::zeros(q.raw_dim());
+    match granularity {
+        Granularity::PerTensor => {
+            let (s, z) =
+                (p.scale.iter().next().copied().unwrap_or(1.0), p.zero_point.iter().next().copied().unwrap_or(0));
+            out.zip_mut_with(q, |o, &v| *o = (v - z) as f32 * s);
+        }
+        Granularity::PerChannel { axis } => {
+            for ((mut o, qv), (s, z)) in
+                out.axis_iter_mut(Axis(axis)).zip(q.axis_iter(Axis(axis))).zip(p.scale.iter().zip(&p.zero_point))
+            {
+                o.zip_mut_with(&qv, |o, &v| *o = (v - z) as f32 * s);
+            }
+        }
+        Granularity::Block { axis, size } => {
+            for (idx, o) in out.indexed_iter_mut() {
+                let mut pidx = idx.slice().to_vec();
+                pidx[axis] /= size;
+                *o = (q[&idx] - p.zero_point[pidx.as_slice()]) as f32 * p.scale[pidx.as_slice()];
+            }
+        }
+    }
+    out
+}
+
+fn check_axis(w: &ArrayD<f32>, axis: usize) -> Result<()> {
+    if axis >= w.ndim() {
+        return Err(Error::Usage(format!("quantization axis {axis} out of range for shape {:?}", w.shape())));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{array, IxDyn};
+
+    #[test]
+    fn ranges_of_each_type() {
+        assert_eq!(QType::Int8.range(false), (-128, 127));
+        assert_eq!(QType::UInt8.range(false), (0, 255));
+        assert_eq!(QType::UInt8.range(true), (0, 127));
+        assert_eq!(QType::Int4.range(false), (-8, 7));
+        assert_eq!(QType::UInt4.range(false), (0, 15));
+        assert_eq!(QType::Int16.range(false), (-32768, 32767));
+    }
+
+    #[test]
+    fn affine_params_map_the_ends_exactly() {
+        let (s, z) = params_for_range(-1.0, 3.0, QType::UInt8, false, false);
+        assert!((s - 4.0 / 255.0).abs() < 1e-9);
+        assert_eq!(z, 64); // round(255/4) = 63.75 → 64
+        assert_eq!(quantize_value(-1.0, s, z, 0, 255), 0);
+        assert_eq!(quantize_value(3.0, s, z, 0, 255), 255);
+        assert_eq!(quantize_value(0.0, s, z, 0, 255), z, "zero is exact");
+    }
+
+    #[test]
+    fn symmetric_params_and_saturation() {
+        let (s, z) = params_for_range(-0.5, 2.54, QType::Int8, true, false);
+        assert_eq!(z, 0);
+        assert!((s - 0.02).abs() < 1e-7);
+        assert_eq!(quantize_value(100.0, s, z, -128, 127), 127);
+        assert_eq!(quantize_value(-100.0, s, z, -128, 127), -128);
+        assert_eq!(quantize_value(f32::NAN, s, z, -128, 127), 0);
+        let (_, zu) = params_for_range(-1.0, 1.0, QType::UInt8, true, false);
+        assert_eq!(zu, 128);
+    }
+
+    #[test]
+    fn rounding_is_half_to_even() {
+        assert_eq!(quantize_value(0.5, 1.0, 0, -128, 127), 0);
+        assert_eq!(quantize_value(1.5, 1.0, 0, -128, 127), 2);
+        assert_eq!(quantize_value(2.5, 1.0, 0, -128, 127), 2);
+        assert_eq!(quantize_value(-2.5, 1.0, 0, -128, 127), -2);
+    }
+
+    #[test]
+    fn degenerate_ranges_never_give_a_zero_scale() {
+        for (lo, hi) in [(0.0, 0.0), (f32::NAN, f32::NAN), (f32::NEG_INFINITY, f32::INFINITY), (1e-45, 1e-45)] {
+            for sym in [true, false] {
+                let (s, _) = params_for_range(lo, hi, QType::Int8, sym, false);
+                assert!(s.is_finite() && s > 0.0, "{lo} {hi} {sym}: {s}");
+            }
+        }
+        assert_eq!(finite_range([f32::NAN, 2.0, f32::INFINITY, -1.0].iter()), (-1.0, 2.0));
+    }
+
+    #[test]
+    fn per_channel_and_block_round_trip_within_half_a_step() {
+        let w = array![[0.1f32, -0.2, 0.3, 0.05], [10.0, -20.0, 5.0, 1.0]].into_dyn();
+        for g in [
+            Granularity::PerTensor,
+            Granularity::PerChannel { axis: 0 },
+            Granularity::PerChannel { axis: 1 },
+            Granularity::Block { axis: 1, size: 2 },
+        ] {
+            let scheme = QScheme { qtype: QType::Int8, symmetric: true, granularity: g, reduce_range: false };
+            let (q, p) = scheme.quantize(&w).unwrap();
+            let back = dequantize(&q, &p, g);
+            let max_step = p.scale.iter().fold(0f32, |m, &s| m.max(s));
+            for (a, b) in w.iter().zip(back.iter()) {
+                assert!((a - b).abs() <= max_step / 2.0 + 1e-6, "{g:?}: {a} vs {b}");
+            }
+        }
+        let scheme = QScheme {
+            qtype: QType::Int8,
+            symmetric: true,
+            granularity: Granularity::PerChannel { axis: 0 },
+            reduce_range: false,
+        };
+        let (_, p) = scheme.quantize(&w).unwrap();
+        assert_eq!(p.scale.shape(), &[2]);
+        assert!((p.scale[[0]] - 0.3 / 127.0).abs() < 1e-9 && (p.scale[[1]] - 20.0 / 127.0).abs() < 1e-7);
+        let blocks = QScheme { granularity: Granularity::Block { axis: 1, size: 3 }, ..scheme };
+        let (_, p) = blocks.quantize(&w).unwrap();
+        assert_eq!(p.scale.shape(), &[2, 2], "4 columns in blocks of 3 → 2 blocks");
+        assert!(QScheme { granularity: Granularity::PerChannel { axis: 2 }, ..scheme }
+            .quantize(&ArrayD::zeros(IxDyn(&[2, 2])))
+            .is_err());
+    }
+}

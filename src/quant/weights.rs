@@ -1,0 +1,173 @@
+//! Weight-only quantization: every weight of the ops in the registry becomes a
+//! low-bit constant and a `DequantizeLinear` that restores the float tensor
+//! under its old name, so consumers are untouched. No data needed.
+
+use super::pack::int_tensor;
+use super::registry;
+use super::report::{QuantReport, Skipped, TensorRecord};
+use super::scheme::{Granularity, QScheme, QType};
+use crate::ir::{AttrValue, Attribute, ConstantSite, DataType, Model, Node, Tensor};
+use crate::{Error, Result};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug)]
+pub struct WeightOptions {
+    pub qtype: QType,
+    pub symmetric: bool,
+    /// `None`: per channel; `Some(n)`: blocks of n along the input-feature axis.
+    pub block_size: Option<usize>,
+    pub per_tensor: bool,
+    /// Node names or op types to leave alone.
+    pub exclude: Vec<String>,
+    /// Weights with fewer elements stay float (biases, tiny kernels).
+    pub min_elements: usize,
+}
+
+impl Default for WeightOptions {
+    fn default() -> Self {
+        WeightOptions {
+            qtype: QType::Int8,
+            symmetric: true,
+            block_size: None,
+            per_tensor: false,
+            exclude: vec![],
+            min_elements: 64,
+        }
+    }
+}
+
+/// The weights to quantize: name → (consumer nodes, the channel axis each wants).
+pub(super) fn weight_uses(model: &Model, exclude: &[String]) -> BTreeMap<String, Vec<(usize, Option<usize>)>> {
+    let g = &model.graph;
+    let mut uses: BTreeMap<String, Vec<(usize, Option<usize>)>> = BTreeMap::new();
+    for (i, node) in g.nodes.iter().enumerate() {
+        let Some(rule) = registry::rule(node) else { continue };
+        if excluded(node, exclude) {
+            continue;
+        }
+        for slot in rule.weights {
+            let Some(name) = node.input(slot.input) else { continue };
+            let Some(ConstantSite::Initializer(_) | ConstantSite::ConstantNode(_)) = g.constant_site(name) else {
+                continue;
+            };
+            let rank = g.constant(name).and_then(|t| t.ok()).map(|t| t.dims.len()).unwrap_or(0);
+            uses.entry(name.to_string()).or_default().push((i, (slot.channel_axis)(node, rank)));
+        }
+    }
+    uses
+}
+
+pub fn excluded(node: &Node, exclude: &[String]) -> bool {
+    exclude.iter().any(|e| *e == node.name || *e == node.op_type)
+}
+
+/// Quantizes the weights in place; the opset is raised as the format needs.
+pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut QuantReport) -> Result<()> {
+    let needs =
+        if options.block_size.is_some() || matches!(options.qtype, QType::Int4 | QType::UInt4) { 21 } else { 13 };
+    let rank_of = crate::analysis::rank_lookup(model);
+    crate::transform::upgrade_opset(model, needs, &|n| rank_of.get(n).copied())?;
+    for (name, uses) in weight_uses(model, &options.exclude) {
+        let t = match model.graph.constant(&name) {
+            Some(Ok(t)) => t,
+            _ => continue,
+        };
+        if t.dtype != DataType::FLOAT {
+            report.skipped.push(Skipped::new(&name, format!("{} weights are left as they are", t.dtype)));
+            continue;
+        }
+        if t.numel().unwrap_or(0) < options.min_elements {
+            continue;
+        }
+        let w = t.to_f32()?;
+        if w.iter().any(|v| !v.is_finite()) {
+            report.skipped.push(Skipped::new(&name, "contains NaN or infinite values".into()));
+            continue;
+        }
+        let axes: Vec<Option<usize>> = uses.iter().map(|(_, a)| *a).collect();
+        let axis = if axes.windows(2).all(|p| p[0] == p[1]) { axes[0] } else { None };
+        let granularity = match (options.per_tensor, options.block_size, axis) {
+            (true, _, _) | (_, _, None) => Granularity::PerTensor,
+            (false, None, Some(a)) => Granularity::PerChannel { axis: a },
+            // Blocks run along the reduction (input-feature) axis, one set per output channel.
+            (false, Some(size), Some(a)) => Granularity::Block { axis: reduction_axis(w.ndim(), a), size },
+        };
+        let scheme = QScheme { qtype: options.qtype, symmetric: options.symmetric, granularity, reduce_range: false };
+        let (q, params) = scheme.quantize(&w)?;
+        let record = TensorRecord::new(&name, &scheme, &params, t.byte_size(), w.shape());
+        replace_with_dequantize(
+            model,
+            &name,
+            int_tensor(&format!("{name}_quantized"), &q, options.qtype),
+            &params,
+            options.qtype,
+            granularity,
+        )?;
+        report.tensors.push(record);
+    }
+    crate::transform::sort_nodes(&mut model.graph)
+}
+
+/// The axis a block runs along: for a 2-D MatMul/Gemm weight the one that is
+/// not the output axis; for conv kernels, the input-channel axis.
+fn reduction_axis(rank: usize, channel_axis: usize) -> usize {
+    if rank == 2 {
+        1 - channel_axis
+    } else {
+        1
+    }
+}
+
+/// Removes constant `name` and makes it the output of a `DequantizeLinear`
+/// of `q` with the given parameters.
+pub(super) fn replace_with_dequantize(
+    model: &mut Model,
+    name: &str,
+    q: Tensor,
+    params: &super::scheme::QParams,
+    qtype: QType,
+    granularity: Granularity,
+) -> Result<()> {
+    let g = &mut model.graph;
+    match g.constant_site(name) {
+        Some(ConstantSite::Initializer(k)) => {
+            g.initializers.remove(k);
+            g.inputs.retain(|i| i.name != name);
+        }
+        Some(ConstantSite::ConstantNode(n)) => {
+            g.nodes.remove(n);
+        }
+        None => return Err(Error::Model(format!("'{name}' is not a constant"))),
+    }
+    let scale_name = format!("{name}_scale");
+    let zp_name = format!("{name}_zero_point");
+    let zp = int_tensor(&zp_name, &params.zero_point, qtype);
+    let inputs = vec![q.name.clone(), scale_name.clone(), zp_name];
+    g.initializers.push(q);
+    g.initializers.push(Tensor::from_array(&scale_name, &params.scale));
+    g.initializers.push(zp);
+    let mut attributes = vec![];
+    let int = |n: &str, v: usize| Attribute {
+        name: n.into(),
+        value: AttrValue::Int(v as i64),
+        doc_string: String::new(),
+        ref_attr_name: String::new(),
+    };
+    match granularity {
+        Granularity::PerTensor => {}
+        Granularity::PerChannel { axis } => attributes.push(int("axis", axis)),
+        Granularity::Block { axis, size } => {
+            attributes.push(int("axis", axis));
+            attributes.push(int("block_size", size));
+        }
+    }
+    g.nodes.push(Node {
+        name: format!("{name}_DequantizeLinear"),
+        op_type: "DequantizeLinear".into(),
+        inputs,
+        outputs: vec![name.to_string()],
+        attributes,
+        ..Default::default()
+    });
+    Ok(())
+}

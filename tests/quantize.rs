@@ -1,0 +1,127 @@
+//! Quantization passes on the shared models, checked in tract and ONNX Runtime.
+
+mod common;
+
+use prunq::data::Dataset;
+use prunq::eval::{evaluate, RunOptions, Silent};
+use prunq::quant::{quantize_weights, QType, QuantReport, WeightOptions};
+
+fn accuracy_in_ort(model: &std::path::Path, data: &std::path::Path) -> f64 {
+    let out = common::ort_outputs(model, data, usize::MAX);
+    let labels = Dataset::open(data).unwrap().arrays["label"].to_i64().unwrap();
+    let logits = out.values().next().unwrap().to_f32();
+    let hits = logits.outer_iter().zip(labels.iter()).filter(|(row, l)| prunq::eval::argmax(row.iter()) as i64 == **l);
+    hits.count() as f64 / labels.len() as f64
+}
+
+#[test]
+fn int8_weights_keep_digits_accuracy_in_both_runtimes() {
+    let dir = common::tempdir();
+    let data = common::data("digits_test.npz");
+    for (name, fp32) in [
+        ("digits_mlp.onnx", 0.974),
+        ("digits_cnn.onnx", 0.998),
+        ("digits_resnet.onnx", 0.994),
+        ("digits_vit.onnx", 0.968),
+    ] {
+        let mut m = prunq::onnx::load(common::model(name)).unwrap();
+        let mut report = QuantReport::default();
+        quantize_weights(&mut m, &WeightOptions::default(), &mut report).unwrap();
+        assert!(!report.tensors.is_empty(), "{name}: nothing quantized");
+        assert!(m.graph.nodes.iter().any(|n| n.op_type == "DequantizeLinear"));
+        let out = dir.path().join(name);
+        prunq::onnx::save(&m, &out, &Default::default()).unwrap();
+        let ratio = std::fs::metadata(&out).unwrap().len() as f64
+            / std::fs::metadata(common::model(name)).unwrap().len() as f64;
+        assert!(ratio < 0.4, "{name}: size ratio {ratio}");
+        let tract =
+            evaluate(&m, &Dataset::open(&data).unwrap(), &RunOptions::default(), &Silent).unwrap().accuracy.unwrap();
+        let ort = accuracy_in_ort(&out, &data);
+        assert!(fp32 - tract <= 0.004 + 1e-9, "{name}: tract accuracy {tract}");
+        assert!(fp32 - ort <= 0.004 + 1e-9, "{name}: ORT accuracy {ort}");
+    }
+}
+
+#[test]
+fn paddle_constant_node_weights_are_quantized_and_the_opset_raised() {
+    let dir = common::tempdir();
+    let src = common::model("ppocr_cls_v2.onnx");
+    let mut m = prunq::onnx::load(&src).unwrap();
+    assert!(m.graph.initializers.is_empty(), "Paddle keeps weights in Constant nodes");
+    let mut report = QuantReport::default();
+    quantize_weights(&mut m, &WeightOptions::default(), &mut report).unwrap();
+    assert_eq!(m.onnx_opset(), Some(13));
+    assert!(report.tensors.len() >= 50, "{} weights quantized", report.tensors.len());
+    let out = dir.path().join("cls.onnx");
+    prunq::onnx::save(&m, &out, &Default::default()).unwrap();
+    let ratio = std::fs::metadata(&out).unwrap().len() as f64 / std::fs::metadata(&src).unwrap().len() as f64;
+    assert!(ratio < 0.45, "size ratio {ratio}");
+    let data = common::data_for("ppocr_cls_v2.onnx");
+    let ort = common::ort_outputs(&out, &data, 8);
+    let tract = common::tract_outputs(&m, &data, 8);
+    for (k, v) in &ort {
+        common::assert_close(k, &tract[k], v);
+    }
+}
+
+#[test]
+fn opset_upgrade_keeps_outputs_identical() {
+    for name in ["ppocr_cls_v2.onnx", "ppocr_rec_v4.onnx"] {
+        let original = prunq::onnx::load(common::model(name)).unwrap();
+        let mut m = original.clone();
+        let ranks = prunq::analysis::rank_lookup(&m);
+        assert!(prunq::transform::upgrade_opset(&mut m, 13, &|n| ranks.get(n).copied()).unwrap());
+        assert_eq!(m.onnx_opset(), Some(13));
+        assert!(m.graph.nodes.iter().filter(|n| n.op_type == "Squeeze").all(|n| n.attr("axes").is_none()));
+        let data = common::data_for(name);
+        assert_eq!(common::tract_outputs(&original, &data, 2), common::tract_outputs(&m, &data, 2), "{name} in tract");
+        let dir = common::tempdir();
+        let out = dir.path().join(name);
+        prunq::onnx::save(&m, &out, &Default::default()).unwrap();
+        assert_eq!(
+            common::ort_outputs(&common::model(name), &data, 2),
+            common::ort_outputs(&out, &data, 2),
+            "{name} in ORT"
+        );
+    }
+}
+
+#[test]
+fn weights_with_nan_are_left_float_and_reported() {
+    let mut m = prunq::onnx::load(common::model("digits_mlp.onnx")).unwrap();
+    let w = m.graph.initializers.iter().find(|t| t.dims.len() == 2).unwrap().clone();
+    let mut a = w.to_f32().unwrap();
+    a[[0, 0]] = f32::NAN;
+    m.graph.set_constant(&w.name, prunq::ir::Tensor::from_array(&w.name, &a)).unwrap();
+    let mut report = QuantReport::default();
+    quantize_weights(&mut m, &WeightOptions::default(), &mut report).unwrap();
+    assert!(report.skipped.iter().any(|s| s.name == w.name && s.reason.contains("NaN")));
+    assert!(report.tensors.iter().all(|t| t.name != w.name));
+    assert!(m.graph.initializers.iter().any(|t| t.name == w.name), "left in place");
+}
+
+#[test]
+fn ocr_weights_int8_reads_text_in_both_runtimes() {
+    let dir = common::tempdir();
+    let mut m = prunq::onnx::load(common::model("ppocr_rec_v4.onnx")).unwrap();
+    let mut report = QuantReport::default();
+    quantize_weights(&mut m, &WeightOptions { qtype: QType::Int8, ..Default::default() }, &mut report).unwrap();
+    let out = dir.path().join("rec.onnx");
+    prunq::onnx::save(&m, &out, &Default::default()).unwrap();
+    let texts: Vec<String> =
+        std::fs::read_to_string(common::data("ocr_lines_test.txt")).unwrap().lines().map(str::to_string).collect();
+    let data = Dataset::open(common::data("ocr_lines_test.npz")).unwrap();
+    let r = evaluate(&m, &data, &RunOptions { texts: Some(texts), ..Default::default() }, &Silent).unwrap();
+    let ort: serde_json::Value = serde_json::from_str(&common::ort(
+        "ocr_eval.py",
+        &[
+            out.as_os_str(),
+            common::data("ocr_lines_test.npz").as_os_str(),
+            common::data("ocr_lines_test.txt").as_os_str(),
+        ],
+    ))
+    .unwrap();
+    let (tract_exact, ort_exact) = (r.exact_match.unwrap(), ort["exact_match"].as_f64().unwrap());
+    assert!((tract_exact - ort_exact).abs() <= 1.0 / 64.0, "tract {tract_exact} vs ORT {ort_exact}");
+    assert!(tract_exact >= 0.75, "exact lines {tract_exact}");
+}

@@ -1,11 +1,19 @@
 use prunq::eval::{compare, Progress, RunOptions};
-use prunq::quant::{quantize_weights, QType, QuantReport, WeightOptions};
+use prunq::quant::calibrate::Method;
+use prunq::quant::{
+    quantize_dynamic, quantize_static, quantize_weights, DynamicOptions, QType, QuantReport, StaticOptions,
+    WeightOptions,
+};
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Mode {
     /// Weight-only: low-bit constant weights + DequantizeLinear; no data needed.
     Weights,
+    /// MatMul/Gemm in integers with activations quantized at run time; no data needed.
+    Dynamic,
+    /// Weights and activations in int8, activation ranges calibrated on --calib; QDQ format.
+    Static,
 }
 
 #[derive(clap::Args)]
@@ -32,6 +40,21 @@ pub struct Args {
     /// Leave these nodes (by name) or op types in float. Repeatable.
     #[arg(long)]
     exclude: Vec<String>,
+    /// Calibration data (static mode): `.npz` with arrays named like the inputs.
+    #[arg(long)]
+    calib: Option<PathBuf>,
+    /// How activation ranges are chosen from the calibration data.
+    #[arg(long, value_enum, default_value = "min-max")]
+    method: Method,
+    /// The percentile kept on each side with `--method percentile`.
+    #[arg(long, default_value_t = 99.999)]
+    percentile: f64,
+    /// Activation type: u8 (affine, the default: the fast kernels in ONNX Runtime) or s8 (symmetric).
+    #[arg(long, default_value = "u8", value_parser = ["u8", "s8"])]
+    activations: String,
+    /// Quantize only these op types (static mode). Repeatable.
+    #[arg(long)]
+    op_types: Vec<String>,
     /// Data to compare the result with the original on (reported).
     #[arg(long)]
     val: Option<PathBuf>,
@@ -70,6 +93,26 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
                 ..Default::default()
             };
             quantize_weights(&mut model, &options, &mut report)?;
+        }
+        Mode::Static => {
+            let calib =
+                a.calib.as_ref().ok_or_else(|| prunq::Error::Usage("--mode static needs --calib DATA".into()))?;
+            let data = prunq::data::Dataset::open(calib)?;
+            let s8 = a.activations == "s8";
+            let options = StaticOptions {
+                method: a.method,
+                percentile: a.percentile,
+                activation_type: if s8 { QType::Int8 } else { QType::UInt8 },
+                symmetric_activations: s8,
+                exclude: a.exclude.clone(),
+                op_types: a.op_types.clone(),
+                ..Default::default()
+            };
+            quantize_static(&mut model, &data, &options, &mut report, progress)?;
+        }
+        Mode::Dynamic => {
+            let options = DynamicOptions { exclude: a.exclude.clone(), per_tensor: a.per_tensor };
+            quantize_dynamic(&mut model, &options, &mut report)?;
         }
     }
     prunq::onnx::save(&model, &a.output, &Default::default())?;

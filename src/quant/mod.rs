@@ -1,12 +1,17 @@
 //! Quantization: the scheme math, the op-type registry, and the passes
 //! (weight-only so far).
 
+pub mod calibrate;
+mod dynamic;
 mod pack;
 pub mod registry;
 mod report;
 pub mod scheme;
+mod static_qdq;
 mod weights;
 
+pub use dynamic::{quantize_dynamic, DynamicOptions};
 pub use report::{QuantReport, Skipped, TensorRecord};
 pub use scheme::{Granularity, QParams, QScheme, QType};
+pub use static_qdq::{quantize_static, StaticOptions};
 pub use weights::{excluded, quantize_weights, WeightOptions};

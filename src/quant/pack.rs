@@ -10,6 +10,7 @@ pub fn int_tensor(name: &str, q: &ArrayD<i32>, qtype: QType) -> Tensor {
     let bytes: Vec<u8> = match qtype {
         QType::Int8 | QType::UInt8 => q.iter().map(|&v| v as u8).collect(),
         QType::Int16 | QType::UInt16 => q.iter().flat_map(|&v| (v as u16).to_le_bytes()).collect(),
+        QType::Int32 => q.iter().flat_map(|&v| v.to_le_bytes()).collect(),
         QType::Int4 | QType::UInt4 => nibbles(q.iter().copied()),
     };
     Tensor::from_bytes(name, qtype.dtype(), dims, bytes.into())

@@ -16,11 +16,13 @@ pub enum QType {
     UInt8,
     Int16,
     UInt16,
+    /// Biases only (scale s_x · s_w, zero point 0).
+    Int32,
 }
 
 impl QType {
     pub fn signed(self) -> bool {
-        matches!(self, QType::Int4 | QType::Int8 | QType::Int16)
+        matches!(self, QType::Int4 | QType::Int8 | QType::Int16 | QType::Int32)
     }
 
     pub fn bits(self) -> u32 {
@@ -28,12 +30,16 @@ impl QType {
             QType::Int4 | QType::UInt4 => 4,
             QType::Int8 | QType::UInt8 => 8,
             QType::Int16 | QType::UInt16 => 16,
+            QType::Int32 => 32,
         }
     }
 
     /// The representable range; `reduce_range` drops one bit (for kernels
     /// that accumulate in 16 bits without saturating).
     pub fn range(self, reduce_range: bool) -> (i32, i32) {
+        if self == QType::Int32 {
+            return (i32::MIN, i32::MAX);
+        }
         let bits = self.bits() - reduce_range as u32;
         if self.signed() {
             (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
@@ -50,6 +56,7 @@ impl QType {
             QType::UInt8 => DataType::UINT8,
             QType::Int16 => DataType::INT16,
             QType::UInt16 => DataType::UINT16,
+            QType::Int32 => DataType::INT32,
         }
     }
 }

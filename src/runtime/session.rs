@@ -192,6 +192,11 @@ fn from_tract(t: &Tensor, name: &str) -> Result<Array> {
         DatumType::I8 => Array::I8(t.to_plain_array_view::<i8>().map_err(view)?.to_owned()),
         DatumType::U8 => Array::U8(t.to_plain_array_view::<u8>().map_err(view)?.to_owned()),
         DatumType::Bool => Array::Bool(t.to_plain_array_view::<bool>().map_err(view)?.to_owned()),
+        // Shape computations come out as symbolic dims: they are integers.
+        DatumType::TDim | DatumType::I16 | DatumType::U16 | DatumType::U32 | DatumType::U64 => {
+            let i = t.cast_to::<i64>().map_err(view)?;
+            Array::I64(i.to_plain_array_view::<i64>().map_err(view)?.to_owned())
+        }
         _ => {
             let f = t.cast_to::<f32>().map_err(view)?;
             Array::F32(f.to_plain_array_view::<f32>().map_err(view)?.to_owned())

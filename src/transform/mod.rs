@@ -16,3 +16,24 @@ pub fn sort_nodes(graph: &mut Graph) -> Result<()> {
     graph.nodes = order.into_iter().map(|i| nodes[i].take().expect("each index once")).collect();
     Ok(())
 }
+
+/// Drops initializers and `Constant` nodes nothing reads any more (and the
+/// graph inputs that only gave such an initializer a default).
+pub fn remove_unused_constants(graph: &mut Graph) {
+    let used: std::collections::BTreeSet<String> = graph
+        .nodes
+        .iter()
+        .flat_map(|n| n.inputs.iter().cloned().chain(n.subgraphs().flat_map(captured_names)))
+        .chain(graph.outputs.iter().map(|o| o.name.clone()))
+        .collect();
+    let dropped: Vec<String> =
+        graph.initializers.iter().filter(|t| !used.contains(&t.name)).map(|t| t.name.clone()).collect();
+    graph.initializers.retain(|t| used.contains(&t.name));
+    graph.inputs.retain(|i| !dropped.contains(&i.name));
+    graph.nodes.retain(|n| !(n.op_type == "Constant" && n.outputs.iter().all(|o| !used.contains(o))));
+}
+
+/// Every name a subgraph reads (a superset of what it captures from outside).
+fn captured_names(g: &Graph) -> Vec<String> {
+    g.nodes.iter().flat_map(|n| n.inputs.iter().cloned().chain(n.subgraphs().flat_map(captured_names))).collect()
+}

@@ -1,0 +1,157 @@
+//! Dynamic quantization: MatMul and Gemm with constant weights run in integers,
+//! activations quantized per batch at run time. The pattern is
+//! `DynamicQuantizeLinear → MatMulInteger → Cast → Mul(scale)`, which both
+//! ONNX Runtime and tract run. Convs stay float: ONNX Runtime's ConvInteger is
+//! several times slower than its float Conv.
+
+use super::pack::int_tensor;
+use super::report::{QuantReport, Skipped, TensorRecord};
+use super::scheme::{Granularity, QScheme, QType};
+use super::weights::excluded;
+use crate::ir::{AttrValue, Attribute, DataType, Graph, Model, Node, Tensor};
+use crate::Result;
+use ndarray::{Array1, ArrayD, Ix2};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default)]
+pub struct DynamicOptions {
+    /// Node names or op types to leave float.
+    pub exclude: Vec<String>,
+    /// One weight scale per tensor instead of per output column.
+    pub per_tensor: bool,
+}
+
+pub fn quantize_dynamic(model: &mut Model, options: &DynamicOptions, report: &mut QuantReport) -> Result<()> {
+    let g = &mut model.graph;
+    let mut activation_q: BTreeMap<String, [String; 3]> = BTreeMap::new();
+    let mut new_nodes = Vec::new();
+    let mut keep = Vec::with_capacity(g.nodes.len());
+    for node in std::mem::take(&mut g.nodes) {
+        match plan(g, &node, options) {
+            Ok(Some(p)) => {
+                let x = node.inputs[0].clone();
+                let q = activation_q.entry(x.clone()).or_insert_with(|| {
+                    let names = [format!("{x}_dq"), format!("{x}_dq_scale"), format!("{x}_dq_zero_point")];
+                    new_nodes.push(op(
+                        "DynamicQuantizeLinear",
+                        &format!("{x}_DynamicQuantizeLinear"),
+                        &[&x],
+                        &names,
+                        vec![],
+                    ));
+                    names
+                });
+                let q = q.clone();
+                report.tensors.push(p.record.clone());
+                emit(g, &node, &q, p, &mut new_nodes);
+            }
+            Ok(None) => keep.push(node),
+            Err(why) => {
+                report.skipped.push(Skipped::new(&node.label(), why));
+                keep.push(node);
+            }
+        }
+    }
+    g.nodes = keep;
+    g.nodes.extend(new_nodes);
+    crate::transform::remove_unused_constants(g);
+    crate::transform::sort_nodes(g)
+}
+
+struct Planned {
+    /// [K, N] int8 weights and per-column (or single) scales.
+    q: ArrayD<i32>,
+    scale: Array1<f32>,
+    alpha: f32,
+    bias: Option<Tensor>,
+    record: TensorRecord,
+}
+
+/// What to do with one node: `Ok(None)` not ours, `Err` ours but left float (why).
+fn plan(g: &Graph, node: &Node, options: &DynamicOptions) -> std::result::Result<Option<Planned>, String> {
+    let gemm = node.op_type == "Gemm";
+    if !node.is_onnx_op() || !(gemm || node.op_type == "MatMul") || excluded(node, &options.exclude) {
+        return Ok(None);
+    }
+    let Some(Ok(w)) = node.input(1).and_then(|n| g.constant(n)) else { return Ok(None) };
+    if g.constant(&node.inputs[0]).is_some() {
+        return Ok(None);
+    }
+    if w.dtype != DataType::FLOAT || w.dims.len() != 2 {
+        return Err(format!("weight '{}' is not a 2-D float32 matrix", w.name));
+    }
+    if gemm && node.attr_int("transA").unwrap_or(0) != 0 {
+        return Err("Gemm with transA".into());
+    }
+    let mut wf = w.to_f32().map_err(|e| e.to_string())?;
+    if wf.iter().any(|v| !v.is_finite()) {
+        return Err(format!("weight '{}' contains NaN or infinite values", w.name));
+    }
+    if gemm && node.attr_int("transB").unwrap_or(0) != 0 {
+        wf = wf.into_dimensionality::<Ix2>().expect("2-d").reversed_axes().as_standard_layout().into_owned().into_dyn();
+    }
+    let bias = match node.input(2) {
+        None => None,
+        Some(c) => match g.constant(c) {
+            Some(Ok(t)) => {
+                let beta = node.attr_float("beta").unwrap_or(1.0);
+                let b = t.to_f32().map_err(|e| e.to_string())?.mapv(|v| v * beta);
+                Some(Tensor::from_array(format!("{}_bias", node.outputs[0]), &b))
+            }
+            _ => return Err("Gemm with a non-constant C".into()),
+        },
+    };
+    let granularity = if options.per_tensor { Granularity::PerTensor } else { Granularity::PerChannel { axis: 1 } };
+    let scheme = QScheme { qtype: QType::Int8, symmetric: true, granularity, reduce_range: false };
+    let (q, params) = scheme.quantize(&wf).map_err(|e| e.to_string())?;
+    let n = wf.shape()[1];
+    let scale: Array1<f32> = if options.per_tensor {
+        Array1::from_elem(1, params.scale.iter().next().copied().unwrap_or(1.0))
+    } else {
+        params.scale.iter().copied().collect::<Vec<_>>().into()
+    };
+    debug_assert!(scale.len() == 1 || scale.len() == n);
+    let record = TensorRecord::new(&w.name, &scheme, &params, w.byte_size(), wf.shape());
+    Ok(Some(Planned {
+        q,
+        scale,
+        alpha: if gemm { node.attr_float("alpha").unwrap_or(1.0) } else { 1.0 },
+        bias,
+        record,
+    }))
+}
+
+fn emit(g: &mut Graph, node: &Node, xq: &[String; 3], p: Planned, out: &mut Vec<Node>) {
+    let y = &node.outputs[0];
+    let name = |s: &str| format!("{y}_{s}");
+    let (wq, ws) = (name("weight_quantized"), name("weight_scale"));
+    g.initializers.push(int_tensor(&wq, &p.q, QType::Int8));
+    g.initializers.push(Tensor::from_array(&ws, &p.scale.mapv(|s| s * p.alpha).into_dyn()));
+    out.push(op("MatMulInteger", &name("MatMulInteger"), &[&xq[0], &wq, &xq[2]], &[name("int32")], vec![]));
+    let to_float = Attribute {
+        name: "to".into(),
+        value: AttrValue::Int(1),
+        doc_string: String::new(),
+        ref_attr_name: String::new(),
+    };
+    out.push(op("Cast", &name("Cast"), &[&name("int32")], &[name("float")], vec![to_float]));
+    out.push(op("Mul", &name("scale_Mul"), &[&xq[1], &ws], &[name("scale")], vec![]));
+    let product = if p.bias.is_some() { name("product") } else { y.clone() };
+    out.push(op("Mul", &name("Mul"), &[&name("float"), &name("scale")], std::slice::from_ref(&product), vec![]));
+    if let Some(b) = p.bias {
+        let bname = b.name.clone();
+        g.initializers.push(b);
+        out.push(op("Add", &name("bias_Add"), &[&product, &bname], std::slice::from_ref(y), vec![]));
+    }
+}
+
+pub(super) fn op(op_type: &str, name: &str, inputs: &[&str], outputs: &[String], attributes: Vec<Attribute>) -> Node {
+    Node {
+        name: name.into(),
+        op_type: op_type.into(),
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        outputs: outputs.to_vec(),
+        attributes,
+        ..Default::default()
+    }
+}

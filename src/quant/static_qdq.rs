@@ -1,0 +1,341 @@
+//! Static quantization in QDQ form: activation ranges calibrated on real data,
+//! `QuantizeLinear → DequantizeLinear` pairs inserted on the tensors around
+//! every op the registry quantizes, weights per-channel int8, biases int32
+//! with scale s_x · s_w. Runtimes fuse the pattern into integer kernels.
+
+use super::calibrate::{calibrator, Calibrator, Method};
+use super::pack::int_tensor;
+use super::registry::{self, Activations};
+use super::report::{QuantReport, Skipped, TensorRecord};
+use super::scheme::{params_for_range, Granularity, QParams, QScheme, QType};
+use super::weights::{excluded, replace_with_dequantize};
+use crate::data::{Array, Dataset};
+use crate::eval::Progress;
+use crate::ir::{DataType, GraphIndex, Model, Node, Tensor};
+use crate::runtime::{feed_inputs, Session, SessionOptions};
+use crate::Result;
+use ndarray::ArrayD;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Debug)]
+pub struct StaticOptions {
+    pub method: Method,
+    /// For `Method::Percentile`.
+    pub percentile: f64,
+    /// Activations: uint8 affine by default (ONNX Runtime's u8s8 kernels are
+    /// the fast ones on x86 with VNNI); int8 symmetric on request.
+    pub activation_type: QType,
+    pub symmetric_activations: bool,
+    /// Node names or op types left float.
+    pub exclude: Vec<String>,
+    /// Quantize only these op types (all the registry knows when empty).
+    pub op_types: Vec<String>,
+    pub batch_size: usize,
+    /// Use at most this many calibration samples.
+    pub max_samples: Option<usize>,
+    /// A calibrated range beyond ±this marks a tensor carrying an attention
+    /// mask (or another sentinel): it stays float.
+    pub mask_threshold: f32,
+}
+
+impl Default for StaticOptions {
+    fn default() -> Self {
+        StaticOptions {
+            method: Method::MinMax,
+            percentile: 99.999,
+            activation_type: QType::UInt8,
+            symmetric_activations: false,
+            exclude: vec![],
+            op_types: vec![],
+            batch_size: 8,
+            max_samples: None,
+            mask_threshold: 1e4,
+        }
+    }
+}
+
+/// Which tensors get QDQ, and which share another's parameters.
+struct Plan {
+    nodes: Vec<usize>,
+    /// Tensors calibrated on their own.
+    calibrated: BTreeSet<String>,
+    /// Pass-through outputs and the tensor whose parameters they reuse.
+    followers: Vec<(String, String)>,
+}
+
+fn plan(model: &Model, options: &StaticOptions) -> Result<Plan> {
+    let g = &model.graph;
+    let index = GraphIndex::new(g);
+    let is_const = |t: &str| g.constant_site(t).is_some();
+    let mut nodes = vec![];
+    let mut calibrated = BTreeSet::new();
+    let order = g.topo_order()?;
+    for &n in &order {
+        let node = &g.nodes[n];
+        let Some(rule) = registry::rule(node) else { continue };
+        let chosen = options.op_types.is_empty() || options.op_types.contains(&node.op_type);
+        if rule.activations != Activations::Quantize || excluded(node, &options.exclude) || !chosen {
+            continue;
+        }
+        nodes.push(n);
+        let inputs: Vec<usize> =
+            if node.op_type == "Concat" { (0..node.inputs.len()).collect() } else { rule.activation_inputs.to_vec() };
+        for i in inputs {
+            if let Some(t) = node.input(i).filter(|t| !is_const(t)) {
+                calibrated.insert(t.to_string());
+            }
+        }
+        if let Some(y) = node.outputs.first() {
+            calibrated.insert(fused_activation_output(model, &index, y, options).unwrap_or_else(|| y.clone()));
+        }
+    }
+    // Inputs of a fused Relu/Clip are not quantized: the runtime fuses them.
+    let fused: BTreeSet<String> = calibrated
+        .iter()
+        .filter_map(|t| index.producer(t).map(|p| &g.nodes[p]))
+        .filter(|p| matches!(p.op_type.as_str(), "Relu" | "Clip"))
+        .filter_map(|p| p.input(0).map(str::to_string))
+        .collect();
+    calibrated.retain(|t| !fused.contains(t) || g.outputs.iter().any(|o| &o.name == t));
+    // tract 0.23 fuses Softmax → QuantizeLinear(u8) into a quantized softmax
+    // that saturates every value (seen on digits_vit: all 255), so Softmax
+    // outputs stay float and the MatMul reading them dequantizes only V.
+    calibrated.retain(|t| index.producer(t).is_none_or(|p| g.nodes[p].op_type != "Softmax"));
+    // Pass-through ops keep their input's scale on their output.
+    let mut followers = vec![];
+    let mut quantized: BTreeSet<String> = calibrated.clone();
+    for &n in &order {
+        let node = &g.nodes[n];
+        let Some(rule) = registry::rule(node) else { continue };
+        if rule.activations != Activations::PassThrough || excluded(node, &options.exclude) {
+            continue;
+        }
+        if let (Some(x), Some(y)) = (node.input(0), node.outputs.first()) {
+            if quantized.contains(x) && !quantized.contains(y) {
+                followers.push((y.clone(), x.to_string()));
+                quantized.insert(y.clone());
+            }
+        }
+    }
+    Ok(Plan { nodes, calibrated, followers })
+}
+
+/// The output of a Relu or Clip that alone consumes `y`, if there is one.
+fn fused_activation_output(model: &Model, index: &GraphIndex, y: &str, options: &StaticOptions) -> Option<String> {
+    let g = &model.graph;
+    let [(c, _)] = index.consumers(y) else { return None };
+    let consumer = &g.nodes[*c];
+    let fusable = matches!(consumer.op_type.as_str(), "Relu" | "Clip") && !excluded(consumer, &options.exclude);
+    (fusable && g.outputs.iter().all(|o| o.name != y)).then(|| consumer.outputs[0].clone())
+}
+
+/// Runs the calibration data through the model and returns each tensor's range.
+fn calibrate(
+    model: &Model,
+    data: &Dataset,
+    tensors: &BTreeSet<String>,
+    options: &StaticOptions,
+    progress: &dyn Progress,
+) -> Result<BTreeMap<String, (f32, f32)>> {
+    let bound = data.bind(&feed_inputs(model), None)?;
+    let rows = options.max_samples.map_or(bound.rows, |m| m.min(bound.rows));
+    let feeds: BTreeSet<&str> = bound.names.iter().map(String::as_str).collect();
+    let captured: Vec<String> = tensors.iter().filter(|t| !feeds.contains(t.as_str())).cloned().collect();
+    let session =
+        Session::new(model, &SessionOptions { capture: captured.clone(), capture_only: true, ..Default::default() })?;
+    let mut cals: BTreeMap<String, Box<dyn Calibrator + Send>> =
+        tensors.iter().map(|t| (t.clone(), calibrator(options.method, options.percentile))).collect();
+    let mut float = BTreeSet::new();
+    let passes = if cals.values().any(|c| c.needs_second_pass()) { 2 } else { 1 };
+    progress.start((rows * passes) as u64, "calibrate");
+    for pass in 0..passes {
+        for (start, batch) in bound.batches(options.batch_size) {
+            if start >= rows {
+                break;
+            }
+            let batch: Vec<Array> = batch.iter().map(|a| a.rows(0, a.shape()[0].min(rows - start))).collect();
+            let outputs = session.run(&batch)?;
+            let named = captured.iter().zip(outputs.iter()).chain(bound.names.iter().zip(batch.iter()));
+            for (name, value) in named {
+                let Some(cal) = cals.get_mut(name) else { continue };
+                let Array::F32(a) = value else { continue };
+                float.insert(name.clone());
+                let a = a.as_standard_layout();
+                let values = a.as_slice().expect("standard layout");
+                if pass == 0 {
+                    cal.observe(values);
+                } else {
+                    cal.observe_again(values);
+                }
+            }
+            progress.advance(batch.first().map_or(0, |a| a.shape()[0]) as u64);
+        }
+    }
+    progress.finish();
+    let levels = 1usize << options.activation_type.bits();
+    Ok(cals.into_iter().filter(|(n, _)| float.contains(n)).map(|(n, c)| (n.clone(), c.range(levels))).collect())
+}
+
+pub fn quantize_static(
+    model: &mut Model,
+    calib: &Dataset,
+    options: &StaticOptions,
+    report: &mut QuantReport,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let ranks = crate::analysis::rank_lookup(model);
+    crate::transform::upgrade_opset(model, 13, &|n| ranks.get(n).copied())?;
+    let plan = plan(model, options)?;
+    let ranges = calibrate(model, calib, &plan.calibrated, options, progress)?;
+    let mut params: BTreeMap<String, (f32, i32)> = BTreeMap::new();
+    for (name, &(lo, hi)) in &ranges {
+        if lo.abs().max(hi.abs()) > options.mask_threshold {
+            report.skipped.push(Skipped::new(name, format!("range [{lo:.3e}, {hi:.3e}] carries a mask or sentinel")));
+            continue;
+        }
+        let p = params_for_range(lo, hi, options.activation_type, options.symmetric_activations, false);
+        params.insert(name.clone(), p);
+    }
+    for (y, x) in &plan.followers {
+        if let Some(&p) = params.get(x) {
+            params.insert(y.clone(), p);
+        }
+    }
+    quantize_node_weights(model, &plan.nodes, &params, report)?;
+    insert_qdq(model, &params, options.activation_type)?;
+    for (name, &(s, z)) in &params {
+        let scheme = QScheme {
+            qtype: options.activation_type,
+            symmetric: options.symmetric_activations,
+            granularity: Granularity::PerTensor,
+            reduce_range: false,
+        };
+        let p = QParams { scale: ArrayD::from_elem(vec![], s), zero_point: ArrayD::from_elem(vec![], z) };
+        report.tensors.push(TensorRecord::new(name, &scheme, &p, 0, &[]));
+    }
+    crate::transform::remove_unused_constants(&mut model.graph);
+    crate::transform::sort_nodes(&mut model.graph)
+}
+
+/// Per-channel int8 weights of the quantized nodes (and Gather tables), and
+/// int32 biases where the input's scale is known.
+fn quantize_node_weights(
+    model: &mut Model,
+    nodes: &[usize],
+    params: &BTreeMap<String, (f32, i32)>,
+    report: &mut QuantReport,
+) -> Result<()> {
+    let g = &model.graph;
+    let gathers = g.nodes.iter().enumerate().filter(|(_, n)| n.op_type == "Gather").map(|(i, _)| i);
+    // (weight, its channel axis, (bias, the input whose scale the bias takes))
+    type Work = (String, Option<usize>, Option<(String, String)>);
+    let mut work: Vec<Work> = vec![];
+    for n in nodes.iter().copied().chain(gathers) {
+        let node = &g.nodes[n];
+        let Some(rule) = registry::rule(node) else { continue };
+        for slot in rule.weights {
+            let Some(w) = node.input(slot.input).filter(|w| g.constant_site(w).is_some()) else { continue };
+            let rank = g.constant(w).and_then(|t| t.ok()).map_or(0, |t| t.dims.len());
+            let bias = rule.bias.and_then(|b| node.input(b)).filter(|b| g.constant_site(b).is_some());
+            let x = node.input(0).filter(|x| params.contains_key(*x));
+            let bias = match (bias, x) {
+                (Some(b), Some(x)) => Some((b.to_string(), x.to_string())),
+                _ => None,
+            };
+            work.push((w.to_string(), (slot.channel_axis)(node, rank), bias));
+        }
+    }
+    let mut done = BTreeSet::new();
+    for (w, axis, bias) in work {
+        if !done.insert(w.clone()) {
+            continue;
+        }
+        let Some(Ok(t)) = model.graph.constant(&w) else { continue };
+        if t.dtype != DataType::FLOAT || t.numel().unwrap_or(0) < 16 {
+            continue;
+        }
+        let wf = t.to_f32()?;
+        if wf.iter().any(|v| !v.is_finite()) {
+            report.skipped.push(Skipped::new(&w, "contains NaN or infinite values".into()));
+            continue;
+        }
+        let granularity = axis.map_or(Granularity::PerTensor, |axis| Granularity::PerChannel { axis });
+        let scheme = QScheme { qtype: QType::Int8, symmetric: true, granularity, reduce_range: false };
+        let (q, p) = scheme.quantize(&wf)?;
+        report.tensors.push(TensorRecord::new(&w, &scheme, &p, t.byte_size(), wf.shape()));
+        replace_with_dequantize(
+            model,
+            &w,
+            int_tensor(&format!("{w}_quantized"), &q, QType::Int8),
+            &p,
+            QType::Int8,
+            granularity,
+        )?;
+        if let (Some((b, x)), Some(_)) = (bias, axis) {
+            quantize_bias(model, &b, params[&x].0, &p, report)?;
+        }
+    }
+    Ok(())
+}
+
+/// Bias as int32 with scale s_x · s_w per output channel, zero point 0.
+fn quantize_bias(
+    model: &mut Model,
+    name: &str,
+    input_scale: f32,
+    weight: &QParams,
+    report: &mut QuantReport,
+) -> Result<()> {
+    let Some(Ok(t)) = model.graph.constant(name) else { return Ok(()) };
+    let b = t.to_f32()?;
+    if b.ndim() != 1 || b.len() != weight.scale.len() {
+        return Ok(());
+    }
+    let scale: ArrayD<f32> = weight.scale.mapv(|s| s * input_scale);
+    let q: Vec<i64> =
+        b.iter().zip(scale.iter()).map(|(&v, &s)| (v as f64 / s as f64).round_ties_even() as i64).collect();
+    if q.iter().any(|v| i32::try_from(*v).is_err()) || scale.iter().any(|s| !s.is_normal()) {
+        report.skipped.push(Skipped::new(name, "bias does not fit int32 at scale s_x·s_w".into()));
+        return Ok(());
+    }
+    let qb = ArrayD::from_shape_vec(vec![q.len()], q.iter().map(|&v| v as i32).collect()).expect("1-d");
+    let p = QParams { scale, zero_point: ArrayD::zeros(vec![q.len()]) };
+    let qt = int_tensor(&format!("{name}_quantized"), &qb, QType::Int32);
+    replace_with_dequantize(model, name, qt, &p, QType::Int32, Granularity::PerChannel { axis: 0 })?;
+    let scheme = QScheme {
+        qtype: QType::Int32,
+        symmetric: true,
+        granularity: Granularity::PerChannel { axis: 0 },
+        reduce_range: false,
+    };
+    report.tensors.push(TensorRecord::new(name, &scheme, &p, t.byte_size(), b.shape()));
+    Ok(())
+}
+
+/// A Q→DQ pair after each tensor with parameters; its consumers read the DQ output.
+fn insert_qdq(model: &mut Model, params: &BTreeMap<String, (f32, i32)>, qtype: QType) -> Result<()> {
+    let g = &mut model.graph;
+    let mut added = vec![];
+    for (t, &(s, z)) in params {
+        let (sname, zname) = (format!("{t}_scale"), format!("{t}_zero_point"));
+        let (qname, dqname) = (format!("{t}_quantized"), format!("{t}_dequantized"));
+        g.initializers.push(Tensor::scalar(&sname, s));
+        g.initializers.push(int_tensor(&zname, &ArrayD::from_elem(vec![], z), qtype));
+        for node in g.nodes.iter_mut() {
+            for i in node.inputs.iter_mut().filter(|i| *i == t) {
+                *i = dqname.clone();
+            }
+        }
+        let node = |op: &str, input: &str, output: &str| Node {
+            name: format!("{output}_{op}"),
+            op_type: op.into(),
+            inputs: vec![input.into(), sname.clone(), zname.clone()],
+            outputs: vec![output.into()],
+            ..Default::default()
+        };
+        added.push(node("QuantizeLinear", t, &qname));
+        added.push(node("DequantizeLinear", &qname, &dqname));
+    }
+    g.nodes.extend(added);
+    Ok(())
+}

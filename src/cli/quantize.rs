@@ -52,6 +52,10 @@ pub struct Args {
     /// Activation type: u8 (affine, the default: the fast kernels in ONNX Runtime) or s8 (symmetric).
     #[arg(long, default_value = "u8", value_parser = ["u8", "s8"])]
     activations: String,
+    /// Static mode keeps the most sensitive layers float until the output SQNR on the
+    /// calibration data is estimated to reach this many dB (0 turns the fallback off).
+    #[arg(long, default_value_t = prunq::quant::DEFAULT_FALLBACK_SQNR_DB)]
+    target_sqnr: f64,
     /// Quantize only these op types (static mode). Repeatable.
     #[arg(long)]
     op_types: Vec<String>,
@@ -106,6 +110,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
                 symmetric_activations: s8,
                 exclude: a.exclude.clone(),
                 op_types: a.op_types.clone(),
+                fallback_sqnr_db: (a.target_sqnr > 0.0).then_some(a.target_sqnr),
                 ..Default::default()
             };
             quantize_static(&mut model, &data, &options, &mut report, progress)?;

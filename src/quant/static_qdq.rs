@@ -17,6 +17,9 @@ use crate::Result;
 use ndarray::ArrayD;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Output SQNR the automatic float fallback aims for by default: 1 % noise power.
+pub const DEFAULT_FALLBACK_SQNR_DB: f64 = 20.0;
+
 #[derive(Clone, Debug)]
 pub struct StaticOptions {
     pub method: Method,
@@ -36,6 +39,9 @@ pub struct StaticOptions {
     /// A calibrated range beyond ±this marks a tensor carrying an attention
     /// mask (or another sentinel): it stays float.
     pub mask_threshold: f32,
+    /// Keep the most sensitive layers float until the output's SQNR on the
+    /// calibration data is estimated to reach this (dB); `None`: quantize all.
+    pub fallback_sqnr_db: Option<f64>,
 }
 
 impl Default for StaticOptions {
@@ -50,6 +56,7 @@ impl Default for StaticOptions {
             batch_size: 8,
             max_samples: None,
             mask_threshold: 1e4,
+            fallback_sqnr_db: Some(DEFAULT_FALLBACK_SQNR_DB),
         }
     }
 }
@@ -57,6 +64,8 @@ impl Default for StaticOptions {
 /// Which tensors get QDQ, and which share another's parameters.
 struct Plan {
     nodes: Vec<usize>,
+    /// The activation tensors each quantized node reads or writes.
+    node_tensors: BTreeMap<usize, Vec<String>>,
     /// Tensors calibrated on their own.
     calibrated: BTreeSet<String>,
     /// Pass-through outputs and the tensor whose parameters they reuse.
@@ -68,6 +77,7 @@ fn plan(model: &Model, options: &StaticOptions) -> Result<Plan> {
     let index = GraphIndex::new(g);
     let is_const = |t: &str| g.constant_site(t).is_some();
     let mut nodes = vec![];
+    let mut node_tensors = BTreeMap::new();
     let mut calibrated = BTreeSet::new();
     let order = g.topo_order()?;
     for &n in &order {
@@ -77,17 +87,23 @@ fn plan(model: &Model, options: &StaticOptions) -> Result<Plan> {
         if rule.activations != Activations::Quantize || excluded(node, &options.exclude) || !chosen {
             continue;
         }
+        if is_normalization_epsilon(model, &index, node) {
+            continue;
+        }
         nodes.push(n);
+        let mut mine = vec![];
         let inputs: Vec<usize> =
             if node.op_type == "Concat" { (0..node.inputs.len()).collect() } else { rule.activation_inputs.to_vec() };
         for i in inputs {
             if let Some(t) = node.input(i).filter(|t| !is_const(t)) {
-                calibrated.insert(t.to_string());
+                mine.push(t.to_string());
             }
         }
         if let Some(y) = node.outputs.first() {
-            calibrated.insert(fused_activation_output(model, &index, y, options).unwrap_or_else(|| y.clone()));
+            mine.push(fused_activation_output(model, &index, y, options).unwrap_or_else(|| y.clone()));
         }
+        calibrated.extend(mine.iter().cloned());
+        node_tensors.insert(n, mine);
     }
     // Inputs of a fused Relu/Clip are not quantized: the runtime fuses them.
     let fused: BTreeSet<String> = calibrated
@@ -117,7 +133,23 @@ fn plan(model: &Model, options: &StaticOptions) -> Result<Plan> {
             }
         }
     }
-    Ok(Plan { nodes, calibrated, followers })
+    for tensors in node_tensors.values_mut() {
+        tensors.retain(|t| calibrated.contains(t));
+    }
+    Ok(Plan { nodes, node_tensors, calibrated, followers })
+}
+
+/// The `+ ε` of a decomposed LayerNorm or BatchNorm (`var + ε → Sqrt`): its input
+/// is a variance, mostly tiny with rare large values, and quantizing it to
+/// zero turns the division that follows into an explosion. Stays float, as
+/// LayerNormalization itself does.
+fn is_normalization_epsilon(model: &Model, index: &GraphIndex, node: &Node) -> bool {
+    let g = &model.graph;
+    node.op_type == "Add"
+        && node.inputs.iter().any(|i| g.constant_site(i).is_some())
+        && node.outputs.first().is_some_and(|y| {
+            index.consumers(y).iter().any(|(c, _)| matches!(g.nodes[*c].op_type.as_str(), "Sqrt" | "Reciprocal"))
+        })
 }
 
 /// The output of a Relu or Clip that alone consumes `y`, if there is one.
@@ -185,6 +217,7 @@ pub fn quantize_static(
 ) -> Result<()> {
     let ranks = crate::analysis::rank_lookup(model);
     crate::transform::upgrade_opset(model, 13, &|n| ranks.get(n).copied())?;
+    crate::transform::fold_batchnorm(model)?;
     let plan = plan(model, options)?;
     let ranges = calibrate(model, calib, &plan.calibrated, options, progress)?;
     let mut params: BTreeMap<String, (f32, i32)> = BTreeMap::new();
@@ -196,13 +229,45 @@ pub fn quantize_static(
         let p = params_for_range(lo, hi, options.activation_type, options.symmetric_activations, false);
         params.insert(name.clone(), p);
     }
+    let mut chosen = plan.nodes.clone();
+    if let Some(target) = options.fallback_sqnr_db {
+        let groups = super::sensitivity::candidate_groups(model, &plan.nodes);
+        let build = |nodes: &[usize]| apply(model, &plan, nodes, nodes, &params, options, &mut QuantReport::default());
+        let float_nodes = super::sensitivity::choose_fallback(model, calib, &groups, &build, target, options.batch_size, progress)?;
+        for (n, why) in &float_nodes {
+            report.skipped.push(Skipped::new(&model.graph.nodes[*n].label(), why.clone()));
+        }
+        chosen.retain(|n| !float_nodes.iter().any(|(f, _)| f == n));
+    }
+    // Layers kept float still get int8 weights (weight-only): nearly free in
+    // accuracy, and the file stays small.
+    *model = apply(model, &plan, &chosen, &plan.nodes, &params, options, report)?;
+    Ok(())
+}
+
+/// The prepared float model with `nodes` quantized (the QDQ pairs on their
+/// tensors and on pass-through outputs of those) and the weights of
+/// `weight_nodes` in int8 (biases in int32 where the input is quantized).
+fn apply(
+    prepared: &Model,
+    plan: &Plan,
+    nodes: &[usize],
+    weight_nodes: &[usize],
+    all_params: &BTreeMap<String, (f32, i32)>,
+    options: &StaticOptions,
+    report: &mut QuantReport,
+) -> Result<Model> {
+    let mut model = prepared.clone();
+    let wanted: BTreeSet<&String> = nodes.iter().filter_map(|n| plan.node_tensors.get(n)).flatten().collect();
+    let mut params: BTreeMap<String, (f32, i32)> =
+        all_params.iter().filter(|(t, _)| wanted.contains(t)).map(|(t, p)| (t.clone(), *p)).collect();
     for (y, x) in &plan.followers {
         if let Some(&p) = params.get(x) {
             params.insert(y.clone(), p);
         }
     }
-    quantize_node_weights(model, &plan.nodes, &params, report)?;
-    insert_qdq(model, &params, options.activation_type)?;
+    quantize_node_weights(&mut model, weight_nodes, &params, report)?;
+    insert_qdq(&mut model, &params, options.activation_type)?;
     for (name, &(s, z)) in &params {
         let scheme = QScheme {
             qtype: options.activation_type,
@@ -214,7 +279,8 @@ pub fn quantize_static(
         report.tensors.push(TensorRecord::new(name, &scheme, &p, 0, &[]));
     }
     crate::transform::remove_unused_constants(&mut model.graph);
-    crate::transform::sort_nodes(&mut model.graph)
+    crate::transform::sort_nodes(&mut model.graph)?;
+    Ok(model)
 }
 
 /// Per-channel int8 weights of the quantized nodes (and Gather tables), and

@@ -1,8 +1,10 @@
 //! Graph rewrites that are neither quantization nor pruning: opset upgrade,
 //! node ordering.
 
+mod fold_batchnorm;
 mod opset;
 
+pub use fold_batchnorm::fold_batchnorm;
 pub use opset::upgrade_opset;
 
 use crate::ir::Graph;

@@ -125,3 +125,111 @@ fn ocr_weights_int8_reads_text_in_both_runtimes() {
     assert!((tract_exact - ort_exact).abs() <= 1.0 / 64.0, "tract {tract_exact} vs ORT {ort_exact}");
     assert!(tract_exact >= 0.75, "exact lines {tract_exact}");
 }
+
+fn ort_static_size(model: &std::path::Path, calib: &std::path::Path, dir: &std::path::Path) -> u64 {
+    let out = dir.join("ort_static.onnx");
+    common::ort("ort_quantize.py", &["static".as_ref(), model.as_os_str(), out.as_os_str(), calib.as_os_str()]);
+    std::fs::metadata(out).unwrap().len()
+}
+
+fn quantize_static_file(src: &std::path::Path, calib: &std::path::Path, out: &std::path::Path) -> prunq::ir::Model {
+    let mut m = prunq::onnx::load(src).unwrap();
+    let data = Dataset::open(calib).unwrap();
+    let mut report = QuantReport::default();
+    prunq::quant::quantize_static(&mut m, &data, &prunq::quant::StaticOptions::default(), &mut report, &Silent)
+        .unwrap();
+    prunq::onnx::save(&m, out, &Default::default()).unwrap();
+    m
+}
+
+#[test]
+fn static_digits_keep_accuracy_and_are_no_larger_than_onnx_runtime_s() {
+    let dir = common::tempdir();
+    let (calib, test) = (common::data("digits_calib.npz"), common::data("digits_test.npz"));
+    for (name, fp32) in [
+        ("digits_mlp.onnx", 0.974),
+        ("digits_cnn.onnx", 0.998),
+        ("digits_resnet.onnx", 0.994),
+        ("digits_vit.onnx", 0.968),
+    ] {
+        let out = dir.path().join(name);
+        let m = quantize_static_file(&common::model(name), &calib, &out);
+        assert!(m.graph.nodes.iter().any(|n| n.op_type == "QuantizeLinear"), "{name}: no QDQ");
+        let tract =
+            evaluate(&m, &Dataset::open(&test).unwrap(), &RunOptions::default(), &Silent).unwrap().accuracy.unwrap();
+        let ort = accuracy_in_ort(&out, &test);
+        assert!(fp32 - tract <= 0.004 + 1e-9, "{name}: tract accuracy {tract}");
+        assert!(fp32 - ort <= 0.004 + 1e-9, "{name}: ORT accuracy {ort}");
+        let (ours, theirs) =
+            (std::fs::metadata(&out).unwrap().len(), ort_static_size(&common::model(name), &calib, dir.path()));
+        assert!(ours <= theirs, "{name}: {ours} bytes, ONNX Runtime's static output {theirs}");
+    }
+}
+
+#[test]
+fn static_ppocr_cls_agrees_with_fp32() {
+    let dir = common::tempdir();
+    let out = dir.path().join("cls.onnx");
+    let src = common::model("ppocr_cls_v2.onnx");
+    let m = quantize_static_file(&src, &common::data("ocr_cls_calib.npz"), &out);
+    let test = common::data("ocr_cls_test.npz");
+    let original = prunq::onnx::load(&src).unwrap();
+    let r =
+        prunq::eval::compare(&original, &m, &Dataset::open(&test).unwrap(), &RunOptions::default(), &Silent).unwrap();
+    assert!(r.outputs[0].top1_agreement >= 0.97, "tract agreement {}", r.outputs[0].top1_agreement);
+    let (a, b) = (common::ort_outputs(&src, &test, 128), common::ort_outputs(&out, &test, 128));
+    let (a, b) = (a.values().next().unwrap().to_f32(), b.values().next().unwrap().to_f32());
+    let agree = a
+        .outer_iter()
+        .zip(b.outer_iter())
+        .filter(|(x, y)| prunq::eval::argmax(x.iter()) == prunq::eval::argmax(y.iter()))
+        .count();
+    assert!(agree as f64 / 128.0 >= 0.97, "ORT agreement {agree}/128");
+}
+
+/// Embedding fidelity in ONNX Runtime: mean cosine and nearest-neighbour agreement.
+fn embedding_fidelity_in_ort(reference: &std::path::Path, candidate: &std::path::Path) -> (f64, f64) {
+    let data = common::data("sentences_test.npz");
+    let a = common::ort_outputs(reference, &data, 256)["embedding"].to_f32();
+    let b = common::ort_outputs(candidate, &data, 256)["embedding"].to_f32();
+    let mut cmp = prunq::eval::OutputComparison::new();
+    cmp.update(&a, &b);
+    let m = cmp.finish("embedding");
+    (m.cosine_mean, m.nn_agreement.unwrap())
+}
+
+#[test]
+fn static_minilm_meets_its_floors_with_sensitive_layers_kept_float() {
+    let dir = common::tempdir();
+    let out = dir.path().join("minilm.onnx");
+    let src = common::model("minilm_l6.onnx");
+    quantize_static_file(&src, &common::data("sentences_calib.npz"), &out);
+    let ratio = std::fs::metadata(&out).unwrap().len() as f64 / std::fs::metadata(&src).unwrap().len() as f64;
+    assert!(ratio <= 0.35, "size ratio {ratio}");
+    let (cos, nn) = embedding_fidelity_in_ort(&src, &out);
+    assert!(cos >= 0.98 && nn >= 0.85, "ORT: cosine {cos}, NN agreement {nn}");
+}
+
+#[test]
+fn dynamic_minilm_runs_matmul_integer_in_both_runtimes() {
+    let dir = common::tempdir();
+    let src = common::model("minilm_l6.onnx");
+    let mut m = prunq::onnx::load(&src).unwrap();
+    let mut report = QuantReport::default();
+    prunq::quant::quantize_dynamic(&mut m, &Default::default(), &mut report).unwrap();
+    assert_eq!(m.graph.nodes.iter().filter(|n| n.op_type == "MatMulInteger").count(), 36);
+    let out = dir.path().join("dyn.onnx");
+    prunq::onnx::save(&m, &out, &Default::default()).unwrap();
+    let (cos, nn) = embedding_fidelity_in_ort(&src, &out);
+    assert!(cos >= 0.99 && nn >= 0.85, "ORT: cosine {cos}, NN agreement {nn}");
+    let original = prunq::onnx::load(&src).unwrap();
+    let r = prunq::eval::compare(
+        &original,
+        &m,
+        &Dataset::open(common::data("sentences_test.npz")).unwrap(),
+        &RunOptions::default(),
+        &Silent,
+    )
+    .unwrap();
+    assert!(r.outputs[0].cosine_mean >= 0.99, "tract: cosine {}", r.outputs[0].cosine_mean);
+}

@@ -6,8 +6,8 @@ mod dynamic;
 mod pack;
 pub mod registry;
 mod report;
-pub mod sensitivity;
 pub mod scheme;
+pub mod sensitivity;
 mod static_qdq;
 mod weights;
 

@@ -233,7 +233,8 @@ pub fn quantize_static(
     if let Some(target) = options.fallback_sqnr_db {
         let groups = super::sensitivity::candidate_groups(model, &plan.nodes);
         let build = |nodes: &[usize]| apply(model, &plan, nodes, nodes, &params, options, &mut QuantReport::default());
-        let float_nodes = super::sensitivity::choose_fallback(model, calib, &groups, &build, target, options.batch_size, progress)?;
+        let float_nodes =
+            super::sensitivity::choose_fallback(model, calib, &groups, &build, target, options.batch_size, progress)?;
         for (n, why) in &float_nodes {
             report.skipped.push(Skipped::new(&model.graph.nodes[*n].label(), why.clone()));
         }

@@ -14,7 +14,10 @@ pub fn fold_batchnorm(model: &mut Model) -> Result<usize> {
         let g = &model.graph;
         let index = GraphIndex::new(g);
         let candidate = g.nodes.iter().enumerate().find_map(|(bn_ix, bn)| {
-            if bn.op_type != "BatchNormalization" || !bn.is_onnx_op() || bn.outputs.iter().skip(1).any(|o| !o.is_empty()) {
+            if bn.op_type != "BatchNormalization"
+                || !bn.is_onnx_op()
+                || bn.outputs.iter().skip(1).any(|o| !o.is_empty())
+            {
                 return None;
             }
             let x = bn.input(0)?;
@@ -40,9 +43,8 @@ pub fn fold_batchnorm(model: &mut Model) -> Result<usize> {
 fn fold_one(model: &mut Model, conv_ix: usize, bn_ix: usize) -> Result<()> {
     let g = &model.graph;
     let (conv, bn) = (&g.nodes[conv_ix], &g.nodes[bn_ix]);
-    let get = |name: &str| -> Result<ArrayD<f32>> {
-        g.constant(name).expect("checked: a constant").and_then(|t| t.to_f32())
-    };
+    let get =
+        |name: &str| -> Result<ArrayD<f32>> { g.constant(name).expect("checked: a constant").and_then(|t| t.to_f32()) };
     let w = get(&conv.inputs[1])?;
     let [gamma, beta, mean, var] = [1, 2, 3, 4].map(|i| get(&bn.inputs[i]));
     let (gamma, beta, mean, var) = (gamma?, beta?, mean?, var?);

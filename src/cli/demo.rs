@@ -5,6 +5,7 @@ use prunq::eval::{compare, evaluate, Progress, RunOptions};
 
 const MODEL: &[u8] = include_bytes!("../../demo/digits_cnn.onnx");
 const DATA: &[u8] = include_bytes!("../../demo/digits_test.npz");
+const CALIB: &[u8] = include_bytes!("../../demo/digits_calib.npz");
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,6 +21,8 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let (model_path, data_path) = (dir.join("digits_cnn.onnx"), dir.join("digits_test.npz"));
     std::fs::write(&model_path, MODEL)?;
     std::fs::write(&data_path, DATA)?;
+    let calib_path = dir.join("digits_calib.npz");
+    std::fs::write(&calib_path, CALIB)?;
     println!("prunq demo: a 4-layer CNN trained on handwritten digits, 500 labelled test images\n");
 
     println!("== inspect {}", model_path.display());
@@ -40,6 +43,27 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
 
     println!("== compare the saved model with the original");
     let resaved = prunq::onnx::load(&copy)?;
-    print!("{}", prunq::report::text::compare(&compare(&model, &resaved, &data, &options, progress)?));
+    println!("{}", prunq::report::text::compare(&compare(&model, &resaved, &data, &options, progress)?));
+
+    let quantized_path = dir.join("digits_cnn.int8.onnx");
+    println!("== quantize --mode static --calib digits_calib.npz → {}", quantized_path.display());
+    let mut quantized = model.clone();
+    let calib = prunq::data::Dataset::open(&calib_path)?;
+    let mut report = prunq::quant::QuantReport::default();
+    let static_options = prunq::quant::StaticOptions::default();
+    prunq::quant::quantize_static(&mut quantized, &calib, &static_options, &mut report, progress)?;
+    prunq::onnx::save(&quantized, &quantized_path, &Default::default())?;
+    let size = std::fs::metadata(&quantized_path)?.len();
+    println!(
+        "{} tensors quantized; {} → {} ({:.2}×)\n",
+        report.tensors.len(),
+        prunq::report::table::bytes(MODEL.len() as u64),
+        prunq::report::table::bytes(size),
+        size as f64 / MODEL.len() as f64
+    );
+    println!("== eval the quantized model on the test set");
+    println!("{}", prunq::report::text::eval(&evaluate(&quantized, &data, &options, progress)?));
+    println!("== compare it with the original");
+    print!("{}", prunq::report::text::compare(&compare(&model, &quantized, &data, &options, progress)?));
     Ok(())
 }

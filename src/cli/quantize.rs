@@ -1,8 +1,8 @@
 use prunq::eval::{compare, Progress, RunOptions};
 use prunq::quant::calibrate::Method;
 use prunq::quant::{
-    quantize_dynamic, quantize_static, quantize_weights, DynamicOptions, QType, QuantReport, StaticOptions,
-    WeightOptions,
+    quantize_dynamic, quantize_static, quantize_weights, quantize_weights_with_fallback, DynamicOptions, QType,
+    QuantReport, StaticOptions, WeightOptions,
 };
 use std::path::PathBuf;
 
@@ -40,7 +40,8 @@ pub struct Args {
     /// Leave these nodes (by name) or op types in float. Repeatable.
     #[arg(long)]
     exclude: Vec<String>,
-    /// Calibration data (static mode): `.npz` with arrays named like the inputs.
+    /// Calibration data: required by static mode; with weights mode, measures each layer's
+    /// sensitivity and keeps the worst float (see --target-sqnr).
     #[arg(long)]
     calib: Option<PathBuf>,
     /// How activation ranges are chosen from the calibration data.
@@ -52,8 +53,8 @@ pub struct Args {
     /// Activation type: u8 (affine, the default: the fast kernels in ONNX Runtime) or s8 (symmetric).
     #[arg(long, default_value = "u8", value_parser = ["u8", "s8"])]
     activations: String,
-    /// Static mode keeps the most sensitive layers float until the output SQNR on the
-    /// calibration data is estimated to reach this many dB (0 turns the fallback off).
+    /// With calibration data, the most sensitive layers stay float until the output SQNR on
+    /// it is estimated to reach this many dB (0 turns the fallback off).
     #[arg(long, default_value_t = prunq::quant::DEFAULT_FALLBACK_SQNR_DB)]
     target_sqnr: f64,
     /// Quantize only these op types (static mode). Repeatable.
@@ -96,7 +97,13 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
                 exclude: a.exclude.clone(),
                 ..Default::default()
             };
-            quantize_weights(&mut model, &options, &mut report)?;
+            match (&a.calib, a.target_sqnr > 0.0) {
+                (Some(calib), true) => {
+                    let data = prunq::data::Dataset::open(calib)?;
+                    quantize_weights_with_fallback(&mut model, &options, &data, a.target_sqnr, &mut report, progress)?
+                }
+                _ => quantize_weights(&mut model, &options, &mut report)?,
+            }
         }
         Mode::Static => {
             let calib =

@@ -15,4 +15,4 @@ pub use dynamic::{quantize_dynamic, DynamicOptions};
 pub use report::{QuantReport, Skipped, TensorRecord};
 pub use scheme::{Granularity, QParams, QScheme, QType};
 pub use static_qdq::{quantize_static, StaticOptions, DEFAULT_FALLBACK_SQNR_DB};
-pub use weights::{excluded, quantize_weights, WeightOptions};
+pub use weights::{excluded, quantize_weights, quantize_weights_with_fallback, WeightOptions};

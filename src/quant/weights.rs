@@ -21,6 +21,8 @@ pub struct WeightOptions {
     pub exclude: Vec<String>,
     /// Weights with fewer elements stay float (biases, tiny kernels).
     pub min_elements: usize,
+    /// Quantize only the weights of these nodes (by index); all when `None`.
+    pub only_nodes: Option<Vec<usize>>,
 }
 
 impl Default for WeightOptions {
@@ -32,17 +34,22 @@ impl Default for WeightOptions {
             per_tensor: false,
             exclude: vec![],
             min_elements: 64,
+            only_nodes: None,
         }
     }
 }
 
 /// The weights to quantize: name → (consumer nodes, the channel axis each wants).
-pub(super) fn weight_uses(model: &Model, exclude: &[String]) -> BTreeMap<String, Vec<(usize, Option<usize>)>> {
+pub(super) fn weight_uses(
+    model: &Model,
+    exclude: &[String],
+    only: Option<&[usize]>,
+) -> BTreeMap<String, Vec<(usize, Option<usize>)>> {
     let g = &model.graph;
     let mut uses: BTreeMap<String, Vec<(usize, Option<usize>)>> = BTreeMap::new();
     for (i, node) in g.nodes.iter().enumerate() {
         let Some(rule) = registry::rule(node) else { continue };
-        if excluded(node, exclude) {
+        if excluded(node, exclude) || only.is_some_and(|o| !o.contains(&i)) {
             continue;
         }
         for slot in rule.weights {
@@ -67,7 +74,7 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
         if options.block_size.is_some() || matches!(options.qtype, QType::Int4 | QType::UInt4) { 21 } else { 13 };
     let rank_of = crate::analysis::rank_lookup(model);
     crate::transform::upgrade_opset(model, needs, &|n| rank_of.get(n).copied())?;
-    for (name, uses) in weight_uses(model, &options.exclude) {
+    for (name, uses) in weight_uses(model, &options.exclude, options.only_nodes.as_deref()) {
         let t = match model.graph.constant(&name) {
             Some(Ok(t)) => t,
             _ => continue,
@@ -106,6 +113,39 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
         report.tensors.push(record);
     }
     crate::transform::sort_nodes(&mut model.graph)
+}
+
+/// Weight-only quantization that first measures, on calibration data, how much
+/// each layer's quantized weights alone disturb the output, and leaves the
+/// worst float until the summed noise meets `target_sqnr_db`.
+pub fn quantize_weights_with_fallback(
+    model: &mut Model,
+    options: &WeightOptions,
+    calib: &crate::data::Dataset,
+    target_sqnr_db: f64,
+    report: &mut QuantReport,
+    progress: &dyn crate::eval::Progress,
+) -> Result<()> {
+    let prepared = model.clone();
+    let nodes: Vec<usize> = weight_uses(&prepared, &options.exclude, None)
+        .values()
+        .flat_map(|uses| uses.iter().map(|(n, _)| *n))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let groups = super::sensitivity::candidate_groups(&prepared, &nodes);
+    let build = |only: &[usize]| {
+        let mut m = prepared.clone();
+        let o = WeightOptions { only_nodes: Some(only.to_vec()), ..options.clone() };
+        quantize_weights(&mut m, &o, &mut QuantReport::default())?;
+        Ok(m)
+    };
+    let float = super::sensitivity::choose_fallback(&prepared, calib, &groups, &build, target_sqnr_db, 8, progress)?;
+    let keep: Vec<usize> = nodes.iter().copied().filter(|n| float.iter().all(|(f, _)| f != n)).collect();
+    for (n, why) in &float {
+        report.skipped.push(Skipped::new(&prepared.graph.nodes[*n].label(), why.clone()));
+    }
+    quantize_weights(model, &WeightOptions { only_nodes: Some(keep), ..options.clone() }, report)
 }
 
 /// The axis a block runs along: for a 2-D MatMul/Gemm weight the one that is

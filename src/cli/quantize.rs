@@ -1,8 +1,8 @@
 use prunq::eval::{compare, Progress, RunOptions};
 use prunq::quant::calibrate::Method;
 use prunq::quant::{
-    quantize_dynamic, quantize_static, quantize_weights, quantize_weights_with_fallback, DynamicOptions, QType,
-    QuantReport, StaticOptions, WeightOptions,
+    convert_fp16, quantize_dynamic, quantize_static, quantize_weights, quantize_weights_with_fallback, DynamicOptions,
+    Fp16Options, QType, QuantReport, StaticOptions, WeightOptions,
 };
 use std::path::PathBuf;
 
@@ -14,6 +14,8 @@ pub enum Mode {
     Dynamic,
     /// Weights and activations in int8, activation ranges calibrated on --calib; QDQ format.
     Static,
+    /// Every float32 constant and computation in float16; float32 inputs and outputs kept.
+    Fp16,
 }
 
 #[derive(clap::Args)]
@@ -60,6 +62,9 @@ pub struct Args {
     /// Quantize only these op types (static mode). Repeatable.
     #[arg(long)]
     op_types: Vec<String>,
+    /// fp16 mode: make the graph's inputs and outputs float16 too.
+    #[arg(long)]
+    fp16_io: bool,
     /// Data to compare the result with the original on (reported).
     #[arg(long)]
     val: Option<PathBuf>,
@@ -122,6 +127,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
             };
             quantize_static(&mut model, &data, &options, &mut report, progress)?;
         }
+        Mode::Fp16 => convert_fp16(&mut model, &Fp16Options { keep_io_types: !a.fp16_io }, &mut report)?,
         Mode::Dynamic => {
             let options = DynamicOptions { exclude: a.exclude.clone(), per_tensor: a.per_tensor };
             quantize_dynamic(&mut model, &options, &mut report)?;

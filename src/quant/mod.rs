@@ -3,6 +3,7 @@
 
 pub mod calibrate;
 mod dynamic;
+mod fp16;
 mod pack;
 pub mod registry;
 mod report;
@@ -12,6 +13,7 @@ mod static_qdq;
 mod weights;
 
 pub use dynamic::{quantize_dynamic, DynamicOptions};
+pub use fp16::{convert_fp16, Fp16Options};
 pub use report::{QuantReport, Skipped, TensorRecord};
 pub use scheme::{Granularity, QParams, QScheme, QType};
 pub use static_qdq::{quantize_static, StaticOptions, DEFAULT_FALLBACK_SQNR_DB};

@@ -2,9 +2,11 @@
 //! node ordering.
 
 mod fold_batchnorm;
+mod gemm;
 mod opset;
 
 pub use fold_batchnorm::fold_batchnorm;
+pub use gemm::gemm_to_matmul;
 pub use opset::upgrade_opset;
 
 use crate::ir::Graph;

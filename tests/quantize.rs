@@ -233,3 +233,59 @@ fn dynamic_minilm_runs_matmul_integer_in_both_runtimes() {
     .unwrap();
     assert!(r.outputs[0].cosine_mean >= 0.99, "tract: cosine {}", r.outputs[0].cosine_mean);
 }
+
+#[test]
+fn portable_int4_minilm_runs_in_both_runtimes_at_a_fifth_of_the_size() {
+    let dir = common::tempdir();
+    let src = common::model("minilm_l6.onnx");
+    let mut m = prunq::onnx::load(&src).unwrap();
+    let options = WeightOptions { qtype: QType::Int4, block_size: Some(32), ..Default::default() };
+    quantize_weights(&mut m, &options, &mut QuantReport::default()).unwrap();
+    assert!(m.graph.nodes.iter().any(|n| n.op_type == "BitShift"), "packed nibbles are unpacked by plain ops");
+    let out = dir.path().join("int4.onnx");
+    prunq::onnx::save(&m, &out, &Default::default()).unwrap();
+    let ratio = std::fs::metadata(&out).unwrap().len() as f64 / std::fs::metadata(&src).unwrap().len() as f64;
+    assert!(ratio <= 0.2, "size ratio {ratio}");
+    let (cos, _) = embedding_fidelity_in_ort(&src, &out);
+    assert!(cos >= 0.95, "ORT cosine {cos}");
+    let original = prunq::onnx::load(&src).unwrap();
+    let data = Dataset::open(common::data("sentences_test.npz")).unwrap();
+    let r = prunq::eval::compare(&original, &m, &data, &RunOptions::default(), &Silent).unwrap();
+    assert!(r.outputs[0].cosine_mean >= 0.95, "tract cosine {}", r.outputs[0].cosine_mean);
+}
+
+#[test]
+fn fp16_halves_the_size_and_keeps_float32_edges() {
+    let dir = common::tempdir();
+    // digits_vit is left out: ONNX Runtime 1.32 crashes on its float16 form at the
+    // default optimization level (it runs at `extended`); see the README.
+    for (name, data) in [
+        ("digits_cnn.onnx", "digits_test.npz"),
+        ("digits_resnet.onnx", "digits_test.npz"),
+        ("ppocr_cls_v2.onnx", "ocr_cls_test.npz"),
+    ] {
+        let src = common::model(name);
+        let original = prunq::onnx::load(&src).unwrap();
+        let mut m = original.clone();
+        prunq::quant::convert_fp16(&mut m, &Default::default(), &mut QuantReport::default()).unwrap();
+        assert_eq!(m.graph.inputs[0].dtype(), Some(prunq::ir::DataType::FLOAT), "{name}: input stays float32");
+        let out = dir.path().join(name);
+        prunq::onnx::save(&m, &out, &Default::default()).unwrap();
+        let ratio = std::fs::metadata(&out).unwrap().len() as f64 / std::fs::metadata(&src).unwrap().len() as f64;
+        assert!(ratio < 0.6, "{name}: size ratio {ratio}");
+        let data = common::data(data);
+        let r = prunq::eval::compare(&original, &m, &Dataset::open(&data).unwrap(), &RunOptions::default(), &Silent)
+            .unwrap();
+        assert!(
+            r.outputs[0].cosine_min > 0.999 && r.outputs[0].top1_agreement > 0.99,
+            "{name} in tract: {:?}",
+            r.outputs[0]
+        );
+        let (a, b) = (common::ort_outputs(&src, &data, 16), common::ort_outputs(&out, &data, 16));
+        for (k, v) in &a {
+            let mut cmp = prunq::eval::OutputComparison::new();
+            cmp.update(&v.to_f32(), &b[k].to_f32());
+            assert!(cmp.finish(k).cosine_min > 0.999, "{name} in ORT");
+        }
+    }
+}

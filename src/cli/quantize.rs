@@ -2,7 +2,7 @@ use prunq::eval::{compare, Progress, RunOptions};
 use prunq::quant::calibrate::Method;
 use prunq::quant::{
     convert_fp16, quantize_dynamic, quantize_static, quantize_weights, quantize_weights_with_fallback, DynamicOptions,
-    Fp16Options, QType, QuantReport, StaticOptions, WeightOptions,
+    Fp16Options, Int4Format, QType, QuantReport, StaticOptions, WeightOptions,
 };
 use std::path::PathBuf;
 
@@ -36,6 +36,10 @@ pub struct Args {
     /// One scale per weight tensor instead of per channel or block.
     #[arg(long)]
     per_tensor: bool,
+    /// How 4-bit weights are written: `portable` (uint8-packed, unpacked by plain ops; ONNX
+    /// Runtime and tract) or `qdq` (INT4 + blocked DequantizeLinear, opset 21; ONNX Runtime only).
+    #[arg(long, value_enum, default_value = "portable")]
+    int4_format: Int4Format,
     /// Affine (with zero point) weights instead of symmetric.
     #[arg(long)]
     asymmetric: bool,
@@ -100,6 +104,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
                 block_size: a.block_size.or(if four && !a.per_tensor { Some(32) } else { None }),
                 per_tensor: a.per_tensor,
                 exclude: a.exclude.clone(),
+                int4_format: a.int4_format,
                 ..Default::default()
             };
             match (&a.calib, a.target_sqnr > 0.0) {

@@ -64,6 +64,22 @@ impl Graph {
         Ok(())
     }
 
+    /// Removes constant `name` from wherever it lives (and from the graph inputs,
+    /// where an old-IR initializer is also listed).
+    pub fn remove_constant(&mut self, name: &str) -> Result<()> {
+        match self.constant_site(name) {
+            Some(ConstantSite::Initializer(k)) => {
+                self.initializers.remove(k);
+                self.inputs.retain(|i| i.name != name);
+            }
+            Some(ConstantSite::ConstantNode(n)) => {
+                self.nodes.remove(n);
+            }
+            None => return Err(Error::Model(format!("'{name}' is not a constant"))),
+        }
+        Ok(())
+    }
+
     /// Names of all constants of this graph, in file order (initializers first).
     pub fn constant_names(&self) -> Vec<String> {
         let inits = self.initializers.iter().map(|t| t.name.clone());

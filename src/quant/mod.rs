@@ -4,6 +4,7 @@
 pub mod calibrate;
 mod dynamic;
 mod fp16;
+mod int4;
 mod pack;
 pub mod registry;
 mod report;
@@ -17,4 +18,4 @@ pub use fp16::{convert_fp16, Fp16Options};
 pub use report::{QuantReport, Skipped, TensorRecord};
 pub use scheme::{Granularity, QParams, QScheme, QType};
 pub use static_qdq::{quantize_static, StaticOptions, DEFAULT_FALLBACK_SQNR_DB};
-pub use weights::{excluded, quantize_weights, quantize_weights_with_fallback, WeightOptions};
+pub use weights::{excluded, quantize_weights, quantize_weights_with_fallback, Int4Format, WeightOptions};

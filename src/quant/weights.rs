@@ -5,9 +5,9 @@
 use super::pack::int_tensor;
 use super::registry;
 use super::report::{QuantReport, Skipped, TensorRecord};
-use super::scheme::{Granularity, QScheme, QType};
+use super::scheme::{Granularity, QParams, QScheme, QType};
 use crate::ir::{AttrValue, Attribute, ConstantSite, DataType, Model, Node, Tensor};
-use crate::{Error, Result};
+use crate::Result;
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug)]
@@ -23,6 +23,19 @@ pub struct WeightOptions {
     pub min_elements: usize,
     /// Quantize only the weights of these nodes (by index); all when `None`.
     pub only_nodes: Option<Vec<usize>>,
+    /// How 4-bit weights are written.
+    pub int4_format: Int4Format,
+}
+
+/// How 4-bit weights are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Int4Format {
+    /// uint8-packed with an unpacking subgraph of plain ops (opset 18): runs in
+    /// ONNX Runtime and tract; 2-D weights only (others get int8 per channel).
+    #[default]
+    Portable,
+    /// The INT4 type with blocked `DequantizeLinear` (opset 21): ONNX Runtime only.
+    Qdq,
 }
 
 impl Default for WeightOptions {
@@ -35,6 +48,7 @@ impl Default for WeightOptions {
             exclude: vec![],
             min_elements: 64,
             only_nodes: None,
+            int4_format: Int4Format::Portable,
         }
     }
 }
@@ -70,8 +84,13 @@ pub fn excluded(node: &Node, exclude: &[String]) -> bool {
 
 /// Quantizes the weights in place; the opset is raised as the format needs.
 pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut QuantReport) -> Result<()> {
-    let needs =
-        if options.block_size.is_some() || matches!(options.qtype, QType::Int4 | QType::UInt4) { 21 } else { 13 };
+    let four_bit = matches!(options.qtype, QType::Int4 | QType::UInt4);
+    let portable = four_bit && options.int4_format == Int4Format::Portable;
+    let needs = match (portable, four_bit || options.block_size.is_some()) {
+        (true, _) => super::int4::PORTABLE_INT4_OPSET,
+        (false, true) => 21,
+        (false, false) => 13,
+    };
     let rank_of = crate::analysis::rank_lookup(model);
     crate::transform::upgrade_opset(model, needs, &|n| rank_of.get(n).copied())?;
     for (name, uses) in weight_uses(model, &options.exclude, options.only_nodes.as_deref()) {
@@ -99,15 +118,36 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
             // Blocks run along the reduction (input-feature) axis, one set per output channel.
             (false, Some(size), Some(a)) => Granularity::Block { axis: reduction_axis(w.ndim(), a), size },
         };
-        let scheme = QScheme { qtype: options.qtype, symmetric: options.symmetric, granularity, reduce_range: false };
+        if portable {
+            if let (2, Granularity::Block { axis, size }) = (w.ndim(), granularity) {
+                let (lo, hi) = super::int4::replace_with_portable_int4(model, &name, &w, axis, size)?;
+                let scheme = QScheme { qtype: QType::Int4, symmetric: true, granularity, reduce_range: false };
+                let range = QParams {
+                    scale: ndarray::arr1(&[lo, hi]).into_dyn(),
+                    zero_point: ndarray::arr1(&[0, 0]).into_dyn(),
+                };
+                report.tensors.push(TensorRecord::new(&name, &scheme, &range, t.byte_size(), w.shape()));
+                continue;
+            }
+            // Conv kernels and per-channel requests: int8 per channel, which both runtimes run.
+            report
+                .skipped
+                .push(Skipped::new(&name, "not a 2-D blocked weight: int8 per channel, not portable int4".into()));
+        }
+        let (qtype, granularity) = match (portable, axis) {
+            (true, Some(a)) => (QType::Int8, Granularity::PerChannel { axis: a }),
+            (true, None) => (QType::Int8, Granularity::PerTensor),
+            _ => (options.qtype, granularity),
+        };
+        let scheme = QScheme { qtype, symmetric: options.symmetric, granularity, reduce_range: false };
         let (q, params) = scheme.quantize(&w)?;
         let record = TensorRecord::new(&name, &scheme, &params, t.byte_size(), w.shape());
         replace_with_dequantize(
             model,
             &name,
-            int_tensor(&format!("{name}_quantized"), &q, options.qtype),
+            int_tensor(&format!("{name}_quantized"), &q, qtype),
             &params,
-            options.qtype,
+            qtype,
             granularity,
         )?;
         report.tensors.push(record);
@@ -169,16 +209,7 @@ pub(super) fn replace_with_dequantize(
     granularity: Granularity,
 ) -> Result<()> {
     let g = &mut model.graph;
-    match g.constant_site(name) {
-        Some(ConstantSite::Initializer(k)) => {
-            g.initializers.remove(k);
-            g.inputs.retain(|i| i.name != name);
-        }
-        Some(ConstantSite::ConstantNode(n)) => {
-            g.nodes.remove(n);
-        }
-        None => return Err(Error::Model(format!("'{name}' is not a constant"))),
-    }
+    g.remove_constant(name)?;
     let scale_name = format!("{name}_scale");
     let zp_name = format!("{name}_zero_point");
     let zp = int_tensor(&zp_name, &params.zero_point, qtype);

@@ -55,7 +55,19 @@ pub fn quantize_dynamic(model: &mut Model, options: &DynamicOptions, report: &mu
     g.nodes = keep;
     g.nodes.extend(new_nodes);
     crate::transform::remove_unused_constants(g);
-    crate::transform::sort_nodes(g)
+    crate::transform::sort_nodes(g)?;
+    // Embedding tables (Gather) have no integer kernel to run in, but int8
+    // storage shrinks the file as much as the MatMuls do: weight-only.
+    let gathers: Vec<usize> = model
+        .graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.op_type == "Gather" && !excluded(n, &options.exclude))
+        .map(|(i, _)| i)
+        .collect();
+    let weight_options = super::WeightOptions { only_nodes: Some(gathers), ..Default::default() };
+    super::quantize_weights(model, &weight_options, report)
 }
 
 struct Planned {

@@ -289,3 +289,28 @@ fn fp16_halves_the_size_and_keeps_float32_edges() {
         }
     }
 }
+
+#[test]
+fn static_ppocr_rec_reads_three_quarters_of_the_lines_at_a_third_of_the_size() {
+    let dir = common::tempdir();
+    let out = dir.path().join("rec.onnx");
+    let src = common::model("ppocr_rec_v4.onnx");
+    let m = quantize_static_file(&src, &common::data("ocr_lines_calib.npz"), &out);
+    let ratio = std::fs::metadata(&out).unwrap().len() as f64 / std::fs::metadata(&src).unwrap().len() as f64;
+    assert!(ratio <= 0.35, "size ratio {ratio}");
+    let ort: serde_json::Value = serde_json::from_str(&common::ort(
+        "ocr_eval.py",
+        &[
+            out.as_os_str(),
+            common::data("ocr_lines_test.npz").as_os_str(),
+            common::data("ocr_lines_test.txt").as_os_str(),
+        ],
+    ))
+    .unwrap();
+    assert!(ort["exact_match"].as_f64().unwrap() >= 0.75, "ORT {ort}");
+    let texts: Vec<String> =
+        std::fs::read_to_string(common::data("ocr_lines_test.txt")).unwrap().lines().map(str::to_string).collect();
+    let data = Dataset::open(common::data("ocr_lines_test.npz")).unwrap();
+    let r = evaluate(&m, &data, &RunOptions { texts: Some(texts), ..Default::default() }, &Silent).unwrap();
+    assert!(r.exact_match.unwrap() >= 0.75, "tract exact lines {:?}", r.exact_match);
+}

@@ -1,8 +1,9 @@
 use prunq::eval::{compare, Progress, RunOptions};
 use prunq::quant::calibrate::Method;
 use prunq::quant::{
-    convert_fp16, quantize_dynamic, quantize_static, quantize_weights, quantize_weights_with_fallback, DynamicOptions,
-    Fp16Options, Int4Format, QType, QuantReport, StaticOptions, WeightOptions,
+    convert_fp16, quantize_dynamic, quantize_dynamic_with_fallback, quantize_static, quantize_weights,
+    quantize_weights_with_fallback, DynamicOptions, Fp16Options, Int4Format, QType, QuantReport, StaticOptions,
+    WeightOptions,
 };
 use std::path::PathBuf;
 
@@ -69,9 +70,14 @@ pub struct Args {
     /// fp16 mode: make the graph's inputs and outputs float16 too.
     #[arg(long)]
     fp16_io: bool,
-    /// Data to compare the result with the original on (reported).
+    /// Data to compare the result with the original on (printed and reported; the report falls
+    /// back to the calibration data).
     #[arg(long)]
     val: Option<PathBuf>,
+    /// Write weights to `<OUT>.data` beside the model (ONNX external data). Done anyway
+    /// when the model would pass protobuf's 2 GB limit.
+    #[arg(long)]
+    external_data: bool,
     /// Write what was done (per tensor, skipped, sizes, comparison) as JSON.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -134,11 +140,18 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         }
         Mode::Fp16 => convert_fp16(&mut model, &Fp16Options { keep_io_types: !a.fp16_io }, &mut report)?,
         Mode::Dynamic => {
-            let options = DynamicOptions { exclude: a.exclude.clone(), per_tensor: a.per_tensor };
-            quantize_dynamic(&mut model, &options, &mut report)?;
+            let options = DynamicOptions { exclude: a.exclude.clone(), per_tensor: a.per_tensor, only_nodes: None };
+            match (&a.calib, a.target_sqnr > 0.0) {
+                (Some(calib), true) => {
+                    let data = prunq::data::Dataset::open(calib)?;
+                    quantize_dynamic_with_fallback(&mut model, &options, &data, a.target_sqnr, &mut report, progress)?
+                }
+                _ => quantize_dynamic(&mut model, &options, &mut report)?,
+            }
         }
     }
-    prunq::onnx::save(&model, &a.output, &Default::default())?;
+    let external = if a.external_data { prunq::onnx::ExternalMode::Always } else { Default::default() };
+    prunq::onnx::save(&model, &a.output, &prunq::onnx::SaveOptions { external })?;
     report.opset_after = model.onnx_opset().unwrap_or(0);
     report.size_after = std::fs::metadata(&a.output)?.len();
     println!(
@@ -151,7 +164,9 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         report.opset_before,
         report.opset_after
     );
-    if let Some(val) = &a.val {
+    // The report always carries a comparison: on --val, else on the calibration data.
+    let judge_on = a.val.as_ref().or(if a.report.is_some() { a.calib.as_ref() } else { None });
+    if let Some(val) = judge_on {
         let data = prunq::data::Dataset::open(val)?;
         let c = compare(&original, &model, &data, &RunOptions::default(), progress)?;
         print!("{}", prunq::report::text::compare(&c));

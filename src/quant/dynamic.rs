@@ -19,6 +19,8 @@ pub struct DynamicOptions {
     pub exclude: Vec<String>,
     /// One weight scale per tensor instead of per output column.
     pub per_tensor: bool,
+    /// Quantize only these nodes (by index); all when `None`.
+    pub only_nodes: Option<Vec<usize>>,
 }
 
 pub fn quantize_dynamic(model: &mut Model, options: &DynamicOptions, report: &mut QuantReport) -> Result<()> {
@@ -26,8 +28,9 @@ pub fn quantize_dynamic(model: &mut Model, options: &DynamicOptions, report: &mu
     let mut activation_q: BTreeMap<String, [String; 3]> = BTreeMap::new();
     let mut new_nodes = Vec::new();
     let mut keep = Vec::with_capacity(g.nodes.len());
-    for node in std::mem::take(&mut g.nodes) {
-        match plan(g, &node, options) {
+    for (ix, node) in std::mem::take(&mut g.nodes).into_iter().enumerate() {
+        let chosen = options.only_nodes.as_ref().is_none_or(|o| o.contains(&ix));
+        match plan(g, &node, options).map(|p| p.filter(|_| chosen)) {
             Ok(Some(p)) => {
                 let x = node.inputs[0].clone();
                 let q = activation_q.entry(x.clone()).or_insert_with(|| {
@@ -64,6 +67,7 @@ pub fn quantize_dynamic(model: &mut Model, options: &DynamicOptions, report: &mu
         .iter()
         .enumerate()
         .filter(|(_, n)| n.op_type == "Gather" && !excluded(n, &options.exclude))
+        .filter(|_| options.only_nodes.is_none())
         .map(|(i, _)| i)
         .collect();
     let weight_options = super::WeightOptions { only_nodes: Some(gathers), ..Default::default() };
@@ -155,6 +159,40 @@ fn emit(g: &mut Graph, node: &Node, xq: &[String; 3], p: Planned, out: &mut Vec<
         g.initializers.push(b);
         out.push(op("Add", &name("bias_Add"), &[&product, &bname], std::slice::from_ref(y), vec![]));
     }
+}
+
+/// Dynamic quantization that first measures each MatMul/Gemm's effect on the
+/// output over calibration data and keeps the worst float until the summed
+/// noise meets `target_sqnr_db` (see `sensitivity`).
+pub fn quantize_dynamic_with_fallback(
+    model: &mut Model,
+    options: &DynamicOptions,
+    calib: &crate::data::Dataset,
+    target_sqnr_db: f64,
+    report: &mut QuantReport,
+    progress: &dyn crate::eval::Progress,
+) -> Result<()> {
+    let prepared = model.clone();
+    let g = &prepared.graph;
+    let nodes: Vec<usize> =
+        (0..g.nodes.len()).filter(|&i| matches!(plan(g, &g.nodes[i], options), Ok(Some(_)))).collect();
+    let groups = super::sensitivity::candidate_groups(&prepared, &nodes);
+    let build = |only: &[usize]| {
+        let mut m = prepared.clone();
+        quantize_dynamic(
+            &mut m,
+            &DynamicOptions { only_nodes: Some(only.to_vec()), ..options.clone() },
+            &mut QuantReport::default(),
+        )?;
+        Ok(m)
+    };
+    let float = super::sensitivity::choose_fallback(&prepared, calib, &groups, &build, target_sqnr_db, 8, progress)?;
+    for (n, why) in &float {
+        report.skipped.push(Skipped::new(&g.nodes[*n].label(), why.clone()));
+    }
+    let exclude: Vec<String> = float.iter().map(|(n, _)| g.nodes[*n].name.clone()).filter(|n| !n.is_empty()).collect();
+    let options = DynamicOptions { exclude: [options.exclude.clone(), exclude].concat(), ..options.clone() };
+    quantize_dynamic(model, &options, report)
 }
 
 pub(super) fn op(op_type: &str, name: &str, inputs: &[&str], outputs: &[String], attributes: Vec<Attribute>) -> Node {

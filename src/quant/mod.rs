@@ -13,7 +13,7 @@ pub mod sensitivity;
 mod static_qdq;
 mod weights;
 
-pub use dynamic::{quantize_dynamic, DynamicOptions};
+pub use dynamic::{quantize_dynamic, quantize_dynamic_with_fallback, DynamicOptions};
 pub use fp16::{convert_fp16, Fp16Options};
 pub use report::{QuantReport, Skipped, TensorRecord};
 pub use scheme::{Granularity, QParams, QScheme, QType};

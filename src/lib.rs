@@ -11,6 +11,7 @@ pub mod eval;
 pub mod ir;
 pub mod onnx;
 pub mod proto;
+pub mod prune;
 pub mod quant;
 pub mod report;
 pub mod runtime;

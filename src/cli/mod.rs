@@ -6,6 +6,7 @@ mod demo;
 mod eval;
 mod inspect;
 mod progress;
+mod prune;
 mod quantize;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ enum Command {
     Compare(compare::Args),
     /// Quantize a model's weights (and activations) to low precision.
     Quantize(quantize::Args),
+    /// Zero the least important weights (unstructured or N:M sparsity).
+    Prune(prune::Args),
     /// Show what prunq does, on a small bundled model and data set.
     Demo(demo::Args),
 }
@@ -44,6 +47,7 @@ pub fn main() -> ExitCode {
         Command::Eval(a) => eval::run(a, &progress),
         Command::Compare(a) => compare::run(a, &progress),
         Command::Quantize(a) => quantize::run(a, &progress),
+        Command::Prune(a) => prune::run(a, &progress),
         Command::Demo(a) => demo::run(a, &progress),
     };
     match result {

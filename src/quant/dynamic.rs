@@ -191,8 +191,12 @@ pub fn quantize_dynamic_with_fallback(
         report.skipped.push(Skipped::new(&g.nodes[*n].label(), why.clone()));
     }
     let exclude: Vec<String> = float.iter().map(|(n, _)| g.nodes[*n].name.clone()).filter(|n| !n.is_empty()).collect();
-    let options = DynamicOptions { exclude: [options.exclude.clone(), exclude].concat(), ..options.clone() };
-    quantize_dynamic(model, &options, report)
+    let dynamic = DynamicOptions { exclude: [options.exclude.clone(), exclude.clone()].concat(), ..options.clone() };
+    quantize_dynamic(model, &dynamic, report)?;
+    // The layers kept float still store int8 weights (weight-only): the file stays small.
+    let fallen: Vec<usize> =
+        model.graph.nodes.iter().enumerate().filter(|(_, n)| exclude.contains(&n.name)).map(|(i, _)| i).collect();
+    super::quantize_weights(model, &super::WeightOptions { only_nodes: Some(fallen), ..Default::default() }, report)
 }
 
 pub(super) fn op(op_type: &str, name: &str, inputs: &[&str], outputs: &[String], attributes: Vec<Attribute>) -> Node {

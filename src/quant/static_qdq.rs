@@ -17,8 +17,8 @@ use crate::Result;
 use ndarray::ArrayD;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Output SQNR the automatic float fallback aims for by default: 1 % noise power.
-pub const DEFAULT_FALLBACK_SQNR_DB: f64 = 20.0;
+/// Output SQNR the automatic float fallback aims for by default: 0.5 % noise power.
+pub const DEFAULT_FALLBACK_SQNR_DB: f64 = 23.0;
 
 #[derive(Clone, Debug)]
 pub struct StaticOptions {

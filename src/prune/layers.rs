@@ -1,0 +1,132 @@
+//! The layers pruning works on (Conv, Gemm, MatMul with a constant weight),
+//! each weight seen as a matrix of output rows × input features.
+
+use crate::ir::{DataType, Model};
+use crate::quant::excluded;
+use crate::{Error, Result};
+use ndarray::{Array2, ArrayD, Ix2};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Orientation {
+    /// Conv kernels [Cout, Cin/g, k…]: rows are Cout.
+    Conv,
+    /// [K, N] (MatMul, Gemm without transB): rows are columns.
+    InputsFirst,
+    /// [N, K] (Gemm with transB): rows are rows.
+    OutputsFirst,
+}
+
+pub struct Layer {
+    pub node: String,
+    pub weight: String,
+    /// The activation the layer reads (for calibration statistics).
+    pub input: String,
+    /// Output rows × input features.
+    pub rows: Array2<f32>,
+    /// Input channels of `input` the rows span (features = channels × kernel positions).
+    pub channels: usize,
+    /// A conv with group 1: input features are channels × kernel positions.
+    pub conv: bool,
+    /// A grouped conv: its rows read different channels, no shared input statistics.
+    pub grouped: bool,
+    shape: Vec<usize>,
+    orientation: Orientation,
+}
+
+impl Layer {
+    /// The weight tensor, in its own layout, from rows × inputs.
+    pub fn restore(&self, rows: &Array2<f32>) -> Result<ArrayD<f32>> {
+        let bad = |e: ndarray::ShapeError| Error::Model(format!("weight '{}': {e}", self.weight));
+        Ok(match self.orientation {
+            Orientation::Conv | Orientation::OutputsFirst => {
+                rows.as_standard_layout().into_owned().into_shape_with_order(self.shape.clone()).map_err(bad)?
+            }
+            Orientation::InputsFirst => rows.t().as_standard_layout().into_owned().into_dyn(),
+        })
+    }
+}
+
+/// Every prunable layer in topological order, less excluded ones and (unless
+/// `prune_ends`) the first and the last; the second list says what was skipped and why.
+pub fn prunable_layers(
+    model: &Model,
+    exclude: &[String],
+    prune_ends: bool,
+) -> Result<(Vec<Layer>, Vec<(String, String)>)> {
+    let g = &model.graph;
+    let mut layers = vec![];
+    let mut skipped = vec![];
+    let mut seen = std::collections::BTreeSet::new();
+    for n in g.topo_order()? {
+        let node = &g.nodes[n];
+        let orientation = match node.op_type.as_str() {
+            "Conv" => Orientation::Conv,
+            "MatMul" => Orientation::InputsFirst,
+            "Gemm" if node.attr_int("transB").unwrap_or(0) != 0 => Orientation::OutputsFirst,
+            "Gemm" if node.attr_int("transA").unwrap_or(0) == 0 => Orientation::InputsFirst,
+            _ => continue,
+        };
+        if !node.is_onnx_op() {
+            continue;
+        }
+        let (Some(x), Some(w)) = (node.input(0), node.input(1)) else { continue };
+        let Some(Ok(t)) = g.constant(w) else { continue };
+        if g.constant_site(x).is_some() {
+            continue;
+        }
+        if excluded(node, exclude) {
+            skipped.push((node.label(), "excluded".to_string()));
+            continue;
+        }
+        if t.dtype != DataType::FLOAT {
+            skipped.push((node.label(), format!("weight is {}", t.dtype)));
+            continue;
+        }
+        if !seen.insert(w.to_string()) {
+            skipped.push((node.label(), format!("weight '{w}' is shared with an earlier layer")));
+            continue;
+        }
+        let a = t.to_f32()?;
+        let shape = a.shape().to_vec();
+        let rows: Array2<f32> = match orientation {
+            Orientation::Conv => {
+                let out = shape[0];
+                a.clone().into_shape_with_order((out, a.len() / out.max(1))).map_err(|e| Error::Model(e.to_string()))?
+            }
+            _ => {
+                let Ok(m) = a.clone().into_dimensionality::<Ix2>() else {
+                    skipped.push((node.label(), "weight is not 2-D".into()));
+                    continue;
+                };
+                if orientation == Orientation::InputsFirst {
+                    m.t().to_owned()
+                } else {
+                    m
+                }
+            }
+        };
+        let conv = orientation == Orientation::Conv;
+        let group = node.attr_int("group").unwrap_or(1);
+        let channels = if conv { shape[1] } else { rows.ncols() };
+        layers.push(Layer {
+            node: node.label(),
+            weight: w.to_string(),
+            input: x.to_string(),
+            rows,
+            channels,
+            conv: conv && group == 1,
+            grouped: conv && group != 1,
+            shape,
+            orientation,
+        });
+    }
+    if !prune_ends && !layers.is_empty() {
+        let last = layers.pop().expect("non-empty");
+        skipped.push((last.node, "last layer (kept dense by default)".into()));
+        if !layers.is_empty() {
+            let first = layers.remove(0);
+            skipped.insert(0, (first.node, "first layer (kept dense by default)".into()));
+        }
+    }
+    Ok((layers, skipped))
+}

@@ -1,0 +1,292 @@
+//! Unstructured and N:M pruning: zero the least important weights of Conv,
+//! Gemm and MatMul layers. Scores are |w| (magnitude) or |w|·‖x_j‖₂ (Wanda,
+//! with input-feature norms from calibration data), compared within each
+//! output row, or across all layers with one threshold (global).
+
+use super::layers::{prunable_layers, Layer};
+use crate::data::{Array, Dataset};
+use crate::eval::Progress;
+use crate::ir::{Model, Tensor};
+use crate::runtime::{feed_inputs, Session, SessionOptions};
+use crate::{Error, Result};
+use ndarray::{Array2, Axis};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// |w|.
+    Magnitude,
+    /// |w| · ‖x_j‖₂ over calibration data (needs --calib).
+    Wanda,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// The same sparsity in every output row of every layer.
+    Layer,
+    /// One threshold across all layers (each capped so none is emptied).
+    Global,
+}
+
+#[derive(Clone, Debug)]
+pub struct SparseOptions {
+    pub sparsity: f64,
+    pub method: Method,
+    pub scope: Scope,
+    /// N:M: keep N of every M consecutive input weights of a row.
+    pub pattern: Option<(usize, usize)>,
+    /// Node names or op types left dense.
+    pub exclude: Vec<String>,
+    /// Also prune the first and the last layer (kept dense by default).
+    pub prune_ends: bool,
+    /// Global scope never prunes a layer beyond this fraction.
+    pub max_layer_sparsity: f64,
+    pub batch_size: usize,
+}
+
+impl Default for SparseOptions {
+    fn default() -> Self {
+        SparseOptions {
+            sparsity: 0.5,
+            method: Method::Magnitude,
+            scope: Scope::Layer,
+            pattern: None,
+            exclude: vec![],
+            prune_ends: false,
+            max_layer_sparsity: 0.95,
+            batch_size: 8,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerRecord {
+    pub node: String,
+    pub weight: String,
+    pub shape: Vec<usize>,
+    pub sparsity_before: f64,
+    pub sparsity_after: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PruneReport {
+    pub layers: Vec<LayerRecord>,
+    /// Layers left dense, and why.
+    pub skipped: Vec<(String, String)>,
+    pub sparsity: f64,
+    pub comparison: Option<crate::eval::CompareReport>,
+}
+
+pub fn prune_sparse(
+    model: &mut Model,
+    options: &SparseOptions,
+    calib: Option<&Dataset>,
+    report: &mut PruneReport,
+    progress: &dyn Progress,
+) -> Result<()> {
+    if !(0.0..1.0).contains(&options.sparsity) && options.pattern.is_none() {
+        return Err(Error::Usage(format!("--sparsity {} must be in [0, 1)", options.sparsity)));
+    }
+    if let Some((n, m)) = options.pattern {
+        if n == 0 || n >= m {
+            return Err(Error::Usage(format!("pattern {n}:{m}: N must be in 1..M")));
+        }
+    }
+    let (layers, skipped) = prunable_layers(model, &options.exclude, options.prune_ends)?;
+    report.skipped.extend(skipped);
+    let norms = match options.method {
+        Method::Magnitude => None,
+        Method::Wanda => {
+            let data = calib.ok_or_else(|| Error::Usage("--method wanda needs --calib DATA".into()))?;
+            Some(input_norms(model, &layers, data, options.batch_size, progress)?)
+        }
+    };
+    // Scores per layer, as rows × inputs.
+    let scores: Vec<Array2<f32>> = layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut s = l.rows.mapv(f32::abs);
+            if let Some(norms) = &norms {
+                for mut row in s.axis_iter_mut(Axis(0)) {
+                    row.iter_mut().zip(&norms[i]).for_each(|(v, n)| *v *= n);
+                }
+            }
+            s
+        })
+        .collect();
+    let masks: Vec<Array2<bool>> = match (options.pattern, options.scope) {
+        (Some((n, m)), _) => scores.iter().map(|s| n_of_m_mask(s, n, m)).collect(),
+        (None, Scope::Layer) => scores.iter().map(|s| row_mask(s, options.sparsity)).collect(),
+        (None, Scope::Global) => global_masks(&scores, options.sparsity, options.max_layer_sparsity),
+    };
+    let (mut total, mut zeros) = (0usize, 0usize);
+    for (layer, mask) in layers.iter().zip(&masks) {
+        let before = layer.rows.iter().filter(|v| **v == 0.0).count() as f64 / layer.rows.len() as f64;
+        let mut rows = layer.rows.clone();
+        rows.zip_mut_with(mask, |w, keep| {
+            if !keep {
+                *w = 0.0
+            }
+        });
+        let z = rows.iter().filter(|v| **v == 0.0).count();
+        total += rows.len();
+        zeros += z;
+        let weight = layer.restore(&rows)?;
+        model.graph.set_constant(&layer.weight, Tensor::from_array(&layer.weight, &weight))?;
+        report.layers.push(LayerRecord {
+            node: layer.node.clone(),
+            weight: layer.weight.clone(),
+            shape: weight.shape().to_vec(),
+            sparsity_before: before,
+            sparsity_after: z as f64 / rows.len() as f64,
+        });
+    }
+    report.sparsity = if total == 0 { 0.0 } else { zeros as f64 / total as f64 };
+    Ok(())
+}
+
+/// Keeps the largest (1 − s) of each row's scores (ties broken by position).
+fn row_mask(scores: &Array2<f32>, sparsity: f64) -> Array2<bool> {
+    let mut mask = Array2::from_elem(scores.raw_dim(), true);
+    for (row, mut m) in scores.axis_iter(Axis(0)).zip(mask.axis_iter_mut(Axis(0))) {
+        let k = (row.len() as f64 * sparsity).round() as usize;
+        let mut idx: Vec<usize> = (0..row.len()).collect();
+        idx.sort_by(|&a, &b| row[a].total_cmp(&row[b]).then(a.cmp(&b)));
+        for &i in idx.iter().take(k) {
+            m[i] = false;
+        }
+    }
+    mask
+}
+
+/// In each row, every run of `m` consecutive inputs keeps its `n` largest scores.
+fn n_of_m_mask(scores: &Array2<f32>, n: usize, m: usize) -> Array2<bool> {
+    let mut mask = Array2::from_elem(scores.raw_dim(), true);
+    for (row, mut out) in scores.axis_iter(Axis(0)).zip(mask.axis_iter_mut(Axis(0))) {
+        let len = row.len();
+        for start in (0..len).step_by(m) {
+            let end = (start + m).min(len);
+            let mut idx: Vec<usize> = (start..end).collect();
+            idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+            for &i in idx.iter().skip(n) {
+                out[i] = false;
+            }
+        }
+    }
+    mask
+}
+
+/// One threshold over every layer's scores, each layer capped at `cap` sparsity.
+fn global_masks(scores: &[Array2<f32>], sparsity: f64, cap: f64) -> Vec<Array2<bool>> {
+    let mut all: Vec<f32> = scores.iter().flat_map(|s| s.iter().copied()).collect();
+    all.sort_by(f32::total_cmp);
+    let k = (all.len() as f64 * sparsity).round() as usize;
+    let threshold = if k == 0 { f32::NEG_INFINITY } else { all[k - 1] };
+    scores
+        .iter()
+        .map(|s| {
+            let pruned = s.iter().filter(|v| **v <= threshold).count() as f64 / s.len() as f64;
+            if pruned > cap {
+                // Too much of this layer falls below the line: prune it to the cap by rank.
+                let mut flat = s.clone().into_shape_with_order((1, s.len())).expect("flat");
+                flat = row_mask(&flat, cap).mapv(|b| if b { 1.0 } else { 0.0 });
+                flat.into_shape_with_order(s.raw_dim()).expect("same size").mapv(|v| v > 0.5)
+            } else {
+                s.mapv(|v| v > threshold)
+            }
+        })
+        .collect()
+}
+
+/// ‖x_j‖₂ of each layer's input features over the calibration data (for a
+/// Conv, per input channel, repeated over the kernel positions).
+fn input_norms(
+    model: &Model,
+    layers: &[Layer],
+    data: &Dataset,
+    batch_size: usize,
+    progress: &dyn Progress,
+) -> Result<Vec<Vec<f32>>> {
+    let bound = data.bind(&feed_inputs(model), None)?;
+    let feeds: Vec<String> = bound.names.clone();
+    let captured: Vec<String> = layers
+        .iter()
+        .map(|l| l.input.clone())
+        .filter(|i| !feeds.contains(i))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let session =
+        Session::new(model, &SessionOptions { capture: captured.clone(), capture_only: true, ..Default::default() })?;
+    let mut sums: Vec<Vec<f64>> = layers.iter().map(|l| vec![0.0; l.channels]).collect();
+    progress.start(bound.rows as u64, "activations");
+    for (_, batch) in bound.batches(batch_size) {
+        let outputs = session.run(&batch)?;
+        let value = |name: &str| -> Option<&Array> {
+            captured
+                .iter()
+                .position(|c| c == name)
+                .map(|i| &outputs[i])
+                .or_else(|| feeds.iter().position(|f| f == name).map(|i| &batch[i]))
+        };
+        for (l, sum) in layers.iter().zip(sums.iter_mut()) {
+            if l.grouped {
+                continue;
+            }
+            let Some(Array::F32(x)) = value(&l.input) else { continue };
+            let axis = if l.conv { 1 } else { x.ndim() - 1 };
+            for (j, lane) in x.axis_iter(Axis(axis)).enumerate().take(sum.len()) {
+                sum[j] += lane.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
+            }
+        }
+        progress.advance(batch.first().map_or(0, |a| a.shape()[0]) as u64);
+    }
+    progress.finish();
+    Ok(layers
+        .iter()
+        .zip(sums)
+        .map(|(l, s)| {
+            if l.grouped {
+                // Every row of a grouped conv reads its own group: a uniform norm
+                // (magnitude within the row) is what the statistics would give
+                // for depthwise kernels.
+                return vec![1.0; l.rows.ncols()];
+            }
+            let per_channel: Vec<f32> = s.iter().map(|v| v.sqrt() as f32).collect();
+            // Each input channel covers `inputs / channels` columns (kernel positions).
+            let repeat = l.rows.ncols() / l.channels.max(1);
+            per_channel.iter().flat_map(|&v| std::iter::repeat_n(v, repeat)).collect()
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn row_masks_keep_the_largest_per_row() {
+        let s = array![[1.0f32, 4.0, 2.0, 3.0], [9.0, 1.0, 1.0, 1.0]];
+        assert_eq!(row_mask(&s, 0.5), array![[false, true, false, true], [true, false, false, true]]);
+    }
+
+    #[test]
+    fn two_of_four_keeps_two_per_group() {
+        let s = array![[1.0f32, 4.0, 2.0, 3.0, 8.0, 7.0, 6.0, 5.0]];
+        assert_eq!(n_of_m_mask(&s, 2, 4), array![[false, true, false, true, true, true, false, false]]);
+    }
+
+    #[test]
+    fn global_threshold_caps_each_layer() {
+        let a = array![[0.1f32, 0.2, 0.3, 0.4]];
+        let b = array![[5.0f32, 6.0, 7.0, 8.0]];
+        let m = global_masks(&[a, b], 0.5, 0.75);
+        // Half of all scores is the whole first layer: capped at 3 of 4.
+        assert_eq!(m[0], array![[false, false, false, true]]);
+        assert_eq!(m[1], array![[true, true, true, true]]);
+    }
+}

@@ -1,0 +1,81 @@
+//! Unstructured and N:M pruning on the shared models, checked in tract and ONNX Runtime.
+
+mod common;
+
+use prunq::data::Dataset;
+use prunq::eval::{compare, evaluate, RunOptions, Silent};
+use prunq::prune::{prune_sparse, Method, PruneReport, Scope, SparseOptions};
+
+/// The floors measured in PyTorch on minilm_l6's encoder Linear layers (per-row pruning):
+/// (method, sparsity or 2:4, mean cosine, nearest-neighbour agreement). prunq must be within 0.01 cosine.
+const MINILM_FLOORS: [(Method, Option<f64>, f64, f64); 6] = [
+    (Method::Magnitude, Some(0.3), 0.939, 0.746),
+    (Method::Magnitude, Some(0.5), 0.740, 0.543),
+    (Method::Magnitude, None, 0.594, 0.438),
+    (Method::Wanda, Some(0.3), 0.971, 0.816),
+    (Method::Wanda, Some(0.5), 0.853, 0.637),
+    (Method::Wanda, None, 0.723, 0.512),
+];
+
+#[test]
+fn minilm_magnitude_and_wanda_reach_the_pytorch_numbers() {
+    let src = prunq::onnx::load(common::model("minilm_l6.onnx")).unwrap();
+    let calib = Dataset::open(common::data("sentences_calib.npz")).unwrap();
+    let test = Dataset::open(common::data("sentences_test.npz")).unwrap();
+    for (method, sparsity, cos, nn) in MINILM_FLOORS {
+        let mut m = src.clone();
+        let options = SparseOptions {
+            method,
+            sparsity: sparsity.unwrap_or(0.5),
+            pattern: if sparsity.is_none() { Some((2, 4)) } else { None },
+            ..Default::default()
+        };
+        let mut report = PruneReport::default();
+        prune_sparse(&mut m, &options, Some(&calib), &mut report, &Silent).unwrap();
+        let want = sparsity.unwrap_or(0.5);
+        assert!(report.layers.iter().all(|l| (l.sparsity_after - want).abs() < 0.01), "{method:?} {sparsity:?}");
+        let r = compare(&src, &m, &test, &RunOptions::default(), &Silent).unwrap();
+        let o = &r.outputs[0];
+        assert!(o.cosine_mean >= cos - 0.01, "{method:?} {sparsity:?}: cosine {} vs {cos}", o.cosine_mean);
+        assert!(o.nn_agreement.unwrap() >= nn - 0.02, "{method:?} {sparsity:?}: NN {:?} vs {nn}", o.nn_agreement);
+    }
+}
+
+#[test]
+fn digits_mlp_at_80_percent_global_sparsity_keeps_its_accuracy_in_both_runtimes() {
+    let dir = common::tempdir();
+    let mut m = prunq::onnx::load(common::model("digits_mlp.onnx")).unwrap();
+    let options = SparseOptions { sparsity: 0.8, scope: Scope::Global, ..Default::default() };
+    let mut report = PruneReport::default();
+    prune_sparse(&mut m, &options, None, &mut report, &Silent).unwrap();
+    assert_eq!(report.skipped.len(), 2, "first and last layers kept dense: {:?}", report.skipped);
+    assert!((report.sparsity - 0.8).abs() < 0.01);
+    let data = common::data("digits_test.npz");
+    let acc = evaluate(&m, &Dataset::open(&data).unwrap(), &RunOptions::default(), &Silent).unwrap().accuracy.unwrap();
+    assert!(0.974 - acc <= 0.01 + 1e-9, "tract accuracy {acc}");
+    let out = dir.path().join("mlp.onnx");
+    prunq::onnx::save(&m, &out, &Default::default()).unwrap();
+    let s = prunq::analysis::summarize(&prunq::onnx::load(&out).unwrap(), &Default::default(), None).unwrap();
+    let pruned = s.layers.iter().filter(|l| l.sparsity.is_some_and(|x| x > 0.75)).count();
+    assert_eq!(pruned, 1, "inspect sees the pruned layer");
+    let ort = common::ort_outputs(&out, &data, 500);
+    let labels = Dataset::open(&data).unwrap().arrays["label"].to_i64().unwrap();
+    let logits = ort["output"].to_f32();
+    let hits =
+        logits.outer_iter().zip(labels.iter()).filter(|(r, l)| prunq::eval::argmax(r.iter()) as i64 == **l).count();
+    assert!(0.974 - hits as f64 / 500.0 <= 0.01 + 1e-9, "ORT accuracy {hits}/500");
+}
+
+#[test]
+fn bad_prune_options_are_usage_errors() {
+    let mut m = prunq::onnx::load(common::model("digits_mlp.onnx")).unwrap();
+    let mut report = PruneReport::default();
+    for options in [
+        SparseOptions { sparsity: 1.5, ..Default::default() },
+        SparseOptions { pattern: Some((4, 4)), ..Default::default() },
+        SparseOptions { method: Method::Wanda, ..Default::default() },
+    ] {
+        let e = prune_sparse(&mut m, &options, None, &mut report, &Silent).unwrap_err();
+        assert!(matches!(e, prunq::Error::Usage(_)), "{e}");
+    }
+}

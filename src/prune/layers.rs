@@ -16,6 +16,9 @@ enum Orientation {
     OutputsFirst,
 }
 
+/// A layer left alone: its node and why.
+pub type Skipped = (String, String);
+
 pub struct Layer {
     pub node: String,
     pub weight: String,
@@ -52,7 +55,7 @@ pub fn prunable_layers(
     model: &Model,
     exclude: &[String],
     prune_ends: bool,
-) -> Result<(Vec<Layer>, Vec<(String, String)>)> {
+) -> Result<(Vec<Layer>, Vec<Skipped>)> {
     let g = &model.graph;
     let mut layers = vec![];
     let mut skipped = vec![];

@@ -79,3 +79,37 @@ fn bad_prune_options_are_usage_errors() {
         assert!(matches!(e, prunq::Error::Usage(_)), "{e}");
     }
 }
+
+#[test]
+fn sparsegpt_beats_wanda_on_minilm_and_keeps_digits_cnn_at_70_percent() {
+    let src = prunq::onnx::load(common::model("minilm_l6.onnx")).unwrap();
+    let calib = Dataset::open(common::data("sentences_calib.npz")).unwrap();
+    let test = Dataset::open(common::data("sentences_test.npz")).unwrap();
+    for pattern in [None, Some((2, 4))] {
+        let cosine = |method| {
+            let mut m = src.clone();
+            let options = SparseOptions { method, sparsity: 0.5, pattern, ..Default::default() };
+            prune_sparse(&mut m, &options, Some(&calib), &mut PruneReport::default(), &Silent).unwrap();
+            compare(&src, &m, &test, &RunOptions::default(), &Silent).unwrap().outputs[0].cosine_mean
+        };
+        let (wanda, sparsegpt) = (cosine(Method::Wanda), cosine(Method::Sparsegpt));
+        assert!(sparsegpt > wanda + 0.03, "{pattern:?}: SparseGPT {sparsegpt} vs Wanda {wanda}");
+    }
+    let dir = common::tempdir();
+    let mut cnn = prunq::onnx::load(common::model("digits_cnn.onnx")).unwrap();
+    let calib = Dataset::open(common::data("digits_calib.npz")).unwrap();
+    let options = SparseOptions { method: Method::Sparsegpt, sparsity: 0.7, ..Default::default() };
+    let mut report = PruneReport::default();
+    prune_sparse(&mut cnn, &options, Some(&calib), &mut report, &Silent).unwrap();
+    assert!((report.sparsity - 0.7).abs() < 0.01, "{}", report.sparsity);
+    let data = common::data("digits_test.npz");
+    let acc =
+        evaluate(&cnn, &Dataset::open(&data).unwrap(), &RunOptions::default(), &Silent).unwrap().accuracy.unwrap();
+    assert!(0.998 - acc <= 0.01 + 1e-9, "tract accuracy {acc}");
+    let out = dir.path().join("cnn.onnx");
+    prunq::onnx::save(&cnn, &out, &Default::default()).unwrap();
+    let ort = common::ort_outputs(&out, &data, 500)["output"].to_f32();
+    let labels = Dataset::open(&data).unwrap().arrays["label"].to_i64().unwrap();
+    let hits = ort.outer_iter().zip(labels.iter()).filter(|(r, l)| prunq::eval::argmax(r.iter()) as i64 == **l).count();
+    assert!(0.998 - hits as f64 / 500.0 <= 0.01 + 1e-9, "ORT accuracy {hits}/500");
+}

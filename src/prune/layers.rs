@@ -19,6 +19,7 @@ enum Orientation {
 /// A layer left alone: its node and why.
 pub type Skipped = (String, String);
 
+#[derive(Clone)]
 pub struct Layer {
     pub node: String,
     pub weight: String,
@@ -32,11 +33,43 @@ pub struct Layer {
     pub conv: bool,
     /// A grouped conv: its rows read different channels, no shared input statistics.
     pub grouped: bool,
+    /// How a (group 1, 2-D) conv cuts its input into patches.
+    pub geometry: Option<super::gram::ConvGeometry>,
     shape: Vec<usize>,
     orientation: Orientation,
 }
 
+/// Patch geometry of a 2-D conv with explicit (or no) padding.
+fn conv_geometry(node: &crate::ir::Node, weight: &[usize]) -> Option<super::gram::ConvGeometry> {
+    let explicit = match node.attr("auto_pad") {
+        None => true,
+        Some(crate::ir::AttrValue::String(s)) => s.as_slice() == b"NOTSET" || s.as_slice() == b"VALID",
+        _ => false,
+    };
+    if !explicit || weight.len() != 4 {
+        return None;
+    }
+    let two = |name: &str, default: usize| -> Option<Vec<usize>> {
+        match node.attr_ints(name) {
+            Some(v) if v.len() >= 2 => Some(v.iter().take(2).map(|&x| x.max(0) as usize).collect()),
+            Some(_) => None,
+            None => Some(vec![default; 2]),
+        }
+    };
+    Some(super::gram::ConvGeometry {
+        kernel: weight[2..].to_vec(),
+        strides: two("strides", 1)?,
+        dilations: two("dilations", 1)?,
+        pads: two("pads", 0)?,
+    })
+}
+
 impl Layer {
+    /// Whether input statistics (XᵀX) can be gathered for this layer.
+    pub fn has_statistics(&self) -> bool {
+        !self.grouped && (!self.conv || self.geometry.is_some())
+    }
+
     /// The weight tensor, in its own layout, from rows × inputs.
     pub fn restore(&self, rows: &Array2<f32>) -> Result<ArrayD<f32>> {
         let bad = |e: ndarray::ShapeError| Error::Model(format!("weight '{}': {e}", self.weight));
@@ -51,11 +84,7 @@ impl Layer {
 
 /// Every prunable layer in topological order, less excluded ones and (unless
 /// `prune_ends`) the first and the last; the second list says what was skipped and why.
-pub fn prunable_layers(
-    model: &Model,
-    exclude: &[String],
-    prune_ends: bool,
-) -> Result<(Vec<Layer>, Vec<Skipped>)> {
+pub fn prunable_layers(model: &Model, exclude: &[String], prune_ends: bool) -> Result<(Vec<Layer>, Vec<Skipped>)> {
     let g = &model.graph;
     let mut layers = vec![];
     let mut skipped = vec![];
@@ -119,6 +148,7 @@ pub fn prunable_layers(
             channels,
             conv: conv && group == 1,
             grouped: conv && group != 1,
+            geometry: if conv && group == 1 { conv_geometry(node, &shape) } else { None },
             shape,
             orientation,
         });

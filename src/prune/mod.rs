@@ -2,8 +2,10 @@
 //! removing them. `layers` finds what can be pruned; `sparse` zeroes weights
 //! (unstructured and N:M).
 
+mod gram;
 mod layers;
 mod sparse;
+mod sparsegpt;
 
 pub use layers::{prunable_layers, Layer};
 pub use sparse::{prune_sparse, LayerRecord, Method, PruneReport, Scope, SparseOptions};

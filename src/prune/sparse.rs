@@ -19,6 +19,9 @@ pub enum Method {
     Magnitude,
     /// |w| · ‖x_j‖₂ over calibration data (needs --calib).
     Wanda,
+    /// Optimal-brain-surgeon updates with H = XᵀX from calibration data (needs --calib):
+    /// the remaining weights of each row compensate for the pruned ones.
+    Sparsegpt,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -96,12 +99,15 @@ pub fn prune_sparse(
     }
     let (layers, skipped) = prunable_layers(model, &options.exclude, options.prune_ends)?;
     report.skipped.extend(skipped);
+    let data = || {
+        calib.ok_or_else(|| Error::Usage(format!("--method {:?} needs --calib DATA", options.method).to_lowercase()))
+    };
+    if options.method == Method::Sparsegpt {
+        return prune_with_sparsegpt(model, &layers, data()?, options, report, progress);
+    }
     let norms = match options.method {
-        Method::Magnitude => None,
-        Method::Wanda => {
-            let data = calib.ok_or_else(|| Error::Usage("--method wanda needs --calib DATA".into()))?;
-            Some(input_norms(model, &layers, data, options.batch_size, progress)?)
-        }
+        Method::Wanda => Some(input_norms(model, &layers, data()?, options.batch_size, progress)?),
+        _ => None,
     };
     // Scores per layer, as rows × inputs.
     let scores: Vec<Array2<f32>> = layers
@@ -122,15 +128,60 @@ pub fn prune_sparse(
         (None, Scope::Layer) => scores.iter().map(|s| row_mask(s, options.sparsity)).collect(),
         (None, Scope::Global) => global_masks(&scores, options.sparsity, options.max_layer_sparsity),
     };
-    let (mut total, mut zeros) = (0usize, 0usize);
-    for (layer, mask) in layers.iter().zip(&masks) {
-        let before = layer.rows.iter().filter(|v| **v == 0.0).count() as f64 / layer.rows.len() as f64;
-        let mut rows = layer.rows.clone();
-        rows.zip_mut_with(mask, |w, keep| {
+    let pruned: Vec<Array2<f32>> = layers
+        .iter()
+        .zip(&masks)
+        .map(|(layer, mask)| {
+            let mut rows = layer.rows.clone();
+            rows.zip_mut_with(mask, |w, keep| {
+                if !keep {
+                    *w = 0.0
+                }
+            });
+            rows
+        })
+        .collect();
+    write_back(model, &layers, pruned, report)
+}
+
+/// SparseGPT on every layer whose input statistics can be gathered; others by magnitude.
+fn prune_with_sparsegpt(
+    model: &mut Model,
+    layers: &[Layer],
+    data: &Dataset,
+    options: &SparseOptions,
+    report: &mut PruneReport,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let (with_stats, without): (Vec<usize>, Vec<usize>) = (0..layers.len()).partition(|&i| layers[i].has_statistics());
+    let subset: Vec<Layer> = with_stats.iter().map(|&i| layers[i].clone()).collect();
+    let grams = super::gram::input_grams(model, &subset, data, options.batch_size, progress)?;
+    let mut pruned: Vec<Array2<f32>> = layers.iter().map(|l| l.rows.clone()).collect();
+    for (&i, (h, _)) in with_stats.iter().zip(&grams) {
+        super::sparsegpt::sparsegpt(&mut pruned[i], h, options.sparsity, options.pattern)
+            .map_err(|e| Error::Model(format!("layer '{}': {e}", layers[i].node)))?;
+    }
+    for &i in &without {
+        report.skipped.push((layers[i].node.clone(), "no input statistics (grouped conv): pruned by magnitude".into()));
+        let s = pruned[i].mapv(f32::abs);
+        let mask = match options.pattern {
+            Some((n, m)) => n_of_m_mask(&s, n, m),
+            None => row_mask(&s, options.sparsity),
+        };
+        pruned[i].zip_mut_with(&mask, |w, keep| {
             if !keep {
                 *w = 0.0
             }
         });
+    }
+    write_back(model, layers, pruned, report)
+}
+
+/// Stores each layer's pruned rows back into its weight and records the sparsity.
+fn write_back(model: &mut Model, layers: &[Layer], pruned: Vec<Array2<f32>>, report: &mut PruneReport) -> Result<()> {
+    let (mut total, mut zeros) = (0usize, 0usize);
+    for (layer, rows) in layers.iter().zip(pruned) {
+        let before = layer.rows.iter().filter(|v| **v == 0.0).count() as f64 / layer.rows.len() as f64;
         let z = rows.iter().filter(|v| **v == 0.0).count();
         total += rows.len();
         zeros += z;
@@ -149,7 +200,7 @@ pub fn prune_sparse(
 }
 
 /// Keeps the largest (1 − s) of each row's scores (ties broken by position).
-fn row_mask(scores: &Array2<f32>, sparsity: f64) -> Array2<bool> {
+pub(crate) fn row_mask(scores: &Array2<f32>, sparsity: f64) -> Array2<bool> {
     let mut mask = Array2::from_elem(scores.raw_dim(), true);
     for (row, mut m) in scores.axis_iter(Axis(0)).zip(mask.axis_iter_mut(Axis(0))) {
         let k = (row.len() as f64 * sparsity).round() as usize;

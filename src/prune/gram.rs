@@ -1,0 +1,141 @@
+//! Second-moment statistics of each layer's inputs over calibration data:
+//! H = XᵀX, where a row of X is one input vector the layer's weight rows are
+//! dotted with (a token for MatMul/Gemm, an im2col patch for Conv).
+
+use super::layers::Layer;
+use crate::data::{Array, Dataset};
+use crate::eval::Progress;
+use crate::ir::Model;
+use crate::runtime::{feed_inputs, Session, SessionOptions};
+use crate::{Error, Result};
+use ndarray::{Array2, ArrayD, ArrayView4, Axis};
+
+/// How a Conv turns its input into patches.
+#[derive(Clone, Debug, Default)]
+pub struct ConvGeometry {
+    pub kernel: Vec<usize>,
+    pub strides: Vec<usize>,
+    pub dilations: Vec<usize>,
+    /// Begin pads of each spatial axis (end pads only clip the output size).
+    pub pads: Vec<usize>,
+}
+
+/// H (inputs × inputs, f64) and the number of rows it sums, per layer.
+pub fn input_grams(
+    model: &Model,
+    layers: &[Layer],
+    data: &Dataset,
+    batch_size: usize,
+    progress: &dyn Progress,
+) -> Result<Vec<(Array2<f64>, usize)>> {
+    let bound = data.bind(&feed_inputs(model), None)?;
+    let feeds = bound.names.clone();
+    let captured: Vec<String> = layers
+        .iter()
+        .map(|l| l.input.clone())
+        .filter(|i| !feeds.contains(i))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let session =
+        Session::new(model, &SessionOptions { capture: captured.clone(), capture_only: true, ..Default::default() })?;
+    let mut grams: Vec<(Array2<f64>, usize)> =
+        layers.iter().map(|l| (Array2::zeros((l.rows.ncols(), l.rows.ncols())), 0)).collect();
+    progress.start(bound.rows as u64, "statistics");
+    for (_, batch) in bound.batches(batch_size) {
+        let outputs = session.run(&batch)?;
+        for (l, (h, count)) in layers.iter().zip(grams.iter_mut()) {
+            let value = captured
+                .iter()
+                .position(|c| *c == l.input)
+                .map(|i| &outputs[i])
+                .or_else(|| feeds.iter().position(|f| *f == l.input).map(|i| &batch[i]));
+            let Some(Array::F32(x)) = value else {
+                return Err(Error::Model(format!("layer '{}': input '{}' is not float32", l.node, l.input)));
+            };
+            let rows = match &l.geometry {
+                Some(geo) => im2col(x, geo, &l.node)?,
+                None => {
+                    let k = *x.shape().last().unwrap_or(&0);
+                    x.as_standard_layout()
+                        .into_owned()
+                        .into_shape_with_order((x.len() / k.max(1), k))
+                        .map_err(|e| Error::Model(e.to_string()))?
+                }
+            };
+            if rows.ncols() != h.ncols() {
+                return Err(Error::Model(format!(
+                    "layer '{}': {} input features, the weight has {}",
+                    l.node,
+                    rows.ncols(),
+                    h.ncols()
+                )));
+            }
+            let r = rows.mapv(f64::from);
+            *h += &r.t().dot(&r);
+            *count += r.nrows();
+        }
+        progress.advance(batch.first().map_or(0, |a| a.shape()[0]) as u64);
+    }
+    progress.finish();
+    Ok(grams)
+}
+
+/// Patches of a [N, C, H, W] input, one row per output position, in the
+/// weight's [C, kh, kw] order (zero padding outside the image).
+fn im2col(x: &ArrayD<f32>, g: &ConvGeometry, node: &str) -> Result<Array2<f32>> {
+    let x: ArrayView4<f32> = x
+        .view()
+        .into_dimensionality()
+        .map_err(|_| Error::Model(format!("conv '{node}': only 2-D convolutions are supported")))?;
+    let (n, c, h, w) = x.dim();
+    let (kh, kw) = (g.kernel[0], g.kernel[1]);
+    let (sh, sw) = (g.strides[0], g.strides[1]);
+    let (dh, dw) = (g.dilations[0], g.dilations[1]);
+    let (ph, pw) = (g.pads[0] as isize, g.pads[1] as isize);
+    let span = |size: usize, k: usize, d: usize, p: isize, s: usize| -> usize {
+        let full = size as isize + 2 * p - (d * (k - 1) + 1) as isize;
+        if full < 0 {
+            0
+        } else {
+            full as usize / s + 1
+        }
+    };
+    let (oh, ow) = (span(h, kh, dh, ph, sh), span(w, kw, dw, pw, sw));
+    let mut out = Array2::zeros((n * oh * ow, c * kh * kw));
+    for (row, mut patch) in out.axis_iter_mut(Axis(0)).enumerate() {
+        let (b, rest) = (row / (oh * ow), row % (oh * ow));
+        let (oy, ox) = (rest / ow, rest % ow);
+        for ch in 0..c {
+            for ky in 0..kh {
+                let y = (oy * sh + ky * dh) as isize - ph;
+                if y < 0 || y >= h as isize {
+                    continue;
+                }
+                for kx in 0..kw {
+                    let xx = (ox * sw + kx * dw) as isize - pw;
+                    if xx >= 0 && xx < w as isize {
+                        patch[(ch * kh + ky) * kw + kx] = x[[b, ch, y as usize, xx as usize]];
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::IxDyn;
+
+    #[test]
+    fn patches_follow_the_kernel_layout_with_zero_padding() {
+        let x = ArrayD::from_shape_vec(IxDyn(&[1, 1, 2, 2]), vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
+        let g = ConvGeometry { kernel: vec![2, 2], strides: vec![1, 1], dilations: vec![1, 1], pads: vec![1, 1] };
+        let p = im2col(&x, &g, "c").unwrap();
+        assert_eq!(p.dim(), (9, 4));
+        assert_eq!(p.row(0).to_vec(), vec![0.0, 0.0, 0.0, 1.0]);
+        assert_eq!(p.row(4).to_vec(), vec![1.0, 2.0, 3.0, 4.0]);
+    }
+}

@@ -45,10 +45,25 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let resaved = prunq::onnx::load(&copy)?;
     println!("{}", prunq::report::text::compare(&compare(&model, &resaved, &data, &options, progress)?));
 
-    let quantized_path = dir.join("digits_cnn.int8.onnx");
-    println!("== quantize --mode static --calib digits_calib.npz → {}", quantized_path.display());
-    let mut quantized = model.clone();
     let calib = prunq::data::Dataset::open(&calib_path)?;
+    let pruned_path = dir.join("digits_cnn.sparse70.onnx");
+    println!("== prune --method sparsegpt --sparsity 0.7 --calib digits_calib.npz → {}", pruned_path.display());
+    let mut pruned = model.clone();
+    let prune_options =
+        prunq::prune::SparseOptions { method: prunq::prune::Method::Sparsegpt, sparsity: 0.7, ..Default::default() };
+    let mut prune_report = prunq::prune::PruneReport::default();
+    prunq::prune::prune_sparse(&mut pruned, &prune_options, Some(&calib), &mut prune_report, progress)?;
+    prunq::onnx::save(&pruned, &pruned_path, &Default::default())?;
+    println!(
+        "{} layers at {:.0} % sparsity (first and last kept dense); accuracy {:.2} %\n",
+        prune_report.layers.len(),
+        prune_report.sparsity * 100.0,
+        evaluate(&pruned, &data, &options, progress)?.accuracy.unwrap_or(0.0) * 100.0
+    );
+
+    let quantized_path = dir.join("digits_cnn.sparse70.int8.onnx");
+    println!("== quantize --mode static --calib digits_calib.npz the pruned model → {}", quantized_path.display());
+    let mut quantized = pruned.clone();
     let mut report = prunq::quant::QuantReport::default();
     let static_options = prunq::quant::StaticOptions::default();
     prunq::quant::quantize_static(&mut quantized, &calib, &static_options, &mut report, progress)?;
@@ -61,9 +76,9 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         prunq::report::table::bytes(size),
         size as f64 / MODEL.len() as f64
     );
-    println!("== eval the quantized model on the test set");
+    println!("== eval the pruned and quantized model on the test set");
     println!("{}", prunq::report::text::eval(&evaluate(&quantized, &data, &options, progress)?));
-    println!("== compare it with the original");
+    println!("== compare it with the original float model");
     print!("{}", prunq::report::text::compare(&compare(&model, &quantized, &data, &options, progress)?));
     Ok(())
 }

@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("PRUNQ_SHARED", os.path.join(ROOT, "..", "shared"))
 PRUNQ = os.path.join(ROOT, "target", "release", "prunq")
 sys.path.insert(0, os.path.join(ROOT, "tests", "ort"))
-from ocr_eval import edit_distance  # noqa: E402
+from ocr_eval import score  # noqa: E402
 
 
 def data(name):
@@ -81,18 +81,8 @@ def quality(kind, original, path):
         meta = {p.key: p.value for p in onnx.load(original, load_external_data=False).metadata_props}
         chars = meta["character"].split("\n")
         want = open(os.path.join(SHARED, "data", "ocr_lines_test.txt"), encoding="utf-8").read().split("\n")
-        out = run(path, feed_for(path, d))
-        exact = edits = total = 0
-        for row, ref in zip(out.argmax(-1), want):
-            text, prev = "", 0
-            for k in row:
-                if k != 0 and k != prev:
-                    text += chars[k - 1] if k - 1 < len(chars) else " "
-                prev = k
-            exact += text == ref
-            edits += edit_distance(text, ref)
-            total += len(ref)
-        return f"{exact / len(out) * 100:.1f} % lines, CER {edits / total * 100:.1f} %"
+        exact, cer = score(run(path, feed_for(path, d)), want, chars)
+        return f"{exact * 100:.1f} % lines, CER {cer * 100:.1f} %"
     d = data("sentences_test.npz")
     a, b = run(original, d), run(path, d)
     cos = ((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).mean()

@@ -85,6 +85,28 @@ fn parse_shape(s: &str) -> Result<(String, Vec<usize>), String> {
     Ok((name.to_string(), dims))
 }
 
+/// Compares `model` with `original` on `data` (when given) and prints the table.
+fn validate(
+    original: &prunq::ir::Model,
+    model: &prunq::ir::Model,
+    data: Option<&std::path::Path>,
+    progress: &dyn prunq::eval::Progress,
+) -> anyhow::Result<Option<prunq::eval::CompareReport>> {
+    let Some(path) = data else { return Ok(None) };
+    let data = prunq::data::Dataset::open(path)?;
+    let c = prunq::eval::compare(original, model, &data, &Default::default(), progress)?;
+    print!("{}", prunq::report::text::compare(&c));
+    Ok(Some(c))
+}
+
+/// Writes a pass's report as JSON when `--report` was given.
+fn write_report<T: serde::Serialize>(path: Option<&std::path::Path>, report: &T) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, serde_json::to_string_pretty(report)?).map_err(|e| prunq::Error::io(path, e))?;
+    }
+    Ok(())
+}
+
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())

@@ -1,4 +1,4 @@
-use prunq::eval::{compare, Progress, RunOptions};
+use prunq::eval::Progress;
 use prunq::prune::{prune_sparse, Method, PruneReport, Scope, SparseOptions};
 use std::path::PathBuf;
 
@@ -71,14 +71,6 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     for (node, why) in &report.skipped {
         println!("  dense: {node} ({why})");
     }
-    if let Some(val) = &a.val {
-        let data = prunq::data::Dataset::open(val)?;
-        let c = compare(&original, &model, &data, &RunOptions::default(), progress)?;
-        print!("{}", prunq::report::text::compare(&c));
-        report.comparison = Some(c);
-    }
-    if let Some(path) = &a.report {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
-    }
-    Ok(())
+    report.comparison = super::validate(&original, &model, a.val.as_deref(), progress)?;
+    super::write_report(a.report.as_deref(), &report)
 }

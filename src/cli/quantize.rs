@@ -1,4 +1,4 @@
-use prunq::eval::{compare, Progress, RunOptions};
+use prunq::eval::Progress;
 use prunq::quant::calibrate::Method;
 use prunq::quant::{
     convert_fp16, quantize_dynamic, quantize_dynamic_with_fallback, quantize_static, quantize_weights,
@@ -166,14 +166,6 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     );
     // The report always carries a comparison: on --val, else on the calibration data.
     let judge_on = a.val.as_ref().or(if a.report.is_some() { a.calib.as_ref() } else { None });
-    if let Some(val) = judge_on {
-        let data = prunq::data::Dataset::open(val)?;
-        let c = compare(&original, &model, &data, &RunOptions::default(), progress)?;
-        print!("{}", prunq::report::text::compare(&c));
-        report.comparison = Some(c);
-    }
-    if let Some(path) = &a.report {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
-    }
-    Ok(())
+    report.comparison = super::validate(&original, &model, judge_on.map(PathBuf::as_path), progress)?;
+    super::write_report(a.report.as_deref(), &report)
 }

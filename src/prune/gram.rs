@@ -20,14 +20,16 @@ pub struct ConvGeometry {
     pub pads: Vec<usize>,
 }
 
-/// H (inputs × inputs, f64) and the number of rows it sums, per layer.
-pub fn input_grams(
+/// Runs the calibration data through the model and shows `visit` each
+/// layer's float input, batch by batch: `visit(layer index, input)`.
+pub fn visit_layer_inputs(
     model: &Model,
     layers: &[Layer],
     data: &Dataset,
     batch_size: usize,
     progress: &dyn Progress,
-) -> Result<Vec<(Array2<f64>, usize)>> {
+    mut visit: impl FnMut(usize, &ArrayD<f32>) -> Result<()>,
+) -> Result<()> {
     let bound = data.bind(&feed_inputs(model), None)?;
     let feeds = bound.names.clone();
     let captured: Vec<String> = layers
@@ -39,45 +41,62 @@ pub fn input_grams(
         .collect();
     let session =
         Session::new(model, &SessionOptions { capture: captured.clone(), capture_only: true, ..Default::default() })?;
-    let mut grams: Vec<(Array2<f64>, usize)> =
-        layers.iter().map(|l| (Array2::zeros((l.rows.ncols(), l.rows.ncols())), 0)).collect();
-    progress.start(bound.rows as u64, "statistics");
+    progress.start(bound.rows as u64, "layer inputs");
     for (_, batch) in bound.batches(batch_size) {
         let outputs = session.run(&batch)?;
-        for (l, (h, count)) in layers.iter().zip(grams.iter_mut()) {
+        for (i, l) in layers.iter().enumerate() {
             let value = captured
                 .iter()
                 .position(|c| *c == l.input)
-                .map(|i| &outputs[i])
-                .or_else(|| feeds.iter().position(|f| *f == l.input).map(|i| &batch[i]));
+                .map(|k| &outputs[k])
+                .or_else(|| feeds.iter().position(|f| *f == l.input).map(|k| &batch[k]));
             let Some(Array::F32(x)) = value else {
                 return Err(Error::Model(format!("layer '{}': input '{}' is not float32", l.node, l.input)));
             };
-            let rows = match &l.geometry {
-                Some(geo) => im2col(x, geo, &l.node)?,
-                None => {
-                    let k = *x.shape().last().unwrap_or(&0);
-                    x.as_standard_layout()
-                        .into_owned()
-                        .into_shape_with_order((x.len() / k.max(1), k))
-                        .map_err(|e| Error::Model(e.to_string()))?
-                }
-            };
-            if rows.ncols() != h.ncols() {
-                return Err(Error::Model(format!(
-                    "layer '{}': {} input features, the weight has {}",
-                    l.node,
-                    rows.ncols(),
-                    h.ncols()
-                )));
-            }
-            let r = rows.mapv(f64::from);
-            *h += &r.t().dot(&r);
-            *count += r.nrows();
+            visit(i, x)?;
         }
         progress.advance(batch.first().map_or(0, |a| a.shape()[0]) as u64);
     }
     progress.finish();
+    Ok(())
+}
+
+/// H (inputs × inputs, f64) and the number of rows it sums, per layer.
+pub fn input_grams(
+    model: &Model,
+    layers: &[Layer],
+    data: &Dataset,
+    batch_size: usize,
+    progress: &dyn Progress,
+) -> Result<Vec<(Array2<f64>, usize)>> {
+    let mut grams: Vec<(Array2<f64>, usize)> =
+        layers.iter().map(|l| (Array2::zeros((l.rows.ncols(), l.rows.ncols())), 0)).collect();
+    visit_layer_inputs(model, layers, data, batch_size, progress, |i, x| {
+        let l = &layers[i];
+        let rows = match &l.geometry {
+            Some(geo) => im2col(x, geo, &l.node)?,
+            None => {
+                let k = *x.shape().last().unwrap_or(&0);
+                x.as_standard_layout()
+                    .into_owned()
+                    .into_shape_with_order((x.len() / k.max(1), k))
+                    .map_err(|e| Error::Model(e.to_string()))?
+            }
+        };
+        let (h, count) = &mut grams[i];
+        if rows.ncols() != h.ncols() {
+            return Err(Error::Model(format!(
+                "layer '{}': {} input features, the weight has {}",
+                l.node,
+                rows.ncols(),
+                h.ncols()
+            )));
+        }
+        let r = rows.mapv(f64::from);
+        *h += &r.t().dot(&r);
+        *count += r.nrows();
+        Ok(())
+    })?;
     Ok(grams)
 }
 

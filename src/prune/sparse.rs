@@ -4,10 +4,9 @@
 //! output row, or across all layers with one threshold (global).
 
 use super::layers::{prunable_layers, Layer};
-use crate::data::{Array, Dataset};
+use crate::data::Dataset;
 use crate::eval::Progress;
 use crate::ir::{Model, Tensor};
-use crate::runtime::{feed_inputs, Session, SessionOptions};
 use crate::{Error, Result};
 use ndarray::{Array2, Axis};
 use serde::Serialize;
@@ -261,41 +260,17 @@ fn input_norms(
     batch_size: usize,
     progress: &dyn Progress,
 ) -> Result<Vec<Vec<f32>>> {
-    let bound = data.bind(&feed_inputs(model), None)?;
-    let feeds: Vec<String> = bound.names.clone();
-    let captured: Vec<String> = layers
-        .iter()
-        .map(|l| l.input.clone())
-        .filter(|i| !feeds.contains(i))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let session =
-        Session::new(model, &SessionOptions { capture: captured.clone(), capture_only: true, ..Default::default() })?;
     let mut sums: Vec<Vec<f64>> = layers.iter().map(|l| vec![0.0; l.channels]).collect();
-    progress.start(bound.rows as u64, "activations");
-    for (_, batch) in bound.batches(batch_size) {
-        let outputs = session.run(&batch)?;
-        let value = |name: &str| -> Option<&Array> {
-            captured
-                .iter()
-                .position(|c| c == name)
-                .map(|i| &outputs[i])
-                .or_else(|| feeds.iter().position(|f| f == name).map(|i| &batch[i]))
-        };
-        for (l, sum) in layers.iter().zip(sums.iter_mut()) {
-            if l.grouped {
-                continue;
-            }
-            let Some(Array::F32(x)) = value(&l.input) else { continue };
+    super::gram::visit_layer_inputs(model, layers, data, batch_size, progress, |i, x| {
+        let l = &layers[i];
+        if !l.grouped {
             let axis = if l.conv { 1 } else { x.ndim() - 1 };
-            for (j, lane) in x.axis_iter(Axis(axis)).enumerate().take(sum.len()) {
-                sum[j] += lane.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
+            for (j, lane) in x.axis_iter(Axis(axis)).enumerate().take(sums[i].len()) {
+                sums[i][j] += lane.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
             }
         }
-        progress.advance(batch.first().map_or(0, |a| a.shape()[0]) as u64);
-    }
-    progress.finish();
+        Ok(())
+    })?;
     Ok(layers
         .iter()
         .zip(sums)

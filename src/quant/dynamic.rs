@@ -176,21 +176,14 @@ pub fn quantize_dynamic_with_fallback(
     let g = &prepared.graph;
     let nodes: Vec<usize> =
         (0..g.nodes.len()).filter(|&i| matches!(plan(g, &g.nodes[i], options), Ok(Some(_)))).collect();
-    let groups = super::sensitivity::candidate_groups(&prepared, &nodes);
     let build = |only: &[usize]| {
         let mut m = prepared.clone();
-        quantize_dynamic(
-            &mut m,
-            &DynamicOptions { only_nodes: Some(only.to_vec()), ..options.clone() },
-            &mut QuantReport::default(),
-        )?;
+        let o = DynamicOptions { only_nodes: Some(only.to_vec()), ..options.clone() };
+        quantize_dynamic(&mut m, &o, &mut QuantReport::default())?;
         Ok(m)
     };
-    let float = super::sensitivity::choose_fallback(&prepared, calib, &groups, &build, target_sqnr_db, 8, progress)?;
-    for (n, why) in &float {
-        report.skipped.push(Skipped::new(&g.nodes[*n].label(), why.clone()));
-    }
-    let exclude: Vec<String> = float.iter().map(|(n, _)| g.nodes[*n].name.clone()).filter(|n| !n.is_empty()).collect();
+    let float = super::sensitivity::fallback(&prepared, &nodes, calib, target_sqnr_db, &build, report, progress)?;
+    let exclude: Vec<String> = float.iter().map(|&n| g.nodes[n].name.clone()).filter(|n| !n.is_empty()).collect();
     let dynamic = DynamicOptions { exclude: [options.exclude.clone(), exclude.clone()].concat(), ..options.clone() };
     quantize_dynamic(model, &dynamic, report)?;
     // The layers kept float still store int8 weights (weight-only): the file stays small.

@@ -90,6 +90,26 @@ pub fn choose_fallback(
     Ok(float)
 }
 
+/// The float fallback for a pass over candidate `nodes` of `model`:
+/// `build(only)` returns the model with only those nodes quantized. The
+/// chosen nodes (indices into `model`) are recorded in `report` with the reason.
+pub fn fallback(
+    model: &Model,
+    nodes: &[usize],
+    calib: &Dataset,
+    target_sqnr_db: f64,
+    build: &dyn Fn(&[usize]) -> Result<Model>,
+    report: &mut super::QuantReport,
+    progress: &dyn Progress,
+) -> Result<Vec<usize>> {
+    let groups = candidate_groups(model, nodes);
+    let float = choose_fallback(model, calib, &groups, build, target_sqnr_db, 8, progress)?;
+    for (n, why) in &float {
+        report.skipped.push(super::Skipped::new(&model.graph.nodes[*n].label(), why.clone()));
+    }
+    Ok(float.into_iter().map(|(n, _)| n).collect())
+}
+
 /// Every output value, flattened, over all batches (f64 for the sums).
 fn outputs(model: &Model, batches: &[Vec<Array>]) -> Result<Vec<f64>> {
     let session = Session::new(model, &Default::default())?;

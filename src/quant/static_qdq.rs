@@ -231,14 +231,9 @@ pub fn quantize_static(
     }
     let mut chosen = plan.nodes.clone();
     if let Some(target) = options.fallback_sqnr_db {
-        let groups = super::sensitivity::candidate_groups(model, &plan.nodes);
         let build = |nodes: &[usize]| apply(model, &plan, nodes, nodes, &params, options, &mut QuantReport::default());
-        let float_nodes =
-            super::sensitivity::choose_fallback(model, calib, &groups, &build, target, options.batch_size, progress)?;
-        for (n, why) in &float_nodes {
-            report.skipped.push(Skipped::new(&model.graph.nodes[*n].label(), why.clone()));
-        }
-        chosen.retain(|n| !float_nodes.iter().any(|(f, _)| f == n));
+        let float = super::sensitivity::fallback(model, &plan.nodes, calib, target, &build, report, progress)?;
+        chosen.retain(|n| !float.contains(n));
     }
     // Layers kept float still get int8 weights (weight-only): nearly free in
     // accuracy, and the file stays small.

@@ -173,18 +173,14 @@ pub fn quantize_weights_with_fallback(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let groups = super::sensitivity::candidate_groups(&prepared, &nodes);
     let build = |only: &[usize]| {
         let mut m = prepared.clone();
         let o = WeightOptions { only_nodes: Some(only.to_vec()), ..options.clone() };
         quantize_weights(&mut m, &o, &mut QuantReport::default())?;
         Ok(m)
     };
-    let float = super::sensitivity::choose_fallback(&prepared, calib, &groups, &build, target_sqnr_db, 8, progress)?;
-    let keep: Vec<usize> = nodes.iter().copied().filter(|n| float.iter().all(|(f, _)| f != n)).collect();
-    for (n, why) in &float {
-        report.skipped.push(Skipped::new(&prepared.graph.nodes[*n].label(), why.clone()));
-    }
+    let float = super::sensitivity::fallback(&prepared, &nodes, calib, target_sqnr_db, &build, report, progress)?;
+    let keep: Vec<usize> = nodes.iter().copied().filter(|n| !float.contains(n)).collect();
     quantize_weights(model, &WeightOptions { only_nodes: Some(keep), ..options.clone() }, report)
 }
 

@@ -21,6 +21,27 @@ def edit_distance(a, b):
     return row[len(b)]
 
 
+def decode(best, chars):
+    """Greedy CTC: best class per step, repeats merged, blanks (0) dropped."""
+    text, prev = "", 0
+    for k in best:
+        if k != 0 and k != prev:
+            text += chars[k - 1] if k - 1 < len(chars) else " "
+        prev = k
+    return text
+
+
+def score(outputs, want, chars):
+    """Exact-line match and CER of [N, T, C] outputs against the expected lines."""
+    exact = edits = total = 0
+    for row, ref in zip(outputs.argmax(-1), want):
+        text = decode(row, chars)
+        exact += text == ref
+        edits += edit_distance(text, ref)
+        total += len(ref)
+    return exact / len(outputs), edits / max(total, 1)
+
+
 def main():
     model, data, texts = sys.argv[1:4]
     meta = {p.key: p.value for p in onnx.load(model, load_external_data=False).metadata_props}
@@ -30,19 +51,9 @@ def main():
     sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
     x = np.load(data)["x"]
     want = open(texts, encoding="utf-8").read().split("\n")[: len(x)]
-    exact = edits = total = 0
-    for start in range(0, len(x), 32):
-        out = sess.run(None, {sess.get_inputs()[0].name: x[start : start + 32]})[0]
-        for row, ref in zip(out.argmax(-1), want[start : start + 32]):
-            text, prev = "", 0
-            for k in row:
-                if k != 0 and k != prev:
-                    text += chars[k - 1] if k - 1 < len(chars) else " "
-                prev = k
-            exact += text == ref
-            edits += edit_distance(text, ref)
-            total += len(ref)
-    print(json.dumps({"exact_match": exact / len(x), "cer": edits / max(total, 1)}))
+    out = np.concatenate([sess.run(None, {sess.get_inputs()[0].name: x[s : s + 32]})[0] for s in range(0, len(x), 32)])
+    exact, cer = score(out, want, chars)
+    print(json.dumps({"exact_match": exact, "cer": cer}))
 
 
 if __name__ == "__main__":

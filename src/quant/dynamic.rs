@@ -28,7 +28,8 @@ pub fn quantize_dynamic(model: &mut Model, options: &DynamicOptions, report: &mu
     let mut activation_q: BTreeMap<String, [String; 3]> = BTreeMap::new();
     let mut new_nodes = Vec::new();
     let mut keep = Vec::with_capacity(g.nodes.len());
-    for (ix, node) in std::mem::take(&mut g.nodes).into_iter().enumerate() {
+    // Iterate over a copy: weights may live in Constant nodes, which `plan` must still see.
+    for (ix, node) in g.nodes.clone().into_iter().enumerate() {
         let chosen = options.only_nodes.as_ref().is_none_or(|o| o.contains(&ix));
         match plan(g, &node, options).map(|p| p.filter(|_| chosen)) {
             Ok(Some(p)) => {

@@ -84,6 +84,9 @@ pub fn excluded(node: &Node, exclude: &[String]) -> bool {
 
 /// Quantizes the weights in place; the opset is raised as the format needs.
 pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut QuantReport) -> Result<()> {
+    if weight_uses(model, &options.exclude, options.only_nodes.as_deref()).is_empty() {
+        return Ok(());
+    }
     let four_bit = matches!(options.qtype, QType::Int4 | QType::UInt4);
     let portable = four_bit && options.int4_format == Int4Format::Portable;
     let needs = match (portable, four_bit || options.block_size.is_some()) {
@@ -129,10 +132,8 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
                 report.tensors.push(TensorRecord::new(&name, &scheme, &range, t.byte_size(), w.shape()));
                 continue;
             }
-            // Conv kernels and per-channel requests: int8 per channel, which both runtimes run.
-            report
-                .skipped
-                .push(Skipped::new(&name, "not a 2-D blocked weight: int8 per channel, not portable int4".into()));
+            // Conv kernels and per-channel requests: int8 per channel, which both runtimes
+            // run (the tensor's record says int8).
         }
         let (qtype, granularity) = match (portable, axis) {
             (true, Some(a)) => (QType::Int8, Granularity::PerChannel { axis: a }),

@@ -108,22 +108,27 @@ fn ocr_weights_int8_reads_text_in_both_runtimes() {
     quantize_weights(&mut m, &WeightOptions { qtype: QType::Int8, ..Default::default() }, &mut report).unwrap();
     let out = dir.path().join("rec.onnx");
     prunq::onnx::save(&m, &out, &Default::default()).unwrap();
+    let tract_exact = ocr_exact_lines_in_tract(&m);
+    let ort_exact = ocr_exact_lines_in_ort(&out);
+    assert!((tract_exact - ort_exact).abs() <= 1.0 / 64.0, "tract {tract_exact} vs ORT {ort_exact}");
+    assert!(tract_exact >= 0.75, "exact lines {tract_exact}");
+}
+
+/// Exact-line match of a text recogniser on ocr_lines_test, decoded in ONNX Runtime.
+fn ocr_exact_lines_in_ort(model: &std::path::Path) -> f64 {
+    let (lines, texts) = (common::data("ocr_lines_test.npz"), common::data("ocr_lines_test.txt"));
+    let args = [model.as_os_str(), lines.as_os_str(), texts.as_os_str()];
+    let out: serde_json::Value = serde_json::from_str(&common::ort("ocr_eval.py", &args)).unwrap();
+    out["exact_match"].as_f64().unwrap()
+}
+
+/// The same in tract, through `prunq eval`'s CTC decoding.
+fn ocr_exact_lines_in_tract(model: &prunq::ir::Model) -> f64 {
     let texts: Vec<String> =
         std::fs::read_to_string(common::data("ocr_lines_test.txt")).unwrap().lines().map(str::to_string).collect();
     let data = Dataset::open(common::data("ocr_lines_test.npz")).unwrap();
-    let r = evaluate(&m, &data, &RunOptions { texts: Some(texts), ..Default::default() }, &Silent).unwrap();
-    let ort: serde_json::Value = serde_json::from_str(&common::ort(
-        "ocr_eval.py",
-        &[
-            out.as_os_str(),
-            common::data("ocr_lines_test.npz").as_os_str(),
-            common::data("ocr_lines_test.txt").as_os_str(),
-        ],
-    ))
-    .unwrap();
-    let (tract_exact, ort_exact) = (r.exact_match.unwrap(), ort["exact_match"].as_f64().unwrap());
-    assert!((tract_exact - ort_exact).abs() <= 1.0 / 64.0, "tract {tract_exact} vs ORT {ort_exact}");
-    assert!(tract_exact >= 0.75, "exact lines {tract_exact}");
+    let options = RunOptions { texts: Some(texts), ..Default::default() };
+    evaluate(model, &data, &options, &Silent).unwrap().exact_match.unwrap()
 }
 
 fn ort_static_size(model: &std::path::Path, calib: &std::path::Path, dir: &std::path::Path) -> u64 {
@@ -298,21 +303,10 @@ fn static_ppocr_rec_reads_three_quarters_of_the_lines_at_a_third_of_the_size() {
     let m = quantize_static_file(&src, &common::data("ocr_lines_calib.npz"), &out);
     let ratio = std::fs::metadata(&out).unwrap().len() as f64 / std::fs::metadata(&src).unwrap().len() as f64;
     assert!(ratio <= 0.35, "size ratio {ratio}");
-    let ort: serde_json::Value = serde_json::from_str(&common::ort(
-        "ocr_eval.py",
-        &[
-            out.as_os_str(),
-            common::data("ocr_lines_test.npz").as_os_str(),
-            common::data("ocr_lines_test.txt").as_os_str(),
-        ],
-    ))
-    .unwrap();
-    assert!(ort["exact_match"].as_f64().unwrap() >= 0.75, "ORT {ort}");
-    let texts: Vec<String> =
-        std::fs::read_to_string(common::data("ocr_lines_test.txt")).unwrap().lines().map(str::to_string).collect();
-    let data = Dataset::open(common::data("ocr_lines_test.npz")).unwrap();
-    let r = evaluate(&m, &data, &RunOptions { texts: Some(texts), ..Default::default() }, &Silent).unwrap();
-    assert!(r.exact_match.unwrap() >= 0.75, "tract exact lines {:?}", r.exact_match);
+    let ort_exact = ocr_exact_lines_in_ort(&out);
+    assert!(ort_exact >= 0.75, "ORT exact lines {ort_exact}");
+    let tract_exact = ocr_exact_lines_in_tract(&m);
+    assert!(tract_exact >= 0.75, "tract exact lines {tract_exact}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Measuring a model without changing it: shapes, MACs, parameters, sparsity.
 
+pub mod dependency;
 mod macs;
 mod ranks;
 mod shapes;

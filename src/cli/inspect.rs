@@ -12,6 +12,9 @@ pub struct Args {
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
+    /// Also list the channel groups structured pruning sees, and why any cannot be pruned.
+    #[arg(long)]
+    groups: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -24,6 +27,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         super::print_json(&summary)
     } else {
         print!("{}", prunq::report::text::summary(&summary));
+        if a.groups {
+            let (deps, _, _) = prunq::prune::structured::channel_groups(&mut model.clone(), &shapes)
+                .with_context(|| format!("{}: cannot follow the channels", a.model.display()))?;
+            print!("\n{}", prunq::report::text::groups(&deps));
+        }
         Ok(())
     }
 }

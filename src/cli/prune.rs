@@ -1,4 +1,5 @@
 use prunq::eval::Progress;
+use prunq::prune::structured::{prune_structured, Amount, Importance, Ranking, Selection, StructuredOptions};
 use prunq::prune::{prune_sparse, Method, PruneReport, Scope, SparseOptions};
 use std::path::PathBuf;
 
@@ -9,31 +10,61 @@ pub struct Args {
     /// Where to write the pruned model.
     #[arg(short, long)]
     output: PathBuf,
-    /// Fraction of each layer's weights to zero (0.5 = half).
+    /// Unstructured: fraction of each layer's weights to zero (0.5 = half).
     #[arg(long, default_value_t = 0.5)]
     sparsity: f64,
-    /// How weights are scored: magnitude |w|, or wanda |w|·‖x‖ (needs --calib).
+    /// Unstructured: how weights are scored: magnitude |w|, wanda |w|·‖x‖ or sparsegpt (both need --calib).
     #[arg(long, value_enum, default_value = "magnitude")]
     method: Method,
-    /// `layer`: the same sparsity in every output row; `global`: one threshold over all layers.
+    /// `layer`: the same share of every layer (or channel group); `global`: one ranking across all.
     #[arg(long, value_enum, default_value = "layer")]
     scope: Scope,
-    /// N:M structured sparsity along the inputs, e.g. 2:4 (overrides --sparsity).
+    /// Unstructured: N:M sparsity along the inputs, e.g. 2:4 (overrides --sparsity).
     #[arg(long, value_parser = parse_pattern)]
     pattern: Option<(usize, usize)>,
-    /// Calibration data (for --method wanda).
+    /// Calibration data (for wanda, sparsegpt, activation importance and the structured repair).
     #[arg(long)]
     calib: Option<PathBuf>,
-    /// Leave these nodes (by name) or op types dense. Repeatable.
+    /// Leave these nodes (by name) or op types alone. Repeatable.
     #[arg(long)]
     exclude: Vec<String>,
-    /// Also prune the first and the last layer (kept dense by default).
+    /// Unstructured: also prune the first and the last layer (kept dense by default).
     #[arg(long)]
     prune_ends: bool,
+    /// Remove whole channels (conv filters, FC neurons) instead of zeroing weights.
+    #[arg(long)]
+    structured: bool,
+    /// Structured: fraction of channels to remove (default 0.3 when no other amount is given).
+    #[arg(long, conflicts_with_all = ["threshold", "target_macs", "target_params"])]
+    ratio: Option<f64>,
+    /// Structured: remove channels scoring below this fraction of their group's best.
+    #[arg(long, conflicts_with_all = ["target_macs", "target_params"])]
+    threshold: Option<f64>,
+    /// Structured: remove at least this fraction of the model's MACs (0.5 halves them).
+    #[arg(long, conflicts_with = "target_params")]
+    target_macs: Option<f64>,
+    /// Structured: remove at least this fraction of the model's parameters.
+    #[arg(long)]
+    target_params: Option<f64>,
+    /// Structured: how channels are scored.
+    #[arg(long, value_enum, default_value = "l1")]
+    importance: Importance,
+    /// Structured: keep channel counts multiples of N (fast kernels want them).
+    #[arg(long, default_value_t = 8)]
+    round_to: usize,
+    /// Structured: never keep fewer channels in a group (default: --round-to).
+    #[arg(long)]
+    min_channels: Option<usize>,
+    /// Structured: do not re-fit the layers that lost inputs (done by default with --calib).
+    #[arg(long)]
+    no_repair: bool,
+    /// Input shape for dynamic dims, e.g. `x=1x3x48x320` (others default to 1).
+    #[arg(long, value_parser = super::parse_shape)]
+    shape: Vec<(String, Vec<usize>)>,
     /// Data to compare the result with the original on (printed and reported).
     #[arg(long)]
     val: Option<PathBuf>,
-    /// Write per-layer sparsity, what was skipped and the comparison as JSON.
+    /// Write what was pruned, the costs and the comparison as JSON.
     #[arg(long)]
     report: Option<PathBuf>,
 }
@@ -48,8 +79,11 @@ fn parse_pattern(s: &str) -> Result<(usize, usize), String> {
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     prunq::onnx::ensure_not_input(&a.model, &a.output)?;
     let original = prunq::onnx::load(&a.model)?;
-    let mut model = original.clone();
     let calib = a.calib.as_ref().map(prunq::data::Dataset::open).transpose()?;
+    if a.structured {
+        return structured(a, original, calib.as_ref(), progress);
+    }
+    let mut model = original.clone();
     let options = SparseOptions {
         sparsity: a.sparsity,
         method: a.method,
@@ -70,6 +104,46 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     );
     for (node, why) in &report.skipped {
         println!("  dense: {node} ({why})");
+    }
+    report.comparison = super::validate(&original, &model, a.val.as_deref(), progress)?;
+    super::write_report(a.report.as_deref(), &report)
+}
+
+fn structured(
+    a: Args,
+    original: prunq::ir::Model,
+    calib: Option<&prunq::data::Dataset>,
+    progress: &dyn Progress,
+) -> anyhow::Result<()> {
+    let amount = match (a.ratio, a.threshold, a.target_macs, a.target_params) {
+        (_, Some(t), _, _) => Amount::Threshold(t),
+        (_, _, Some(r), _) => Amount::TargetMacs(r),
+        (_, _, _, Some(r)) => Amount::TargetParams(r),
+        (r, ..) => Amount::Ratio(r.unwrap_or(0.3)),
+    };
+    let options = StructuredOptions {
+        importance: a.importance,
+        selection: Selection {
+            amount,
+            ranking: if a.scope == Scope::Global { Ranking::Global } else { Ranking::Uniform },
+            round_to: a.round_to.max(1),
+            min_channels: a.min_channels.unwrap_or(a.round_to),
+        },
+        exclude: a.exclude.clone(),
+        repair: !a.no_repair,
+        input_shapes: a.shape.iter().cloned().collect(),
+        ..Default::default()
+    };
+    let mut model = original.clone();
+    let (mut report, unrepaired) = prune_structured(&mut model, &options, calib, progress)?;
+    prunq::onnx::save(&model, &a.output, &Default::default())?;
+    print!("{}", prunq::report::text::structured(&report));
+    if let Some(before_repair) = &unrepaired {
+        if a.val.is_some() {
+            println!("\nwithout repair:");
+            report.comparison_without_repair = super::validate(&original, before_repair, a.val.as_deref(), progress)?;
+            println!("\nwith repair:");
+        }
     }
     report.comparison = super::validate(&original, &model, a.val.as_deref(), progress)?;
     super::write_report(a.report.as_deref(), &report)

@@ -73,16 +73,7 @@ pub fn input_grams(
         layers.iter().map(|l| (Array2::zeros((l.rows.ncols(), l.rows.ncols())), 0)).collect();
     visit_layer_inputs(model, layers, data, batch_size, progress, |i, x| {
         let l = &layers[i];
-        let rows = match &l.geometry {
-            Some(geo) => im2col(x, geo, &l.node)?,
-            None => {
-                let k = *x.shape().last().unwrap_or(&0);
-                x.as_standard_layout()
-                    .into_owned()
-                    .into_shape_with_order((x.len() / k.max(1), k))
-                    .map_err(|e| Error::Model(e.to_string()))?
-            }
-        };
+        let rows = input_rows(x, l)?;
         let (h, count) = &mut grams[i];
         if rows.ncols() != h.ncols() {
             return Err(Error::Model(format!(
@@ -98,6 +89,21 @@ pub fn input_grams(
         Ok(())
     })?;
     Ok(grams)
+}
+
+/// The vectors `layer`'s weight rows are dotted with, one per row: im2col
+/// patches for a Conv, the last axis for MatMul/Gemm.
+pub fn input_rows(x: &ArrayD<f32>, layer: &Layer) -> Result<Array2<f32>> {
+    match &layer.geometry {
+        Some(geo) => im2col(x, geo, &layer.node),
+        None => {
+            let k = *x.shape().last().unwrap_or(&0);
+            x.as_standard_layout()
+                .into_owned()
+                .into_shape_with_order((x.len() / k.max(1), k))
+                .map_err(|e| Error::Model(e.to_string()))
+        }
+    }
 }
 
 /// Patches of a [N, C, H, W] input, one row per output position, in the

@@ -76,3 +76,68 @@ pub fn compare(r: &CompareReport) -> String {
     }
     format!("{} samples\n{}", r.samples, t.render())
 }
+
+/// The channel groups of a model: what each is made by, and whether it can be pruned.
+pub fn groups(d: &crate::analysis::dependency::DependencyGraph) -> String {
+    let mut t = Table::new(&["group", "channels", "made by", "prunable"]);
+    for g in &d.groups {
+        let mut sources = g.sources.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+        if g.sources.len() > 3 {
+            sources += &format!(" (+{})", g.sources.len() - 3);
+        }
+        let status = match g.blocked.first() {
+            None => "yes".to_string(),
+            Some(why) => format!("no: {why}"),
+        };
+        t.row(&[g.id.to_string(), g.channels.to_string(), sources, status]);
+    }
+    let prunable = d.groups.iter().filter(|g| g.prunable()).count();
+    format!("{}{prunable} of {} channel groups can be pruned\n", t.render(), d.groups.len())
+}
+
+/// What structured pruning removed and what it saved.
+pub fn structured(r: &crate::prune::structured::StructuredReport) -> String {
+    let pct = |a: u64, b: u64| if a == 0 { 0.0 } else { 100.0 * (1.0 - b as f64 / a as f64) };
+    let pruned: Vec<_> = r.groups.iter().filter(|g| !g.removed.is_empty()).collect();
+    let mut out = format!(
+        "{} of {} channel groups pruned ({} channels removed); {} could not be pruned\n",
+        pruned.len(),
+        r.groups.len(),
+        pruned.iter().map(|g| g.removed.len()).sum::<usize>(),
+        r.groups.iter().filter(|g| !g.blocked.is_empty()).count()
+    );
+    out += &format!(
+        "MACs {} -> {} (-{:.1} %)   parameters {} -> {} (-{:.1} %)\n",
+        thousands(r.before.macs),
+        thousands(r.after.macs),
+        pct(r.before.macs, r.after.macs),
+        thousands(r.before.params),
+        thousands(r.after.params),
+        pct(r.before.params, r.after.params)
+    );
+    let mut t = Table::new(&["group", "made by", "channels", "kept"]);
+    for g in &pruned {
+        let by = g.sources.first().cloned().unwrap_or_default()
+            + &if g.sources.len() > 1 { format!(" (+{})", g.sources.len() - 1) } else { String::new() };
+        t.row(&[g.id.to_string(), by, g.channels.to_string(), g.kept.to_string()]);
+    }
+    out += &t.render();
+    if !r.repaired.is_empty() {
+        let mean = |f: fn(&crate::prune::structured::Repaired) -> f64| {
+            r.repaired.iter().map(f).sum::<f64>() / r.repaired.len() as f64
+        };
+        out += &format!(
+            "repaired {} layers by least squares: mean relative output error {:.4} -> {:.4}\n",
+            r.repaired.len(),
+            mean(|x| x.error_before),
+            mean(|x| x.error_after)
+        );
+    }
+    for (node, why) in &r.not_repaired {
+        out += &format!("  not repaired: {node} ({why})\n");
+    }
+    for n in &r.notes {
+        out += &format!("note: {n}\n");
+    }
+    out
+}

@@ -2,10 +2,12 @@
 //! node ordering.
 
 mod fold_batchnorm;
+mod fold_reshapes;
 mod gemm;
 mod opset;
 
 pub use fold_batchnorm::fold_batchnorm;
+pub use fold_reshapes::fold_constant_reshapes;
 pub use gemm::gemm_to_matmul;
 pub use opset::upgrade_opset;
 

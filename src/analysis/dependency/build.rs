@@ -1,0 +1,271 @@
+//! Walks the graph once in topological order and lets each node's rule say
+//! how channels flow through it; groups merged by a rule are joined with a
+//! union-find and numbered at the end.
+
+use super::rules::rule_for;
+use super::{Carrier, DependencyGraph, Group, Layout, Role, Segment, Tie};
+use crate::ir::{Graph, GraphIndex, Model, Node, Tensor};
+use crate::Result;
+use std::collections::{BTreeMap, BTreeSet};
+
+type Shapes = BTreeMap<String, Vec<usize>>;
+
+/// The dependency graph of `model`, given the concrete shape of every tensor
+/// (from [`crate::analysis::infer_shapes`]).
+pub fn build(model: &Model, shapes: &Shapes) -> Result<DependencyGraph> {
+    let graph = &model.graph;
+    let mut b = Builder {
+        graph,
+        opset: model.onnx_opset().unwrap_or(1),
+        index: GraphIndex::new(graph),
+        shapes,
+        layouts: BTreeMap::new(),
+        groups: vec![],
+        parent: vec![],
+    };
+    for n in graph.topo_order()? {
+        let node = &graph.nodes[n];
+        let mut read: Vec<String> = node.inputs.iter().filter(|i| !i.is_empty()).cloned().collect();
+        node.subgraphs().for_each(|g| outer_names(g, &mut read));
+        if read.iter().all(|i| !b.layouts.contains_key(i)) && !makes_channels(node) {
+            continue;
+        }
+        let made_before = b.groups.len();
+        let outcome = match rule_for(node) {
+            Some(rule) => rule(&mut b, n, node),
+            None => Err(format!("{} is not understood by the channel analysis", op_name(node))),
+        };
+        if let Err(why) = outcome {
+            for out in &node.outputs {
+                b.layouts.remove(out);
+            }
+            let why = format!("{} ({}): {why}", node.label(), node.op_type);
+            for g in made_before..b.groups.len() {
+                b.block(g, &why);
+            }
+            for i in &read {
+                if let Some(l) = b.layouts.get(i).cloned() {
+                    b.block_layout(&l, &why);
+                }
+            }
+        }
+    }
+    for o in &graph.outputs {
+        if let Some(l) = b.layouts.get(&o.name).cloned() {
+            b.block_layout(&l, &format!("reaches graph output '{}'", o.name));
+        }
+    }
+    Ok(b.finish())
+}
+
+fn op_name(node: &Node) -> String {
+    if node.is_onnx_op() {
+        node.op_type.clone()
+    } else {
+        format!("{}::{}", node.domain, node.op_type)
+    }
+}
+
+/// Layers that start groups even when they read a tensor without one.
+fn makes_channels(node: &Node) -> bool {
+    node.is_onnx_op() && matches!(node.op_type.as_str(), "Conv" | "ConvTranspose" | "Gemm" | "MatMul")
+}
+
+/// Names a subgraph reads from the enclosing scope (or anywhere: a superset is safe).
+fn outer_names(g: &Graph, out: &mut Vec<String>) {
+    for node in &g.nodes {
+        out.extend(node.inputs.iter().filter(|i| !i.is_empty()).cloned());
+        node.subgraphs().for_each(|s| outer_names(s, out));
+    }
+}
+
+struct GroupState {
+    channels: usize,
+    sources: Vec<String>,
+    ties: Vec<Tie>,
+    carriers: Vec<Carrier>,
+    blocked: Vec<String>,
+}
+
+/// What a rule sees and may change.
+pub struct Builder<'a> {
+    pub graph: &'a Graph,
+    pub opset: i64,
+    index: GraphIndex,
+    shapes: &'a Shapes,
+    layouts: BTreeMap<String, Layout>,
+    groups: Vec<GroupState>,
+    parent: Vec<usize>,
+}
+
+impl Builder<'_> {
+    pub fn layout(&self, tensor: &str) -> Option<Layout> {
+        self.layouts.get(tensor).cloned()
+    }
+
+    pub fn shape(&self, tensor: &str) -> Result<&Vec<usize>, String> {
+        self.shapes.get(tensor).ok_or_else(|| format!("the shape of '{tensor}' is unknown"))
+    }
+
+    /// The value of `name` if it is a constant.
+    pub fn constant(&self, name: &str) -> Option<Tensor> {
+        self.graph.constant(name).and_then(|r| r.ok())
+    }
+
+    /// How many nodes read `name`.
+    pub fn users(&self, name: &str) -> usize {
+        self.index.consumers(name).len()
+    }
+
+    pub fn set_layout(&mut self, tensor: &str, layout: Layout) {
+        self.layouts.insert(tensor.to_string(), layout);
+    }
+
+    /// A new group of `channels` made by `source`, whose output tensor is `output`.
+    pub fn new_group(&mut self, channels: usize, source: &str) -> usize {
+        self.groups.push(GroupState {
+            channels,
+            sources: vec![source.to_string()],
+            ties: vec![],
+            carriers: vec![],
+            blocked: vec![],
+        });
+        self.parent.push(self.parent.len());
+        self.parent.len() - 1
+    }
+
+    fn find(&self, mut g: usize) -> usize {
+        while self.parent[g] != g {
+            g = self.parent[g];
+        }
+        g
+    }
+
+    pub fn block(&mut self, group: usize, why: &str) {
+        let r = self.find(group);
+        if !self.groups[r].blocked.iter().any(|b| b == why) {
+            self.groups[r].blocked.push(why.to_string());
+        }
+    }
+
+    pub fn block_layout(&mut self, layout: &Layout, why: &str) {
+        for g in layout.segments.iter().filter_map(|s| s.group) {
+            self.block(g, why);
+        }
+    }
+
+    /// Ties `constant`'s `axis` to the channels of `layout`, segment by
+    /// segment; its length along the axis must be the layout's.
+    pub fn tie_slices(&mut self, layout: &Layout, constant: &str, axis: usize, role: Role) -> Result<(), String> {
+        let t = self.constant(constant).ok_or_else(|| format!("'{constant}' is not a constant"))?;
+        let len = t.shape().get(axis).copied();
+        if len != Some(layout.len()) {
+            return Err(format!(
+                "constant '{constant}' has {len:?} elements along axis {axis}, the channels {}",
+                layout.len()
+            ));
+        }
+        let users = self.users(constant);
+        for (offset, seg) in layout.offsets() {
+            let Some(g) = seg.group else { continue };
+            if users > 1 {
+                self.block(g, &format!("constant '{constant}' is shared by {users} nodes"));
+            }
+            let tie = Tie::Slice { constant: constant.to_string(), axis, offset, inner: seg.inner, role: role.clone() };
+            let r = self.find(g);
+            self.groups[r].ties.push(tie);
+        }
+        Ok(())
+    }
+
+    /// Adds one tie to every group of `layout` (made from the segment).
+    pub fn tie_each(&mut self, layout: &Layout, make: impl Fn(usize, &Segment) -> Tie) {
+        for (offset, seg) in layout.offsets() {
+            if let Some(g) = seg.group {
+                let r = self.find(g);
+                self.groups[r].ties.push(make(offset, seg));
+            }
+        }
+    }
+
+    /// Records that layers read `layout`'s channels from `tensor`.
+    pub fn carry(&mut self, layout: &Layout, tensor: &str) {
+        for (offset, seg) in layout.offsets() {
+            if let Some(g) = seg.group {
+                let r = self.find(g);
+                let c = Carrier { tensor: tensor.to_string(), axis: layout.axis, offset, inner: seg.inner };
+                if !self.groups[r].carriers.contains(&c) {
+                    self.groups[r].carriers.push(c);
+                }
+            }
+        }
+    }
+
+    /// Declares that two layouts hold the same channels (a residual Add, a
+    /// gate Mul): their groups merge, segment by segment.
+    pub fn unify(&mut self, a: &Layout, b: &Layout) -> Result<(), String> {
+        let same_shape = a.segments.len() == b.segments.len()
+            && a.segments.iter().zip(&b.segments).all(|(x, y)| {
+                x.channels == y.channels && x.inner == y.inner && x.group.is_some() == y.group.is_some()
+            });
+        if !same_shape {
+            return Err("its inputs lay out their channels differently".into());
+        }
+        for (x, y) in a.segments.iter().zip(&b.segments) {
+            if let (Some(x), Some(y)) = (x.group, y.group) {
+                let (rx, ry) = (self.find(x), self.find(y));
+                if rx != ry {
+                    let (keep, gone) = (rx.min(ry), rx.max(ry));
+                    self.parent[gone] = keep;
+                    let moved = std::mem::replace(
+                        &mut self.groups[gone],
+                        GroupState { channels: 0, sources: vec![], ties: vec![], carriers: vec![], blocked: vec![] },
+                    );
+                    let target = &mut self.groups[keep];
+                    target.sources.extend(moved.sources);
+                    target.ties.extend(moved.ties);
+                    target.carriers.extend(moved.carriers);
+                    for why in moved.blocked {
+                        if !target.blocked.contains(&why) {
+                            target.blocked.push(why);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> DependencyGraph {
+        let roots: Vec<usize> = (0..self.groups.len()).filter(|&g| self.find(g) == g).collect();
+        let number: BTreeMap<usize, usize> = roots.iter().enumerate().map(|(i, &r)| (r, i)).collect();
+        let renumber = |g: usize| number[&self.find(g)];
+        let layouts = self
+            .layouts
+            .iter()
+            .map(|(name, l)| {
+                let segments = l
+                    .segments
+                    .iter()
+                    .map(|s| Segment { group: s.group.map(renumber), channels: s.channels, inner: s.inner })
+                    .collect();
+                (name.clone(), Layout { axis: l.axis, segments })
+            })
+            .collect();
+        let mut groups = vec![];
+        for (id, &r) in roots.iter().enumerate() {
+            let s = &self.groups[r];
+            let mut seen = BTreeSet::new();
+            let sources = s.sources.iter().filter(|x| seen.insert((*x).clone())).cloned().collect();
+            groups.push(Group {
+                id,
+                channels: s.channels,
+                sources,
+                ties: s.ties.clone(),
+                carriers: s.carriers.clone(),
+                blocked: s.blocked.clone(),
+            });
+        }
+        DependencyGraph { groups, layouts }
+    }
+}

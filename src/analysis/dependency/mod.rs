@@ -1,0 +1,122 @@
+//! The channel dependency graph: which channels of which tensors must be
+//! removed together (Torch-Pruning's `DependencyGraph`, on an ONNX graph).
+//!
+//! Every layer that makes channels (a Conv's filters, a Gemm/MatMul's output
+//! neurons) starts a **group**. Its channels are followed through the graph in
+//! topological order, one rule per op type (`rules.rs`): an activation keeps
+//! them, a BatchNorm ties its parameters to them, a residual Add merges two
+//! groups into one, a Concat lays several groups side by side, a Flatten
+//! spreads each channel over H·W features, and the next Conv or Gemm reads
+//! them with one slice of its weight per channel. Every constant slice that
+//! must go with a channel is a [`Tie`].
+//!
+//! A group meets anything a rule cannot prove safe (an unknown op, a graph
+//! output, a reduction over channels, a shared weight) and is **blocked**,
+//! with the reason; it is never guessed.
+
+mod build;
+mod rules;
+
+pub use build::build;
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// A run of channels of one group (or fixed ones) along a tensor's channel axis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// `None`: channels no group owns (from a graph input or a constant); never removed.
+    pub group: Option<usize>,
+    pub channels: usize,
+    /// Consecutive elements per channel along the axis (H·W after a Flatten).
+    pub inner: usize,
+}
+
+impl Segment {
+    pub fn len(&self) -> usize {
+        self.channels * self.inner
+    }
+}
+
+/// How a tensor's channel axis is made of groups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub axis: usize,
+    pub segments: Vec<Segment>,
+}
+
+impl Layout {
+    pub fn len(&self) -> usize {
+        self.segments.iter().map(Segment::len).sum()
+    }
+
+    /// Each segment with its offset along the axis.
+    pub fn offsets(&self) -> impl Iterator<Item = (usize, &Segment)> {
+        self.segments.iter().scan(0, |at, s| {
+            let here = *at;
+            *at += s.len();
+            Some((here, s))
+        })
+    }
+}
+
+/// What a tied constant slice is to its channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The weight (or bias) of the layer that makes the channel.
+    Output { node: String },
+    /// The weight slice of a layer that reads the channel through tensor `input`.
+    Input { node: String, input: String },
+    /// A BatchNorm / InstanceNorm scale.
+    NormScale,
+    /// Any other per-channel constant (BN statistics, biases, broadcast operands, PReLU slopes).
+    Param,
+}
+
+/// What must change when a channel goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tie {
+    /// Elements `offset + c·inner .. + inner` along `axis` of `constant` belong to channel `c`.
+    Slice { constant: String, axis: usize, offset: usize, inner: usize, role: Role },
+    /// Element `index` of the shape constant `constant` counts `inner` per channel.
+    ShapeDim { constant: String, index: usize, inner: usize },
+    /// A depthwise Conv (node index): its `group` attribute counts the channels.
+    ConvGroups { node: usize },
+}
+
+/// Where the channels of a group can be seen at run time (for activation scores).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Carrier {
+    pub tensor: String,
+    pub axis: usize,
+    pub offset: usize,
+    pub inner: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub id: usize,
+    pub channels: usize,
+    /// The layers whose outputs make these channels.
+    pub sources: Vec<String>,
+    pub ties: Vec<Tie>,
+    /// Tensors layers read these channels from.
+    pub carriers: Vec<Carrier>,
+    /// Why the group cannot be pruned; empty when it can.
+    pub blocked: Vec<String>,
+}
+
+impl Group {
+    pub fn prunable(&self) -> bool {
+        self.blocked.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct DependencyGraph {
+    pub groups: Vec<Group>,
+    /// The channel layout of every tensor that carries groups.
+    pub layouts: BTreeMap<String, Layout>,
+}
+

@@ -1,0 +1,210 @@
+//! Structured pruning: whole channels (conv filters, FC neurons) leave the
+//! model, with every tensor they are tied to, so parameters and MACs really
+//! fall. Torch-Pruning's three ideas, three modules: the dependency graph
+//! (`analysis::dependency`) finds the coupled channels, `importance` scores
+//! them, `select` picks the ones to go; `remove` cuts them out and `repair`
+//! re-fits the layers that read them.
+
+mod importance;
+mod remove;
+mod repair;
+mod select;
+
+pub use importance::Importance;
+pub use remove::{Cost, Plan};
+pub use repair::Repaired;
+pub use select::{Amount, Ranking, Selection};
+
+use crate::analysis::dependency::{build, DependencyGraph};
+use crate::analysis::{concrete_input_shapes, infer_shapes, node_macs};
+use crate::data::Dataset;
+use crate::eval::{CompareReport, Progress};
+use crate::ir::Model;
+use crate::quant::excluded;
+use crate::Result;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug)]
+pub struct StructuredOptions {
+    pub importance: Importance,
+    pub selection: Selection,
+    /// Groups made by these nodes (by name) or op types stay whole.
+    pub exclude: Vec<String>,
+    /// Re-fit the layers that lost inputs (needs calibration data).
+    pub repair: bool,
+    pub batch_size: usize,
+    /// Concrete shapes for inputs with dynamic dims (others default to 1).
+    pub input_shapes: BTreeMap<String, Vec<usize>>,
+}
+
+impl Default for StructuredOptions {
+    fn default() -> Self {
+        StructuredOptions {
+            importance: Importance::L1,
+            selection: Selection { amount: Amount::Ratio(0.5), ranking: Ranking::Uniform, round_to: 8, min_channels: 8 },
+            exclude: vec![],
+            repair: true,
+            batch_size: 32,
+            input_shapes: BTreeMap::new(),
+        }
+    }
+}
+
+/// One channel group: its channels, what made them, what was removed, or why nothing could be.
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupRecord {
+    pub id: usize,
+    pub sources: Vec<String>,
+    pub channels: usize,
+    pub kept: usize,
+    pub removed: Vec<usize>,
+    /// Lowest and highest channel score (`None` for groups that could not be pruned).
+    pub score_range: Option<(f64, f64)>,
+    pub blocked: Vec<String>,
+}
+
+/// MACs and parameters of one layer before and after.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerCost {
+    pub node: String,
+    pub op_type: String,
+    pub macs_before: Option<u64>,
+    pub macs_after: Option<u64>,
+    pub params_before: u64,
+    pub params_after: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StructuredReport {
+    pub importance: Importance,
+    pub amount: Amount,
+    pub before: Cost,
+    pub after: Cost,
+    pub groups: Vec<GroupRecord>,
+    pub layers: Vec<LayerCost>,
+    /// Reshapes of constants folded first (Paddle's bias reshapes), so their channels can be followed.
+    pub folded_reshapes: usize,
+    pub repaired: Vec<Repaired>,
+    pub not_repaired: Vec<(String, String)>,
+    pub notes: Vec<String>,
+    /// The pruned model against the original before and after repair (when validation data is given).
+    pub comparison_without_repair: Option<CompareReport>,
+    pub comparison: Option<CompareReport>,
+}
+
+/// The channel groups of `model` as structured pruning sees them: reshapes of
+/// constants are folded first (in `model`). Also returns every tensor's shape.
+pub fn channel_groups(
+    model: &mut Model,
+    input_shapes: &BTreeMap<String, Vec<usize>>,
+) -> Result<(DependencyGraph, BTreeMap<String, Vec<usize>>, usize)> {
+    let shapes = infer_shapes(model, &concrete_input_shapes(model, input_shapes))?;
+    let folded = crate::transform::fold_constant_reshapes(model, &shapes)?;
+    Ok((build(model, &shapes)?, shapes, folded))
+}
+
+/// Prunes `model` in place. Returns the report and, when a repair ran, the
+/// model as it was before the repair (for comparison).
+pub fn prune_structured(
+    model: &mut Model,
+    options: &StructuredOptions,
+    calib: Option<&Dataset>,
+    progress: &dyn Progress,
+) -> Result<(StructuredReport, Option<Model>)> {
+    let (mut deps, shapes, folded_reshapes) = channel_groups(model, &options.input_shapes)?;
+    for g in deps.groups.iter_mut() {
+        let hit = model.graph.nodes.iter().any(|n| g.sources.contains(&n.label()) && excluded(n, &options.exclude));
+        if hit {
+            g.blocked.push("excluded".into());
+        }
+    }
+    let (scores, mut notes) =
+        importance::group_scores(model, &deps, options.importance, calib, options.batch_size, progress)?;
+    let costing = remove::Costing::new(model);
+    let ctx = select::CostContext { costing: &costing, shapes: &shapes, deps: &deps };
+    let plan = select::select(&scores, &options.selection, &ctx)?;
+    let before = costing.cost(&shapes);
+    let reference = model.clone();
+    remove::remove_channels(model, &deps, &plan)?;
+    let (mut repaired, mut not_repaired, mut unrepaired) = (vec![], vec![], None);
+    match (options.repair, calib) {
+        (true, Some(data)) if !plan.is_empty() => {
+            unrepaired = Some(model.clone());
+            (repaired, not_repaired) =
+                repair::repair(&reference, model, &deps, &plan, data, options.batch_size, progress)?;
+        }
+        (true, None) => notes.push("no --calib data: layers were not re-fitted".into()),
+        _ => {}
+    }
+    // Shapes of the result, from tract: also proves the pruned graph types.
+    let new_shapes = infer_shapes(model, &concrete_input_shapes(model, &options.input_shapes))?;
+    let after = remove::Costing::new(model).cost(&new_shapes);
+    let report = StructuredReport {
+        importance: options.importance,
+        amount: options.selection.amount,
+        before,
+        after,
+        groups: group_records(&deps, &scores, &plan),
+        layers: layer_costs(&reference, model, &shapes, &new_shapes),
+        folded_reshapes,
+        repaired,
+        not_repaired,
+        notes,
+        comparison_without_repair: None,
+        comparison: None,
+    };
+    Ok((report, unrepaired))
+}
+
+fn group_records(deps: &DependencyGraph, scores: &select::Scores, plan: &Plan) -> Vec<GroupRecord> {
+    deps.groups
+        .iter()
+        .map(|g| {
+            let removed = plan.get(&g.id).cloned().unwrap_or_default();
+            let score_range = scores.get(&g.id).map(|s| {
+                (s.iter().copied().fold(f64::INFINITY, f64::min), s.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+            });
+            GroupRecord {
+                id: g.id,
+                sources: g.sources.clone(),
+                channels: g.channels,
+                kept: g.channels - removed.len(),
+                removed,
+                score_range,
+                blocked: g.blocked.clone(),
+            }
+        })
+        .collect()
+}
+
+fn layer_costs(
+    before: &Model,
+    after: &Model,
+    shapes_before: &BTreeMap<String, Vec<usize>>,
+    shapes_after: &BTreeMap<String, Vec<usize>>,
+) -> Vec<LayerCost> {
+    let params = |m: &Model, node: &crate::ir::Node| -> u64 {
+        node.inputs
+            .iter()
+            .filter_map(|i| m.graph.constant(i).and_then(|t| t.ok()))
+            .filter(|t| t.dtype.is_float())
+            .map(|t| t.numel().unwrap_or(0) as u64)
+            .sum()
+    };
+    before
+        .graph
+        .nodes
+        .iter()
+        .zip(&after.graph.nodes)
+        .filter(|(n, _)| crate::analysis::counts_macs(&n.op_type))
+        .map(|(b, a)| LayerCost {
+            node: b.label(),
+            op_type: b.op_type.clone(),
+            macs_before: node_macs(b, shapes_before),
+            macs_after: node_macs(a, shapes_after),
+            params_before: params(before, b),
+            params_after: params(after, a),
+        })
+        .collect()
+}

@@ -1,0 +1,190 @@
+//! Which channels go: by a ratio per group, one global ranking, a score
+//! threshold, or the smallest amount that removes a target share of the
+//! model's MACs or parameters. Channel counts are rounded up to multiples of
+//! `round_to` (runtimes' fast kernels want them) and never fall below a minimum.
+
+use super::remove::{shapes_after, Costing, Plan};
+use crate::analysis::dependency::DependencyGraph;
+use crate::{Error, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Amount {
+    /// Remove this fraction of channels (of each group, or overall with a global ranking).
+    Ratio(f64),
+    /// Remove channels whose score is below this fraction of their group's best.
+    Threshold(f64),
+    /// Remove at least this fraction of the model's MACs.
+    TargetMacs(f64),
+    /// Remove at least this fraction of the model's parameters.
+    TargetParams(f64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Ranking {
+    /// The same fraction of every group.
+    Uniform,
+    /// One ranking of all channels, scores normalised by their group's best.
+    Global,
+}
+
+#[derive(Clone, Debug)]
+pub struct Selection {
+    pub amount: Amount,
+    pub ranking: Ranking,
+    /// Keep channel counts multiples of this (1: any count).
+    pub round_to: usize,
+    /// Never keep fewer channels than this in a group (all of a smaller group stay).
+    pub min_channels: usize,
+}
+
+/// Scores of the prunable groups, by group id.
+pub type Scores = BTreeMap<usize, Vec<f64>>;
+
+/// What the cost of a plan is measured on (for targets).
+pub struct CostContext<'a> {
+    pub costing: &'a Costing<'a>,
+    pub shapes: &'a BTreeMap<String, Vec<usize>>,
+    pub deps: &'a DependencyGraph,
+}
+
+pub fn select(scores: &Scores, s: &Selection, ctx: &CostContext) -> Result<Plan> {
+    let check = |what: &str, v: f64| {
+        if (0.0..1.0).contains(&v) {
+            Ok(v)
+        } else {
+            Err(Error::Usage(format!("{what} {v} must be in [0, 1)")))
+        }
+    };
+    match s.amount {
+        Amount::Ratio(r) => Ok(plan_at(scores, s, check("--ratio", r)?)),
+        Amount::Threshold(t) => {
+            check("--threshold", t)?;
+            Ok(scores
+                .iter()
+                .map(|(&g, sc)| {
+                    let norm = normalized(sc);
+                    let wanted = norm.iter().filter(|&&v| v >= t).count();
+                    (g, lowest(sc, keep_count(sc.len(), wanted, s)))
+                })
+                .filter(|(_, r)| !r.is_empty())
+                .collect())
+        }
+        Amount::TargetMacs(r) => search(scores, s, ctx, check("--target-macs", r)?, |c| c.macs),
+        Amount::TargetParams(r) => search(scores, s, ctx, check("--target-params", r)?, |c| c.params),
+    }
+}
+
+/// Channel scores divided by the group's best (all ones if every score is 0).
+fn normalized(scores: &[f64]) -> Vec<f64> {
+    let max = scores.iter().copied().fold(0.0, f64::max);
+    scores.iter().map(|&v| if max > 0.0 { v / max } else { 1.0 }).collect()
+}
+
+/// Channels to keep when `wanted` would: rounded up, at least the minimum.
+fn keep_count(channels: usize, wanted: usize, s: &Selection) -> usize {
+    let n = s.round_to.max(1);
+    let rounded = wanted.div_ceil(n) * n;
+    rounded.max(s.min_channels).max(1).min(channels)
+}
+
+/// The `channels - keep` lowest-scoring channels (ties: the later index goes), sorted.
+fn lowest(scores: &[f64], keep: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a)));
+    let mut gone: Vec<usize> = idx.into_iter().take(scores.len().saturating_sub(keep)).collect();
+    gone.sort_unstable();
+    gone
+}
+
+/// The plan that removes fraction `t` of the channels (per group or globally).
+fn plan_at(scores: &Scores, s: &Selection, t: f64) -> Plan {
+    let cutoff = match s.ranking {
+        Ranking::Uniform => None,
+        Ranking::Global => {
+            let mut all: Vec<f64> = scores.values().flat_map(|v| normalized(v)).collect();
+            all.sort_by(f64::total_cmp);
+            let k = (all.len() as f64 * t).floor() as usize;
+            Some(if k == 0 { f64::NEG_INFINITY } else { all[k - 1] })
+        }
+    };
+    scores
+        .iter()
+        .map(|(&g, sc)| {
+            let c = sc.len();
+            let wanted = match cutoff {
+                None => c - (c as f64 * t).floor() as usize,
+                Some(cut) => normalized(sc).iter().filter(|&&v| v > cut).count(),
+            };
+            (g, lowest(sc, keep_count(c, wanted, s)))
+        })
+        .filter(|(_, r)| !r.is_empty())
+        .collect()
+}
+
+/// The smallest fraction whose plan removes at least `target` of the measure.
+fn search(
+    scores: &Scores,
+    s: &Selection,
+    ctx: &CostContext,
+    target: f64,
+    measure: fn(&super::remove::Cost) -> u64,
+) -> Result<Plan> {
+    let before = measure(&ctx.costing.cost(ctx.shapes)) as f64;
+    let removed = |t: f64| {
+        let plan = plan_at(scores, s, t);
+        let after = measure(&ctx.costing.cost(&shapes_after(ctx.shapes, ctx.deps, &plan))) as f64;
+        (plan, if before > 0.0 { 1.0 - after / before } else { 0.0 })
+    };
+    let (plan, most) = removed(1.0);
+    if most < target {
+        return Err(Error::Usage(format!(
+            "at most {:.1} % can be removed from the prunable channel groups (asked {:.1} %)",
+            most * 100.0,
+            target * 100.0
+        )));
+    }
+    let (mut lo, mut hi, mut best) = (0.0, 1.0, plan);
+    for _ in 0..30 {
+        let mid = (lo + hi) / 2.0;
+        let (plan, got) = removed(mid);
+        if got >= target {
+            hi = mid;
+            best = plan;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn selection(round_to: usize) -> Selection {
+        Selection { amount: Amount::Ratio(0.5), ranking: Ranking::Uniform, round_to, min_channels: 1 }
+    }
+
+    #[test]
+    fn keeps_counts_rounded_up_and_removes_the_lowest() {
+        let scores = Scores::from([(0, vec![5.0, 1.0, 4.0, 2.0, 3.0, 0.5, 6.0, 7.0, 8.0, 9.0])]);
+        let plan = plan_at(&scores, &selection(1), 0.3);
+        assert_eq!(plan[&0], vec![1, 3, 5]);
+        // 7 wanted, rounded up to 8: two go.
+        let plan = plan_at(&scores, &selection(4), 0.3);
+        assert_eq!(plan[&0], vec![1, 5]);
+    }
+
+    #[test]
+    fn global_ranking_prunes_the_weaker_group_more() {
+        let scores = Scores::from([(0, vec![1.0, 0.1, 0.2, 0.3]), (1, vec![1.0, 0.9, 0.8, 0.7])]);
+        let s = Selection { ranking: Ranking::Global, ..selection(1) };
+        let plan = plan_at(&scores, &s, 0.375);
+        assert_eq!(plan[&0], vec![1, 2, 3]);
+        assert!(!plan.contains_key(&1));
+    }
+}

@@ -6,14 +6,6 @@ use prunq::data::Dataset;
 use prunq::eval::{evaluate, RunOptions, Silent};
 use prunq::quant::{quantize_weights, QType, QuantReport, WeightOptions};
 
-fn accuracy_in_ort(model: &std::path::Path, data: &std::path::Path) -> f64 {
-    let out = common::ort_outputs(model, data, usize::MAX);
-    let labels = Dataset::open(data).unwrap().arrays["label"].to_i64().unwrap();
-    let logits = out.values().next().unwrap().to_f32();
-    let hits = logits.outer_iter().zip(labels.iter()).filter(|(row, l)| prunq::eval::argmax(row.iter()) as i64 == **l);
-    hits.count() as f64 / labels.len() as f64
-}
-
 #[test]
 fn int8_weights_keep_digits_accuracy_in_both_runtimes() {
     let dir = common::tempdir();
@@ -36,7 +28,7 @@ fn int8_weights_keep_digits_accuracy_in_both_runtimes() {
         assert!(ratio < 0.4, "{name}: size ratio {ratio}");
         let tract =
             evaluate(&m, &Dataset::open(&data).unwrap(), &RunOptions::default(), &Silent).unwrap().accuracy.unwrap();
-        let ort = accuracy_in_ort(&out, &data);
+        let ort = common::accuracy_in_ort(&out, &data);
         assert!(fp32 - tract <= 0.004 + 1e-9, "{name}: tract accuracy {tract}");
         assert!(fp32 - ort <= 0.004 + 1e-9, "{name}: ORT accuracy {ort}");
     }
@@ -108,27 +100,10 @@ fn ocr_weights_int8_reads_text_in_both_runtimes() {
     quantize_weights(&mut m, &WeightOptions { qtype: QType::Int8, ..Default::default() }, &mut report).unwrap();
     let out = dir.path().join("rec.onnx");
     prunq::onnx::save(&m, &out, &Default::default()).unwrap();
-    let tract_exact = ocr_exact_lines_in_tract(&m);
-    let ort_exact = ocr_exact_lines_in_ort(&out);
+    let tract_exact = common::ocr_exact_lines_in_tract(&m);
+    let ort_exact = common::ocr_exact_lines_in_ort(&out);
     assert!((tract_exact - ort_exact).abs() <= 1.0 / 64.0, "tract {tract_exact} vs ORT {ort_exact}");
     assert!(tract_exact >= 0.75, "exact lines {tract_exact}");
-}
-
-/// Exact-line match of a text recogniser on ocr_lines_test, decoded in ONNX Runtime.
-fn ocr_exact_lines_in_ort(model: &std::path::Path) -> f64 {
-    let (lines, texts) = (common::data("ocr_lines_test.npz"), common::data("ocr_lines_test.txt"));
-    let args = [model.as_os_str(), lines.as_os_str(), texts.as_os_str()];
-    let out: serde_json::Value = serde_json::from_str(&common::ort("ocr_eval.py", &args)).unwrap();
-    out["exact_match"].as_f64().unwrap()
-}
-
-/// The same in tract, through `prunq eval`'s CTC decoding.
-fn ocr_exact_lines_in_tract(model: &prunq::ir::Model) -> f64 {
-    let texts: Vec<String> =
-        std::fs::read_to_string(common::data("ocr_lines_test.txt")).unwrap().lines().map(str::to_string).collect();
-    let data = Dataset::open(common::data("ocr_lines_test.npz")).unwrap();
-    let options = RunOptions { texts: Some(texts), ..Default::default() };
-    evaluate(model, &data, &options, &Silent).unwrap().exact_match.unwrap()
 }
 
 fn ort_static_size(model: &std::path::Path, calib: &std::path::Path, dir: &std::path::Path) -> u64 {
@@ -162,7 +137,7 @@ fn static_digits_keep_accuracy_and_are_no_larger_than_onnx_runtime_s() {
         assert!(m.graph.nodes.iter().any(|n| n.op_type == "QuantizeLinear"), "{name}: no QDQ");
         let tract =
             evaluate(&m, &Dataset::open(&test).unwrap(), &RunOptions::default(), &Silent).unwrap().accuracy.unwrap();
-        let ort = accuracy_in_ort(&out, &test);
+        let ort = common::accuracy_in_ort(&out, &test);
         assert!(fp32 - tract <= 0.004 + 1e-9, "{name}: tract accuracy {tract}");
         assert!(fp32 - ort <= 0.004 + 1e-9, "{name}: ORT accuracy {ort}");
         let (ours, theirs) =
@@ -303,9 +278,9 @@ fn static_ppocr_rec_reads_three_quarters_of_the_lines_at_a_third_of_the_size() {
     let m = quantize_static_file(&src, &common::data("ocr_lines_calib.npz"), &out);
     let ratio = std::fs::metadata(&out).unwrap().len() as f64 / std::fs::metadata(&src).unwrap().len() as f64;
     assert!(ratio <= 0.35, "size ratio {ratio}");
-    let ort_exact = ocr_exact_lines_in_ort(&out);
+    let ort_exact = common::ocr_exact_lines_in_ort(&out);
     assert!(ort_exact >= 0.75, "ORT exact lines {ort_exact}");
-    let tract_exact = ocr_exact_lines_in_tract(&m);
+    let tract_exact = common::ocr_exact_lines_in_tract(&m);
     assert!(tract_exact >= 0.75, "tract exact lines {tract_exact}");
 }
 

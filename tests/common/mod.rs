@@ -103,3 +103,35 @@ pub fn assert_close(what: &str, a: &prunq::data::Array, b: &prunq::data::Array) 
     assert!(m.cosine_min >= 0.99999, "{what}: cosine {} ", m.cosine_min);
     assert!(m.max_abs_error <= 1e-3 * range.max(1.0), "{what}: max |err| {} (range {range})", m.max_abs_error);
 }
+
+/// Top-1 accuracy of a classifier in ONNX Runtime on a labelled .npz.
+pub fn accuracy_in_ort(model: &std::path::Path, data: &std::path::Path) -> f64 {
+    let out = ort_outputs(model, data, usize::MAX);
+    let labels = prunq::data::Dataset::open(data).unwrap().arrays["label"].to_i64().unwrap();
+    let logits = out.values().next().unwrap().to_f32();
+    let hits = logits.outer_iter().zip(labels.iter()).filter(|(row, l)| prunq::eval::argmax(row.iter()) as i64 == **l);
+    hits.count() as f64 / labels.len() as f64
+}
+
+/// Exact-line match of a text recogniser on ocr_lines_test, decoded in ONNX Runtime.
+pub fn ocr_exact_lines_in_ort(model: &std::path::Path) -> f64 {
+    let (lines, texts) = (data("ocr_lines_test.npz"), data("ocr_lines_test.txt"));
+    let args = [model.as_os_str(), lines.as_os_str(), texts.as_os_str()];
+    let out: serde_json::Value = serde_json::from_str(&ort("ocr_eval.py", &args)).unwrap();
+    out["exact_match"].as_f64().unwrap()
+}
+
+/// The same in tract, through `prunq eval`'s CTC decoding.
+pub fn ocr_exact_lines_in_tract(model: &prunq::ir::Model) -> f64 {
+    let texts: Vec<String> =
+        std::fs::read_to_string(data("ocr_lines_test.txt")).unwrap().lines().map(str::to_string).collect();
+    let data = prunq::data::Dataset::open(data("ocr_lines_test.npz")).unwrap();
+    let options = prunq::eval::RunOptions { texts: Some(texts), ..Default::default() };
+    prunq::eval::evaluate(model, &data, &options, &prunq::eval::Silent).unwrap().exact_match.unwrap()
+}
+
+/// Top-1 accuracy of a classifier in tract on a labelled .npz.
+pub fn accuracy_in_tract(model: &prunq::ir::Model, data: &std::path::Path) -> f64 {
+    let ds = prunq::data::Dataset::open(data).unwrap();
+    prunq::eval::evaluate(model, &ds, &Default::default(), &prunq::eval::Silent).unwrap().accuracy.unwrap()
+}

@@ -159,10 +159,10 @@ impl Builder<'_> {
     pub fn tie_slices(&mut self, layout: &Layout, constant: &str, axis: usize, role: Role) -> Result<(), String> {
         let t = self.constant(constant).ok_or_else(|| format!("'{constant}' is not a constant"))?;
         let len = t.shape().get(axis).copied();
-        if len != Some(layout.len()) {
+        if len != Some(layout.width()) {
             return Err(format!(
                 "constant '{constant}' has {len:?} elements along axis {axis}, the channels {}",
-                layout.len()
+                layout.width()
             ));
         }
         let users = self.users(constant);
@@ -205,9 +205,10 @@ impl Builder<'_> {
     /// gate Mul): their groups merge, segment by segment.
     pub fn unify(&mut self, a: &Layout, b: &Layout) -> Result<(), String> {
         let same_shape = a.segments.len() == b.segments.len()
-            && a.segments.iter().zip(&b.segments).all(|(x, y)| {
-                x.channels == y.channels && x.inner == y.inner && x.group.is_some() == y.group.is_some()
-            });
+            && a.segments
+                .iter()
+                .zip(&b.segments)
+                .all(|(x, y)| x.channels == y.channels && x.inner == y.inner && x.group.is_some() == y.group.is_some());
         if !same_shape {
             return Err("its inputs lay out their channels differently".into());
         }

@@ -33,7 +33,8 @@ pub struct Segment {
 }
 
 impl Segment {
-    pub fn len(&self) -> usize {
+    /// Elements along the axis.
+    pub fn width(&self) -> usize {
         self.channels * self.inner
     }
 }
@@ -46,15 +47,16 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn len(&self) -> usize {
-        self.segments.iter().map(Segment::len).sum()
+    /// Elements along the axis.
+    pub fn width(&self) -> usize {
+        self.segments.iter().map(Segment::width).sum()
     }
 
     /// Each segment with its offset along the axis.
     pub fn offsets(&self) -> impl Iterator<Item = (usize, &Segment)> {
         self.segments.iter().scan(0, |at, s| {
             let here = *at;
-            *at += s.len();
+            *at += s.width();
             Some((here, s))
         })
     }
@@ -119,4 +121,3 @@ pub struct DependencyGraph {
     /// The channel layout of every tensor that carries groups.
     pub layouts: BTreeMap<String, Layout>,
 }
-

@@ -312,9 +312,9 @@ fn elementwise(b: &mut Builder, _: usize, node: &Node) -> Outcome {
         let Some(k) = (l.axis + shape.len()).checked_sub(rank) else { continue };
         match shape[k] {
             1 => {}
-            d if d == l.len() && b.constant(i).is_some() => b.tie_slices(&l, i, k, Role::Param)?,
-            d if d == l.len() => return Err(format!("'{i}' varies along the channels but its origin is unknown")),
-            d => return Err(format!("'{i}' has {d} elements along the channel axis, not {}", l.len())),
+            d if d == l.width() && b.constant(i).is_some() => b.tie_slices(&l, i, k, Role::Param)?,
+            d if d == l.width() => return Err(format!("'{i}' varies along the channels but its origin is unknown")),
+            d => return Err(format!("'{i}' has {d} elements along the channel axis, not {}", l.width())),
         }
     }
     b.set_layout(out, l);
@@ -395,11 +395,9 @@ fn reshape(b: &mut Builder, _: usize, node: &Node) -> Outcome {
         match target.get(j).copied() {
             Some(-1) => {}
             Some(0) if j == c => {}
-            Some(v) if v > 0 && b.users(shape_name) == 1 => b.tie_each(&moved, |_, s| Tie::ShapeDim {
-                constant: shape_name.to_string(),
-                index: j,
-                inner: s.inner,
-            }),
+            Some(v) if v > 0 && b.users(shape_name) == 1 => {
+                b.tie_each(&moved, |_, s| Tie::ShapeDim { constant: shape_name.to_string(), index: j, inner: s.inner })
+            }
             Some(v) if v > 0 => return Err(format!("its target shape '{shape_name}' is shared with other nodes")),
             _ => return Err(format!("its target shape {target:?} cannot follow the channels")),
         }
@@ -488,7 +486,9 @@ fn reduce(b: &mut Builder, _: usize, node: &Node) -> Outcome {
     let rank = b.shape(x)?.len();
     let axes = match (node.attr_ints("axes"), node.input(1)) {
         (Some(a), _) => a.to_vec(),
-        (None, Some(a)) => b.constant(a).ok_or("its axes are computed at run time")?.to_i64_vec().map_err(|e| e.to_string())?,
+        (None, Some(a)) => {
+            b.constant(a).ok_or("its axes are computed at run time")?.to_i64_vec().map_err(|e| e.to_string())?
+        }
         (None, None) => return Err("it reduces over every axis".into()),
     };
     let axes: Vec<usize> = axes.iter().map(|&a| normalize_axis(a, rank)).collect::<Result<_, _>>()?;

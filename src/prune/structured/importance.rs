@@ -33,7 +33,7 @@ pub fn group_scores(
     calib: Option<&Dataset>,
     batch_size: usize,
     progress: &dyn Progress,
-) -> Result<(BTreeMap<usize, Vec<f64>>, Vec<String>)> {
+) -> Result<(super::select::Scores, Vec<String>)> {
     let groups: Vec<&Group> = deps.groups.iter().filter(|g| g.prunable()).collect();
     let mut notes = vec![];
     let mut scores = BTreeMap::new();
@@ -122,7 +122,8 @@ fn activation_energy(
     tensors.sort();
     tensors.dedup();
     let captured: Vec<String> = tensors.iter().filter(|t| !feeds.contains(t)).cloned().collect();
-    let session = Session::new(model, &SessionOptions { capture: captured.clone(), capture_only: true, ..Default::default() })?;
+    let session =
+        Session::new(model, &SessionOptions { capture: captured.clone(), capture_only: true, ..Default::default() })?;
     // Per (group, carrier): Σx² per channel and the count of values summed per channel.
     let mut sums: Vec<Vec<(Vec<f64>, f64)>> =
         groups.iter().map(|g| g.carriers.iter().map(|_| (vec![0.0; g.channels], 0.0)).collect()).collect();

@@ -42,7 +42,12 @@ impl Default for StructuredOptions {
     fn default() -> Self {
         StructuredOptions {
             importance: Importance::L1,
-            selection: Selection { amount: Amount::Ratio(0.5), ranking: Ranking::Uniform, round_to: 8, min_channels: 8 },
+            selection: Selection {
+                amount: Amount::Ratio(0.5),
+                ranking: Ranking::Uniform,
+                round_to: 16,
+                min_channels: 16,
+            },
             exclude: vec![],
             repair: true,
             batch_size: 32,
@@ -112,7 +117,11 @@ pub fn prune_structured(
     calib: Option<&Dataset>,
     progress: &dyn Progress,
 ) -> Result<(StructuredReport, Option<Model>)> {
-    let (mut deps, shapes, folded_reshapes) = channel_groups(model, &options.input_shapes)?;
+    let input_shapes = match (options.input_shapes.is_empty(), calib) {
+        (true, Some(data)) => shapes_of_one_row(model, data)?,
+        _ => options.input_shapes.clone(),
+    };
+    let (mut deps, shapes, folded_reshapes) = channel_groups(model, &input_shapes)?;
     for g in deps.groups.iter_mut() {
         let hit = model.graph.nodes.iter().any(|n| g.sources.contains(&n.label()) && excluded(n, &options.exclude));
         if hit {
@@ -138,7 +147,7 @@ pub fn prune_structured(
         _ => {}
     }
     // Shapes of the result, from tract: also proves the pruned graph types.
-    let new_shapes = infer_shapes(model, &concrete_input_shapes(model, &options.input_shapes))?;
+    let new_shapes = infer_shapes(model, &concrete_input_shapes(model, &input_shapes))?;
     let after = remove::Costing::new(model).cost(&new_shapes);
     let report = StructuredReport {
         importance: options.importance,
@@ -155,6 +164,24 @@ pub fn prune_structured(
         comparison: None,
     };
     Ok((report, unrepaired))
+}
+
+/// The input shapes of one row of `data` (what MACs are counted for when
+/// the model's inputs have dynamic dims).
+fn shapes_of_one_row(model: &Model, data: &Dataset) -> Result<BTreeMap<String, Vec<usize>>> {
+    let bound = data.bind(&crate::runtime::feed_inputs(model), None)?;
+    Ok(bound
+        .names
+        .iter()
+        .zip(&bound.inputs)
+        .map(|(n, a)| {
+            let mut shape = a.shape().to_vec();
+            if let Some(b) = shape.first_mut() {
+                *b = 1;
+            }
+            (n.clone(), shape)
+        })
+        .collect())
 }
 
 fn group_records(deps: &DependencyGraph, scores: &select::Scores, plan: &Plan) -> Vec<GroupRecord> {

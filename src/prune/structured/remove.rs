@@ -29,11 +29,7 @@ fn cuts(deps: &DependencyGraph, plan: &Plan) -> BTreeMap<(String, usize), BTreeS
 /// How much a tensor's channel axis shrinks under `plan`.
 fn shrink(deps: &DependencyGraph, plan: &Plan, tensor: &str) -> Option<(usize, usize)> {
     let l = deps.layouts.get(tensor)?;
-    let gone = l
-        .segments
-        .iter()
-        .filter_map(|s| Some(plan.get(&s.group?)?.len() * s.inner))
-        .sum::<usize>();
+    let gone = l.segments.iter().filter_map(|s| Some(plan.get(&s.group?)?.len() * s.inner)).sum::<usize>();
     Some((l.axis, gone))
 }
 
@@ -82,8 +78,7 @@ impl<'a> Costing<'a> {
 
     pub fn cost(&self, shapes: &Shapes) -> Cost {
         let macs = self.model.graph.nodes.iter().filter_map(|n| node_macs(n, shapes)).sum();
-        let params =
-            self.floats.iter().filter_map(|c| shapes.get(c)).map(|d| d.iter().product::<usize>() as u64).sum();
+        let params = self.floats.iter().filter_map(|c| shapes.get(c)).map(|d| d.iter().product::<usize>() as u64).sum();
         Cost { macs, params }
     }
 }

@@ -20,6 +20,9 @@ use ndarray::{Array1, Array2, Axis};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// A layer left as it was, and why.
+pub type Skipped = (String, String);
+
 /// Ridge λ as a fraction of the mean diagonal of X'ᵀX'.
 pub const DEFAULT_DAMP: f64 = 1e-3;
 
@@ -42,25 +45,19 @@ pub fn repair(
     data: &Dataset,
     batch_size: usize,
     progress: &dyn Progress,
-) -> Result<(Vec<Repaired>, Vec<(String, String)>)> {
+) -> Result<(Vec<Repaired>, Vec<Skipped>)> {
     let readers = readers(model, deps, plan)?;
     let (reference, _) = prunable_layers(original, &[], true)?;
     let reference: BTreeMap<String, Layer> = reference.into_iter().map(|l| (l.node.clone(), l)).collect();
     let (mut done, mut skipped) = (vec![], vec![]);
-    let ref_session = Session::new(
-        original,
-        &SessionOptions {
-            capture: readers.iter().map(|(_, input)| input.clone()).collect::<BTreeSet<_>>().into_iter().collect(),
-            capture_only: true,
-            ..Default::default()
-        },
-    )?;
+    let inputs: Vec<String> = readers.iter().map(|(_, i)| i.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let cache = ReferenceCache::fill(original, &inputs, data, batch_size, CACHE_BUDGET)?;
     progress.start(readers.len() as u64, "repair");
     for (node, _) in &readers {
         let (current, _) = prunable_layers(model, &[], true)?;
         let current = current.into_iter().find(|l| &l.node == node);
         let fit = match (reference.get(node), current) {
-            (Some(r), Some(c)) => fit_layer(original, model, &ref_session, r, &c, deps, plan, data, batch_size)?,
+            (Some(r), Some(c)) => fit_layer(original, model, &cache, r, &c, deps, plan, data, batch_size)?,
             _ => Err("not a prunable layer (shared or non-float weight)".to_string()),
         };
         match fit {
@@ -131,7 +128,7 @@ fn bias_of(model: &Model, node: &Node, outputs: usize) -> Result<Option<(String,
 fn fit_layer(
     original: &Model,
     model: &mut Model,
-    ref_session: &Session,
+    cache: &ReferenceCache,
     reference: &Layer,
     current: &Layer,
     deps: &DependencyGraph,
@@ -171,13 +168,20 @@ fn fit_layer(
         model,
         &SessionOptions { capture: vec![current.input.clone()], capture_only: true, ..Default::default() },
     )?;
-    let ref_slot = ref_session.outputs.iter().position(|o| *o == reference.input);
+    let live = match cache.get(&reference.input) {
+        Some(_) => None,
+        None => Some(Session::new(
+            original,
+            &SessionOptions { capture: vec![reference.input.clone()], capture_only: true, ..Default::default() },
+        )?),
+    };
     let bound = data.bind(&feed_inputs(model), None)?;
-    for (_, batch) in bound.batches(batch_size) {
+    for (k, (_, batch)) in bound.batches(batch_size).enumerate() {
         let x_now = cur_session.run(&batch)?.swap_remove(0).to_f32();
-        let x_ref = match ref_slot {
-            Some(k) => ref_session.run(&batch)?.swap_remove(k).to_f32(),
-            None => return Ok(Err("its original input cannot be captured".into())),
+        let x_ref = match (&live, cache.get(&reference.input)) {
+            (Some(session), _) => session.run(&batch)?.swap_remove(0).to_f32(),
+            (None, Some(cached)) => cached[k].clone(),
+            (None, None) => unreachable!("a session is made when nothing is cached"),
         };
         let with_ones = |rows: Array2<f32>| -> Result<Array2<f64>> {
             let mut r = rows.mapv(f64::from);
@@ -222,6 +226,39 @@ fn fit_layer(
         model.graph.set_constant(&name, Tensor::from_array(&name, &shaped.into_dyn()))?;
     }
     Ok(Ok(Repaired { node: current.node.clone(), error_before: rel(err_before), error_after: rel(err_after) }))
+}
+
+/// Memory the original model's layer inputs may take when kept for all layers' fits.
+const CACHE_BUDGET: usize = 1 << 30;
+
+/// The original model's input to each repaired layer, batch by batch, computed
+/// in one pass when they fit the budget (else each fit recomputes its own).
+struct ReferenceCache {
+    inputs: Option<BTreeMap<String, Vec<ndarray::ArrayD<f32>>>>,
+}
+
+impl ReferenceCache {
+    fn fill(model: &Model, names: &[String], data: &Dataset, batch_size: usize, budget: usize) -> Result<Self> {
+        let session =
+            Session::new(model, &SessionOptions { capture: names.to_vec(), capture_only: true, ..Default::default() })?;
+        let bound = data.bind(&feed_inputs(model), None)?;
+        let mut inputs: BTreeMap<String, Vec<ndarray::ArrayD<f32>>> = BTreeMap::new();
+        let mut bytes = 0;
+        for (_, batch) in bound.batches(batch_size) {
+            for (name, value) in names.iter().zip(session.run(&batch)?) {
+                bytes += value.len() * 4;
+                inputs.entry(name.clone()).or_default().push(value.to_f32());
+            }
+            if bytes > budget {
+                return Ok(ReferenceCache { inputs: None });
+            }
+        }
+        Ok(ReferenceCache { inputs: Some(inputs) })
+    }
+
+    fn get(&self, name: &str) -> Option<&Vec<ndarray::ArrayD<f32>>> {
+        self.inputs.as_ref()?.get(name)
+    }
 }
 
 /// Solves (G + λI)·W = R for W, λ = damp × mean diag(G).

@@ -158,7 +158,48 @@ fn search(
             lo = mid;
         }
     }
-    Ok(best)
+    Ok(give_back(best, scores, s, |plan| {
+        let after = measure(&ctx.costing.cost(&shapes_after(ctx.shapes, ctx.deps, plan))) as f64;
+        before > 0.0 && 1.0 - after / before >= target
+    }))
+}
+
+/// Rounding makes the search overshoot: hands back `round_to` channels at a
+/// time (the best-scoring removed ones first) while the plan still `holds`.
+fn give_back(mut plan: Plan, scores: &Scores, s: &Selection, holds: impl Fn(&Plan) -> bool) -> Plan {
+    let step = s.round_to.max(1);
+    loop {
+        // Candidates: each group's next `step` best removed channels, best first.
+        let mut candidates: Vec<(f64, usize)> = plan
+            .iter()
+            .filter(|(_, gone)| gone.len() >= step)
+            .map(|(&g, gone)| {
+                let norm = normalized(&scores[&g]);
+                let best = gone.iter().map(|&c| norm[c]).fold(f64::NEG_INFINITY, f64::max);
+                (best, g)
+            })
+            .collect();
+        candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut changed = false;
+        for (_, g) in candidates {
+            let mut trial = plan.clone();
+            let gone = trial.get_mut(&g).expect("candidate");
+            gone.sort_by(|&a, &b| scores[&g][b].total_cmp(&scores[&g][a]).then(a.cmp(&b)));
+            gone.drain(..step);
+            gone.sort_unstable();
+            if gone.is_empty() {
+                trial.remove(&g);
+            }
+            if holds(&trial) {
+                plan = trial;
+                changed = true;
+                break;
+            }
+        }
+        if !changed {
+            return plan;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -39,40 +39,31 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
-    install_panic_hook();
+    prunq::runtime::remember_panics();
     let cli = Cli::parse();
     let progress = progress::Bar::new(cli.quiet);
-    let result = match cli.command {
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Eval(a) => eval::run(a, &progress),
         Command::Compare(a) => compare::run(a, &progress),
         Command::Quantize(a) => quantize::run(a, &progress),
         Command::Prune(a) => prune::run(a, &progress),
         Command::Demo(a) => demo::run(a, &progress),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    }));
+    match run {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             eprintln!("error: {e:#}");
             let usage = matches!(e.downcast_ref::<prunq::Error>(), Some(prunq::Error::Usage(_)));
             ExitCode::from(if usage { 2 } else { 1 })
         }
+        // A panic is a bug, but the user still gets one line and exit code 1.
+        Err(_) => {
+            let msg = prunq::runtime::last_panic().unwrap_or_default();
+            eprintln!("error: internal error: {msg} (please report this with the model)");
+            ExitCode::from(1)
+        }
     }
-}
-
-/// A panic is a bug, but the user still gets one line and exit code 1.
-fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-        eprintln!("error: internal error{at}: {msg} (please report this with the model)");
-        std::process::exit(1);
-    }));
 }
 
 /// `NAME=1x3x224x224` → (NAME, [1, 3, 224, 224]).

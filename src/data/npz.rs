@@ -10,8 +10,17 @@ use std::path::Path;
 pub fn read(path: &Path) -> Result<BTreeMap<String, Array>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    let bad = |why: String| Error::Data(format!("{}: {why}", path.display()));
-    let mut zip = zip::ZipArchive::new(file).map_err(|e| bad(format!("not an .npz archive ({e})")))?;
+    read_from(file, size, &path.display().to_string())
+}
+
+/// The arrays of an `.npz` archive held in memory (`what` names it in errors).
+pub fn read_bytes(bytes: &[u8], what: &str) -> Result<BTreeMap<String, Array>> {
+    read_from(std::io::Cursor::new(bytes), bytes.len() as u64, what)
+}
+
+fn read_from(reader: impl Read + std::io::Seek, size: u64, what: &str) -> Result<BTreeMap<String, Array>> {
+    let bad = |why: String| Error::Data(format!("{what}: {why}"));
+    let mut zip = zip::ZipArchive::new(reader).map_err(|e| bad(format!("not an .npz archive ({e})")))?;
     let mut arrays = BTreeMap::new();
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| bad(format!("member {i}: {e}")))?;
@@ -23,7 +32,7 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, Array>> {
         }
         let mut buf = Vec::with_capacity(claimed as usize);
         entry.read_to_end(&mut buf).map_err(|e| bad(format!("member '{name}': {e}")))?;
-        let array = npy::parse(&buf, &format!("{}: array '{name}'", path.display()))?;
+        let array = npy::parse(&buf, &format!("{what}: array '{name}'"))?;
         arrays.insert(name, array);
     }
     Ok(arrays)

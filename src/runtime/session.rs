@@ -40,6 +40,10 @@ pub fn feed_inputs(model: &Model) -> Vec<ValueInfo> {
 
 impl Session {
     pub fn new(model: &Model, options: &SessionOptions) -> Result<Session> {
+        super::guarded("loading the model", || Session::load(model, options))
+    }
+
+    fn load(model: &Model, options: &SessionOptions) -> Result<Session> {
         let mut inference = inference_model(model)?;
         let mut outputs: Vec<String> =
             if options.capture_only { vec![] } else { model.graph.outputs.iter().map(|o| o.name.clone()).collect() };
@@ -52,6 +56,10 @@ impl Session {
 
     /// Runs one batch; `inputs` in the order of [`feed_inputs`].
     pub fn run(&self, inputs: &[Array]) -> Result<Vec<Array>> {
+        super::guarded("running the model", || self.run_unguarded(inputs))
+    }
+
+    fn run_unguarded(&self, inputs: &[Array]) -> Result<Vec<Array>> {
         if inputs.len() != self.inputs.len() {
             return Err(Error::Runtime(format!("the model takes {} inputs, got {}", self.inputs.len(), inputs.len())));
         }
@@ -63,7 +71,8 @@ impl Session {
 
     fn plan(&self, inputs: &[Array]) -> Result<Plan> {
         let key: Vec<Vec<usize>> = inputs.iter().map(|a| a.shape().to_vec()).collect();
-        let mut plans = self.plans.lock().expect("no panics while holding the lock");
+        // A panic in tract while planning (caught above) must not poison later runs.
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = plans.get(&key) {
             return Ok(p.clone());
         }
@@ -80,6 +89,10 @@ impl Session {
 
 /// Ranks tract's inference analysis finds, even where it cannot finish typing.
 pub fn inference_ranks(model: &Model) -> Result<BTreeMap<String, usize>> {
+    super::guarded("analysing the model", || ranks_unguarded(model))
+}
+
+fn ranks_unguarded(model: &Model) -> Result<BTreeMap<String, usize>> {
     use tract_onnx::tract_hir::infer::Factoid;
     let mut inference = inference_model(model)?;
     // Obstinate: keep going past nodes it cannot fully analyse.
@@ -114,7 +127,7 @@ fn inference_model(model: &Model) -> Result<InferenceModel> {
 /// The model in tract's typed form, not yet optimized, with input facts from
 /// the declared shapes (or `shapes`). Named dims become tract symbols.
 pub fn typed_model(model: &Model, shapes: &BTreeMap<String, Vec<usize>>) -> Result<TypedModel> {
-    with_input_facts(inference_model(model)?, &feed_inputs(model), shapes)
+    super::guarded("typing the model", || with_input_facts(inference_model(model)?, &feed_inputs(model), shapes))
 }
 
 fn with_input_facts(

@@ -10,6 +10,7 @@ mod error;
 pub mod eval;
 pub mod ir;
 pub mod onnx;
+pub mod parallel;
 pub mod proto;
 pub mod prune;
 pub mod quant;

@@ -18,6 +18,12 @@ struct Cli {
     /// No progress bars.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Threads to use (default: every core). The output is byte-identical whatever the count.
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// Largest tensor a model may make from constants, in bytes (K, M, G suffixes; default 8G).
+    #[arg(long, global = true, value_parser = parse_bytes)]
+    memory_limit: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,6 +47,10 @@ enum Command {
 pub fn main() -> ExitCode {
     prunq::runtime::remember_panics();
     let cli = Cli::parse();
+    prunq::parallel::set_threads(cli.threads.unwrap_or(0));
+    if let Some(limit) = cli.memory_limit {
+        prunq::onnx::limits::set_memory_limit(limit);
+    }
     let progress = progress::Bar::new(cli.quiet);
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cli.command {
         Command::Inspect(a) => inspect::run(a),
@@ -64,6 +74,24 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `8G`, `512M`, `64K` or plain bytes.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.trim().char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c.to_ascii_uppercase()),
+        _ => (s.trim(), 'B'),
+    };
+    let n: u64 = digits.trim().parse().map_err(|_| format!("'{s}' is not a size like 8G or 512M"))?;
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        'T' => 40,
+        _ => return Err(format!("'{s}': unknown unit '{unit}'")),
+    };
+    n.checked_mul(1 << shift).ok_or_else(|| format!("'{s}' is too large"))
 }
 
 /// `NAME=1x3x224x224` → (NAME, [1, 3, 224, 224]).

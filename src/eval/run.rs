@@ -121,8 +121,8 @@ pub fn compare(
     let (a, b) = (Session::new(reference, &Default::default())?, Session::new(candidate, &Default::default())?);
     let mut cmps: Vec<OutputComparison> = a.outputs.iter().map(|_| OutputComparison::new()).collect();
     progress.start(bound.rows as u64, "compare");
-    for (_, batch) in bound.batches(options.batch_size) {
-        let (ra, rb) = (a.run(&batch)?, b.run(&batch)?);
+    let run = |(_, batch): &(usize, Vec<Array>)| Ok((a.run(batch)?, b.run(batch)?));
+    crate::parallel::ordered(bound.batches(options.batch_size), run, |(_, batch), (ra, rb)| {
         for ((cmp, x), (y, name)) in cmps.iter_mut().zip(&ra).zip(rb.iter().zip(&a.outputs)) {
             if x.shape() != y.shape() {
                 return Err(Error::Model(format!(
@@ -134,7 +134,8 @@ pub fn compare(
             cmp.update(&x.to_f32(), &y.to_f32());
         }
         progress.advance(batch.first().map(|a| a.shape()[0]).unwrap_or(0) as u64);
-    }
+        Ok(())
+    })?;
     progress.finish();
     let outputs = cmps.into_iter().zip(&a.outputs).map(|(c, n)| c.finish(n)).collect();
     Ok(CompareReport { samples: bound.rows, outputs })

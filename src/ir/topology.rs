@@ -115,6 +115,16 @@ impl Graph {
         for t in &self.initializers {
             t.check()?;
         }
+        // A declared type that contradicts the initializer's data would let a runtime misread it.
+        for vi in self.inputs.iter().chain(&self.value_info) {
+            let Some(declared) = vi.dtype().filter(|d| d.0 != 0) else { continue };
+            if let Some(t) = self.initializers.iter().find(|t| t.name == vi.name && t.dtype != declared) {
+                return Err(Error::Model(format!(
+                    "initializer '{}' holds {} data but is declared {declared}",
+                    t.name, t.dtype
+                )));
+            }
+        }
         for node in &self.nodes {
             for o in node.outputs.iter().filter(|o| !o.is_empty()) {
                 if !defined_here.insert(o.clone()) {

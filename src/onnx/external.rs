@@ -9,7 +9,7 @@ use crate::proto;
 use crate::{Error, Result};
 use bytes::Bytes;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 /// Reads external data for the tensors of one model file.
@@ -17,6 +17,9 @@ pub(super) struct ExternalData {
     /// The model's folder, canonical; `None` for a model decoded from memory.
     pub dir: Option<PathBuf>,
     pub model_path: PathBuf,
+    /// Each data file mapped once; tensors are zero-copy slices of it, so a
+    /// large model's weights are paged in from the file, not copied.
+    pub maps: std::cell::RefCell<std::collections::BTreeMap<PathBuf, Bytes>>,
 }
 
 impl ExternalData {
@@ -34,8 +37,8 @@ impl ExternalData {
         let (offset, length) = (number("offset")?.unwrap_or(0), number("length")?);
         let dir = self.dir.as_ref().ok_or_else(|| bad("external data needs the model's folder".into()))?;
         let path = safe_location(dir, &location).map_err(|why| bad(format!("external location '{location}' {why}")))?;
-        let mut file = File::open(&path).map_err(|e| bad(format!("external file '{location}': {e}")))?;
-        let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        let whole = self.map(&path).map_err(|e| bad(format!("external file '{location}': {e}")))?;
+        let size = whole.len() as u64;
         let length = length.unwrap_or(size.saturating_sub(offset));
         if offset.checked_add(length).is_none_or(|end| end > size) {
             return Err(bad(format!(
@@ -48,9 +51,24 @@ impl ExternalData {
         if expected.is_some_and(|e| e as u64 != length) {
             return Err(bad(format!("external length {length} does not match its shape {:?}", t.dims)));
         }
-        let mut buf = vec![0u8; length as usize];
-        file.seek(SeekFrom::Start(offset)).and_then(|_| file.read_exact(&mut buf)).map_err(|e| Error::io(&path, e))?;
-        Ok(buf.into())
+        Ok(whole.slice(offset as usize..(offset + length) as usize))
+    }
+
+    /// The whole data file, memory-mapped (once per file).
+    fn map(&self, path: &Path) -> std::io::Result<Bytes> {
+        if let Some(b) = self.maps.borrow().get(path) {
+            return Ok(b.clone());
+        }
+        let file = File::open(path)?;
+        let bytes = if file.metadata()?.len() == 0 {
+            Bytes::new()
+        } else {
+            // SAFETY: the mapping is read-only and prunq never writes its inputs; a file
+            // truncated by another process while we run would fault, as with any mmap reader.
+            Bytes::from_owner(unsafe { memmap2::Mmap::map(&file)? })
+        };
+        self.maps.borrow_mut().insert(path.to_path_buf(), bytes.clone());
+        Ok(bytes)
     }
 }
 

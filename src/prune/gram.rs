@@ -42,8 +42,8 @@ pub fn visit_layer_inputs(
     let session =
         Session::new(model, &SessionOptions { capture: captured.clone(), capture_only: true, ..Default::default() })?;
     progress.start(bound.rows as u64, "layer inputs");
-    for (_, batch) in bound.batches(batch_size) {
-        let outputs = session.run(&batch)?;
+    let run = |(_, batch): &(usize, Vec<Array>)| session.run(batch);
+    crate::parallel::ordered(bound.batches(batch_size), run, |(_, batch), outputs| {
         for (i, l) in layers.iter().enumerate() {
             let value = captured
                 .iter()
@@ -56,7 +56,8 @@ pub fn visit_layer_inputs(
             visit(i, x)?;
         }
         progress.advance(batch.first().map_or(0, |a| a.shape()[0]) as u64);
-    }
+        Ok(())
+    })?;
     progress.finish();
     Ok(())
 }

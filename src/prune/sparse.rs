@@ -156,9 +156,16 @@ fn prune_with_sparsegpt(
     let subset: Vec<Layer> = with_stats.iter().map(|&i| layers[i].clone()).collect();
     let grams = super::gram::input_grams(model, &subset, data, options.batch_size, progress)?;
     let mut pruned: Vec<Array2<f32>> = layers.iter().map(|l| l.rows.clone()).collect();
-    for (&i, (h, _)) in with_stats.iter().zip(&grams) {
-        super::sparsegpt::sparsegpt(&mut pruned[i], h, options.sparsity, options.pattern)
-            .map_err(|e| Error::Model(format!("layer '{}': {e}", layers[i].node)))?;
+    // Layers are independent once their statistics are known: solved in parallel.
+    let jobs: Vec<(usize, &Array2<f64>)> = with_stats.iter().copied().zip(grams.iter().map(|(h, _)| h)).collect();
+    let solved = crate::parallel::map(&jobs, |&(i, h)| {
+        let mut w = layers[i].rows.clone();
+        super::sparsegpt::sparsegpt(&mut w, h, options.sparsity, options.pattern)
+            .map(|_| w)
+            .map_err(|e| Error::Model(format!("layer '{}': {e}", layers[i].node)))
+    });
+    for (&(i, _), w) in jobs.iter().zip(solved) {
+        pruned[i] = w?;
     }
     for &i in &without {
         report.skipped.push((layers[i].node.clone(), "no input statistics (grouped conv): pruned by magnitude".into()));

@@ -46,7 +46,7 @@ pub fn choose_fallback(
     model: &Model,
     calib: &Dataset,
     groups: &[Group],
-    build: &dyn Fn(&[usize]) -> Result<Model>,
+    build: &(dyn Fn(&[usize]) -> Result<Model> + Sync),
     target_sqnr_db: f64,
     batch_size: usize,
     progress: &dyn Progress,
@@ -61,13 +61,15 @@ pub fn choose_fallback(
     let reference = outputs(model, &subset)?;
     let signal: f64 = reference.iter().map(|v| v * v).sum::<f64>().max(f64::MIN_POSITIVE);
     progress.start(groups.len() as u64, "sensitivity");
-    let mut noise = Vec::with_capacity(groups.len());
-    for group in groups {
+    // Each group's trial model is independent: they run in parallel, results in group order.
+    let noise: Vec<f64> = crate::parallel::map(groups, |group| -> Result<f64> {
         let out = outputs(&build(&group.nodes)?, &subset)?;
         let n: f64 = out.iter().zip(&reference).map(|(a, b)| (a - b) * (a - b)).sum();
-        noise.push(n / signal);
-        progress.advance(1);
-    }
+        Ok(n / signal)
+    })
+    .into_iter()
+    .collect::<Result<_>>()?;
+    progress.advance(groups.len() as u64);
     progress.finish();
     let mut order: Vec<usize> = (0..groups.len()).collect();
     order.sort_by(|&a, &b| noise[b].total_cmp(&noise[a]).then(a.cmp(&b)));
@@ -98,7 +100,7 @@ pub fn fallback(
     nodes: &[usize],
     calib: &Dataset,
     target_sqnr_db: f64,
-    build: &dyn Fn(&[usize]) -> Result<Model>,
+    build: &(dyn Fn(&[usize]) -> Result<Model> + Sync),
     report: &mut super::QuantReport,
     progress: &dyn Progress,
 ) -> Result<Vec<usize>> {

@@ -181,12 +181,11 @@ fn calibrate(
     let passes = if cals.values().any(|c| c.needs_second_pass()) { 2 } else { 1 };
     progress.start((rows * passes) as u64, "calibrate");
     for pass in 0..passes {
-        for (start, batch) in bound.batches(options.batch_size) {
-            if start >= rows {
-                break;
-            }
-            let batch: Vec<Array> = batch.iter().map(|a| a.rows(0, a.shape()[0].min(rows - start))).collect();
-            let outputs = session.run(&batch)?;
+        let batches = bound.batches(options.batch_size).take_while(|(start, _)| *start < rows).map(|(start, batch)| {
+            batch.iter().map(|a| a.rows(0, a.shape()[0].min(rows - start))).collect::<Vec<Array>>()
+        });
+        // Batches run in parallel; the calibrators see them in order, as in one sequential pass.
+        crate::parallel::ordered(batches, |batch| session.run(batch), |batch, outputs| {
             let named = captured.iter().zip(outputs.iter()).chain(bound.names.iter().zip(batch.iter()));
             for (name, value) in named {
                 let Some(cal) = cals.get_mut(name) else { continue };
@@ -201,7 +200,8 @@ fn calibrate(
                 }
             }
             progress.advance(batch.first().map_or(0, |a| a.shape()[0]) as u64);
-        }
+            Ok(())
+        })?;
     }
     progress.finish();
     let levels = 1usize << options.activation_type.bits();

@@ -1,0 +1,84 @@
+//! Work on several cores without giving up byte-identical output: items run
+//! in parallel, results are always used in item order, so the thread count
+//! never changes a result (`--threads`).
+
+use crate::Result;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Threads to use from now on (`--threads N`); 0 means every core.
+pub fn set_threads(n: usize) {
+    THREADS.store(n, Ordering::Relaxed);
+}
+
+pub fn threads() -> usize {
+    match THREADS.load(Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// `f` over every item, on up to [`threads`] threads; results in item order.
+pub fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let workers = threads().min(items.len());
+    if workers <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let r = f(item);
+                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            });
+        }
+    });
+    slots.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every item ran")).collect()
+}
+
+/// Runs `run` on the inputs a window of [`threads`] at a time, in parallel,
+/// and hands each result to `consume` in input order (batches of a data set:
+/// statistics then accumulate exactly as in a sequential pass).
+pub fn ordered<I: Sync, O: Send>(
+    inputs: impl Iterator<Item = I>,
+    run: impl Fn(&I) -> Result<O> + Sync,
+    mut consume: impl FnMut(I, O) -> Result<()>,
+) -> Result<()> {
+    let window = threads().max(1);
+    let mut inputs = inputs.peekable();
+    while inputs.peek().is_some() {
+        let chunk: Vec<I> = inputs.by_ref().take(window).collect();
+        let results = map(&chunk, &run);
+        for (input, result) in chunk.into_iter().zip(results) {
+            consume(input, result?)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_keep_item_order_whatever_the_threads() {
+        let items: Vec<u64> = (0..100).collect();
+        for n in [1, 2, 7] {
+            set_threads(n);
+            assert_eq!(map(&items, |x| x * x), items.iter().map(|x| x * x).collect::<Vec<_>>());
+            let mut seen = vec![];
+            ordered(items.iter().copied(), |x| Ok(x + 1), |i, o| {
+                seen.push((i, o));
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(seen, items.iter().map(|&x| (x, x + 1)).collect::<Vec<_>>());
+        }
+        set_threads(0);
+    }
+}

@@ -72,10 +72,14 @@ mod tests {
             set_threads(n);
             assert_eq!(map(&items, |x| x * x), items.iter().map(|x| x * x).collect::<Vec<_>>());
             let mut seen = vec![];
-            ordered(items.iter().copied(), |x| Ok(x + 1), |i, o| {
-                seen.push((i, o));
-                Ok(())
-            })
+            ordered(
+                items.iter().copied(),
+                |x| Ok(x + 1),
+                |i, o| {
+                    seen.push((i, o));
+                    Ok(())
+                },
+            )
             .unwrap();
             assert_eq!(seen, items.iter().map(|&x| (x, x + 1)).collect::<Vec<_>>());
         }

@@ -56,7 +56,9 @@ fn claimed_elements(graph: &Graph, node: &Node) -> Option<u64> {
         "Expand" => Some(product(&ints(1)?).max(numel(0).unwrap_or(1))),
         "Tile" => Some(numel(0)?.saturating_mul(product(&ints(1)?))),
         "Range" => {
-            let scalar = |ix: usize| -> Option<f64> { graph.constant(node.input(ix)?)?.ok()?.to_f32().ok()?.iter().next().map(|v| *v as f64) };
+            let scalar = |ix: usize| -> Option<f64> {
+                graph.constant(node.input(ix)?)?.ok()?.to_f32().ok()?.iter().next().map(|v| *v as f64)
+            };
             let (start, limit, delta) = (scalar(0)?, scalar(1)?, scalar(2)?);
             let n = ((limit - start) / delta).ceil();
             Some(if n.is_finite() && n > 0.0 { n.min(u64::MAX as f64) as u64 } else { 0 })

@@ -24,13 +24,17 @@ pub fn load(path: impl AsRef<Path>) -> Result<Model> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let dir = path.canonicalize().map_err(|e| Error::io(path, e))?.parent().map(Path::to_path_buf);
-    let model = decode_with(bytes.into(), ExternalData { dir, model_path: path.to_path_buf(), maps: Default::default() })?;
+    let model =
+        decode_with(bytes.into(), ExternalData { dir, model_path: path.to_path_buf(), maps: Default::default() })?;
     Ok(model)
 }
 
 /// Decodes a model held in memory (no external data allowed).
 pub fn decode(bytes: impl Into<bytes::Bytes>) -> Result<Model> {
-    decode_with(bytes.into(), ExternalData { dir: None, model_path: PathBuf::from("<memory>"), maps: Default::default() })
+    decode_with(
+        bytes.into(),
+        ExternalData { dir: None, model_path: PathBuf::from("<memory>"), maps: Default::default() },
+    )
 }
 
 fn decode_with(bytes: bytes::Bytes, ext: ExternalData) -> Result<Model> {

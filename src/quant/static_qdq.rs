@@ -185,23 +185,27 @@ fn calibrate(
             batch.iter().map(|a| a.rows(0, a.shape()[0].min(rows - start))).collect::<Vec<Array>>()
         });
         // Batches run in parallel; the calibrators see them in order, as in one sequential pass.
-        crate::parallel::ordered(batches, |batch| session.run(batch), |batch, outputs| {
-            let named = captured.iter().zip(outputs.iter()).chain(bound.names.iter().zip(batch.iter()));
-            for (name, value) in named {
-                let Some(cal) = cals.get_mut(name) else { continue };
-                let Array::F32(a) = value else { continue };
-                float.insert(name.clone());
-                let a = a.as_standard_layout();
-                let values = a.as_slice().expect("standard layout");
-                if pass == 0 {
-                    cal.observe(values);
-                } else {
-                    cal.observe_again(values);
+        crate::parallel::ordered(
+            batches,
+            |batch| session.run(batch),
+            |batch, outputs| {
+                let named = captured.iter().zip(outputs.iter()).chain(bound.names.iter().zip(batch.iter()));
+                for (name, value) in named {
+                    let Some(cal) = cals.get_mut(name) else { continue };
+                    let Array::F32(a) = value else { continue };
+                    float.insert(name.clone());
+                    let a = a.as_standard_layout();
+                    let values = a.as_slice().expect("standard layout");
+                    if pass == 0 {
+                        cal.observe(values);
+                    } else {
+                        cal.observe_again(values);
+                    }
                 }
-            }
-            progress.advance(batch.first().map_or(0, |a| a.shape()[0]) as u64);
-            Ok(())
-        })?;
+                progress.advance(batch.first().map_or(0, |a| a.shape()[0]) as u64);
+                Ok(())
+            },
+        )?;
     }
     progress.finish();
     let levels = 1usize << options.activation_type.bits();

@@ -270,41 +270,58 @@ fn the_thread_count_never_changes_the_output() {
     }
 }
 
+/// Initializer names and bytes, and op types: what must match one whole model.
+fn fingerprint(m: &prunq::ir::Model) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
+    let t = m.graph.initializers.iter().map(|t| (t.name.clone(), t.bytes().map(|b| b.to_vec()).unwrap_or_default()));
+    (t.collect(), m.graph.nodes.iter().map(|n| n.op_type.clone()).collect())
+}
+
 #[test]
-fn kill_9_never_leaves_a_truncated_output() {
+fn kill_9_never_leaves_a_truncated_or_mixed_output() {
     let dir = common::tempdir();
     let src = common::model("minilm_l6.onnx");
-    let out = dir.path().join("out.onnx");
-    let previous = b"the previous output".to_vec();
-    let mut completed = 0;
-    for delay_ms in [5u64, 40, 150, 400, 800, 1500, 3000] {
-        std::fs::write(&out, &previous).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_prunq"))
+    let run = |out: &Path, mode: &str| {
+        Command::new(env!("CARGO_BIN_EXE_prunq"))
             .args(["-q", "quantize"])
             .arg(&src)
             .arg("-o")
-            .arg(&out)
-            .args(["--mode", "weights"])
+            .arg(out)
+            .args(["--mode", mode, "--external-data"])
+            .stdout(std::process::Stdio::null())
             .spawn()
-            .unwrap();
+            .unwrap()
+    };
+    // The two complete outputs a killed run may leave: the previous one (fp16) or the new one (int8).
+    let reference = |mode: &str| {
+        let d = dir.path().join(mode);
+        std::fs::create_dir(&d).unwrap();
+        assert!(run(&d.join("m.onnx"), mode).wait().unwrap().success());
+        fingerprint(&prunq::onnx::load(d.join("m.onnx")).unwrap())
+    };
+    let (previous, new) = (reference("fp16"), reference("weights"));
+    let target = dir.path().join("out");
+    std::fs::create_dir(&target).unwrap();
+    let out = target.join("out.onnx");
+    let mut outcomes = vec![];
+    for delay_ms in [5u64, 40, 150, 400, 800, 1500, 2500, 4000] {
+        assert!(run(&out, "fp16").wait().unwrap().success());
+        let mut child = run(&out, "weights");
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
-        let now = std::fs::read(&out).unwrap();
-        if now != previous {
-            // Not the old file: then the whole new one, loadable.
-            prunq::onnx::load(&out).unwrap_or_else(|e| panic!("after kill -9 at {delay_ms} ms: {e}"));
-            completed += 1;
-        }
-        let strays: Vec<_> = std::fs::read_dir(dir.path())
+        let now = prunq::onnx::load(&out).unwrap_or_else(|e| panic!("after kill -9 at {delay_ms} ms: {e}"));
+        let f = fingerprint(&now);
+        assert!(f == previous || f == new, "after kill -9 at {delay_ms} ms: a model mixing two writes");
+        outcomes.push(f == new);
+        let strays: Vec<_> = std::fs::read_dir(&target)
             .unwrap()
-            .filter_map(|e| e.ok())
+            .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n != "out.onnx" && !n.starts_with('.'))
+            .filter(|n| !n.starts_with("out.onnx") && !n.starts_with('.'))
             .collect();
         assert!(strays.is_empty(), "visible partial files: {strays:?}");
     }
-    assert!(std::fs::read(common::model("minilm_l6.onnx")).is_ok(), "the input is untouched");
+    assert!(outcomes.contains(&false), "some kill landed before the new model was in place");
 }
 
 #[test]

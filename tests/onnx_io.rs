@@ -52,7 +52,7 @@ fn external_data_is_written_beside_the_model_and_read_back() {
     let model = onnx::load(&input).unwrap();
     let out = dir.path().join("cnn.onnx");
     onnx::save(&model, &out, &SaveOptions { external: ExternalMode::Always }).unwrap();
-    let data_file = dir.path().join("cnn.onnx.data");
+    let data_file = data_file_of(dir.path(), "cnn.onnx");
     assert!(std::fs::metadata(&out).unwrap().len() < 20_000, "weights left the protobuf");
     assert!(std::fs::metadata(&data_file).unwrap().len() > 990_000);
     let back = onnx::load(&out).unwrap();
@@ -64,7 +64,33 @@ fn external_data_is_written_beside_the_model_and_read_back() {
     // Saved again with the default mode, external tensors stay external.
     let again = dir.path().join("again.onnx");
     onnx::save(&back, &again, &Default::default()).unwrap();
-    assert!(dir.path().join("again.onnx.data").exists());
+    assert!(data_file_of(dir.path(), "again.onnx").exists());
+    // Saving over it writes a new content-named data file and removes the stale one.
+    let old = data_file_of(dir.path(), "again.onnx");
+    onnx::save(&back, &again, &SaveOptions { external: ExternalMode::Always }).unwrap();
+    assert_eq!(data_file_of(dir.path(), "again.onnx"), old, "same content, same name");
+    let mut other = back;
+    other.graph.initializers.retain(|t| t.byte_size() < 400_000);
+    other.graph.nodes.clear();
+    other.graph.outputs.clear();
+    onnx::save(&other, &again, &SaveOptions { external: ExternalMode::Always }).unwrap();
+    assert!(!old.exists(), "the stale data file is gone");
+    assert!(onnx::load(&again).is_ok());
+}
+
+/// The one `<name>.<hash>.data` file beside a saved model.
+fn data_file_of(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let f = p.file_name().unwrap().to_string_lossy().into_owned();
+            f.starts_with(&format!("{name}.")) && f.ends_with(".data")
+        })
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
 }
 
 fn err_of(path: &std::path::Path) -> String {

@@ -74,7 +74,7 @@ pub struct Args {
     /// back to the calibration data).
     #[arg(long)]
     val: Option<PathBuf>,
-    /// Write weights to `<OUT>.data` beside the model (ONNX external data). Done anyway
+    /// Write weights to `<OUT>.<hash>.data` beside the model (ONNX external data). Done anyway
     /// when the model would pass protobuf's 2 GB limit.
     #[arg(long)]
     external_data: bool,

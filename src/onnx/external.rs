@@ -113,6 +113,8 @@ pub(super) struct ExternalSink {
     dir: PathBuf,
     file: Option<tempfile::NamedTempFile>,
     offset: u64,
+    /// Hash of everything written, for the data file's final name.
+    hash: std::collections::hash_map::DefaultHasher,
 }
 
 impl ExternalSink {
@@ -125,6 +127,7 @@ impl ExternalSink {
             dir: PathBuf::new(),
             file: None,
             offset: 0,
+            hash: Default::default(),
         }
     }
 
@@ -137,6 +140,7 @@ impl ExternalSink {
             dir: output.parent().map(Path::to_path_buf).unwrap_or_default(),
             file: None,
             offset: 0,
+            hash: Default::default(),
         }
     }
 
@@ -162,6 +166,7 @@ impl ExternalSink {
             f.write_all(data)
         };
         write(file).map_err(|e| Error::io(path, e))?;
+        std::hash::Hasher::write(&mut self.hash, data);
         let offset = self.offset + pad;
         self.offset = offset + data.len() as u64;
         Ok(Some(vec![
@@ -171,14 +176,73 @@ impl ExternalSink {
         ]))
     }
 
+    /// The location written into the tensors while converting (a placeholder
+    /// until [`ExternalSink::final_location`] is known).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The data file's final name: `<model file>.<content hash>.data`. Named by
+    /// content, a new data file never replaces the one the previous model at the
+    /// same path reads, so a crash between the two renames leaves that model
+    /// whole (and the same output always gets the same name).
+    pub fn final_location(&self) -> Option<String> {
+        self.file.as_ref()?;
+        let hash = std::hash::Hasher::finish(&self.hash);
+        Some(format!("{}.{hash:016x}.data", self.location.trim_end_matches(".data")))
+    }
+
     /// Moves the data file to its final name (before the model itself is).
     pub fn commit(self) -> Result<()> {
-        if let Some(file) = self.file {
-            let target = self.dir.join(&self.location);
+        if let (Some(location), Some(file)) = (self.final_location(), self.file) {
+            let target = self.dir.join(&location);
             file.as_file().sync_all().map_err(|e| Error::io(&target, e))?;
             file.persist(&target).map_err(|e| Error::io(&target, e.error))?;
         }
         Ok(())
+    }
+}
+
+/// Once the model at `output` is in place: removes data files an earlier
+/// model at the same path wrote (`<file>.<hash>.data`) that `keep` is not.
+pub(super) fn remove_stale_data(output: &Path, keep: Option<&str>) {
+    let (Some(dir), Some(name)) = (output.parent(), output.file_name()) else { return };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(middle) = file.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".data")) else { continue };
+        let ours = middle.len() == 16 && middle.bytes().all(|b| b.is_ascii_hexdigit());
+        if ours && Some(file.as_str()) != keep {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Points every external tensor of `p` at `to` instead of `from`.
+pub(super) fn relocate(p: &mut proto::ModelProto, from: &str, to: &str) {
+    fn tensor(t: &mut proto::TensorProto, from: &str, to: &str) {
+        for e in t.external_data.iter_mut() {
+            if e.key.as_deref() == Some("location") && e.value.as_deref() == Some(from) {
+                e.value = Some(to.to_string());
+            }
+        }
+    }
+    fn sparse(s: &mut proto::SparseTensorProto, from: &str, to: &str) {
+        s.values.iter_mut().chain(s.indices.iter_mut()).for_each(|t| tensor(t, from, to));
+    }
+    fn graph(g: &mut proto::GraphProto, from: &str, to: &str) {
+        g.initializer.iter_mut().for_each(|t| tensor(t, from, to));
+        g.sparse_initializer.iter_mut().for_each(|s| sparse(s, from, to));
+        for a in g.node.iter_mut().flat_map(|n| n.attribute.iter_mut()) {
+            a.t.iter_mut().chain(a.tensors.iter_mut()).for_each(|t| tensor(t, from, to));
+            a.sparse_tensor.iter_mut().chain(a.sparse_tensors.iter_mut()).for_each(|s| sparse(s, from, to));
+            a.g.iter_mut().chain(a.graphs.iter_mut()).for_each(|sub| graph(sub, from, to));
+        }
+    }
+    if let Some(g) = p.graph.as_mut() {
+        graph(g, from, to);
     }
 }
 

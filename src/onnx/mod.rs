@@ -69,14 +69,18 @@ pub struct SaveOptions {
 
 /// Writes the model to `path` atomically: to a temporary file in the same
 /// folder, synced, then renamed, so a failure never leaves a partial file.
-/// External data (if any) goes to `<file name>.data` beside it.
+/// External data (if any) goes to `<file name>.<content hash>.data` beside it.
 pub fn save(model: &Model, path: impl AsRef<Path>, options: &SaveOptions) -> Result<()> {
     let path = path.as_ref();
     let weights: usize = total_tensor_bytes(model);
     // Leave room for the graph itself under the limit.
     let too_big = weights > PROTOBUF_LIMIT - (64 << 20);
     let mut sink = ExternalSink::new(path, options.external, too_big);
-    let p = from_ir::model(model, &mut sink)?;
+    let mut p = from_ir::model(model, &mut sink)?;
+    let location = sink.final_location();
+    if let Some(to) = &location {
+        external::relocate(&mut p, sink.location(), to);
+    }
     let len = p.encoded_len();
     if len > PROTOBUF_LIMIT {
         return Err(Error::Model(format!(
@@ -93,6 +97,7 @@ pub fn save(model: &Model, path: impl AsRef<Path>, options: &SaveOptions) -> Res
     tmp.write_all(&buf).and_then(|_| tmp.as_file().sync_all()).map_err(|e| Error::io(path, e))?;
     sink.commit()?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    external::remove_stale_data(path, location.as_deref());
     Ok(())
 }
 

@@ -43,7 +43,10 @@ impl Graph {
     pub fn set_constant(&mut self, name: &str, mut value: Tensor) -> Result<()> {
         value.name = name.to_string();
         match self.constant_site(name) {
-            Some(ConstantSite::Initializer(k)) => self.initializers[k] = value,
+            Some(ConstantSite::Initializer(k)) => {
+                super::tensor::release(&self.initializers[k]);
+                self.initializers[k] = value;
+            }
             Some(ConstantSite::ConstantNode(n)) => {
                 let node = &mut self.nodes[n];
                 value.name.clear();
@@ -69,7 +72,7 @@ impl Graph {
     pub fn remove_constant(&mut self, name: &str) -> Result<()> {
         match self.constant_site(name) {
             Some(ConstantSite::Initializer(k)) => {
-                self.initializers.remove(k);
+                super::tensor::release(&self.initializers.remove(k));
                 self.inputs.retain(|i| i.name != name);
             }
             Some(ConstantSite::ConstantNode(n)) => {

@@ -10,5 +10,5 @@ mod topology;
 pub use constants::{constant_node_value, ConstantSite};
 pub use dtype::DataType;
 pub use graph::{AttrValue, Attribute, Dim, Graph, Model, Node, OpsetId, ValueInfo};
-pub use tensor::{Element, Storage, Tensor, TensorData};
+pub use tensor::{set_release_hook, Element, Storage, Tensor, TensorData};
 pub use topology::{GraphIndex, Source};

@@ -10,6 +10,22 @@ use crate::{Error, Result};
 use bytes::Bytes;
 use ndarray::{ArrayD, IxDyn};
 
+/// Called with a tensor's bytes when a pass has replaced or removed it (set by
+/// the loader for memory-mapped external data: the pages go back to the kernel,
+/// and are read again from the file should anything still look at them).
+static RELEASE: std::sync::OnceLock<fn(&[u8])> = std::sync::OnceLock::new();
+
+pub fn set_release_hook(hook: fn(&[u8])) {
+    let _ = RELEASE.set(hook);
+}
+
+/// Tells the loader `t`'s data is no longer needed by the model.
+pub(crate) fn release(t: &Tensor) {
+    if let (Some(hook), TensorData::Bytes(b)) = (RELEASE.get(), &t.data) {
+        hook(b);
+    }
+}
+
 /// How a tensor was stored in the file, so an unchanged model is written back
 /// the same way.
 #[derive(Clone, Debug, PartialEq)]

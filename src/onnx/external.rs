@@ -11,6 +11,7 @@ use bytes::Bytes;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Reads external data for the tensors of one model file.
 pub(super) struct ExternalData {
@@ -65,10 +66,49 @@ impl ExternalData {
         } else {
             // SAFETY: the mapping is read-only and prunq never writes its inputs; a file
             // truncated by another process while we run would fault, as with any mmap reader.
-            Bytes::from_owner(unsafe { memmap2::Mmap::map(&file)? })
+            let map = Arc::new(unsafe { memmap2::Mmap::map(&file)? });
+            let mut live = MAPPINGS.lock().unwrap_or_else(|e| e.into_inner());
+            live.retain(|m| m.strong_count() > 0);
+            live.push(Arc::downgrade(&map));
+            crate::ir::set_release_hook(release);
+            Bytes::from_owner(Mapped(map))
         };
         self.maps.borrow_mut().insert(path.to_path_buf(), bytes.clone());
         Ok(bytes)
+    }
+}
+
+/// Every live mapping of external data, so pages can be handed back.
+static MAPPINGS: Mutex<Vec<Weak<memmap2::Mmap>>> = Mutex::new(Vec::new());
+
+struct Mapped(Arc<memmap2::Mmap>);
+
+impl AsRef<[u8]> for Mapped {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Hands the whole pages of `data` back to the kernel when it lies in a
+/// mapping: a pass is done with that weight, so a model bigger than memory
+/// does not stay resident. Safe at any time: the mapping is read-only and
+/// file-backed, so a page touched again is simply read again.
+fn release(data: &[u8]) {
+    const PAGE: usize = 4096;
+    let live = MAPPINGS.lock().unwrap_or_else(|e| e.into_inner());
+    for map in live.iter().filter_map(Weak::upgrade) {
+        let base = map.as_ptr() as usize;
+        let start = data.as_ptr() as usize;
+        if start < base || start + data.len() > base + map.len() {
+            continue;
+        }
+        let first = (start - base).div_ceil(PAGE) * PAGE;
+        let last = (start - base + data.len()) / PAGE * PAGE;
+        if last > first {
+            // SAFETY: DONTNEED on a read-only file mapping only drops cached pages;
+            // later reads fault them back in from the file with the same contents.
+            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first) };
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! external data, atomic writes.
 
 mod external;
+mod file_buf;
 mod from_ir;
 pub mod limits;
 mod to_ir;
@@ -93,8 +94,10 @@ pub fn save(model: &Model, path: impl AsRef<Path>, options: &SaveOptions) -> Res
         _ => Path::new("."),
     };
     let mut tmp = tempfile::Builder::new().prefix(".prunq-").tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
-    let buf = p.encode_to_vec();
-    tmp.write_all(&buf).and_then(|_| tmp.as_file().sync_all()).map_err(|e| Error::io(path, e))?;
+    let mut out = file_buf::FileBuf::new(tmp.as_file_mut());
+    p.encode(&mut out).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+    out.finish().and_then(|w| w.flush()).map_err(|e| Error::io(path, e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
     sink.commit()?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     external::remove_stale_data(path, location.as_deref());

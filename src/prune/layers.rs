@@ -82,11 +82,69 @@ impl Layer {
     }
 }
 
+/// Where a prunable layer is, without its weights loaded (big models prune
+/// one layer at a time).
+#[derive(Clone)]
+pub struct LayerSite {
+    pub node: String,
+    pub weight: String,
+    input: String,
+    orientation: Orientation,
+    group: i64,
+    geometry: Option<super::gram::ConvGeometry>,
+    shape: Vec<usize>,
+}
+
+impl LayerSite {
+    /// The layer with its weight as rows × inputs.
+    pub fn load(&self, model: &Model) -> Result<Layer> {
+        let t =
+            model.graph.constant(&self.weight).ok_or_else(|| Error::Model(format!("'{}' is gone", self.weight)))??;
+        let a = t.to_f32()?;
+        let rows: Array2<f32> = match self.orientation {
+            Orientation::Conv => {
+                let out = self.shape[0];
+                a.into_shape_with_order((out, t.numel().unwrap_or(0) / out.max(1)))
+                    .map_err(|e| Error::Model(e.to_string()))?
+            }
+            _ => {
+                let m = a.into_dimensionality::<Ix2>().map_err(|e| Error::Model(e.to_string()))?;
+                if self.orientation == Orientation::InputsFirst {
+                    m.t().to_owned()
+                } else {
+                    m
+                }
+            }
+        };
+        let conv = self.orientation == Orientation::Conv;
+        let channels = if conv { self.shape[1] } else { rows.ncols() };
+        Ok(Layer {
+            node: self.node.clone(),
+            weight: self.weight.clone(),
+            input: self.input.clone(),
+            rows,
+            channels,
+            conv: conv && self.group == 1,
+            grouped: conv && self.group != 1,
+            geometry: self.geometry.clone(),
+            shape: self.shape.clone(),
+            orientation: self.orientation,
+        })
+    }
+}
+
 /// Every prunable layer in topological order, less excluded ones and (unless
 /// `prune_ends`) the first and the last; the second list says what was skipped and why.
 pub fn prunable_layers(model: &Model, exclude: &[String], prune_ends: bool) -> Result<(Vec<Layer>, Vec<Skipped>)> {
+    let (sites, skipped) = layer_sites(model, exclude, prune_ends)?;
+    let layers = sites.iter().map(|s| s.load(model)).collect::<Result<_>>()?;
+    Ok((layers, skipped))
+}
+
+/// The prunable layers' sites (no weights loaded), as [`prunable_layers`] chooses them.
+pub fn layer_sites(model: &Model, exclude: &[String], prune_ends: bool) -> Result<(Vec<LayerSite>, Vec<Skipped>)> {
     let g = &model.graph;
-    let mut layers = vec![];
+    let mut sites = vec![];
     let mut skipped = vec![];
     let mut seen = std::collections::BTreeSet::new();
     for n in g.topo_order()? {
@@ -118,48 +176,30 @@ pub fn prunable_layers(model: &Model, exclude: &[String], prune_ends: bool) -> R
             skipped.push((node.label(), format!("weight '{w}' is shared with an earlier layer")));
             continue;
         }
-        let a = t.to_f32()?;
-        let shape = a.shape().to_vec();
-        let rows: Array2<f32> = match orientation {
-            Orientation::Conv => {
-                let out = shape[0];
-                a.clone().into_shape_with_order((out, a.len() / out.max(1))).map_err(|e| Error::Model(e.to_string()))?
-            }
-            _ => {
-                let Ok(m) = a.clone().into_dimensionality::<Ix2>() else {
-                    skipped.push((node.label(), "weight is not 2-D".into()));
-                    continue;
-                };
-                if orientation == Orientation::InputsFirst {
-                    m.t().to_owned()
-                } else {
-                    m
-                }
-            }
-        };
+        let shape = t.shape();
         let conv = orientation == Orientation::Conv;
+        if (conv && shape.len() < 3) || (!conv && shape.len() != 2) || shape.contains(&0) {
+            skipped.push((node.label(), format!("weight has shape {shape:?}")));
+            continue;
+        }
         let group = node.attr_int("group").unwrap_or(1);
-        let channels = if conv { shape[1] } else { rows.ncols() };
-        layers.push(Layer {
+        sites.push(LayerSite {
             node: node.label(),
             weight: w.to_string(),
             input: x.to_string(),
-            rows,
-            channels,
-            conv: conv && group == 1,
-            grouped: conv && group != 1,
+            orientation,
+            group,
             geometry: if conv && group == 1 { conv_geometry(node, &shape) } else { None },
             shape,
-            orientation,
         });
     }
-    if !prune_ends && !layers.is_empty() {
-        let last = layers.pop().expect("non-empty");
+    if !prune_ends && !sites.is_empty() {
+        let last = sites.pop().expect("non-empty");
         skipped.push((last.node, "last layer (kept dense by default)".into()));
-        if !layers.is_empty() {
-            let first = layers.remove(0);
+        if !sites.is_empty() {
+            let first = sites.remove(0);
             skipped.insert(0, (first.node, "first layer (kept dense by default)".into()));
         }
     }
-    Ok((layers, skipped))
+    Ok((sites, skipped))
 }

@@ -96,6 +96,9 @@ pub fn prune_sparse(
             return Err(Error::Usage(format!("pattern {n}:{m}: N must be in 1..M")));
         }
     }
+    if options.method == Method::Magnitude && (options.scope == Scope::Layer || options.pattern.is_some()) {
+        return prune_by_magnitude_layer_by_layer(model, options, report);
+    }
     let (layers, skipped) = prunable_layers(model, &options.exclude, options.prune_ends)?;
     report.skipped.extend(skipped);
     let data = || {
@@ -183,25 +186,77 @@ fn prune_with_sparsegpt(
     write_back(model, layers, pruned, report)
 }
 
+/// Magnitude needs no statistics: each layer is loaded, pruned and stored
+/// before the next, so a model larger than memory is pruned in the memory of
+/// one layer (its old weight's pages are handed back as it is replaced).
+fn prune_by_magnitude_layer_by_layer(
+    model: &mut Model,
+    options: &SparseOptions,
+    report: &mut PruneReport,
+) -> Result<()> {
+    let (sites, skipped) = super::layers::layer_sites(model, &options.exclude, options.prune_ends)?;
+    report.skipped.extend(skipped);
+    let mut counts = (0, 0);
+    for site in &sites {
+        let mut layer = site.load(model)?;
+        let before = zero_fraction(&layer.rows);
+        // The rows move out of the layer: one copy of the weight at a time.
+        let mut rows = std::mem::take(&mut layer.rows);
+        let scores = rows.mapv(f32::abs);
+        let mask = match options.pattern {
+            Some((n, m)) => n_of_m_mask(&scores, n, m),
+            None => row_mask(&scores, options.sparsity),
+        };
+        drop(scores);
+        rows.zip_mut_with(&mask, |w, keep| {
+            if !keep {
+                *w = 0.0
+            }
+        });
+        store_layer(model, &layer, rows, before, report, &mut counts)?;
+    }
+    report.sparsity = if counts.0 == 0 { 0.0 } else { counts.1 as f64 / counts.0 as f64 };
+    Ok(())
+}
+
 /// Stores each layer's pruned rows back into its weight and records the sparsity.
 fn write_back(model: &mut Model, layers: &[Layer], pruned: Vec<Array2<f32>>, report: &mut PruneReport) -> Result<()> {
-    let (mut total, mut zeros) = (0usize, 0usize);
+    let mut counts = (0, 0);
     for (layer, rows) in layers.iter().zip(pruned) {
-        let before = layer.rows.iter().filter(|v| **v == 0.0).count() as f64 / layer.rows.len() as f64;
-        let z = rows.iter().filter(|v| **v == 0.0).count();
-        total += rows.len();
-        zeros += z;
-        let weight = layer.restore(&rows)?;
-        model.graph.set_constant(&layer.weight, Tensor::from_array(&layer.weight, &weight))?;
-        report.layers.push(LayerRecord {
-            node: layer.node.clone(),
-            weight: layer.weight.clone(),
-            shape: weight.shape().to_vec(),
-            sparsity_before: before,
-            sparsity_after: z as f64 / rows.len() as f64,
-        });
+        store_layer(model, layer, rows, zero_fraction(&layer.rows), report, &mut counts)?;
     }
-    report.sparsity = if total == 0 { 0.0 } else { zeros as f64 / total as f64 };
+    report.sparsity = if counts.0 == 0 { 0.0 } else { counts.1 as f64 / counts.0 as f64 };
+    Ok(())
+}
+
+fn zero_fraction(rows: &Array2<f32>) -> f64 {
+    rows.iter().filter(|v| **v == 0.0).count() as f64 / rows.len().max(1) as f64
+}
+
+/// Writes one layer's pruned rows back and records its sparsity (`before`:
+/// the zero fraction it had); `counts` sums (weights, zeros).
+fn store_layer(
+    model: &mut Model,
+    layer: &Layer,
+    rows: Array2<f32>,
+    before: f64,
+    report: &mut PruneReport,
+    counts: &mut (usize, usize),
+) -> Result<()> {
+    let len = rows.len();
+    let z = rows.iter().filter(|v| **v == 0.0).count();
+    counts.0 += rows.len();
+    counts.1 += z;
+    let weight = layer.restore(&rows)?;
+    drop(rows);
+    model.graph.set_constant(&layer.weight, Tensor::from_array(&layer.weight, &weight))?;
+    report.layers.push(LayerRecord {
+        node: layer.node.clone(),
+        weight: layer.weight.clone(),
+        shape: weight.shape().to_vec(),
+        sparsity_before: before,
+        sparsity_after: z as f64 / len.max(1) as f64,
+    });
     Ok(())
 }
 

@@ -279,7 +279,7 @@ mod tests {
 
     #[test]
     fn ridge_recovers_a_linear_map() {
-        let x = Array2::from_shape_fn((50, 3), |(i, j)| ((i * 7 + j * 3) as f64 * 0.37).sin());
+        let x = Array2::from_shape_fn((50, 3), |(i, j)| ((i * (j + 2)) as f64 * 0.37 + j as f64).sin());
         let w = ndarray::array![[1.0, -2.0], [0.5, 0.0], [3.0, 1.0]];
         let y = x.dot(&w);
         let got = ridge(&x.t().dot(&x), &x.t().dot(&y), 1e-9).unwrap();

@@ -94,7 +94,7 @@ pub fn inference_ranks(model: &Model) -> Result<BTreeMap<String, usize>> {
 
 fn ranks_unguarded(model: &Model) -> Result<BTreeMap<String, usize>> {
     use tract_onnx::tract_hir::infer::Factoid;
-    let mut inference = inference_model(model)?;
+    let mut inference = inference_model(&weights_as_inputs(model))?;
     // Obstinate: keep going past nodes it cannot fully analyse.
     let _ = inference.analyse(true);
     let mut ranks = BTreeMap::new();
@@ -127,7 +127,45 @@ fn inference_model(model: &Model) -> Result<InferenceModel> {
 /// The model in tract's typed form, not yet optimized, with input facts from
 /// the declared shapes (or `shapes`). Named dims become tract symbols.
 pub fn typed_model(model: &Model, shapes: &BTreeMap<String, Vec<usize>>) -> Result<TypedModel> {
-    super::guarded("typing the model", || with_input_facts(inference_model(model)?, &feed_inputs(model), shapes))
+    let light = weights_as_inputs(model);
+    super::guarded("typing the model", || with_input_facts(inference_model(&light)?, &feed_inputs(&light), shapes))
+}
+
+/// Float initializers of 1 KiB or more become graph inputs of the same type
+/// and shape: shapes and ranks never depend on weight values, and tract then
+/// analyses a model of any size without a copy of its weights.
+fn weights_as_inputs(model: &Model) -> Model {
+    let mut light = Model { graph: Default::default(), ..model.clone() };
+    let g = &model.graph;
+    light.graph = crate::ir::Graph { initializers: vec![], ..g.clone() };
+    for t in &g.initializers {
+        if t.dtype.is_float() && t.byte_size() >= 1024 && !g.inputs.iter().any(|i| i.name == t.name) {
+            light.graph.inputs.push(value_info_of(t));
+        } else {
+            light.graph.initializers.push(t.clone());
+        }
+    }
+    light
+}
+
+fn value_info_of(t: &crate::ir::Tensor) -> ValueInfo {
+    use crate::proto::{tensor_shape_proto, type_proto, TensorShapeProto, TypeProto};
+    let dim = |d: i64| tensor_shape_proto::Dimension {
+        value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
+        ..Default::default()
+    };
+    let shape = TensorShapeProto { dim: t.dims.iter().map(|&d| dim(d)).collect() };
+    ValueInfo {
+        name: t.name.clone(),
+        ty: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(t.dtype.0),
+                shape: Some(shape),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 fn with_input_facts(

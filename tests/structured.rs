@@ -47,12 +47,13 @@ fn sqnr(reference: &Model, candidate: &Model, data: &str) -> f64 {
     compare(reference, candidate, &data, &RunOptions::default(), &Silent).unwrap().outputs[0].sqnr_db
 }
 
-#[test]
-fn dead_channels_are_cut_from_every_coupled_tensor() {
-    // A hand-made CNN (BatchNorm, Concat, depthwise, squeeze-excite, residual,
-    // Flatten -> Gemm) whose dead channels the script also cuts out by hand.
+/// Runs a `tests/ort/` script that writes a model with dead channels and the
+/// same model cut by hand; prunes the dead channels (activation threshold, no
+/// rounding, no repair) and checks prunq's model against the hand-cut one:
+/// channels removed per group, parameters, MACs, and outputs in tract and ONNX Runtime.
+fn matches_the_hand_cut_model(script: &str, removed_per_group: &[usize]) -> StructuredReport {
     let dir = common::tempdir();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ort/dead_channels.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ort").join(script);
     let status = std::process::Command::new(common::python()).arg(script).arg(dir.path()).status().unwrap();
     assert!(status.success());
     let mut m = prunq::onnx::load(dir.path().join("full.onnx")).unwrap();
@@ -70,8 +71,7 @@ fn dead_channels_are_cut_from_every_coupled_tensor() {
     };
     let (report, _) = prune_structured(&mut m, &options, Some(&data), &Silent).unwrap();
     let removed: Vec<usize> = report.groups.iter().map(|g| g.removed.len()).collect();
-    assert_eq!(removed, vec![4, 2, 2, 1, 0], "dead channels per group");
-    assert_eq!(report.groups[2].sources.len(), 3, "pointwise, SE expand and residual conv are one group");
+    assert_eq!(removed, removed_per_group, "dead channels per group");
     let out = save(&m, dir.path(), "pruned.onnx");
     let expected = prunq::onnx::load(dir.path().join("expected.onnx")).unwrap();
     let want = prunq::analysis::summarize(&expected, &Default::default(), None).unwrap();
@@ -79,11 +79,26 @@ fn dead_channels_are_cut_from_every_coupled_tensor() {
     assert_eq!(report.after.macs, want.macs, "MACs of the hand-cut model");
     assert_inspect_agrees(&out, &report, &[]);
     let npz = dir.path().join("data.npz");
-    let (ours, theirs) = (common::tract_outputs(&m, &npz, 64), common::tract_outputs(&expected, &npz, 64));
+    let (ours, theirs) = (common::tract_outputs(&m, &npz, 32), common::tract_outputs(&expected, &npz, 32));
     common::assert_close("tract: pruned vs hand-cut", &theirs["out"], &ours["out"]);
     let (ort_full, ort_ours) =
-        (common::ort_outputs(&dir.path().join("full.onnx"), &npz, 64), common::ort_outputs(&out, &npz, 64));
+        (common::ort_outputs(&dir.path().join("full.onnx"), &npz, 32), common::ort_outputs(&out, &npz, 32));
     common::assert_close("ONNX Runtime: pruned vs original", &ort_full["out"], &ort_ours["out"]);
+    report
+}
+
+#[test]
+fn dead_channels_are_cut_from_every_coupled_tensor() {
+    // BatchNorm, Concat, depthwise, squeeze-excite, residual, Flatten -> Gemm.
+    let report = matches_the_hand_cut_model("dead_channels.py", &[4, 2, 2, 1, 0]);
+    assert_eq!(report.groups[2].sources.len(), 3, "pointwise, SE expand and residual conv are one group");
+}
+
+#[test]
+fn channel_axis_split_and_slice_follow_the_channels() {
+    // One conv's channels split in two and sliced: the group is cut into runs
+    // (channel 0 | 1..4 | 4..8), split sizes and slice bounds shrink with them.
+    matches_the_hand_cut_model("split_channels.py", &[0, 1, 1, 0]);
 }
 
 #[test]

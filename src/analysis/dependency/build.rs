@@ -201,6 +201,90 @@ impl Builder<'_> {
         }
     }
 
+    /// Cuts root group `g` after its first `at` channels: they stay in `g`; the
+    /// rest become a new group taking the tail of every tie and carrier (a
+    /// channel's slice does not move, only its numbering), and every layout
+    /// that holds `g` now holds both. Returns the new group.
+    fn split_group(&mut self, g: usize, at: usize) -> usize {
+        let r = self.find(g);
+        let head = &mut self.groups[r];
+        let total = head.channels;
+        let ties = head
+            .ties
+            .iter()
+            .map(|t| match t {
+                Tie::Slice { constant, axis, offset, inner, role } => Tie::Slice {
+                    constant: constant.clone(),
+                    axis: *axis,
+                    offset: offset + at * inner,
+                    inner: *inner,
+                    role: role.clone(),
+                },
+                other => other.clone(),
+            })
+            .collect();
+        let carriers = head.carriers.iter().map(|c| Carrier { offset: c.offset + at * c.inner, ..c.clone() }).collect();
+        let tail = GroupState {
+            channels: total - at,
+            sources: head.sources.clone(),
+            ties,
+            carriers,
+            blocked: head.blocked.clone(),
+        };
+        head.channels = at;
+        self.groups.push(tail);
+        self.parent.push(self.parent.len());
+        let new = self.parent.len() - 1;
+        let roots: Vec<usize> = (0..self.parent.len()).map(|x| self.find(x)).collect();
+        for l in self.layouts.values_mut() {
+            let mut segments = Vec::with_capacity(l.segments.len() + 1);
+            for seg in &l.segments {
+                match seg.group {
+                    Some(x) if roots[x] == r => {
+                        segments.push(Segment { group: Some(r), channels: at, inner: seg.inner });
+                        segments.push(Segment { group: Some(new), channels: total - at, inner: seg.inner });
+                    }
+                    _ => segments.push(seg.clone()),
+                }
+            }
+            l.segments = segments;
+        }
+        new
+    }
+
+    /// Makes every position in `cuts` (along `tensor`'s channel axis) fall on
+    /// a segment boundary, splitting groups where needed, and returns the
+    /// refined layout.
+    pub fn cut_at(&mut self, tensor: &str, cuts: &[usize]) -> Result<Layout, String> {
+        for &cut in cuts {
+            let l = self.layout(tensor).ok_or("no channels to cut")?;
+            let Some((offset, seg)) =
+                l.offsets().find(|(o, s)| *o < cut && cut < o + s.width()).map(|(o, s)| (o, s.clone()))
+            else {
+                continue;
+            };
+            if (cut - offset) % seg.inner != 0 {
+                return Err("it cuts through a channel's features".into());
+            }
+            let at = (cut - offset) / seg.inner;
+            match seg.group {
+                Some(g) => {
+                    self.split_group(g, at);
+                }
+                None => {
+                    // Fixed channels belong to no group: cut them in this layout only.
+                    let mut l = l.clone();
+                    let k = l.offsets().position(|(o, _)| o == offset).expect("found above");
+                    let rest = Segment { channels: seg.channels - at, ..seg.clone() };
+                    l.segments[k].channels = at;
+                    l.segments.insert(k + 1, rest);
+                    self.layouts.insert(tensor.to_string(), l);
+                }
+            }
+        }
+        self.layout(tensor).ok_or_else(|| "no channels to cut".into())
+    }
+
     /// Declares that two layouts hold the same channels (a residual Add, a
     /// gate Mul): their groups merge, segment by segment.
     pub fn unify(&mut self, a: &Layout, b: &Layout) -> Result<(), String> {

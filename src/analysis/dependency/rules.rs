@@ -74,7 +74,8 @@ const RULES: &[(&[&str], Rule)] = &[
     (RESHAPING, reshape),
     (&["Transpose"], transpose),
     (&["Concat"], concat),
-    (&["Slice", "Split"], slice),
+    (&["Split"], split),
+    (&["Slice"], slice),
     (&["Softmax", "LogSoftmax"], softmax),
     (REDUCTIONS, reduce),
     (&["LayerNormalization"], layer_norm),
@@ -453,17 +454,112 @@ fn concat(b: &mut Builder, _: usize, node: &Node) -> Outcome {
     Ok(())
 }
 
-/// Slice / Split along other axes keep the channels whole.
-fn slice(b: &mut Builder, _: usize, node: &Node) -> Outcome {
+/// The segments of `l` between two positions that fall on segment boundaries.
+fn segments_between(l: &Layout, start: usize, end: usize) -> Vec<Segment> {
+    l.offsets().filter(|(o, s)| *o >= start && o + s.width() <= end).map(|(_, s)| s.clone()).collect()
+}
+
+/// Elements along the axis of the group channels before `end` each tie counts
+/// (a split size or slice bound shrinks by the channels removed before it).
+fn tie_count_before(b: &mut Builder, l: &Layout, start: usize, end: usize, constant: &str, index: usize) {
+    let before = Layout { axis: l.axis, segments: segments_between(l, start, end) };
+    b.tie_each(&before, |_, s| Tie::ShapeDim { constant: constant.to_string(), index, inner: s.inner });
+}
+
+/// A constant of integers read by exactly this node (so it may be rewritten).
+fn own_ints(b: &Builder, name: &str) -> Result<Vec<i64>, String> {
+    if b.users(name) != 1 {
+        return Err(format!("'{name}' is shared with other nodes"));
+    }
+    b.constant(name).ok_or(format!("'{name}' is computed at run time"))?.to_i64_vec().map_err(|e| e.to_string())
+}
+
+/// Split: along another axis every output keeps the channels; along the
+/// channels each output takes its run of them (groups are cut at the split
+/// points) and the split sizes shrink with what is removed.
+fn split(b: &mut Builder, _: usize, node: &Node) -> Outcome {
     let x = input(node, 0)?;
     let Some(l) = b.layout(x) else { return Ok(()) };
-    let len = b.shape(x)?[l.axis];
-    for out in node.outputs.iter().filter(|o| !o.is_empty()) {
-        if b.shape(out)?.get(l.axis) != Some(&len) || b.shape(out)?.len() != b.shape(x)?.len() {
-            return Err("it cuts the channel axis".into());
-        }
-        b.set_layout(out, l.clone());
+    let rank = b.shape(x)?.len();
+    let axis = normalize_axis(node.attr_int("axis").unwrap_or(0), rank)?;
+    let outputs: Vec<&String> = node.outputs.iter().filter(|o| !o.is_empty()).collect();
+    if axis != l.axis {
+        outputs.iter().for_each(|o| b.set_layout(o, l.clone()));
+        return Ok(());
     }
+    let sizes_name = node.input(1).ok_or("its split sizes are implicit (an equal split cannot follow pruning)")?;
+    if own_ints(b, sizes_name)?.len() != node.outputs.len() {
+        return Err("its split sizes do not match its outputs".into());
+    }
+    let widths: Vec<usize> = node.outputs.iter().map(|o| b.shape(o).map(|s| s[axis])).collect::<Result<_, _>>()?;
+    let ends: Vec<usize> = widths
+        .iter()
+        .scan(0, |at, w| {
+            *at += w;
+            Some(*at)
+        })
+        .collect();
+    let l = b.cut_at(x, &ends)?;
+    let mut start = 0;
+    for (k, (out, end)) in node.outputs.iter().zip(&ends).enumerate() {
+        tie_count_before(b, &l, start, *end, sizes_name, k);
+        if !out.is_empty() {
+            b.set_layout(out, Layout { axis, segments: segments_between(&l, start, *end) });
+        }
+        start = *end;
+    }
+    Ok(())
+}
+
+/// Slice: along another axis the channels stay whole; along the channels
+/// (constant bounds, step 1) the output takes a run of them and the bounds
+/// move down by what is removed before them.
+fn slice(b: &mut Builder, _: usize, node: &Node) -> Outcome {
+    let (x, out) = (input(node, 0)?, output(node)?);
+    let Some(l) = b.layout(x) else { return Ok(()) };
+    let shape = b.shape(x)?.clone();
+    if b.shape(out)?.len() != shape.len() {
+        return Err("it changes the rank".into());
+    }
+    if b.shape(out)?[l.axis] == shape[l.axis] {
+        b.set_layout(out, l);
+        return Ok(());
+    }
+    if node.input(1).is_none() {
+        return Err("its bounds are attributes (opset < 10)".into());
+    }
+    let (starts_name, ends_name) = (input(node, 1)?, input(node, 2)?);
+    let (starts, ends) = (own_ints(b, starts_name)?, own_ints(b, ends_name)?);
+    let axes = match node.input(3) {
+        Some(a) => b.constant(a).ok_or("its axes are computed at run time")?.to_i64_vec().map_err(|e| e.to_string())?,
+        None => (0..starts.len() as i64).collect(),
+    };
+    let k = axes
+        .iter()
+        .map(|&a| normalize_axis(a, shape.len()))
+        .collect::<Result<Vec<_>, _>>()?
+        .iter()
+        .position(|&a| a == l.axis)
+        .ok_or("it cuts the channels without saying so")?;
+    if let Some(steps) = node.input(4) {
+        if b.constant(steps).ok_or("its steps are computed at run time")?.to_i64_vec().map_err(|e| e.to_string())?[k]
+            != 1
+        {
+            return Err("it steps through the channels".into());
+        }
+    }
+    let len = l.width() as i64;
+    let (start, end) = (starts[k], ends[k]);
+    if start < 0 || end < 0 {
+        return Err("negative bounds along the channels are not handled".into());
+    }
+    let (start, end) = (start.min(len) as usize, end.min(len) as usize);
+    let l = b.cut_at(x, &[start, end])?;
+    tie_count_before(b, &l, 0, start, starts_name, k);
+    if (ends[k]) < len {
+        tie_count_before(b, &l, 0, end, ends_name, k);
+    }
+    b.set_layout(out, Layout { axis: l.axis, segments: segments_between(&l, start, end.max(start)) });
     Ok(())
 }
 

@@ -10,12 +10,11 @@ and Flatten -> Gemm (each channel is 8x8 features of the Gemm). A dead channel's
 filter and bias are zero (BatchNorm passes 0 through), so removing exactly the
 dead channels must leave the outputs unchanged.
 """
-import os
 import sys
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+from hand_cut import image_model, write
+from onnx import helper
 
 DEAD = {
     "a": [1, 5, 9, 13],  # conv a: 16 channels, then BatchNorm
@@ -101,26 +100,12 @@ def model(w):
         n("Flatten", ["s"], ["flat"], axis=1),
         n("Gemm", ["flat", "fc_w", "fc_b"], ["out"], transB=1),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "dead_channels",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 10])],
-        [numpy_helper.from_array(v, k) for k, v in w.items()],
-    )
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    onnx.checker.check_model(m)
-    return m
+    return image_model("dead_channels", nodes, w)
 
 
 def main():
-    out = sys.argv[1]
     w = weights()
-    onnx.save(model(w), os.path.join(out, "full.onnx"))
-    onnx.save(model(cut(w)), os.path.join(out, "expected.onnx"))
-    x = np.random.default_rng(1).standard_normal((64, 3, 8, 8)).astype(np.float32)
-    np.savez(os.path.join(out, "data.npz"), x=x)
+    write(sys.argv[1], model(w), model(cut(w)), rows=64, seed=1)
 
 
 if __name__ == "__main__":

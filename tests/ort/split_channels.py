@@ -8,12 +8,11 @@ conv s (8 channels, 1 and 6 dead) -> Relu -> Split [4, 4] -> p, q;
 p2 = Slice(p, 1:4); Concat(p, q, p2) -> GlobalAveragePool -> Flatten -> Gemm.
 Cut by hand: s keeps 0,2,3,4,5,7; the split becomes [3, 3], the slice 1:3.
 """
-import os
 import sys
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+from hand_cut import image_model, write
+from onnx import helper
 
 KEEP = [0, 2, 3, 4, 5, 7]
 
@@ -45,36 +44,22 @@ def model(w, split, bounds):
         n("Flatten", ["g"], ["flat"]),
         n("Gemm", ["flat", "fc_w", "fc_b"], ["out"], transB=1),
     ]
-    consts = [
-        numpy_helper.from_array(np.array(split, np.int64), "sizes"),
-        numpy_helper.from_array(np.array([bounds[0]], np.int64), "starts"),
-        numpy_helper.from_array(np.array([bounds[1]], np.int64), "ends"),
-        numpy_helper.from_array(np.array([1], np.int64), "axes"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "split_channels",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 10])],
-        [numpy_helper.from_array(v, k) for k, v in w.items()] + consts,
-    )
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    onnx.checker.check_model(m)
-    return m
+    consts = {
+        "sizes": np.array(split, np.int64),
+        "starts": np.array([bounds[0]], np.int64),
+        "ends": np.array([bounds[1]], np.int64),
+        "axes": np.array([1], np.int64),
+    }
+    return image_model("split_channels", nodes, {**w, **consts})
 
 
 def main():
-    out = sys.argv[1]
     w = weights()
-    onnx.save(model(w, [4, 4], (1, 4)), os.path.join(out, "full.onnx"))
     # Concat positions: p = s0..s3, q = s4..s7, p2 = s1..s3.
     cat = [0, 1, 2, 3, 4, 5, 6, 7, 1, 2, 3]
     cols = [i for i, c in enumerate(cat) if c in KEEP]
     cut = {"s_w": w["s_w"][KEEP], "s_b": w["s_b"][KEEP], "fc_w": w["fc_w"][:, cols], "fc_b": w["fc_b"]}
-    onnx.save(model(cut, [3, 3], (1, 3)), os.path.join(out, "expected.onnx"))
-    x = np.random.default_rng(3).standard_normal((32, 3, 8, 8)).astype(np.float32)
-    np.savez(os.path.join(out, "data.npz"), x=x)
+    write(sys.argv[1], model(w, [4, 4], (1, 4)), model(cut, [3, 3], (1, 3)), rows=32, seed=3)
 
 
 if __name__ == "__main__":

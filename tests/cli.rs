@@ -80,4 +80,5 @@ fn demo_runs_with_no_arguments() {
     assert!(o.status.success(), "{err}");
     assert!(out.contains("accuracy    99.80 %"), "{out}");
     assert!(out.contains("byte-identical to the original: yes"), "{out}");
+    assert!(out.contains("channels physically removed: MACs 11,879,040 →"), "{out}");
 }

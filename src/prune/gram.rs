@@ -30,30 +30,48 @@ pub fn visit_layer_inputs(
     progress: &dyn Progress,
     mut visit: impl FnMut(usize, &ArrayD<f32>) -> Result<()>,
 ) -> Result<()> {
+    let names: Vec<String> = layers.iter().map(|l| l.input.clone()).collect();
+    visit_tensors(model, &names, data, batch_size, progress, "layer inputs", |i, x| {
+        visit(
+            i,
+            x.ok_or_else(|| Error::Model(format!("layer '{}': input '{}' is not float32", layers[i].node, names[i])))?,
+        )
+    })
+}
+
+/// Runs `data` through `model` (batches in parallel, visited in order) and
+/// shows `visit` each named tensor of each batch — a graph input or an
+/// intermediate — as `visit(index in names, value if float32)`.
+pub fn visit_tensors(
+    model: &Model,
+    names: &[String],
+    data: &Dataset,
+    batch_size: usize,
+    progress: &dyn Progress,
+    what: &str,
+    mut visit: impl FnMut(usize, Option<&ArrayD<f32>>) -> Result<()>,
+) -> Result<()> {
     let bound = data.bind(&feed_inputs(model), None)?;
     let feeds = bound.names.clone();
-    let captured: Vec<String> = layers
+    let captured: Vec<String> = names
         .iter()
-        .map(|l| l.input.clone())
         .filter(|i| !feeds.contains(i))
+        .cloned()
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
     let session =
         Session::new(model, &SessionOptions { capture: captured.clone(), capture_only: true, ..Default::default() })?;
-    progress.start(bound.rows as u64, "layer inputs");
+    progress.start(bound.rows as u64, what);
     let run = |(_, batch): &(usize, Vec<Array>)| session.run(batch);
     crate::parallel::ordered(bound.batches(batch_size), run, |(_, batch), outputs| {
-        for (i, l) in layers.iter().enumerate() {
+        for (i, name) in names.iter().enumerate() {
             let value = captured
                 .iter()
-                .position(|c| *c == l.input)
+                .position(|c| c == name)
                 .map(|k| &outputs[k])
-                .or_else(|| feeds.iter().position(|f| *f == l.input).map(|k| &batch[k]));
-            let Some(Array::F32(x)) = value else {
-                return Err(Error::Model(format!("layer '{}': input '{}' is not float32", l.node, l.input)));
-            };
-            visit(i, x)?;
+                .or_else(|| feeds.iter().position(|f| f == name).map(|k| &batch[k]));
+            visit(i, if let Some(Array::F32(x)) = value { Some(x) } else { None })?;
         }
         progress.advance(batch.first().map_or(0, |a| a.shape()[0]) as u64);
         Ok(())

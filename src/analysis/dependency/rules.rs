@@ -96,6 +96,14 @@ fn output(node: &Node) -> Result<&str, String> {
     node.outputs.first().map(String::as_str).filter(|o| !o.is_empty()).ok_or_else(|| "no output".to_string())
 }
 
+/// Refuses a node whose optional outputs (`what`) are used.
+fn only_first_output(node: &Node, what: &str) -> Outcome {
+    if node.outputs.iter().skip(1).any(|o| !o.is_empty()) {
+        return Err(format!("{what} are not handled"));
+    }
+    Ok(())
+}
+
 fn single(group: usize, channels: usize, axis: usize) -> Layout {
     Layout { axis, segments: vec![Segment { group: Some(group), channels, inner: 1 }] }
 }
@@ -260,9 +268,7 @@ fn norm(b: &mut Builder, _: usize, node: &Node) -> Outcome {
     let (x, out) = (input(node, 0)?, output(node)?);
     let Some(l) = b.layout(x) else { return Ok(()) };
     channels_on(&l, 1)?;
-    if node.outputs.iter().skip(1).any(|o| !o.is_empty()) {
-        return Err("training-mode outputs are not handled".into());
-    }
+    only_first_output(node, "training-mode outputs")?;
     let params = if node.op_type == "BatchNormalization" { 4 } else { 2 };
     for slot in 1..=params {
         let role = if slot == 1 { Role::NormScale } else { Role::Param };
@@ -326,9 +332,7 @@ fn pooling(b: &mut Builder, _: usize, node: &Node) -> Outcome {
     let (x, out) = (input(node, 0)?, output(node)?);
     let Some(l) = b.layout(x) else { return Ok(()) };
     channels_on(&l, 1)?;
-    if node.outputs.iter().skip(1).any(|o| !o.is_empty()) {
-        return Err("pooling indices are not handled".into());
-    }
+    only_first_output(node, "pooling indices")?;
     b.set_layout(out, l);
     Ok(())
 }
@@ -605,9 +609,7 @@ fn layer_norm(b: &mut Builder, _: usize, node: &Node) -> Outcome {
     if l.axis >= axis {
         return Err("it normalizes over the channels".into());
     }
-    if node.outputs.iter().skip(1).any(|o| !o.is_empty()) {
-        return Err("mean / inverse deviation outputs are not handled".into());
-    }
+    only_first_output(node, "mean / inverse deviation outputs")?;
     b.set_layout(out, l);
     Ok(())
 }

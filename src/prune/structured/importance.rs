@@ -2,10 +2,9 @@
 //! the group ties together (Torch-Pruning's `Importance`).
 
 use crate::analysis::dependency::{Carrier, DependencyGraph, Group, Role, Tie};
-use crate::data::{Array, Dataset};
+use crate::data::Dataset;
 use crate::eval::Progress;
 use crate::ir::Model;
-use crate::runtime::{feed_inputs, Session, SessionOptions};
 use crate::{Error, Result};
 use ndarray::{ArrayD, Axis};
 use serde::Serialize;
@@ -116,38 +115,21 @@ fn activation_energy(
     batch_size: usize,
     progress: &dyn Progress,
 ) -> Result<Vec<Vec<f64>>> {
-    let bound = data.bind(&feed_inputs(model), None)?;
-    let feeds = bound.names.clone();
     let mut tensors: Vec<String> = groups.iter().flat_map(|g| g.carriers.iter().map(|c| c.tensor.clone())).collect();
     tensors.sort();
     tensors.dedup();
-    let captured: Vec<String> = tensors.iter().filter(|t| !feeds.contains(t)).cloned().collect();
-    let session =
-        Session::new(model, &SessionOptions { capture: captured.clone(), capture_only: true, ..Default::default() })?;
     // Per (group, carrier): Σx² per channel and the count of values summed per channel.
     let mut sums: Vec<Vec<(Vec<f64>, f64)>> =
         groups.iter().map(|g| g.carriers.iter().map(|_| (vec![0.0; g.channels], 0.0)).collect()).collect();
-    progress.start(bound.rows as u64, "activations");
-    for (_, batch) in bound.batches(batch_size) {
-        let outputs = session.run(&batch)?;
-        let value = |name: &str| -> Option<&Array> {
-            captured
-                .iter()
-                .position(|c| c == name)
-                .map(|k| &outputs[k])
-                .or_else(|| feeds.iter().position(|f| f == name).map(|k| &batch[k]))
-        };
+    crate::prune::gram::visit_tensors(model, &tensors, data, batch_size, progress, "activations", |t, x| {
+        let x = x.ok_or_else(|| Error::Model(format!("activation '{}' is not float32", tensors[t])))?;
         for (gi, g) in groups.iter().enumerate() {
-            for (ci, c) in g.carriers.iter().enumerate() {
-                let Some(Array::F32(x)) = value(&c.tensor) else {
-                    return Err(Error::Model(format!("activation '{}' is not float32", c.tensor)));
-                };
+            for (ci, c) in g.carriers.iter().enumerate().filter(|(_, c)| c.tensor == tensors[t]) {
                 accumulate(x, c, &mut sums[gi][ci]);
             }
         }
-        progress.advance(batch.first().map_or(0, |a| a.shape()[0]) as u64);
-    }
-    progress.finish();
+        Ok(())
+    })?;
     Ok(groups
         .iter()
         .zip(sums)

@@ -239,21 +239,19 @@ struct ReferenceCache {
 
 impl ReferenceCache {
     fn fill(model: &Model, names: &[String], data: &Dataset, batch_size: usize, budget: usize) -> Result<Self> {
-        let session =
-            Session::new(model, &SessionOptions { capture: names.to_vec(), capture_only: true, ..Default::default() })?;
-        let bound = data.bind(&feed_inputs(model), None)?;
         let mut inputs: BTreeMap<String, Vec<ndarray::ArrayD<f32>>> = BTreeMap::new();
-        let mut bytes = 0;
-        for (_, batch) in bound.batches(batch_size) {
-            for (name, value) in names.iter().zip(session.run(&batch)?) {
-                bytes += value.len() * 4;
-                inputs.entry(name.clone()).or_default().push(value.to_f32());
+        let (mut bytes, mut over) = (0, false);
+        let silent = &crate::eval::Silent;
+        crate::prune::gram::visit_tensors(model, names, data, batch_size, silent, "reference", |i, x| {
+            let x = x.ok_or_else(|| Error::Model(format!("'{}' is not float32", names[i])))?;
+            bytes += x.len() * 4;
+            over |= bytes > budget;
+            if !over {
+                inputs.entry(names[i].clone()).or_default().push(x.clone());
             }
-            if bytes > budget {
-                return Ok(ReferenceCache { inputs: None });
-            }
-        }
-        Ok(ReferenceCache { inputs: Some(inputs) })
+            Ok(())
+        })?;
+        Ok(ReferenceCache { inputs: (!over).then_some(inputs) })
     }
 
     fn get(&self, name: &str) -> Option<&Vec<ndarray::ArrayD<f32>>> {

@@ -1,6 +1,6 @@
 use prunq::eval::Progress;
 use prunq::prune::structured::{prune_structured, Amount, Importance, Ranking, Selection, StructuredOptions};
-use prunq::prune::{prune_sparse, Method, PruneReport, Scope, SparseOptions};
+use prunq::prune::{prune_sparse, LayerChoice, Method, PruneReport, Scope, SparseOptions};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -31,6 +31,10 @@ pub struct Args {
     /// Unstructured: also prune the first and the last layer (kept dense by default).
     #[arg(long)]
     prune_ends: bool,
+    /// Unstructured: also prune grouped (depthwise) convs, kept dense by default: a handful of
+    /// weights per channel, each carrying a whole channel.
+    #[arg(long)]
+    prune_grouped: bool,
     /// Remove whole channels (conv filters, FC neurons) instead of zeroing weights.
     #[arg(long)]
     structured: bool,
@@ -90,8 +94,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         method: a.method,
         scope: a.scope,
         pattern: a.pattern,
-        exclude: a.exclude.clone(),
-        prune_ends: a.prune_ends,
+        layers: LayerChoice { exclude: a.exclude.clone(), prune_ends: a.prune_ends, prune_grouped: a.prune_grouped },
         ..Default::default()
     };
     let mut report = PruneReport::default();

@@ -133,16 +133,34 @@ impl LayerSite {
     }
 }
 
-/// Every prunable layer in topological order, less excluded ones and (unless
-/// `prune_ends`) the first and the last; the second list says what was skipped and why.
-pub fn prunable_layers(model: &Model, exclude: &[String], prune_ends: bool) -> Result<(Vec<Layer>, Vec<Skipped>)> {
-    let (sites, skipped) = layer_sites(model, exclude, prune_ends)?;
+/// Which layers to prune.
+#[derive(Clone, Debug, Default)]
+pub struct LayerChoice {
+    /// Node names or op types left dense.
+    pub exclude: Vec<String>,
+    /// Also prune the first and the last layer.
+    pub prune_ends: bool,
+    /// Also prune grouped (depthwise) convs.
+    pub prune_grouped: bool,
+}
+
+impl LayerChoice {
+    /// Every layer, ends and grouped convs included.
+    pub fn all() -> Self {
+        LayerChoice { exclude: vec![], prune_ends: true, prune_grouped: true }
+    }
+}
+
+/// Every prunable layer in topological order, less those `choice` leaves
+/// dense; the second list says what was skipped and why.
+pub fn prunable_layers(model: &Model, choice: &LayerChoice) -> Result<(Vec<Layer>, Vec<Skipped>)> {
+    let (sites, skipped) = layer_sites(model, choice)?;
     let layers = sites.iter().map(|s| s.load(model)).collect::<Result<_>>()?;
     Ok((layers, skipped))
 }
 
 /// The prunable layers' sites (no weights loaded), as [`prunable_layers`] chooses them.
-pub fn layer_sites(model: &Model, exclude: &[String], prune_ends: bool) -> Result<(Vec<LayerSite>, Vec<Skipped>)> {
+pub fn layer_sites(model: &Model, choice: &LayerChoice) -> Result<(Vec<LayerSite>, Vec<Skipped>)> {
     let g = &model.graph;
     let mut sites = vec![];
     let mut skipped = vec![];
@@ -164,7 +182,7 @@ pub fn layer_sites(model: &Model, exclude: &[String], prune_ends: bool) -> Resul
         if g.constant_site(x).is_some() {
             continue;
         }
-        if excluded(node, exclude) {
+        if excluded(node, &choice.exclude) {
             skipped.push((node.label(), "excluded".to_string()));
             continue;
         }
@@ -183,6 +201,14 @@ pub fn layer_sites(model: &Model, exclude: &[String], prune_ends: bool) -> Resul
             continue;
         }
         let group = node.attr_int("group").unwrap_or(1);
+        if conv && group != 1 && !choice.prune_grouped {
+            // A depthwise kernel holds a handful of weights per channel and
+            // every one of them carries a whole channel: pruning them saves
+            // little and costs much (on PP-OCR, the difference between
+            // readable and unreadable text at 50 %).
+            skipped.push((node.label(), format!("grouped conv ({group} groups; --prune-grouped prunes it)")));
+            continue;
+        }
         sites.push(LayerSite {
             node: node.label(),
             weight: w.to_string(),
@@ -193,7 +219,7 @@ pub fn layer_sites(model: &Model, exclude: &[String], prune_ends: bool) -> Resul
             shape,
         });
     }
-    if !prune_ends && !sites.is_empty() {
+    if !choice.prune_ends && !sites.is_empty() {
         let last = sites.pop().expect("non-empty");
         skipped.push((last.node, "last layer (kept dense by default)".into()));
         if !sites.is_empty() {

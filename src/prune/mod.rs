@@ -8,5 +8,5 @@ mod sparse;
 mod sparsegpt;
 pub mod structured;
 
-pub use layers::{prunable_layers, Layer};
+pub use layers::{prunable_layers, Layer, LayerChoice};
 pub use sparse::{prune_sparse, LayerRecord, Method, PruneReport, Scope, SparseOptions};

@@ -3,7 +3,7 @@
 //! with input-feature norms from calibration data), compared within each
 //! output row, or across all layers with one threshold (global).
 
-use super::layers::{prunable_layers, Layer};
+use super::layers::{prunable_layers, Layer, LayerChoice};
 use crate::data::Dataset;
 use crate::eval::Progress;
 use crate::ir::{Model, Tensor};
@@ -39,10 +39,8 @@ pub struct SparseOptions {
     pub scope: Scope,
     /// N:M: keep N of every M consecutive input weights of a row.
     pub pattern: Option<(usize, usize)>,
-    /// Node names or op types left dense.
-    pub exclude: Vec<String>,
-    /// Also prune the first and the last layer (kept dense by default).
-    pub prune_ends: bool,
+    /// Which layers are pruned.
+    pub layers: LayerChoice,
     /// Global scope never prunes a layer beyond this fraction.
     pub max_layer_sparsity: f64,
     pub batch_size: usize,
@@ -55,8 +53,7 @@ impl Default for SparseOptions {
             method: Method::Magnitude,
             scope: Scope::Layer,
             pattern: None,
-            exclude: vec![],
-            prune_ends: false,
+            layers: LayerChoice::default(),
             max_layer_sparsity: 0.95,
             batch_size: 8,
         }
@@ -99,7 +96,7 @@ pub fn prune_sparse(
     if options.method == Method::Magnitude && (options.scope == Scope::Layer || options.pattern.is_some()) {
         return prune_by_magnitude_layer_by_layer(model, options, report);
     }
-    let (layers, skipped) = prunable_layers(model, &options.exclude, options.prune_ends)?;
+    let (layers, skipped) = prunable_layers(model, &options.layers)?;
     report.skipped.extend(skipped);
     let data = || {
         calib.ok_or_else(|| Error::Usage(format!("--method {:?} needs --calib DATA", options.method).to_lowercase()))
@@ -194,7 +191,7 @@ fn prune_by_magnitude_layer_by_layer(
     options: &SparseOptions,
     report: &mut PruneReport,
 ) -> Result<()> {
-    let (sites, skipped) = super::layers::layer_sites(model, &options.exclude, options.prune_ends)?;
+    let (sites, skipped) = super::layers::layer_sites(model, &options.layers)?;
     report.skipped.extend(skipped);
     let mut counts = (0, 0);
     for site in &sites {

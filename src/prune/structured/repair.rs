@@ -11,7 +11,7 @@ use crate::data::Dataset;
 use crate::eval::Progress;
 use crate::ir::{Model, Node, Tensor};
 use crate::prune::gram::input_rows;
-use crate::prune::{prunable_layers, Layer};
+use crate::prune::{prunable_layers, Layer, LayerChoice};
 use crate::runtime::{feed_inputs, Session, SessionOptions};
 use crate::{Error, Result};
 use faer::linalg::solvers::Solve;
@@ -47,14 +47,14 @@ pub fn repair(
     progress: &dyn Progress,
 ) -> Result<(Vec<Repaired>, Vec<Skipped>)> {
     let readers = readers(model, deps, plan)?;
-    let (reference, _) = prunable_layers(original, &[], true)?;
+    let (reference, _) = prunable_layers(original, &LayerChoice::all())?;
     let reference: BTreeMap<String, Layer> = reference.into_iter().map(|l| (l.node.clone(), l)).collect();
     let (mut done, mut skipped) = (vec![], vec![]);
     let inputs: Vec<String> = readers.iter().map(|(_, i)| i.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     let cache = ReferenceCache::fill(original, &inputs, data, batch_size, CACHE_BUDGET)?;
     progress.start(readers.len() as u64, "repair");
     for (node, _) in &readers {
-        let (current, _) = prunable_layers(model, &[], true)?;
+        let (current, _) = prunable_layers(model, &LayerChoice::all())?;
         let current = current.into_iter().find(|l| &l.node == node);
         let fit = match (reference.get(node), current) {
             (Some(r), Some(c)) => fit_layer(original, model, &cache, r, &c, deps, plan, data, batch_size)?,

@@ -35,6 +35,10 @@ pub struct Args {
     /// weights per channel, each carrying a whole channel.
     #[arg(long)]
     prune_grouped: bool,
+    /// Unstructured: write pruned weights as ONNX sparse_initializer where that is smaller
+    /// (past 2/3 zeros for float32). ONNX Runtime reads them; tract does not.
+    #[arg(long, conflicts_with = "structured")]
+    sparse_storage: bool,
     /// Remove whole channels (conv filters, FC neurons) instead of zeroing weights.
     #[arg(long)]
     structured: bool,
@@ -99,6 +103,10 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     };
     let mut report = PruneReport::default();
     prune_sparse(&mut model, &options, calib.as_ref(), &mut report, progress)?;
+    if a.sparse_storage {
+        let weights: Vec<String> = report.layers.iter().map(|l| l.weight.clone()).collect();
+        report.storage = prunq::prune::store_sparse_where_smaller(&mut model, &weights)?;
+    }
     prunq::onnx::save(&model, &a.output, &Default::default())?;
     println!(
         "{} layers pruned to {:.1} % sparsity overall, {} left dense",
@@ -108,6 +116,16 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     );
     for (node, why) in &report.skipped {
         println!("  dense: {node} ({why})");
+    }
+    if a.sparse_storage {
+        let (sparse, dense): (Vec<_>, Vec<_>) = report.storage.iter().partition(|r| r.sparse);
+        let saved: usize = sparse.iter().map(|r| r.dense_bytes - r.sparse_bytes).sum();
+        println!(
+            "{} weights stored sparse ({} bytes saved; ONNX Runtime reads them, tract does not), {} kept dense",
+            sparse.len(),
+            saved,
+            dense.len()
+        );
     }
     report.comparison = super::validate(&original, &model, a.val.as_deref(), progress)?;
     super::write_report(a.report.as_deref(), &report)

@@ -35,8 +35,9 @@ pub struct Graph {
     pub name: String,
     pub doc_string: String,
     pub nodes: Vec<Node>,
+    /// Dense and sparse initializers alike (a sparse one is held dense, its
+    /// storage `Sparse`, and comes after the dense ones as in the file).
     pub initializers: Vec<Tensor>,
-    pub sparse_initializers: Vec<proto::SparseTensorProto>,
     pub inputs: Vec<ValueInfo>,
     pub outputs: Vec<ValueInfo>,
     pub value_info: Vec<ValueInfo>,

@@ -4,11 +4,13 @@
 mod constants;
 mod dtype;
 mod graph;
+mod sparse;
 mod tensor;
 mod topology;
 
 pub use constants::{constant_node_value, ConstantSite};
 pub use dtype::DataType;
 pub use graph::{AttrValue, Attribute, Dim, Graph, Model, Node, OpsetId, ValueInfo};
+pub use sparse::{densify, sparse_and_dense_bytes, sparsify, SparseLayout};
 pub use tensor::{set_release_hook, Element, Storage, Tensor, TensorData};
 pub use topology::{GraphIndex, Source};

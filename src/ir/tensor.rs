@@ -36,6 +36,8 @@ pub enum Storage {
     Typed,
     /// An external data file; the original `external_data` entries.
     External(Vec<(String, String)>),
+    /// A `sparse_initializer`: the non-zero elements and their positions.
+    Sparse(super::SparseLayout),
 }
 
 #[derive(Clone, Debug, PartialEq)]

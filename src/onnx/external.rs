@@ -148,6 +148,9 @@ pub const EXTERNAL_MIN_BYTES: usize = 1024;
 pub(super) struct ExternalSink {
     all_large: bool,
     keep_external: bool,
+    /// Sparse-stored tensors are written sparse (files) rather than dense
+    /// (in-memory encodings for the runtime: tract reads no sparse_initializer).
+    sparse: bool,
     /// The data file's name, relative to the model's folder.
     location: String,
     dir: PathBuf,
@@ -163,6 +166,7 @@ impl ExternalSink {
         ExternalSink {
             all_large: false,
             keep_external: false,
+            sparse: false,
             location: String::new(),
             dir: PathBuf::new(),
             file: None,
@@ -176,12 +180,17 @@ impl ExternalSink {
         ExternalSink {
             all_large: mode == ExternalMode::Always || (mode == ExternalMode::Auto && too_big),
             keep_external: mode != ExternalMode::Never,
+            sparse: true,
             location: format!("{file_name}.data"),
             dir: output.parent().map(Path::to_path_buf).unwrap_or_default(),
             file: None,
             offset: 0,
             hash: Default::default(),
         }
+    }
+
+    pub fn sparse_allowed(&self) -> bool {
+        self.sparse
     }
 
     /// Writes `data` out if this tensor goes to the data file; returns its

@@ -3,7 +3,9 @@
 
 use super::external::ExternalSink;
 use super::to_ir::int32_element_bytes;
-use crate::ir::{AttrValue, Attribute, DataType, Graph, Model, Node, Storage, Tensor, TensorData, ValueInfo};
+use crate::ir::{
+    sparsify, AttrValue, Attribute, DataType, Graph, Model, Node, SparseLayout, Storage, Tensor, TensorData, ValueInfo,
+};
 use crate::proto::{self, attribute_proto::AttributeType, tensor_proto::DataLocation};
 use crate::Result;
 
@@ -29,11 +31,19 @@ pub(super) fn model(m: &Model, sink: &mut ExternalSink) -> Result<proto::ModelPr
 }
 
 fn graph(g: &Graph, sink: &mut ExternalSink) -> Result<proto::GraphProto> {
+    let mut initializer = vec![];
+    let mut sparse_initializer = vec![];
+    for t in &g.initializers {
+        match (&t.storage, sink.sparse_allowed()) {
+            (Storage::Sparse(layout), true) => sparse_initializer.push(sparse_tensor(t, layout, sink)?),
+            _ => initializer.push(tensor(t, sink)?),
+        }
+    }
     Ok(proto::GraphProto {
         node: g.nodes.iter().map(|n| node(n, sink)).collect::<Result<_>>()?,
         name: text(&g.name),
-        initializer: g.initializers.iter().map(|t| tensor(t, sink)).collect::<Result<_>>()?,
-        sparse_initializer: g.sparse_initializers.clone(),
+        initializer,
+        sparse_initializer,
         doc_string: text(&g.doc_string),
         input: g.inputs.iter().map(value_info).collect(),
         output: g.outputs.iter().map(value_info).collect(),
@@ -152,6 +162,18 @@ pub(super) fn tensor(t: &Tensor, sink: &mut ExternalSink) -> Result<proto::Tenso
         }
     }
     Ok(p)
+}
+
+/// `t` as a sparse tensor: its non-zero elements and their int64 indices.
+fn sparse_tensor(t: &Tensor, layout: &SparseLayout, sink: &mut ExternalSink) -> Result<proto::SparseTensorProto> {
+    let Some((values, indices)) = sparsify(t, layout) else {
+        return Err(crate::Error::Model(format!("tensor '{}': {} cannot be stored sparse", t.name, t.dtype)));
+    };
+    Ok(proto::SparseTensorProto {
+        values: Some(tensor(&values, sink)?),
+        indices: Some(tensor(&indices, sink)?),
+        dims: t.dims.clone(),
+    })
 }
 
 fn bytes_to_typed(dtype: DataType, b: &[u8], p: &mut proto::TensorProto) {

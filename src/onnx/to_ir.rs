@@ -34,8 +34,12 @@ fn graph(p: proto::GraphProto, ext: &ExternalData) -> Result<Graph> {
         name: p.name.unwrap_or_default(),
         doc_string: p.doc_string.unwrap_or_default(),
         nodes: p.node.into_iter().map(|n| node(n, ext)).collect::<Result<_>>()?,
-        initializers: p.initializer.into_iter().map(|t| tensor(t, ext)).collect::<Result<_>>()?,
-        sparse_initializers: p.sparse_initializer,
+        initializers: p
+            .initializer
+            .into_iter()
+            .map(|t| tensor(t, ext))
+            .chain(p.sparse_initializer.into_iter().map(|s| sparse_tensor(s, ext)))
+            .collect::<Result<_>>()?,
         inputs: p.input.into_iter().map(value_info).collect(),
         outputs: p.output.into_iter().map(value_info).collect(),
         value_info: p.value_info.into_iter().map(value_info).collect(),
@@ -151,6 +155,17 @@ pub(super) fn tensor(p: proto::TensorProto, ext: &ExternalData) -> Result<Tensor
         segment: p.segment.map(|s| (s.begin.unwrap_or(0), s.end.unwrap_or(0))),
     };
     Ok(t)
+}
+
+/// A sparse initializer, held dense (bounded by the memory limit).
+fn sparse_tensor(p: proto::SparseTensorProto, ext: &ExternalData) -> Result<Tensor> {
+    let missing = |what: &str| {
+        let name = p.values.as_ref().and_then(|v| v.name.clone()).unwrap_or_default();
+        Error::Model(format!("sparse initializer '{name}' has no {what}"))
+    };
+    let values = tensor(p.values.clone().ok_or_else(|| missing("values"))?, ext)?;
+    let indices = tensor(p.indices.clone().ok_or_else(|| missing("indices"))?, ext)?;
+    crate::ir::densify(&values, &indices, &p.dims, super::limits::memory_limit())
 }
 
 /// The typed repeated fields as little-endian element bytes.

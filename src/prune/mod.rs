@@ -1,12 +1,15 @@
 //! Pruning: choosing the weights or channels that matter least and removing
 //! them. `layers` finds the prunable layers; `sparse` zeroes weights
-//! (unstructured and N:M); `structured` removes whole channels.
+//! (unstructured and N:M); `storage` writes the zeros away as sparse tensors;
+//! `structured` removes whole channels.
 
 mod gram;
 mod layers;
 mod sparse;
 mod sparsegpt;
+mod storage;
 pub mod structured;
 
 pub use layers::{prunable_layers, Layer, LayerChoice};
 pub use sparse::{prune_sparse, LayerRecord, Method, PruneReport, Scope, SparseOptions};
+pub use storage::{store_sparse_where_smaller, StorageRecord};

@@ -75,6 +75,9 @@ pub struct PruneReport {
     /// Layers left dense, and why.
     pub skipped: Vec<(String, String)>,
     pub sparsity: f64,
+    /// How each pruned weight is stored (with `--sparse-storage`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub storage: Vec<super::StorageRecord>,
     pub comparison: Option<crate::eval::CompareReport>,
 }
 

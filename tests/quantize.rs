@@ -103,7 +103,8 @@ fn ocr_weights_int8_reads_text_in_both_runtimes() {
     let tract_exact = common::ocr_exact_lines_in_tract(&m);
     let ort_exact = common::ocr_exact_lines_in_ort(&out);
     assert!((tract_exact - ort_exact).abs() <= 1.0 / 64.0, "tract {tract_exact} vs ORT {ort_exact}");
-    assert!(tract_exact >= 0.75, "exact lines {tract_exact}");
+    // The floor is 80 % (fp32 82.8 %); data-free, thanks to sum-keeping rounding (78.1 % without).
+    assert!(tract_exact >= 0.80 && ort_exact >= 0.80, "exact lines: tract {tract_exact}, ORT {ort_exact}");
 }
 
 fn ort_static_size(model: &std::path::Path, calib: &std::path::Path, dir: &std::path::Path) -> u64 {

@@ -120,7 +120,7 @@ fn plan(g: &Graph, node: &Node, options: &DynamicOptions) -> std::result::Result
     };
     let granularity = if options.per_tensor { Granularity::PerTensor } else { Granularity::PerChannel { axis: 1 } };
     let scheme = QScheme { qtype: QType::Int8, symmetric: true, granularity, reduce_range: false };
-    let (q, params) = scheme.quantize(&wf).map_err(|e| e.to_string())?;
+    let (q, params) = scheme.quantize_weight(&wf).map_err(|e| e.to_string())?;
     let n = wf.shape()[1];
     let scale: Array1<f32> = if options.per_tensor {
         Array1::from_elem(1, params.scale.iter().next().copied().unwrap_or(1.0))

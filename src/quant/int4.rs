@@ -37,7 +37,7 @@ pub fn replace_with_portable_int4(
             let lane: Vec<f32> = (b * block..(b + 1) * block).map(|i| if i < len { row[i] } else { 0.0 }).collect();
             let s = best_scale(&lane, qmin, qmax);
             scales.push(half::f16::from_f32(s));
-            stored.extend(lane.iter().map(|&x| super::scheme::quantize_value(x, s, 0, qmin, qmax) + 8));
+            stored.extend(super::scheme::quantize_lane_keeping_sum(&lane, s, 0, qmin, qmax).into_iter().map(|v| v + 8));
         }
     }
     let (smin, smax) = scales.iter().fold((f32::INFINITY, 0f32), |(a, b), s| (a.min(s.to_f32()), b.max(s.to_f32())));

@@ -327,7 +327,7 @@ fn quantize_node_weights(
         }
         let granularity = axis.map_or(Granularity::PerTensor, |axis| Granularity::PerChannel { axis });
         let scheme = QScheme { qtype: QType::Int8, symmetric: true, granularity, reduce_range: false };
-        let (q, p) = scheme.quantize(&wf)?;
+        let (q, p) = scheme.quantize_weight(&wf)?;
         report.tensors.push(TensorRecord::new(&w, &scheme, &p, t.byte_size(), wf.shape()));
         replace_with_dequantize(
             model,

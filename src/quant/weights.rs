@@ -141,7 +141,7 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
             _ => (options.qtype, granularity),
         };
         let scheme = QScheme { qtype, symmetric: options.symmetric, granularity, reduce_range: false };
-        let (q, params) = scheme.quantize(&w)?;
+        let (q, params) = scheme.quantize_weight(&w)?;
         let record = TensorRecord::new(&name, &scheme, &params, t.byte_size(), w.shape());
         replace_with_dequantize(
             model,

@@ -220,7 +220,9 @@ pub fn quantize_static(
     progress: &dyn Progress,
 ) -> Result<()> {
     let ranks = crate::analysis::rank_lookup(model);
-    crate::transform::upgrade_opset(model, 13, &|n| ranks.get(n).copied())?;
+    // 16-bit Q/DQ arrived in opset 21; per-channel Q/DQ in 13.
+    let opset = if options.activation_type.bits() > 8 { 21 } else { 13 };
+    crate::transform::upgrade_opset(model, opset, &|n| ranks.get(n).copied())?;
     crate::transform::fold_batchnorm(model)?;
     let plan = plan(model, options)?;
     let ranges = calibrate(model, calib, &plan.calibrated, options, progress)?;

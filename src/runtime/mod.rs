@@ -2,6 +2,7 @@
 //! capture of named intermediate tensors.
 
 mod guard;
+mod lower;
 mod session;
 
 pub use guard::{guarded, inside_guard, last_panic, remember_panics};

@@ -112,7 +112,7 @@ fn ranks_unguarded(model: &Model) -> Result<BTreeMap<String, usize>> {
 }
 
 fn inference_model(model: &Model) -> Result<InferenceModel> {
-    let bytes = crate::onnx::encode(model)?;
+    let bytes = crate::onnx::encode(&*super::lower::for_tract(model)?)?;
     let pb = <tract_onnx::pb::ModelProto as prost::Message>::decode(&*bytes)
         .map_err(|e| Error::Runtime(format!("tract cannot read the model: {e}")))?;
     let parsed = tract_onnx::onnx()

@@ -60,10 +60,22 @@ pub fn tempdir() -> tempfile::TempDir {
 
 /// Outputs of `model` in ONNX Runtime on the first `rows` rows of `data`, by output name.
 pub fn ort_outputs(model: &Path, data: &Path, rows: usize) -> std::collections::BTreeMap<String, prunq::data::Array> {
+    ort_outputs_with(model, data, rows, &[])
+}
+
+/// [`ort_outputs`] with more `run.py` flags (e.g. `--unoptimized`).
+pub fn ort_outputs_with(
+    model: &Path,
+    data: &Path,
+    rows: usize,
+    flags: &[&str],
+) -> std::collections::BTreeMap<String, prunq::data::Array> {
     let dir = tempdir();
     let out = dir.path().join("out.npz");
     let rows = rows.to_string();
-    ort("run.py", &[model.as_os_str(), data.as_os_str(), out.as_os_str(), "--rows".as_ref(), rows.as_ref()]);
+    let mut args = vec![model.as_os_str(), data.as_os_str(), out.as_os_str(), "--rows".as_ref(), rows.as_ref()];
+    args.extend(flags.iter().map(|f| std::ffi::OsStr::new(*f)));
+    ort("run.py", &args);
     prunq::data::npz::read(&out).expect("run.py wrote an npz")
 }
 

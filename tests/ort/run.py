@@ -1,6 +1,7 @@
 """Runs a model in ONNX Runtime on the arrays of an .npz and saves its outputs.
 
-usage: run.py MODEL DATA.npz OUT.npz [--rows N]
+usage: run.py MODEL DATA.npz OUT.npz [--rows N] [--unoptimized]
+--unoptimized runs the graph as written (ORT_DISABLE_ALL): no fused kernels rounding differently.
 Inputs are matched by name (a single-input model takes the single non-label array).
 """
 import sys
@@ -14,6 +15,8 @@ def main():
     rows = int(sys.argv[sys.argv.index("--rows") + 1]) if "--rows" in sys.argv else None
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
+    if "--unoptimized" in sys.argv:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
     arrays = dict(np.load(data))
     inputs = sess.get_inputs()

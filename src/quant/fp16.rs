@@ -25,6 +25,8 @@ impl Default for Fp16Options {
 pub fn convert_fp16(model: &mut Model, options: &Fp16Options, report: &mut QuantReport) -> Result<()> {
     // tract 0.23 types a float16 Gemm's output as float32; MatMul + Add is the same maths.
     crate::transform::gemm_to_matmul(&mut model.graph)?;
+    // ONNX Runtime 1.32 crashes on a float16 Transpose feeding a MatMul; MatMul first is the same maths.
+    crate::transform::transpose_after_matmul(&mut model.graph)?;
     let g = &mut model.graph;
     let keep32: Vec<String> = g
         .nodes

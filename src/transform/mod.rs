@@ -5,11 +5,13 @@ mod fold_batchnorm;
 mod fold_reshapes;
 mod gemm;
 mod opset;
+mod transpose_after_matmul;
 
 pub use fold_batchnorm::fold_batchnorm;
 pub use fold_reshapes::fold_constant_reshapes;
 pub use gemm::gemm_to_matmul;
 pub use opset::upgrade_opset;
+pub use transpose_after_matmul::transpose_after_matmul;
 
 use crate::ir::Graph;
 use crate::Result;

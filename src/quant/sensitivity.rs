@@ -60,6 +60,15 @@ pub fn choose_fallback(
         .collect();
     let reference = outputs(model, &subset)?;
     let signal: f64 = reference.iter().map(|v| v * v).sum::<f64>().max(f64::MIN_POSITIVE);
+    let budget = 10f64.powf(-target_sqnr_db / 10.0);
+    // One trial with every group quantized first: when that already meets the
+    // target, nothing falls back and the per-group trials are not needed.
+    let everything: Vec<usize> = groups.iter().flat_map(|g| g.nodes.iter().copied()).collect();
+    let out = outputs(&build(&everything)?, &subset)?;
+    let whole: f64 = out.iter().zip(&reference).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / signal;
+    if whole <= budget {
+        return Ok(vec![]);
+    }
     progress.start(groups.len() as u64, "sensitivity");
     // Each group's trial model is independent: they run in parallel, results in group order.
     let noise: Vec<f64> = crate::parallel::map(groups, |group| -> Result<f64> {
@@ -73,7 +82,6 @@ pub fn choose_fallback(
     progress.finish();
     let mut order: Vec<usize> = (0..groups.len()).collect();
     order.sort_by(|&a, &b| noise[b].total_cmp(&noise[a]).then(a.cmp(&b)));
-    let budget = 10f64.powf(-target_sqnr_db / 10.0);
     let mut remaining: f64 = noise.iter().sum();
     let max_groups = ((groups.len() as f64 * MAX_FALLBACK_FRACTION).floor() as usize).max(1);
     let mut float = vec![];

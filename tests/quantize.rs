@@ -201,8 +201,16 @@ fn dynamic_minilm_runs_matmul_integer_in_both_runtimes() {
     assert_eq!(m.graph.nodes.iter().filter(|n| n.op_type == "MatMulInteger").count(), 36);
     let out = dir.path().join("dyn.onnx");
     prunq::onnx::save(&m, &out, &Default::default()).unwrap();
-    let (cos, nn) = embedding_fidelity_in_ort(&src, &out);
-    assert!(cos >= 0.99 && nn >= 0.85, "ORT: cosine {cos}, NN agreement {nn}");
+    // The floor is ONNX Runtime's own dynamic quantization as the issue measured it (cosine 0.993,
+    // NN 87.5 %), one sentence at a time as a server would run it. Measured: 0.9932 / 87.9 %.
+    let data = common::data("sentences_test.npz");
+    let a = common::ort_outputs(&src, &data, 256)["embedding"].to_f32();
+    let b = common::ort_outputs_with(&out, &data, 256, &["--batch", "1"])["embedding"].to_f32();
+    let mut cmp = prunq::eval::OutputComparison::new();
+    cmp.update(&a, &b);
+    let m1 = cmp.finish("embedding");
+    let (cos, nn) = (m1.cosine_mean, m1.nn_agreement.unwrap());
+    assert!(cos >= 0.993 && nn >= 0.875, "ORT batch 1: cosine {cos}, NN agreement {nn}");
     let original = prunq::onnx::load(&src).unwrap();
     let r = prunq::eval::compare(
         &original,

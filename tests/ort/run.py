@@ -1,6 +1,7 @@
 """Runs a model in ONNX Runtime on the arrays of an .npz and saves its outputs.
 
-usage: run.py MODEL DATA.npz OUT.npz [--rows N] [--unoptimized]
+usage: run.py MODEL DATA.npz OUT.npz [--rows N] [--batch B] [--unoptimized]
+--batch B runs B rows at a time (default: all at once); dynamic quantization sees one range per batch.
 --unoptimized runs the graph as written (ORT_DISABLE_ALL): no fused kernels rounding differently.
 Inputs are matched by name (a single-input model takes the single non-label array).
 """
@@ -30,7 +31,10 @@ def main():
             a = arrays[others[0]]
         feed[i.name] = a[:rows] if rows else a
     names = [o.name for o in sess.get_outputs()]
-    results = sess.run(names, feed)
+    n = len(next(iter(feed.values())))
+    batch = int(sys.argv[sys.argv.index("--batch") + 1]) if "--batch" in sys.argv else n
+    parts = [sess.run(names, {k: v[i : i + batch] for k, v in feed.items()}) for i in range(0, n, batch)]
+    results = [np.concatenate([p[j] for p in parts]) for j in range(len(names))]
     np.savez(out, **dict(zip(names, results)))
 
 

@@ -341,3 +341,38 @@ fn fuzz_crash_inputs_stay_fixed() {
         let _ = prunq::data::npy::parse(&bytes, "crash.npy");
     }
 }
+
+#[test]
+fn sparse_initializers_load_dense_and_bad_indices_are_errors() {
+    let dir = common::tempdir();
+    let sparse = |indices: &[i64], dims: &[i64]| proto::SparseTensorProto {
+        values: Some(floats("w", &[2], &[1.5, -2.0])),
+        indices: Some(int64s("w_indices", indices)),
+        dims: dims.to_vec(),
+    };
+    let with = |name: &str, s: proto::SparseTensorProto| {
+        let mut g = graph(vec![node("MatMul", &["x", "w"], &["y"])], vec![], &[1, 4], "y");
+        g.sparse_initializer = vec![s];
+        write(dir.path(), name, g)
+    };
+    // w = [[0, 1.5, 0], [0, 0, 0], [0, 0, 0], [0, 0, -2]]: held dense, run by tract, counted by inspect.
+    let good = with("good.onnx", sparse(&[1, 11], &[4, 3]));
+    let m = prunq::onnx::load(&good).unwrap();
+    let w = m.graph.constant("w").unwrap().unwrap().to_f32().unwrap();
+    assert_eq!(w.as_slice().unwrap(), &[0.0, 1.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -2.0]);
+    let s = prunq::analysis::summarize(&m, &Default::default(), None).unwrap();
+    assert_eq!(s.layers[0].macs, Some(12), "a MatMul on the graph input is counted");
+    let x = prunq::data::Array::F32(ndarray::ArrayD::from_elem(ndarray::IxDyn(&[1, 4]), 1.0));
+    let y = prunq::runtime::Session::new(&m, &Default::default()).unwrap().run(&[x]).unwrap();
+    assert_eq!(y[0].to_f32().as_slice().unwrap(), &[0.0, 1.5, -2.0]);
+    // Out of the shape, negative, or more values than indices: a clear error naming the tensor.
+    for (name, s) in [
+        ("outside.onnx", sparse(&[1, 12], &[4, 3])),
+        ("negative.onnx", sparse(&[-1, 3], &[4, 3])),
+        ("short.onnx", sparse(&[1], &[4, 3])),
+        ("huge.onnx", sparse(&[1, 2], &[1 << 40, 1 << 20])),
+    ] {
+        let err = fails(&[os("inspect"), with(name, s).as_os_str()]);
+        assert!(err.contains("sparse tensor 'w'"), "{name}: {err}");
+    }
+}

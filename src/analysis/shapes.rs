@@ -46,6 +46,11 @@ pub fn infer_shapes(model: &Model, inputs: &BTreeMap<String, Vec<usize>>) -> Res
             shapes.entry(name).or_insert_with(|| t.shape());
         }
     }
+    // tract labels no outlet with a graph input's name: a layer reading the
+    // input directly (a MatMul on `x`) needs it from here.
+    for (name, dims) in inputs {
+        shapes.entry(name.clone()).or_insert_with(|| dims.clone());
+    }
     Ok(shapes)
 }
 

@@ -57,6 +57,10 @@ pub fn densify(values: &Tensor, indices: &Tensor, dims: &[i64], budget: u64) -> 
         [n, r] if *n as usize == nnz && *r as usize == rank => true,
         d => return Err(bad(format!("indices of shape {d:?} do not fit {nnz} values of rank {rank}"))),
     };
+    let wanted = if coordinates { nnz * rank } else { nnz };
+    if positions.len() != wanted {
+        return Err(bad(format!("{} indices where the shape {:?} needs {wanted}", positions.len(), indices.dims)));
+    }
     let linear = |k: usize| -> Option<usize> {
         if !coordinates {
             return usize::try_from(positions[k]).ok().filter(|&p| p < numel);
@@ -160,5 +164,9 @@ mod tests {
         assert!(densify(&v, &at(-1), &[2, 3], u64::MAX).is_err());
         assert!(densify(&v, &at(0), &[1 << 40, 1 << 20], 1 << 30).unwrap_err().to_string().contains("memory limit"));
         assert!(densify(&v, &at(0), &[-2, 3], u64::MAX).is_err());
+        // Indices whose bytes are fewer than their dims say (read before the graph is validated).
+        let mut short = at(0);
+        short.dims = vec![1, 2];
+        assert!(densify(&v, &short, &[2, 3], u64::MAX).unwrap_err().to_string().contains("indices"));
     }
 }

@@ -359,3 +359,24 @@ fn int16_activations_run_in_onnx_runtime_and_are_emulated_exactly_for_tract() {
     cmp.update(&optimized["output"].to_f32(), &tract["output"].to_f32());
     assert!(cmp.finish("output").top1_agreement >= 0.99);
 }
+
+#[test]
+fn reduce_range_keeps_weights_to_seven_bits_and_the_accuracy() {
+    let dir = common::tempdir();
+    let mut m = prunq::onnx::load(common::model("digits_cnn.onnx")).unwrap();
+    let calib = Dataset::open(common::data("digits_calib.npz")).unwrap();
+    let options = prunq::quant::StaticOptions { reduce_range: true, ..Default::default() };
+    prunq::quant::quantize_static(&mut m, &calib, &options, &mut QuantReport::default(), &Silent).unwrap();
+    let weights: Vec<_> =
+        m.graph.initializers.iter().filter(|t| t.dtype == prunq::ir::DataType::INT8 && t.dims.len() > 1).collect();
+    assert!(weights.len() >= 4, "{} int8 weights", weights.len());
+    for t in weights {
+        let q = t.to_array::<i8>().unwrap();
+        assert!(q.iter().all(|&v| (-63..=63).contains(&v)), "{} uses more than 7 bits", t.name);
+        assert!(q.iter().any(|&v| v.abs() == 63), "{}: the 7-bit range is used to its end", t.name);
+    }
+    let out = dir.path().join("cnn.rr.onnx");
+    prunq::onnx::save(&m, &out, &Default::default()).unwrap();
+    let acc = common::accuracy_in_ort(&out, &common::data("digits_test.npz"));
+    assert!(0.998 - acc <= 0.004 + 1e-9, "ORT accuracy {acc}");
+}

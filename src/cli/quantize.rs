@@ -41,6 +41,11 @@ pub struct Args {
     /// Runtime and tract) or `qdq` (INT4 + blocked DequantizeLinear, opset 21; ONNX Runtime only).
     #[arg(long, value_enum, default_value = "portable")]
     int4_format: Int4Format,
+    /// Weights use 7 of their 8 bits (as onnxruntime.quantization's reduce_range): for x86 CPUs
+    /// without VNNI, where ONNX Runtime's AVX2 u8×s8 kernels add pairs of products in 16 bits
+    /// and full-range weights can saturate. Costs accuracy; not needed on VNNI or ARM.
+    #[arg(long)]
+    reduce_range: bool,
     /// Affine (with zero point) weights instead of symmetric.
     #[arg(long)]
     asymmetric: bool,
@@ -112,6 +117,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
                 per_tensor: a.per_tensor,
                 exclude: a.exclude.clone(),
                 int4_format: a.int4_format,
+                reduce_range: a.reduce_range,
                 ..Default::default()
             };
             match (&a.calib, a.target_sqnr > 0.0) {
@@ -140,13 +146,19 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
                 exclude: a.exclude.clone(),
                 op_types: a.op_types.clone(),
                 fallback_sqnr_db: (a.target_sqnr > 0.0).then_some(a.target_sqnr),
+                reduce_range: a.reduce_range,
                 ..Default::default()
             };
             quantize_static(&mut model, &data, &options, &mut report, progress)?;
         }
         Mode::Fp16 => convert_fp16(&mut model, &Fp16Options { keep_io_types: !a.fp16_io }, &mut report)?,
         Mode::Dynamic => {
-            let options = DynamicOptions { exclude: a.exclude.clone(), per_tensor: a.per_tensor, only_nodes: None };
+            let options = DynamicOptions {
+                exclude: a.exclude.clone(),
+                per_tensor: a.per_tensor,
+                only_nodes: None,
+                reduce_range: a.reduce_range,
+            };
             match (&a.calib, a.target_sqnr > 0.0) {
                 (Some(calib), true) => {
                     let data = prunq::data::Dataset::open(calib)?;

@@ -21,6 +21,8 @@ pub struct DynamicOptions {
     pub per_tensor: bool,
     /// Quantize only these nodes (by index); all when `None`.
     pub only_nodes: Option<Vec<usize>>,
+    /// Weights use 7 of their 8 bits.
+    pub reduce_range: bool,
 }
 
 pub fn quantize_dynamic(model: &mut Model, options: &DynamicOptions, report: &mut QuantReport) -> Result<()> {
@@ -71,7 +73,8 @@ pub fn quantize_dynamic(model: &mut Model, options: &DynamicOptions, report: &mu
         .filter(|_| options.only_nodes.is_none())
         .map(|(i, _)| i)
         .collect();
-    let weight_options = super::WeightOptions { only_nodes: Some(gathers), ..Default::default() };
+    let weight_options =
+        super::WeightOptions { only_nodes: Some(gathers), reduce_range: options.reduce_range, ..Default::default() };
     super::quantize_weights(model, &weight_options, report)
 }
 
@@ -119,7 +122,7 @@ fn plan(g: &Graph, node: &Node, options: &DynamicOptions) -> std::result::Result
         },
     };
     let granularity = if options.per_tensor { Granularity::PerTensor } else { Granularity::PerChannel { axis: 1 } };
-    let scheme = QScheme { qtype: QType::Int8, symmetric: true, granularity, reduce_range: false };
+    let scheme = QScheme { qtype: QType::Int8, symmetric: true, granularity, reduce_range: options.reduce_range };
     let (q, params) = scheme.quantize_weight(&wf).map_err(|e| e.to_string())?;
     let n = wf.shape()[1];
     let scale: Array1<f32> = if options.per_tensor {
@@ -190,7 +193,9 @@ pub fn quantize_dynamic_with_fallback(
     // The layers kept float still store int8 weights (weight-only): the file stays small.
     let fallen: Vec<usize> =
         model.graph.nodes.iter().enumerate().filter(|(_, n)| exclude.contains(&n.name)).map(|(i, _)| i).collect();
-    super::quantize_weights(model, &super::WeightOptions { only_nodes: Some(fallen), ..Default::default() }, report)
+    let weight_options =
+        super::WeightOptions { only_nodes: Some(fallen), reduce_range: options.reduce_range, ..Default::default() };
+    super::quantize_weights(model, &weight_options, report)
 }
 
 pub(super) fn op(op_type: &str, name: &str, inputs: &[&str], outputs: &[String], attributes: Vec<Attribute>) -> Node {

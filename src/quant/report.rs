@@ -9,6 +9,9 @@ pub struct TensorRecord {
     pub qtype: QType,
     pub symmetric: bool,
     pub granularity: Granularity,
+    /// One bit of the type left unused (`--reduce-range`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reduce_range: bool,
     pub shape: Vec<usize>,
     pub scale_min: f32,
     pub scale_max: f32,
@@ -23,6 +26,7 @@ impl TensorRecord {
             qtype: scheme.qtype,
             symmetric: scheme.symmetric,
             granularity: scheme.granularity,
+            reduce_range: scheme.reduce_range,
             shape: shape.to_vec(),
             scale_min: lo,
             scale_max: hi,

@@ -42,6 +42,8 @@ pub struct StaticOptions {
     /// Keep the most sensitive layers float until the output's SQNR on the
     /// calibration data is estimated to reach this (dB); `None`: quantize all.
     pub fallback_sqnr_db: Option<f64>,
+    /// Weights use 7 of their 8 bits.
+    pub reduce_range: bool,
 }
 
 impl Default for StaticOptions {
@@ -57,6 +59,7 @@ impl Default for StaticOptions {
             max_samples: None,
             mask_threshold: 1e4,
             fallback_sqnr_db: Some(DEFAULT_FALLBACK_SQNR_DB),
+            reduce_range: false,
         }
     }
 }
@@ -268,7 +271,7 @@ fn apply(
             params.insert(y.clone(), p);
         }
     }
-    quantize_node_weights(&mut model, weight_nodes, &params, report)?;
+    quantize_node_weights(&mut model, weight_nodes, &params, options.reduce_range, report)?;
     insert_qdq(&mut model, &params, options.activation_type)?;
     for (name, &(s, z)) in &params {
         let scheme = QScheme {
@@ -291,6 +294,7 @@ fn quantize_node_weights(
     model: &mut Model,
     nodes: &[usize],
     params: &BTreeMap<String, (f32, i32)>,
+    reduce_range: bool,
     report: &mut QuantReport,
 ) -> Result<()> {
     let g = &model.graph;
@@ -328,7 +332,7 @@ fn quantize_node_weights(
             continue;
         }
         let granularity = axis.map_or(Granularity::PerTensor, |axis| Granularity::PerChannel { axis });
-        let scheme = QScheme { qtype: QType::Int8, symmetric: true, granularity, reduce_range: false };
+        let scheme = QScheme { qtype: QType::Int8, symmetric: true, granularity, reduce_range };
         let (q, p) = scheme.quantize_weight(&wf)?;
         report.tensors.push(TensorRecord::new(&w, &scheme, &p, t.byte_size(), wf.shape()));
         replace_with_dequantize(

@@ -25,6 +25,8 @@ pub struct WeightOptions {
     pub only_nodes: Option<Vec<usize>>,
     /// How 4-bit weights are written.
     pub int4_format: Int4Format,
+    /// Weights use one bit less than their type (7 of 8).
+    pub reduce_range: bool,
 }
 
 /// How 4-bit weights are written.
@@ -49,6 +51,7 @@ impl Default for WeightOptions {
             min_elements: 64,
             only_nodes: None,
             int4_format: Int4Format::Portable,
+            reduce_range: false,
         }
     }
 }
@@ -140,7 +143,7 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
             (true, None) => (QType::Int8, Granularity::PerTensor),
             _ => (options.qtype, granularity),
         };
-        let scheme = QScheme { qtype, symmetric: options.symmetric, granularity, reduce_range: false };
+        let scheme = QScheme { qtype, symmetric: options.symmetric, granularity, reduce_range: options.reduce_range };
         let (q, params) = scheme.quantize_weight(&w)?;
         let record = TensorRecord::new(&name, &scheme, &params, t.byte_size(), w.shape());
         replace_with_dequantize(

@@ -31,6 +31,12 @@ fn element_size(dtype: DataType) -> Option<usize> {
     }
 }
 
+/// An element stored sparse is one whose bytes are not all zero (so −0.0
+/// is kept: the round trip is exact to the bit).
+fn is_zero(element: &[u8]) -> bool {
+    element.iter().all(|&x| x == 0)
+}
+
 /// The dense tensor `dims` with `values` at `indices` (linear `[NNZ]` or
 /// `[NNZ, rank]` coordinates) and zeros elsewhere. `budget` bounds its bytes.
 pub fn densify(values: &Tensor, indices: &Tensor, dims: &[i64], budget: u64) -> Result<Tensor> {
@@ -99,7 +105,7 @@ pub fn sparsify(t: &Tensor, layout: &SparseLayout) -> Option<(Tensor, Tensor)> {
     let mut indices: Vec<u8> = Vec::new();
     let mut nnz = 0i64;
     for (p, e) in b.chunks_exact(size).enumerate() {
-        if e.iter().all(|&x| x == 0) {
+        if is_zero(e) {
             continue;
         }
         nnz += 1;
@@ -131,7 +137,7 @@ pub fn sparsify(t: &Tensor, layout: &SparseLayout) -> Option<(Tensor, Tensor)> {
 pub fn sparse_and_dense_bytes(t: &Tensor) -> Option<(usize, usize)> {
     let size = element_size(t.dtype)?;
     let TensorData::Bytes(b) = &t.data else { return None };
-    let nnz = b.chunks_exact(size).filter(|e| e.iter().any(|&x| x != 0)).count();
+    let nnz = b.chunks_exact(size).filter(|e| !is_zero(e)).count();
     Some((nnz * (size + 8), b.len()))
 }
 

@@ -10,11 +10,8 @@ use std::borrow::Cow;
 /// `model` as tract can run it (unchanged when nothing needs rewriting).
 pub fn for_tract(model: &Model) -> Result<Cow<'_, Model>> {
     let g = &model.graph;
-    let sixteen_bit = |name: &str| {
-        g.constant(name)
-            .and_then(|t| t.ok())
-            .filter(|t| matches!(t.dtype, DataType::INT16 | DataType::UINT16) && t.dims.is_empty())
-    };
+    let scalar = |name: &str| g.constant(name).and_then(|t| t.ok()).filter(|t| t.dims.is_empty());
+    let sixteen_bit = |name: &str| scalar(name).filter(|t| matches!(t.dtype, DataType::INT16 | DataType::UINT16));
     let index = GraphIndex::new(g);
     let mut pairs = vec![];
     for (i, q) in g.nodes.iter().enumerate() {
@@ -23,12 +20,16 @@ pub fn for_tract(model: &Model) -> Result<Cow<'_, Model>> {
         }
         let (Some(scale), Some(zp), Some(out)) = (q.input(1), q.input(2), q.outputs.first()) else { continue };
         let Some(zp) = sixteen_bit(zp) else { continue };
-        let scalar_scale = g.constant(scale).and_then(|t| t.ok()).is_some_and(|t| t.dims.is_empty());
         let consumers = index.consumers(out);
+        // Per-tensor pairs only: a scalar scale broadcasts the same in float arithmetic.
+        let per_tensor_dequantizer = |&(c, slot): &(usize, usize)| {
+            let dq = &g.nodes[c];
+            slot == 0 && dq.op_type == "DequantizeLinear" && dq.input(1).is_some_and(|s| scalar(s).is_some())
+        };
         let only_dequantized = !consumers.is_empty()
-            && consumers.iter().all(|&(c, slot)| slot == 0 && g.nodes[c].op_type == "DequantizeLinear")
+            && consumers.iter().all(per_tensor_dequantizer)
             && g.outputs.iter().all(|o| &o.name != out);
-        if scalar_scale && only_dequantized {
+        if scalar(scale).is_some() && only_dequantized {
             pairs.push((i, zp, consumers.iter().map(|&(c, _)| c).collect::<Vec<_>>()));
         }
     }
@@ -42,8 +43,7 @@ pub fn for_tract(model: &Model) -> Result<Cow<'_, Model>> {
         let node = &model.graph.nodes[q];
         let out = &node.outputs[0];
         let zf = format!("{out}_zero_point_float");
-        let zero = zp.to_f32()?.iter().next().copied().unwrap_or(0.0);
-        m.graph.initializers.push(Tensor::scalar(&zf, zero));
+        m.graph.initializers.push(Tensor::scalar(&zf, scalar_value(&zp)?));
         m.graph.initializers.push(Tensor::scalar(format!("{out}_min"), lo));
         m.graph.initializers.push(Tensor::scalar(format!("{out}_max"), hi));
         let (x, s) = (node.inputs[0].clone(), node.inputs[1].clone());
@@ -67,11 +67,10 @@ pub fn for_tract(model: &Model) -> Result<Cow<'_, Model>> {
             let dq = &model.graph.nodes[d];
             let (ds, dz) = (dq.inputs[1].clone(), dq.input(2).map(|z| z.to_string()));
             let dout = dq.outputs[0].clone();
-            let centred = match dz {
-                Some(z) if sixteen_bit(&z).is_some() => {
+            let centred = match dz.and_then(|z| sixteen_bit(&z)) {
+                Some(z) => {
                     let zf = format!("{dout}_zero_point_float");
-                    let zero = sixteen_bit(&z).expect("checked").to_f32()?.iter().next().copied().unwrap_or(0.0);
-                    m.graph.initializers.push(Tensor::scalar(&zf, zero));
+                    m.graph.initializers.push(Tensor::scalar(&zf, scalar_value(&z)?));
                     nodes.push(step("Sub", vec![out.clone(), zf], format!("{dout}_centred")));
                     format!("{dout}_centred")
                 }
@@ -91,4 +90,9 @@ pub fn for_tract(model: &Model) -> Result<Cow<'_, Model>> {
     }
     crate::transform::sort_nodes(&mut m.graph)?;
     Ok(Cow::Owned(m))
+}
+
+/// The value of a scalar integer constant, as float.
+fn scalar_value(t: &Tensor) -> Result<f32> {
+    Ok(t.to_f32()?.iter().next().copied().unwrap_or(0.0))
 }

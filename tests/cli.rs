@@ -82,3 +82,19 @@ fn demo_runs_with_no_arguments() {
     assert!(out.contains("byte-identical to the original: yes"), "{out}");
     assert!(out.contains("channels physically removed: MACs 11,879,040 →"), "{out}");
 }
+
+#[test]
+fn a_closed_output_pipe_stops_quietly_like_other_unix_tools() {
+    // `prunq inspect m | head -0`: the reader is gone before prunq writes (loading the recogniser
+    // takes far longer than closing the pipe). The shell's status for a writer killed by SIGPIPE.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prunq"))
+        .args(["inspect", common::model("ppocr_rec_v4.onnx").to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "no internal error: {}", String::from_utf8_lossy(&out.stderr));
+}

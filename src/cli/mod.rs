@@ -67,9 +67,14 @@ pub fn main() -> ExitCode {
             let usage = matches!(e.downcast_ref::<prunq::Error>(), Some(prunq::Error::Usage(_)));
             ExitCode::from(if usage { 2 } else { 1 })
         }
-        // A panic is a bug, but the user still gets one line and exit code 1.
         Err(_) => {
             let msg = prunq::runtime::last_panic().unwrap_or_default();
+            // The reader of our output went away (`prunq inspect m | head`): stop quietly with
+            // the status a shell gives a writer killed by SIGPIPE, as other Unix tools do.
+            if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+                return ExitCode::from(141);
+            }
+            // Any other panic is a bug, but the user still gets one line and exit code 1.
             eprintln!("error: internal error: {msg} (please report this with the model)");
             ExitCode::from(1)
         }

@@ -1,6 +1,7 @@
 //! The `prunq` command line: parses arguments, calls the library, prints.
 //! No logic of its own lives here.
 
+mod bench;
 mod compare;
 mod demo;
 mod eval;
@@ -24,6 +25,14 @@ struct Cli {
     /// Largest tensor a model may make from constants, in bytes (K, M, G suffixes; default 8G).
     #[arg(long, global = true, value_parser = parse_bytes)]
     memory_limit: Option<u64>,
+    /// Which engine runs models: auto (ONNX Runtime when its library loads, else tract), ort,
+    /// tract; `both` only with `bench`.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    runtime: RuntimeArg,
+    /// ONNX Runtime's shared library (default: $ORT_DYLIB_PATH, then the `onnxruntime` Python
+    /// package of the active environment or of ./.venv).
+    #[arg(long, global = true)]
+    ort_lib: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +49,8 @@ enum Command {
     Quantize(quantize::Args),
     /// Zero the least important weights (unstructured or N:M sparsity).
     Prune(prune::Args),
+    /// Time models side by side (runs interleaved) in ONNX Runtime and/or tract.
+    Bench(bench::Args),
     /// Show what prunq does, on a small bundled model and data set.
     Demo(demo::Args),
 }
@@ -51,6 +62,12 @@ pub fn main() -> ExitCode {
     if let Some(limit) = cli.memory_limit {
         prunq::onnx::limits::set_memory_limit(limit);
     }
+    if cli.runtime == RuntimeArg::Both && !matches!(cli.command, Command::Bench(_)) {
+        eprintln!("error: --runtime both is for `prunq bench`; other commands take auto, ort or tract");
+        return ExitCode::from(2);
+    }
+    prunq::runtime::set_ort_library(cli.ort_lib.clone());
+    prunq::runtime::set_runtime(cli.runtime.choice());
     let progress = progress::Bar::new(cli.quiet);
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cli.command {
         Command::Inspect(a) => inspect::run(a),
@@ -58,6 +75,7 @@ pub fn main() -> ExitCode {
         Command::Compare(a) => compare::run(a, &progress),
         Command::Quantize(a) => quantize::run(a, &progress),
         Command::Prune(a) => prune::run(a, &progress),
+        Command::Bench(a) => bench::run(a, cli.runtime, cli.threads, &progress),
         Command::Demo(a) => demo::run(a, &progress),
     }));
     match run {
@@ -77,6 +95,25 @@ pub fn main() -> ExitCode {
             // Any other panic is a bug, but the user still gets one line and exit code 1.
             eprintln!("error: internal error: {msg} (please report this with the model)");
             ExitCode::from(1)
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeArg {
+    Auto,
+    Ort,
+    Tract,
+    Both,
+}
+
+impl RuntimeArg {
+    fn choice(self) -> prunq::runtime::RuntimeChoice {
+        use prunq::runtime::RuntimeChoice;
+        match self {
+            RuntimeArg::Auto | RuntimeArg::Both => RuntimeChoice::Auto,
+            RuntimeArg::Ort => RuntimeChoice::Ort,
+            RuntimeArg::Tract => RuntimeChoice::Tract,
         }
     }
 }

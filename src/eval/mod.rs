@@ -1,9 +1,11 @@
 //! Judging models: accuracy, agreement with a reference, latency.
 
+mod bench;
 mod ctc;
 mod metrics;
 mod run;
 
+pub use bench::{bench, BenchOptions, BenchReport, ModelLatency};
 pub use ctc::{edit_distance, CtcDecoder};
 pub use metrics::{argmax, cosine, OutputComparison, OutputMetrics};
 pub use run::{compare, evaluate, CompareReport, EvalReport, RunOptions};

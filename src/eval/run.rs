@@ -5,7 +5,7 @@ use super::metrics::{argmax, OutputComparison, OutputMetrics};
 use super::Progress;
 use crate::data::{Array, Dataset};
 use crate::ir::Model;
-use crate::runtime::{feed_inputs, Session, SessionOptions};
+use crate::runtime::{feed_inputs, RuntimeInfo, Session, SessionOptions};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -36,6 +36,8 @@ pub struct EvalReport {
     /// …and the character error rate (edit distance / reference length).
     pub cer: Option<f64>,
     pub batch_size: usize,
+    /// What ran the model.
+    pub runtime: RuntimeInfo,
     pub latency_ms_median: f64,
     pub throughput_per_s: f64,
     pub outputs: Vec<(String, Vec<usize>)>,
@@ -44,6 +46,8 @@ pub struct EvalReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct CompareReport {
     pub samples: usize,
+    /// What ran both models.
+    pub runtime: RuntimeInfo,
     pub outputs: Vec<OutputMetrics>,
 }
 
@@ -91,6 +95,7 @@ pub fn evaluate(model: &Model, data: &Dataset, options: &RunOptions, progress: &
         exact_match: decoder.as_ref().map(|_| exact as f64 / bound.rows.max(1) as f64),
         cer: decoder.as_ref().map(|_| edits as f64 / chars.max(1) as f64),
         batch_size: options.batch_size,
+        runtime: RuntimeInfo::of(session.backend),
         latency_ms_median: median_ms(&mut times),
         throughput_per_s: bound.rows as f64 / total.as_secs_f64().max(1e-9),
         outputs: shapes,
@@ -138,7 +143,7 @@ pub fn compare(
     })?;
     progress.finish();
     let outputs = cmps.into_iter().zip(&a.outputs).map(|(c, n)| c.finish(n)).collect();
-    Ok(CompareReport { samples: bound.rows, outputs })
+    Ok(CompareReport { samples: bound.rows, runtime: RuntimeInfo::of(a.backend), outputs })
 }
 
 /// Arg-max of each row of a [rows, …] output, over everything after the batch axis.

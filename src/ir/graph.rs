@@ -104,6 +104,33 @@ pub enum Dim {
 }
 
 impl ValueInfo {
+    /// A tensor-typed value: element type and, when known, its shape.
+    pub fn tensor(name: impl Into<String>, dtype: Option<super::DataType>, shape: Option<&[Dim]>) -> ValueInfo {
+        let mut v = ValueInfo { name: name.into(), ..Default::default() };
+        v.set_tensor_type(dtype, shape);
+        v
+    }
+
+    /// Declares the value a tensor of `dtype` (unknown when `None`) and shape
+    /// (none declared when `None`), replacing whatever type it had.
+    pub fn set_tensor_type(&mut self, dtype: Option<super::DataType>, shape: Option<&[Dim]>) {
+        use proto::tensor_shape_proto::{dimension::Value, Dimension};
+        let dim = |d: &Dim| Dimension {
+            value: match d {
+                Dim::Fixed(n) => Some(Value::DimValue(*n)),
+                Dim::Symbolic(s) => Some(Value::DimParam(s.clone())),
+                Dim::Unknown => None,
+            },
+            ..Default::default()
+        };
+        let shape = shape.map(|dims| proto::TensorShapeProto { dim: dims.iter().map(dim).collect() });
+        let tensor = proto::type_proto::Tensor { elem_type: dtype.map(|d| d.0), shape };
+        self.ty = Some(proto::TypeProto {
+            value: Some(proto::type_proto::Value::TensorType(tensor)),
+            ..Default::default()
+        });
+    }
+
     /// Element type of a tensor-typed value.
     pub fn dtype(&self) -> Option<super::DataType> {
         match self.ty.as_ref()?.value.as_ref()? {

@@ -49,7 +49,7 @@ pub fn summary(s: &Summary) -> String {
 }
 
 pub fn eval(r: &EvalReport) -> String {
-    let mut out = format!("{} samples, batch size {}\n", r.samples, r.batch_size);
+    let mut out = format!("{} samples, batch size {}, {}\n", r.samples, r.batch_size, r.runtime);
     if let Some(a) = r.accuracy {
         out += &format!("accuracy    {:.2} %\n", a * 100.0);
     }
@@ -74,7 +74,7 @@ pub fn compare(r: &CompareReport) -> String {
             o.nn_agreement.map(|v| format!("{:.2} %", v * 100.0)).unwrap_or_else(|| "-".into()),
         ]);
     }
-    format!("{} samples\n{}", r.samples, t.render())
+    format!("{} samples, {}\n{}", r.samples, r.runtime, t.render())
 }
 
 /// The channel groups of a model: what each is made by, and whether it can be pruned.
@@ -138,6 +138,42 @@ pub fn structured(r: &crate::prune::structured::StructuredReport) -> String {
     }
     for n in &r.notes {
         out += &format!("note: {n}\n");
+    }
+    out
+}
+
+/// Latency side by side: one table per runtime, and where the time goes when profiled.
+pub fn bench(r: &crate::eval::BenchReport) -> String {
+    let threads = if r.threads == 1 { "1 thread".to_string() } else { format!("{} threads", r.threads) };
+    let mut out = format!(
+        "{}, batch size {}, {threads}, {} runs each, taking turns\n",
+        r.runtime, r.batch_size, r.runs
+    );
+    let mut t = Table::new(&["model", "median ms", "p10 ms", "p90 ms", "time ratio", "speed-up"]);
+    for m in &r.models {
+        t.row(&[
+            m.name.clone(),
+            format!("{:.3}", m.median_ms),
+            format!("{:.3}", m.p10_ms),
+            format!("{:.3}", m.p90_ms),
+            format!("{:.3}", m.time_ratio),
+            format!("{:.2}×", m.speedup),
+        ]);
+    }
+    out += &t.render();
+    for m in &r.models {
+        let Some(p) = &m.profile else { continue };
+        out += &format!("\n{} — time by op type\n", m.name);
+        let mut t = Table::new(&["op", "calls", "total ms", "share"]);
+        for op in p.ops.iter().take(12) {
+            t.row(&[
+                op.op_type.clone(),
+                op.calls.to_string(),
+                format!("{:.3}", op.total_ms),
+                format!("{:.1} %", op.share * 100.0),
+            ]);
+        }
+        out += &t.render();
     }
     out
 }

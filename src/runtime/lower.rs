@@ -3,12 +3,41 @@
 //! pairs are run as the float arithmetic they stand for. prunq's own
 //! validation of a 16-bit model then measures exactly what ONNX Runtime computes.
 
-use crate::ir::{DataType, GraphIndex, Model, Node, Tensor};
+use crate::ir::{DataType, Dim, GraphIndex, Model, Node, Tensor, ValueInfo};
 use crate::Result;
 use std::borrow::Cow;
 
 /// `model` as tract can run it (unchanged when nothing needs rewriting).
 pub fn for_tract(model: &Model) -> Result<Cow<'_, Model>> {
+    let model = without_symbolic_value_info(model);
+    match sixteen_bit_as_float(&model)? {
+        Cow::Owned(m) => Ok(Cow::Owned(m)),
+        Cow::Borrowed(_) => Ok(model),
+    }
+}
+
+/// Declared shapes of intermediate tensors and outputs with named or unknown
+/// dims, dropped (their element types kept). ONNX shape inference and many
+/// exporters write them (`[batch, 32, 16, 16]`); tract takes each name for a
+/// symbol of its own, which then fails to unify with the input's batch or a
+/// concrete batch size. tract infers these shapes itself.
+fn without_symbolic_value_info(model: &Model) -> Cow<'_, Model> {
+    let symbolic = |v: &ValueInfo| v.shape().is_some_and(|dims| dims.iter().any(|d| !matches!(d, Dim::Fixed(_))));
+    let g = &model.graph;
+    if !g.value_info.iter().chain(&g.outputs).any(symbolic) {
+        return Cow::Borrowed(model);
+    }
+    let mut m = model.clone();
+    for v in m.graph.value_info.iter_mut().chain(m.graph.outputs.iter_mut()) {
+        if symbolic(v) {
+            let dtype = v.dtype();
+            v.set_tensor_type(dtype, None);
+        }
+    }
+    Cow::Owned(m)
+}
+
+fn sixteen_bit_as_float(model: &Model) -> Result<Cow<'_, Model>> {
     let g = &model.graph;
     let scalar = |name: &str| g.constant(name).and_then(|t| t.ok()).filter(|t| t.dims.is_empty());
     let sixteen_bit = |name: &str| scalar(name).filter(|t| matches!(t.dtype, DataType::INT16 | DataType::UINT16));

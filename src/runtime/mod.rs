@@ -1,10 +1,189 @@
-//! Running models with tract: a session over an IR model, batch runs, and
-//! capture of named intermediate tensors.
+//! Running models: one [`Session`] over two backends — tract (built in) and
+//! ONNX Runtime (loaded at run time from its shared library) — with capture
+//! of named intermediate tensors in both.
+//!
+//! Which backend runs is chosen once per process ([`set_runtime`], the CLI's
+//! `--runtime auto|ort|tract`) or per session ([`SessionOptions::backend`]).
+//! `auto` means ONNX Runtime when its library loads, else tract.
 
 mod guard;
 mod lower;
-mod session;
+mod onnxruntime;
+mod ort_library;
+mod profile;
+mod tract;
 
 pub use guard::{guarded, inside_guard, last_panic, remember_panics};
+pub use onnxruntime::OrtSession;
+pub use ort_library::{ort_info, set_ort_library, OrtInfo};
+pub use profile::{OpTime, Profile};
+pub use tract::{inference_ranks, typed_model, TractSession};
 
-pub use session::{feed_inputs, inference_ranks, typed_model, Session, SessionOptions};
+use crate::data::Array;
+use crate::ir::{Model, ValueInfo};
+use crate::{Error, Result};
+use serde::Serialize;
+use std::sync::Mutex;
+
+/// An engine that runs models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Tract,
+    #[serde(rename = "onnxruntime")]
+    Ort,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Tract => "tract",
+            Backend::Ort => "onnxruntime",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the user asked for: a backend, or whichever is best available.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RuntimeChoice {
+    /// ONNX Runtime when its library loads, else tract.
+    #[default]
+    Auto,
+    Ort,
+    Tract,
+}
+
+static CHOICE: Mutex<RuntimeChoice> = Mutex::new(RuntimeChoice::Auto);
+
+/// The backend sessions use from now on unless their options name one.
+pub fn set_runtime(choice: RuntimeChoice) {
+    *CHOICE.lock().unwrap_or_else(|e| e.into_inner()) = choice;
+}
+
+/// The backend the current choice resolves to. `Ort` when ONNX Runtime was
+/// asked for and cannot be loaded is an error saying where prunq looked.
+pub fn default_backend() -> Result<Backend> {
+    match *CHOICE.lock().unwrap_or_else(|e| e.into_inner()) {
+        RuntimeChoice::Tract => Ok(Backend::Tract),
+        RuntimeChoice::Ort => ort_library::environment().map(|_| Backend::Ort),
+        RuntimeChoice::Auto => Ok(if ort_library::environment().is_ok() { Backend::Ort } else { Backend::Tract }),
+    }
+}
+
+/// What ran a model, for reports: the backend and, for ONNX Runtime, its
+/// version and library.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RuntimeInfo {
+    pub backend: Backend,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub library: Option<String>,
+}
+
+impl RuntimeInfo {
+    pub fn of(backend: Backend) -> RuntimeInfo {
+        match (backend, ort_info()) {
+            (Backend::Ort, Some(i)) => {
+                RuntimeInfo { backend, version: Some(i.version), library: Some(i.library.display().to_string()) }
+            }
+            _ => RuntimeInfo { backend, version: None, library: None },
+        }
+    }
+
+    /// The current default backend's description.
+    pub fn current() -> Result<RuntimeInfo> {
+        default_backend().map(RuntimeInfo::of)
+    }
+}
+
+impl std::fmt::Display for RuntimeInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.version {
+            Some(v) => write!(f, "{} {v}", self.backend),
+            None => write!(f, "{}", self.backend),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SessionOptions {
+    /// Intermediate tensors to return after the graph outputs, by ONNX name.
+    pub capture: Vec<String>,
+    /// Only the captured tensors are returned (not the graph outputs).
+    pub capture_only: bool,
+    /// The engine; `None` takes the process default ([`set_runtime`]).
+    pub backend: Option<Backend>,
+    /// Threads inside one run (ONNX Runtime's intra-op pool); default 1, so
+    /// that prunq's own parallel batches and trials share the cores and the
+    /// results never depend on the thread count.
+    pub intra_threads: Option<usize>,
+    /// Record a per-node profile of every run (see [`Session::profile`]).
+    pub profile: bool,
+}
+
+/// A model ready to run on one backend.
+pub struct Session {
+    engine: Engine,
+    /// Names of the returned tensors, in order.
+    pub outputs: Vec<String>,
+    pub backend: Backend,
+}
+
+enum Engine {
+    Tract(TractSession),
+    Ort(OrtSession),
+}
+
+/// The graph inputs a caller must feed: those that are not also initializers.
+pub fn feed_inputs(model: &Model) -> Vec<ValueInfo> {
+    let g = &model.graph;
+    g.inputs.iter().filter(|i| g.initializers.iter().all(|t| t.name != i.name)).cloned().collect()
+}
+
+impl Session {
+    pub fn new(model: &Model, options: &SessionOptions) -> Result<Session> {
+        let backend = match options.backend {
+            Some(b) => b,
+            None => default_backend()?,
+        };
+        let mut outputs: Vec<String> =
+            if options.capture_only { vec![] } else { model.graph.outputs.iter().map(|o| o.name.clone()).collect() };
+        outputs.extend(options.capture.iter().cloned());
+        let engine = match backend {
+            Backend::Tract => Engine::Tract(TractSession::new(model, outputs.clone(), options.profile)?),
+            Backend::Ort => Engine::Ort(OrtSession::new(model, outputs.clone(), options)?),
+        };
+        Ok(Session { engine, outputs, backend })
+    }
+
+    /// Runs one batch; `inputs` in the order of [`feed_inputs`]. May be
+    /// called from several threads at once.
+    pub fn run(&self, inputs: &[Array]) -> Result<Vec<Array>> {
+        match &self.engine {
+            Engine::Tract(s) => s.run(inputs),
+            Engine::Ort(s) => s.run(inputs),
+        }
+    }
+
+    /// Time per op type over the runs since the session was made with
+    /// `profile: true` (empty otherwise).
+    pub fn profile(&self) -> Result<Profile> {
+        match &self.engine {
+            Engine::Tract(s) => Ok(s.profile()),
+            Engine::Ort(s) => s.profile(),
+        }
+    }
+}
+
+/// An error for a runtime that cannot handle the model: tract's errors get
+/// the hint that ONNX Runtime may run it.
+fn tract_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Runtime(format!("{what}: {e} (ONNX Runtime may run it: --runtime ort)"))
+}

@@ -1,6 +1,9 @@
-//! A model made runnable by tract, returning its outputs and any chosen
-//! intermediate tensors in the same pass.
+//! The tract backend: a model made runnable by tract, returning its outputs
+//! and any chosen intermediate tensors in the same pass; tract's typed model
+//! for analysis.
 
+use super::feed_inputs;
+use super::profile::{Profile, Recorder};
 use crate::data::Array;
 use crate::ir::{DataType, Dim, Model, ValueInfo};
 use crate::{Error, Result};
@@ -10,17 +13,7 @@ use tract_onnx::prelude::*;
 
 type Plan = Arc<TypedRunnableModel>;
 
-#[derive(Clone, Debug, Default)]
-pub struct SessionOptions {
-    /// Intermediate tensors to return after the graph outputs, by ONNX name.
-    pub capture: Vec<String>,
-    /// Concrete shapes for some inputs; other dims stay symbolic.
-    pub input_shapes: BTreeMap<String, Vec<usize>>,
-    /// Only the captured tensors are returned (not the graph outputs).
-    pub capture_only: bool,
-}
-
-pub struct Session {
+pub struct TractSession {
     /// The parsed model, before input facts are set; cloned per input shape.
     inference: InferenceModel,
     /// One optimized plan per distinct set of input shapes seen so far (a data
@@ -30,28 +23,28 @@ pub struct Session {
     inputs: Vec<ValueInfo>,
     /// Names of the returned tensors, in order.
     pub outputs: Vec<String>,
+    /// Per-node times, when profiling.
+    recorder: Option<Recorder>,
 }
 
-/// The graph inputs a caller must feed: those that are not also initializers.
-pub fn feed_inputs(model: &Model) -> Vec<ValueInfo> {
-    let g = &model.graph;
-    g.inputs.iter().filter(|i| g.initializers.iter().all(|t| t.name != i.name)).cloned().collect()
-}
-
-impl Session {
-    pub fn new(model: &Model, options: &SessionOptions) -> Result<Session> {
-        super::guarded("loading the model", || Session::load(model, options))
+impl TractSession {
+    /// `outputs`: the tensors to return, by ONNX name (graph outputs or any intermediate).
+    pub fn new(model: &Model, outputs: Vec<String>, profile: bool) -> Result<TractSession> {
+        super::guarded("loading the model", || TractSession::load(model, outputs, profile))
     }
 
-    fn load(model: &Model, options: &SessionOptions) -> Result<Session> {
+    fn load(model: &Model, outputs: Vec<String>, profile: bool) -> Result<TractSession> {
         let mut inference = inference_model(model)?;
-        let mut outputs: Vec<String> =
-            if options.capture_only { vec![] } else { model.graph.outputs.iter().map(|o| o.name.clone()).collect() };
-        outputs.extend(options.capture.iter().cloned());
         inference
             .select_outputs_by_name(&outputs)
             .map_err(|e| Error::Runtime(format!("cannot capture tensor: {e}")))?;
-        Ok(Session { inference, plans: Mutex::new(BTreeMap::new()), inputs: feed_inputs(model), outputs })
+        let recorder = profile.then(Recorder::default);
+        Ok(TractSession { inference, plans: Mutex::new(BTreeMap::new()), inputs: feed_inputs(model), outputs, recorder })
+    }
+
+    /// Time per (optimized) op type over the runs so far.
+    pub fn profile(&self) -> Profile {
+        self.recorder.as_ref().map(Recorder::profile).unwrap_or_default()
     }
 
     /// Runs one batch; `inputs` in the order of [`feed_inputs`].
@@ -65,7 +58,18 @@ impl Session {
         }
         let plan = self.plan(inputs)?;
         let tv: TVec<TValue> = inputs.iter().map(|a| to_tract(a).into()).collect();
-        let out = plan.run(tv).map_err(|e| Error::Runtime(format!("tract failed to run the model: {e:#}")))?;
+        let out = match &self.recorder {
+            None => plan.run(tv),
+            Some(recorder) => plan.spawn().and_then(|mut state| {
+                state.run_plan_with_eval(tv, |ctx, op_state, node, input| {
+                    let started = std::time::Instant::now();
+                    let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, input);
+                    recorder.record(&node.op().name(), started.elapsed());
+                    out
+                })
+            }),
+        }
+        .map_err(|e| Error::Runtime(format!("tract failed to run the model: {e:#}")))?;
         out.iter().zip(&self.outputs).map(|(t, name)| from_tract(t, name)).collect()
     }
 
@@ -81,7 +85,7 @@ impl Session {
         let plan = typed
             .into_optimized()
             .and_then(|m| m.into_runnable())
-            .map_err(|e| Error::Runtime(format!("tract cannot optimize the model: {e:#}")))?;
+            .map_err(|e| super::tract_error("tract cannot optimize the model", format!("{e:#}")))?;
         plans.insert(key, plan.clone());
         Ok(plan)
     }
@@ -117,7 +121,7 @@ fn inference_model(model: &Model) -> Result<InferenceModel> {
         .map_err(|e| Error::Runtime(format!("tract cannot read the model: {e}")))?;
     let parsed = tract_onnx::onnx()
         .parse(&pb, None)
-        .map_err(|e| Error::Runtime(format!("tract cannot load the model: {e:#}")))?;
+        .map_err(|e| super::tract_error("tract cannot load the model", format!("{e:#}")))?;
     if !parsed.unresolved_inputs.is_empty() {
         return Err(Error::Runtime(format!("unresolved inputs: {:?}", parsed.unresolved_inputs)));
     }
@@ -149,23 +153,8 @@ fn weights_as_inputs(model: &Model) -> Model {
 }
 
 fn value_info_of(t: &crate::ir::Tensor) -> ValueInfo {
-    use crate::proto::{tensor_shape_proto, type_proto, TensorShapeProto, TypeProto};
-    let dim = |d: i64| tensor_shape_proto::Dimension {
-        value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
-        ..Default::default()
-    };
-    let shape = TensorShapeProto { dim: t.dims.iter().map(|&d| dim(d)).collect() };
-    ValueInfo {
-        name: t.name.clone(),
-        ty: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(t.dtype.0),
-                shape: Some(shape),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    let dims: Vec<Dim> = t.dims.iter().map(|&d| Dim::Fixed(d)).collect();
+    ValueInfo::tensor(&t.name, Some(t.dtype), Some(&dims))
 }
 
 fn with_input_facts(
@@ -198,7 +187,7 @@ fn with_input_facts(
         };
         inference.set_input_fact(ix, fact).map_err(|e| Error::Runtime(format!("input '{}': {e}", input.name)))?;
     }
-    inference.into_typed().map_err(|e| Error::Runtime(format!("tract cannot type the model: {e:#}")))
+    inference.into_typed().map_err(|e| super::tract_error("tract cannot type the model", format!("{e:#}")))
 }
 
 /// One tract symbol per distinct dim name, named so tract's parser accepts it.

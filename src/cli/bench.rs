@@ -1,0 +1,62 @@
+use super::RuntimeArg;
+use prunq::eval::{bench, BenchOptions, BenchReport, Progress};
+use prunq::runtime::Backend;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The models to time; the first is the reference of every ratio.
+    #[arg(required = true)]
+    models: Vec<PathBuf>,
+    /// Input data (`.npz` named like the models' inputs, or `.npy`); batches cycle through it.
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    batch_size: usize,
+    /// Timed rounds; each round runs every model once, in turn.
+    #[arg(long, default_value_t = 100)]
+    runs: usize,
+    /// Untimed rounds first.
+    #[arg(long, default_value_t = 10)]
+    warmup: usize,
+    /// Also show where the time goes, per op type (ONNX Runtime's profiler; tract's per-node times).
+    #[arg(long)]
+    profile: bool,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `threads`: the global `--threads`, here the threads inside one run (default 1).
+pub fn run(a: Args, runtime: RuntimeArg, threads: Option<usize>, progress: &dyn Progress) -> anyhow::Result<()> {
+    let backends = match runtime {
+        RuntimeArg::Both => vec![Backend::Ort, Backend::Tract],
+        RuntimeArg::Ort => vec![Backend::Ort],
+        RuntimeArg::Tract => vec![Backend::Tract],
+        RuntimeArg::Auto => vec![prunq::runtime::default_backend()?],
+    };
+    if backends.contains(&Backend::Ort) {
+        prunq::runtime::set_runtime(prunq::runtime::RuntimeChoice::Ort);
+        prunq::runtime::default_backend()?;
+    }
+    let loaded = a.models.iter().map(prunq::onnx::load).collect::<Result<Vec<_>, _>>()?;
+    let named: Vec<(String, &prunq::ir::Model)> =
+        a.models.iter().zip(&loaded).map(|(p, m)| (p.display().to_string(), m)).collect();
+    let data = prunq::data::Dataset::open(&a.data)?;
+    let options = BenchOptions {
+        batch_size: a.batch_size,
+        runs: a.runs,
+        warmup: a.warmup,
+        threads: threads.unwrap_or(1).max(1),
+        profile: a.profile,
+    };
+    let reports =
+        backends.iter().map(|&b| bench(&named, &data, b, &options, progress)).collect::<Result<Vec<BenchReport>, _>>()?;
+    if a.json {
+        return super::print_json(&reports);
+    }
+    for r in &reports {
+        print!("{}", prunq::report::text::bench(r));
+    }
+    Ok(())
+}

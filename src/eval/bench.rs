@@ -1,0 +1,169 @@
+//! Latency of several models side by side: runs interleaved (A, B, A, B …) so
+//! that background load hits every model alike, and each model's speed given
+//! as a ratio to the first one's, measured round by round.
+
+use super::Progress;
+use crate::data::{Array, Dataset};
+use crate::ir::Model;
+use crate::runtime::{feed_inputs, Backend, Profile, RuntimeInfo, Session, SessionOptions};
+use crate::{Error, Result};
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Rows per run.
+    pub batch_size: usize,
+    /// Timed rounds (one run of every model each).
+    pub runs: usize,
+    /// Untimed rounds first (plans built, caches warm).
+    pub warmup: usize,
+    /// Threads inside one run (ONNX Runtime's intra-op pool; tract runs on one).
+    pub threads: usize,
+    /// Also time each op type (separate, profiled runs after the timed ones).
+    pub profile: bool,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions { batch_size: 1, runs: 100, warmup: 10, threads: 1, profile: false }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub runtime: RuntimeInfo,
+    pub batch_size: usize,
+    pub threads: usize,
+    pub runs: usize,
+    /// In the order given; the first is the reference of every ratio.
+    pub models: Vec<ModelLatency>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelLatency {
+    pub name: String,
+    pub median_ms: f64,
+    /// 10th and 90th percentiles: the spread of single runs.
+    pub p10_ms: f64,
+    pub p90_ms: f64,
+    /// Median over rounds of this model's time / the first model's time in the
+    /// same round (1.0 for the first; below 1 is faster).
+    pub time_ratio: f64,
+    /// 1 / time_ratio: how many times faster than the first model.
+    pub speedup: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+}
+
+/// Times `models` (name, model) on `backend`, taking turns, on batches of `data`.
+pub fn bench(
+    models: &[(String, &Model)],
+    data: &Dataset,
+    backend: Backend,
+    options: &BenchOptions,
+    progress: &dyn Progress,
+) -> Result<BenchReport> {
+    if models.is_empty() {
+        return Err(Error::Usage("no model to time".into()));
+    }
+    let runs = options.runs.max(1);
+    let session_options = |profile| SessionOptions {
+        backend: Some(backend),
+        intra_threads: Some(options.threads.max(1)),
+        profile,
+        ..Default::default()
+    };
+    let prepared = models
+        .iter()
+        .map(|(name, m)| {
+            let batches = batches_of(m, data, options.batch_size)?;
+            let session = Session::new(m, &session_options(false)).map_err(|e| named(name, e))?;
+            Ok((session, batches))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut times = vec![Vec::with_capacity(runs); models.len()];
+    progress.start((options.warmup + runs) as u64, "bench");
+    for round in 0..options.warmup + runs {
+        for (k, (session, batches)) in prepared.iter().enumerate() {
+            let batch = &batches[round % batches.len()];
+            let started = Instant::now();
+            session.run(batch).map_err(|e| named(&models[k].0, e))?;
+            if round >= options.warmup {
+                times[k].push(started.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        progress.advance(1);
+    }
+    progress.finish();
+    let mut out = vec![];
+    for (k, (name, model)) in models.iter().enumerate() {
+        let ratios: Vec<f64> = times[k].iter().zip(&times[0]).map(|(t, r)| t / r.max(1e-9)).collect();
+        let time_ratio = percentile(&ratios, 0.5);
+        let profile = match options.profile {
+            true => Some(profile_of(model, &prepared[k].1, &session_options(true), runs.div_ceil(4)).map_err(|e| named(name, e))?),
+            false => None,
+        };
+        out.push(ModelLatency {
+            name: name.clone(),
+            median_ms: percentile(&times[k], 0.5),
+            p10_ms: percentile(&times[k], 0.1),
+            p90_ms: percentile(&times[k], 0.9),
+            time_ratio,
+            speedup: 1.0 / time_ratio.max(1e-12),
+            profile,
+        });
+    }
+    Ok(BenchReport {
+        runtime: RuntimeInfo::of(backend),
+        batch_size: options.batch_size,
+        threads: options.threads,
+        runs,
+        models: out,
+    })
+}
+
+/// The data cut into batches of `size` rows (at most 64 distinct batches).
+fn batches_of(model: &Model, data: &Dataset, size: usize) -> Result<Vec<Vec<Array>>> {
+    let bound = data.bind(&feed_inputs(model), None)?;
+    let size = size.max(1);
+    if bound.rows < size {
+        return Err(Error::Data(format!("the data has {} rows, fewer than a batch of {size}", bound.rows)));
+    }
+    // Full batches only: every run does the same amount of work.
+    Ok(bound.batches(size).filter(|(_, b)| b.first().is_some_and(|a| a.shape()[0] == size)).take(64).map(|(_, b)| b).collect())
+}
+
+fn profile_of(model: &Model, batches: &[Vec<Array>], options: &SessionOptions, runs: usize) -> Result<Profile> {
+    let session = Session::new(model, options)?;
+    for round in 0..runs {
+        session.run(&batches[round % batches.len()])?;
+    }
+    session.profile()
+}
+
+fn named(name: &str, e: Error) -> Error {
+    Error::Runtime(format!("{name}: {e}"))
+}
+
+/// The `q` quantile (0..=1) of `values`, by nearest rank.
+fn percentile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let v = [5.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(super::percentile(&v, 0.5), 3.0);
+        assert_eq!(super::percentile(&v, 0.0), 1.0);
+        assert_eq!(super::percentile(&v, 1.0), 5.0);
+        assert!(super::percentile(&[], 0.5).is_nan());
+    }
+}

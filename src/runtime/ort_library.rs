@@ -1,0 +1,159 @@
+//! Finding and loading ONNX Runtime's shared library at run time: prunq builds
+//! and runs without it, and uses the library the user already has (the one
+//! inside the `onnxruntime` Python package, typically).
+//!
+//! Where it looks, in order: `--ort-lib PATH` ([`set_ort_library`]),
+//! `$ORT_DYLIB_PATH`, the `onnxruntime` package of the active Python
+//! environment (`$VIRTUAL_ENV`, then `python3`'s site-packages), `./.venv`.
+//! The library loads once per process; every session shares its environment.
+
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+static EXPLICIT: Mutex<Option<PathBuf>> = Mutex::new(None);
+static LOADED: OnceLock<std::result::Result<Loaded, String>> = OnceLock::new();
+
+struct Loaded {
+    env: ort::environment::Environment,
+    info: OrtInfo,
+}
+
+/// The ONNX Runtime that was loaded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrtInfo {
+    pub version: String,
+    pub library: PathBuf,
+}
+
+/// Use this library file (`--ort-lib`); must be called before the first session.
+pub fn set_ort_library(path: Option<PathBuf>) {
+    *EXPLICIT.lock().unwrap_or_else(|e| e.into_inner()) = path;
+}
+
+/// The loaded runtime's version and file, if it loaded.
+pub fn ort_info() -> Option<OrtInfo> {
+    LOADED.get().and_then(|l| l.as_ref().ok()).map(|l| l.info.clone())
+}
+
+/// The process's ONNX Runtime environment, loading the library on first use.
+pub(super) fn environment() -> Result<&'static ort::environment::Environment> {
+    match LOADED.get_or_init(load) {
+        Ok(l) => Ok(&l.env),
+        Err(e) => Err(Error::Runtime(e.clone())),
+    }
+}
+
+fn load() -> std::result::Result<Loaded, String> {
+    let explicit = EXPLICIT.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let (candidates, looked) = candidates(explicit.as_deref());
+    let Some(library) = candidates.into_iter().next() else {
+        return Err(format!(
+            "ONNX Runtime's library was not found; looked in: {}. Install it (`pip install onnxruntime`) \
+             or name the file with --ort-lib PATH or $ORT_DYLIB_PATH, or use --runtime tract",
+            looked.join("; ")
+        ));
+    };
+    // The library's own version, checked before `ort` binds to it: an older
+    // one lacks API functions ort calls, and ort would stop the process.
+    let minor = ort::util::probe(&library)
+        .ok_or_else(|| format!("{}: not an ONNX Runtime 1.x library", library.display()))?;
+    if minor < ort::MINOR_VERSION {
+        return Err(format!(
+            "{}: ONNX Runtime 1.{minor} is too old; prunq needs 1.{} or newer",
+            library.display(),
+            ort::MINOR_VERSION
+        ));
+    }
+    let version = version_from_name(&library).unwrap_or_else(|| format!("1.{minor}"));
+    let builder = ort::init_from(&library).map_err(|e| format!("{}: {e}", library.display()))?;
+    let env = builder
+        .with_name("prunq")
+        .with_telemetry(false)
+        .build()
+        .map_err(|e| format!("{}: cannot start ONNX Runtime: {e}", library.display()))?;
+    Ok(Loaded { env, info: OrtInfo { version, library } })
+}
+
+/// Existing library files in search order, and a description of every place looked.
+fn candidates(explicit: Option<&Path>) -> (Vec<PathBuf>, Vec<String>) {
+    let mut found = vec![];
+    let mut looked = vec![];
+    if let Some(p) = explicit {
+        looked.push(format!("--ort-lib {}", p.display()));
+        if p.is_file() {
+            found.push(p.to_path_buf());
+        }
+        // An explicit choice is final: never fall through to another library.
+        return (found, looked);
+    }
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        looked.push(format!("$ORT_DYLIB_PATH={}", p.display()));
+        if p.is_file() {
+            found.push(p);
+        }
+        return (found, looked);
+    }
+    let mut site_dirs = vec![];
+    if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
+        site_dirs.extend(venv_site_packages(Path::new(&venv)));
+    }
+    site_dirs.extend(python_site_packages());
+    site_dirs.extend(venv_site_packages(Path::new(".venv")));
+    if !Path::new(".venv").is_dir() {
+        looked.push("./.venv (none here)".into());
+    }
+    for dir in site_dirs {
+        let capi = dir.join("onnxruntime").join("capi");
+        looked.push(capi.display().to_string());
+        found.extend(library_files(&capi));
+    }
+    (found, looked)
+}
+
+/// `VENV/lib/python3.*/site-packages` (and Windows' `VENV/Lib/site-packages`).
+fn venv_site_packages(venv: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![venv.join("Lib").join("site-packages")];
+    if let Ok(entries) = std::fs::read_dir(venv.join("lib")) {
+        let mut pythons: Vec<PathBuf> = entries.flatten().map(|e| e.path().join("site-packages")).collect();
+        pythons.sort();
+        dirs.extend(pythons);
+    }
+    dirs.retain(|d| d.is_dir());
+    dirs
+}
+
+/// The site-packages folders of `python3` on the PATH (asked, not guessed;
+/// importing nothing, so it costs a few milliseconds).
+fn python_site_packages() -> Vec<PathBuf> {
+    let script = "import site, sys\nfor p in site.getsitepackages() + [site.getusersitepackages()]: print(p)";
+    let Ok(out) = std::process::Command::new("python3").args(["-c", script]).output() else { return vec![] };
+    String::from_utf8_lossy(&out.stdout).lines().map(PathBuf::from).filter(|p| p.is_dir()).collect()
+}
+
+/// ONNX Runtime library files in `dir`, newest name first.
+fn library_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            (name.starts_with("libonnxruntime.so") || name == "onnxruntime.dll")
+                || (name.starts_with("libonnxruntime") && name.ends_with(".dylib"))
+        })
+        .collect();
+    files.sort();
+    files.reverse();
+    files
+}
+
+/// `1.32.0` from `libonnxruntime.so.1.32.0` or `libonnxruntime.1.32.0.dylib`.
+fn version_from_name(library: &Path) -> Option<String> {
+    let name = library.file_name()?.to_string_lossy().into_owned();
+    let start = name.find("1.")?;
+    let version: String = name[start..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let version = version.trim_end_matches('.');
+    (version.split('.').count() >= 2).then(|| version.to_string())
+}

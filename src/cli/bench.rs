@@ -50,8 +50,10 @@ pub fn run(a: Args, runtime: RuntimeArg, threads: Option<usize>, progress: &dyn 
         threads: threads.unwrap_or(1).max(1),
         profile: a.profile,
     };
-    let reports =
-        backends.iter().map(|&b| bench(&named, &data, b, &options, progress)).collect::<Result<Vec<BenchReport>, _>>()?;
+    let reports = backends
+        .iter()
+        .map(|&b| bench(&named, &data, b, &options, progress))
+        .collect::<Result<Vec<BenchReport>, _>>()?;
     if a.json {
         return super::print_json(&reports);
     }

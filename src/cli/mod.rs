@@ -67,7 +67,9 @@ pub fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     prunq::runtime::set_ort_library(cli.ort_lib.clone());
-    prunq::runtime::set_runtime(cli.runtime.choice());
+    // A library named by hand is meant to be used: failing to load it is an error, not tract.
+    let runtime = if cli.ort_lib.is_some() && cli.runtime == RuntimeArg::Auto { RuntimeArg::Ort } else { cli.runtime };
+    prunq::runtime::set_runtime(runtime.choice());
     let progress = progress::Bar::new(cli.quiet);
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cli.command {
         Command::Inspect(a) => inspect::run(a),
@@ -158,6 +160,17 @@ fn validate(
     let c = prunq::eval::compare(original, model, &data, &Default::default(), progress)?;
     print!("{}", prunq::report::text::compare(&c));
     Ok(Some(c))
+}
+
+/// The runtime that ran models for a command (`ran` says whether any did),
+/// printed and returned for its report.
+fn runtime_used(ran: bool) -> anyhow::Result<Option<prunq::runtime::RuntimeInfo>> {
+    if !ran {
+        return Ok(None);
+    }
+    let info = prunq::runtime::RuntimeInfo::current()?;
+    println!("measured in {info}");
+    Ok(Some(info))
 }
 
 /// Writes a pass's report as JSON when `--report` was given.

@@ -128,6 +128,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         );
     }
     report.comparison = super::validate(&original, &model, a.val.as_deref(), progress)?;
+    report.runtime = super::runtime_used(calib.is_some() || a.val.is_some())?;
     super::write_report(a.report.as_deref(), &report)
 }
 
@@ -168,5 +169,6 @@ fn structured(
         }
     }
     report.comparison = super::validate(&original, &model, a.val.as_deref(), progress)?;
+    report.runtime = super::runtime_used(calib.is_some() || a.val.is_some())?;
     super::write_report(a.report.as_deref(), &report)
 }

@@ -185,5 +185,6 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     // The report always carries a comparison: on --val, else on the calibration data.
     let judge_on = a.val.as_ref().or(if a.report.is_some() { a.calib.as_ref() } else { None });
     report.comparison = super::validate(&original, &model, judge_on.map(PathBuf::as_path), progress)?;
+    report.runtime = super::runtime_used(a.calib.is_some() || judge_on.is_some())?;
     super::write_report(a.report.as_deref(), &report)
 }

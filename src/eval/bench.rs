@@ -101,7 +101,10 @@ pub fn bench(
         let ratios: Vec<f64> = times[k].iter().zip(&times[0]).map(|(t, r)| t / r.max(1e-9)).collect();
         let time_ratio = percentile(&ratios, 0.5);
         let profile = match options.profile {
-            true => Some(profile_of(model, &prepared[k].1, &session_options(true), runs.div_ceil(4)).map_err(|e| named(name, e))?),
+            true => Some(
+                profile_of(model, &prepared[k].1, &session_options(true), runs.div_ceil(4))
+                    .map_err(|e| named(name, e))?,
+            ),
             false => None,
         };
         out.push(ModelLatency {
@@ -131,7 +134,12 @@ fn batches_of(model: &Model, data: &Dataset, size: usize) -> Result<Vec<Vec<Arra
         return Err(Error::Data(format!("the data has {} rows, fewer than a batch of {size}", bound.rows)));
     }
     // Full batches only: every run does the same amount of work.
-    Ok(bound.batches(size).filter(|(_, b)| b.first().is_some_and(|a| a.shape()[0] == size)).take(64).map(|(_, b)| b).collect())
+    Ok(bound
+        .batches(size)
+        .filter(|(_, b)| b.first().is_some_and(|a| a.shape()[0] == size))
+        .take(64)
+        .map(|(_, b)| b)
+        .collect())
 }
 
 fn profile_of(model: &Model, batches: &[Vec<Array>], options: &SessionOptions, runs: usize) -> Result<Profile> {

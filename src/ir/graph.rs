@@ -125,10 +125,8 @@ impl ValueInfo {
         };
         let shape = shape.map(|dims| proto::TensorShapeProto { dim: dims.iter().map(dim).collect() });
         let tensor = proto::type_proto::Tensor { elem_type: dtype.map(|d| d.0), shape };
-        self.ty = Some(proto::TypeProto {
-            value: Some(proto::type_proto::Value::TensorType(tensor)),
-            ..Default::default()
-        });
+        self.ty =
+            Some(proto::TypeProto { value: Some(proto::type_proto::Value::TensorType(tensor)), ..Default::default() });
     }
 
     /// Element type of a tensor-typed value.

@@ -79,6 +79,8 @@ pub struct PruneReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub storage: Vec<super::StorageRecord>,
     pub comparison: Option<crate::eval::CompareReport>,
+    /// What ran the model for statistics and validation.
+    pub runtime: Option<crate::runtime::RuntimeInfo>,
 }
 
 pub fn prune_sparse(

@@ -59,4 +59,6 @@ pub struct QuantReport {
     pub size_before: u64,
     pub size_after: u64,
     pub comparison: Option<crate::eval::CompareReport>,
+    /// What ran the model for calibration, sensitivity and validation.
+    pub runtime: Option<crate::runtime::RuntimeInfo>,
 }

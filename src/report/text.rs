@@ -145,10 +145,8 @@ pub fn structured(r: &crate::prune::structured::StructuredReport) -> String {
 /// Latency side by side: one table per runtime, and where the time goes when profiled.
 pub fn bench(r: &crate::eval::BenchReport) -> String {
     let threads = if r.threads == 1 { "1 thread".to_string() } else { format!("{} threads", r.threads) };
-    let mut out = format!(
-        "{}, batch size {}, {threads}, {} runs each, taking turns\n",
-        r.runtime, r.batch_size, r.runs
-    );
+    let mut out =
+        format!("{}, batch size {}, {threads}, {} runs each, taking turns\n", r.runtime, r.batch_size, r.runs);
     let mut t = Table::new(&["model", "median ms", "p10 ms", "p90 ms", "time ratio", "speed-up"]);
     for m in &r.models {
         t.row(&[

@@ -1,6 +1,8 @@
 //! Rewrites that let tract run what ONNX Runtime runs: tract 0.23 reads
 //! QuantizeLinear / DequantizeLinear only in 8 bits, so 16-bit activation
-//! pairs are run as the float arithmetic they stand for. prunq's own
+//! pairs are run as the float arithmetic they stand for (and so are 8-bit
+//! pairs after a Softmax, which tract would fuse into a saturating kernel);
+//! symbolic `value_info` shapes, which tract cannot unify, are dropped. prunq's own
 //! validation of a 16-bit model then measures exactly what ONNX Runtime computes.
 
 use crate::ir::{DataType, Dim, GraphIndex, Model, Node, Tensor, ValueInfo};
@@ -41,14 +43,20 @@ fn sixteen_bit_as_float(model: &Model) -> Result<Cow<'_, Model>> {
     let g = &model.graph;
     let scalar = |name: &str| g.constant(name).and_then(|t| t.ok()).filter(|t| t.dims.is_empty());
     let sixteen_bit = |name: &str| scalar(name).filter(|t| matches!(t.dtype, DataType::INT16 | DataType::UINT16));
+    let eight_bit = |name: &str| scalar(name).filter(|t| matches!(t.dtype, DataType::INT8 | DataType::UINT8));
     let index = GraphIndex::new(g);
+    // tract 0.23 fuses Softmax → QuantizeLinear into a quantized softmax that
+    // saturates (ONNX Runtime's own QDQ transformers read 9 % top-1 in it):
+    // such 8-bit pairs are run as float arithmetic too.
+    let after_softmax =
+        |q: &Node| q.input(0).and_then(|x| index.producer(x)).is_some_and(|p| g.nodes[p].op_type == "Softmax");
     let mut pairs = vec![];
     for (i, q) in g.nodes.iter().enumerate() {
         if q.op_type != "QuantizeLinear" || !q.is_onnx_op() {
             continue;
         }
         let (Some(scale), Some(zp), Some(out)) = (q.input(1), q.input(2), q.outputs.first()) else { continue };
-        let Some(zp) = sixteen_bit(zp) else { continue };
+        let Some(zp) = sixteen_bit(zp).or_else(|| eight_bit(zp).filter(|_| after_softmax(q))) else { continue };
         let consumers = index.consumers(out);
         // Per-tensor pairs only: a scalar scale broadcasts the same in float arithmetic.
         let per_tensor_dequantizer = |&(c, slot): &(usize, usize)| {
@@ -68,7 +76,12 @@ fn sixteen_bit_as_float(model: &Model) -> Result<Cow<'_, Model>> {
     let mut m = model.clone();
     let mut replaced = std::collections::BTreeMap::new();
     for (q, zp, dqs) in pairs {
-        let (lo, hi) = if zp.dtype == DataType::INT16 { (-32768f32, 32767f32) } else { (0f32, 65535f32) };
+        let (lo, hi) = match zp.dtype {
+            DataType::INT16 => (-32768f32, 32767f32),
+            DataType::UINT16 => (0f32, 65535f32),
+            DataType::INT8 => (-128f32, 127f32),
+            _ => (0f32, 255f32),
+        };
         let node = &model.graph.nodes[q];
         let out = &node.outputs[0];
         let zf = format!("{out}_zero_point_float");
@@ -96,7 +109,7 @@ fn sixteen_bit_as_float(model: &Model) -> Result<Cow<'_, Model>> {
             let dq = &model.graph.nodes[d];
             let (ds, dz) = (dq.inputs[1].clone(), dq.input(2).map(|z| z.to_string()));
             let dout = dq.outputs[0].clone();
-            let centred = match dz.and_then(|z| sixteen_bit(&z)) {
+            let centred = match dz.and_then(|z| scalar(&z)) {
                 Some(z) => {
                     let zf = format!("{dout}_zero_point_float");
                     m.graph.initializers.push(Tensor::scalar(&zf, scalar_value(&z)?));

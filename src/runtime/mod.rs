@@ -3,8 +3,10 @@
 //! of named intermediate tensors in both.
 //!
 //! Which backend runs is chosen once per process ([`set_runtime`], the CLI's
-//! `--runtime auto|ort|tract`) or per session ([`SessionOptions::backend`]).
-//! `auto` means ONNX Runtime when its library loads, else tract.
+//! `--runtime auto|ort|tract`, default `auto`) or per session
+//! ([`SessionOptions::backend`]). `auto` means ONNX Runtime when its library
+//! loads, else tract. A library user who chooses nothing gets tract: built
+//! in, the same on every machine.
 
 mod guard;
 mod lower;
@@ -50,16 +52,15 @@ impl std::fmt::Display for Backend {
 }
 
 /// What the user asked for: a backend, or whichever is best available.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RuntimeChoice {
     /// ONNX Runtime when its library loads, else tract.
-    #[default]
     Auto,
     Ort,
     Tract,
 }
 
-static CHOICE: Mutex<RuntimeChoice> = Mutex::new(RuntimeChoice::Auto);
+static CHOICE: Mutex<RuntimeChoice> = Mutex::new(RuntimeChoice::Tract);
 
 /// The backend sessions use from now on unless their options name one.
 pub fn set_runtime(choice: RuntimeChoice) {

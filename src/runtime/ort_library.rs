@@ -56,8 +56,8 @@ fn load() -> std::result::Result<Loaded, String> {
     };
     // The library's own version, checked before `ort` binds to it: an older
     // one lacks API functions ort calls, and ort would stop the process.
-    let minor = ort::util::probe(&library)
-        .ok_or_else(|| format!("{}: not an ONNX Runtime 1.x library", library.display()))?;
+    let minor =
+        ort::util::probe(&library).ok_or_else(|| format!("{}: not an ONNX Runtime 1.x library", library.display()))?;
     if minor < ort::MINOR_VERSION {
         return Err(format!(
             "{}: ONNX Runtime 1.{minor} is too old; prunq needs 1.{} or newer",

@@ -25,12 +25,25 @@ pub struct TractSession {
     pub outputs: Vec<String>,
     /// Per-node times, when profiling.
     recorder: Option<Recorder>,
+    /// The error to give if typing fails: the model has an op tract lacks.
+    vendor_op: Option<Error>,
+}
+
+/// tract knows the standard ops only: an error naming the first vendor op
+/// (e.g. ONNX Runtime's com.microsoft QLinearAdd), if the model has one.
+fn vendor_op(model: &Model) -> Option<Error> {
+    let n = model.graph.nodes.iter().find(|n| !n.is_onnx_op())?;
+    Some(Error::Runtime(format!(
+        "tract has no {} op of domain '{}' (node '{}'); ONNX Runtime may run it: --runtime ort",
+        n.op_type, n.domain, n.name
+    )))
 }
 
 impl TractSession {
     /// `outputs`: the tensors to return, by ONNX name (graph outputs or any intermediate).
     pub fn new(model: &Model, outputs: Vec<String>, profile: bool) -> Result<TractSession> {
         super::guarded("loading the model", || TractSession::load(model, outputs, profile))
+            .map_err(|e| vendor_op(model).unwrap_or(e))
     }
 
     fn load(model: &Model, outputs: Vec<String>, profile: bool) -> Result<TractSession> {
@@ -39,7 +52,9 @@ impl TractSession {
             .select_outputs_by_name(&outputs)
             .map_err(|e| Error::Runtime(format!("cannot capture tensor: {e}")))?;
         let recorder = profile.then(Recorder::default);
-        Ok(TractSession { inference, plans: Mutex::new(BTreeMap::new()), inputs: feed_inputs(model), outputs, recorder })
+        let vendor_op = vendor_op(model);
+        let plans = Mutex::new(BTreeMap::new());
+        Ok(TractSession { inference, plans, inputs: feed_inputs(model), outputs, recorder, vendor_op })
     }
 
     /// Time per (optimized) op type over the runs so far.
@@ -81,7 +96,11 @@ impl TractSession {
             return Ok(p.clone());
         }
         let shapes = self.inputs.iter().map(|i| i.name.clone()).zip(key.iter().cloned()).collect();
-        let typed = with_input_facts(self.inference.clone(), &self.inputs, &shapes)?;
+        let typed =
+            with_input_facts(self.inference.clone(), &self.inputs, &shapes).map_err(|e| match &self.vendor_op {
+                Some(Error::Runtime(m)) => Error::Runtime(m.clone()),
+                _ => e,
+            })?;
         let plan = typed
             .into_optimized()
             .and_then(|m| m.into_runnable())

@@ -88,7 +88,9 @@ pub fn tract_outputs(
     let ds = prunq::data::Dataset::open(data).expect("data opens");
     let bound = ds.bind(&prunq::runtime::feed_inputs(model), None).expect("data fits the model");
     let inputs: Vec<_> = bound.inputs.iter().map(|a| a.rows(0, rows.min(bound.rows))).collect();
-    let session = prunq::runtime::Session::new(model, &Default::default()).expect("tract loads the model");
+    let options =
+        prunq::runtime::SessionOptions { backend: Some(prunq::runtime::Backend::Tract), ..Default::default() };
+    let session = prunq::runtime::Session::new(model, &options).expect("tract loads the model");
     let outputs = session.run(&inputs).expect("tract runs the model");
     session.outputs.iter().cloned().zip(outputs).collect()
 }

@@ -96,6 +96,8 @@ pub struct StructuredReport {
     /// The pruned model against the original before and after repair (when validation data is given).
     pub comparison_without_repair: Option<CompareReport>,
     pub comparison: Option<CompareReport>,
+    /// What ran the model for statistics, the repair and validation.
+    pub runtime: Option<crate::runtime::RuntimeInfo>,
 }
 
 /// The channel groups of `model` as structured pruning sees them: reshapes of
@@ -162,6 +164,7 @@ pub fn prune_structured(
         notes,
         comparison_without_repair: None,
         comparison: None,
+        runtime: None,
     };
     Ok((report, unrepaired))
 }

@@ -186,5 +186,13 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let judge_on = a.val.as_ref().or(if a.report.is_some() { a.calib.as_ref() } else { None });
     report.comparison = super::validate(&original, &model, judge_on.map(PathBuf::as_path), progress)?;
     report.runtime = super::runtime_used(a.calib.is_some() || judge_on.is_some())?;
+    let integer_kernels = matches!(a.mode, Mode::Static | Mode::Dynamic);
+    if integer_kernels && !a.reduce_range && prunq::runtime::int8_pairs_saturate() {
+        println!(
+            "note: this x86 CPU has no VNNI: ONNX Runtime's u8×s8 kernels here add pairs of products in 16 bits \
+             and can saturate on full-range weights (measured in ONNX Runtime, such layers were kept float); \
+             --reduce-range avoids it on such CPUs"
+        );
+    }
     super::write_report(a.report.as_deref(), &report)
 }

@@ -57,10 +57,26 @@ impl Default for MinMax {
 
 impl Calibrator for MinMax {
     fn observe(&mut self, values: &[f32]) {
-        for &v in values.iter().filter(|v| v.is_finite()) {
-            self.min = self.min.min(v);
-            self.max = self.max.max(v);
+        // Sixteen independent lanes so the compiler vectorizes the loop; a
+        // non-finite value becomes NaN, which f32::min/max pass over. Min and
+        // max are exact, so the result does not depend on the order.
+        const LANES: usize = 16;
+        let (mut lo, mut hi) = ([self.min; LANES], [self.max; LANES]);
+        let finite = |v: f32| if v.is_finite() { v } else { f32::NAN };
+        let chunks = values.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for chunk in chunks {
+            for ((l, h), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(chunk) {
+                *l = l.min(finite(v));
+                *h = h.max(finite(v));
+            }
         }
+        for &v in rest {
+            lo[0] = lo[0].min(finite(v));
+            hi[0] = hi[0].max(finite(v));
+        }
+        self.min = lo.iter().fold(self.min, |a, &b| a.min(b));
+        self.max = hi.iter().fold(self.max, |a, &b| a.max(b));
     }
     fn range(&self, _: usize) -> (f32, f32) {
         if self.min > self.max {

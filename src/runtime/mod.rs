@@ -8,6 +8,7 @@
 //! loads, else tract. A library user who chooses nothing gets tract: built
 //! in, the same on every machine.
 
+mod cpu;
 mod guard;
 mod lower;
 mod onnxruntime;
@@ -15,6 +16,7 @@ mod ort_library;
 mod profile;
 mod tract;
 
+pub use cpu::int8_pairs_saturate;
 pub use guard::{guarded, inside_guard, last_panic, remember_panics};
 pub use onnxruntime::OrtSession;
 pub use ort_library::{ort_info, set_ort_library, OrtInfo};

@@ -101,13 +101,13 @@ fn candidates(explicit: Option<&Path>) -> (Vec<PathBuf>, Vec<String>) {
     }
     site_dirs.extend(python_site_packages());
     site_dirs.extend(venv_site_packages(Path::new(".venv")));
-    if !Path::new(".venv").is_dir() {
-        looked.push("./.venv (none here)".into());
-    }
     for dir in site_dirs {
         let capi = dir.join("onnxruntime").join("capi");
         looked.push(capi.display().to_string());
         found.extend(library_files(&capi));
+    }
+    if !Path::new(".venv").is_dir() {
+        looked.push("./.venv (none here)".into());
     }
     (found, looked)
 }

@@ -103,6 +103,18 @@ pub enum Dim {
     Unknown,
 }
 
+impl Attribute {
+    /// An integer attribute, as passes add them (`axis`, `to`, `keepdims`).
+    pub fn int(name: &str, value: i64) -> Attribute {
+        Attribute {
+            name: name.into(),
+            value: AttrValue::Int(value),
+            doc_string: String::new(),
+            ref_attr_name: String::new(),
+        }
+    }
+}
+
 impl ValueInfo {
     /// A tensor-typed value: element type and, when known, its shape.
     pub fn tensor(name: impl Into<String>, dtype: Option<super::DataType>, shape: Option<&[Dim]>) -> ValueInfo {

@@ -8,7 +8,7 @@ use super::pack::int_tensor;
 use super::report::{QuantReport, Skipped, TensorRecord};
 use super::scheme::{Granularity, QScheme, QType};
 use super::weights::excluded;
-use crate::ir::{AttrValue, Attribute, DataType, Graph, Model, Node, Tensor};
+use crate::ir::{Attribute, DataType, Graph, Model, Node, Tensor};
 use crate::Result;
 use ndarray::{Array1, ArrayD, Ix2};
 use std::collections::BTreeMap;
@@ -148,12 +148,7 @@ fn emit(g: &mut Graph, node: &Node, xq: &[String; 3], p: Planned, out: &mut Vec<
     g.initializers.push(int_tensor(&wq, &p.q, QType::Int8));
     g.initializers.push(Tensor::from_array(&ws, &p.scale.mapv(|s| s * p.alpha).into_dyn()));
     out.push(op("MatMulInteger", &name("MatMulInteger"), &[&xq[0], &wq, &xq[2]], &[name("int32")], vec![]));
-    let to_float = Attribute {
-        name: "to".into(),
-        value: AttrValue::Int(1),
-        doc_string: String::new(),
-        ref_attr_name: String::new(),
-    };
+    let to_float = Attribute::int("to", 1);
     out.push(op("Cast", &name("Cast"), &[&name("int32")], &[name("float")], vec![to_float]));
     out.push(op("Mul", &name("scale_Mul"), &[&xq[1], &ws], &[name("scale")], vec![]));
     let product = if p.bias.is_some() { name("product") } else { y.clone() };

@@ -164,6 +164,90 @@ fn fused_activation_output(model: &Model, index: &GraphIndex, y: &str, options: 
     (fusable && g.outputs.iter().all(|o| o.name != y)).then(|| consumer.outputs[0].clone())
 }
 
+/// The minimum and maximum of each float tensor in `tensors` over the first
+/// `rows` rows, by ReduceMin/ReduceMax nodes added to a copy of the model;
+/// tensors with a non-finite extreme are left out. `None` when the runtime
+/// will not run the augmented copy (a tensor ReduceMin does not take).
+fn reduced_min_max(
+    model: &Model,
+    bound: &crate::data::Bound,
+    rows: usize,
+    tensors: &[String],
+    batch_size: usize,
+    progress: &dyn Progress,
+) -> Result<Option<BTreeMap<String, (f32, f32)>>> {
+    if tensors.is_empty() {
+        return Ok(Some(BTreeMap::new()));
+    }
+    // Each pair goes right after the node making its tensor: runtimes that
+    // keep the graph's order then free the tensor at once (ONNX Runtime held
+    // all of ppocr_rec's activations, 5.9 GB, with the pairs at the end).
+    let wanted: BTreeSet<&String> = tensors.iter().collect();
+    let reduce = |t: &String| {
+        ["ReduceMin", "ReduceMax"].map(|op| crate::ir::Node {
+            name: format!("{t}_prunq_{op}"),
+            op_type: op.into(),
+            inputs: vec![t.clone()],
+            outputs: vec![format!("{t}_prunq_{op}")],
+            attributes: vec![crate::ir::Attribute::int("keepdims", 0)],
+            ..Default::default()
+        })
+    };
+    let mut m = model.clone();
+    m.graph.nodes.clear();
+    let mut placed = BTreeSet::new();
+    for n in &model.graph.nodes {
+        m.graph.nodes.push(n.clone());
+        for t in n.outputs.iter().filter(|t| wanted.contains(t)) {
+            m.graph.nodes.extend(reduce(t));
+            placed.insert(t.clone());
+        }
+    }
+    for t in tensors.iter().filter(|t| !placed.contains(*t)) {
+        m.graph.nodes.extend(reduce(t));
+    }
+    let capture: Vec<String> =
+        tensors.iter().flat_map(|t| ["ReduceMin", "ReduceMax"].map(|op| format!("{t}_prunq_{op}"))).collect();
+    let session = match Session::new(&m, &SessionOptions { capture, capture_only: true, ..Default::default() }) {
+        Ok(s) => s,
+        Err(_) => return Ok(None),
+    };
+    let mut ranges: BTreeMap<String, (f32, f32)> = BTreeMap::new();
+    let mut not_float = BTreeSet::new();
+    progress.start(rows as u64, "calibrate");
+    let batches = bound
+        .batches(batch_size)
+        .take_while(|(start, _)| *start < rows)
+        .map(|(start, batch)| batch.iter().map(|a| a.rows(0, a.shape()[0].min(rows - start))).collect::<Vec<Array>>());
+    let run = crate::parallel::ordered(
+        batches,
+        |batch| session.run(batch),
+        |batch, outputs| {
+            for (t, pair) in tensors.iter().zip(outputs.chunks(2)) {
+                let (Array::F32(lo), Array::F32(hi)) = (&pair[0], &pair[1]) else {
+                    not_float.insert(t.clone());
+                    continue;
+                };
+                let (lo, hi) =
+                    (lo.iter().copied().fold(f32::NAN, f32::min), hi.iter().copied().fold(f32::NAN, f32::max));
+                let r = ranges.entry(t.clone()).or_insert((lo, hi));
+                // NaN wins here on purpose: any non-finite extreme sends the tensor to the full capture.
+                r.0 = if r.0.is_nan() || lo.is_nan() { f32::NAN } else { r.0.min(lo) };
+                r.1 = if r.1.is_nan() || hi.is_nan() { f32::NAN } else { r.1.max(hi) };
+            }
+            progress.advance(batch.first().map_or(0, |a| a.shape()[0]) as u64);
+            Ok(())
+        },
+    );
+    progress.finish();
+    if run.is_err() {
+        return Ok(None);
+    }
+    Ok(Some(
+        ranges.into_iter().filter(|(t, (lo, hi))| lo.is_finite() && hi.is_finite() && !not_float.contains(t)).collect(),
+    ))
+}
+
 /// Runs the calibration data through the model and returns each tensor's range.
 fn calibrate(
     model: &Model,
@@ -175,12 +259,34 @@ fn calibrate(
     let bound = data.bind(&feed_inputs(model), None)?;
     let rows = options.max_samples.map_or(bound.rows, |m| m.min(bound.rows));
     let feeds: BTreeSet<&str> = bound.names.iter().map(String::as_str).collect();
-    let captured: Vec<String> = tensors.iter().filter(|t| !feeds.contains(t.as_str())).cloned().collect();
-    let session =
-        Session::new(model, &SessionOptions { capture: captured.clone(), capture_only: true, ..Default::default() })?;
+    let mut captured: Vec<String> = tensors.iter().filter(|t| !feeds.contains(t.as_str())).cloned().collect();
     let mut cals: BTreeMap<String, Box<dyn Calibrator + Send>> =
         tensors.iter().map(|t| (t.clone(), calibrator(options.method, options.percentile))).collect();
     let mut float = BTreeSet::new();
+    if options.method == Method::MinMax {
+        // Each tensor's minimum and maximum computed inside the graph: the
+        // runtime hands back two numbers per tensor instead of the tensor
+        // (gigabytes per batch on ppocr_rec). Min and max are exact, so the
+        // ranges are those of the full capture; tensors whose extremes are
+        // not finite (the observer ignores non-finite values) are captured whole below.
+        if let Some(reduced) = reduced_min_max(model, &bound, rows, &captured, options.batch_size, progress)? {
+            captured.retain(|t| !reduced.contains_key(t));
+            for (name, (lo, hi)) in reduced {
+                if let Some(cal) = cals.get_mut(&name) {
+                    cal.observe(&[lo, hi]);
+                    float.insert(name);
+                }
+            }
+        }
+    }
+    // Nothing left to capture: only the graph inputs are observed, straight from the data.
+    let session = match captured.is_empty() {
+        true => None,
+        false => Some(Session::new(
+            model,
+            &SessionOptions { capture: captured.clone(), capture_only: true, ..Default::default() },
+        )?),
+    };
     let passes = if cals.values().any(|c| c.needs_second_pass()) { 2 } else { 1 };
     progress.start((rows * passes) as u64, "calibrate");
     for pass in 0..passes {
@@ -190,7 +296,7 @@ fn calibrate(
         // Batches run in parallel; the calibrators see them in order, as in one sequential pass.
         crate::parallel::ordered(
             batches,
-            |batch| session.run(batch),
+            |batch| session.as_ref().map_or(Ok(vec![]), |s| s.run(batch)),
             |batch, outputs| {
                 let named = captured.iter().zip(outputs.iter()).chain(bound.names.iter().zip(batch.iter()));
                 for (name, value) in named {

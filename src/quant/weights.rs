@@ -6,7 +6,7 @@ use super::pack::int_tensor;
 use super::registry;
 use super::report::{QuantReport, Skipped, TensorRecord};
 use super::scheme::{Granularity, QParams, QScheme, QType};
-use crate::ir::{AttrValue, Attribute, ConstantSite, DataType, Model, Node, Tensor};
+use crate::ir::{Attribute, ConstantSite, DataType, Model, Node, Tensor};
 use crate::Result;
 use std::collections::BTreeMap;
 
@@ -218,12 +218,7 @@ pub(super) fn replace_with_dequantize(
     g.initializers.push(Tensor::from_array(&scale_name, &params.scale));
     g.initializers.push(zp);
     let mut attributes = vec![];
-    let int = |n: &str, v: usize| Attribute {
-        name: n.into(),
-        value: AttrValue::Int(v as i64),
-        doc_string: String::new(),
-        ref_attr_name: String::new(),
-    };
+    let int = |n: &str, v: usize| Attribute::int(n, v as i64);
     match granularity {
         Granularity::PerTensor => {}
         Granularity::PerChannel { axis } => attributes.push(int("axis", axis)),

@@ -400,3 +400,33 @@ fn reduce_range_keeps_weights_to_seven_bits_and_the_accuracy() {
     let acc = common::accuracy_in_ort(&out, &common::data("digits_test.npz"));
     assert!(0.998 - acc <= 0.004 + 1e-9, "ORT accuracy {acc}");
 }
+
+/// The sensitivity trials of static quantization run simulated in one session (tract here, the
+/// library's default); the layers they keep float must make the result closer to float than
+/// quantizing everything, judged on held-out data.
+#[test]
+fn static_fallback_trials_are_simulated_and_keep_the_noisiest_layers_float() {
+    let src = prunq::onnx::load(common::model("digits_resnet.onnx")).unwrap();
+    let (calib, test) = (common::data("digits_calib.npz"), common::data("digits_test.npz"));
+    let calib = Dataset::open(calib).unwrap();
+    let quantize = |target: Option<f64>| {
+        let (mut m, mut report) = (src.clone(), QuantReport::default());
+        let options = prunq::quant::StaticOptions { fallback_sqnr_db: target, ..Default::default() };
+        prunq::quant::quantize_static(&mut m, &calib, &options, &mut report, &Silent).unwrap();
+        (m, report)
+    };
+    // A target no int8 model meets: the quarter of the groups that is allowed falls back.
+    let (fallback, report) = quantize(Some(60.0));
+    let kept: Vec<_> = report.skipped.iter().filter(|s| s.reason.starts_with("kept float")).collect();
+    assert!(!kept.is_empty(), "something fell back");
+    assert!(kept.iter().all(|s| s.reason.contains("simulated on")), "{:?}", kept[0].reason);
+    let (everything, _) = quantize(None);
+    let test = Dataset::open(test).unwrap();
+    let sqnr = |m: &prunq::ir::Model| {
+        let r = prunq::eval::compare(&src, m, &test, &Default::default(), &Silent).unwrap();
+        r.outputs[0].sqnr_db
+    };
+    let (with, without) = (sqnr(&fallback), sqnr(&everything));
+    // digits_resnet's noise is spread over many layers: a quarter of them float gains 1 dB here.
+    assert!(with > without + 0.5, "SQNR with the fallback {with:.1} dB, everything quantized {without:.1} dB");
+}

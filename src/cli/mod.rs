@@ -19,6 +19,9 @@ struct Cli {
     /// No progress bars.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Print each stage (calibration, sensitivity trials, comparison …) with its time when it ends.
+    #[arg(long, short, global = true)]
+    verbose: bool,
     /// Threads to use (default: every core). The output is byte-identical whatever the count.
     #[arg(long, global = true)]
     threads: Option<usize>,
@@ -70,7 +73,7 @@ pub fn main() -> ExitCode {
     // A library named by hand is meant to be used: failing to load it is an error, not tract.
     let runtime = if cli.ort_lib.is_some() && cli.runtime == RuntimeArg::Auto { RuntimeArg::Ort } else { cli.runtime };
     prunq::runtime::set_runtime(runtime.choice());
-    let progress = progress::Bar::new(cli.quiet);
+    let progress = progress::Bar::new(cli.quiet, cli.verbose);
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Eval(a) => eval::run(a, &progress),

@@ -1,22 +1,33 @@
 //! Progress bars on stderr; silent with `--quiet` or when stderr is not a terminal.
+//! With `--verbose`, each stage's count and time are printed when it ends.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::cell::RefCell;
 use std::io::IsTerminal;
+use std::time::Instant;
 
 pub struct Bar {
     enabled: bool,
+    verbose: bool,
     bar: RefCell<Option<ProgressBar>>,
+    /// The running stage: its name, total and start.
+    stage: RefCell<Option<(String, u64, Instant)>>,
 }
 
 impl Bar {
-    pub fn new(quiet: bool) -> Bar {
-        Bar { enabled: !quiet && std::io::stderr().is_terminal(), bar: RefCell::new(None) }
+    pub fn new(quiet: bool, verbose: bool) -> Bar {
+        Bar {
+            enabled: !quiet && std::io::stderr().is_terminal(),
+            verbose,
+            bar: RefCell::new(None),
+            stage: RefCell::new(None),
+        }
     }
 }
 
 impl prunq::eval::Progress for Bar {
     fn start(&self, total: u64, what: &str) {
+        *self.stage.borrow_mut() = Some((what.to_string(), total, Instant::now()));
         if !self.enabled {
             return;
         }
@@ -38,6 +49,9 @@ impl prunq::eval::Progress for Bar {
     fn finish(&self) {
         if let Some(b) = self.bar.borrow_mut().take() {
             b.finish_and_clear();
+        }
+        if let Some((what, total, start)) = self.stage.borrow_mut().take().filter(|_| self.verbose) {
+            eprintln!("{what}: {total} in {:.1} s", start.elapsed().as_secs_f64());
         }
     }
 }

@@ -181,7 +181,8 @@ pub fn quantize_dynamic_with_fallback(
         quantize_dynamic(&mut m, &o, &mut QuantReport::default())?;
         Ok(m)
     };
-    let float = super::sensitivity::fallback(&prepared, &nodes, calib, target_sqnr_db, &build, report, progress)?;
+    let trials = super::sensitivity::Trials { build: &build, switched: None };
+    let float = super::sensitivity::fallback(&prepared, &nodes, calib, target_sqnr_db, &trials, report, progress)?;
     let exclude: Vec<String> = float.iter().map(|&n| g.nodes[n].name.clone()).filter(|n| !n.is_empty()).collect();
     let dynamic = DynamicOptions { exclude: [options.exclude.clone(), exclude.clone()].concat(), ..options.clone() };
     quantize_dynamic(model, &dynamic, report)?;

@@ -11,6 +11,7 @@ mod report;
 pub mod scheme;
 pub mod sensitivity;
 mod static_qdq;
+mod switched;
 mod weights;
 
 pub use dynamic::{quantize_dynamic, quantize_dynamic_with_fallback, DynamicOptions};

@@ -11,7 +11,7 @@ use super::scheme::{params_for_range, Granularity, QParams, QScheme, QType};
 use super::weights::{excluded, replace_with_dequantize};
 use crate::data::{Array, Dataset};
 use crate::eval::Progress;
-use crate::ir::{DataType, GraphIndex, Model, Node, Tensor};
+use crate::ir::{DataType, Graph, GraphIndex, Model, Node, Tensor};
 use crate::runtime::{feed_inputs, Session, SessionOptions};
 use crate::Result;
 use ndarray::ArrayD;
@@ -65,14 +65,14 @@ impl Default for StaticOptions {
 }
 
 /// Which tensors get QDQ, and which share another's parameters.
-struct Plan {
-    nodes: Vec<usize>,
+pub(super) struct Plan {
+    pub nodes: Vec<usize>,
     /// The activation tensors each quantized node reads or writes.
-    node_tensors: BTreeMap<usize, Vec<String>>,
+    pub node_tensors: BTreeMap<usize, Vec<String>>,
     /// Tensors calibrated on their own.
-    calibrated: BTreeSet<String>,
+    pub calibrated: BTreeSet<String>,
     /// Pass-through outputs and the tensor whose parameters they reuse.
-    followers: Vec<(String, String)>,
+    pub followers: Vec<(String, String)>,
 }
 
 fn plan(model: &Model, options: &StaticOptions) -> Result<Plan> {
@@ -164,9 +164,17 @@ fn fused_activation_output(model: &Model, index: &GraphIndex, y: &str, options: 
     (fusable && g.outputs.iter().all(|o| o.name != y)).then(|| consumer.outputs[0].clone())
 }
 
+/// Extremes of tensors computed inside the graph.
+struct Reduced {
+    /// Float tensors with finite extremes: their minimum and maximum.
+    ranges: BTreeMap<String, (f32, f32)>,
+    /// Tensors that turned out not to be float (shapes, indices): nothing to calibrate.
+    not_float: BTreeSet<String>,
+}
+
 /// The minimum and maximum of each float tensor in `tensors` over the first
 /// `rows` rows, by ReduceMin/ReduceMax nodes added to a copy of the model;
-/// tensors with a non-finite extreme are left out. `None` when the runtime
+/// tensors with a non-finite extreme are in neither set. `None` when the runtime
 /// will not run the augmented copy (a tensor ReduceMin does not take).
 fn reduced_min_max(
     model: &Model,
@@ -175,9 +183,9 @@ fn reduced_min_max(
     tensors: &[String],
     batch_size: usize,
     progress: &dyn Progress,
-) -> Result<Option<BTreeMap<String, (f32, f32)>>> {
+) -> Result<Option<Reduced>> {
     if tensors.is_empty() {
-        return Ok(Some(BTreeMap::new()));
+        return Ok(Some(Reduced { ranges: BTreeMap::new(), not_float: BTreeSet::new() }));
     }
     // Each pair goes right after the node making its tensor: runtimes that
     // keep the graph's order then free the tensor at once (ONNX Runtime held
@@ -243,9 +251,17 @@ fn reduced_min_max(
     if run.is_err() {
         return Ok(None);
     }
-    Ok(Some(
-        ranges.into_iter().filter(|(t, (lo, hi))| lo.is_finite() && hi.is_finite() && !not_float.contains(t)).collect(),
-    ))
+    ranges.retain(|t, (lo, hi)| lo.is_finite() && hi.is_finite() && !not_float.contains(t));
+    Ok(Some(Reduced { ranges, not_float }))
+}
+
+/// What calibration found.
+struct Calibrated {
+    /// Each calibrated float tensor's range.
+    ranges: BTreeMap<String, (f32, f32)>,
+    /// Float tensors holding infinities or NaN on the calibration data (attention
+    /// masks written as -inf): quantizing them would turn -inf into a finite value.
+    non_finite: BTreeSet<String>,
 }
 
 /// Runs the calibration data through the model and returns each tensor's range.
@@ -255,7 +271,7 @@ fn calibrate(
     tensors: &BTreeSet<String>,
     options: &StaticOptions,
     progress: &dyn Progress,
-) -> Result<BTreeMap<String, (f32, f32)>> {
+) -> Result<Calibrated> {
     let bound = data.bind(&feed_inputs(model), None)?;
     let rows = options.max_samples.map_or(bound.rows, |m| m.min(bound.rows));
     let feeds: BTreeSet<&str> = bound.names.iter().map(String::as_str).collect();
@@ -263,19 +279,21 @@ fn calibrate(
     let mut cals: BTreeMap<String, Box<dyn Calibrator + Send>> =
         tensors.iter().map(|t| (t.clone(), calibrator(options.method, options.percentile))).collect();
     let mut float = BTreeSet::new();
-    if options.method == Method::MinMax {
-        // Each tensor's minimum and maximum computed inside the graph: the
-        // runtime hands back two numbers per tensor instead of the tensor
-        // (gigabytes per batch on ppocr_rec). Min and max are exact, so the
-        // ranges are those of the full capture; tensors whose extremes are
-        // not finite (the observer ignores non-finite values) are captured whole below.
-        if let Some(reduced) = reduced_min_max(model, &bound, rows, &captured, options.batch_size, progress)? {
-            captured.retain(|t| !reduced.contains_key(t));
-            for (name, (lo, hi)) in reduced {
-                if let Some(cal) = cals.get_mut(&name) {
-                    cal.observe(&[lo, hi]);
-                    float.insert(name);
-                }
+    let mut non_finite = BTreeSet::new();
+    // Each tensor's minimum and maximum computed inside the graph first: the
+    // runtime hands back two numbers per tensor instead of the tensor
+    // (gigabytes per batch on ppocr_rec). Min and max are exact, so for MinMax
+    // these are the ranges of a full capture; the histogram methods capture
+    // only the finite float tensors whole below.
+    if let Some(reduced) = reduced_min_max(model, &bound, rows, &captured, options.batch_size, progress)? {
+        non_finite.extend(
+            captured.iter().filter(|t| !reduced.ranges.contains_key(*t) && !reduced.not_float.contains(*t)).cloned(),
+        );
+        captured.retain(|t| reduced.ranges.contains_key(t) && options.method != Method::MinMax);
+        for (name, (lo, hi)) in reduced.ranges.into_iter().filter(|_| options.method == Method::MinMax) {
+            if let Some(cal) = cals.get_mut(&name) {
+                cal.observe(&[lo, hi]);
+                float.insert(name);
             }
         }
     }
@@ -305,6 +323,9 @@ fn calibrate(
                     float.insert(name.clone());
                     let a = a.as_standard_layout();
                     let values = a.as_slice().expect("standard layout");
+                    if values.iter().any(|v| !v.is_finite()) {
+                        non_finite.insert(name.clone());
+                    }
                     if pass == 0 {
                         cal.observe(values);
                     } else {
@@ -318,7 +339,12 @@ fn calibrate(
     }
     progress.finish();
     let levels = 1usize << options.activation_type.bits();
-    Ok(cals.into_iter().filter(|(n, _)| float.contains(n)).map(|(n, c)| (n.clone(), c.range(levels))).collect())
+    let ranges = cals
+        .into_iter()
+        .filter(|(n, _)| float.contains(n) && !non_finite.contains(n))
+        .map(|(n, c)| (n.clone(), c.range(levels)))
+        .collect();
+    Ok(Calibrated { ranges, non_finite })
 }
 
 pub fn quantize_static(
@@ -334,9 +360,14 @@ pub fn quantize_static(
     crate::transform::upgrade_opset(model, opset, &|n| ranks.get(n).copied())?;
     crate::transform::fold_batchnorm(model)?;
     let plan = plan(model, options)?;
-    let ranges = calibrate(model, calib, &plan.calibrated, options, progress)?;
+    let calibrated = calibrate(model, calib, &plan.calibrated, options, progress)?;
+    for name in &calibrated.non_finite {
+        report
+            .skipped
+            .push(Skipped::new(name, "holds infinite or NaN values on the calibration data (a mask?)".into()));
+    }
     let mut params: BTreeMap<String, (f32, i32)> = BTreeMap::new();
-    for (name, &(lo, hi)) in &ranges {
+    for (name, &(lo, hi)) in &calibrated.ranges {
         if lo.abs().max(hi.abs()) > options.mask_threshold {
             report.skipped.push(Skipped::new(name, format!("range [{lo:.3e}, {hi:.3e}] carries a mask or sentinel")));
             continue;
@@ -347,7 +378,11 @@ pub fn quantize_static(
     let mut chosen = plan.nodes.clone();
     if let Some(target) = options.fallback_sqnr_db {
         let build = |nodes: &[usize]| apply(model, &plan, nodes, nodes, &params, options, &mut QuantReport::default());
-        let float = super::sensitivity::fallback(model, &plan.nodes, calib, target, &build, report, progress)?;
+        let switched = |groups: &[super::sensitivity::Group]| {
+            super::switched::switched_model(model, &plan, &params, groups, options)
+        };
+        let trials = super::sensitivity::Trials { build: &build, switched: Some(&switched) };
+        let float = super::sensitivity::fallback(model, &plan.nodes, calib, target, &trials, report, progress)?;
         chosen.retain(|n| !float.contains(n));
     }
     // Layers kept float still get int8 weights (weight-only): nearly free in
@@ -404,23 +439,20 @@ fn quantize_node_weights(
     report: &mut QuantReport,
 ) -> Result<()> {
     let g = &model.graph;
-    let gathers = g.nodes.iter().enumerate().filter(|(_, n)| n.op_type == "Gather").map(|(i, _)| i);
     // (weight, its channel axis, (bias, the input whose scale the bias takes))
     type Work = (String, Option<usize>, Option<(String, String)>);
     let mut work: Vec<Work> = vec![];
-    for n in nodes.iter().copied().chain(gathers) {
+    for n in nodes.iter().copied().chain(gathers(g)) {
         let node = &g.nodes[n];
         let Some(rule) = registry::rule(node) else { continue };
-        for slot in rule.weights {
-            let Some(w) = node.input(slot.input).filter(|w| g.constant_site(w).is_some()) else { continue };
-            let rank = g.constant(w).and_then(|t| t.ok()).map_or(0, |t| t.dims.len());
+        for (_, w, axis) in weight_inputs(g, node) {
             let bias = rule.bias.and_then(|b| node.input(b)).filter(|b| g.constant_site(b).is_some());
             let x = node.input(0).filter(|x| params.contains_key(*x));
             let bias = match (bias, x) {
                 (Some(b), Some(x)) => Some((b.to_string(), x.to_string())),
                 _ => None,
             };
-            work.push((w.to_string(), (slot.channel_axis)(node, rank), bias));
+            work.push((w, axis, bias));
         }
     }
     let mut done = BTreeSet::new();
@@ -429,17 +461,13 @@ fn quantize_node_weights(
             continue;
         }
         let Some(Ok(t)) = model.graph.constant(&w) else { continue };
-        if t.dtype != DataType::FLOAT || t.numel().unwrap_or(0) < 16 {
+        let Some(quantized) = int8_weight(&t, axis, reduce_range)? else {
+            if t.to_f32().is_ok_and(|wf| wf.iter().any(|v| !v.is_finite())) {
+                report.skipped.push(Skipped::new(&w, "contains NaN or infinite values".into()));
+            }
             continue;
-        }
-        let wf = t.to_f32()?;
-        if wf.iter().any(|v| !v.is_finite()) {
-            report.skipped.push(Skipped::new(&w, "contains NaN or infinite values".into()));
-            continue;
-        }
-        let granularity = axis.map_or(Granularity::PerTensor, |axis| Granularity::PerChannel { axis });
-        let scheme = QScheme { qtype: QType::Int8, symmetric: true, granularity, reduce_range };
-        let (q, p) = scheme.quantize_weight(&wf)?;
+        };
+        let Int8Weight { float: wf, q, params: p, scheme } = quantized;
         report.tensors.push(TensorRecord::new(&w, &scheme, &p, t.byte_size(), wf.shape()));
         replace_with_dequantize(
             model,
@@ -447,13 +475,55 @@ fn quantize_node_weights(
             int_tensor(&format!("{w}_quantized"), &q, QType::Int8),
             &p,
             QType::Int8,
-            granularity,
+            scheme.granularity,
         )?;
         if let (Some((b, x)), Some(_)) = (bias, axis) {
             quantize_bias(model, &b, params[&x].0, &p, report)?;
         }
     }
     Ok(())
+}
+
+/// Gather nodes: their tables get int8 weights whatever else is quantized.
+pub(super) fn gathers(g: &Graph) -> impl Iterator<Item = usize> + '_ {
+    g.nodes.iter().enumerate().filter(|(_, n)| n.op_type == "Gather").map(|(i, _)| i)
+}
+
+/// The constant weight inputs of `node` the registry names: (input index, name, channel axis).
+pub(super) fn weight_inputs(g: &Graph, node: &Node) -> Vec<(usize, String, Option<usize>)> {
+    let Some(rule) = registry::rule(node) else { return vec![] };
+    rule.weights
+        .iter()
+        .filter_map(|slot| {
+            let w = node.input(slot.input).filter(|w| g.constant_site(w).is_some())?;
+            let rank = g.constant(w).and_then(|t| t.ok()).map_or(0, |t| t.dims.len());
+            Some((slot.input, w.to_string(), (slot.channel_axis)(node, rank)))
+        })
+        .collect()
+}
+
+/// A weight in int8 as the static pass stores it.
+pub(super) struct Int8Weight {
+    pub float: ArrayD<f32>,
+    pub q: ArrayD<i32>,
+    pub params: QParams,
+    pub scheme: QScheme,
+}
+
+/// Symmetric int8 per channel along `axis` (per tensor without one); `None` for
+/// tensors left float: not float32, fewer than 16 values, or not finite.
+pub(super) fn int8_weight(t: &Tensor, axis: Option<usize>, reduce_range: bool) -> Result<Option<Int8Weight>> {
+    if t.dtype != DataType::FLOAT || t.numel().unwrap_or(0) < 16 {
+        return Ok(None);
+    }
+    let wf = t.to_f32()?;
+    if wf.iter().any(|v| !v.is_finite()) {
+        return Ok(None);
+    }
+    let granularity = axis.map_or(Granularity::PerTensor, |axis| Granularity::PerChannel { axis });
+    let scheme = QScheme { qtype: QType::Int8, symmetric: true, granularity, reduce_range };
+    let (q, params) = scheme.quantize_weight(&wf)?;
+    Ok(Some(Int8Weight { float: wf, q, params, scheme }))
 }
 
 /// Bias as int32 with scale s_x · s_w per output channel, zero point 0.

@@ -183,7 +183,8 @@ pub fn quantize_weights_with_fallback(
         quantize_weights(&mut m, &o, &mut QuantReport::default())?;
         Ok(m)
     };
-    let float = super::sensitivity::fallback(&prepared, &nodes, calib, target_sqnr_db, &build, report, progress)?;
+    let trials = super::sensitivity::Trials { build: &build, switched: None };
+    let float = super::sensitivity::fallback(&prepared, &nodes, calib, target_sqnr_db, &trials, report, progress)?;
     let keep: Vec<usize> = nodes.iter().copied().filter(|n| !float.contains(n)).collect();
     quantize_weights(model, &WeightOptions { only_nodes: Some(keep), ..options.clone() }, report)
 }

@@ -187,9 +187,14 @@ fn reduced_min_max(
     if tensors.is_empty() {
         return Ok(Some(Reduced { ranges: BTreeMap::new(), not_float: BTreeSet::new() }));
     }
-    // Each pair goes right after the node making its tensor: runtimes that
-    // keep the graph's order then free the tensor at once (ONNX Runtime held
-    // all of ppocr_rec's activations, 5.9 GB, with the pairs at the end).
+    // The pairs go at the end, the last-made tensor's first. ONNX Runtime's
+    // default execution order is a depth-first walk up from the graph's
+    // leaves taken from the last node back: so the first activation's pair
+    // is reached first, runs as soon as its producer has, and each tensor is
+    // freed right after it is reduced. ppocr_rec at batch 8: 136 MB and 3.5×
+    // faster, against 1.7 GB with the pairs in production order at the end
+    // (every activation held to the end) and 3.1 GB (prunq) with each pair
+    // right after its producer.
     let wanted: BTreeSet<&String> = tensors.iter().collect();
     let reduce = |t: &String| {
         ["ReduceMin", "ReduceMax"].map(|op| crate::ir::Node {
@@ -202,16 +207,10 @@ fn reduced_min_max(
         })
     };
     let mut m = model.clone();
-    m.graph.nodes.clear();
-    let mut placed = BTreeSet::new();
-    for n in &model.graph.nodes {
-        m.graph.nodes.push(n.clone());
-        for t in n.outputs.iter().filter(|t| wanted.contains(t)) {
-            m.graph.nodes.extend(reduce(t));
-            placed.insert(t.clone());
-        }
-    }
-    for t in tensors.iter().filter(|t| !placed.contains(*t)) {
+    let produced: Vec<&String> =
+        model.graph.nodes.iter().flat_map(|n| n.outputs.iter()).filter(|t| wanted.contains(t)).collect();
+    let placed: BTreeSet<&String> = produced.iter().copied().collect();
+    for t in tensors.iter().filter(|t| !placed.contains(t)).chain(produced.into_iter().rev()) {
         m.graph.nodes.extend(reduce(t));
     }
     let capture: Vec<String> =

@@ -44,11 +44,9 @@ pub(super) fn switched_model(
             }
         }
     }
-    for (y, x) in &plan.followers {
-        if let Some(followed) = fake.get(x).cloned() {
-            fake.insert(y.clone(), followed);
-        }
-    }
+    // Pass-through outputs (plan.followers) are left out: they move values of
+    // a tensor already on its grid, so their Q/DQ pair with its parameters is
+    // an exact no-op whenever that tensor is switched on.
     let mut gates = Gates::default();
     let mut added: Vec<Node> = vec![];
     // Weighted nodes first: they are rewritten by index. Each runs twice, with

@@ -218,6 +218,46 @@ fn pruning_statistics_zero_the_same_weights_in_both_backends() {
     }
 }
 
+/// The structured repair re-fits the layers that lost inputs from activations
+/// captured in the chosen backend: the same channels go, the same layers are
+/// repaired, and the repaired weights agree within float tolerance.
+#[test]
+fn structured_repair_fits_the_same_weights_in_both_backends() {
+    let dir = common::tempdir();
+    let (model, calib, _) = material("digits_resnet.onnx");
+    let (mut models, mut repaired) = (vec![], vec![]);
+    for runtime in ["ort", "tract"] {
+        let (out_path, report) =
+            (dir.path().join(format!("{runtime}.onnx")), dir.path().join(format!("{runtime}.json")));
+        let out = prunq()
+            .args(["--quiet", "--runtime", runtime, "prune", "--structured", "--ratio", "0.5"])
+            .arg(&model)
+            .arg("-o")
+            .arg(&out_path)
+            .arg("--calib")
+            .arg(&calib)
+            .arg("--report")
+            .arg(&report)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        models.push(prunq::onnx::load(&out_path).unwrap());
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        repaired.push(report["repaired"].as_array().unwrap().len());
+    }
+    assert!(repaired[0] > 0 && repaired[0] == repaired[1], "layers repaired: {repaired:?}");
+    let (a, b) = (&models[0].graph, &models[1].graph);
+    let shapes =
+        |g: &prunq::ir::Graph| g.initializers.iter().map(|t| (t.name.clone(), t.dims.clone())).collect::<Vec<_>>();
+    assert_eq!(shapes(a), shapes(b), "the same channels removed");
+    for (x, y) in a.initializers.iter().zip(&b.initializers) {
+        let (p, q) = (x.to_f32().unwrap(), y.to_f32().unwrap());
+        let largest = p.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+        let worst = p.iter().zip(q.iter()).fold(0f32, |m, (u, v)| m.max((u - v).abs()));
+        assert!(worst <= 1e-3 * largest, "{}: differs by {worst} (largest value {largest})", x.name);
+    }
+}
+
 #[test]
 fn bench_times_models_taking_turns_in_both_runtimes() {
     let dir = common::tempdir();

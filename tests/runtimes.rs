@@ -41,6 +41,25 @@ fn run(model: &prunq::ir::Model, backend: Backend, batch: &[Array]) -> prunq::Re
     Session::new(model, &SessionOptions { backend: Some(backend), ..Default::default() })?.run(batch)
 }
 
+/// `prunq --runtime RUNTIME COMMAND… MODEL -o OUT --calib CALIB --report …`: its JSON report.
+fn run_with_report(runtime: &str, command: &[&str], model: &Path, calib: &Path, out: &Path) -> serde_json::Value {
+    let report = out.with_extension("json");
+    let run = prunq()
+        .args(["--quiet", "--runtime", runtime])
+        .args(command)
+        .arg(model)
+        .arg("-o")
+        .arg(out)
+        .arg("--calib")
+        .arg(calib)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap()
+}
+
 fn ort_quantize(model: &Path, calib: &Path, out: &Path, format: &str) {
     let args = ["static".as_ref(), model.as_os_str(), out.as_os_str(), calib.as_os_str()];
     let flags = ["--format", format, "--activations", "u8", "--rows", "8"];
@@ -149,21 +168,9 @@ fn static_quantization_decides_the_same_in_both_backends() {
         let (model, calib, _) = material(name);
         let mut reports = vec![];
         for runtime in ["ort", "tract"] {
-            let report = dir.path().join(format!("{runtime}.json"));
-            let out = prunq()
-                .args(["--quiet", "--runtime", runtime, "quantize"])
-                .arg(&model)
-                .arg("-o")
-                .arg(dir.path().join(format!("{runtime}_{name}")))
-                .args(["--mode", "static", "--reduce-range", "--calib"])
-                .arg(&calib)
-                .arg("--report")
-                .arg(&report)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            reports
-                .push(serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&report).unwrap()).unwrap());
+            let out = dir.path().join(format!("{runtime}_{name}"));
+            let command = ["quantize", "--mode", "static", "--reduce-range"];
+            reports.push(run_with_report(runtime, &command, &model, &calib, &out));
         }
         let (a, b) = (&reports[0], &reports[1]);
         assert_eq!(a["runtime"]["backend"], "onnxruntime");
@@ -227,22 +234,10 @@ fn structured_repair_fits_the_same_weights_in_both_backends() {
     let (model, calib, _) = material("digits_resnet.onnx");
     let (mut models, mut repaired) = (vec![], vec![]);
     for runtime in ["ort", "tract"] {
-        let (out_path, report) =
-            (dir.path().join(format!("{runtime}.onnx")), dir.path().join(format!("{runtime}.json")));
-        let out = prunq()
-            .args(["--quiet", "--runtime", runtime, "prune", "--structured", "--ratio", "0.5"])
-            .arg(&model)
-            .arg("-o")
-            .arg(&out_path)
-            .arg("--calib")
-            .arg(&calib)
-            .arg("--report")
-            .arg(&report)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out_path = dir.path().join(format!("{runtime}.onnx"));
+        let command = ["prune", "--structured", "--ratio", "0.5"];
+        let report = run_with_report(runtime, &command, &model, &calib, &out_path);
         models.push(prunq::onnx::load(&out_path).unwrap());
-        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
         repaired.push(report["repaired"].as_array().unwrap().len());
     }
     assert!(repaired[0] > 0 && repaired[0] == repaired[1], "layers repaired: {repaired:?}");

@@ -98,3 +98,24 @@ fn a_closed_output_pipe_stops_quietly_like_other_unix_tools() {
     assert_eq!(out.status.code(), Some(141), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty(), "no internal error: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn outputs_get_the_permissions_the_umask_gives_new_files() {
+    // Written through a temporary file and renamed: the temporary file's private 0600 must not
+    // survive into the output. Run under two umasks so the mode is seen to follow it.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::tempdir();
+    for (umask, mode) in [("022", 0o644), ("077", 0o600)] {
+        let out = dir.path().join(format!("m{umask}.onnx"));
+        let script = format!("umask {umask} && exec \"$0\" quantize \"$1\" -o \"$2\" -q");
+        let o = Command::new("sh")
+            .args(["-c", &script, env!("CARGO_BIN_EXE_prunq")])
+            .arg(common::model("digits_mlp.onnx"))
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o).1);
+        let got = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+        assert_eq!(got, mode, "umask {umask}: mode {got:o}");
+    }
+}

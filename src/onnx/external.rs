@@ -203,8 +203,7 @@ impl ExternalSink {
         }
         if self.file.is_none() {
             let dir = if self.dir.as_os_str().is_empty() { Path::new(".") } else { &self.dir };
-            self.file =
-                Some(tempfile::Builder::new().prefix(".prunq-").tempfile_in(dir).map_err(|e| Error::io(dir, e))?);
+            self.file = Some(super::output_temp_file(dir)?);
         }
         let file = self.file.as_mut().expect("created above");
         // Align each tensor to 64 bytes so runtimes can map it directly.

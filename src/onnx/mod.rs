@@ -93,7 +93,7 @@ pub fn save(model: &Model, path: impl AsRef<Path>, options: &SaveOptions) -> Res
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new().prefix(".prunq-").tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
+    let mut tmp = output_temp_file(dir)?;
     let mut out = file_buf::FileBuf::new(tmp.as_file_mut());
     p.encode(&mut out).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
     out.finish().and_then(|w| w.flush()).map_err(|e| Error::io(path, e))?;
@@ -102,6 +102,20 @@ pub fn save(model: &Model, path: impl AsRef<Path>, options: &SaveOptions) -> Res
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     external::remove_stale_data(path, location.as_deref());
     Ok(())
+}
+
+/// A temporary file in `dir` that is renamed over an output when complete. Created with the mode an
+/// ordinary new file gets (0666 less the umask): tempfile's own 0600 would leave outputs unreadable to
+/// the group and others that the user's umask lets read them.
+fn output_temp_file(dir: &Path) -> Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".prunq-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))
 }
 
 /// Fails when `output` is the same file as `input`: prunq never modifies its input.

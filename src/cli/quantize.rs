@@ -2,7 +2,7 @@ use prunq::eval::Progress;
 use prunq::quant::calibrate::Method;
 use prunq::quant::{
     convert_fp16, quantize_dynamic, quantize_dynamic_with_fallback, quantize_static, quantize_weights,
-    quantize_weights_with_fallback, DynamicOptions, Fp16Options, Int4Format, QType, QuantReport, StaticOptions,
+    quantize_weights_with_fallback, DynamicOptions, Fp16Options, QType, QuantReport, StaticOptions, WeightFormat,
     WeightOptions,
 };
 use std::path::PathBuf;
@@ -37,10 +37,12 @@ pub struct Args {
     /// One scale per weight tensor instead of per channel or block.
     #[arg(long)]
     per_tensor: bool,
-    /// How 4-bit weights are written: `portable` (uint8-packed, unpacked by plain ops; ONNX
-    /// Runtime and tract) or `qdq` (INT4 + blocked DequantizeLinear, opset 21; ONNX Runtime only).
-    #[arg(long, value_enum, default_value = "portable")]
-    int4_format: Int4Format,
+    /// How weight-only weights are written: `portable` (int8 + Cast/Mul, int4 packed in uint8 and
+    /// unpacked by plain ops: ONNX Runtime and tract fold them at load, so the model runs at float
+    /// speed) or `qdq` (DequantizeLinear on every weight, INT4 at opset 21: for toolchains that read
+    /// QDQ weights; ONNX Runtime dequantizes on every run).
+    #[arg(long, value_enum, default_value = "portable", alias = "int4-format")]
+    weight_format: WeightFormat,
     /// Weights use 7 of their 8 bits (as onnxruntime.quantization's reduce_range): for x86 CPUs
     /// without VNNI, where ONNX Runtime's AVX2 u8×s8 kernels add pairs of products in 16 bits
     /// and full-range weights can saturate. Costs accuracy; not needed on VNNI or ARM.
@@ -116,7 +118,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
                 block_size: a.block_size.or(if four && !a.per_tensor { Some(32) } else { None }),
                 per_tensor: a.per_tensor,
                 exclude: a.exclude.clone(),
-                int4_format: a.int4_format,
+                format: a.weight_format,
                 reduce_range: a.reduce_range,
                 ..Default::default()
             };

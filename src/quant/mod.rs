@@ -1,11 +1,11 @@
 //! Quantization: the scheme math, the op-type registry, and the passes
-//! (weight-only so far).
+//! (weight-only, dynamic, static QDQ, fp16).
 
 pub mod calibrate;
 mod dynamic;
 mod fp16;
-mod int4;
 mod pack;
+mod portable;
 pub mod registry;
 mod report;
 pub mod scheme;
@@ -19,4 +19,4 @@ pub use fp16::{convert_fp16, Fp16Options};
 pub use report::{QuantReport, Skipped, TensorRecord};
 pub use scheme::{Granularity, QParams, QScheme, QType};
 pub use static_qdq::{quantize_static, StaticOptions, DEFAULT_FALLBACK_SQNR_DB};
-pub use weights::{excluded, quantize_weights, quantize_weights_with_fallback, Int4Format, WeightOptions};
+pub use weights::{excluded, quantize_weights, quantize_weights_with_fallback, WeightFormat, WeightOptions};

@@ -1,6 +1,7 @@
 //! Weight-only quantization: every weight of the ops in the registry becomes a
-//! low-bit constant and a `DequantizeLinear` that restores the float tensor
-//! under its old name, so consumers are untouched. No data needed.
+//! low-bit constant and the ops that restore the float tensor under its old
+//! name (by default ones the runtime folds at load, see `portable.rs`), so
+//! consumers are untouched. No data needed.
 
 use super::pack::int_tensor;
 use super::registry;
@@ -23,20 +24,22 @@ pub struct WeightOptions {
     pub min_elements: usize,
     /// Quantize only the weights of these nodes (by index); all when `None`.
     pub only_nodes: Option<Vec<usize>>,
-    /// How 4-bit weights are written.
-    pub int4_format: Int4Format,
+    /// How the low-bit weights are written.
+    pub format: WeightFormat,
     /// Weights use one bit less than their type (7 of 8).
     pub reduce_range: bool,
 }
 
-/// How 4-bit weights are written.
+/// How weight-only low-bit weights are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Int4Format {
-    /// uint8-packed with an unpacking subgraph of plain ops (opset 18): runs in
-    /// ONNX Runtime and tract; 2-D weights only (others get int8 per channel).
+pub enum WeightFormat {
+    /// Plain ops that ONNX Runtime and tract fold back to float at load, so the model runs at float
+    /// speed: int8 as Cast and Mul by the scale; int4 packed two per uint8 and unpacked (opset 18,
+    /// 2-D weights; conv kernels get int8 per channel).
     #[default]
     Portable,
-    /// The INT4 type with blocked `DequantizeLinear` (opset 21): ONNX Runtime only.
+    /// `DequantizeLinear` on every weight (int4: the INT4 type, blocked, opset 21, ONNX Runtime
+    /// only): the form QDQ-reading toolchains expect; ONNX Runtime dequantizes it on every run.
     Qdq,
 }
 
@@ -50,7 +53,7 @@ impl Default for WeightOptions {
             exclude: vec![],
             min_elements: 64,
             only_nodes: None,
-            int4_format: Int4Format::Portable,
+            format: WeightFormat::Portable,
             reduce_range: false,
         }
     }
@@ -91,11 +94,13 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
         return Ok(());
     }
     let four_bit = matches!(options.qtype, QType::Int4 | QType::UInt4);
-    let portable = four_bit && options.int4_format == Int4Format::Portable;
-    let needs = match (portable, four_bit || options.block_size.is_some()) {
-        (true, _) => super::int4::PORTABLE_INT4_OPSET,
-        (false, true) => 21,
-        (false, false) => 13,
+    let portable = options.format == WeightFormat::Portable;
+    let needs = match (portable, four_bit, options.block_size.is_some()) {
+        (true, true, _) => super::portable::PORTABLE_INT4_OPSET,
+        (true, false, true) => 13,
+        (true, false, false) => 0,
+        (false, true, _) | (false, false, true) => 21,
+        (false, false, false) => 13,
     };
     let rank_of = crate::analysis::rank_lookup(model);
     crate::transform::upgrade_opset(model, needs, &|n| rank_of.get(n).copied())?;
@@ -124,9 +129,9 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
             // Blocks run along the reduction (input-feature) axis, one set per output channel.
             (false, Some(size), Some(a)) => Granularity::Block { axis: reduction_axis(w.ndim(), a), size },
         };
-        if portable {
+        if portable && four_bit {
             if let (2, Granularity::Block { axis, size }) = (w.ndim(), granularity) {
-                let (lo, hi) = super::int4::replace_with_portable_int4(model, &name, &w, axis, size)?;
+                let (lo, hi) = super::portable::replace_with_portable_int4(model, &name, &w, axis, size)?;
                 let scheme = QScheme { qtype: QType::Int4, symmetric: true, granularity, reduce_range: false };
                 let range = QParams {
                     scale: ndarray::arr1(&[lo, hi]).into_dyn(),
@@ -138,7 +143,7 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
             // Conv kernels and per-channel requests: int8 per channel, which both runtimes
             // run (the tensor's record says int8).
         }
-        let (qtype, granularity) = match (portable, axis) {
+        let (qtype, granularity) = match (portable && four_bit, axis) {
             (true, Some(a)) => (QType::Int8, Granularity::PerChannel { axis: a }),
             (true, None) => (QType::Int8, Granularity::PerTensor),
             _ => (options.qtype, granularity),
@@ -146,14 +151,16 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
         let scheme = QScheme { qtype, symmetric: options.symmetric, granularity, reduce_range: options.reduce_range };
         let (q, params) = scheme.quantize_weight(&w)?;
         let record = TensorRecord::new(&name, &scheme, &params, t.byte_size(), w.shape());
-        replace_with_dequantize(
-            model,
-            &name,
-            int_tensor(&format!("{name}_quantized"), &q, qtype),
-            &params,
-            qtype,
-            granularity,
-        )?;
+        let gathers = super::portable::gather_only_readers(&model.graph, &name);
+        let per_row = matches!(granularity, Granularity::PerTensor | Granularity::PerChannel { axis: 0 });
+        if let (true, Some(gathers), true) = (portable, gathers, per_row) {
+            super::portable::replace_gathered(model, &name, &q, &params, qtype, granularity, &gathers)?;
+        } else if portable {
+            super::portable::replace_with_folded(model, &name, &q, &params, qtype, granularity)?;
+        } else {
+            let q = int_tensor(&format!("{name}_quantized"), &q, qtype);
+            replace_with_dequantize(model, &name, q, &params, qtype, granularity)?;
+        }
         report.tensors.push(record);
     }
     crate::transform::sort_nodes(&mut model.graph)

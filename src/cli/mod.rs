@@ -165,6 +165,33 @@ fn validate(
     Ok(Some(c))
 }
 
+/// Times the written `model` against `original` where it will run (see
+/// `prunq::eval::latency_check`), prints the speed-up, and says so plainly when
+/// the output is slower. `None` with `--no-latency-check`.
+fn check_latency(
+    original: &prunq::ir::Model,
+    model: &prunq::ir::Model,
+    data: Option<&std::path::Path>,
+    skip: bool,
+    progress: &dyn prunq::eval::Progress,
+) -> anyhow::Result<Option<prunq::eval::LatencyCheck>> {
+    if skip {
+        return Ok(None);
+    }
+    let data = data.map(prunq::data::Dataset::open).transpose()?;
+    let c = prunq::eval::latency_check(original, model, data.as_ref(), progress).map_err(|e| {
+        anyhow::anyhow!("{e} (measuring the output's speed; --no-latency-check skips it, the model is written)")
+    })?;
+    let times = format!("{:.3} → {:.3} ms per run", c.input_ms, c.output_ms);
+    let setting = format!("{}, batch 1, 1 thread, {}, {} runs each taking turns", c.runtime, c.inputs, c.runs);
+    if c.slower() {
+        println!("warning: the output runs SLOWER than the input: {:.2}× the speed ({times}; {setting})", c.speedup);
+    } else {
+        println!("speed: {:.2}× the input's ({times}; {setting})", c.speedup);
+    }
+    Ok(Some(c))
+}
+
 /// The runtime that ran models for a command (`ran` says whether any did),
 /// printed and returned for its report.
 fn runtime_used(ran: bool) -> anyhow::Result<Option<prunq::runtime::RuntimeInfo>> {

@@ -73,9 +73,13 @@ pub struct Args {
     /// Data to compare the result with the original on (printed and reported).
     #[arg(long)]
     val: Option<PathBuf>,
-    /// Write what was pruned, the costs and the comparison as JSON.
+    /// Write what was pruned, the costs, the comparison and the speed as JSON.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Do not time the output against the input (done by default: batch 1, one thread, in the
+    /// runtime chosen by --runtime, on --val or --calib data or else inputs of ones).
+    #[arg(long)]
+    no_latency_check: bool,
 }
 
 fn parse_pattern(s: &str) -> Result<(usize, usize), String> {
@@ -129,6 +133,8 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     }
     report.comparison = super::validate(&original, &model, a.val.as_deref(), progress)?;
     report.runtime = super::runtime_used(calib.is_some() || a.val.is_some())?;
+    let timing_data = a.val.as_ref().or(a.calib.as_ref()).map(PathBuf::as_path);
+    report.latency = super::check_latency(&original, &model, timing_data, a.no_latency_check, progress)?;
     super::write_report(a.report.as_deref(), &report)
 }
 
@@ -170,5 +176,7 @@ fn structured(
     }
     report.comparison = super::validate(&original, &model, a.val.as_deref(), progress)?;
     report.runtime = super::runtime_used(calib.is_some() || a.val.is_some())?;
+    let timing_data = a.val.as_ref().or(a.calib.as_ref()).map(PathBuf::as_path);
+    report.latency = super::check_latency(&original, &model, timing_data, a.no_latency_check, progress)?;
     super::write_report(a.report.as_deref(), &report)
 }

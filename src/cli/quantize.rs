@@ -86,9 +86,13 @@ pub struct Args {
     /// when the model would pass protobuf's 2 GB limit.
     #[arg(long)]
     external_data: bool,
-    /// Write what was done (per tensor, skipped, sizes, comparison) as JSON.
+    /// Write what was done (per tensor, skipped, sizes, comparison, speed) as JSON.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Do not time the output against the input (done by default: batch 1, one thread, in the
+    /// runtime chosen by --runtime, on --val or --calib data or else inputs of ones).
+    #[arg(long)]
+    no_latency_check: bool,
 }
 
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
@@ -189,12 +193,16 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     report.comparison = super::validate(&original, &model, judge_on.map(PathBuf::as_path), progress)?;
     report.runtime = super::runtime_used(a.calib.is_some() || judge_on.is_some())?;
     let integer_kernels = matches!(a.mode, Mode::Static | Mode::Dynamic);
-    if integer_kernels && !a.reduce_range && prunq::runtime::int8_pairs_saturate() {
+    // About ONNX Runtime's kernels: not said when tract did the measuring.
+    let in_tract = report.runtime.as_ref().is_some_and(|r| r.backend == prunq::runtime::Backend::Tract);
+    if integer_kernels && !in_tract && !a.reduce_range && prunq::runtime::int8_pairs_saturate() {
         println!(
             "note: this x86 CPU has no VNNI: ONNX Runtime's u8×s8 kernels here add pairs of products in 16 bits \
              and can saturate on full-range weights (measured in ONNX Runtime, such layers were kept float); \
              --reduce-range avoids it on such CPUs"
         );
     }
+    let timing_data = a.val.as_ref().or(a.calib.as_ref()).map(PathBuf::as_path);
+    report.latency = super::check_latency(&original, &model, timing_data, a.no_latency_check, progress)?;
     super::write_report(a.report.as_deref(), &report)
 }

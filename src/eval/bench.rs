@@ -85,7 +85,14 @@ pub fn bench(
     let mut times = vec![Vec::with_capacity(runs); models.len()];
     progress.start((options.warmup + runs) as u64, "bench");
     for round in 0..options.warmup + runs {
-        for (k, (session, batches)) in prepared.iter().enumerate() {
+        // Every other round in reverse order, so that no model always runs right after
+        // another (warm or cold caches, a clock that just rose) and biases the ratio.
+        let order: Vec<usize> = match round % 2 {
+            0 => (0..prepared.len()).collect(),
+            _ => (0..prepared.len()).rev().collect(),
+        };
+        for k in order {
+            let (session, batches) = &prepared[k];
             let batch = &batches[round % batches.len()];
             let started = Instant::now();
             session.run(batch).map_err(|e| named(&models[k].0, e))?;
@@ -124,6 +131,119 @@ pub fn bench(
         runs,
         models: out,
     })
+}
+
+/// A written model's speed against its input, measured where it will run.
+#[derive(Clone, Debug, Serialize)]
+pub struct LatencyCheck {
+    pub runtime: RuntimeInfo,
+    /// Batch 1, one thread, the two models taking turns.
+    pub runs: usize,
+    /// "the calibration/validation data" or "inputs of ones" (no data given).
+    pub inputs: String,
+    pub input_ms: f64,
+    pub output_ms: f64,
+    /// Median over rounds of input time / output time: above 1 the output is faster.
+    pub speedup: f64,
+}
+
+impl LatencyCheck {
+    /// Below this the output counts as slower: rounds of one model against the other on a
+    /// shared machine scatter by a few per cent.
+    pub const SLOWER_BELOW: f64 = 0.95;
+
+    pub fn slower(&self) -> bool {
+        self.speedup < Self::SLOWER_BELOW
+    }
+}
+
+/// Times `output` against `input` in the process's runtime at batch 1 on one
+/// thread, the models taking turns, on `data` (or inputs of ones shaped as the
+/// model declares, symbolic dims 1, when there is none), for about three seconds.
+pub fn latency_check(
+    input: &Model,
+    output: &Model,
+    data: Option<&Dataset>,
+    progress: &dyn Progress,
+) -> Result<LatencyCheck> {
+    let backend = crate::runtime::default_backend()?;
+    let ones;
+    let (data, inputs) = match data {
+        Some(d) => (d, "the given data"),
+        None => {
+            ones = ones_for(input)?;
+            (&ones, "inputs of ones")
+        }
+    };
+    // One untimed round sizes the measurement: ~3 s, 20 to 400 rounds.
+    let probe = bench(
+        &[("input".into(), input), ("output".into(), output)],
+        data,
+        backend,
+        &BenchOptions { runs: 1, warmup: 1, ..Default::default() },
+        &super::Silent,
+    )?;
+    let round_ms = probe.models.iter().map(|m| m.median_ms).sum::<f64>().max(1e-3);
+    let runs = ((3000.0 / round_ms) as usize).clamp(20, 400);
+    let options = BenchOptions { runs, warmup: (runs / 10).max(3), ..Default::default() };
+    let pair = [("input".into(), input), ("output".into(), output)];
+    let r = bench(&pair, data, backend, &options, progress)?;
+    let mut check = LatencyCheck {
+        runtime: r.runtime,
+        runs,
+        inputs: inputs.into(),
+        input_ms: r.models[0].median_ms,
+        output_ms: r.models[1].median_ms,
+        speedup: r.models[1].speedup,
+    };
+    if check.slower() {
+        // Before calling it slower, a second measurement: rounds on a shared machine
+        // scatter, and a false alarm costs the user as much as a missed one.
+        let again = bench(&pair, data, backend, &options, progress)?;
+        check.runs *= 2;
+        check.input_ms = (check.input_ms + again.models[0].median_ms) / 2.0;
+        check.output_ms = (check.output_ms + again.models[1].median_ms) / 2.0;
+        check.speedup = (check.speedup * again.models[1].speedup).sqrt();
+    }
+    Ok(check)
+}
+
+/// One row of ones for each input the model takes, shaped as declared
+/// (symbolic or unknown dims 1): ids, masks and images alike stay valid.
+fn ones_for(model: &Model) -> Result<Dataset> {
+    let mut arrays = std::collections::BTreeMap::new();
+    for v in feed_inputs(model) {
+        let dims: Vec<usize> = match v.shape() {
+            Some(dims) => dims
+                .iter()
+                .map(|d| match d {
+                    crate::ir::Dim::Fixed(n) if *n > 0 => *n as usize,
+                    _ => 1,
+                })
+                .collect(),
+            None => {
+                return Err(Error::Model(format!(
+                    "input '{}' declares no shape: pass data to time the model on",
+                    v.name
+                )))
+            }
+        };
+        // A batch axis is added by `bind` only when the data has one more axis than declared.
+        let dtype = v.dtype().unwrap_or(crate::ir::DataType::FLOAT);
+        let zeros = Array::zeros(dtype, &dims)
+            .ok_or_else(|| Error::Model(format!("input '{}' is {dtype}: pass data to time the model on", v.name)))?;
+        let one = match zeros {
+            Array::F32(a) => Array::F32(a.mapv(|_| 1.0)),
+            Array::F64(a) => Array::F64(a.mapv(|_| 1.0)),
+            Array::I64(a) => Array::I64(a.mapv(|_| 1)),
+            Array::I32(a) => Array::I32(a.mapv(|_| 1)),
+            Array::I8(a) => Array::I8(a.mapv(|_| 1)),
+            Array::U8(a) => Array::U8(a.mapv(|_| 1)),
+            Array::Bool(a) => Array::Bool(a.mapv(|_| true)),
+        };
+        arrays.insert(v.name.clone(), one);
+    }
+    Ok(Dataset { path: "inputs of ones".into(), arrays })
 }
 
 /// The data cut into batches of `size` rows (at most 64 distinct batches).

@@ -5,7 +5,7 @@ mod ctc;
 mod metrics;
 mod run;
 
-pub use bench::{bench, BenchOptions, BenchReport, ModelLatency};
+pub use bench::{bench, latency_check, BenchOptions, BenchReport, LatencyCheck, ModelLatency};
 pub use ctc::{edit_distance, CtcDecoder};
 pub use metrics::{argmax, cosine, OutputComparison, OutputMetrics};
 pub use run::{compare, evaluate, CompareReport, EvalReport, RunOptions};

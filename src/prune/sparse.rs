@@ -81,6 +81,8 @@ pub struct PruneReport {
     pub comparison: Option<crate::eval::CompareReport>,
     /// What ran the model for statistics and validation.
     pub runtime: Option<crate::runtime::RuntimeInfo>,
+    /// The output timed against the input where it runs (absent with `--no-latency-check`).
+    pub latency: Option<crate::eval::LatencyCheck>,
 }
 
 pub fn prune_sparse(

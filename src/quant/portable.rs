@@ -100,6 +100,18 @@ pub fn replace_with_folded(
     Ok(())
 }
 
+/// The largest float tensor every runtime folds from constants at load: tract
+/// 0.23 folds an op only when its output is no larger than its inputs or than
+/// 4 MiB (`CONST_FOLD_MEM_BUDGET`); ONNX Runtime folds any size.
+pub const FOLD_LIMIT_BYTES: usize = 4 << 20;
+
+/// The Gathers to dequantize table `name` after, on the rows they look up:
+/// when its float form (`float_bytes`) is past what runtimes fold at load and
+/// Gathers are all that read it (`gather_only_readers`).
+pub fn lookups_to_dequantize_after(g: &Graph, name: &str, float_bytes: usize) -> Option<Vec<usize>> {
+    (float_bytes > FOLD_LIMIT_BYTES).then(|| gather_only_readers(g, name)).flatten()
+}
+
 /// The Gather nodes that read table `name` when they are its only readers (data
 /// input, axis 0, not a graph output, no subgraph in the graph that could see it):
 /// such a table can be dequantized after the lookup, on the rows it returns.
@@ -167,7 +179,7 @@ pub fn replace_gathered(
         let gather = &mut g.nodes[i];
         let out = gather.outputs[0].clone();
         let ids = gather.inputs[1].clone();
-        let o = |s: &str| format!("{out}_{s}");
+        let o = |s: &str| format!("{out}_lookup_{s}");
         gather.inputs[0] = n("quantized");
         gather.outputs[0] = o("quantized");
         added.push(node(&o("float"), "Cast", &[&o("quantized")], float.clone()));
@@ -199,16 +211,17 @@ pub fn replace_gathered(
 }
 
 /// Replaces the 2-D float weight `name` by its packed int4 form and the
-/// unpacking ops; blocks of `block` run along `block_axis`. A table read only by
-/// Gathers along its rows (`gather_only_readers`) is unpacked after each lookup,
-/// on the rows read; anything else once, folded at load. Returns the scales'
-/// (min, max).
+/// unpacking ops; blocks of `block` run along `block_axis`. With `gathers` (see
+/// `lookups_to_dequantize_after`; blocks must run along the rows) it is unpacked
+/// after each of those lookups, on the rows read; else once, folded at load.
+/// Returns the scales' (min, max).
 pub fn replace_with_portable_int4(
     model: &mut Model,
     name: &str,
     w: &ArrayD<f32>,
     block_axis: usize,
     block: usize,
+    gathers: Option<Vec<usize>>,
 ) -> Result<(f32, f32)> {
     let w2 = w.view().into_dimensionality::<Ix2>().map_err(|_| Error::Model(format!("'{name}' is not 2-D")))?;
     // Rows are output channels, blocks run along each row.
@@ -223,7 +236,7 @@ pub fn replace_with_portable_int4(
     }
     let (stored, scales) = quantize_int4_rows(&m, block);
     let (smin, smax) = scales.iter().fold((f32::INFINITY, 0f32), |(a, b), s| (a.min(s.to_f32()), b.max(s.to_f32())));
-    let gathers = (block_axis == 1).then(|| gather_only_readers(&model.graph, name)).flatten();
+    let gathers = gathers.filter(|_| block_axis == 1);
     model.graph.remove_constant(name)?;
     let n = |s: &str| format!("{name}_int4_{s}");
     let g = &mut model.graph;
@@ -486,7 +499,7 @@ mod tests {
         for block_axis in [0, 1] {
             let (mm, x) = matmul_model();
             let mut folded = mm.clone();
-            replace_with_portable_int4(&mut folded, "w", &table(), block_axis, 4).unwrap();
+            replace_with_portable_int4(&mut folded, "w", &table(), block_axis, 4, None).unwrap();
             // The weight the unpacking makes, read back from the folded form.
             let mut alone = folded.clone();
             alone.graph.outputs = vec![ValueInfo::tensor("w", Some(DataType::FLOAT), None)];
@@ -501,7 +514,7 @@ mod tests {
                 // Blocks along a table's rows: unpacked after the lookup, to the same values.
                 let (gm, ids) = gather_model();
                 let mut gathered = gm.clone();
-                replace_with_portable_int4(&mut gathered, "w", &table(), block_axis, 4).unwrap();
+                replace_with_portable_int4(&mut gathered, "w", &table(), block_axis, 4, Some(vec![0])).unwrap();
                 let lookup = &gathered.graph.nodes[0];
                 assert_eq!((lookup.op_type.as_str(), lookup.inputs[0].as_str()), ("Gather", "w_int4_packed"));
                 assert_close(&run(&gathered, ids.clone()), &expected(&gm, &ids, weight));

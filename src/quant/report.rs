@@ -61,4 +61,6 @@ pub struct QuantReport {
     pub comparison: Option<crate::eval::CompareReport>,
     /// What ran the model for calibration, sensitivity and validation.
     pub runtime: Option<crate::runtime::RuntimeInfo>,
+    /// The output timed against the input where it runs (absent with `--no-latency-check`).
+    pub latency: Option<crate::eval::LatencyCheck>,
 }

@@ -8,7 +8,7 @@ use super::pack::int_tensor;
 use super::registry::{self, Activations};
 use super::report::{QuantReport, Skipped, TensorRecord};
 use super::scheme::{params_for_range, Granularity, QParams, QScheme, QType};
-use super::weights::{excluded, replace_with_dequantize};
+use super::weights::{excluded, replace_weight, replace_with_dequantize, WeightFormat};
 use crate::data::{Array, Dataset};
 use crate::eval::Progress;
 use crate::ir::{DataType, Graph, GraphIndex, Model, Node, Tensor};
@@ -411,7 +411,7 @@ fn apply(
             params.insert(y.clone(), p);
         }
     }
-    quantize_node_weights(&mut model, weight_nodes, &params, options.reduce_range, report)?;
+    quantize_node_weights(&mut model, weight_nodes, nodes, &params, options.reduce_range, report)?;
     insert_qdq(&mut model, &params, options.activation_type)?;
     for (name, &(s, z)) in &params {
         let scheme = QScheme {
@@ -428,11 +428,17 @@ fn apply(
     Ok(model)
 }
 
-/// Per-channel int8 weights of the quantized nodes (and Gather tables), and
-/// int32 biases where the input's scale is known.
+/// Per-channel int8 weights of `nodes` (and Gather tables), and int32 biases
+/// where the input's scale is known. A weight read by a node whose activations
+/// are quantized (in `quantized`) goes behind a `DequantizeLinear`, which the
+/// runtime fuses into an integer kernel; any other is written in the form the
+/// runtime folds at load (a `DequantizeLinear` before a float op would run on
+/// every inference — ONNX Runtime even turns DequantizeLinear → MatMul into its
+/// MatMulNBits, slower than the float MatMul here).
 fn quantize_node_weights(
     model: &mut Model,
     nodes: &[usize],
+    quantized: &[usize],
     params: &BTreeMap<String, (f32, i32)>,
     reduce_range: bool,
     report: &mut QuantReport,
@@ -440,6 +446,8 @@ fn quantize_node_weights(
     let g = &model.graph;
     // (weight, its channel axis, (bias, the input whose scale the bias takes))
     type Work = (String, Option<usize>, Option<(String, String)>);
+    let integer: BTreeSet<String> =
+        quantized.iter().flat_map(|&n| weight_inputs(g, &g.nodes[n]).into_iter().map(|(_, w, _)| w)).collect();
     let mut work: Vec<Work> = vec![];
     for n in nodes.iter().copied().chain(gathers(g)) {
         let node = &g.nodes[n];
@@ -468,14 +476,8 @@ fn quantize_node_weights(
         };
         let Int8Weight { float: wf, q, params: p, scheme } = quantized;
         report.tensors.push(TensorRecord::new(&w, &scheme, &p, t.byte_size(), wf.shape()));
-        replace_with_dequantize(
-            model,
-            &w,
-            int_tensor(&format!("{w}_quantized"), &q, QType::Int8),
-            &p,
-            QType::Int8,
-            scheme.granularity,
-        )?;
+        let format = if integer.contains(&w) { WeightFormat::Qdq } else { WeightFormat::Portable };
+        replace_weight(model, &w, &q, &p, QType::Int8, scheme.granularity, format)?;
         if let (Some((b, x)), Some(_)) = (bias, axis) {
             quantize_bias(model, &b, params[&x].0, &p, report)?;
         }

@@ -131,7 +131,8 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
         };
         if portable && four_bit {
             if let (2, Granularity::Block { axis, size }) = (w.ndim(), granularity) {
-                let (lo, hi) = super::portable::replace_with_portable_int4(model, &name, &w, axis, size)?;
+                let gathers = super::portable::lookups_to_dequantize_after(&model.graph, &name, w.len() * 4);
+                let (lo, hi) = super::portable::replace_with_portable_int4(model, &name, &w, axis, size, gathers)?;
                 let scheme = QScheme { qtype: QType::Int4, symmetric: true, granularity, reduce_range: false };
                 let range = QParams {
                     scale: ndarray::arr1(&[lo, hi]).into_dyn(),
@@ -151,16 +152,7 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
         let scheme = QScheme { qtype, symmetric: options.symmetric, granularity, reduce_range: options.reduce_range };
         let (q, params) = scheme.quantize_weight(&w)?;
         let record = TensorRecord::new(&name, &scheme, &params, t.byte_size(), w.shape());
-        let gathers = super::portable::gather_only_readers(&model.graph, &name);
-        let per_row = matches!(granularity, Granularity::PerTensor | Granularity::PerChannel { axis: 0 });
-        if let (true, Some(gathers), true) = (portable, gathers, per_row) {
-            super::portable::replace_gathered(model, &name, &q, &params, qtype, granularity, &gathers)?;
-        } else if portable {
-            super::portable::replace_with_folded(model, &name, &q, &params, qtype, granularity)?;
-        } else {
-            let q = int_tensor(&format!("{name}_quantized"), &q, qtype);
-            replace_with_dequantize(model, &name, q, &params, qtype, granularity)?;
-        }
+        replace_weight(model, &name, &q, &params, qtype, granularity, options.format)?;
         report.tensors.push(record);
     }
     crate::transform::sort_nodes(&mut model.graph)
@@ -203,6 +195,34 @@ fn reduction_axis(rank: usize, channel_axis: usize) -> usize {
         1 - channel_axis
     } else {
         1
+    }
+}
+
+/// Replaces constant `name` by its integers `q` in `format`: `Portable` as a
+/// table dequantized after each Gather when only Gathers read it by row and its
+/// float form is too large for runtimes to fold, else folded at load; `Qdq` behind a `DequantizeLinear`.
+pub(super) fn replace_weight(
+    model: &mut Model,
+    name: &str,
+    q: &ndarray::ArrayD<i32>,
+    params: &QParams,
+    qtype: QType,
+    granularity: Granularity,
+    format: WeightFormat,
+) -> Result<()> {
+    let per_row = matches!(granularity, Granularity::PerTensor | Granularity::PerChannel { axis: 0 });
+    let gathers = super::portable::lookups_to_dequantize_after(&model.graph, name, q.len() * 4).filter(|_| per_row);
+    match (format, gathers) {
+        (WeightFormat::Portable, Some(gathers)) => {
+            super::portable::replace_gathered(model, name, q, params, qtype, granularity, &gathers)
+        }
+        (WeightFormat::Portable, None) => {
+            super::portable::replace_with_folded(model, name, q, params, qtype, granularity)
+        }
+        (WeightFormat::Qdq, _) => {
+            let q = int_tensor(&format!("{name}_quantized"), q, qtype);
+            replace_with_dequantize(model, name, q, params, qtype, granularity)
+        }
     }
 }
 

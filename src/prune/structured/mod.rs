@@ -98,6 +98,8 @@ pub struct StructuredReport {
     pub comparison: Option<CompareReport>,
     /// What ran the model for statistics, the repair and validation.
     pub runtime: Option<crate::runtime::RuntimeInfo>,
+    /// The output timed against the input where it runs (absent with `--no-latency-check`).
+    pub latency: Option<crate::eval::LatencyCheck>,
 }
 
 /// The channel groups of `model` as structured pruning sees them: reshapes of
@@ -165,6 +167,7 @@ pub fn prune_structured(
         comparison_without_repair: None,
         comparison: None,
         runtime: None,
+        latency: None,
     };
     Ok((report, unrepaired))
 }

@@ -153,6 +153,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
                 op_types: a.op_types.clone(),
                 fallback_sqnr_db: (a.target_sqnr > 0.0).then_some(a.target_sqnr),
                 reduce_range: a.reduce_range,
+                keep_faster: !a.no_latency_check,
                 ..Default::default()
             };
             quantize_static(&mut model, &data, &options, &mut report, progress)?;

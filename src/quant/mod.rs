@@ -10,6 +10,7 @@ pub mod registry;
 mod report;
 pub mod scheme;
 pub mod sensitivity;
+mod speed;
 mod static_qdq;
 mod switched;
 mod weights;

@@ -44,6 +44,9 @@ pub struct StaticOptions {
     pub fallback_sqnr_db: Option<f64>,
     /// Weights use 7 of their 8 bits.
     pub reduce_range: bool,
+    /// Groups of nodes whose float form measures faster in the runtime stay float
+    /// (see `speed.rs`); off when measuring is impossible or unwanted.
+    pub keep_faster: bool,
 }
 
 impl Default for StaticOptions {
@@ -60,6 +63,7 @@ impl Default for StaticOptions {
             mask_threshold: 1e4,
             fallback_sqnr_db: Some(DEFAULT_FALLBACK_SQNR_DB),
             reduce_range: false,
+            keep_faster: true,
         }
     }
 }
@@ -383,6 +387,11 @@ pub fn quantize_static(
         let trials = super::sensitivity::Trials { build: &build, switched: Some(&switched) };
         let float = super::sensitivity::fallback(model, &plan.nodes, calib, target, &trials, report, progress)?;
         chosen.retain(|n| !float.contains(n));
+    }
+    if options.keep_faster && !chosen.is_empty() {
+        let build =
+            |nodes: &[usize]| apply(model, &plan, nodes, &plan.nodes, &params, options, &mut QuantReport::default());
+        chosen = super::speed::keep_faster(model, &chosen, &build, calib, report, progress)?;
     }
     // Layers kept float still get int8 weights (weight-only): nearly free in
     // accuracy, and the file stays small.

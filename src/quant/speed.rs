@@ -1,0 +1,103 @@
+//! Quantized only where it is faster: after the accuracy fallback, each group of
+//! quantized nodes of one kind (an op type; grouped convs apart, their integer
+//! kernels differ most) is kept float in a trial model, and the trial is timed
+//! against the current model in the runtime that will run it. A group whose
+//! float form measures clearly faster twice stays float (its weights still int8,
+//! in the form the runtime folds at load). Integer kernels differ by runtime and
+//! CPU — ONNX Runtime's depthwise QLinearConv on x86 without VNNI, tract's whole
+//! integer path on x86 — so this is measured, not looked up.
+
+use super::report::{QuantReport, Skipped};
+use crate::data::Dataset;
+use crate::eval::{bench, BenchOptions, Progress, Silent};
+use crate::ir::Model;
+use crate::Result;
+use std::collections::BTreeMap;
+
+/// How much faster float must measure, in each of two measurements, before a
+/// group is reverted: well past the few per cent by which rounds scatter on a
+/// shared machine, so that the decision — and the output's bytes — repeat.
+pub const REVERT_ABOVE: f64 = 1.08;
+
+/// What kind of group a node belongs to.
+fn kind(model: &Model, node: usize) -> String {
+    let n = &model.graph.nodes[node];
+    match (n.op_type.as_str(), n.attr_int("group").unwrap_or(1)) {
+        ("Conv", g) if g > 1 => "Conv (grouped)".into(),
+        (op, _) => op.into(),
+    }
+}
+
+/// `chosen` less the groups whose float form measures faster; `build` makes the
+/// model with a given set of nodes quantized. Starts from the side that measures
+/// faster: with everything quantized, groups are kept float one by one while
+/// that is faster; when everything float is faster (float kernels beat integer
+/// ones and every Q/DQ boundary costs), groups are quantized one by one only
+/// where that is faster.
+pub fn keep_faster(
+    prepared: &Model,
+    chosen: &[usize],
+    build: &dyn Fn(&[usize]) -> Result<Model>,
+    data: &Dataset,
+    report: &mut QuantReport,
+    progress: &dyn Progress,
+) -> Result<Vec<usize>> {
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for &n in chosen {
+        groups.entry(kind(prepared, n)).or_default().push(n);
+    }
+    let backend = crate::runtime::default_backend()?;
+    let runtime = crate::runtime::RuntimeInfo::of(backend);
+    // The speed-up of `b` over `a` when it measures past REVERT_ABOVE twice.
+    let faster = |a: &Model, b: &Model| -> Result<Option<f64>> {
+        let pair = [("a".to_string(), a), ("b".to_string(), b)];
+        let time = |runs: usize| -> Result<f64> {
+            let options = BenchOptions { runs, warmup: (runs / 10).max(3), ..Default::default() };
+            Ok(bench(&pair, data, backend, &options, &Silent)?.models[1].speedup)
+        };
+        // One round sizes the measurement: ~1 s, 15 to 200 rounds.
+        let probe = bench(&pair, data, backend, &BenchOptions { runs: 1, warmup: 1, ..Default::default() }, &Silent)?;
+        let round_ms = probe.models.iter().map(|m| m.median_ms).sum::<f64>().max(1e-3);
+        let runs = ((1000.0 / round_ms) as usize).clamp(15, 200);
+        let first = time(runs)?;
+        Ok((first >= REVERT_ABOVE && time(runs)? >= REVERT_ABOVE).then_some(first))
+    };
+    progress.start(groups.len() as u64 + 1, "speed trials");
+    let quantized = build(chosen)?;
+    let float = build(&[])?;
+    let from_float = faster(&quantized, &float)?;
+    progress.advance(1);
+    let (mut current, mut current_model) = match from_float {
+        Some(_) => (vec![], float),
+        None => (chosen.to_vec(), quantized),
+    };
+    let mut kept_float = vec![];
+    for (label, nodes) in groups {
+        let trial: Vec<usize> = match from_float {
+            Some(_) => current.iter().chain(&nodes).copied().collect(),
+            None => current.iter().copied().filter(|n| !nodes.contains(n)).collect(),
+        };
+        let trial_model = build(&trial)?;
+        let gain = faster(&current_model, &trial_model)?;
+        let float_wins = match (from_float, gain) {
+            (Some(speedup), None) => Some(format!("everything float measured {speedup:.2}× faster than everything int8, and int8 {label} did not measure faster")),
+            (None, Some(speedup)) => Some(format!("the {label} group measured {speedup:.2}× faster in float than in int8")),
+            _ => None,
+        };
+        if gain.is_some() {
+            current = trial;
+            current_model = trial_model;
+        }
+        if let Some(why) = float_wins {
+            kept_float.extend(nodes.iter().map(|&n| (n, why.clone())));
+        }
+        progress.advance(1);
+    }
+    progress.finish();
+    for (n, why) in kept_float {
+        let reason = format!("kept float: {why} in {runtime} (batch 1, one thread)");
+        report.skipped.push(Skipped::new(&prepared.graph.nodes[n].label(), reason));
+    }
+    current.sort_unstable();
+    Ok(current)
+}

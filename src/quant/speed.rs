@@ -48,19 +48,23 @@ pub fn keep_faster(
     }
     let backend = crate::runtime::default_backend()?;
     let runtime = crate::runtime::RuntimeInfo::of(backend);
-    // The speed-up of `b` over `a` when it measures past REVERT_ABOVE twice.
+    // The speed-up of `b` over `a` when it measures past REVERT_ABOVE twice, each
+    // measurement ~0.6 s (15 to 200 rounds) sized by the first pair's round time.
+    let round_ms = std::cell::Cell::new(None::<f64>);
     let faster = |a: &Model, b: &Model| -> Result<Option<f64>> {
         let pair = [("a".to_string(), a), ("b".to_string(), b)];
-        let time = |runs: usize| -> Result<f64> {
-            let options = BenchOptions { runs, warmup: (runs / 10).max(3), ..Default::default() };
-            Ok(bench(&pair, data, backend, &options, &Silent)?.models[1].speedup)
+        let runs = match round_ms.get() {
+            Some(ms) => ((600.0 / ms) as usize).clamp(15, 200),
+            None => 15,
         };
-        // One round sizes the measurement: ~1 s, 15 to 200 rounds.
-        let probe = bench(&pair, data, backend, &BenchOptions { runs: 1, warmup: 1, ..Default::default() }, &Silent)?;
-        let round_ms = probe.models.iter().map(|m| m.median_ms).sum::<f64>().max(1e-3);
-        let runs = ((1000.0 / round_ms) as usize).clamp(15, 200);
-        let first = time(runs)?;
-        Ok((first >= REVERT_ABOVE && time(runs)? >= REVERT_ABOVE).then_some(first))
+        let time = |runs: usize| -> Result<(f64, f64)> {
+            let options = BenchOptions { runs, warmup: (runs / 10).max(3), ..Default::default() };
+            let r = bench(&pair, data, backend, &options, &Silent)?;
+            Ok((r.models[1].speedup, r.models.iter().map(|m| m.median_ms).sum::<f64>()))
+        };
+        let (first, ms) = time(runs)?;
+        round_ms.set(Some(round_ms.get().unwrap_or(ms)));
+        Ok((first >= REVERT_ABOVE && time(runs)?.0 >= REVERT_ABOVE).then_some(first))
     };
     progress.start(groups.len() as u64 + 1, "speed trials");
     let quantized = build(chosen)?;

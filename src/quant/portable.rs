@@ -138,9 +138,9 @@ pub fn gather_only_readers(g: &Graph, name: &str) -> Option<Vec<usize>> {
 /// `gather_only_readers`) by its integers `q`: each Gather looks up integer rows,
 /// which are cast and scaled (with each row's scale, looked up alike, when per
 /// row). Every run dequantizes only the rows it reads, and no runtime holds the
-/// float table: neither ONNX Runtime nor tract folds a float table four times the
-/// size of its integers (tract's fold budget), so the folded form would cast the
-/// whole table on every run there.
+/// float table: tract does not fold a float table four times the size of its
+/// integers (its fold budget), so the folded form would cast the whole table on
+/// every run there; ONNX Runtime would fold it, and hold it in float.
 pub fn replace_gathered(
     model: &mut Model,
     name: &str,

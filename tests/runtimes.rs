@@ -169,7 +169,9 @@ fn static_quantization_decides_the_same_in_both_backends() {
         let mut reports = vec![];
         for runtime in ["ort", "tract"] {
             let out = dir.path().join(format!("{runtime}_{name}"));
-            let command = ["quantize", "--mode", "static", "--reduce-range"];
+            // The accuracy decisions must agree; which groups run faster in int8 is the
+            // runtime's own answer (checked in every_output_is_timed_where_it_runs…).
+            let command = ["quantize", "--mode", "static", "--reduce-range", "--no-latency-check"];
             reports.push(run_with_report(runtime, &command, &model, &calib, &out));
         }
         let (a, b) = (&reports[0], &reports[1]);

@@ -45,7 +45,8 @@ pub struct StaticOptions {
     /// Weights use 7 of their 8 bits.
     pub reduce_range: bool,
     /// Groups of nodes whose float form measures faster in the runtime stay float
-    /// (see `speed.rs`); off when measuring is impossible or unwanted.
+    /// (see `speed.rs`). Off by default in the library, whose results then never
+    /// depend on the machine; the CLI turns it on unless `--no-latency-check`.
     pub keep_faster: bool,
 }
 
@@ -63,7 +64,7 @@ impl Default for StaticOptions {
             mask_threshold: 1e4,
             fallback_sqnr_db: Some(DEFAULT_FALLBACK_SQNR_DB),
             reduce_range: false,
-            keep_faster: true,
+            keep_faster: false,
         }
     }
 }

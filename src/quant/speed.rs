@@ -1,11 +1,12 @@
-//! Quantized only where it is faster: after the accuracy fallback, each group of
-//! quantized nodes of one kind (an op type; grouped convs apart, their integer
-//! kernels differ most) is kept float in a trial model, and the trial is timed
-//! against the current model in the runtime that will run it. A group whose
-//! float form measures clearly faster twice stays float (its weights still int8,
-//! in the form the runtime folds at load). Integer kernels differ by runtime and
-//! CPU — ONNX Runtime's depthwise QLinearConv on x86 without VNNI, tract's whole
-//! integer path on x86 — so this is measured, not looked up.
+//! Quantized only where it is faster: after the accuracy fallback, the model
+//! with every chosen node in int8 is timed against the one with all activations
+//! float, in the runtime that will run it; then, from the faster of the two,
+//! groups of nodes of one kind (an op type; grouped convs apart, their integer
+//! kernels differ most) are switched one at a time, and a switch is kept when it
+//! measures clearly faster twice. Float-kept nodes keep int8 weights, in the form
+//! the runtime folds at load. Integer kernels differ by runtime and CPU — ONNX
+//! Runtime's int8 convs on x86 without VNNI, tract's whole integer path on x86 —
+//! so this is measured, not looked up.
 
 use super::report::{QuantReport, Skipped};
 use crate::data::Dataset;

@@ -4,8 +4,12 @@ and unstructured pruning: wall time, throughput and peak memory (`/usr/bin/time 
 usage: python bench/big_model.py [--layers N] [--width W]   (after `cargo build --release`)
 Generates a stack of N MatMuls with W×W float32 weights (default 9 × 8192² = 2.4 GB, all in
 external data) in a temporary folder — never committed — and writes bench/results/big_model.md.
-Also checks each output in ONNX Runtime (one row) where it fits in memory.
+Then serving in ONNX Runtime (`--serving-only` runs just this part): the smaller model as fp32,
+int4 weights in the portable form (unpacked to float at load) and as MatMulNBits (kept packed):
+speed as a ratio of models taking turns in one `prunq bench` run, and each model's peak RSS
+when a fresh process loads it and runs one row.
 """
+import json
 import datetime
 import os
 import platform
@@ -91,8 +95,57 @@ def measure(layers, width):
     return rows
 
 
+SERVE = """
+import sys, numpy as np, onnxruntime as ort
+options = ort.SessionOptions()
+options.intra_op_num_threads = 1
+s = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
+s.run(None, {"x": np.ones((1, int(sys.argv[2])), np.float32)})
+"""
+
+
+def serving(layers, width):
+    """Lines of the serving table: fp32 against int4 portable and int4 MatMulNBits in ONNX Runtime."""
+    folder = tempfile.mkdtemp(dir=os.environ.get("PRUNQ_BIG_DIR"))
+    src, weight_bytes = generate(folder, layers, width)
+    forms = [("fp32", src)]
+    for label, fmt in (("int4 portable (unpacked at load)", "portable"), ("int4 MatMulNBits (packed)", "matmul-nbits")):
+        out = os.path.join(folder, f"{fmt}.onnx")
+        subprocess.run([PRUNQ, "-q", "quantize", src, "-o", out, "--mode", "weights", "--bits", "4",
+                        "--weight-format", fmt, "--no-latency-check"], check=True, capture_output=True)
+        forms.append((label, out))
+    x = os.path.join(folder, "x.npy")
+    np.save(x, np.ones((1, width), np.float32))
+    bench = subprocess.run([PRUNQ, "-q", "bench", *[p for _, p in forms], "--data", x, "--runtime", "ort",
+                            "--threads", "1", "--runs", "30", "--warmup", "3", "--json"],
+                           capture_output=True, text=True)
+    if bench.returncode != 0:
+        raise SystemExit(f"prunq bench failed:\n{bench.stderr[-2000:]}")
+    speed = [m["speedup"] for m in json.loads(bench.stdout)[0]["models"]]
+    lines = []
+    for (label, path), ratio in zip(forms, speed):
+        _, rss = timed([sys.executable, "-c", SERVE, path, str(width)])
+        size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder)
+                   if f.startswith(os.path.basename(path).split(".")[0] + "."))
+        lines.append(f"| {weight_bytes / 1e6:.0f} MB | {label} | {size / 1e6:.0f} | {ratio:.2f}× | {rss / 1e6:.0f} |")
+        print(lines[-1], flush=True)
+    subprocess.run(["rm", "-rf", folder])
+    return lines
+
+
 def main():
     layers, width = arg("--layers", 9), arg("--width", 8192)
+    serve = [
+        "",
+        "Serving in ONNX Runtime (batch 1, one thread): fp32 time / model time, models taking turns in one",
+        "`prunq bench` run; peak RSS of a fresh process that loads the model and runs one row.",
+        "",
+        "| weights | form | file MB | speed | peak RSS (MB) |",
+        "| --- | --- | --- | --- | --- |",
+    ] + serving(max(1, layers // 3), width)
+    if "--serving-only" in sys.argv:
+        print("\n".join(serve))
+        return
     rows = measure(max(1, layers // 3), width) + measure(layers, width)
     lines = [
         f"Measured {datetime.date.today()} on {platform.machine()}, {os.cpu_count()} cores: stacks of MatMuls with "
@@ -101,7 +154,7 @@ def main():
         "",
         "| weights | step | seconds | MB/s of weights | peak RSS (MB) | peak RSS / weights |",
         "| --- | --- | --- | --- | --- | --- |",
-    ] + ["| " + " | ".join(r) + " |" for r in rows]
+    ] + ["| " + " | ".join(r) + " |" for r in rows] + serve
     text = "\n".join(lines) + "\n"
     open(os.path.join(BENCH, "results", "big_model.md"), "w").write(text)
     print(text)

@@ -1,8 +1,17 @@
-"""prunq's quantizer against ONNX Runtime's own, on the shared models and data.
+"""prunq's quantizer against the peers at their best settings, on the shared models and data.
 
-usage: python bench/quant_vs_ort.py [--quick]      (from the project root, after `cargo build --release`)
-Writes the table to bench/results/quant_vs_ort.md and prints it. Every model is judged in ONNX Runtime:
-quality on the test split, file size, time to quantize, and latency at batch 1 on 1 thread (median).
+usage: python bench/quant_vs_ort.py [MODEL...]   (from the project root, after `cargo build --release`)
+Peers (each skipped with a note when its package is missing; `pip install -r bench/requirements.txt`):
+- ONNX Runtime static: `quant_pre_process` first, uint8 activations, per-channel int8 weights, QDQ, MinMax,
+  opset raised to 13 for older exports — ONNX Runtime's recommended x86 settings; dynamic for the
+  transformers (its recommendation for them);
+- NNCF's ONNX backend: `nncf.quantize` with `model_type=TRANSFORMER` for the transformers;
+- onnxsim 0.8.1: `simplify`, then `quantize_static` (uint8, per channel) on the same calibration data,
+  and `quantize_dynamic` for the transformers.
+Every output is judged in ONNX Runtime on the test split: quality, size, time to quantize, and speed as
+fp32 time / model time at batch 1 on one thread, all of a model's variants taking turns in one
+`prunq bench` run (the order reversed every other round).
+Writes bench/results/quant_vs_ort.md and prints it.
 """
 import datetime
 import json
@@ -48,23 +57,6 @@ def feed_for(path, arrays):
     return {k: arrays[k] for k in names}
 
 
-def latencies_ms(paths, feed, runs):
-    """Median batch-1 latency of each model; the models take turns, run after run, so a
-    slower stretch of the machine falls on all of them alike."""
-    sessions = [session(p) for p in paths]
-    one = {k: v[:1] for k, v in feed.items()}
-    for s in sessions:
-        for _ in range(5):
-            s.run(None, one)
-    times = [[] for _ in paths]
-    for _ in range(runs):
-        for s, t in zip(sessions, times):
-            start = time.perf_counter()
-            s.run(None, one)
-            t.append((time.perf_counter() - start) * 1e3)
-    return [float(np.median(t)) for t in times]
-
-
 def nn(e):
     e = e / np.linalg.norm(e, axis=1, keepdims=True)
     s = e @ e.T
@@ -94,7 +86,6 @@ def quality(kind, original, path):
 
 
 MODELS = [
-    ("digits_mlp", "digits", "digits_calib.npz"),
     ("digits_cnn", "digits", "digits_calib.npz"),
     ("digits_resnet", "digits", "digits_calib.npz"),
     ("digits_vit", "digits", "digits_calib.npz"),
@@ -102,66 +93,152 @@ MODELS = [
     ("ppocr_rec_v4", "rec", "ocr_lines_calib.npz"),
     ("minilm_l6", "minilm", "sentences_calib.npz"),
 ]
+TRANSFORMERS = ("digits_vit", "minilm_l6")
+
+
+def calibration(src, calib_path):
+    """The calibration set as one-row feeds, as every peer takes it."""
+    feed = feed_for(src, data(calib_path))
+    n = len(next(iter(feed.values())))
+    return [{k: v[i : i + 1] for k, v in feed.items()} for i in range(n)]
+
+
+def at_opset_13(src, tmp):
+    """Old exports (opset < 13) converted with onnx's version converter, as ONNX Runtime advises for
+    per-channel QDQ."""
+    m = onnx.load(src)
+    version = next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
+    if version >= 13:
+        return src
+    out = os.path.join(tmp, os.path.basename(src).replace(".onnx", ".opset13.onnx"))
+    onnx.save(onnx.version_converter.convert_version(m, 13), out)
+    return out
+
+
+def ort_static(src, out, calib, calib_path, tmp):
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = os.path.join(tmp, "prepared.onnx")
+    quant_pre_process(at_opset_13(src, tmp), prepared)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter(calib)
+
+        def get_next(self):
+            return next(self.items, None)
+
+    quantize_static(prepared, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+
+
+def ort_dynamic(src, out, calib, calib_path, tmp):
+    from onnxruntime.quantization import quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = os.path.join(tmp, "prepared.onnx")
+    quant_pre_process(src, prepared)
+    quantize_dynamic(prepared, out)
+
+
+def nncf_static(src, out, calib, calib_path, tmp):
+    import nncf
+
+    kwargs = {"model_type": nncf.ModelType.TRANSFORMER} if any(t in src for t in TRANSFORMERS) else {}
+    q = nncf.quantize(onnx.load(at_opset_13(src, tmp)), nncf.Dataset(calib), subset_size=len(calib), **kwargs)
+    onnx.save(q, out)
+
+
+def onnxsim_static(src, out, calib, calib_path, tmp):
+    import onnxsim
+
+    simplified, _ = onnxsim.simplify(onnx.load(src))
+    onnx.save(onnxsim.quantize_static(simplified, calibration_data=calib, num_calibration_samples=len(calib),
+                                      activation_type="uint8", per_channel=True), out)
+
+
+def onnxsim_dynamic(src, out, calib, calib_path, tmp):
+    import onnxsim
+
+    simplified, _ = onnxsim.simplify(onnx.load(src))
+    onnx.save(onnxsim.quantize_dynamic(simplified), out)
+
+
+def prunq(mode):
+    def run(src, out, calib, calib_path, tmp):
+        cmd = [PRUNQ, "quantize", src, "-o", out, "--mode", mode, "-q", "--no-latency-check"]
+        if mode == "static":
+            # The CLI's default: keep int8 only where it measures faster (the latency check's trials).
+            cmd = [c for c in cmd if c != "--no-latency-check"] + ["--calib", calib_path]
+        subprocess.run(cmd, check=True, capture_output=True)
+    return run
+
+
+def speedups(paths, test_path):
+    """fp32 time / model time for each model (the first is fp32), taking turns in one prunq bench run."""
+    out = subprocess.run([PRUNQ, "-q", "bench", *paths, "--data", test_path, "--runtime", "ort", "--threads", "1",
+                          "--runs", "300", "--json"], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"prunq bench failed: {out.stderr[-1000:]}")
+    return [m["speedup"] for m in json.loads(out.stdout)[0]["models"]]
 
 
 def main():
-    quick = "--quick" in sys.argv
+    chosen = [a for a in sys.argv[1:] if not a.startswith("-")]
     rows = []
     tmp = tempfile.mkdtemp()
     for name, kind, calib in MODELS:
+        if chosen and name not in chosen:
+            continue
         src = os.path.join(SHARED, "models", name + ".onnx")
         calib_path = os.path.join(SHARED, "data", calib)
         test = {"digits": "digits_test.npz", "cls": "ocr_cls_test.npz", "rec": "ocr_lines_test.npz"}.get(kind, "sentences_test.npz")
-        feed = feed_for(src, data(test))
-        runs = 20 if kind == "rec" else 200
+        test_path = os.path.join(SHARED, "data", test)
+        calib_rows = calibration(src, calib)
         size0 = os.path.getsize(src)
         first = len(rows)
         timed = [src]
-        rows.append([name, "fp32", quality(kind, src, src), "1.00", "-", None])
-        variants = [("ORT static MinMax", ["static", "minmax"])]
-        if not quick and kind != "minilm":
-            variants += [("ORT static Percentile", ["static", "percentile"])]
-        if kind == "minilm":
-            variants += [("ORT dynamic", ["dynamic"])]
-        variants += [("prunq static", ["prunq", "static"])]
-        if kind == "minilm":
-            variants += [("prunq dynamic", ["prunq", "dynamic"])]
-        if kind == "rec":
-            variants += [("prunq weights int8", ["prunq", "weights"])]
-        for label, how in variants:
-            out = os.path.join(tmp, f"{name}.{label.replace(' ', '_')}.onnx")
+        rows.append([name, "fp32", quality(kind, src, src), "1.00", "-", src])
+        transformer = name in TRANSFORMERS
+        variants = [("ONNX Runtime static (pre-processed, u8, per channel)", ort_static)]
+        if transformer:
+            variants += [("ONNX Runtime dynamic (pre-processed)", ort_dynamic)]
+        variants += [("NNCF" + (" (TRANSFORMER)" if transformer else ""), nncf_static),
+                     ("onnxsim 0.8.1 simplify + static", onnxsim_static)]
+        if transformer:
+            variants += [("onnxsim 0.8.1 simplify + dynamic", onnxsim_dynamic)]
+        variants += [("prunq static", prunq("static"))]
+        if transformer:
+            variants += [("prunq dynamic", prunq("dynamic"))]
+        for label, make in variants:
+            out = os.path.join(tmp, f"{name}.{len(rows)}.onnx")
             t = time.perf_counter()
             try:
-                if how[0] == "prunq":
-                    cmd = [PRUNQ, "quantize", src, "-o", out, "--mode", how[1], "-q"]
-                    if how[1] == "static":
-                        cmd += ["--calib", calib_path]
-                    subprocess.run(cmd, check=True, capture_output=True)
-                else:
-                    args = [sys.executable, os.path.join(ROOT, "tests", "ort", "ort_quantize.py"), how[0], src, out]
-                    if how[0] == "static":
-                        args += [calib_path, "--method", how[1]]
-                    subprocess.run(args, check=True, capture_output=True)
+                make(src, out, calib_rows, calib_path, tmp)
                 secs = time.perf_counter() - t
-                rows.append([name, label, quality(kind, src, out), f"{os.path.getsize(out) / size0:.2f}",
-                             f"{secs:.1f}", out])
+                rows.append([name, label, quality(kind, src, out), f"{os.path.getsize(out) / size0:.2f}", f"{secs:.1f}", out])
                 timed.append(out)
-            except subprocess.CalledProcessError as e:
-                err = (e.stderr or b"").decode(errors="replace").strip().splitlines()
-                rows.append([name, label, "fails: " + (err[-1][:80] if err else "?"), "-", "-", None])
-        by_path = dict(zip(timed, latencies_ms(timed, feed, runs)))
+            except ImportError as e:
+                rows.append([name, label, f"not installed ({e.name})", "-", "-", None])
+            except Exception as e:  # a peer failing on a model is a result too
+                err = getattr(e, "stderr", None)
+                msg = (err.decode(errors="replace").strip().splitlines() or ["?"])[-1] if err else str(e).splitlines()[0]
+                rows.append([name, label, "fails: " + msg[:80], "-", "-", None])
+        by_path = dict(zip(timed, speedups(timed, test_path)))
         for row in rows[first:]:
-            row[5] = by_path.get(row[5] if row[1] != "fp32" else src)
+            row[5] = by_path.get(row[5])
             print(tuple(row), flush=True)
     lines = [
-        f"Measured {datetime.date.today()} on {platform.machine()}, {os.cpu_count()} cores, "
-        f"onnxruntime {ort.__version__}; latency: batch 1, 1 thread, median, a model's variants taking turns.",
+        f"Measured {datetime.date.today()} on {platform.machine()} ({os.cpu_count()} cores), onnxruntime "
+        f"{ort.__version__}; speed: fp32 time / model time in ONNX Runtime, batch 1, one thread, a model's "
+        "variants taking turns in one run (bench/quant_vs_ort.py).",
         "",
-        "| model | method | quality (in ONNX Runtime) | size vs fp32 | quantize time (s) | latency (ms) |",
+        "| model | method | quality (in ONNX Runtime) | size vs fp32 | quantize time (s) | speed vs fp32 |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for name, label, q, size, secs, lat in rows:
-        lines.append(f"| {name} | {label} | {q} | {size}× | {secs} | {'-' if lat is None else f'{lat:.2f}'} |")
+    for name, label, q, size, secs, speed in rows:
+        lines.append(f"| {name} | {label} | {q} | {size}× | {secs} | {'-' if speed is None else f'{speed:.2f}×'} |")
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", "quant_vs_ort.md"), "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -435,3 +435,70 @@ fn static_fallback_trials_are_simulated_and_keep_the_noisiest_layers_float() {
     // digits_resnet's noise is spread over many layers: a quarter of them float gains 1 dB here.
     assert!(with > without + 0.5, "SQNR with the fallback {with:.1} dB, everything quantized {without:.1} dB");
 }
+
+#[test]
+fn matmul_nbits_weights_stay_packed_and_compute_what_the_portable_form_does_in_onnx_runtime() {
+    use prunq::quant::WeightFormat;
+    let dir = common::tempdir();
+    let (name, fp32) = ("digits_vit.onnx", 0.968);
+    let data = common::data("digits_test.npz");
+    let original = prunq::onnx::load(common::model(name)).unwrap();
+    let weight_matmuls = original
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "MatMul" && original.graph.constant(&n.inputs[1]).is_some())
+        .count();
+    assert!(weight_matmuls >= 4, "{weight_matmuls} MatMuls with constant weights");
+    for (qtype, symmetric) in [(QType::Int4, true), (QType::Int8, true), (QType::UInt4, false)] {
+        let mut outputs = vec![];
+        for format in [WeightFormat::Portable, WeightFormat::MatMulNBits] {
+            let mut m = original.clone();
+            let options = WeightOptions { qtype, symmetric, block_size: Some(32), format, ..Default::default() };
+            quantize_weights(&mut m, &options, &mut QuantReport::default()).unwrap();
+            let out = dir.path().join(format!("{format:?}.onnx"));
+            prunq::onnx::save(&m, &out, &Default::default()).unwrap();
+            if format == WeightFormat::MatMulNBits {
+                let nbits: Vec<_> = m.graph.nodes.iter().filter(|n| n.op_type == "MatMulNBits").collect();
+                assert_eq!(nbits.len(), weight_matmuls, "{qtype:?}: every weight MatMul packed");
+                assert!(m.opset_import.iter().any(|o| o.domain.as_deref() == Some("com.microsoft")));
+                let bits = qtype.bits() as i64;
+                for n in &nbits {
+                    assert_eq!(
+                        (n.domain.as_str(), n.attr_int("bits"), n.attr_int("block_size")),
+                        ("com.microsoft", Some(bits), Some(32))
+                    );
+                    let (k, big_n) = (n.attr_int("K").unwrap(), n.attr_int("N").unwrap());
+                    let b = m.graph.constant(&n.inputs[1]).unwrap().unwrap();
+                    assert_eq!(b.dims, [big_n, (k + 31) / 32, 32 * bits / 8], "{}", n.name);
+                    assert_eq!(n.inputs.len(), if symmetric { 3 } else { 4 }, "zero points only when asymmetric");
+                }
+                let ort = common::accuracy_in_ort(&out, &data);
+                let floor = if bits == 4 { 0.02 } else { 0.004 };
+                assert!(fp32 - ort <= floor + 1e-9, "{qtype:?}: accuracy {ort} in ONNX Runtime");
+                // tract 0.23 runs 4-bit MatMulNBits, with the same outputs, and refuses 8-bit naming the op.
+                if bits == 4 {
+                    let (ort, tract) = (common::ort_outputs(&out, &data, 64), common::tract_outputs(&m, &data, 64));
+                    for (k, v) in &ort {
+                        common::assert_close(&format!("{qtype:?} {k} in tract"), v, &tract[k]);
+                    }
+                } else {
+                    let options = RunOptions::default();
+                    let Err(err) = evaluate(&m, &Dataset::open(&data).unwrap(), &options, &Silent) else {
+                        panic!("tract ran 8-bit MatMulNBits")
+                    };
+                    assert!(err.to_string().contains("MatMulNBits"), "{err}");
+                }
+            }
+            outputs.push(common::ort_outputs(&out, &data, 64));
+        }
+        // The same rounding (the portable int4 form is symmetric), unpacked at load or inside
+        // the kernel: the same outputs.
+        if !symmetric {
+            continue;
+        }
+        for (k, v) in &outputs[0] {
+            common::assert_close(&format!("{qtype:?} {k}"), v, &outputs[1][k]);
+        }
+    }
+}

@@ -351,3 +351,53 @@ fn every_output_is_timed_where_it_runs_and_int8_stays_only_where_it_is_faster() 
         run_with_report("ort", &["quantize", "--no-latency-check"], &model, &calib, &dir.path().join("n.onnx"));
     assert!(report["latency"].is_null());
 }
+
+#[test]
+fn shape_computations_fold_into_constants_with_the_same_outputs_in_both_runtimes() {
+    let dir = common::tempdir();
+    // The library pass alone: exact in both runtimes, at batch 64 (the check used 2 and 3).
+    for (name, min_removed) in [("digits_vit.onnx", 200), ("ppocr_cls_v2.onnx", 40)] {
+        let (src, _, test) = material(name);
+        let original = prunq::onnx::load(&src).unwrap();
+        let mut m = original.clone();
+        let done = prunq::transform::simplify(&mut m).unwrap();
+        assert_eq!(done.skipped, None, "{name}");
+        assert!(done.nodes_before - done.nodes_after >= min_removed, "{name}: {done:?}");
+        let out = dir.path().join(name);
+        prunq::onnx::save(&m, &out, &Default::default()).unwrap();
+        let (want, got) = (common::ort_outputs(&src, &test, 64), common::ort_outputs(&out, &test, 64));
+        let (want_t, got_t) = (common::tract_outputs(&original, &test, 64), common::tract_outputs(&m, &test, 64));
+        for (k, v) in &want {
+            common::assert_close(&format!("{name} {k} in ONNX Runtime"), v, &got[k]);
+            common::assert_close(&format!("{name} {k} in tract"), &want_t[k], &got_t[k]);
+        }
+    }
+    // Every pass starts with it (the vit's 17 Shape ops go), unless told not to.
+    let (src, _, test) = material("digits_vit.onnx");
+    let out = dir.path().join("q.onnx");
+    let report = dir.path().join("r.json");
+    let args = |extra: &[&str]| {
+        let mut a: Vec<std::ffi::OsString> = ["-q", "quantize"].iter().map(Into::into).collect();
+        a.extend([src.as_os_str().into(), "-o".into(), out.as_os_str().into(), "--mode".into(), "weights".into()]);
+        a.extend(["--no-latency-check".into(), "--report".into(), report.as_os_str().into()]);
+        a.extend(extra.iter().map(Into::into));
+        a
+    };
+    let o = prunq().args(args(&[])).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("simplified: 341 → "),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(r["simplified"]["nodes_after"].as_u64().unwrap() < 120, "{}", r["simplified"]);
+    let shapes = |p: &Path| prunq::onnx::load(p).unwrap().graph.nodes.iter().filter(|n| n.op_type == "Shape").count();
+    assert_eq!(shapes(&out), 0);
+    assert!(0.968 - common::accuracy_in_ort(&out, &test) <= 0.004 + 1e-9);
+    let o = prunq().args(args(&["--no-simplify"])).output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(shapes(&out), 17);
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(r["simplified"].is_null());
+}

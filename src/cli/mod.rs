@@ -165,6 +165,10 @@ fn validate(
     Ok(Some(c))
 }
 
+/// Above this many bytes of input weights the latency check is left out (said
+/// in a note): both models in memory at once would be several times the weights.
+const LATENCY_CHECK_MAX_WEIGHTS: usize = 512 << 20;
+
 /// Times the written `model` against `original` where it will run (see
 /// `prunq::eval::latency_check`), prints the speed-up, and says so plainly when
 /// the output is slower. `None` with `--no-latency-check`.
@@ -176,6 +180,17 @@ fn check_latency(
     progress: &dyn prunq::eval::Progress,
 ) -> anyhow::Result<Option<prunq::eval::LatencyCheck>> {
     if skip {
+        return Ok(None);
+    }
+    // Timing side by side holds both models in the runtime at once, each unpacked to float.
+    let weights: usize = original.graph.initializers.iter().map(|t| t.byte_size()).sum();
+    if weights > LATENCY_CHECK_MAX_WEIGHTS {
+        println!(
+            "note: the output's speed was not measured: the input has {} of weights, and timing both models \
+             side by side would hold about {} in memory; `prunq bench` times them when that fits",
+            prunq::report::table::bytes(weights as u64),
+            prunq::report::table::bytes(3 * weights as u64)
+        );
         return Ok(None);
     }
     let data = data.map(prunq::data::Dataset::open).transpose()?;
@@ -196,6 +211,24 @@ fn check_latency(
         println!("speed: {:.2}× the input's ({times}; {setting})", c.speedup);
     }
     Ok(Some(c))
+}
+
+/// Folds the model's shape computations before a pass (see
+/// `prunq::transform::simplify`) and prints what changed. `None` with `--no-simplify`.
+fn simplify(model: &mut prunq::ir::Model, skip: bool) -> anyhow::Result<Option<prunq::transform::Simplification>> {
+    if skip {
+        return Ok(None);
+    }
+    let s = prunq::transform::simplify(model)?;
+    if let Some(why) = &s.skipped {
+        println!("note: the graph was not simplified: {why}");
+    } else if s.nodes_after < s.nodes_before || s.folded + s.reshapes > 0 {
+        println!(
+            "simplified: {} → {} nodes ({} shape computations folded, {} reshape targets made constant; same outputs checked)",
+            s.nodes_before, s.nodes_after, s.folded, s.reshapes
+        );
+    }
+    Ok(Some(s))
 }
 
 /// The runtime that ran models for a command (`ran` says whether any did),

@@ -80,6 +80,11 @@ pub struct Args {
     /// runtime chosen by --runtime, on --val or --calib data or else inputs of ones).
     #[arg(long)]
     no_latency_check: bool,
+    /// Do not fold the graph's shape computations into constants (done by default, before
+    /// unstructured pruning and after structured pruning, and kept only when the outputs are
+    /// unchanged).
+    #[arg(long)]
+    no_simplify: bool,
 }
 
 fn parse_pattern(s: &str) -> Result<(usize, usize), String> {
@@ -105,7 +110,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         layers: LayerChoice { exclude: a.exclude.clone(), prune_ends: a.prune_ends, prune_grouped: a.prune_grouped },
         ..Default::default()
     };
-    let mut report = PruneReport::default();
+    let mut report = PruneReport { simplified: super::simplify(&mut model, a.no_simplify)?, ..Default::default() };
     prune_sparse(&mut model, &options, calib.as_ref(), &mut report, progress)?;
     if a.sparse_storage {
         let weights: Vec<String> = report.layers.iter().map(|l| l.weight.clone()).collect();
@@ -165,6 +170,7 @@ fn structured(
     };
     let mut model = original.clone();
     let (mut report, unrepaired) = prune_structured(&mut model, &options, calib, progress)?;
+    report.simplified = super::simplify(&mut model, a.no_simplify)?;
     prunq::onnx::save(&model, &a.output, &Default::default())?;
     print!("{}", prunq::report::text::structured(&report));
     if let Some(before_repair) = &unrepaired {

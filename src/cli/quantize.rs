@@ -93,6 +93,10 @@ pub struct Args {
     /// runtime chosen by --runtime, on --val or --calib data or else inputs of ones).
     #[arg(long)]
     no_latency_check: bool,
+    /// Do not fold the graph's shape computations into constants first (done by default, and
+    /// kept only when the outputs are unchanged).
+    #[arg(long)]
+    no_simplify: bool,
 }
 
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
@@ -108,6 +112,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         size_before: std::fs::metadata(&a.model)?.len(),
         ..Default::default()
     };
+    report.simplified = super::simplify(&mut model, a.no_simplify)?;
     match a.mode {
         Mode::Weights => {
             let four = a.bits == 4;
@@ -189,6 +194,9 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         report.opset_before,
         report.opset_after
     );
+    for note in &report.notes {
+        println!("note: {note}");
+    }
     // The report always carries a comparison: on --val, else on the calibration data.
     let judge_on = a.val.as_ref().or(if a.report.is_some() { a.calib.as_ref() } else { None });
     report.comparison = super::validate(&original, &model, judge_on.map(PathBuf::as_path), progress)?;

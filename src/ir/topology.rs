@@ -60,6 +60,15 @@ impl GraphIndex {
 }
 
 impl Graph {
+    /// Puts the nodes in topological order (stable where the order is already valid),
+    /// as ONNX requires after a pass has appended nodes.
+    pub fn sort_nodes(&mut self) -> Result<()> {
+        let order = self.topo_order()?;
+        let mut nodes: Vec<Option<super::Node>> = std::mem::take(&mut self.nodes).into_iter().map(Some).collect();
+        self.nodes = order.into_iter().map(|i| nodes[i].take().expect("each index once")).collect();
+        Ok(())
+    }
+
     /// Node indices in an order where every node follows its producers
     /// (stable: the file's order where that is already valid). A cycle is an error.
     pub fn topo_order(&self) -> Result<Vec<usize>> {

@@ -71,6 +71,8 @@ pub struct LayerRecord {
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PruneReport {
+    /// The graph clean-up done before pruning (absent with `--no-simplify`).
+    pub simplified: Option<crate::transform::Simplification>,
     pub layers: Vec<LayerRecord>,
     /// Layers left dense, and why.
     pub skipped: Vec<(String, String)>,

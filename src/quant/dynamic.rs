@@ -61,7 +61,7 @@ pub fn quantize_dynamic(model: &mut Model, options: &DynamicOptions, report: &mu
     g.nodes = keep;
     g.nodes.extend(new_nodes);
     crate::transform::remove_unused_constants(g);
-    crate::transform::sort_nodes(g)?;
+    g.sort_nodes()?;
     // Embedding tables (Gather) have no integer kernel to run in, but int8
     // storage shrinks the file as much as the MatMuls do: weight-only.
     let gathers: Vec<usize> = model

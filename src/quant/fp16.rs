@@ -62,7 +62,7 @@ pub fn convert_fp16(model: &mut Model, options: &Fp16Options, report: &mut Quant
             set_elem_type(v.ty.as_mut(), DataType::FLOAT16);
         }
     }
-    crate::transform::sort_nodes(g)
+    g.sort_nodes()
 }
 
 fn to_half(t: &mut Tensor, report: &mut QuantReport) -> Result<()> {

@@ -4,6 +4,7 @@
 pub mod calibrate;
 mod dynamic;
 mod fp16;
+mod matmul_nbits;
 mod pack;
 mod portable;
 pub mod registry;

@@ -300,7 +300,7 @@ pub fn replace_with_portable_int4(
 
 /// Each row of `m` in blocks of `block` (the last one padded with zeros): the
 /// 4-bit values offset to 0..=15, and one float16 scale per block.
-fn quantize_int4_rows(m: &Array2<f32>, block: usize) -> (Vec<i32>, Vec<half::f16>) {
+pub(super) fn quantize_int4_rows(m: &Array2<f32>, block: usize) -> (Vec<i32>, Vec<half::f16>) {
     let (rows, len) = m.dim();
     let blocks = len.div_ceil(block);
     let (qmin, qmax) = QType::Int4.range(false);

@@ -54,6 +54,12 @@ pub struct QuantReport {
     pub tensors: Vec<TensorRecord>,
     /// Tensors or nodes left in float, and why.
     pub skipped: Vec<Skipped>,
+    /// What a user should know about the result (e.g. that no integer kernel
+    /// measured faster than float here).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// The graph clean-up done before quantizing (absent with `--no-simplify`).
+    pub simplified: Option<crate::transform::Simplification>,
     pub opset_before: i64,
     pub opset_after: i64,
     pub size_before: u64,

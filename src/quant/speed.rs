@@ -99,6 +99,12 @@ pub fn keep_faster(
         progress.advance(1);
     }
     progress.finish();
+    if current.is_empty() && !chosen.is_empty() {
+        report.notes.push(format!(
+            "no int8 kernel measured faster than float in {runtime} on this CPU: every layer computes in float, \
+             from int8 weights the runtime unpacks at load — the file is smaller, the speed is float's"
+        ));
+    }
     for (n, why) in kept_float {
         let reason = format!("kept float: {why} in {runtime} (batch 1, one thread)");
         report.skipped.push(Skipped::new(&prepared.graph.nodes[n].label(), reason));

@@ -434,7 +434,7 @@ fn apply(
         report.tensors.push(TensorRecord::new(name, &scheme, &p, 0, &[]));
     }
     crate::transform::remove_unused_constants(&mut model.graph);
-    crate::transform::sort_nodes(&mut model.graph)?;
+    model.graph.sort_nodes()?;
     Ok(model)
 }
 

@@ -108,7 +108,7 @@ pub(super) fn switched_model(
     let shape = [Dim::Fixed(groups.len() as i64)];
     m.graph.inputs.push(ValueInfo::tensor(SWITCHES, Some(DataType::FLOAT), Some(&shape)));
     crate::transform::remove_unused_constants(&mut m.graph);
-    crate::transform::sort_nodes(&mut m.graph)?;
+    m.graph.sort_nodes()?;
     Ok(m)
 }
 

@@ -41,6 +41,10 @@ pub enum WeightFormat {
     /// `DequantizeLinear` on every weight (int4: the INT4 type, blocked, opset 21, ONNX Runtime
     /// only): the form QDQ-reading toolchains expect; ONNX Runtime dequantizes it on every run.
     Qdq,
+    /// ONNX Runtime's `MatMulNBits` (com.microsoft; tract runs it too, slowly) for MatMul weights, 4 or 8
+    /// bits in blocks (default 32): the weights stay packed in memory. Other weights as `portable`.
+    #[value(name = "matmul-nbits")]
+    MatMulNBits,
 }
 
 impl Default for WeightOptions {
@@ -94,7 +98,9 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
         return Ok(());
     }
     let four_bit = matches!(options.qtype, QType::Int4 | QType::UInt4);
-    let portable = options.format == WeightFormat::Portable;
+    let nbits = options.format == WeightFormat::MatMulNBits;
+    // What MatMulNBits does not take is written portable.
+    let portable = matches!(options.format, WeightFormat::Portable | WeightFormat::MatMulNBits);
     let needs = match (portable, four_bit, options.block_size.is_some()) {
         (true, true, _) => super::portable::PORTABLE_INT4_OPSET,
         (true, false, true) => 13,
@@ -119,6 +125,11 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
         let w = t.to_f32()?;
         if w.iter().any(|v| !v.is_finite()) {
             report.skipped.push(Skipped::new(&name, "contains NaN or infinite values".into()));
+            continue;
+        }
+        let nbits_block = options.block_size.unwrap_or(32);
+        if nbits && super::matmul_nbits::applies(model, &name, &w, &uses, nbits_block) {
+            report.tensors.push(super::matmul_nbits::replace(model, &name, &w, options.qtype, nbits_block)?);
             continue;
         }
         let axes: Vec<Option<usize>> = uses.iter().map(|(_, a)| *a).collect();
@@ -155,7 +166,7 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
         replace_weight(model, &name, &q, &params, qtype, granularity, options.format)?;
         report.tensors.push(record);
     }
-    crate::transform::sort_nodes(&mut model.graph)
+    model.graph.sort_nodes()
 }
 
 /// Weight-only quantization that first measures, on calibration data, how much
@@ -213,10 +224,11 @@ pub(super) fn replace_weight(
     let per_row = matches!(granularity, Granularity::PerTensor | Granularity::PerChannel { axis: 0 });
     let gathers = super::portable::lookups_to_dequantize_after(&model.graph, name, q.len() * 4).filter(|_| per_row);
     match (format, gathers) {
-        (WeightFormat::Portable, Some(gathers)) => {
+        // What MatMulNBits does not take is written portable.
+        (WeightFormat::Portable | WeightFormat::MatMulNBits, Some(gathers)) => {
             super::portable::replace_gathered(model, name, q, params, qtype, granularity, &gathers)
         }
-        (WeightFormat::Portable, None) => {
+        (WeightFormat::Portable | WeightFormat::MatMulNBits, None) => {
             super::portable::replace_with_folded(model, name, q, params, qtype, granularity)
         }
         (WeightFormat::Qdq, _) => {

@@ -130,7 +130,7 @@ fn sixteen_bit_as_float(model: &Model) -> Result<Cow<'_, Model>> {
             None => m.graph.nodes.push(n),
         }
     }
-    crate::transform::sort_nodes(&mut m.graph)?;
+    m.graph.sort_nodes()?;
     Ok(Cow::Owned(m))
 }
 

@@ -134,7 +134,7 @@ fn ranks_unguarded(model: &Model) -> Result<BTreeMap<String, usize>> {
     Ok(ranks)
 }
 
-fn inference_model(model: &Model) -> Result<InferenceModel> {
+pub(super) fn inference_model(model: &Model) -> Result<InferenceModel> {
     let bytes = crate::onnx::encode(&*super::lower::for_tract(model)?)?;
     let pb = <tract_onnx::pb::ModelProto as prost::Message>::decode(&*bytes)
         .map_err(|e| Error::Runtime(format!("tract cannot read the model: {e}")))?;
@@ -157,7 +157,7 @@ pub fn typed_model(model: &Model, shapes: &BTreeMap<String, Vec<usize>>) -> Resu
 /// Float initializers of 1 KiB or more become graph inputs of the same type
 /// and shape: shapes and ranks never depend on weight values, and tract then
 /// analyses a model of any size without a copy of its weights.
-fn weights_as_inputs(model: &Model) -> Model {
+pub(super) fn weights_as_inputs(model: &Model) -> Model {
     let mut light = Model { graph: Default::default(), ..model.clone() };
     let g = &model.graph;
     light.graph = crate::ir::Graph { initializers: vec![], ..g.clone() };
@@ -181,6 +181,15 @@ fn with_input_facts(
     feeds: &[ValueInfo],
     shapes: &BTreeMap<String, Vec<usize>>,
 ) -> Result<TypedModel> {
+    set_input_facts(&mut inference, feeds, shapes)?;
+    inference.into_typed().map_err(|e| super::tract_error("tract cannot type the model", format!("{e:#}")))
+}
+
+pub(super) fn set_input_facts(
+    inference: &mut InferenceModel,
+    feeds: &[ValueInfo],
+    shapes: &BTreeMap<String, Vec<usize>>,
+) -> Result<()> {
     let mut symbols = BTreeMap::new();
     for (ix, input) in feeds.iter().enumerate() {
         let dt = datum_type(input.dtype().unwrap_or(DataType::FLOAT))
@@ -194,8 +203,8 @@ fn with_input_facts(
                 .enumerate()
                 .map(|(k, d)| match d {
                     Dim::Fixed(n) => (*n as usize).to_dim(),
-                    Dim::Symbolic(s) if s != "?" => symbol(&inference, &mut symbols, s),
-                    _ => symbol(&inference, &mut symbols, &format!("{}_{k}", input.name)),
+                    Dim::Symbolic(s) if s != "?" => symbol(inference, &mut symbols, s),
+                    _ => symbol(inference, &mut symbols, &format!("{}_{k}", input.name)),
                 })
                 .collect(),
         };
@@ -206,7 +215,7 @@ fn with_input_facts(
         };
         inference.set_input_fact(ix, fact).map_err(|e| Error::Runtime(format!("input '{}': {e}", input.name)))?;
     }
-    inference.into_typed().map_err(|e| super::tract_error("tract cannot type the model", format!("{e:#}")))
+    Ok(())
 }
 
 /// One tract symbol per distinct dim name, named so tract's parser accepts it.

@@ -60,6 +60,6 @@ pub fn gemm_to_matmul(graph: &mut Graph) -> Result<usize> {
     graph.initializers.extend(new_inits);
     graph.nodes.extend(new_nodes);
     super::remove_unused_constants(graph);
-    super::sort_nodes(graph)?;
+    graph.sort_nodes()?;
     Ok(rewritten)
 }

@@ -5,25 +5,17 @@ mod fold_batchnorm;
 mod fold_reshapes;
 mod gemm;
 mod opset;
+mod simplify;
 mod transpose_after_matmul;
 
 pub use fold_batchnorm::fold_batchnorm;
 pub use fold_reshapes::fold_constant_reshapes;
 pub use gemm::gemm_to_matmul;
 pub use opset::upgrade_opset;
+pub use simplify::{simplify, Simplification};
 pub use transpose_after_matmul::transpose_after_matmul;
 
 use crate::ir::Graph;
-use crate::Result;
-
-/// Puts the nodes in topological order (stable where the order is already valid),
-/// as ONNX requires after a pass has appended nodes.
-pub fn sort_nodes(graph: &mut Graph) -> Result<()> {
-    let order = graph.topo_order()?;
-    let mut nodes: Vec<Option<crate::ir::Node>> = std::mem::take(&mut graph.nodes).into_iter().map(Some).collect();
-    graph.nodes = order.into_iter().map(|i| nodes[i].take().expect("each index once")).collect();
-    Ok(())
-}
 
 /// Drops initializers and `Constant` nodes nothing reads any more (and the
 /// graph inputs that only gave such an initializer a default).

@@ -47,7 +47,7 @@ pub fn transpose_after_matmul(graph: &mut Graph) -> Result<usize> {
         if !still_read {
             graph.nodes.remove(t);
         }
-        super::sort_nodes(graph)?;
+        graph.sort_nodes()?;
         swapped += 1;
     }
     Ok(swapped)

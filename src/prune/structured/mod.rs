@@ -90,6 +90,8 @@ pub struct StructuredReport {
     pub layers: Vec<LayerCost>,
     /// Reshapes of constants folded first (Paddle's bias reshapes), so their channels can be followed.
     pub folded_reshapes: usize,
+    /// The graph clean-up done on the pruned model (absent with `--no-simplify`).
+    pub simplified: Option<crate::transform::Simplification>,
     pub repaired: Vec<Repaired>,
     pub not_repaired: Vec<(String, String)>,
     pub notes: Vec<String>,
@@ -154,6 +156,7 @@ pub fn prune_structured(
     let new_shapes = infer_shapes(model, &concrete_input_shapes(model, &input_shapes))?;
     let after = remove::Costing::new(model).cost(&new_shapes);
     let report = StructuredReport {
+        simplified: None,
         importance: options.importance,
         amount: options.selection.amount,
         before,

@@ -88,6 +88,11 @@ struct Planned {
 }
 
 /// What to do with one node: `Ok(None)` not ours, `Err` ours but left float (why).
+/// Whether the dynamic pass would quantize `node` (a MatMul or Gemm with a 2-D constant weight).
+pub(super) fn runs_dynamic(g: &Graph, node: &Node) -> bool {
+    matches!(plan(g, node, &DynamicOptions::default()), Ok(Some(_)))
+}
+
 fn plan(g: &Graph, node: &Node, options: &DynamicOptions) -> std::result::Result<Option<Planned>, String> {
     let gemm = node.op_type == "Gemm";
     if !node.is_onnx_op() || !(gemm || node.op_type == "MatMul") || excluded(node, &options.exclude) {

@@ -20,6 +20,73 @@ use std::collections::BTreeMap;
 /// shared machine, so that the decision — and the output's bytes — repeat.
 pub const REVERT_ABOVE: f64 = 1.08;
 
+/// Times pairs of models taking turns, each measurement ~0.6 s (15 to 200
+/// rounds) sized by a short first run of the first pair.
+struct Timer<'a> {
+    data: &'a Dataset,
+    backend: crate::runtime::Backend,
+    round_ms: std::cell::Cell<Option<f64>>,
+}
+
+impl<'a> Timer<'a> {
+    fn new(data: &'a Dataset, backend: crate::runtime::Backend) -> Self {
+        Timer { data, backend, round_ms: std::cell::Cell::new(None) }
+    }
+
+    /// The speed-up of `b` over `a` when it measures past REVERT_ABOVE twice.
+    fn faster(&self, a: &Model, b: &Model) -> Result<Option<f64>> {
+        let pair = [("a".to_string(), a), ("b".to_string(), b)];
+        let time = |runs: usize| -> Result<(f64, f64)> {
+            let options = BenchOptions { runs, warmup: (runs / 10).max(3), ..Default::default() };
+            let r = bench(&pair, self.data, self.backend, &options, &Silent)?;
+            Ok((r.models[1].speedup, r.models.iter().map(|m| m.median_ms).sum::<f64>()))
+        };
+        let round_ms = match self.round_ms.get() {
+            Some(ms) => ms,
+            // A short first run sizes every later measurement.
+            None => time(15)?.1,
+        };
+        self.round_ms.set(Some(round_ms));
+        let runs = ((600.0 / round_ms) as usize).clamp(15, 200);
+        let first = time(runs)?.0;
+        Ok((first >= REVERT_ABOVE && time(runs)?.0 >= REVERT_ABOVE).then_some(first))
+    }
+}
+
+/// The first of `trials` (label, model) that measures faster than `current`
+/// and whose output SQNR against `reference` on `data` is at least `min_sqnr_db`;
+/// its index, the speed-up and the SQNR. Used for MatMuls with activations
+/// quantized at run time (dynamic) inside a static model.
+pub fn first_faster_trial(
+    reference: &Model,
+    current: &Model,
+    trials: &[(String, Model)],
+    min_sqnr_db: f64,
+    data: &Dataset,
+    progress: &dyn Progress,
+) -> Result<Option<(usize, f64, f64)>> {
+    let backend = crate::runtime::default_backend()?;
+    let timer = Timer::new(data, backend);
+    progress.start(trials.len() as u64, "dynamic MatMul trials");
+    for (k, (_, model)) in trials.iter().enumerate() {
+        progress.advance(1);
+        let Some(speedup) = timer.faster(current, model)? else { continue };
+        let sqnr = output_sqnr(reference, model, data)?;
+        if sqnr >= min_sqnr_db {
+            progress.finish();
+            return Ok(Some((k, speedup, sqnr)));
+        }
+    }
+    progress.finish();
+    Ok(None)
+}
+
+/// The lowest SQNR (dB) over `model`'s outputs against `reference`'s on `data`.
+pub fn output_sqnr(reference: &Model, model: &Model, data: &Dataset) -> Result<f64> {
+    let report = crate::eval::compare(reference, model, data, &Default::default(), &Silent)?;
+    Ok(report.outputs.iter().map(|o| o.sqnr_db).fold(f64::INFINITY, f64::min))
+}
+
 /// What kind of group a node belongs to.
 fn kind(model: &Model, node: usize) -> String {
     let n = &model.graph.nodes[node];
@@ -49,24 +116,8 @@ pub fn keep_faster(
     }
     let backend = crate::runtime::default_backend()?;
     let runtime = crate::runtime::RuntimeInfo::of(backend);
-    // The speed-up of `b` over `a` when it measures past REVERT_ABOVE twice, each
-    // measurement ~0.6 s (15 to 200 rounds) sized by the first pair's round time.
-    let round_ms = std::cell::Cell::new(None::<f64>);
-    let faster = |a: &Model, b: &Model| -> Result<Option<f64>> {
-        let pair = [("a".to_string(), a), ("b".to_string(), b)];
-        let runs = match round_ms.get() {
-            Some(ms) => ((600.0 / ms) as usize).clamp(15, 200),
-            None => 15,
-        };
-        let time = |runs: usize| -> Result<(f64, f64)> {
-            let options = BenchOptions { runs, warmup: (runs / 10).max(3), ..Default::default() };
-            let r = bench(&pair, data, backend, &options, &Silent)?;
-            Ok((r.models[1].speedup, r.models.iter().map(|m| m.median_ms).sum::<f64>()))
-        };
-        let (first, ms) = time(runs)?;
-        round_ms.set(Some(round_ms.get().unwrap_or(ms)));
-        Ok((first >= REVERT_ABOVE && time(runs)?.0 >= REVERT_ABOVE).then_some(first))
-    };
+    let timer = Timer::new(data, backend);
+    let faster = |a: &Model, b: &Model| timer.faster(a, b);
     progress.start(groups.len() as u64 + 1, "speed trials");
     let quantized = build(chosen)?;
     let float = build(&[])?;

@@ -394,10 +394,103 @@ pub fn quantize_static(
             |nodes: &[usize]| apply(model, &plan, nodes, &plan.nodes, &params, options, &mut QuantReport::default());
         chosen = super::speed::keep_faster(model, &chosen, &build, calib, report, progress)?;
     }
+    let dynamic = if options.keep_faster {
+        dynamic_where_faster(model, &plan, &chosen, &params, options, calib, report, progress)?
+    } else {
+        vec![]
+    };
+    chosen.retain(|n| !dynamic.contains(n));
+    let now_dynamic: BTreeSet<String> = dynamic.iter().map(|&n| model.graph.nodes[n].label()).collect();
+    report.skipped.retain(|s| !now_dynamic.contains(&s.name));
     // Layers kept float still get int8 weights (weight-only): nearly free in
     // accuracy, and the file stays small.
-    *model = apply(model, &plan, &chosen, &plan.nodes, &params, options, report)?;
+    *model = with_dynamic(model, &plan, &chosen, &dynamic, &params, options, report)?;
     Ok(())
+}
+
+/// `apply` with the MatMuls and Gemms of `dynamic` quantized dynamically
+/// (activations quantized at run time, from each run's range) instead.
+#[allow(clippy::too_many_arguments)]
+fn with_dynamic(
+    prepared: &Model,
+    plan: &Plan,
+    statics: &[usize],
+    dynamic: &[usize],
+    params: &BTreeMap<String, (f32, i32)>,
+    options: &StaticOptions,
+    report: &mut QuantReport,
+) -> Result<Model> {
+    let weight_nodes: Vec<usize> = plan.nodes.iter().copied().filter(|n| !dynamic.contains(n)).collect();
+    let mut m = apply(prepared, plan, statics, &weight_nodes, params, options, report)?;
+    if dynamic.is_empty() {
+        return Ok(m);
+    }
+    let outputs: BTreeSet<&String> = dynamic.iter().filter_map(|&n| prepared.graph.nodes[n].outputs.first()).collect();
+    let only =
+        (0..m.graph.nodes.len()).filter(|&i| m.graph.nodes[i].outputs.first().is_some_and(|o| outputs.contains(o)));
+    let dynamic_options = super::DynamicOptions {
+        only_nodes: Some(only.collect()),
+        reduce_range: options.reduce_range,
+        ..Default::default()
+    };
+    super::quantize_dynamic(&mut m, &dynamic_options, report)?;
+    Ok(m)
+}
+
+/// How much lower than the static model's output SQNR a faster dynamic variant
+/// may measure (when the static one is below the target): 0.5 dB is 12 % more
+/// noise energy — minilm static 18.1 dB, all MatMuls dynamic 17.7 dB and 1.3×
+/// faster, at the same test cosine (0.992) and nearest-neighbour agreement.
+const DYNAMIC_SLACK_DB: f64 = 0.5;
+
+/// The MatMuls and Gemms that run faster with activations quantized at run
+/// time, where the output's SQNR on the calibration data stays at the target
+/// or within DYNAMIC_SLACK_DB of the static model's: every such node
+/// first, then only those the accuracy fallback kept float. Empty when neither
+/// measures faster than the static model in the runtime that will run it.
+#[allow(clippy::too_many_arguments)]
+fn dynamic_where_faster(
+    prepared: &Model,
+    plan: &Plan,
+    chosen: &[usize],
+    params: &BTreeMap<String, (f32, i32)>,
+    options: &StaticOptions,
+    calib: &Dataset,
+    report: &mut QuantReport,
+    progress: &dyn Progress,
+) -> Result<Vec<usize>> {
+    let g = &prepared.graph;
+    let candidates: Vec<usize> =
+        plan.nodes.iter().copied().filter(|&n| super::dynamic::runs_dynamic(g, &g.nodes[n])).collect();
+    if candidates.is_empty() {
+        return Ok(vec![]);
+    }
+    let kept_float: Vec<usize> = candidates.iter().copied().filter(|n| !chosen.contains(n)).collect();
+    let build = |dynamic: &[usize]| {
+        let statics: Vec<usize> = chosen.iter().copied().filter(|n| !dynamic.contains(n)).collect();
+        with_dynamic(prepared, plan, &statics, dynamic, params, options, &mut QuantReport::default())
+    };
+    let current = build(&[])?;
+    let sqnr_now = super::speed::output_sqnr(prepared, &current, calib)?;
+    let floor = options.fallback_sqnr_db.map_or(sqnr_now - DYNAMIC_SLACK_DB, |t| t.min(sqnr_now - DYNAMIC_SLACK_DB));
+    let mut sets = vec![("every MatMul and Gemm".to_string(), candidates.clone())];
+    if !kept_float.is_empty() && kept_float.len() < candidates.len() {
+        sets.push(("the MatMuls and Gemms kept float".to_string(), kept_float));
+    }
+    let trials: Vec<(String, Model)> =
+        sets.iter().map(|(label, set)| Ok((label.clone(), build(set)?))).collect::<Result<_>>()?;
+    let Some((k, speedup, sqnr)) =
+        super::speed::first_faster_trial(prepared, &current, &trials, floor, calib, progress)?
+    else {
+        return Ok(vec![]);
+    };
+    let runtime = crate::runtime::RuntimeInfo::of(crate::runtime::default_backend()?);
+    report.notes.push(format!(
+        "{} run with activations quantized at run time (dynamic): measured {speedup:.2}× faster than static in \
+         {runtime}, output SQNR {sqnr:.1} dB on the calibration data (static: {sqnr_now:.1} dB)",
+        sets[k].0
+    ));
+    Ok(sets[k].1.clone())
 }
 
 /// The prepared float model with `nodes` quantized (the QDQ pairs on their

@@ -224,6 +224,25 @@ impl Node {
 }
 
 impl Model {
+    /// A model of `graph` alone at ONNX opset `opset` (IR version 8), as passes
+    /// and tests build them in memory.
+    pub fn from_graph(graph: Graph, opset: i64) -> Model {
+        Model {
+            ir_version: 8,
+            opset_import: vec![OpsetId { domain: None, version: opset }],
+            producer_name: String::new(),
+            producer_version: String::new(),
+            domain: String::new(),
+            model_version: 0,
+            doc_string: String::new(),
+            graph,
+            metadata_props: vec![],
+            training_info: vec![],
+            functions: vec![],
+            configuration: vec![],
+        }
+    }
+
     /// The opset version of the default ONNX domain.
     pub fn onnx_opset(&self) -> Option<i64> {
         self.opset_import

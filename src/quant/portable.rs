@@ -388,31 +388,19 @@ fn node(output: &str, op: &str, inputs: &[&str], attributes: Vec<Attribute>) -> 
 mod tests {
     use super::*;
     use crate::data::Array;
-    use crate::ir::{DataType, Dim, Graph, OpsetId, ValueInfo};
+    use crate::ir::{DataType, Dim, Graph, ValueInfo};
     use crate::runtime::{Backend, Session, SessionOptions};
     use ndarray::arr2;
 
     fn model(nodes: Vec<Node>, table: ArrayD<f32>, inputs: Vec<ValueInfo>, output: &str) -> Model {
-        Model {
-            ir_version: 8,
-            opset_import: vec![OpsetId { domain: None, version: 18 }],
-            producer_name: String::new(),
-            producer_version: String::new(),
-            domain: String::new(),
-            model_version: 0,
-            doc_string: String::new(),
-            graph: Graph {
-                nodes,
-                initializers: vec![Tensor::from_array("w", &table)],
-                inputs,
-                outputs: vec![ValueInfo::tensor(output, Some(DataType::FLOAT), None)],
-                ..Default::default()
-            },
-            metadata_props: vec![],
-            training_info: vec![],
-            functions: vec![],
-            configuration: vec![],
-        }
+        let graph = Graph {
+            nodes,
+            initializers: vec![Tensor::from_array("w", &table)],
+            inputs,
+            outputs: vec![ValueInfo::tensor(output, Some(DataType::FLOAT), None)],
+            ..Default::default()
+        };
+        Model::from_graph(graph, 18)
     }
 
     fn run(m: &Model, input: Array) -> ArrayD<f32> {

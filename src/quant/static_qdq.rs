@@ -410,7 +410,6 @@ pub fn quantize_static(
 
 /// `apply` with the MatMuls and Gemms of `dynamic` quantized dynamically
 /// (activations quantized at run time, from each run's range) instead.
-#[allow(clippy::too_many_arguments)]
 fn with_dynamic(
     prepared: &Model,
     plan: &Plan,

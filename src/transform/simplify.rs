@@ -310,7 +310,7 @@ fn sample_inputs(model: &Model, size: usize) -> std::result::Result<Vec<Array>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{Attribute, Graph, Node, OpsetId, ValueInfo};
+    use crate::ir::{Attribute, Graph, Node, ValueInfo};
     use crate::runtime::Backend;
     use ndarray::{ArrayD, IxDyn};
 
@@ -348,26 +348,14 @@ mod tests {
         zero.dims.clear();
         let mut two = ints("two", &[2]);
         two.dims.clear();
-        Model {
-            ir_version: 8,
-            opset_import: vec![OpsetId { domain: None, version: 17 }],
-            producer_name: String::new(),
-            producer_version: String::new(),
-            domain: String::new(),
-            model_version: 0,
-            doc_string: String::new(),
-            graph: Graph {
-                nodes,
-                initializers: vec![zero, two, ints("axes", &[0]), ints("rest", &[24])],
-                inputs: vec![ValueInfo::tensor("x", Some(DataType::FLOAT), Some(&batch))],
-                outputs: vec![ValueInfo::tensor("z", Some(DataType::FLOAT), None)],
-                ..Default::default()
-            },
-            metadata_props: vec![],
-            training_info: vec![],
-            functions: vec![],
-            configuration: vec![],
-        }
+        let graph = Graph {
+            nodes,
+            initializers: vec![zero, two, ints("axes", &[0]), ints("rest", &[24])],
+            inputs: vec![ValueInfo::tensor("x", Some(DataType::FLOAT), Some(&batch))],
+            outputs: vec![ValueInfo::tensor("z", Some(DataType::FLOAT), None)],
+            ..Default::default()
+        };
+        Model::from_graph(graph, 17)
     }
 
     fn run(m: &Model, x: &ArrayD<f32>) -> ArrayD<f32> {

@@ -282,7 +282,7 @@ fn fp16_halves_the_size_and_keeps_float32_edges() {
         let src = common::model(name);
         let original = prunq::onnx::load(&src).unwrap();
         let mut m = original.clone();
-        prunq::quant::convert_fp16(&mut m, &Default::default(), &mut QuantReport::default()).unwrap();
+        prunq::quant::convert_fp16(&mut m, &Default::default(), None, &mut QuantReport::default()).unwrap();
         assert_eq!(m.graph.inputs[0].dtype(), Some(prunq::ir::DataType::FLOAT), "{name}: input stays float32");
         let out = dir.path().join(name);
         prunq::onnx::save(&m, &out, &Default::default()).unwrap();

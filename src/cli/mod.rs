@@ -165,6 +165,60 @@ fn validate(
     Ok(Some(c))
 }
 
+/// Says loudly that weights inside If/Loop/Scan bodies were left as they are;
+/// an error when the pass did nothing and most of the model's weights are there.
+fn untouched_subgraphs(model: &prunq::ir::Model, what: &str, nothing_done: bool) -> anyhow::Result<Option<String>> {
+    let inside = model.weights_in_subgraphs();
+    if inside.is_empty() {
+        return Ok(None);
+    }
+    let total: usize = inside.iter().map(|(_, n)| n).sum();
+    let nodes: Vec<&str> = inside.iter().map(|(n, _)| n.as_str()).collect();
+    let said = format!(
+        "{total} weight values inside the subgraphs of {} were not {what}: prunq leaves If/Loop/Scan bodies as they are",
+        nodes.join(", ")
+    );
+    let outside: usize = model.graph.initializers.iter().map(|t| t.dims.iter().product::<i64>().max(0) as usize).sum();
+    if nothing_done && total > outside {
+        return Err(prunq::Error::Model(format!("nothing outside control flow to work on: {said}")).into());
+    }
+    println!("warning: {said}");
+    Ok(Some(said))
+}
+
+/// Runs the result beside the original before it is written (see
+/// `prunq::eval::check_outputs`) in the runtime prunq measures in. Refuses a result
+/// whose outputs turned non-finite; says so when one diverges.
+fn check_before_write(
+    original: &prunq::ir::Model,
+    model: &prunq::ir::Model,
+    data: Option<&std::path::PathBuf>,
+) -> anyhow::Result<prunq::eval::OutputCheck> {
+    let backends = check_backends()?;
+    let data = data.map(prunq::data::Dataset::open).transpose()?;
+    let check = prunq::eval::check_outputs(original, model, data.as_ref(), &backends)?;
+    if let Some(refusal) = check.refusal() {
+        return Err(refusal.into());
+    }
+    for o in check.outputs.iter().filter(|o| o.diverges()) {
+        println!(
+            "warning: output '{}' diverges from the original's in {}: SQNR {:.1} dB, worst cosine {:.3}{}",
+            o.name,
+            o.runtime,
+            o.sqnr_db,
+            o.cosine_min,
+            if check.synthetic { " (on made-up inputs: pass --val to judge on data)" } else { "" }
+        );
+    }
+    Ok(check)
+}
+
+/// Where results are checked: the runtime prunq measures in (the one the user
+/// deploys on; the tests check outputs in both).
+fn check_backends() -> anyhow::Result<Vec<prunq::runtime::Backend>> {
+    Ok(vec![prunq::runtime::default_backend()?])
+}
+
 /// Above this many bytes of input weights the latency check is left out (said
 /// in a note): both models in memory at once would be several times the weights.
 const LATENCY_CHECK_MAX_WEIGHTS: usize = 512 << 20;

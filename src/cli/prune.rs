@@ -116,6 +116,10 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         let weights: Vec<String> = report.layers.iter().map(|l| l.weight.clone()).collect();
         report.storage = prunq::prune::store_sparse_where_smaller(&mut model, &weights)?;
     }
+    if let Some(said) = super::untouched_subgraphs(&model, "pruned", report.layers.is_empty())? {
+        report.notes.push(said);
+    }
+    report.output_check = Some(super::check_before_write(&original, &model, a.val.as_ref().or(a.calib.as_ref()))?);
     prunq::onnx::save(&model, &a.output, &Default::default())?;
     println!(
         "{} layers pruned to {:.1} % sparsity overall, {} left dense",
@@ -171,6 +175,10 @@ fn structured(
     let mut model = original.clone();
     let (mut report, unrepaired) = prune_structured(&mut model, &options, calib, progress)?;
     report.simplified = super::simplify(&mut model, a.no_simplify)?;
+    if let Some(said) = super::untouched_subgraphs(&model, "pruned", false)? {
+        report.notes.push(said);
+    }
+    report.output_check = Some(super::check_before_write(&original, &model, a.val.as_ref().or(a.calib.as_ref()))?);
     prunq::onnx::save(&model, &a.output, &Default::default())?;
     print!("{}", prunq::report::text::structured(&report));
     if let Some(before_repair) = &unrepaired {

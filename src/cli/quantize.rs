@@ -163,7 +163,11 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
             };
             quantize_static(&mut model, &data, &options, &mut report, progress)?;
         }
-        Mode::Fp16 => convert_fp16(&mut model, &Fp16Options { keep_io_types: !a.fp16_io }, &mut report)?,
+        Mode::Fp16 => {
+            let data = a.val.as_ref().or(a.calib.as_ref()).map(prunq::data::Dataset::open).transpose()?;
+            let options = Fp16Options { keep_io_types: !a.fp16_io, backends: super::check_backends()? };
+            convert_fp16(&mut model, &options, data.as_ref(), &mut report)?
+        }
         Mode::Dynamic => {
             let options = DynamicOptions {
                 exclude: a.exclude.clone(),
@@ -180,6 +184,11 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
             }
         }
     }
+    let nothing_done = report.tensors.is_empty() && !matches!(a.mode, Mode::Fp16);
+    if let Some(said) = super::untouched_subgraphs(&model, "quantized", nothing_done)? {
+        report.notes.push(said);
+    }
+    report.output_check = Some(super::check_before_write(&original, &model, a.val.as_ref().or(a.calib.as_ref()))?);
     let external = if a.external_data { prunq::onnx::ExternalMode::Always } else { Default::default() };
     prunq::onnx::save(&model, &a.output, &prunq::onnx::SaveOptions { external })?;
     report.opset_after = model.onnx_opset().unwrap_or(0);

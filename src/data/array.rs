@@ -50,6 +50,10 @@ impl Array {
         each!(self, a => a.shape())
     }
 
+    pub fn ndim(&self) -> usize {
+        self.shape().len()
+    }
+
     pub fn len(&self) -> usize {
         each!(self, a => a.len())
     }
@@ -71,8 +75,17 @@ impl Array {
     }
 
     /// Rows `start..end` along the first (batch) axis.
+    /// Rows `start..end` along the first axis; a scalar (an unbatched input) whole.
     pub fn rows(&self, start: usize, end: usize) -> Array {
+        if self.shape().is_empty() {
+            return self.clone();
+        }
         map_each!(self, a => a.slice_axis(Axis(0), Slice::from(start..end)).to_owned())
+    }
+
+    /// Rows along the first axis (1 for a scalar).
+    pub fn row_count(&self) -> usize {
+        self.shape().first().copied().unwrap_or(1)
     }
 
     /// Stacks arrays along the first axis (all of one type and row shape).

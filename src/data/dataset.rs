@@ -23,6 +23,9 @@ pub struct Bound {
     pub inputs: Vec<Array>,
     pub labels: Option<ArrayD<i64>>,
     pub rows: usize,
+    /// The batch size the model fixes (a declared `[1, …]` input), if any:
+    /// batches never exceed it.
+    pub max_batch: Option<usize>,
 }
 
 impl Dataset {
@@ -64,14 +67,17 @@ impl Dataset {
             };
             bound.push(self.check(input, array)?);
         }
-        let rows = bound.first().map(|a| a.shape().first().copied().unwrap_or(1)).unwrap_or(0);
-        for (input, a) in inputs.iter().zip(&bound) {
-            if a.shape().first().copied().unwrap_or(1) != rows {
+        // Scalars (a sample rate, a flag) are not batched: every batch gets them whole.
+        let batched: Vec<(&ValueInfo, &Array)> = inputs.iter().zip(&bound).filter(|(_, a)| a.ndim() > 0).collect();
+        let rows = batched.first().map_or(1, |(_, a)| a.row_count());
+        for (input, a) in &batched {
+            if a.row_count() != rows {
                 return Err(self.err(format!(
-                    "input '{}' has {} rows, '{}' has {rows}",
+                    "input '{}' has {} rows along axis 0, '{}' has {rows} (inputs batched on another axis \
+                     are not supported yet)",
                     input.name,
-                    a.shape()[0],
-                    inputs[0].name
+                    a.row_count(),
+                    batched[0].0.name
                 )));
             }
         }
@@ -85,7 +91,15 @@ impl Dataset {
                 Some(a)
             }
         };
-        Ok(Bound { names: inputs.iter().map(|i| i.name.clone()).collect(), inputs: bound, labels, rows })
+        // A model exported with a fixed batch (`[1, 16, 96]`) takes that many rows at a time.
+        let max_batch = batched
+            .iter()
+            .filter_map(|(input, _)| match input.shape()?.first()? {
+                Dim::Fixed(n) if *n > 0 && (*n as usize) < rows => Some(*n as usize),
+                _ => None,
+            })
+            .min();
+        Ok(Bound { names: inputs.iter().map(|i| i.name.clone()).collect(), inputs: bound, labels, rows, max_batch })
     }
 
     fn check(&self, input: &ValueInfo, array: &Array) -> Result<Array> {
@@ -120,7 +134,7 @@ impl Dataset {
 impl Bound {
     /// Consecutive batches of at most `size` rows: (first row, inputs).
     pub fn batches(&self, size: usize) -> impl Iterator<Item = (usize, Vec<Array>)> + '_ {
-        let size = size.max(1);
+        let size = size.min(self.max_batch.unwrap_or(usize::MAX)).max(1);
         (0..self.rows).step_by(size).map(move |start| {
             let end = (start + size).min(self.rows);
             (start, self.inputs.iter().map(|a| a.rows(start, end)).collect())

@@ -256,7 +256,7 @@ fn batches_of(model: &Model, data: &Dataset, size: usize) -> Result<Vec<Vec<Arra
     // Full batches only: every run does the same amount of work.
     Ok(bound
         .batches(size)
-        .filter(|(_, b)| b.first().is_some_and(|a| a.shape()[0] == size))
+        .filter(|(_, b)| b.first().is_some_and(|a| a.row_count() == size))
         .take(64)
         .map(|(_, b)| b)
         .collect())

@@ -2,11 +2,13 @@
 
 mod bench;
 mod ctc;
+mod guard;
 mod metrics;
 mod run;
 
 pub use bench::{bench, latency_check, BenchOptions, BenchReport, LatencyCheck, ModelLatency};
 pub use ctc::{edit_distance, CtcDecoder};
+pub use guard::{check_batches, check_outputs, CheckedOutput, OutputCheck, DIVERGED_SQNR_DB};
 pub use metrics::{argmax, cosine, OutputComparison, OutputMetrics};
 pub use run::{compare, evaluate, CompareReport, EvalReport, RunOptions};
 

@@ -243,6 +243,32 @@ impl Model {
         }
     }
 
+    /// Control-flow nodes of the main graph whose subgraphs hold weights, with
+    /// how many values those weights have (passes leave subgraphs as they are).
+    pub fn weights_in_subgraphs(&self) -> Vec<(String, usize)> {
+        fn count(g: &Graph) -> usize {
+            let own: usize = g.initializers.iter().map(|t| t.dims.iter().product::<i64>().max(0) as usize).sum();
+            let constants: usize = g
+                .nodes
+                .iter()
+                .flat_map(|n| n.attributes.iter())
+                .map(|a| match &a.value {
+                    AttrValue::Tensor(t) => t.dims.iter().product::<i64>().max(0) as usize,
+                    _ => 0,
+                })
+                .sum();
+            own + constants + g.nodes.iter().flat_map(|n| n.subgraphs()).map(count).sum::<usize>()
+        }
+        self.graph
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let values: usize = n.subgraphs().map(count).sum();
+                (values > 0).then(|| (format!("{} '{}'", n.op_type, n.label()), values))
+            })
+            .collect()
+    }
+
     /// The opset version of the default ONNX domain.
     pub fn onnx_opset(&self) -> Option<i64> {
         self.opset_import

@@ -13,4 +13,4 @@ pub use dtype::DataType;
 pub use graph::{AttrValue, Attribute, Dim, Graph, Model, Node, OpsetId, ValueInfo};
 pub use sparse::{densify, sparse_and_dense_bytes, sparsify, SparseLayout};
 pub use tensor::{set_release_hook, Element, Storage, Tensor, TensorData};
-pub use topology::{GraphIndex, Source};
+pub use topology::{collect_captures, GraphIndex, Source};

@@ -182,7 +182,8 @@ fn node_reads(node: &super::Node) -> impl Iterator<Item = &str> {
     node.inputs.iter().map(String::as_str).filter(|s| !s.is_empty()).chain(captured)
 }
 
-fn collect_captures<'a>(g: &'a Graph, out: &mut BTreeSet<&'a str>) {
+/// Outer names `g` (or a subgraph of it) reads: what a control-flow node captures.
+pub fn collect_captures<'a>(g: &'a Graph, out: &mut BTreeSet<&'a str>) {
     let local: BTreeSet<&str> = g
         .inputs
         .iter()

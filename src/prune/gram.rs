@@ -60,10 +60,16 @@ pub fn visit_tensors(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let session =
-        Session::new(model, &SessionOptions { capture: captured.clone(), capture_only: true, ..Default::default() })?;
+    // Only graph inputs asked for: nothing to run (a runtime refuses a run without outputs).
+    let session = match captured.is_empty() {
+        true => None,
+        false => Some(Session::new(
+            model,
+            &SessionOptions { capture: captured.clone(), capture_only: true, ..Default::default() },
+        )?),
+    };
     progress.start(bound.rows as u64, what);
-    let run = |(_, batch): &(usize, Vec<Array>)| session.run(batch);
+    let run = |(_, batch): &(usize, Vec<Array>)| session.as_ref().map_or(Ok(vec![]), |s| s.run(batch));
     crate::parallel::ordered(bound.batches(batch_size), run, |(_, batch), outputs| {
         for (i, name) in names.iter().enumerate() {
             let value = captured
@@ -73,7 +79,7 @@ pub fn visit_tensors(
                 .or_else(|| feeds.iter().position(|f| f == name).map(|k| &batch[k]));
             visit(i, if let Some(Array::F32(x)) = value { Some(x) } else { None })?;
         }
-        progress.advance(batch.first().map_or(0, |a| a.shape()[0]) as u64);
+        progress.advance(batch.first().map_or(0, |a| a.row_count()) as u64);
         Ok(())
     })?;
     progress.finish();

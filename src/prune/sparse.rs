@@ -83,6 +83,10 @@ pub struct PruneReport {
     pub comparison: Option<crate::eval::CompareReport>,
     /// What ran the model for statistics and validation.
     pub runtime: Option<crate::runtime::RuntimeInfo>,
+    /// What the user should know that the numbers do not say.
+    pub notes: Vec<String>,
+    /// The check the output passed before it was written (the CLI runs it).
+    pub output_check: Option<crate::eval::OutputCheck>,
     /// The output timed against the input where it runs (absent with `--no-latency-check`).
     pub latency: Option<crate::eval::LatencyCheck>,
 }

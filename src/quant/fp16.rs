@@ -1,136 +1,485 @@
-//! float16: every float32 constant and computation in half precision, with the
-//! graph's float32 inputs and outputs kept (Casts at the edges) so callers do
-//! not change.
+//! float16: the float32 constants and computations in half precision, except
+//! where float16 cannot hold them — measured, not assumed. The model runs on
+//! the data (made-up inputs without): nodes whose values leave float16's range
+//! or fall below its smallest normal, ops with no float16 form and ops holding
+//! subgraphs stay float32 (Casts at the boundaries); then the converted model
+//! runs beside the original, tensor by tensor, and each node where the error
+//! starts is kept float32 too, until the outputs agree. Graph inputs and
+//! outputs stay float32 unless asked.
 
 use super::report::{QuantReport, Skipped};
-use crate::ir::{AttrValue, Attribute, DataType, Graph, Model, Node, Tensor, TensorData};
-use crate::proto::type_proto;
-use crate::Result;
+use crate::data::{Array, Dataset};
+use crate::ir::{AttrValue, Attribute, DataType, Graph, GraphIndex, Model, Node, Tensor, TensorData};
+use crate::runtime::{Backend, Session, SessionOptions};
+use crate::{Error, Result};
+use std::collections::{BTreeMap, BTreeSet};
 
-/// Inputs that must stay float32 whatever the data type: (op, input slot).
+/// Inputs that are float32 whatever the data type: (op, input slot).
 const FLOAT32_ONLY: &[(&str, usize)] = &[("Resize", 1), ("Resize", 2), ("Upsample", 1)];
+/// Ops the ONNX standard defines without a float16 form.
+const NO_FLOAT16: &[&str] = &["Range"];
+/// Largest magnitude float16 holds.
+const F16_MAX: f32 = 65504.0;
+/// Values must stay below this share of float16's range (data not seen may be larger).
+const HEADROOM: f32 = 0.25;
+/// Smallest normal float16: below it values lose precision, then vanish.
+const F16_MIN_NORMAL: f32 = 6.103_515_6e-5;
+/// A node whose float16 output is worse than this (its inputs being fine) stays float32.
+const NODE_SQNR_DB: f64 = 30.0;
+/// Rounds of measuring and keeping nodes float32.
+const MAX_ROUNDS: usize = 8;
 
 #[derive(Clone, Debug)]
 pub struct Fp16Options {
     /// Keep float32 graph inputs and outputs (Casts inserted at the edges).
     pub keep_io_types: bool,
+    /// Where the converted model is checked; empty: the process's runtime.
+    pub backends: Vec<Backend>,
 }
 
 impl Default for Fp16Options {
     fn default() -> Self {
-        Fp16Options { keep_io_types: true }
+        Fp16Options { keep_io_types: true, backends: vec![] }
     }
 }
 
-pub fn convert_fp16(model: &mut Model, options: &Fp16Options, report: &mut QuantReport) -> Result<()> {
+/// Converts `model` to float16 where float16 holds its values, measured on the
+/// first rows of `data` (made-up inputs when `None`) in each runtime of `options`.
+pub fn convert_fp16(
+    model: &mut Model,
+    options: &Fp16Options,
+    data: Option<&Dataset>,
+    report: &mut QuantReport,
+) -> Result<()> {
     // tract 0.23 types a float16 Gemm's output as float32; MatMul + Add is the same maths.
     crate::transform::gemm_to_matmul(&mut model.graph)?;
     // ONNX Runtime 1.32 crashes on a float16 Transpose feeding a MatMul; MatMul first is the same maths.
     crate::transform::transpose_after_matmul(&mut model.graph)?;
-    let g = &mut model.graph;
-    let keep32: Vec<String> = g
-        .nodes
-        .iter()
-        .flat_map(|n| FLOAT32_ONLY.iter().filter(|(op, _)| *op == n.op_type).filter_map(|(_, i)| n.input(*i)))
-        .map(str::to_string)
-        .collect();
-    for t in g.initializers.iter_mut() {
-        if !keep32.contains(&t.name) {
-            to_half(t, report)?;
+    model.graph.sort_nodes()?;
+    let backends = match options.backends.is_empty() {
+        true => vec![crate::runtime::default_backend()?],
+        false => options.backends.clone(),
+    };
+    let batches = crate::eval::check_batches(model, data, CHECK_ROWS, 4)?;
+    let float = float_tensors(model, &batches, &backends)?;
+    let mut keep: BTreeMap<String, String> = static_reasons(model, &float);
+    // Where the error starts is found in the first runtime; the others check the outputs.
+    for round in 0..MAX_ROUNDS {
+        let (candidate, half) = mixed(model, &float, &keep, options.keep_io_types)?;
+        let culprits = measure(model, &candidate, &half, &float, &keep, &batches, backends[0])?;
+        if culprits.is_empty() {
+            break;
+        }
+        if round + 1 == MAX_ROUNDS {
+            report.notes.push(format!(
+                "float16 still loses accuracy after {MAX_ROUNDS} rounds of keeping nodes float32 (last: {})",
+                culprits.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        keep.extend(culprits);
+    }
+    let converted = mixed(model, &float, &keep, options.keep_io_types)?.0;
+    for &backend in &backends {
+        match output_problem(model, &converted, &batches, backend) {
+            Ok(Some(problem)) => report.notes.push(format!("float16 output: {problem}")),
+            Ok(None) => {}
+            Err(e) => report.notes.push(format!("float16 not checked in {backend}: {e}")),
         }
     }
-    for node in g.nodes.iter_mut() {
-        let is_kept = node.op_type == "Constant" && node.outputs.iter().any(|o| keep32.contains(o));
-        for a in node.attributes.iter_mut() {
+    *model = converted;
+    for (node, why) in &keep {
+        report.skipped.push(Skipped::new(node, why.clone()));
+    }
+    Ok(())
+}
+
+/// Rows the check runs (in batches of 4: every tensor of a batch is held at once).
+const CHECK_ROWS: usize = 16;
+
+/// Float32 tensors of the main graph: inputs, constants, and node outputs the
+/// first runtime that runs the model returns as float32, with their largest magnitude.
+fn float_tensors(model: &Model, batches: &[Vec<Array>], backends: &[Backend]) -> Result<BTreeMap<String, f32>> {
+    let g = &model.graph;
+    let mut float: BTreeMap<String, f32> = BTreeMap::new();
+    for t in g.initializers.iter().filter(|t| t.dtype == DataType::FLOAT) {
+        float.insert(t.name.clone(), t.to_f32()?.iter().fold(0.0, |m, v| m.max(v.abs())));
+    }
+    for n in &g.nodes {
+        for a in &n.attributes {
+            if let AttrValue::Tensor(t) = &a.value {
+                if t.dtype == DataType::FLOAT && n.op_type == "Constant" {
+                    float.insert(n.outputs[0].clone(), t.to_f32()?.iter().fold(0.0, |m, v| m.max(v.abs())));
+                }
+            }
+        }
+    }
+    let inputs = crate::runtime::feed_inputs(model);
+    let captured: Vec<String> = g
+        .nodes
+        .iter()
+        .filter(|n| n.op_type != "Constant")
+        .flat_map(|n| n.outputs.iter())
+        .filter(|o| !o.is_empty() && !float.contains_key(*o))
+        .cloned()
+        .collect();
+    let mut last_error = None;
+    for &backend in backends {
+        let options = SessionOptions {
+            capture: captured.clone(),
+            capture_only: true,
+            backend: Some(backend),
+            ..Default::default()
+        };
+        let session = match Session::new(model, &options) {
+            Ok(s) => s,
+            Err(e) => {
+                last_error = Some(e);
+                continue;
+            }
+        };
+        for batch in batches {
+            let values = session.run(batch)?;
+            let named = captured.iter().zip(&values).chain(inputs.iter().map(|i| &i.name).zip(batch));
+            for (name, value) in named {
+                if let Array::F32(a) = value {
+                    let m = a.iter().filter(|v| v.is_finite()).fold(0.0f32, |m, v| m.max(v.abs()));
+                    let e = float.entry(name.clone()).or_insert(0.0);
+                    *e = e.max(m);
+                }
+            }
+        }
+        return Ok(float);
+    }
+    Err(Error::Runtime(format!(
+        "float16 conversion runs the model to check it, and no runtime could: {}",
+        last_error.map_or("none given".into(), |e| e.to_string())
+    )))
+}
+
+/// Nodes float32 before any measuring of errors, by first output: ops without a
+/// float16 form, subgraphs, other domains, and values float16 cannot hold.
+fn static_reasons(model: &Model, float: &BTreeMap<String, f32>) -> BTreeMap<String, String> {
+    let mut keep = BTreeMap::new();
+    for n in &model.graph.nodes {
+        let Some(key) = n.outputs.first().cloned() else { continue };
+        let touches_float = n.inputs.iter().chain(&n.outputs).any(|t| float.contains_key(t));
+        let why = if !touches_float {
+            None
+        } else if NO_FLOAT16.contains(&n.op_type.as_str()) {
+            Some(format!("{} has no float16 form", n.op_type))
+        } else if n.subgraphs().next().is_some() {
+            Some(format!("{} holds subgraphs, which stay as they are", n.op_type))
+        } else if !n.is_onnx_op() {
+            Some(format!("{} is of domain '{}', whose float16 support is unknown", n.op_type, n.domain))
+        } else {
+            let big = n.inputs.iter().chain(&n.outputs).filter_map(|t| Some((t, *float.get(t)?)));
+            let big: Vec<(&String, f32)> = big.filter(|(_, m)| *m > F16_MAX * HEADROOM).collect();
+            // Small constants are fine (their readers' sums are not small); small activations vanish.
+            let computed = n.op_type != "Constant";
+            let tiny = n
+                .outputs
+                .iter()
+                .filter_map(|t| Some((t, *float.get(t)?)))
+                .find(|(_, m)| computed && *m > 0.0 && *m < F16_MIN_NORMAL);
+            match (big.first(), tiny) {
+                (Some((t, m)), _) => {
+                    Some(format!("'{t}' reaches {m:.3e}, past float16's safe range (±{:.0})", F16_MAX * HEADROOM))
+                }
+                (None, Some((t, m))) => {
+                    Some(format!("'{t}' stays below {m:.1e}, under float16's smallest normal ({F16_MIN_NORMAL:.1e})"))
+                }
+                _ => None,
+            }
+        };
+        if let Some(why) = why {
+            keep.insert(key, format!("{}: {why}", n.label()));
+        }
+    }
+    keep
+}
+
+/// The model with every float node in float16 except those in `keep` (by first output).
+/// Returns the model and the tensors it computes in float16.
+fn mixed(
+    model: &Model,
+    float: &BTreeMap<String, f32>,
+    keep: &BTreeMap<String, String>,
+    keep_io: bool,
+) -> Result<(Model, BTreeSet<String>)> {
+    let mut m = model.clone();
+    let g = &mut m.graph;
+    let half_node: Vec<bool> =
+        g.nodes.iter().map(|n| n.outputs.first().is_none_or(|o| !keep.contains_key(o))).collect();
+    // The element type each float tensor has after the conversion.
+    let mut half: BTreeSet<String> = BTreeSet::new();
+    let inits: BTreeSet<String> = g.initializers.iter().map(|t| t.name.clone()).collect();
+    for i in g.inputs.iter().filter(|i| !keep_io && float.contains_key(&i.name) && !inits.contains(&i.name)) {
+        half.insert(i.name.clone());
+    }
+    for (n, &h) in g.nodes.iter().zip(&half_node) {
+        if h {
+            half.extend(n.outputs.iter().filter(|o| float.contains_key(*o)).cloned());
+        }
+    }
+    // Constants go float16 when every reader wants float16.
+    let wants_half = |op: &str, h: bool, slot: usize| h && !FLOAT32_ONLY.contains(&(op, slot));
+    let index = GraphIndex::new(g);
+    for t in g.initializers.iter_mut().filter(|t| float.contains_key(&t.name)) {
+        let readers = index.consumers(&t.name);
+        if !readers.is_empty() && readers.iter().all(|&(n, s)| wants_half(&g.nodes[n].op_type, half_node[n], s)) {
+            to_half(t);
+            half.insert(t.name.clone());
+        }
+    }
+    // Attributes of float16 nodes: constants and target types follow.
+    for (n, &h) in g.nodes.iter_mut().zip(&half_node) {
+        if !h {
+            continue;
+        }
+        for a in n.attributes.iter_mut() {
             match &mut a.value {
-                AttrValue::Tensor(t) if !is_kept => to_half(t, report)?,
-                // Cast(to=float) and ConstantOfShape-like dtype attributes follow the model.
-                AttrValue::Int(v) if a.name == "to" && *v == DataType::FLOAT.0 as i64 => {
+                AttrValue::Tensor(t) => to_half(t),
+                AttrValue::Int(v) if (a.name == "to" || a.name == "dtype") && *v == DataType::FLOAT.0 as i64 => {
                     *v = DataType::FLOAT16.0 as i64
                 }
                 _ => {}
             }
         }
     }
-    for v in g.value_info.iter_mut() {
-        set_elem_type(v.ty.as_mut(), DataType::FLOAT16);
-    }
-    if options.keep_io_types {
-        cast_edges(g);
-    } else {
-        for v in g.inputs.iter_mut().chain(g.outputs.iter_mut()) {
-            set_elem_type(v.ty.as_mut(), DataType::FLOAT16);
+    // Casts where a reader wants the other type.
+    let mut casts: BTreeMap<(String, bool), String> = BTreeMap::new();
+    let mut added = Vec::new();
+    for (ni, &h) in half_node.iter().enumerate() {
+        let node = &mut g.nodes[ni];
+        for (slot, input) in node.inputs.iter_mut().enumerate() {
+            if input.is_empty() || !float.contains_key(input.as_str()) {
+                continue;
+            }
+            let want = wants_half(&node.op_type, h, slot);
+            if half.contains(input.as_str()) != want {
+                *input = cast_name(input, want, &mut casts, &mut added);
+            }
+        }
+        // Subgraphs of a float32 node read outer float16 tensors through a Cast.
+        if !h {
+            let mut reads = BTreeSet::new();
+            for sub in node.subgraphs() {
+                crate::ir::collect_captures(sub, &mut reads);
+            }
+            let reads: Vec<String> = reads.into_iter().filter(|r| half.contains(*r)).map(str::to_string).collect();
+            for name in reads {
+                let to = cast_name(&name, false, &mut casts, &mut added);
+                for a in node.attributes.iter_mut() {
+                    match &mut a.value {
+                        AttrValue::Graph(sub) => rename_reads(sub, &name, &to),
+                        AttrValue::Graphs(subs) => subs.iter_mut().for_each(|s| rename_reads(s, &name, &to)),
+                        _ => {}
+                    }
+                }
+            }
         }
     }
-    g.sort_nodes()
+    g.nodes.extend(added);
+    // Graph outputs keep their declared type.
+    let outputs: Vec<(String, bool)> = g
+        .outputs
+        .iter()
+        .filter(|o| float.contains_key(&o.name))
+        .map(|o| (o.name.clone(), !keep_io && o.dtype() == Some(DataType::FLOAT)))
+        .collect();
+    for (y, want_half) in outputs {
+        if half.contains(&y) == want_half {
+            continue;
+        }
+        let inner = format!("{y}_{}", if want_half { "fp32" } else { "fp16" });
+        for node in g.nodes.iter_mut() {
+            node.outputs.iter_mut().chain(node.inputs.iter_mut()).filter(|t| **t == y).for_each(|t| *t = inner.clone());
+        }
+        g.nodes.push(cast(&inner, &y, want_half));
+        if want_half {
+            half.insert(y.clone());
+        } else {
+            half.remove(&y);
+            half.insert(inner);
+        }
+    }
+    for v in g.value_info.iter_mut().chain(g.inputs.iter_mut()).chain(g.outputs.iter_mut()) {
+        if half.contains(&v.name) && v.dtype() == Some(DataType::FLOAT) {
+            let shape = v.shape();
+            v.set_tensor_type(Some(DataType::FLOAT16), shape.as_deref());
+        }
+    }
+    g.sort_nodes()?;
+    Ok((m, half))
 }
 
-fn to_half(t: &mut Tensor, report: &mut QuantReport) -> Result<()> {
+/// The name of `t` cast to float16 (`half`) or float32, adding the Cast once.
+fn cast_name(t: &str, half: bool, casts: &mut BTreeMap<(String, bool), String>, added: &mut Vec<Node>) -> String {
+    casts
+        .entry((t.to_string(), half))
+        .or_insert_with(|| {
+            let out = format!("{t}_{}", if half { "fp16" } else { "fp32" });
+            added.push(cast(t, &out, half));
+            out
+        })
+        .clone()
+}
+
+fn cast(input: &str, output: &str, half: bool) -> Node {
+    Node {
+        name: format!("{output}_Cast"),
+        op_type: "Cast".into(),
+        inputs: vec![input.into()],
+        outputs: vec![output.into()],
+        attributes: vec![Attribute::int("to", if half { DataType::FLOAT16.0 } else { DataType::FLOAT.0 } as i64)],
+        ..Default::default()
+    }
+}
+
+/// Renames reads of the outer tensor `from` inside `g` (and its subgraphs), where not shadowed.
+fn rename_reads(g: &mut Graph, from: &str, to: &str) {
+    let shadowed = g.inputs.iter().any(|i| i.name == from) || g.initializers.iter().any(|t| t.name == from);
+    if shadowed {
+        return;
+    }
+    for n in g.nodes.iter_mut() {
+        n.inputs.iter_mut().filter(|i| *i == from).for_each(|i| *i = to.to_string());
+        for a in n.attributes.iter_mut() {
+            match &mut a.value {
+                AttrValue::Graph(sub) => rename_reads(sub, from, to),
+                AttrValue::Graphs(subs) => subs.iter_mut().for_each(|s| rename_reads(s, from, to)),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Nodes where the error starts, measured in `backend`: float16 nodes whose
+/// float output is non-finite where the original's is finite, or below
+/// [`NODE_SQNR_DB`], while every float input they read from other nodes is
+/// fine. By first output, with the reason.
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    original: &Model,
+    candidate: &Model,
+    half: &BTreeSet<String>,
+    float: &BTreeMap<String, f32>,
+    keep: &BTreeMap<String, String>,
+    batches: &[Vec<Array>],
+    backend: Backend,
+) -> Result<BTreeMap<String, String>> {
+    let g = &original.graph;
+    let names: Vec<String> = g
+        .nodes
+        .iter()
+        .filter(|n| n.op_type != "Constant")
+        .flat_map(|n| n.outputs.iter())
+        .filter(|t| float.contains_key(*t))
+        .cloned()
+        .collect();
+    // float16 tensors are captured through a Cast to float32 added after them.
+    let probe = |n: &String| if half.contains(n) { format!("{n}__probe_fp32") } else { n.clone() };
+    let mut probed = candidate.clone();
+    for n in names.iter().filter(|n| half.contains(*n)) {
+        probed.graph.nodes.push(cast(n, &probe(n), false));
+    }
+    let probe_names: Vec<String> = names.iter().map(probe).collect();
+    let stats = errors(original, &probed, &names, &probe_names, batches, backend)?;
+    let bad = |t: &str| stats.get(t).and_then(|e| e.problem(t, backend, NODE_SQNR_DB));
+    let mut culprits = BTreeMap::new();
+    for n in &g.nodes {
+        let Some(key) = n.outputs.first() else { continue };
+        if keep.contains_key(key) {
+            continue;
+        }
+        let Some(why) = n.outputs.iter().find_map(|o| bad(o)) else { continue };
+        if n.inputs.iter().all(|i| bad(i).is_none()) {
+            culprits.insert(key.clone(), format!("{}: {why}", n.label()));
+        }
+    }
+    Ok(culprits)
+}
+
+/// What is wrong with the graph outputs of `candidate` in `backend`, if anything.
+fn output_problem(
+    original: &Model,
+    candidate: &Model,
+    batches: &[Vec<Array>],
+    backend: Backend,
+) -> Result<Option<String>> {
+    let names: Vec<String> = original.graph.outputs.iter().map(|o| o.name.clone()).collect();
+    let stats = errors(original, candidate, &names, &names, batches, backend)?;
+    Ok(names.iter().find_map(|n| stats.get(n.as_str()).and_then(|e| e.problem(n, backend, OUTPUT_SQNR_DB))))
+}
+
+/// A graph output of the float16 model worse than this is reported.
+const OUTPUT_SQNR_DB: f64 = 25.0;
+
+/// Error of one tensor against the original's.
+#[derive(Default)]
+struct TensorError {
+    signal: f64,
+    noise: f64,
+    non_finite: usize,
+}
+
+impl TensorError {
+    fn problem(&self, t: &str, backend: Backend, min_db: f64) -> Option<String> {
+        if self.non_finite > 0 {
+            return Some(format!("{} values of '{t}' turn non-finite in float16 ({backend})", self.non_finite));
+        }
+        let db = if self.noise == 0.0 { f64::INFINITY } else { 10.0 * (self.signal / self.noise).log10() };
+        (self.signal > 0.0 && db < min_db).then(|| format!("'{t}' is {db:.1} dB from float32 in float16 ({backend})"))
+    }
+}
+
+/// Errors of `names` of the original against `probes` of the candidate, over the batches.
+fn errors<'a>(
+    original: &Model,
+    candidate: &Model,
+    names: &'a [String],
+    probes: &[String],
+    batches: &[Vec<Array>],
+    backend: Backend,
+) -> Result<BTreeMap<&'a str, TensorError>> {
+    let opts = |capture: &[String]| SessionOptions {
+        capture: capture.to_vec(),
+        capture_only: true,
+        backend: Some(backend),
+        ..Default::default()
+    };
+    let reference = Session::new(original, &opts(names))?;
+    let converted = Session::new(candidate, &opts(probes))
+        .map_err(|e| Error::Runtime(format!("the float16 model does not load in {backend}: {e}")))?;
+    let mut stats: BTreeMap<&str, TensorError> = BTreeMap::new();
+    for batch in batches {
+        let (r, c) = (reference.run(batch)?, converted.run(batch)?);
+        for ((name, r), c) in names.iter().zip(&r).zip(&c) {
+            let (Array::F32(r), Array::F32(c)) = (r, c) else { continue };
+            let s = stats.entry(name).or_default();
+            for (&a, &b) in r.iter().zip(c).filter(|(a, _)| a.is_finite()) {
+                if b.is_finite() {
+                    s.signal += f64::from(a) * f64::from(a);
+                    s.noise += f64::from(a - b) * f64::from(a - b);
+                } else {
+                    s.non_finite += 1;
+                }
+            }
+        }
+    }
+    Ok(stats)
+}
+
+fn to_half(t: &mut Tensor) {
     if t.dtype != DataType::FLOAT {
-        return Ok(());
+        return;
     }
-    let a = t.to_f32()?;
-    let overflow = a.iter().filter(|v| v.is_finite() && v.abs() > 65504.0).count();
-    if overflow > 0 {
-        report
-            .skipped
-            .push(Skipped::new(&t.name, format!("{overflow} values beyond float16's range saturate to ±65504")));
-    }
-    let h = a.mapv(|v| half::f16::from_f32(v.clamp(-65504.0, 65504.0)));
+    let Ok(a) = t.to_f32() else { return };
+    let h = a.mapv(|v| half::f16::from_f32(v.clamp(-F16_MAX, F16_MAX)));
     let mut new = Tensor::from_array(&t.name, &h);
     new.doc_string = std::mem::take(&mut t.doc_string);
     new.metadata_props = std::mem::take(&mut t.metadata_props);
     if let TensorData::Bytes(_) = &new.data {
         *t = new;
-    }
-    Ok(())
-}
-
-fn set_elem_type(ty: Option<&mut crate::proto::TypeProto>, to: DataType) {
-    if let Some(type_proto::Value::TensorType(tt)) = ty.and_then(|t| t.value.as_mut()) {
-        if tt.elem_type == Some(DataType::FLOAT.0) {
-            tt.elem_type = Some(to.0);
-        }
-    }
-}
-
-/// float32 graph inputs feed a Cast to float16; float32 outputs come from a Cast back.
-fn cast_edges(g: &mut Graph) {
-    let cast = |name: String, input: &str, output: &str, to: DataType| Node {
-        name,
-        op_type: "Cast".into(),
-        inputs: vec![input.into()],
-        outputs: vec![output.into()],
-        attributes: vec![Attribute {
-            name: "to".into(),
-            value: AttrValue::Int(to.0 as i64),
-            doc_string: String::new(),
-            ref_attr_name: String::new(),
-        }],
-        ..Default::default()
-    };
-    let inits: Vec<String> = g.initializers.iter().map(|t| t.name.clone()).collect();
-    let float_inputs: Vec<String> = g
-        .inputs
-        .iter()
-        .filter(|i| i.dtype() == Some(DataType::FLOAT) && !inits.contains(&i.name))
-        .map(|i| i.name.clone())
-        .collect();
-    for x in float_inputs {
-        let half = format!("{x}_fp16");
-        for node in g.nodes.iter_mut() {
-            node.inputs.iter_mut().filter(|i| **i == x).for_each(|i| *i = half.clone());
-        }
-        g.nodes.push(cast(format!("{x}_Cast_fp16"), &x, &half, DataType::FLOAT16));
-    }
-    let float_outputs: Vec<String> =
-        g.outputs.iter().filter(|o| o.dtype() == Some(DataType::FLOAT)).map(|o| o.name.clone()).collect();
-    for y in float_outputs {
-        let half = format!("{y}_fp16");
-        for node in g.nodes.iter_mut() {
-            node.outputs.iter_mut().filter(|o| **o == y).for_each(|o| *o = half.clone());
-            node.inputs.iter_mut().filter(|i| **i == y).for_each(|i| *i = half.clone());
-        }
-        g.nodes.push(cast(format!("{y}_Cast_fp32"), &half, &y, DataType::FLOAT));
     }
 }

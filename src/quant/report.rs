@@ -69,4 +69,6 @@ pub struct QuantReport {
     pub runtime: Option<crate::runtime::RuntimeInfo>,
     /// The output timed against the input where it runs (absent with `--no-latency-check`).
     pub latency: Option<crate::eval::LatencyCheck>,
+    /// The check the output passed before it was written (the CLI runs it).
+    pub output_check: Option<crate::eval::OutputCheck>,
 }

@@ -87,7 +87,7 @@ pub fn choose_fallback(
         let batches: Vec<Vec<Array>> = bound
             .batches(batch_size)
             .take_while(|(start, _)| *start < rows)
-            .map(|(start, b)| b.iter().map(|a| a.rows(0, a.shape()[0].min(rows - start))).collect())
+            .map(|(start, b)| b.iter().map(|a| a.rows(0, a.row_count().min(rows - start))).collect())
             .collect();
         let reference = outputs(&float_model, &batches, None)?;
         let signal = reference.iter().map(|v| v * v).sum::<f64>().max(f64::MIN_POSITIVE);

@@ -230,7 +230,7 @@ fn reduced_min_max(
     let batches = bound
         .batches(batch_size)
         .take_while(|(start, _)| *start < rows)
-        .map(|(start, batch)| batch.iter().map(|a| a.rows(0, a.shape()[0].min(rows - start))).collect::<Vec<Array>>());
+        .map(|(start, batch)| batch.iter().map(|a| a.rows(0, a.row_count().min(rows - start))).collect::<Vec<Array>>());
     let run = crate::parallel::ordered(
         batches,
         |batch| session.run(batch),
@@ -247,7 +247,7 @@ fn reduced_min_max(
                 r.0 = if r.0.is_nan() || lo.is_nan() { f32::NAN } else { r.0.min(lo) };
                 r.1 = if r.1.is_nan() || hi.is_nan() { f32::NAN } else { r.1.max(hi) };
             }
-            progress.advance(batch.first().map_or(0, |a| a.shape()[0]) as u64);
+            progress.advance(batch.first().map_or(0, |a| a.row_count()) as u64);
             Ok(())
         },
     );
@@ -313,7 +313,7 @@ fn calibrate(
     progress.start((rows * passes) as u64, "calibrate");
     for pass in 0..passes {
         let batches = bound.batches(options.batch_size).take_while(|(start, _)| *start < rows).map(|(start, batch)| {
-            batch.iter().map(|a| a.rows(0, a.shape()[0].min(rows - start))).collect::<Vec<Array>>()
+            batch.iter().map(|a| a.rows(0, a.row_count().min(rows - start))).collect::<Vec<Array>>()
         });
         // Batches run in parallel; the calibrators see them in order, as in one sequential pass.
         crate::parallel::ordered(
@@ -336,7 +336,7 @@ fn calibrate(
                         cal.observe_again(values);
                     }
                 }
-                progress.advance(batch.first().map_or(0, |a| a.shape()[0]) as u64);
+                progress.advance(batch.first().map_or(0, |a| a.row_count()) as u64);
                 Ok(())
             },
         )?;

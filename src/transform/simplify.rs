@@ -11,9 +11,8 @@
 //! and at most one `-1`. The result is checked against the input model's
 //! outputs at two sizes of every symbolic dim before it is kept.
 
-use crate::data::Array;
-use crate::ir::{DataType, Dim, GraphIndex, Model, Tensor};
-use crate::runtime::{feed_inputs, symbolic_facts, Session, SessionOptions, SymDim, SymValue, SymbolicFact};
+use crate::ir::{DataType, GraphIndex, Model, Tensor};
+use crate::runtime::{sample_inputs, symbolic_facts, Session, SessionOptions, SymDim, SymValue, SymbolicFact};
 use crate::Result;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -270,47 +269,11 @@ fn same_outputs(before: &Model, after: &Model) -> std::result::Result<(), String
     Ok(())
 }
 
-/// One input per model input: symbolic dims at `size`, floats spread over
-/// [-1, 1), integers 1 and booleans true (valid ids and masks).
-fn sample_inputs(model: &Model, size: usize) -> std::result::Result<Vec<Array>, String> {
-    feed_inputs(model)
-        .iter()
-        .map(|v| {
-            let dims: Vec<usize> = v
-                .shape()
-                .ok_or_else(|| format!("input '{}' declares no shape", v.name))?
-                .iter()
-                .map(|d| match d {
-                    Dim::Fixed(n) if *n >= 0 => *n as usize,
-                    _ => size,
-                })
-                .collect();
-            let dtype = v.dtype().unwrap_or(DataType::FLOAT);
-            let zeros = Array::zeros(dtype, &dims).ok_or_else(|| format!("input '{}' is {dtype}", v.name))?;
-            let mut state = 0x9e37_79b9_u32;
-            let mut next = move || {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-            };
-            Ok(match zeros {
-                Array::F32(a) => Array::F32(a.mapv(|_| next())),
-                Array::F64(a) => Array::F64(a.mapv(|_| f64::from(next()))),
-                Array::I64(a) => Array::I64(a.mapv(|_| 1)),
-                Array::I32(a) => Array::I32(a.mapv(|_| 1)),
-                Array::I8(a) => Array::I8(a.mapv(|_| 1)),
-                Array::U8(a) => Array::U8(a.mapv(|_| 1)),
-                Array::Bool(a) => Array::Bool(a.mapv(|_| true)),
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{Attribute, Graph, Node, ValueInfo};
+    use crate::data::Array;
+    use crate::ir::{Attribute, Dim, Graph, Node, ValueInfo};
     use crate::runtime::Backend;
     use ndarray::{ArrayD, IxDyn};
 

@@ -100,6 +100,8 @@ pub struct StructuredReport {
     pub comparison: Option<CompareReport>,
     /// What ran the model for statistics, the repair and validation.
     pub runtime: Option<crate::runtime::RuntimeInfo>,
+    /// The check the output passed before it was written (the CLI runs it).
+    pub output_check: Option<crate::eval::OutputCheck>,
     /// The output timed against the input where it runs (absent with `--no-latency-check`).
     pub latency: Option<crate::eval::LatencyCheck>,
 }
@@ -170,6 +172,7 @@ pub fn prune_structured(
         comparison_without_repair: None,
         comparison: None,
         runtime: None,
+        output_check: None,
         latency: None,
     };
     Ok((report, unrepaired))

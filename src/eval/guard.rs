@@ -1,0 +1,139 @@
+//! The check every model gets before it is written: run beside the original on
+//! a few rows of data (made-up inputs when there is none) in each runtime that
+//! can run the original, output by output. Outputs that turn non-finite where
+//! the original's are finite are an error; large divergence is reported.
+
+use super::metrics::OutputComparison;
+use crate::data::{Array, Dataset};
+use crate::ir::Model;
+use crate::runtime::{feed_inputs, sample_inputs, Backend, Session, SessionOptions};
+use crate::{Error, Result};
+use serde::Serialize;
+
+/// Rows of data the check runs (the first ones; all of them when fewer).
+const CHECK_ROWS: usize = 32;
+/// Below this output SQNR the output is said to diverge (a warning, not an error:
+/// an aggressive pruning may want it).
+pub const DIVERGED_SQNR_DB: f64 = 10.0;
+
+/// One output in one runtime.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckedOutput {
+    pub name: String,
+    pub runtime: String,
+    /// Values that are NaN or infinite where the original's are finite.
+    pub turned_non_finite: usize,
+    pub values: usize,
+    #[serde(serialize_with = "super::metrics::finite_or_string")]
+    pub sqnr_db: f64,
+    pub cosine_min: f64,
+}
+
+impl CheckedOutput {
+    pub fn diverges(&self) -> bool {
+        self.sqnr_db < DIVERGED_SQNR_DB
+    }
+}
+
+/// What the check found; `skipped` says which runtimes could not run the original.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OutputCheck {
+    pub outputs: Vec<CheckedOutput>,
+    pub skipped: Vec<String>,
+    /// Whether made-up inputs were used (no data given).
+    pub synthetic: bool,
+}
+
+impl OutputCheck {
+    /// The error to refuse the model with, when an output turned non-finite.
+    pub fn refusal(&self) -> Option<Error> {
+        let bad: Vec<String> = self
+            .outputs
+            .iter()
+            .filter(|o| o.turned_non_finite > 0)
+            .map(|o| {
+                format!(
+                    "output '{}' in {}: {} of {} values non-finite where the original's are finite",
+                    o.name, o.runtime, o.turned_non_finite, o.values
+                )
+            })
+            .collect();
+        (!bad.is_empty()).then(|| Error::Model(format!("the result is broken, not written: {}", bad.join("; "))))
+    }
+}
+
+/// Runs `candidate` beside `original` in each of `backends`. A runtime that
+/// cannot run the original is skipped (and listed); one that runs the original
+/// but not the candidate is an error.
+pub fn check_outputs(
+    original: &Model,
+    candidate: &Model,
+    data: Option<&Dataset>,
+    backends: &[Backend],
+) -> Result<OutputCheck> {
+    let batches = check_batches(original, data, CHECK_ROWS, 8)?;
+    let mut check = OutputCheck { synthetic: data.is_none(), ..Default::default() };
+    for &backend in backends {
+        let options = SessionOptions { backend: Some(backend), ..Default::default() };
+        let reference = match Session::new(original, &options).and_then(|s| run_all(&s, &batches)) {
+            Ok(r) => r,
+            Err(e) => {
+                check.skipped.push(format!("{backend}: {e}"));
+                continue;
+            }
+        };
+        let outputs = Session::new(candidate, &options)
+            .and_then(|s| run_all(&s, &batches))
+            .map_err(|e| Error::Runtime(format!("{backend} runs the original but not the result: {e}")))?;
+        for (i, name) in original.graph.outputs.iter().map(|o| &o.name).enumerate() {
+            let mut cmp = OutputComparison::new();
+            let (mut values, mut turned) = (0, 0);
+            for (r, c) in reference.iter().zip(&outputs) {
+                let (Some(Array::F32(r)), Some(Array::F32(c))) = (r.get(i), c.get(i)) else { continue };
+                if r.shape() != c.shape() {
+                    return Err(Error::Model(format!(
+                        "output '{name}' has shape {:?} in the result, {:?} in the original ({backend})",
+                        c.shape(),
+                        r.shape()
+                    )));
+                }
+                values += r.len();
+                turned += r.iter().zip(c).filter(|(r, c)| r.is_finite() && !c.is_finite()).count();
+                // The comparison is over the values both have finite.
+                let clean = |a: &ndarray::ArrayD<f32>, b: &ndarray::ArrayD<f32>| {
+                    ndarray::Zip::from(a)
+                        .and(b)
+                        .map_collect(|&x, &y| if x.is_finite() && y.is_finite() { x } else { 0.0 })
+                };
+                cmp.update(&clean(r, c), &clean(c, r));
+            }
+            if values == 0 {
+                continue;
+            }
+            let m = cmp.finish(name);
+            check.outputs.push(CheckedOutput {
+                name: name.clone(),
+                runtime: backend.name().to_string(),
+                turned_non_finite: turned,
+                values,
+                sqnr_db: m.sqnr_db,
+                cosine_min: m.cosine_min,
+            });
+        }
+    }
+    Ok(check)
+}
+
+fn run_all(session: &Session, batches: &[Vec<Array>]) -> Result<Vec<Vec<Array>>> {
+    batches.iter().map(|b| session.run(b)).collect()
+}
+
+/// The first `rows` rows of `data` in batches of `batch` (one batch of made-up
+/// inputs without data): what checks of a result run on.
+pub fn check_batches(model: &Model, data: Option<&Dataset>, rows: usize, batch: usize) -> Result<Vec<Vec<Array>>> {
+    let Some(data) = data else {
+        return Ok(vec![sample_inputs(model, batch.min(2)).map_err(Error::Model)?]);
+    };
+    let bound = data.bind(&feed_inputs(model), None)?;
+    Ok(bound.batches(batch).take_while(|(start, _)| *start < rows).map(|(_, b)| b).collect())
+}

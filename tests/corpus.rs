@@ -1,0 +1,151 @@
+//! The corpus of real-export styles (tests/corpus/make.py builds it): every
+//! model through every command in both runtimes — a result that is checked in
+//! both runtimes, or a refusal that names what stops it; never a panic.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const MODELS: [&str; 9] = [
+    "detector",
+    "streaming_rnn",
+    "fixed_batch",
+    "if_head",
+    "if_only",
+    "scan_rnn",
+    "fp16_hazards",
+    "tiny_acts",
+    "conv1d",
+];
+
+fn build_corpus(dir: &Path) {
+    let out = Command::new(common::python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/make.py"))
+        .arg(dir)
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "make.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn prunq(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_prunq"))
+        .args(args)
+        .env("VIRTUAL_ENV", common::python().parent().and_then(Path::parent).expect("venv"))
+        .output()
+        .expect("prunq runs")
+}
+
+/// Worst cosine and SQNR of `candidate` against `original` in `runtime`; `None`
+/// when that runtime cannot run the original at all.
+fn agreement(runtime: &str, original: &Path, candidate: &Path, data: &Path) -> Option<(f64, f64)> {
+    let ok = |a: &Path, b: &Path| {
+        let out = prunq(&["--runtime", runtime, "compare", s(a), s(b), "--data", s(data), "--json"]);
+        out.status.success().then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json"))
+    };
+    ok(original, original)?;
+    let report = ok(original, candidate)
+        .unwrap_or_else(|| panic!("{runtime} runs {} but not {}", original.display(), candidate.display()));
+    let outputs = report["outputs"].as_array().expect("outputs");
+    let worst = |key: &str| outputs.iter().map(|o| o[key].as_f64().unwrap_or(f64::NAN)).fold(f64::INFINITY, f64::min);
+    Some((worst("cosine_min"), worst("sqnr_db")))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn every_model_class_runs_through_every_command_or_is_refused_by_name() {
+    let corpus = common::tempdir();
+    build_corpus(corpus.path());
+    let outputs = common::tempdir();
+    let mut results = Vec::new();
+    for model in MODELS {
+        let onnx: PathBuf = corpus.path().join(format!("{model}.onnx"));
+        let data: PathBuf = corpus.path().join(format!("{model}.npz"));
+        for runtime in ["ort", "tract"] {
+            let commands: [&[&str]; 6] = [
+                &["quantize", "--mode", "weights"],
+                &["quantize", "--mode", "dynamic"],
+                &["quantize", "--mode", "static", "--calib", s(&data)],
+                &["quantize", "--mode", "fp16", "--calib", s(&data)],
+                &["prune", "--method", "sparsegpt", "--calib", s(&data)],
+                &["prune", "--structured", "--ratio", "0.5", "--calib", s(&data)],
+            ];
+            for (i, cmd) in commands.iter().enumerate() {
+                let out_path = outputs.path().join(format!("{model}.{runtime}.{i}.onnx"));
+                let mut args = vec!["--runtime", runtime];
+                args.extend_from_slice(cmd);
+                args.extend_from_slice(&[s(&onnx), "-o", s(&out_path), "--no-latency-check", "-q"]);
+                let out = prunq(&args);
+                let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+                let what = format!("{model} [{runtime}] {}", cmd.join(" "));
+                assert!(!stderr.contains("internal error") && !stderr.contains("panicked"), "{what}: {stderr}");
+                match out.status.code() {
+                    Some(0) => {
+                        assert!(out_path.exists(), "{what}: exit 0 without an output");
+                        for rt in ["ort", "tract"] {
+                            if let Some((cos, db)) = agreement(rt, &onnx, &out_path, &data) {
+                                // Halving the channels of random weights costs accuracy; the rest must agree.
+                                let floor = if cmd.contains(&"--structured") { 0.5 } else { 0.9 };
+                                assert!(cos > floor && !db.is_nan(), "{what}, judged in {rt}: cosine {cos}, {db} dB");
+                                if cmd[1..].contains(&"fp16") {
+                                    assert!(db > 30.0, "{what}, judged in {rt}: float16 at {db} dB");
+                                }
+                            }
+                        }
+                        results.push((what, "written".to_string()));
+                    }
+                    Some(1) => {
+                        assert!(!out_path.exists(), "{what}: refused but wrote {}", out_path.display());
+                        let line = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or("");
+                        // A refusal names what stops it: a node, tensor, input or file in quotes.
+                        assert!(
+                            line.contains('\'') || line.contains('"') || line.contains(".npz"),
+                            "{what}: vague refusal {stderr:?}"
+                        );
+                        results.push((what, line.to_string()));
+                    }
+                    other => panic!("{what}: exit {other:?}\n{stderr}"),
+                }
+            }
+        }
+    }
+    let find = |what: &str| results.iter().find(|(w, _)| w.starts_with(what)).map(|(_, r)| r.as_str()).unwrap();
+    // The outputs that were silently wrong (issue 13) are now right, and the
+    // weights that were silently untouched are named.
+    assert_eq!(find("tiny_acts [ort] quantize --mode fp16"), "written");
+    assert_eq!(find("fp16_hazards [tract] quantize --mode fp16"), "written");
+    assert_eq!(find("if_head [ort] quantize --mode fp16"), "written");
+    assert!(find("if_only [ort] quantize --mode weights").contains("inside the subgraphs of If"));
+    assert_eq!(find("if_head [ort] prune --method sparsegpt"), "written");
+    assert_eq!(find("detector [ort] quantize --mode static"), "written");
+    assert_eq!(find("conv1d [ort] prune --method sparsegpt"), "written");
+}
+
+#[test]
+fn fp16_keeps_out_of_range_and_vanishing_values_in_float32_and_says_why() {
+    let corpus = common::tempdir();
+    build_corpus(corpus.path());
+    for (model, reason) in [("fp16_hazards", "past float16's safe range"), ("tiny_acts", "smallest normal")] {
+        let onnx = corpus.path().join(format!("{model}.onnx"));
+        let data = corpus.path().join(format!("{model}.npz"));
+        let out = corpus.path().join(format!("{model}.fp16.onnx"));
+        let report = corpus.path().join(format!("{model}.json"));
+        let args =
+            ["quantize", "--mode", "fp16", s(&onnx), "-o", s(&out), "--calib", s(&data), "--report", s(&report), "-q"];
+        let run = prunq(&args);
+        assert!(run.status.success(), "{model}: {}", String::from_utf8_lossy(&run.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let reasons: Vec<&str> =
+            r["skipped"].as_array().unwrap().iter().map(|s| s["reason"].as_str().unwrap()).collect();
+        assert!(reasons.iter().any(|r| r.contains(reason)), "{model}: {reasons:?}");
+        let check = &r["output_check"]["outputs"][0];
+        assert_eq!(check["turned_non_finite"], 0, "{model}: {check}");
+        // Still float16 where it can be: the file is smaller than the input.
+        if model == "fp16_hazards" {
+            assert!(std::fs::metadata(&out).unwrap().len() < std::fs::metadata(&onnx).unwrap().len() * 3 / 5);
+        }
+    }
+}

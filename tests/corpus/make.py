@@ -1,0 +1,346 @@
+"""Builds the corpus of small models in the styles real exports use and prunq once failed on
+(issue 13), each with an .npz of inputs: `make.py OUTDIR`. Nothing is downloaded; weights are
+seeded random, so the files are the same on every run.
+
+  detector       symbolic dims everywhere (value_info too), shape-derived Reshape, a head that
+                 concatenates box coordinates (hundreds of pixels) with class scores (0-1)
+  streaming_rnn  batch on axis 1 of `state`, axis 0 of `input`, an unbatched scalar `sr`
+  fixed_batch    batch fixed at 1 ([1, 16, 96]), a constant Reshape that needs it
+  if_head        classifier weights inside both branches of an If
+  if_only        every weight inside the branches of an If (a streaming model's style)
+  scan_rnn       recurrent weights inside a Scan body
+  fp16_hazards   a float Range, power values past float16's range, a BatchNormalization
+                 variance of 9.8e7
+  tiny_acts      activations of 1e-10 (degenerate quantization scales)
+  conv1d         a Conv1d stack with a channel shuffle and an SE block gated by HardSigmoid
+"""
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+rng = np.random.default_rng(13)
+
+
+def w(name, *shape, scale=None):
+    fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
+    s = scale if scale is not None else 1.0 / np.sqrt(max(fan_in, 1))
+    return numpy_helper.from_array((rng.standard_normal(shape) * s).astype(np.float32), name)
+
+
+def const(name, value, dtype=np.float32):
+    return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+
+
+def vi(name, dims, elem=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, elem, dims)
+
+
+def save(out, name, graph, data, opset=OPSET):
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="prunq-corpus")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, os.path.join(out, name + ".onnx"))
+    np.savez(os.path.join(out, name + ".npz"), **data)
+
+
+def smooth_images(n, c, h, wd):
+    x = rng.standard_normal((n, c, h, wd)).astype(np.float32)
+    # a little spatial correlation so convolutions see image-like inputs
+    x = (x + np.roll(x, 1, 2) + np.roll(x, 1, 3) + np.roll(x, (1, 1), (2, 3))) / 2
+    return x.astype(np.float32)
+
+
+def detector(out):
+    n = helper.make_node
+    nodes = [
+        n("Conv", ["images", "c1.w", "c1.b"], ["c1"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        n("Relu", ["c1"], ["r1"]),
+        n("Conv", ["r1", "c2.w", "c2.b"], ["c2"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        n("Relu", ["c2"], ["r2"]),
+        n("Conv", ["r2", "c3.w", "c3.b"], ["c3"], pads=[1, 1, 1, 1]),
+        n("Relu", ["c3"], ["r3"]),
+        n("Conv", ["r3", "head.w", "head.b"], ["head"]),
+        # export style: the Reshape target is computed from the tensor's own shape
+        n("Shape", ["head"], ["head_shape"]),
+        n("Gather", ["head_shape", "zero"], ["batch"], axis=0),
+        n("Unsqueeze", ["batch", "axes0"], ["batch1"]),
+        n("Concat", ["batch1", "seven", "minus_one"], ["target"], axis=0),
+        n("Reshape", ["head", "target"], ["flat"]),
+        n("Transpose", ["flat"], ["anchors"], perm=[0, 2, 1]),
+        n("Slice", ["anchors", "s0", "s4", "axes2"], ["box_raw"]),
+        n("Slice", ["anchors", "s4", "s7", "axes2"], ["cls_raw"]),
+        n("Sigmoid", ["box_raw"], ["box_unit"]),
+        n("Mul", ["box_unit", "img_size"], ["boxes"]),
+        n("Sigmoid", ["cls_raw"], ["scores"]),
+        n("Concat", ["boxes", "scores"], ["detections"], axis=2),
+    ]
+    init = [
+        w("c1.w", 32, 3, 3, 3), const("c1.b", rng.standard_normal(32) * 0.1),
+        w("c2.w", 32, 32, 3, 3), const("c2.b", rng.standard_normal(32) * 0.1),
+        w("c3.w", 48, 32, 3, 3), const("c3.b", rng.standard_normal(48) * 0.1),
+        w("head.w", 7, 48, 1, 1), const("head.b", rng.standard_normal(7) * 0.1),
+        const("zero", 0, np.int64), const("axes0", [0], np.int64), const("seven", [7], np.int64),
+        const("minus_one", [-1], np.int64), const("s0", [0], np.int64), const("s4", [4], np.int64),
+        const("s7", [7], np.int64), const("axes2", [2], np.int64), const("img_size", 640.0),
+    ]
+    sym = ["batch", 3, "height", "width"]
+    value_info = [
+        vi("c1", ["batch", 32, "h2", "w2"]), vi("r1", ["batch", 32, "h2", "w2"]),
+        vi("c2", ["batch", 32, "h4", "w4"]), vi("r2", ["batch", 32, "h4", "w4"]),
+        vi("c3", ["batch", 48, "h4", "w4"]), vi("r3", ["batch", 48, "h4", "w4"]),
+        vi("head", ["batch", 7, "h4", "w4"]), vi("flat", ["batch", 7, "n"]), vi("anchors", ["batch", "n", 7]),
+        vi("boxes", ["batch", "n", 4]), vi("scores", ["batch", "n", 3]),
+    ]
+    g = helper.make_graph(nodes, "detector", [vi("images", sym)], [vi("detections", ["batch", "n", 7])], init,
+                          value_info=value_info)
+    save(out, "detector", g, {"images": smooth_images(24, 3, 32, 48)})
+
+
+def streaming_rnn(out):
+    n = helper.make_node
+    nodes = [
+        n("Gather", ["state", "zero"], ["h0"], axis=0),
+        n("Gather", ["state", "one"], ["h1"], axis=0),
+        n("MatMul", ["input", "w_in"], ["x"]),
+        n("MatMul", ["h0", "u0"], ["hu0"]),
+        n("Add", ["x", "hu0"], ["a_pre"]),
+        n("Cast", ["sr"], ["sr_f"], to=TensorProto.FLOAT),
+        n("Mul", ["sr_f", "sr_scale"], ["sr_bias"]),
+        n("Add", ["a_pre", "sr_bias"], ["a_pre2"]),
+        n("Tanh", ["a_pre2"], ["a"]),
+        n("MatMul", ["a", "w_mid"], ["am"]),
+        n("MatMul", ["h1", "u1"], ["hu1"]),
+        n("Add", ["am", "hu1"], ["b_pre"]),
+        n("Tanh", ["b_pre"], ["b"]),
+        n("MatMul", ["b", "w_out"], ["logit"]),
+        n("Sigmoid", ["logit"], ["output"]),
+        n("Unsqueeze", ["a", "axes0"], ["a1"]),
+        n("Unsqueeze", ["b", "axes0"], ["b1"]),
+        n("Concat", ["a1", "b1"], ["stateN"], axis=0),
+    ]
+    init = [
+        const("zero", 0, np.int64), const("one", 1, np.int64), const("axes0", [0], np.int64),
+        w("w_in", 512, 128, scale=1 / np.sqrt(512)), w("u0", 128, 128, scale=0.5 / np.sqrt(128)),
+        w("w_mid", 128, 128), w("u1", 128, 128, scale=0.5 / np.sqrt(128)), w("w_out", 128, 1),
+        const("sr_scale", 1 / 16000),
+    ]
+    inputs = [vi("input", ["N", 512]), vi("state", [2, "N", 128]), vi("sr", [], TensorProto.INT64)]
+    outputs = [vi("output", ["N", 1]), vi("stateN", [2, "N", 128])]
+    g = helper.make_graph(nodes, "streaming_rnn", inputs, outputs, init)
+    data = {
+        "input": rng.standard_normal((64, 512)).astype(np.float32),
+        "state": (rng.standard_normal((2, 64, 128)) * 0.5).astype(np.float32),
+        "sr": np.array(16000, dtype=np.int64),
+    }
+    save(out, "streaming_rnn", g, data)
+
+
+def fixed_batch(out):
+    n = helper.make_node
+    nodes = [
+        n("Reshape", ["x", "flat_shape"], ["rows"]),
+        n("MatMul", ["rows", "w1"], ["h"]),
+        n("Add", ["h", "b1"], ["hb"]),
+        n("Relu", ["hb"], ["hr"]),
+        n("MatMul", ["hr", "w2"], ["y"]),
+        n("Reshape", ["y", "out_shape"], ["logits"]),
+    ]
+    init = [
+        const("flat_shape", [16, 96], np.int64), const("out_shape", [1, 16, 10], np.int64),
+        w("w1", 96, 64, scale=1 / np.sqrt(96)), const("b1", rng.standard_normal(64) * 0.1),
+        w("w2", 64, 10, scale=1 / np.sqrt(64)),
+    ]
+    g = helper.make_graph(nodes, "fixed_batch", [vi("x", [1, 16, 96])], [vi("logits", [1, 16, 10])], init)
+    save(out, "fixed_batch", g, {"x": rng.standard_normal((20, 16, 96)).astype(np.float32)})
+
+
+def if_head(out):
+    n = helper.make_node
+
+    def branch(name):
+        return helper.make_graph(
+            [n("Gemm", ["feat", name + ".w", name + ".b"], [name + ".out"], transB=1)],
+            name,
+            [],
+            [vi(name + ".out", ["N", 10])],
+            [w(name + ".w", 10, 64), const(name + ".b", rng.standard_normal(10) * 0.1)],
+        )
+
+    nodes = [
+        n("MatMul", ["x", "w0"], ["h"]),
+        n("Relu", ["h"], ["feat"]),
+        n("ReduceMean", ["x"], ["m"], keepdims=0),
+        n("Greater", ["m", "threshold"], ["cond"]),
+        n("If", ["cond"], ["logits"], then_branch=branch("then"), else_branch=branch("else")),
+    ]
+    init = [w("w0", 32, 64), const("threshold", -100.0)]
+    g = helper.make_graph(nodes, "if_head", [vi("x", ["N", 32])], [vi("logits", ["N", 10])], init)
+    save(out, "if_head", g, {"x": rng.standard_normal((64, 32)).astype(np.float32)})
+
+
+def if_only(out):
+    """A streaming model whose weights all sit inside the branches of an If."""
+    n = helper.make_node
+
+    def branch(name):
+        return helper.make_graph(
+            [
+                n("MatMul", ["x", name + ".w1"], [name + ".h"]),
+                n("Relu", [name + ".h"], [name + ".r"]),
+                n("MatMul", [name + ".r", name + ".w2"], [name + ".out"]),
+            ],
+            name,
+            [],
+            [vi(name + ".out", ["N", 8])],
+            [w(name + ".w1", 32, 64), w(name + ".w2", 64, 8)],
+        )
+
+    nodes = [n("If", ["first"], ["y"], then_branch=branch("warmup"), else_branch=branch("steady"))]
+    inputs = [vi("x", ["N", 32]), vi("first", [], TensorProto.BOOL)]
+    g = helper.make_graph(nodes, "if_only", inputs, [vi("y", ["N", 8])])
+    data = {"x": rng.standard_normal((16, 32)).astype(np.float32), "first": np.array(False)}
+    save(out, "if_only", g, data)
+
+
+def scan_rnn(out):
+    n = helper.make_node
+    body = helper.make_graph(
+        [
+            n("MatMul", ["x_t", "wx"], ["xw"]),
+            n("MatMul", ["h", "wh"], ["hw"]),
+            n("Add", ["xw", "hw"], ["pre"]),
+            n("Tanh", ["pre"], ["h_next"]),
+            n("Identity", ["h_next"], ["y_t"]),
+        ],
+        "body",
+        [vi("h", ["N", 32]), vi("x_t", ["N", 16])],
+        [vi("h_next", ["N", 32]), vi("y_t", ["N", 32])],
+        [w("wx", 16, 32, scale=1 / 4), w("wh", 32, 32, scale=0.5 / np.sqrt(32))],
+    )
+    nodes = [
+        n("Transpose", ["seq"], ["steps"], perm=[1, 0, 2]),
+        n("Scan", ["h0", "steps"], ["h_last", "ys"], num_scan_inputs=1, body=body),
+        n("MatMul", ["h_last", "w_out"], ["out"]),
+    ]
+    init = [w("w_out", 32, 4)]
+    inputs = [vi("seq", ["N", 8, 16]), vi("h0", ["N", 32])]
+    g = helper.make_graph(nodes, "scan_rnn", inputs, [vi("out", ["N", 4])], init)
+    data = {
+        "seq": rng.standard_normal((32, 8, 16)).astype(np.float32),
+        "h0": np.zeros((32, 32), dtype=np.float32),
+    }
+    save(out, "scan_rnn", g, data)
+
+
+def fp16_hazards(out):
+    n = helper.make_node
+    nodes = [
+        # a float Range (Range has no float16 form)
+        n("Shape", ["frames"], ["shape"]),
+        n("Gather", ["shape", "two"], ["len_i"], axis=0),
+        n("Cast", ["len_i"], ["len_f"], to=TensorProto.FLOAT),
+        n("Range", ["zero_f", "len_f", "one_f"], ["pos"]),
+        n("Mul", ["pos", "pos_scale"], ["ramp"]),
+        n("Add", ["frames", "ramp"], ["framed"]),
+        # an audio front end: power spectrum of 300-sample frames, past 65504
+        n("MatMul", ["framed", "dft"], ["spec"]),
+        n("Mul", ["spec", "spec"], ["power"]),
+        n("Add", ["power", "eps"], ["power_eps"]),
+        n("Log", ["power_eps"], ["logmel"]),
+        # a conv whose BatchNormalization variance is 9.8e7
+        n("Unsqueeze", ["logmel", "axes1"], ["img"]),
+        n("Conv", ["img", "cw", "cb"], ["conv"], pads=[1, 1, 1, 1]),
+        n("Mul", ["conv", "gain"], ["loud"]),
+        n("BatchNormalization", ["loud", "bn_s", "bn_b", "bn_m", "bn_v"], ["bn"]),
+        n("Relu", ["bn"], ["act"]),
+        n("ReduceMean", ["act"], ["pooled"], axes=[2, 3], keepdims=0),
+        n("Gemm", ["pooled", "fc.w", "fc.b"], ["scores"], transB=1),
+    ]
+    var = np.full(4, 1.0, dtype=np.float32)
+    var[1] = 9.8e7
+    init = [
+        const("two", 2, np.int64), const("zero_f", 0.0), const("one_f", 1.0), const("pos_scale", 1e-3),
+        w("dft", 300, 40, scale=1.0), const("eps", 1e-6), const("axes1", [1], np.int64),
+        w("cw", 4, 1, 3, 3), const("cb", np.zeros(4)), const("gain", 3000.0),
+        const("bn_s", np.ones(4)), const("bn_b", np.zeros(4)), const("bn_m", np.zeros(4)), const("bn_v", var),
+        w("fc.w", 5, 4), const("fc.b", np.zeros(5)),
+    ]
+    inputs = [vi("frames", ["N", 20, 300])]
+    g = helper.make_graph(nodes, "fp16_hazards", inputs, [vi("scores", ["N", 5])], init)
+    frames = (rng.standard_normal((16, 20, 300)) * 3.0).astype(np.float32)
+    save(out, "fp16_hazards", g, {"frames": frames})
+
+
+def tiny_acts(out):
+    n = helper.make_node
+    nodes = [
+        n("Mul", ["x", "tiny"], ["xs"]),
+        n("Conv", ["xs", "c1.w", "c1.b"], ["c1"], pads=[1, 1, 1, 1]),
+        n("Relu", ["c1"], ["r1"]),
+        n("Conv", ["r1", "c2.w", "c2.b"], ["c2"], pads=[1, 1, 1, 1]),
+        n("Relu", ["c2"], ["r2"]),
+        n("GlobalAveragePool", ["r2"], ["p"]),
+        n("Flatten", ["p"], ["f"]),
+        n("Gemm", ["f", "fc.w", "fc.b"], ["logits"], transB=1),
+    ]
+    init = [
+        const("tiny", 1e-10),
+        w("c1.w", 8, 3, 3, 3), const("c1.b", rng.standard_normal(8) * 1e-11),
+        w("c2.w", 8, 8, 3, 3), const("c2.b", rng.standard_normal(8) * 1e-11),
+        w("fc.w", 10, 8), const("fc.b", rng.standard_normal(10) * 1e-10),
+    ]
+    g = helper.make_graph(nodes, "tiny_acts", [vi("x", ["N", 3, 16, 16])], [vi("logits", ["N", 10])], init)
+    save(out, "tiny_acts", g, {"x": smooth_images(32, 3, 16, 16)})
+
+
+def conv1d(out):
+    n = helper.make_node
+    nodes = [
+        n("Conv", ["x", "c1.w", "c1.b"], ["c1"], pads=[1, 1]),
+        n("Relu", ["c1"], ["r1"]),
+        # channel shuffle (ShuffleNet): [N, 2, 8, L] -> swap -> [N, 16, L]
+        n("Reshape", ["r1", "split_shape"], ["g"]),
+        n("Transpose", ["g"], ["gt"], perm=[0, 2, 1, 3]),
+        n("Reshape", ["gt", "merge_shape"], ["shuffled"]),
+        n("Conv", ["shuffled", "c2.w", "c2.b"], ["c2"], pads=[1, 1], group=2),
+        n("Relu", ["c2"], ["r2"]),
+        # squeeze-and-excitation gated by HardSigmoid
+        n("GlobalAveragePool", ["r2"], ["se_p"]),
+        n("Conv", ["se_p", "se1.w", "se1.b"], ["se1"]),
+        n("Relu", ["se1"], ["se_r"]),
+        n("Conv", ["se_r", "se2.w", "se2.b"], ["se2"]),
+        n("HardSigmoid", ["se2"], ["gate"], alpha=1 / 6, beta=0.5),
+        n("Mul", ["r2", "gate"], ["excited"]),
+        n("Conv", ["excited", "c3.w", "c3.b"], ["c3"], pads=[1, 1]),
+        n("Relu", ["c3"], ["r3"]),
+        n("GlobalAveragePool", ["r3"], ["p"]),
+        n("Flatten", ["p"], ["f"]),
+        n("Gemm", ["f", "fc.w", "fc.b"], ["logits"], transB=1),
+    ]
+    init = [
+        w("c1.w", 16, 4, 3), const("c1.b", rng.standard_normal(16) * 0.1),
+        const("split_shape", [0, 2, 8, -1], np.int64), const("merge_shape", [0, 16, -1], np.int64),
+        w("c2.w", 16, 8, 3), const("c2.b", rng.standard_normal(16) * 0.1),
+        w("se1.w", 4, 16, 1), const("se1.b", np.zeros(4)),
+        w("se2.w", 16, 4, 1), const("se2.b", np.zeros(16)),
+        w("c3.w", 24, 16, 3), const("c3.b", rng.standard_normal(24) * 0.1),
+        w("fc.w", 6, 24), const("fc.b", np.zeros(6)),
+    ]
+    g = helper.make_graph(nodes, "conv1d", [vi("x", ["N", 4, 64])], [vi("logits", ["N", 6])], init)
+    x = rng.standard_normal((48, 4, 64)).astype(np.float32)
+    save(out, "conv1d", g, {"x": x, "label": np.argmax(rng.standard_normal((48, 6)), 1).astype(np.int64)})
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    for build in (detector, streaming_rnn, fixed_batch, if_head, if_only, scan_rnn, fp16_hazards, tiny_acts, conv1d):
+        build(out)
+
+
+if __name__ == "__main__":
+    main()

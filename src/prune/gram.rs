@@ -6,7 +6,7 @@ use super::layers::Layer;
 use crate::data::{Array, Dataset};
 use crate::eval::Progress;
 use crate::ir::Model;
-use crate::runtime::{feed_inputs, Session, SessionOptions};
+use crate::runtime::{feed_inputs, Session};
 use crate::{Error, Result};
 use ndarray::{Array2, ArrayD, ArrayView4, Axis};
 
@@ -60,14 +60,8 @@ pub fn visit_tensors(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    // Only graph inputs asked for: nothing to run (a runtime refuses a run without outputs).
-    let session = match captured.is_empty() {
-        true => None,
-        false => Some(Session::new(
-            model,
-            &SessionOptions { capture: captured.clone(), capture_only: true, ..Default::default() },
-        )?),
-    };
+    // Only graph inputs asked for: nothing to run.
+    let session = Session::capturing(model, &captured)?;
     progress.start(bound.rows as u64, what);
     let run = |(_, batch): &(usize, Vec<Array>)| session.as_ref().map_or(Ok(vec![]), |s| s.run(batch));
     crate::parallel::ordered(bound.batches(batch_size), run, |(_, batch), outputs| {

@@ -302,13 +302,7 @@ fn calibrate(
         }
     }
     // Nothing left to capture: only the graph inputs are observed, straight from the data.
-    let session = match captured.is_empty() {
-        true => None,
-        false => Some(Session::new(
-            model,
-            &SessionOptions { capture: captured.clone(), capture_only: true, ..Default::default() },
-        )?),
-    };
+    let session = Session::capturing(model, &captured)?;
     let passes = if cals.values().any(|c| c.needs_second_pass()) { 2 } else { 1 };
     progress.start((rows * passes) as u64, "calibrate");
     for pass in 0..passes {

@@ -170,6 +170,16 @@ impl Session {
         Ok(Session { engine, outputs, backend })
     }
 
+    /// A session returning only `captured` (in the process's runtime), or `None`
+    /// when there is nothing to capture: a runtime refuses a run without outputs.
+    pub fn capturing(model: &Model, captured: &[String]) -> Result<Option<Session>> {
+        if captured.is_empty() {
+            return Ok(None);
+        }
+        let options = SessionOptions { capture: captured.to_vec(), capture_only: true, ..Default::default() };
+        Session::new(model, &options).map(Some)
+    }
+
     /// Runs one batch; `inputs` in the order of [`feed_inputs`]. May be
     /// called from several threads at once.
     pub fn run(&self, inputs: &[Array]) -> Result<Vec<Array>> {

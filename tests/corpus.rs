@@ -122,6 +122,10 @@ fn every_model_class_runs_through_every_command_or_is_refused_by_name() {
     assert_eq!(find("if_head [ort] prune --method sparsegpt"), "written");
     assert_eq!(find("detector [ort] quantize --mode static"), "written");
     assert_eq!(find("conv1d [ort] prune --method sparsegpt"), "written");
+    // Batch on axis 1 of the state, a scalar sample rate, a batch fixed at 1.
+    assert_eq!(find("streaming_rnn [ort] quantize --mode static"), "written");
+    assert_eq!(find("streaming_rnn [tract] prune --method sparsegpt"), "written");
+    assert_eq!(find("fixed_batch [ort] quantize --mode static"), "written");
 }
 
 #[test]

@@ -36,6 +36,10 @@ struct Cli {
     /// package of the active environment or of ./.venv).
     #[arg(long, global = true)]
     ort_lib: Option<std::path::PathBuf>,
+    /// Which axis of a model input is the batch, e.g. `state=1` (default: the symbolic dim the
+    /// inputs share; 0 when there is none; scalars are fed whole with every batch).
+    #[arg(long, global = true, value_parser = parse_batch_axis)]
+    batch_axis: Vec<(String, usize)>,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,6 +74,7 @@ pub fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     prunq::runtime::set_ort_library(cli.ort_lib.clone());
+    prunq::data::set_batch_axes(cli.batch_axis.iter().cloned().collect());
     // A library named by hand is meant to be used: failing to load it is an error, not tract.
     let runtime = if cli.ort_lib.is_some() && cli.runtime == RuntimeArg::Auto { RuntimeArg::Ort } else { cli.runtime };
     prunq::runtime::set_runtime(runtime.choice());
@@ -151,6 +156,12 @@ fn parse_shape(s: &str) -> Result<(String, Vec<usize>), String> {
     Ok((name.to_string(), dims))
 }
 
+/// `state=1` → ("state", 1).
+fn parse_batch_axis(s: &str) -> Result<(String, usize), String> {
+    let (name, axis) = s.rsplit_once('=').ok_or("expected NAME=AXIS, e.g. state=1")?;
+    Ok((name.to_string(), axis.trim().parse().map_err(|_| format!("'{axis}' is not an axis"))?))
+}
+
 /// Compares `model` with `original` on `data` (when given) and prints the table.
 fn validate(
     original: &prunq::ir::Model,
@@ -200,14 +211,20 @@ fn check_before_write(
     if let Some(refusal) = check.refusal() {
         return Err(refusal.into());
     }
+    let hint = if check.synthetic { " (on made-up inputs: pass --val to judge on data)" } else { "" };
+    for o in &check.outputs {
+        if let Some(w) = o.slice_diverges() {
+            println!(
+                "warning: entry {} of the last axis of output '{}' diverges from the original's in {}: SQNR {:.1} dB \
+                 while the whole output has {:.1} dB{hint}",
+                w.index, o.name, o.runtime, w.sqnr_db, o.sqnr_db
+            );
+        }
+    }
     for o in check.outputs.iter().filter(|o| o.diverges()) {
         println!(
             "warning: output '{}' diverges from the original's in {}: SQNR {:.1} dB, worst cosine {:.3}{}",
-            o.name,
-            o.runtime,
-            o.sqnr_db,
-            o.cosine_min,
-            if check.synthetic { " (on made-up inputs: pass --val to judge on data)" } else { "" }
+            o.name, o.runtime, o.sqnr_db, o.cosine_min, hint
         );
     }
     Ok(check)

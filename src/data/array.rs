@@ -83,6 +83,11 @@ impl Array {
         map_each!(self, a => a.slice_axis(Axis(0), Slice::from(start..end)).to_owned())
     }
 
+    /// Entries `start..end` along `axis`.
+    pub fn slice_along(&self, axis: usize, start: usize, end: usize) -> Array {
+        map_each!(self, a => a.slice_axis(Axis(axis), Slice::from(start..end)).to_owned())
+    }
+
     /// Rows along the first axis (1 for a scalar).
     pub fn row_count(&self) -> usize {
         self.shape().first().copied().unwrap_or(1)

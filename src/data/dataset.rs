@@ -26,6 +26,8 @@ pub struct Bound {
     /// The batch size the model fixes (a declared `[1, …]` input), if any:
     /// batches never exceed it.
     pub max_batch: Option<usize>,
+    /// Each input's batch axis; `None`: fed whole with every batch.
+    pub axes: Vec<Option<usize>>,
 }
 
 impl Dataset {
@@ -52,7 +54,7 @@ impl Dataset {
         };
         let candidates: Vec<&String> =
             self.arrays.keys().filter(|k| Some(k.as_str()) != label_name.as_deref()).collect();
-        let mut bound = Vec::new();
+        let mut raw = Vec::new();
         for input in inputs {
             let array = match self.arrays.get(&input.name) {
                 Some(a) => a,
@@ -65,22 +67,47 @@ impl Dataset {
                     )))
                 }
             };
-            bound.push(self.check(input, array)?);
+            raw.push(array);
         }
-        // Scalars (a sample rate, a flag) are not batched: every batch gets them whole.
-        let batched: Vec<(&ValueInfo, &Array)> = inputs.iter().zip(&bound).filter(|(_, a)| a.ndim() > 0).collect();
-        let rows = batched.first().map_or(1, |(_, a)| a.row_count());
-        for (input, a) in &batched {
-            if a.row_count() != rows {
+        let axes = super::batch_axis::infer(inputs, &raw);
+        for ((input, array), axis) in inputs.iter().zip(&raw).zip(&axes) {
+            if let Some(axis) = axis.filter(|a| *a >= array.ndim()) {
                 return Err(self.err(format!(
-                    "input '{}' has {} rows along axis 0, '{}' has {rows} (inputs batched on another axis \
-                     are not supported yet)",
+                    "input '{}' has no axis {axis} to batch on: its data has shape {:?}",
                     input.name,
-                    a.row_count(),
-                    batched[0].0.name
+                    array.shape()
                 )));
             }
         }
+        let mut bound = Vec::new();
+        for ((input, array), axis) in inputs.iter().zip(&raw).zip(&axes) {
+            bound.push(self.check(input, array, *axis)?);
+        }
+        // Inputs without a batch axis (a sample rate, a flag) go whole with every batch.
+        let batched: Vec<(&ValueInfo, &Array, usize)> =
+            inputs.iter().zip(&bound).zip(&axes).filter_map(|((i, a), ax)| Some((i, a, (*ax)?))).collect();
+        let rows = batched.first().map_or(1, |(_, a, ax)| a.shape()[*ax]);
+        for (input, a, axis) in &batched {
+            if a.shape()[*axis] != rows {
+                let (first, first_array, first_axis) = batched[0];
+                return Err(self.err(format!(
+                    "input '{}' has {} rows along its batch axis {axis}, '{}' has {} along axis {first_axis} \
+                     (say which axis is the batch with --batch-axis NAME=AXIS)",
+                    input.name,
+                    a.shape()[*axis],
+                    first.name,
+                    first_array.shape()[first_axis]
+                )));
+            }
+        }
+        // A model exported with a fixed batch (`[1, 16, 96]`) takes that many rows at a time.
+        let max_batch = batched
+            .iter()
+            .filter_map(|(input, _, axis)| match input.shape()?.get(*axis)? {
+                Dim::Fixed(n) if *n > 0 && (*n as usize) < rows => Some(*n as usize),
+                _ => None,
+            })
+            .min();
         let labels = match label_name {
             None => None,
             Some(l) => {
@@ -91,22 +118,23 @@ impl Dataset {
                 Some(a)
             }
         };
-        // A model exported with a fixed batch (`[1, 16, 96]`) takes that many rows at a time.
-        let max_batch = batched
-            .iter()
-            .filter_map(|(input, _)| match input.shape()?.first()? {
-                Dim::Fixed(n) if *n > 0 && (*n as usize) < rows => Some(*n as usize),
-                _ => None,
-            })
-            .min();
-        Ok(Bound { names: inputs.iter().map(|i| i.name.clone()).collect(), inputs: bound, labels, rows, max_batch })
+        Ok(Bound {
+            names: inputs.iter().map(|i| i.name.clone()).collect(),
+            inputs: bound,
+            labels,
+            rows,
+            max_batch,
+            axes,
+        })
     }
 
-    fn check(&self, input: &ValueInfo, array: &Array) -> Result<Array> {
+    /// The array cast to the input's type, if its shape fits the declared one
+    /// (any size along the batch axis).
+    fn check(&self, input: &ValueInfo, array: &Array, batch_axis: Option<usize>) -> Result<Array> {
         if let Some(shape) = input.shape() {
             let fits = shape.len() == array.shape().len()
-                && shape.iter().zip(array.shape()).skip(1).all(|(d, &a)| match d {
-                    Dim::Fixed(n) => *n as usize == a,
+                && shape.iter().zip(array.shape()).enumerate().all(|(i, (d, &a))| match d {
+                    Dim::Fixed(n) => Some(i) == batch_axis || *n as usize == a,
                     _ => true,
                 });
             if !fits {
@@ -134,11 +162,26 @@ impl Dataset {
 impl Bound {
     /// Consecutive batches of at most `size` rows: (first row, inputs).
     pub fn batches(&self, size: usize) -> impl Iterator<Item = (usize, Vec<Array>)> + '_ {
+        self.batches_upto(size, self.rows)
+    }
+
+    /// [`Bound::batches`] over the first `limit` rows only.
+    pub fn batches_upto(&self, size: usize, limit: usize) -> impl Iterator<Item = (usize, Vec<Array>)> + '_ {
         let size = size.min(self.max_batch.unwrap_or(usize::MAX)).max(1);
-        (0..self.rows).step_by(size).map(move |start| {
-            let end = (start + size).min(self.rows);
-            (start, self.inputs.iter().map(|a| a.rows(start, end)).collect())
+        let limit = limit.min(self.rows);
+        (0..limit).step_by(size).map(move |start| {
+            let end = (start + size).min(limit);
+            let slice = |(a, axis): (&Array, &Option<usize>)| match axis {
+                Some(axis) => a.slice_along(*axis, start, end),
+                None => a.clone(),
+            };
+            (start, self.inputs.iter().zip(&self.axes).map(slice).collect())
         })
+    }
+
+    /// Rows in `batch` (one of [`Bound::batches`]).
+    pub fn rows_in(&self, batch: &[Array]) -> usize {
+        batch.iter().zip(&self.axes).find_map(|(a, axis)| Some(a.shape()[(*axis)?])).unwrap_or(1)
     }
 }
 

@@ -2,9 +2,11 @@
 //! inputs by name, batching, labels.
 
 mod array;
+mod batch_axis;
 mod dataset;
 pub mod npy;
 pub mod npz;
 
 pub use array::Array;
+pub use batch_axis::set_batch_axes;
 pub use dataset::{show_dims, Bound, Dataset, DEFAULT_LABEL_NAMES};

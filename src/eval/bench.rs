@@ -254,12 +254,7 @@ fn batches_of(model: &Model, data: &Dataset, size: usize) -> Result<Vec<Vec<Arra
         return Err(Error::Data(format!("the data has {} rows, fewer than a batch of {size}", bound.rows)));
     }
     // Full batches only: every run does the same amount of work.
-    Ok(bound
-        .batches(size)
-        .filter(|(_, b)| b.first().is_some_and(|a| a.row_count() == size))
-        .take(64)
-        .map(|(_, b)| b)
-        .collect())
+    Ok(bound.batches(size).filter(|(_, b)| bound.rows_in(b) == size).take(64).map(|(_, b)| b).collect())
 }
 
 fn profile_of(model: &Model, batches: &[Vec<Array>], options: &SessionOptions, runs: usize) -> Result<Profile> {

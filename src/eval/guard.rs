@@ -27,11 +27,18 @@ pub struct CheckedOutput {
     #[serde(serialize_with = "super::metrics::finite_or_string")]
     pub sqnr_db: f64,
     pub cosine_min: f64,
+    /// The worst quantity along the last axis (see `OutputMetrics::worst_slice`).
+    pub worst_slice: Option<super::metrics::WorstSlice>,
 }
 
 impl CheckedOutput {
     pub fn diverges(&self) -> bool {
         self.sqnr_db < DIVERGED_SQNR_DB
+    }
+
+    /// A slice that diverges while the whole output does not (scores beside boxes).
+    pub fn slice_diverges(&self) -> Option<&super::metrics::WorstSlice> {
+        self.worst_slice.as_ref().filter(|w| !self.diverges() && w.sqnr_db < DIVERGED_SQNR_DB)
     }
 }
 
@@ -118,6 +125,7 @@ pub fn check_outputs(
                 values,
                 sqnr_db: m.sqnr_db,
                 cosine_min: m.cosine_min,
+                worst_slice: m.worst_slice,
             });
         }
     }
@@ -135,5 +143,5 @@ pub fn check_batches(model: &Model, data: Option<&Dataset>, rows: usize, batch: 
         return Ok(vec![sample_inputs(model, batch.min(2)).map_err(Error::Model)?]);
     };
     let bound = data.bind(&feed_inputs(model), None)?;
-    Ok(bound.batches(batch).take_while(|(start, _)| *start < rows).map(|(_, b)| b).collect())
+    Ok(bound.batches_upto(batch, rows).map(|(_, b)| b).collect())
 }

@@ -23,6 +23,21 @@ pub struct OutputMetrics {
     /// (by cosine) is the same in both models.
     pub nn_agreement: Option<f64>,
     pub samples: usize,
+    /// The worst quantity along the last axis (a box coordinate, a class score),
+    /// when that axis has 2 to [`MAX_SLICES`] entries: one output-wide SQNR can
+    /// hide a collapsed slice when quantities of different scales share an output.
+    pub worst_slice: Option<WorstSlice>,
+}
+
+/// Slices of an output's last axis measured apart, at most this many.
+pub const MAX_SLICES: usize = 256;
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct WorstSlice {
+    /// Index along the last axis.
+    pub index: usize,
+    #[serde(serialize_with = "finite_or_string")]
+    pub sqnr_db: f64,
 }
 
 pub(super) fn finite_or_string<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
@@ -44,6 +59,8 @@ pub struct OutputComparison {
     noise: f64,
     max_abs: f64,
     keep_rows: Option<(Vec<f32>, Vec<f32>, usize)>,
+    /// (signal, noise) per index of the last axis.
+    slices: Vec<(f64, f64)>,
 }
 
 impl OutputComparison {
@@ -54,11 +71,21 @@ impl OutputComparison {
     /// Adds one batch: arrays of the same shape, batch on axis 0.
     pub fn update(&mut self, reference: &ArrayD<f32>, candidate: &ArrayD<f32>) {
         assert_eq!(reference.shape(), candidate.shape(), "compared outputs differ in shape");
-        for (r, c) in reference.iter().zip(candidate) {
+        let last = reference.shape().last().copied().unwrap_or(1);
+        let sliced = reference.ndim() >= 2 && (2..=MAX_SLICES).contains(&last);
+        if sliced && self.slices.len() != last {
+            self.slices = vec![(0.0, 0.0); last];
+        }
+        for (i, (r, c)) in reference.iter().zip(candidate).enumerate() {
             let (r, c) = (*r as f64, *c as f64);
             self.signal += r * r;
             self.noise += (r - c) * (r - c);
             self.max_abs = self.max_abs.max((r - c).abs());
+            if sliced {
+                let s = &mut self.slices[i % last];
+                s.0 += r * r;
+                s.1 += (r - c) * (r - c);
+            }
         }
         let n = reference.shape().first().copied().unwrap_or(1);
         let r2 = as_rows(reference, n);
@@ -103,7 +130,15 @@ impl OutputComparison {
                 nr.iter().zip(&nc).filter(|(a, b)| a == b).count() as f64 / n as f64
             })
         });
-        let sqnr_db = if self.noise == 0.0 { f64::INFINITY } else { 10.0 * (self.signal / self.noise).log10() };
+        let db = |signal: f64, noise: f64| if noise == 0.0 { f64::INFINITY } else { 10.0 * (signal / noise).log10() };
+        let sqnr_db = db(self.signal, self.noise);
+        let worst_slice = self
+            .slices
+            .iter()
+            .enumerate()
+            .filter(|(_, (s, _))| *s > 0.0)
+            .map(|(index, (s, n))| WorstSlice { index, sqnr_db: db(*s, *n) })
+            .min_by(|a, b| a.sqnr_db.total_cmp(&b.sqnr_db));
         OutputMetrics {
             name: name.to_string(),
             top1_agreement: if self.positions == 0 { 1.0 } else { self.agree as f64 / self.positions as f64 },
@@ -113,6 +148,7 @@ impl OutputComparison {
             max_abs_error: self.max_abs,
             nn_agreement,
             samples: self.samples,
+            worst_slice,
         }
     }
 }
@@ -207,5 +243,19 @@ mod tests {
     fn nearest_neighbours_found_by_cosine() {
         let rows = ndarray::array![[1.0f32, 0.0], [0.9, 0.1], [0.0, 1.0]];
         assert_eq!(nearest(rows.view()), vec![1, 0, 1]);
+    }
+
+    #[test]
+    fn a_collapsed_slice_shows_though_the_whole_output_looks_fine() {
+        // Boxes in pixels beside 0-1 scores; the candidate loses the scores entirely.
+        let reference = ndarray::array![[300.0f32, 420.0, 0.9], [250.0, 380.0, 0.2]].into_dyn();
+        let candidate = ndarray::array![[300.5f32, 419.5, 0.0], [250.5, 380.5, 0.0]].into_dyn();
+        let mut c = OutputComparison::new();
+        c.update(&reference, &candidate);
+        let m = c.finish("detections");
+        assert!(m.sqnr_db > 40.0, "{}", m.sqnr_db);
+        let worst = m.worst_slice.expect("three quantities");
+        assert_eq!(worst.index, 2);
+        assert!(worst.sqnr_db.abs() < 1e-9, "{}", worst.sqnr_db);
     }
 }

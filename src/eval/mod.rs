@@ -9,7 +9,7 @@ mod run;
 pub use bench::{bench, latency_check, BenchOptions, BenchReport, LatencyCheck, ModelLatency};
 pub use ctc::{edit_distance, CtcDecoder};
 pub use guard::{check_batches, check_outputs, CheckedOutput, OutputCheck, DIVERGED_SQNR_DB};
-pub use metrics::{argmax, cosine, OutputComparison, OutputMetrics};
+pub use metrics::{argmax, cosine, OutputComparison, OutputMetrics, WorstSlice};
 pub use run::{compare, evaluate, CompareReport, EvalReport, RunOptions};
 
 /// Progress of a long run, shown by the CLI and ignored by library callers.

@@ -71,7 +71,7 @@ pub fn evaluate(model: &Model, data: &Dataset, options: &RunOptions, progress: &
         let t = Instant::now();
         let outputs = session.run(&batch)?;
         times.push(t.elapsed());
-        let rows = batch.first().map(|a| a.row_count()).unwrap_or(0);
+        let rows = bound.rows_in(&batch);
         if let (Some(labels), Some(first)) = (&bound.labels, outputs.first()) {
             let predicted = row_argmax(first, rows)?;
             correct += predicted.iter().enumerate().filter(|(i, p)| labels[[start + i]] == **p as i64).count();
@@ -138,7 +138,7 @@ pub fn compare(
             }
             cmp.update(&x.to_f32(), &y.to_f32());
         }
-        progress.advance(batch.first().map(|a| a.row_count()).unwrap_or(0) as u64);
+        progress.advance(bound.rows_in(&batch) as u64);
         Ok(())
     })?;
     progress.finish();

@@ -73,7 +73,7 @@ pub fn visit_tensors(
                 .or_else(|| feeds.iter().position(|f| f == name).map(|k| &batch[k]));
             visit(i, if let Some(Array::F32(x)) = value { Some(x) } else { None })?;
         }
-        progress.advance(batch.first().map_or(0, |a| a.row_count()) as u64);
+        progress.advance(bound.rows_in(&batch) as u64);
         Ok(())
     })?;
     progress.finish();

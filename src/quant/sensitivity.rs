@@ -84,11 +84,7 @@ pub fn choose_fallback(
     let bound = calib.bind(&feed_inputs(model), None)?;
     let float_model = Session::new(model, &Default::default())?;
     let judge = |rows: usize| -> Result<Judge> {
-        let batches: Vec<Vec<Array>> = bound
-            .batches(batch_size)
-            .take_while(|(start, _)| *start < rows)
-            .map(|(start, b)| b.iter().map(|a| a.rows(0, a.row_count().min(rows - start))).collect())
-            .collect();
+        let batches: Vec<Vec<Array>> = bound.batches_upto(batch_size, rows).map(|(_, b)| b).collect();
         let reference = outputs(&float_model, &batches, None)?;
         let signal = reference.iter().map(|v| v * v).sum::<f64>().max(f64::MIN_POSITIVE);
         Ok(Judge { rows, batches, reference, signal })

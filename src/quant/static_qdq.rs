@@ -227,10 +227,7 @@ fn reduced_min_max(
     let mut ranges: BTreeMap<String, (f32, f32)> = BTreeMap::new();
     let mut not_float = BTreeSet::new();
     progress.start(rows as u64, "calibrate");
-    let batches = bound
-        .batches(batch_size)
-        .take_while(|(start, _)| *start < rows)
-        .map(|(start, batch)| batch.iter().map(|a| a.rows(0, a.row_count().min(rows - start))).collect::<Vec<Array>>());
+    let batches = bound.batches_upto(batch_size, rows).map(|(_, batch)| batch);
     let run = crate::parallel::ordered(
         batches,
         |batch| session.run(batch),
@@ -247,7 +244,7 @@ fn reduced_min_max(
                 r.0 = if r.0.is_nan() || lo.is_nan() { f32::NAN } else { r.0.min(lo) };
                 r.1 = if r.1.is_nan() || hi.is_nan() { f32::NAN } else { r.1.max(hi) };
             }
-            progress.advance(batch.first().map_or(0, |a| a.row_count()) as u64);
+            progress.advance(bound.rows_in(&batch) as u64);
             Ok(())
         },
     );
@@ -306,9 +303,7 @@ fn calibrate(
     let passes = if cals.values().any(|c| c.needs_second_pass()) { 2 } else { 1 };
     progress.start((rows * passes) as u64, "calibrate");
     for pass in 0..passes {
-        let batches = bound.batches(options.batch_size).take_while(|(start, _)| *start < rows).map(|(start, batch)| {
-            batch.iter().map(|a| a.rows(0, a.row_count().min(rows - start))).collect::<Vec<Array>>()
-        });
+        let batches = bound.batches_upto(options.batch_size, rows).map(|(_, batch)| batch);
         // Batches run in parallel; the calibrators see them in order, as in one sequential pass.
         crate::parallel::ordered(
             batches,
@@ -330,7 +325,7 @@ fn calibrate(
                         cal.observe_again(values);
                     }
                 }
-                progress.advance(batch.first().map_or(0, |a| a.row_count()) as u64);
+                progress.advance(bound.rows_in(&batch) as u64);
                 Ok(())
             },
         )?;

@@ -62,7 +62,16 @@ pub fn eval(r: &EvalReport) -> String {
 }
 
 pub fn compare(r: &CompareReport) -> String {
-    let mut t = Table::new(&["output", "top-1 agree", "cos mean", "cos min", "SQNR dB", "max |err|", "NN agree"]);
+    let mut t = Table::new(&[
+        "output",
+        "top-1 agree",
+        "cos mean",
+        "cos min",
+        "SQNR dB",
+        "max |err|",
+        "NN agree",
+        "worst slice",
+    ]);
     for o in &r.outputs {
         t.row(&[
             o.name.clone(),
@@ -72,6 +81,11 @@ pub fn compare(r: &CompareReport) -> String {
             if o.sqnr_db.is_finite() { format!("{:.1}", o.sqnr_db) } else { "inf".into() },
             format!("{:.3e}", o.max_abs_error),
             o.nn_agreement.map(|v| format!("{:.2} %", v * 100.0)).unwrap_or_else(|| "-".into()),
+            match &o.worst_slice {
+                Some(w) if w.sqnr_db.is_finite() => format!("[{}] {:.1} dB", w.index, w.sqnr_db),
+                Some(w) => format!("[{}] inf", w.index),
+                None => "-".into(),
+            },
         ]);
     }
     format!("{} samples, {}\n{}", r.samples, r.runtime, t.render())

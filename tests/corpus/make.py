@@ -11,7 +11,7 @@ seeded random, so the files are the same on every run.
   scan_rnn       recurrent weights inside a Scan body
   fp16_hazards   a float Range, power values past float16's range, a BatchNormalization
                  variance of 9.8e7
-  tiny_acts      activations of 1e-10 (degenerate quantization scales)
+  tiny_acts      activations of 1e-10 into a layer with an ordinary bias (degenerate scales)
   conv1d         a Conv1d stack with a channel shuffle and an SE block gated by HardSigmoid
 """
 import os
@@ -289,7 +289,7 @@ def tiny_acts(out):
     ]
     init = [
         const("tiny", 1e-10),
-        w("c1.w", 8, 3, 3, 3), const("c1.b", rng.standard_normal(8) * 1e-11),
+        w("c1.w", 8, 3, 3, 3), const("c1.b", rng.standard_normal(8) * 1e-3),
         w("c2.w", 8, 8, 3, 3), const("c2.b", rng.standard_normal(8) * 1e-11),
         w("fc.w", 10, 8), const("fc.b", rng.standard_normal(10) * 1e-10),
     ]

@@ -181,6 +181,15 @@ fn structured(
     report.output_check = Some(super::check_before_write(&original, &model, a.val.as_ref().or(a.calib.as_ref()))?);
     prunq::onnx::save(&model, &a.output, &Default::default())?;
     print!("{}", prunq::report::text::structured(&report));
+    let prunable = report.groups.iter().filter(|g| g.blocked.is_empty()).count();
+    if prunable > 0 && report.groups.iter().all(|g| g.removed.is_empty()) && matches!(amount, Amount::Ratio(_)) {
+        println!(
+            "note: nothing removed: groups keep a multiple of {} channels (--round-to) and at least {} \
+             (--min-channels), and each prunable group rounds back to its size at this ratio",
+            a.round_to.max(1),
+            a.min_channels.unwrap_or(a.round_to)
+        );
+    }
     if let Some(before_repair) = &unrepaired {
         if a.val.is_some() {
             println!("\nwithout repair:");

@@ -120,6 +120,11 @@ pub fn structured(r: &crate::prune::structured::StructuredReport) -> String {
         pruned.iter().map(|g| g.removed.len()).sum::<usize>(),
         r.groups.iter().filter(|g| !g.blocked.is_empty()).count()
     );
+    if let Some(b) =
+        crate::analysis::dependency::top_blocker(r.groups.iter().map(|g| (g.channels, g.blocked.as_slice())))
+    {
+        out += &format!("most: {b}\n");
+    }
     out += &format!(
         "MACs {} -> {} (-{:.1} %)   parameters {} -> {} (-{:.1} %)\n",
         thousands(r.before.macs),

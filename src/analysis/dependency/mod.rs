@@ -115,9 +115,69 @@ impl Group {
     }
 }
 
+/// The reason that blocks the most channels, over groups given as (channels,
+/// reasons): the reason without its node (`(Reshape): its target shape is
+/// computed at run time`), channels and groups it blocks (first reason of each
+/// group), and one node it names.
+pub fn top_blocker<'a>(groups: impl Iterator<Item = (usize, &'a [String])>) -> Option<TopBlocker> {
+    let mut tally: BTreeMap<&str, TopBlocker> = BTreeMap::new();
+    for (channels, reasons) in groups {
+        let Some(first) = reasons.first() else { continue };
+        let (node, rule) = first.split_once(" (").map_or(("", first.as_str()), |(n, r)| (n, r));
+        let t = tally.entry(rule).or_insert_with(|| TopBlocker {
+            rule: format!("({rule}"),
+            example: node.to_string(),
+            channels: 0,
+            groups: 0,
+        });
+        t.channels += channels;
+        t.groups += 1;
+    }
+    tally.into_values().max_by(|a, b| a.channels.cmp(&b.channels).then(b.rule.cmp(&a.rule)))
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopBlocker {
+    pub rule: String,
+    pub example: String,
+    pub channels: usize,
+    pub groups: usize,
+}
+
+impl std::fmt::Display for TopBlocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} channels in {} groups are blocked by {} (e.g. at {})",
+            self.channels, self.groups, self.rule, self.example
+        )
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct DependencyGraph {
     pub groups: Vec<Group>,
     /// The channel layout of every tensor that carries groups.
     pub layouts: BTreeMap<String, Layout>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rule_blocking_most_channels_is_named_with_one_of_its_nodes() {
+        let reshape = |n: &str| format!("{n} (Reshape): its target shape is computed at run time");
+        let groups = [
+            (64, vec![reshape("Reshape -> a")]),
+            (7, vec!["Shape -> s (Shape): Shape is not understood by the channel analysis".to_string()]),
+            (32, vec![reshape("Reshape -> b")]),
+            (16, vec![]),
+        ];
+        let top = top_blocker(groups.iter().map(|(c, r)| (*c, r.as_slice()))).expect("a blocker");
+        assert_eq!(top.rule, "(Reshape): its target shape is computed at run time");
+        assert_eq!((top.channels, top.groups), (96, 2));
+        assert_eq!(top.example, "Reshape -> a");
+        assert!(top_blocker(std::iter::once((8, &[][..]))).is_none());
+    }
 }

@@ -141,8 +141,10 @@ fn search(
     };
     let (plan, most) = removed(1.0);
     if most < target {
+        let groups = ctx.deps.groups.iter().map(|g| (g.channels, g.blocked.as_slice()));
+        let blocker = crate::analysis::dependency::top_blocker(groups).map_or(String::new(), |b| format!("; {b}"));
         return Err(Error::Usage(format!(
-            "at most {:.1} % can be removed from the prunable channel groups (asked {:.1} %)",
+            "at most {:.1} % can be removed from the prunable channel groups (asked {:.1} %){blocker}",
             most * 100.0,
             target * 100.0
         )));

@@ -148,8 +148,12 @@ impl std::fmt::Display for TopBlocker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} channels in {} groups are blocked by {} (e.g. at {})",
-            self.channels, self.groups, self.rule, self.example
+            "{} channels in {} group{} are blocked by {} (e.g. at {})",
+            self.channels,
+            self.groups,
+            if self.groups == 1 { "" } else { "s" },
+            self.rule,
+            self.example
         )
     }
 }

@@ -28,6 +28,7 @@ pub(super) fn infer(inputs: &[ValueInfo], arrays: &[&Array]) -> Vec<Option<usize
     for dims in shapes.iter().flatten() {
         let mut names: Vec<&str> =
             dims.iter().filter_map(|d| if let Dim::Symbolic(s) = d { Some(s.as_str()) } else { None }).collect();
+        names.sort_unstable();
         names.dedup();
         for n in names {
             *share.entry(n).or_default() += 1;
@@ -45,8 +46,10 @@ pub(super) fn infer(inputs: &[ValueInfo], arrays: &[&Array]) -> Vec<Option<usize
                 return None;
             }
             let Some(dims) = dims else { return Some(0) };
+            // A free dim scores the number of inputs that have its symbol (an unnamed
+            // or unshared one scores 1); a symbol repeated within one input (`?`) counts once.
             let shared = |d: &Dim| match d {
-                Dim::Symbolic(s) => share.get(s.as_str()).copied().unwrap_or(0) + 1,
+                Dim::Symbolic(s) => share.get(s.as_str()).copied().unwrap_or(1),
                 Dim::Unknown => 1,
                 Dim::Fixed(_) => 0,
             };
@@ -105,5 +108,8 @@ mod tests {
         let sym = |s: &str| Dim::Symbolic(s.into());
         let detector = [input("images", &[sym("batch"), Dim::Fixed(3), sym("height"), sym("width")])];
         assert_eq!(infer(&detector, &[&data(&[4, 3, 32, 48])]), vec![Some(0)]);
+        // ONNX Runtime's quantizer writes [-1, 3, ?, ?]: the one '?' symbol twice is not a batch.
+        let ort_style = [input("x", &[Dim::Unknown, Dim::Fixed(3), sym("?"), sym("?")])];
+        assert_eq!(infer(&ort_style, &[&data(&[4, 3, 48, 192])]), vec![Some(0)]);
     }
 }

@@ -430,12 +430,11 @@ fn degenerate_scales(
             for (_, w, axis) in weight_inputs(g, node) {
                 let Some(Ok(t)) = g.constant(&w) else { continue };
                 let Some(q) = int8_weight(&t, axis, reduce_range)? else { continue };
-                let scales: Vec<f32> = q.params.scale.iter().copied().collect();
-                let ratio = bias
-                    .iter()
-                    .enumerate()
-                    .map(|(c, &v)| f64::from(v.abs()) / (f64::from(s_x) * f64::from(scales[c % scales.len()])))
-                    .fold(0.0, f64::max);
+                // The layer's largest channel scale: a dead channel's tiny scale is the
+                // weight's problem (its bias stays float, see `quantize_bias`), not the activation's.
+                let s_w = q.params.scale.iter().copied().fold(0.0f32, f32::max);
+                let b_max = bias.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                let ratio = f64::from(b_max) / (f64::from(s_x) * f64::from(s_w));
                 if ratio > f64::from(i32::MAX) && worst.as_ref().is_none_or(|(r, _)| ratio > *r) {
                     worst = Some((ratio, node.label()));
                 }

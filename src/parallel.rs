@@ -55,16 +55,17 @@ pub fn join<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> 
 
 /// Runs `run` on the inputs a window of [`threads`] at a time, in parallel,
 /// and hands each result to `consume` in input order (batches of a data set:
-/// statistics then accumulate exactly as in a sequential pass).
+/// statistics then accumulate exactly as in a sequential pass). The first
+/// input that is an error (a file that fails to decode) stops the work.
 pub fn ordered<I: Sync, O: Send>(
-    inputs: impl Iterator<Item = I>,
+    inputs: impl Iterator<Item = Result<I>>,
     run: impl Fn(&I) -> Result<O> + Sync,
     mut consume: impl FnMut(I, O) -> Result<()>,
 ) -> Result<()> {
     let window = threads().max(1);
     let mut inputs = inputs.peekable();
     while inputs.peek().is_some() {
-        let chunk: Vec<I> = inputs.by_ref().take(window).collect();
+        let chunk = inputs.by_ref().take(window).collect::<Result<Vec<I>>>()?;
         let results = map(&chunk, &run);
         for (input, result) in chunk.into_iter().zip(results) {
             consume(input, result?)?;
@@ -85,7 +86,7 @@ mod tests {
             assert_eq!(map(&items, |x| x * x), items.iter().map(|x| x * x).collect::<Vec<_>>());
             let mut seen = vec![];
             ordered(
-                items.iter().copied(),
+                items.iter().map(|x| Ok(*x)),
                 |x| Ok(x + 1),
                 |i, o| {
                     seen.push((i, o));

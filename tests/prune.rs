@@ -59,7 +59,7 @@ fn digits_mlp_at_80_percent_global_sparsity_keeps_its_accuracy_in_both_runtimes(
     let pruned = s.layers.iter().filter(|l| l.sparsity.is_some_and(|x| x > 0.75)).count();
     assert_eq!(pruned, 1, "inspect sees the pruned layer");
     let ort = common::ort_outputs(&out, &data, 500);
-    let labels = Dataset::open(&data).unwrap().arrays["label"].to_i64().unwrap();
+    let labels = prunq::data::npz::read(&data).unwrap()["label"].to_i64().unwrap();
     let logits = ort["output"].to_f32();
     let hits =
         logits.outer_iter().zip(labels.iter()).filter(|(r, l)| prunq::eval::argmax(r.iter()) as i64 == **l).count();
@@ -109,7 +109,7 @@ fn sparsegpt_beats_wanda_on_minilm_and_keeps_digits_cnn_at_70_percent() {
     let out = dir.path().join("cnn.onnx");
     prunq::onnx::save(&cnn, &out, &Default::default()).unwrap();
     let ort = common::ort_outputs(&out, &data, 500)["output"].to_f32();
-    let labels = Dataset::open(&data).unwrap().arrays["label"].to_i64().unwrap();
+    let labels = prunq::data::npz::read(&data).unwrap()["label"].to_i64().unwrap();
     let hits = ort.outer_iter().zip(labels.iter()).filter(|(r, l)| prunq::eval::argmax(r.iter()) as i64 == **l).count();
     assert!(0.998 - hits as f64 / 500.0 <= 0.01 + 1e-9, "ORT accuracy {hits}/500");
 }

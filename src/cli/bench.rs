@@ -42,7 +42,7 @@ pub fn run(a: Args, runtime: RuntimeArg, threads: Option<usize>, progress: &dyn 
     let loaded = a.models.iter().map(prunq::onnx::load).collect::<Result<Vec<_>, _>>()?;
     let named: Vec<(String, &prunq::ir::Model)> =
         a.models.iter().zip(&loaded).map(|(p, m)| (p.display().to_string(), m)).collect();
-    let data = prunq::data::Dataset::open(&a.data)?;
+    let data = super::open_data(&a.data)?;
     let options = BenchOptions {
         batch_size: a.batch_size,
         runs: a.runs,

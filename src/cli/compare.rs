@@ -20,7 +20,7 @@ pub struct Args {
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let reference = prunq::onnx::load(&a.reference)?;
     let candidate = prunq::onnx::load(&a.candidate)?;
-    let data = prunq::data::Dataset::open(&a.data)?;
+    let data = super::open_data(&a.data)?;
     let options = RunOptions { batch_size: a.batch_size, ..Default::default() };
     let report = compare(&reference, &candidate, &data, &options, progress)?;
     if a.json {

@@ -32,7 +32,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
 
     println!("== eval on the test set");
     let options = RunOptions::default();
-    let data = prunq::data::Dataset::open(&data_path)?;
+    let data = super::open_data(&data_path)?;
     println!("{}", prunq::report::text::eval(&evaluate(&model, &data, &options, progress)?));
 
     let copy = dir.join("digits_cnn.resaved.onnx");
@@ -45,7 +45,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let resaved = prunq::onnx::load(&copy)?;
     println!("{}", prunq::report::text::compare(&compare(&model, &resaved, &data, &options, progress)?));
 
-    let calib = prunq::data::Dataset::open(&calib_path)?;
+    let calib = super::open_data(&calib_path)?;
     let pruned_path = dir.join("digits_cnn.sparse70.onnx");
     println!("== prune --method sparsegpt --sparsity 0.7 --calib digits_calib.npz → {}", pruned_path.display());
     let mut pruned = model.clone();

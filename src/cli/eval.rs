@@ -24,7 +24,7 @@ pub struct Args {
 
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let model = prunq::onnx::load(&a.model)?;
-    let data = prunq::data::Dataset::open(&a.data)?;
+    let data = super::open_data(&a.data)?;
     let texts = match &a.text {
         Some(p) => {
             Some(std::fs::read_to_string(p).map_err(|e| prunq::Error::io(p, e))?.lines().map(str::to_string).collect())

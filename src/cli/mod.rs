@@ -40,6 +40,21 @@ struct Cli {
     /// inputs share; 0 when there is none; scalars are fed whole with every batch).
     #[arg(long, global = true, value_parser = parse_batch_axis)]
     batch_axis: Vec<(String, usize)>,
+    /// How images become inputs when data is a folder of images: e.g.
+    /// "resize=48x320,keep-aspect,pad=0,layout=NCHW,bgr,scale=1/255,mean=0.5,std=0.5", or a TOML
+    /// file with those keys (default: the model's size, RGB, pixels 0–255 as they are).
+    #[arg(long, global = true, value_parser = parse_preprocess)]
+    preprocess: Option<prunq::data::Preprocess>,
+    /// The model's Hugging Face tokenizer.json, for data given as a .txt (one sentence a line).
+    #[arg(long, global = true)]
+    tokenizer: Option<std::path::PathBuf>,
+    /// Tokens a line of text is cut or padded to; samples in a frame of audio (default: the
+    /// input's fixed length).
+    #[arg(long, global = true)]
+    max_len: Option<usize>,
+    /// The sample rate WAV files must have (default: whatever they share).
+    #[arg(long, global = true)]
+    sample_rate: Option<u32>,
     #[command(subcommand)]
     command: Command,
 }
@@ -75,6 +90,12 @@ pub fn main() -> ExitCode {
     }
     prunq::runtime::set_ort_library(cli.ort_lib.clone());
     prunq::data::set_batch_axes(cli.batch_axis.iter().cloned().collect());
+    let _ = DATA_OPTIONS.set(prunq::data::DataOptions {
+        preprocess: cli.preprocess.clone(),
+        tokenizer: cli.tokenizer.clone(),
+        max_len: cli.max_len,
+        sample_rate: cli.sample_rate,
+    });
     // A library named by hand is meant to be used: failing to load it is an error, not tract.
     let runtime = if cli.ort_lib.is_some() && cli.runtime == RuntimeArg::Auto { RuntimeArg::Ort } else { cli.runtime };
     prunq::runtime::set_runtime(runtime.choice());
@@ -156,6 +177,18 @@ fn parse_shape(s: &str) -> Result<(String, Vec<usize>), String> {
     Ok((name.to_string(), dims))
 }
 
+fn parse_preprocess(s: &str) -> Result<prunq::data::Preprocess, String> {
+    prunq::data::Preprocess::parse(s).map_err(|e| e.to_string())
+}
+
+/// How images, text and audio become inputs (`--preprocess`, `--tokenizer` …), set once by `main`.
+static DATA_OPTIONS: std::sync::OnceLock<prunq::data::DataOptions> = std::sync::OnceLock::new();
+
+/// A data set given on the command line: arrays, images, text or audio.
+fn open_data(path: impl AsRef<std::path::Path>) -> prunq::Result<prunq::data::Dataset> {
+    prunq::data::Dataset::open_with(path, DATA_OPTIONS.get().unwrap_or(&Default::default()))
+}
+
 /// `state=1` → ("state", 1).
 fn parse_batch_axis(s: &str) -> Result<(String, usize), String> {
     let (name, axis) = s.rsplit_once('=').ok_or("expected NAME=AXIS, e.g. state=1")?;
@@ -170,7 +203,7 @@ fn validate(
     progress: &dyn prunq::eval::Progress,
 ) -> anyhow::Result<Option<prunq::eval::CompareReport>> {
     let Some(path) = data else { return Ok(None) };
-    let data = prunq::data::Dataset::open(path)?;
+    let data = open_data(path)?;
     let c = prunq::eval::compare(original, model, &data, &Default::default(), progress)?;
     print!("{}", prunq::report::text::compare(&c));
     Ok(Some(c))
@@ -206,7 +239,7 @@ fn check_before_write(
     data: Option<&std::path::PathBuf>,
 ) -> anyhow::Result<prunq::eval::OutputCheck> {
     let backends = check_backends()?;
-    let data = data.map(prunq::data::Dataset::open).transpose()?;
+    let data = data.map(open_data).transpose()?;
     let check = prunq::eval::check_outputs(original, model, data.as_ref(), &backends)?;
     if let Some(refusal) = check.refusal() {
         return Err(refusal.into());
@@ -264,7 +297,7 @@ fn check_latency(
         );
         return Ok(None);
     }
-    let data = data.map(prunq::data::Dataset::open).transpose()?;
+    let data = data.map(open_data).transpose()?;
     // A model the runtime cannot run (a custom op) is still written: its speed is then unknown,
     // which is said, not an error.
     let c = match prunq::eval::latency_check(original, model, data.as_ref(), progress) {

@@ -97,7 +97,7 @@ fn parse_pattern(s: &str) -> Result<(usize, usize), String> {
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     prunq::onnx::ensure_not_input(&a.model, &a.output)?;
     let original = prunq::onnx::load(&a.model)?;
-    let calib = a.calib.as_ref().map(prunq::data::Dataset::open).transpose()?;
+    let calib = a.calib.as_ref().map(super::open_data).transpose()?;
     if a.structured {
         return structured(a, original, calib.as_ref(), progress);
     }

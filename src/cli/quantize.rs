@@ -133,7 +133,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
             };
             match (&a.calib, a.target_sqnr > 0.0) {
                 (Some(calib), true) => {
-                    let data = prunq::data::Dataset::open(calib)?;
+                    let data = super::open_data(calib)?;
                     quantize_weights_with_fallback(&mut model, &options, &data, a.target_sqnr, &mut report, progress)?
                 }
                 _ => quantize_weights(&mut model, &options, &mut report)?,
@@ -142,7 +142,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         Mode::Static => {
             let calib =
                 a.calib.as_ref().ok_or_else(|| prunq::Error::Usage("--mode static needs --calib DATA".into()))?;
-            let data = prunq::data::Dataset::open(calib)?;
+            let data = super::open_data(calib)?;
             let (activation_type, symmetric) = match a.activations.as_str() {
                 "s8" => (QType::Int8, true),
                 "s16" => (QType::Int16, true),
@@ -164,7 +164,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
             quantize_static(&mut model, &data, &options, &mut report, progress)?;
         }
         Mode::Fp16 => {
-            let data = a.val.as_ref().or(a.calib.as_ref()).map(prunq::data::Dataset::open).transpose()?;
+            let data = a.val.as_ref().or(a.calib.as_ref()).map(super::open_data).transpose()?;
             let options = Fp16Options { keep_io_types: !a.fp16_io, backends: super::check_backends()? };
             convert_fp16(&mut model, &options, data.as_ref(), &mut report)?
         }
@@ -177,7 +177,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
             };
             match (&a.calib, a.target_sqnr > 0.0) {
                 (Some(calib), true) => {
-                    let data = prunq::data::Dataset::open(calib)?;
+                    let data = super::open_data(calib)?;
                     quantize_dynamic_with_fallback(&mut model, &options, &data, a.target_sqnr, &mut report, progress)?
                 }
                 _ => quantize_dynamic(&mut model, &options, &mut report)?,

@@ -1,8 +1,13 @@
-//! A data file bound to a model's inputs: arrays matched by name, checked
-//! against the declared shapes and types, served in batches.
+//! A data set bound to a model's inputs: arrays matched by name, checked
+//! against the declared shapes and types, served in batches. Besides `.npz`
+//! and `.npy`, a folder of images, a text file with a tokenizer, or WAV audio
+//! (told apart by what the path is).
 
-use super::{npz, Array};
-use crate::ir::{Dim, ValueInfo};
+use super::audio::{is_wav, Clips};
+use super::images::{is_image, ImageFeed, ImageFiles};
+use super::text::TextLines;
+use super::{npz, Array, Preprocess};
+use crate::ir::{DataType, Dim, ValueInfo};
 use crate::{Error, Result};
 use ndarray::ArrayD;
 use std::collections::BTreeMap;
@@ -11,16 +16,37 @@ use std::path::{Path, PathBuf};
 /// Names tried, in order, for the label array when none is given.
 pub const DEFAULT_LABEL_NAMES: [&str; 3] = ["label", "labels", "y"];
 
+/// How files that are not arrays become model inputs.
+#[derive(Clone, Debug, Default)]
+pub struct DataOptions {
+    /// Image preprocessing; what it leaves out comes from the model's input.
+    pub preprocess: Option<Preprocess>,
+    /// A Hugging Face `tokenizer.json`, needed for text.
+    pub tokenizer: Option<PathBuf>,
+    /// Tokens per line of text, samples per frame of audio (default: the input's fixed length).
+    pub max_len: Option<usize>,
+    /// The sample rate every WAV file must have.
+    pub sample_rate: Option<u32>,
+}
+
 pub struct Dataset {
     pub path: PathBuf,
-    pub arrays: BTreeMap<String, Array>,
+    source: Source,
+    options: DataOptions,
+}
+
+enum Source {
+    Arrays(BTreeMap<String, Array>),
+    Images(ImageFiles),
+    Text(TextLines),
+    Audio(Clips),
 }
 
 /// Inputs (in the model's input order) and labels, all with the same number of rows.
 #[derive(Debug)]
 pub struct Bound {
     pub names: Vec<String>,
-    pub inputs: Vec<Array>,
+    columns: Vec<Column>,
     pub labels: Option<ArrayD<i64>>,
     pub rows: usize,
     /// The batch size the model fixes (a declared `[1, …]` input), if any:
@@ -30,11 +56,64 @@ pub struct Bound {
     pub axes: Vec<Option<usize>>,
 }
 
+/// One input's data: in memory, or images decoded a batch at a time (cast to the input's type).
+#[derive(Debug)]
+enum Column {
+    Array(Array),
+    Images(ImageFeed, DataType),
+}
+
 impl Dataset {
+    /// An `.npz`/`.npy` file.
     pub fn open(path: impl AsRef<Path>) -> Result<Dataset> {
+        Dataset::open_with(path, &DataOptions::default())
+    }
+
+    /// Arrays held in memory (`what` names them in errors).
+    pub fn from_arrays(what: impl Into<PathBuf>, arrays: BTreeMap<String, Array>) -> Dataset {
+        Dataset { path: what.into(), source: Source::Arrays(arrays), options: DataOptions::default() }
+    }
+
+    /// Arrays (`.npz`, `.npy`), images (a folder of them, subfolders as classes, or one file),
+    /// text (`.txt`, one line a row, with `options.tokenizer`) or audio (`.wav`, or a folder of them).
+    pub fn open_with(path: impl AsRef<Path>, options: &DataOptions) -> Result<Dataset> {
         let path = path.as_ref().to_path_buf();
-        let arrays = npz::read_any(&path)?;
-        Ok(Dataset { path, arrays })
+        let source = if path.is_dir() {
+            let (dirs, files) = super::images::entries(&path)?;
+            let mut inside = files.clone();
+            for d in &dirs {
+                inside.extend(super::images::entries(d)?.1);
+            }
+            if inside.iter().any(|f| is_image(f)) {
+                Source::Images(ImageFiles::list(&path)?)
+            } else if inside.iter().any(|f| is_wav(f)) {
+                Source::Audio(Clips::read(&path, options.sample_rate)?)
+            } else {
+                return Err(Error::Data(format!(
+                    "{}: a folder of data holds images (png, jpg, jpeg, bmp, webp) or WAV files, directly or in \
+                     one subfolder per class; this one has neither",
+                    path.display()
+                )));
+            }
+        } else if is_image(&path) {
+            Source::Images(ImageFiles::list(&path)?)
+        } else if is_wav(&path) {
+            Source::Audio(Clips::read(&path, options.sample_rate)?)
+        } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("txt")) {
+            if options.tokenizer.is_none() {
+                return Err(Error::Usage(format!(
+                    "{}: text needs the model's tokenizer (--tokenizer tokenizer.json)",
+                    path.display()
+                )));
+            }
+            Source::Text(TextLines::read(&path)?)
+        } else {
+            Source::Arrays(npz::read_any(&path)?)
+        };
+        if let Source::Images(files) = &source {
+            files.check_headers()?;
+        }
+        Ok(Dataset { path, source, options: options.clone() })
     }
 
     fn err(&self, why: String) -> Error {
@@ -45,25 +124,83 @@ impl Dataset {
     /// constants). A model with one input takes the one non-label array, whatever
     /// its name. `labels`: the label array's name; `None` looks for the usual names.
     pub fn bind(&self, inputs: &[ValueInfo], labels: Option<&str>) -> Result<Bound> {
+        let with_labels = |mut arrays: BTreeMap<String, Array>, found: Option<Vec<i64>>| {
+            if let Some(l) = found {
+                arrays.insert("label".into(), Array::I64(ndarray::Array1::from(l).into_dyn()));
+            }
+            arrays
+        };
+        match &self.source {
+            Source::Arrays(arrays) => self.bind_arrays(arrays, inputs, labels),
+            Source::Text(text) => {
+                let tokenizer = self.options.tokenizer.as_deref().unwrap_or(Path::new("tokenizer.json"));
+                let arrays = text.tokenize(tokenizer, self.options.max_len, inputs)?;
+                self.bind_arrays(&with_labels(arrays, text.labels.clone()), inputs, labels)
+            }
+            Source::Audio(clips) => {
+                let input = self.only_input(inputs, "audio")?;
+                let (frames, found) = clips.frames(input, self.options.max_len)?;
+                let arrays = BTreeMap::from([(input.name.clone(), frames)]);
+                self.bind_arrays(&with_labels(arrays, found), inputs, labels)
+            }
+            Source::Images(files) => self.bind_images(files, inputs),
+        }
+    }
+
+    /// The model's one input, for data (images, audio) that makes one.
+    fn only_input<'a>(&self, inputs: &'a [ValueInfo], what: &str) -> Result<&'a ValueInfo> {
+        match inputs {
+            [one] => Ok(one),
+            _ => Err(self.err(format!(
+                "{what} feeds a model with one input; this one takes {} ({})",
+                inputs.len(),
+                inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    fn bind_images(&self, files: &ImageFiles, inputs: &[ValueInfo]) -> Result<Bound> {
+        let input = self.only_input(inputs, "an image folder")?;
+        let dtype = input.dtype().unwrap_or(DataType::FLOAT);
+        if !matches!(dtype, DataType::FLOAT | DataType::DOUBLE) {
+            return Err(self.err(format!("input '{}' takes {dtype}: images feed float inputs", input.name)));
+        }
+        let spec = self.options.preprocess.clone().unwrap_or_default();
+        let feed = ImageFeed::new(files, &spec, input)?;
+        let max_batch = match input.shape().and_then(|s| s.first().cloned()) {
+            Some(Dim::Fixed(n)) if n > 0 && (n as usize) < feed.len() => Some(n as usize),
+            _ => None,
+        };
+        Ok(Bound {
+            names: vec![input.name.clone()],
+            rows: feed.len(),
+            labels: files.labels.clone().map(|l| ndarray::Array1::from(l).into_dyn()),
+            columns: vec![Column::Images(feed, dtype)],
+            max_batch,
+            axes: vec![Some(0)],
+        })
+    }
+
+    fn bind_arrays(&self, arrays: &BTreeMap<String, Array>, inputs: &[ValueInfo], labels: Option<&str>) -> Result<Bound> {
         let label_name = match labels {
-            Some(l) if !self.arrays.contains_key(l) => {
-                return Err(self.err(format!("no label array '{l}' (arrays: {})", self.names())));
+            Some(l) if !arrays.contains_key(l) => {
+                return Err(self.err(format!("no label array '{l}' (arrays: {})", names(arrays))));
             }
             Some(l) => Some(l.to_string()),
-            None => DEFAULT_LABEL_NAMES.iter().find(|n| self.arrays.contains_key(**n)).map(|n| n.to_string()),
+            None => DEFAULT_LABEL_NAMES.iter().find(|n| arrays.contains_key(**n)).map(|n| n.to_string()),
         };
         let candidates: Vec<&String> =
-            self.arrays.keys().filter(|k| Some(k.as_str()) != label_name.as_deref()).collect();
+            arrays.keys().filter(|k| Some(k.as_str()) != label_name.as_deref()).collect();
         let mut raw = Vec::new();
         for input in inputs {
-            let array = match self.arrays.get(&input.name) {
+            let array = match arrays.get(&input.name) {
                 Some(a) => a,
-                None if inputs.len() == 1 && candidates.len() == 1 => &self.arrays[candidates[0]],
+                None if inputs.len() == 1 && candidates.len() == 1 => &arrays[candidates[0]],
                 None => {
                     return Err(self.err(format!(
                         "no array for model input '{}' (arrays: {})",
                         input.name,
-                        self.names()
+                        names(arrays)
                     )))
                 }
             };
@@ -111,7 +248,7 @@ impl Dataset {
         let labels = match label_name {
             None => None,
             Some(l) => {
-                let a = self.arrays[&l].to_i64().map_err(|e| self.err(format!("labels '{l}': {e}")))?;
+                let a = arrays[&l].to_i64().map_err(|e| self.err(format!("labels '{l}': {e}")))?;
                 if a.shape().first() != Some(&rows) {
                     return Err(self.err(format!("labels '{l}' have shape {:?}, expected {rows} rows", a.shape())));
                 }
@@ -120,7 +257,7 @@ impl Dataset {
         };
         Ok(Bound {
             names: inputs.iter().map(|i| i.name.clone()).collect(),
-            inputs: bound,
+            columns: bound.into_iter().map(Column::Array).collect(),
             labels,
             rows,
             max_batch,
@@ -154,29 +291,53 @@ impl Dataset {
         }
     }
 
-    fn names(&self) -> String {
-        self.arrays.keys().cloned().collect::<Vec<_>>().join(", ")
-    }
+}
+
+fn names(arrays: &BTreeMap<String, Array>) -> String {
+    arrays.keys().cloned().collect::<Vec<_>>().join(", ")
 }
 
 impl Bound {
-    /// Consecutive batches of at most `size` rows: (first row, inputs).
-    pub fn batches(&self, size: usize) -> impl Iterator<Item = (usize, Vec<Array>)> + '_ {
+    /// Consecutive batches of at most `size` rows: (first row, inputs). Images
+    /// are decoded here, a batch at a time; a file that fails names itself.
+    pub fn batches(&self, size: usize) -> impl Iterator<Item = Result<(usize, Vec<Array>)>> + '_ {
         self.batches_upto(size, self.rows)
     }
 
     /// [`Bound::batches`] over the first `limit` rows only.
-    pub fn batches_upto(&self, size: usize, limit: usize) -> impl Iterator<Item = (usize, Vec<Array>)> + '_ {
+    pub fn batches_upto(&self, size: usize, limit: usize) -> impl Iterator<Item = Result<(usize, Vec<Array>)>> + '_ {
         let size = size.min(self.max_batch.unwrap_or(usize::MAX)).max(1);
         let limit = limit.min(self.rows);
         (0..limit).step_by(size).map(move |start| {
             let end = (start + size).min(limit);
-            let slice = |(a, axis): (&Array, &Option<usize>)| match axis {
-                Some(axis) => a.slice_along(*axis, start, end),
-                None => a.clone(),
+            let slice = |(c, axis): (&Column, &Option<usize>)| match (c, axis) {
+                (Column::Array(a), Some(axis)) => Ok(a.slice_along(*axis, start, end)),
+                (Column::Array(a), None) => Ok(a.clone()),
+                (Column::Images(feed, dtype), _) => {
+                    let rows = feed.rows(start, end)?;
+                    rows.cast(*dtype).ok_or_else(|| Error::Data(format!("images cannot become {dtype}")))
+                }
             };
-            (start, self.inputs.iter().zip(&self.axes).map(slice).collect())
+            Ok((start, self.columns.iter().zip(&self.axes).map(slice).collect::<Result<Vec<_>>>()?))
         })
+    }
+
+    /// The shape of one row of each input (1 along its batch axis).
+    pub fn row_shapes(&self) -> Vec<Vec<usize>> {
+        self.columns
+            .iter()
+            .zip(&self.axes)
+            .map(|(c, axis)| match c {
+                Column::Images(feed, _) => feed.row_shape(),
+                Column::Array(a) => {
+                    let mut shape = a.shape().to_vec();
+                    if let Some(d) = axis.and_then(|ax| shape.get_mut(ax)) {
+                        *d = 1;
+                    }
+                    shape
+                }
+            })
+            .collect()
     }
 
     /// Rows in `batch` (one of [`Bound::batches`]).

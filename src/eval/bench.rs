@@ -243,7 +243,7 @@ fn ones_for(model: &Model) -> Result<Dataset> {
         };
         arrays.insert(v.name.clone(), one);
     }
-    Ok(Dataset { path: "inputs of ones".into(), arrays })
+    Ok(Dataset::from_arrays("inputs of ones", arrays))
 }
 
 /// The data cut into batches of `size` rows (at most 64 distinct batches).
@@ -254,7 +254,14 @@ fn batches_of(model: &Model, data: &Dataset, size: usize) -> Result<Vec<Vec<Arra
         return Err(Error::Data(format!("the data has {} rows, fewer than a batch of {size}", bound.rows)));
     }
     // Full batches only: every run does the same amount of work.
-    Ok(bound.batches(size).filter(|(_, b)| bound.rows_in(b) == size).take(64).map(|(_, b)| b).collect())
+    let mut batches = Vec::new();
+    for batch in bound.batches(size).take(64) {
+        let (_, b) = batch?;
+        if bound.rows_in(&b) == size {
+            batches.push(b);
+        }
+    }
+    Ok(batches)
 }
 
 fn profile_of(model: &Model, batches: &[Vec<Array>], options: &SessionOptions, runs: usize) -> Result<Profile> {

@@ -143,5 +143,5 @@ pub fn check_batches(model: &Model, data: Option<&Dataset>, rows: usize, batch: 
         return Ok(vec![sample_inputs(model, batch.min(2)).map_err(Error::Model)?]);
     };
     let bound = data.bind(&feed_inputs(model), None)?;
-    Ok(bound.batches_upto(batch, rows).map(|(_, b)| b).collect())
+    bound.batches_upto(batch, rows).map(|b| b.map(|(_, b)| b)).collect()
 }

@@ -67,7 +67,8 @@ pub fn evaluate(model: &Model, data: &Dataset, options: &RunOptions, progress: &
     let mut shapes = Vec::new();
     progress.start(bound.rows as u64, "eval");
     let started = Instant::now();
-    for (start, batch) in bound.batches(options.batch_size) {
+    for batch in bound.batches(options.batch_size) {
+        let (start, batch) = batch?;
         let t = Instant::now();
         let outputs = session.run(&batch)?;
         times.push(t.elapsed());

@@ -227,7 +227,7 @@ fn reduced_min_max(
     let mut ranges: BTreeMap<String, (f32, f32)> = BTreeMap::new();
     let mut not_float = BTreeSet::new();
     progress.start(rows as u64, "calibrate");
-    let batches = bound.batches_upto(batch_size, rows).map(|(_, batch)| batch);
+    let batches = bound.batches_upto(batch_size, rows).map(|b| b.map(|(_, batch)| batch));
     let run = crate::parallel::ordered(
         batches,
         |batch| session.run(batch),
@@ -303,7 +303,7 @@ fn calibrate(
     let passes = if cals.values().any(|c| c.needs_second_pass()) { 2 } else { 1 };
     progress.start((rows * passes) as u64, "calibrate");
     for pass in 0..passes {
-        let batches = bound.batches_upto(options.batch_size, rows).map(|(_, batch)| batch);
+        let batches = bound.batches_upto(options.batch_size, rows).map(|b| b.map(|(_, batch)| batch));
         // Batches run in parallel; the calibrators see them in order, as in one sequential pass.
         crate::parallel::ordered(
             batches,

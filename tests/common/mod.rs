@@ -94,7 +94,7 @@ pub fn tract_outputs(
 ) -> std::collections::BTreeMap<String, prunq::data::Array> {
     let ds = prunq::data::Dataset::open(data).expect("data opens");
     let bound = ds.bind(&prunq::runtime::feed_inputs(model), None).expect("data fits the model");
-    let inputs: Vec<_> = bound.inputs.iter().map(|a| a.rows(0, rows.min(bound.rows))).collect();
+    let (_, inputs) = bound.batches(rows).next().expect("data has rows").expect("data decodes");
     let options =
         prunq::runtime::SessionOptions { backend: Some(prunq::runtime::Backend::Tract), ..Default::default() };
     let session = prunq::runtime::Session::new(model, &options).expect("tract loads the model");
@@ -128,7 +128,7 @@ pub fn assert_close(what: &str, a: &prunq::data::Array, b: &prunq::data::Array) 
 /// Top-1 accuracy of a classifier in ONNX Runtime on a labelled .npz.
 pub fn accuracy_in_ort(model: &std::path::Path, data: &std::path::Path) -> f64 {
     let out = ort_outputs(model, data, usize::MAX);
-    let labels = prunq::data::Dataset::open(data).unwrap().arrays["label"].to_i64().unwrap();
+    let labels = prunq::data::npz::read(data).unwrap()["label"].to_i64().unwrap();
     let logits = out.values().next().unwrap().to_f32();
     let hits = logits.outer_iter().zip(labels.iter()).filter(|(row, l)| prunq::eval::argmax(row.iter()) as i64 == **l);
     hits.count() as f64 / labels.len() as f64

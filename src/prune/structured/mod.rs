@@ -182,18 +182,7 @@ pub fn prune_structured(
 /// the model's inputs have dynamic dims).
 fn shapes_of_one_row(model: &Model, data: &Dataset) -> Result<BTreeMap<String, Vec<usize>>> {
     let bound = data.bind(&crate::runtime::feed_inputs(model), None)?;
-    Ok(bound
-        .names
-        .iter()
-        .zip(&bound.inputs)
-        .map(|(n, a)| {
-            let mut shape = a.shape().to_vec();
-            if let Some(b) = shape.first_mut() {
-                *b = 1;
-            }
-            (n.clone(), shape)
-        })
-        .collect())
+    Ok(bound.names.iter().cloned().zip(bound.row_shapes()).collect())
 }
 
 fn group_records(deps: &DependencyGraph, scores: &select::Scores, plan: &Plan) -> Vec<GroupRecord> {

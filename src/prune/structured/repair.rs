@@ -176,7 +176,8 @@ fn fit_layer(
         )?),
     };
     let bound = data.bind(&feed_inputs(model), None)?;
-    for (k, (_, batch)) in bound.batches(batch_size).enumerate() {
+    for (k, batch) in bound.batches(batch_size).enumerate() {
+        let (_, batch) = batch?;
         let x_now = cur_session.run(&batch)?.swap_remove(0).to_f32();
         let x_ref = match (&live, cache.get(&reference.input)) {
             (Some(session), _) => session.run(&batch)?.swap_remove(0).to_f32(),

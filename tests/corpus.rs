@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const MODELS: [&str; 9] = [
+const MODELS: [&str; 10] = [
     "detector",
     "streaming_rnn",
     "fixed_batch",
@@ -17,6 +17,7 @@ const MODELS: [&str; 9] = [
     "fp16_hazards",
     "tiny_acts",
     "conv1d",
+    "keyword",
 ];
 
 fn build_corpus(dir: &Path) {

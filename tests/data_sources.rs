@@ -171,9 +171,23 @@ fn bad_files_are_named() {
     // An image the model cannot take at its size, without a resize: named, with the fix.
     std::fs::remove_file(folder.join("b.png")).unwrap();
     image::GrayImage::new(20, 16).save(folder.join("b.png")).unwrap();
-    let r = prunq(&[os("eval"), model.as_os_str(), os("--data"), folder.as_os_str(), os("--preprocess"), os("gray,crop=16x16")]);
+    let r = prunq(&[
+        os("eval"),
+        model.as_os_str(),
+        os("--data"),
+        folder.as_os_str(),
+        os("--preprocess"),
+        os("gray,crop=16x16"),
+    ]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    let r = prunq(&[os("eval"), model.as_os_str(), os("--data"), folder.as_os_str(), os("--preprocess"), os("gray,resize=8x8")]);
+    let r = prunq(&[
+        os("eval"),
+        model.as_os_str(),
+        os("--data"),
+        folder.as_os_str(),
+        os("--preprocess"),
+        os("gray,resize=8x8"),
+    ]);
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(err.contains("a.png") && err.contains("8×8") && err.contains("16×16"), "{err}");
 
@@ -185,4 +199,84 @@ fn bad_files_are_named() {
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(2), "{err}");
     assert!(err.contains("--tokenizer"), "{err}");
+}
+
+#[test]
+fn wav_files_feed_a_keyword_spotter_in_frames_with_labels_from_folders() {
+    let dir = common::tempdir();
+    let corpus = dir.path().join("corpus");
+    let made = Command::new(common::python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/make.py"))
+        .arg(&corpus)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let model = corpus.join("keyword.onnx");
+    // Two classes of tones, 0.25 s each at 16 kHz: three frames of 1600 samples per file (the last padded).
+    let wavs = dir.path().join("wavs");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut written = Vec::new();
+    for (class, freq) in [("high", 3000.0f32), ("low", 300.0)] {
+        std::fs::create_dir_all(wavs.join(class)).unwrap();
+        for k in 0..2 {
+            let samples: Vec<i16> = (0..4000)
+                .map(|i| ((i as f32 / 16000.0 * freq * std::f32::consts::TAU + k as f32).sin() * 16000.0) as i16)
+                .collect();
+            let mut w = hound::WavWriter::create(wavs.join(class).join(format!("{k}.wav")), spec).unwrap();
+            samples.iter().for_each(|s| w.write_sample(*s).unwrap());
+            w.finalize().unwrap();
+            written.push(samples);
+        }
+    }
+    let data = Dataset::open_with(&wavs, &DataOptions { sample_rate: Some(16000), ..Default::default() }).unwrap();
+    let m = prunq::onnx::load(&model).unwrap();
+    let bound = data.bind(&prunq::runtime::feed_inputs(&m), None).unwrap();
+    assert_eq!(bound.rows, 12);
+    assert_eq!(
+        bound.labels.as_ref().unwrap().iter().copied().collect::<Vec<_>>(),
+        [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1]
+    );
+    let (_, batch) = bound.batches(12).next().unwrap().unwrap();
+    let frames = batch[0].to_f32();
+    assert_eq!(frames.shape(), [12, 1, 1600]);
+    let second_file: Vec<f32> = frames.slice(ndarray::s![3..6, 0, ..]).iter().copied().collect();
+    let want: Vec<f32> =
+        written[1].iter().map(|s| *s as f32 / 32768.0).chain(std::iter::repeat(0.0)).take(4800).collect();
+    assert_eq!(second_file, want);
+
+    // The whole path from the command line: static quantization calibrated on the WAV files,
+    // then evaluated on them (labels from the folders).
+    let out = dir.path().join("q.onnx");
+    let r = prunq(&[
+        os("quantize"),
+        model.as_os_str(),
+        os("-o"),
+        out.as_os_str(),
+        os("--mode"),
+        os("static"),
+        os("--calib"),
+        wavs.as_os_str(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let r = prunq(&[
+        os("eval"),
+        out.as_os_str(),
+        os("--data"),
+        wavs.as_os_str(),
+        os("--sample-rate"),
+        os("16000"),
+        os("--json"),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(report["samples"], 12);
+    assert!(report["accuracy"].is_number());
+    let r = prunq(&[os("eval"), out.as_os_str(), os("--data"), wavs.as_os_str(), os("--sample-rate"), os("8000")]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("0.wav") && err.contains("16000 Hz") && err.contains("8000 Hz"), "{err}");
 }

@@ -29,7 +29,7 @@ fn material(model: &str) -> (PathBuf, PathBuf, PathBuf) {
 fn first_batch(model: &prunq::ir::Model, data: &Path, rows: usize) -> Vec<Array> {
     let data = Dataset::open(data).unwrap();
     let bound = data.bind(&prunq::runtime::feed_inputs(model), None).unwrap();
-    let first = bound.batches(rows).next().unwrap().1;
+    let first = bound.batches(rows).next().unwrap().unwrap().1;
     first
 }
 

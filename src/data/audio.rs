@@ -46,7 +46,8 @@ impl Clips {
         let mut rate = sample_rate;
         for (file, label) in files {
             let bad = |why: String| Error::Data(format!("{}: {why}", file.display()));
-            let mut reader = hound::WavReader::open(&file).map_err(|e| bad(format!("not a readable WAV file ({e})")))?;
+            let mut reader =
+                hound::WavReader::open(&file).map_err(|e| bad(format!("not a readable WAV file ({e})")))?;
             let spec = reader.spec();
             if spec.channels != 1 {
                 return Err(bad(format!("{} channels: prunq takes mono audio", spec.channels)));
@@ -79,7 +80,10 @@ impl Clips {
             _ => None,
         };
         let len = frame.or(last).ok_or_else(|| {
-            Error::Usage(format!("input '{}' has no fixed length: say how many samples a frame holds (--max-len)", input.name))
+            Error::Usage(format!(
+                "input '{}' has no fixed length: say how many samples a frame holds (--max-len)",
+                input.name
+            ))
         })?;
         let (mut data, mut labels) = (Vec::new(), Vec::new());
         for (_, samples, label) in &self.clips {
@@ -106,7 +110,12 @@ mod tests {
     use crate::ir::DataType;
 
     fn write(path: &Path, rate: u32, samples: &[i16]) {
-        let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut w = hound::WavWriter::create(path, spec).unwrap();
         samples.iter().for_each(|s| w.write_sample(*s).unwrap());
         w.finalize().unwrap();

@@ -181,7 +181,12 @@ impl Dataset {
         })
     }
 
-    fn bind_arrays(&self, arrays: &BTreeMap<String, Array>, inputs: &[ValueInfo], labels: Option<&str>) -> Result<Bound> {
+    fn bind_arrays(
+        &self,
+        arrays: &BTreeMap<String, Array>,
+        inputs: &[ValueInfo],
+        labels: Option<&str>,
+    ) -> Result<Bound> {
         let label_name = match labels {
             Some(l) if !arrays.contains_key(l) => {
                 return Err(self.err(format!("no label array '{l}' (arrays: {})", names(arrays))));
@@ -189,8 +194,7 @@ impl Dataset {
             Some(l) => Some(l.to_string()),
             None => DEFAULT_LABEL_NAMES.iter().find(|n| arrays.contains_key(**n)).map(|n| n.to_string()),
         };
-        let candidates: Vec<&String> =
-            arrays.keys().filter(|k| Some(k.as_str()) != label_name.as_deref()).collect();
+        let candidates: Vec<&String> = arrays.keys().filter(|k| Some(k.as_str()) != label_name.as_deref()).collect();
         let mut raw = Vec::new();
         for input in inputs {
             let array = match arrays.get(&input.name) {
@@ -290,7 +294,6 @@ impl Dataset {
             None => Ok(array.clone()),
         }
     }
-
 }
 
 fn names(arrays: &BTreeMap<String, Array>) -> String {

@@ -35,7 +35,11 @@ impl ImageFiles {
         let images: Vec<PathBuf> = files.into_iter().filter(|f| is_image(f)).collect();
         if !images.is_empty() || dirs.is_empty() {
             if images.is_empty() {
-                return Err(Error::Data(format!("{}: no images ({}) in this folder", path.display(), EXTENSIONS.join(", "))));
+                return Err(Error::Data(format!(
+                    "{}: no images ({}) in this folder",
+                    path.display(),
+                    EXTENSIONS.join(", ")
+                )));
             }
             return Ok(ImageFiles { files: images, labels: None });
         }
@@ -86,7 +90,10 @@ pub(super) fn entries(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
 }
 
 fn reader(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
-    image::ImageReader::open(path).map_err(|e| Error::io(path, e))?.with_guessed_format().map_err(|e| Error::io(path, e))
+    image::ImageReader::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))
 }
 
 fn decode_error(path: &Path, e: image::ImageError) -> Error {
@@ -140,7 +147,8 @@ impl ImageFeed {
         }
         spec.check_channels(channels)?;
         let fixed = (fixed(h).map(|v| v as u32), fixed(w).map(|v| v as u32));
-        let mut feed = ImageFeed { files: files.files.clone(), spec: spec.clone(), layout, channels, fixed, size: (0, 0) };
+        let mut feed =
+            ImageFeed { files: files.files.clone(), spec: spec.clone(), layout, channels, fixed, size: (0, 0) };
         let first = &files.files[0];
         let (w0, h0) = reader(first)?.into_dimensions().map_err(|e| decode_error(first, e))?;
         feed.size = feed.output_size(first, h0, w0)?;

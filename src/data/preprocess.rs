@@ -97,7 +97,9 @@ impl Preprocess {
             let value = match &value {
                 toml::Value::Boolean(false) => continue,
                 toml::Value::Boolean(true) => None,
-                toml::Value::Array(items) => Some(items.iter().map(text).collect::<std::result::Result<Vec<_>, _>>()?.join(":")),
+                toml::Value::Array(items) => {
+                    Some(items.iter().map(text).collect::<std::result::Result<Vec<_>, _>>()?.join(":"))
+                }
                 v => Some(text(v)?),
             };
             pairs.push((key, value));
@@ -105,7 +107,9 @@ impl Preprocess {
         Preprocess::from_pairs(pairs)
     }
 
-    fn from_pairs(pairs: impl IntoIterator<Item = (String, Option<String>)>) -> std::result::Result<Preprocess, String> {
+    fn from_pairs(
+        pairs: impl IntoIterator<Item = (String, Option<String>)>,
+    ) -> std::result::Result<Preprocess, String> {
         let mut p = Preprocess::default();
         for (key, value) in pairs {
             let need = || value.clone().ok_or_else(|| format!("'{key}' needs a value ({key}=…)"));
@@ -160,7 +164,9 @@ impl Preprocess {
                         "bilinear" | "linear" | "triangle" => Filter::Bilinear,
                         "bicubic" | "cubic" => Filter::Bicubic,
                         "lanczos" | "lanczos3" => Filter::Lanczos,
-                        other => return Err(format!("filter '{other}': expected nearest, bilinear, bicubic or lanczos")),
+                        other => {
+                            return Err(format!("filter '{other}': expected nearest, bilinear, bicubic or lanczos"))
+                        }
                     }
                 }
                 other => {
@@ -213,7 +219,8 @@ fn numbers(s: &str) -> std::result::Result<Vec<f32>, String> {
 /// `48x320` → (48, 320): height × width.
 fn size(s: &str) -> std::result::Result<(u32, u32), String> {
     let (h, w) = s.split_once(['x', 'X']).ok_or_else(|| format!("'{s}' is not HEIGHTxWIDTH"))?;
-    let n = |v: &str| v.trim().parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| format!("'{s}' is not HEIGHTxWIDTH"));
+    let n =
+        |v: &str| v.trim().parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| format!("'{s}' is not HEIGHTxWIDTH"));
     Ok((n(h)?, n(w)?))
 }
 
@@ -223,26 +230,33 @@ mod tests {
 
     #[test]
     fn the_issue_spec_parses() {
-        let p = Preprocess::parse("resize=48x320,keep-aspect,pad=0,layout=NCHW,bgr,scale=1/255,mean=0.5,std=0.5").unwrap();
+        let p =
+            Preprocess::parse("resize=48x320,keep-aspect,pad=0,layout=NCHW,bgr,scale=1/255,mean=0.5,std=0.5").unwrap();
         assert_eq!(p.resize, Some(Resize::Exact(48, 320)));
         assert!(p.keep_aspect && p.bgr);
-        assert_eq!((p.layout, p.scale, p.mean.clone(), p.std.clone()), (Some(Layout::Nchw), (1.0, 255.0), vec![0.5], vec![0.5]));
+        assert_eq!(
+            (p.layout, p.scale, p.mean.clone(), p.std.clone()),
+            (Some(Layout::Nchw), (1.0, 255.0), vec![0.5], vec![0.5])
+        );
         assert_eq!(p.normalise(255, 0), 1.0);
         assert_eq!(p.normalise(0, 2), -1.0);
     }
 
     #[test]
     fn toml_gives_the_same_spec() {
-        let toml = "resize = \"48x320\"\nkeep-aspect = true\npad = 0\nlayout = \"NCHW\"\nbgr = true\nscale = \"1/255\"\n\
+        let toml =
+            "resize = \"48x320\"\nkeep-aspect = true\npad = 0\nlayout = \"NCHW\"\nbgr = true\nscale = \"1/255\"\n\
                     mean = [0.5]\nstd = 0.5\n";
         let a = Preprocess::from_toml(toml).unwrap();
-        let b = Preprocess::parse("resize=48x320,keep-aspect,pad=0,layout=NCHW,bgr,scale=1/255,mean=0.5,std=0.5").unwrap();
+        let b =
+            Preprocess::parse("resize=48x320,keep-aspect,pad=0,layout=NCHW,bgr,scale=1/255,mean=0.5,std=0.5").unwrap();
         assert_eq!(a, b);
     }
 
     #[test]
     fn per_channel_values_and_bad_keys() {
-        let p = Preprocess::parse("resize=256,crop=224x224,scale=1/255,mean=0.485:0.456:0.406,std=0.229:0.224:0.225").unwrap();
+        let p = Preprocess::parse("resize=256,crop=224x224,scale=1/255,mean=0.485:0.456:0.406,std=0.229:0.224:0.225")
+            .unwrap();
         assert_eq!(p.resize, Some(Resize::Shorter(256)));
         assert_eq!(p.mean.len(), 3);
         assert!(p.check_channels(3).is_ok() && p.check_channels(1).is_err());

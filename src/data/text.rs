@@ -29,7 +29,11 @@ impl TextLines {
         let split: Vec<Option<(&str, &str)>> = rows.iter().map(|l| l.rsplit_once('\t')).collect();
         let labelled = split.iter().filter(|s| s.is_some()).count();
         if labelled == 0 {
-            return Ok(TextLines { path: path.into(), lines: rows.iter().map(|l| l.to_string()).collect(), labels: None });
+            return Ok(TextLines {
+                path: path.into(),
+                lines: rows.iter().map(|l| l.to_string()).collect(),
+                labels: None,
+            });
         }
         if labelled != rows.len() {
             let line = split.iter().position(Option::is_none).unwrap_or(0) + 1;
@@ -49,7 +53,11 @@ impl TextLines {
                 names.iter().map(|n| sorted.binary_search(n).unwrap_or(0) as i64).collect()
             }
         };
-        Ok(TextLines { path: path.into(), lines: pairs.iter().map(|(t, _)| t.to_string()).collect(), labels: Some(labels) })
+        Ok(TextLines {
+            path: path.into(),
+            lines: pairs.iter().map(|(t, _)| t.to_string()).collect(),
+            labels: Some(labels),
+        })
     }
 
     /// The lines tokenized for `inputs`, by input name: `*ids` (not type/position ids) take
@@ -70,7 +78,10 @@ impl TextLines {
         })?;
         let mut tok = Tokenizer::from_file(tokenizer)
             .map_err(|e| Error::Data(format!("{}: not a tokenizer.json ({e})", tokenizer.display())))?;
-        let padding = PaddingParams { strategy: PaddingStrategy::Fixed(max_len), ..tok.get_padding().cloned().unwrap_or_default() };
+        let padding = PaddingParams {
+            strategy: PaddingStrategy::Fixed(max_len),
+            ..tok.get_padding().cloned().unwrap_or_default()
+        };
         let truncation = TruncationParams { max_length: max_len, ..tok.get_truncation().cloned().unwrap_or_default() };
         tok.with_padding(Some(padding));
         tok.with_truncation(Some(truncation)).map_err(|e| Error::Data(format!("{}: {e}", tokenizer.display())))?;

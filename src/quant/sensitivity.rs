@@ -84,7 +84,8 @@ pub fn choose_fallback(
     let bound = calib.bind(&feed_inputs(model), None)?;
     let float_model = Session::new(model, &Default::default())?;
     let judge = |rows: usize| -> Result<Judge> {
-        let batches: Vec<Vec<Array>> = bound.batches_upto(batch_size, rows).map(|b| b.map(|(_, b)| b)).collect::<Result<_>>()?;
+        let batches: Vec<Vec<Array>> =
+            bound.batches_upto(batch_size, rows).map(|b| b.map(|(_, b)| b)).collect::<Result<_>>()?;
         let reference = outputs(&float_model, &batches, None)?;
         let signal = reference.iter().map(|v| v * v).sum::<f64>().max(f64::MIN_POSITIVE);
         Ok(Judge { rows, batches, reference, signal })

@@ -13,6 +13,8 @@ seeded random, so the files are the same on every run.
                  variance of 9.8e7
   tiny_acts      activations of 1e-10 into a layer with an ordinary bias (degenerate scales)
   conv1d         a Conv1d stack with a channel shuffle and an SE block gated by HardSigmoid
+  keyword        a keyword spotter on raw audio: waveform [N, 1, 1600] (0.1 s at 16 kHz),
+                 strided Conv1d front end (the data tests feed it WAV files)
 """
 import os
 import sys
@@ -335,10 +337,33 @@ def conv1d(out):
     save(out, "conv1d", g, {"x": x, "label": np.argmax(rng.standard_normal((48, 6)), 1).astype(np.int64)})
 
 
+def keyword(out):
+    n = helper.make_node
+    nodes = [
+        n("Conv", ["audio", "fe.w", "fe.b"], ["fe"], strides=[20]),
+        n("Relu", ["fe"], ["fr"]),
+        n("Conv", ["fr", "c1.w", "c1.b"], ["c1"], pads=[1, 1]),
+        n("Relu", ["c1"], ["r1"]),
+        n("GlobalAveragePool", ["r1"], ["p"]),
+        n("Flatten", ["p"], ["f"]),
+        n("Gemm", ["f", "fc.w", "fc.b"], ["logits"], transB=1),
+    ]
+    init = [
+        w("fe.w", 8, 1, 40), const("fe.b", rng.standard_normal(8) * 0.05),
+        w("c1.w", 16, 8, 3), const("c1.b", rng.standard_normal(16) * 0.05),
+        w("fc.w", 4, 16), const("fc.b", np.zeros(4)),
+    ]
+    g = helper.make_graph(nodes, "keyword", [vi("audio", ["N", 1, 1600])], [vi("logits", ["N", 4])], init)
+    t = np.arange(1600) / 16000.0
+    tones = [np.sin(2 * np.pi * f * t + p) for f, p in zip(rng.uniform(100, 4000, 32), rng.uniform(0, 6, 32))]
+    x = (np.stack(tones)[:, None, :] * 0.5).astype(np.float32)
+    save(out, "keyword", g, {"audio": x})
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    for build in (detector, streaming_rnn, fixed_batch, if_head, if_only, scan_rnn, fp16_hazards, tiny_acts, conv1d):
+    for build in (detector, streaming_rnn, fixed_batch, if_head, if_only, scan_rnn, fp16_hazards, tiny_acts, conv1d, keyword):
         build(out)
 
 

@@ -86,3 +86,70 @@ fn data_that_does_not_fit_names_the_input_and_both_shapes() {
     let e = evaluate(&m, &Dataset::open(&path).unwrap(), &RunOptions::default(), &Silent).unwrap_err().to_string();
     assert!(e.contains("no array for model input 'attention_mask'"), "{e}");
 }
+
+/// `compare --per-layer` finds the culprit: one conv of digits_cnn with its
+/// weights scaled by 0.3 is where the error starts, everything before it is exact.
+#[test]
+fn per_layer_comparison_points_at_the_layer_that_was_changed() {
+    let original = prunq::onnx::load(common::model("digits_cnn.onnx")).unwrap();
+    let convs: Vec<usize> =
+        (0..original.graph.nodes.len()).filter(|&i| original.graph.nodes[i].op_type == "Conv").collect();
+    let culprit = convs[2];
+    let mut changed = original.clone();
+    let weight = changed.graph.nodes[culprit].inputs[1].clone();
+    let slot = changed.graph.initializers.iter_mut().find(|t| t.name == weight).unwrap();
+    *slot = prunq::ir::Tensor::from_array(&weight, &(slot.to_f32().unwrap() * 0.3));
+    let data = Dataset::open(common::data("digits_test.npz")).unwrap();
+    let r = prunq::eval::compare_layers(&original, &changed, &data, &RunOptions::default(), &Silent).unwrap();
+    assert_eq!(r.samples, 500);
+    let out = &changed.graph.nodes[culprit].outputs[0];
+    let first = r.first_below(20.0).unwrap();
+    assert_eq!(&first.name, out);
+    assert!(first.sqnr_db.is_finite() && first.sqnr_db < 10.0, "{}", first.sqnr_db);
+    assert!(r.layers.windows(2).all(|w| w[0].sqnr_db <= w[1].sqnr_db), "sorted worst first");
+    for l in r.layers.iter().filter(|l| l.position < culprit) {
+        assert!(l.sqnr_db.is_infinite() && l.sqnr_db > 0.0, "{} before the culprit: {} dB", l.name, l.sqnr_db);
+    }
+    assert!(r.layers.len() >= 10, "{} tensors", r.layers.len());
+}
+
+/// A structured-pruned candidate: tensors whose channel count changed are named as
+/// not compared; the output still is.
+#[test]
+fn per_layer_comparison_names_tensors_whose_shape_changed() {
+    let dir = common::tempdir();
+    let pruned = dir.path().join("p.onnx");
+    let (model, test) = (common::model("digits_cnn.onnx"), common::data("digits_test.npz"));
+    let bin = env!("CARGO_BIN_EXE_prunq");
+    let run = |args: &[&std::ffi::OsStr]| std::process::Command::new(bin).arg("-q").args(args).output().unwrap();
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    let r = run(&[
+        os("prune"),
+        model.as_os_str(),
+        os("-o"),
+        pruned.as_os_str(),
+        os("--structured"),
+        os("--ratio"),
+        os("0.25"),
+        os("--calib"),
+        common::data("digits_calib.npz").as_os_str(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let r =
+        run(&[os("compare"), model.as_os_str(), pruned.as_os_str(), os("--data"), test.as_os_str(), os("--per-layer")]);
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(text.contains("not compared: ") && text.contains("in the candidate"), "{text}");
+    let r = run(&[
+        os("compare"),
+        model.as_os_str(),
+        pruned.as_os_str(),
+        os("--data"),
+        test.as_os_str(),
+        os("--per-layer"),
+        os("--json"),
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let output = &prunq::onnx::load(&model).unwrap().graph.outputs[0].name;
+    assert!(json["layers"].as_array().unwrap().iter().any(|l| &l["name"] == output), "the output is compared");
+}

@@ -1,4 +1,4 @@
-use prunq::eval::{compare, Progress, RunOptions};
+use prunq::eval::{compare, compare_layers, Progress, RunOptions};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -15,6 +15,13 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Compare every intermediate tensor the two models share by name (worst first), not only
+    /// the outputs: where the error starts.
+    #[arg(long)]
+    per_layer: bool,
+    /// With --per-layer: how many of the worst tensors the table shows (JSON has all).
+    #[arg(long, default_value_t = 20)]
+    top: usize,
 }
 
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
@@ -22,6 +29,14 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let candidate = prunq::onnx::load(&a.candidate)?;
     let data = super::open_data(&a.data)?;
     let options = RunOptions { batch_size: a.batch_size, ..Default::default() };
+    if a.per_layer {
+        let report = compare_layers(&reference, &candidate, &data, &options, progress)?;
+        if a.json {
+            return super::print_json(&report);
+        }
+        print!("{}", prunq::report::text::compare_layers(&report, a.top));
+        return Ok(());
+    }
     let report = compare(&reference, &candidate, &data, &options, progress)?;
     if a.json {
         super::print_json(&report)

@@ -3,12 +3,14 @@
 mod bench;
 mod ctc;
 mod guard;
+mod layers;
 mod metrics;
 mod run;
 
 pub use bench::{bench, latency_check, BenchOptions, BenchReport, LatencyCheck, ModelLatency};
 pub use ctc::{edit_distance, CtcDecoder};
 pub use guard::{check_batches, check_outputs, CheckedOutput, OutputCheck, DIVERGED_SQNR_DB};
+pub use layers::{compare_layers, LayerComparison, LayerMetrics};
 pub use metrics::{argmax, cosine, OutputComparison, OutputMetrics, WorstSlice};
 pub use run::{compare, evaluate, CompareReport, EvalReport, RunOptions};
 

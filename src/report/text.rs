@@ -2,7 +2,7 @@
 
 use super::table::{bytes, thousands, Table};
 use crate::analysis::Summary;
-use crate::eval::{CompareReport, EvalReport};
+use crate::eval::{CompareReport, EvalReport, LayerComparison};
 
 pub fn summary(s: &Summary) -> String {
     let mut out = String::new();
@@ -89,6 +89,64 @@ pub fn compare(r: &CompareReport) -> String {
         ]);
     }
     format!("{} samples, {}\n{}", r.samples, r.runtime, t.render())
+}
+
+/// SQNR of a tensor below which `compare --per-layer` says the error starts there.
+pub const ERROR_STARTS_DB: f64 = 20.0;
+
+/// The `top` worst tensors of a per-layer comparison, and where the error starts.
+pub fn compare_layers(r: &LayerComparison, top: usize) -> String {
+    let db = |v: f64| {
+        if v.is_finite() {
+            format!("{v:.1}")
+        } else if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
+    };
+    let mut t = Table::new(&["tensor", "op", "#", "SQNR dB", "cos min", "cos mean", "max |err|"]);
+    for l in r.layers.iter().take(top) {
+        t.row(&[
+            l.name.clone(),
+            l.op_type.clone(),
+            l.position.to_string(),
+            db(l.sqnr_db),
+            format!("{:.5}", l.cosine_min),
+            format!("{:.5}", l.cosine_mean),
+            format!("{:.3e}", l.max_abs_error),
+        ]);
+    }
+    let mut out = format!(
+        "{} samples, {}; {} tensors compared (worst {} shown; # is the node's place in the graph){}\n{}",
+        r.samples,
+        r.runtime,
+        r.layers.len(),
+        top.min(r.layers.len()),
+        if r.unmatched > 0 {
+            format!(", {} of the reference's not in the candidate", r.unmatched)
+        } else {
+            String::new()
+        },
+        t.render()
+    );
+    match r.first_below(ERROR_STARTS_DB) {
+        Some(l) => {
+            out += &format!(
+                "error starts at '{}' ({} node '{}', #{}): the first tensor in graph order under {ERROR_STARTS_DB} dB ({} dB)\n",
+                l.name,
+                l.op_type,
+                l.node,
+                l.position,
+                db(l.sqnr_db)
+            )
+        }
+        None => out += &format!("every tensor is above {ERROR_STARTS_DB} dB\n"),
+    }
+    for (name, why) in &r.skipped {
+        out += &format!("not compared: '{name}': {why}\n");
+    }
+    out
 }
 
 /// The channel groups of a model: what each is made by, and whether it can be pruned.

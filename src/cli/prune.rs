@@ -73,7 +73,8 @@ pub struct Args {
     /// Data to compare the result with the original on (printed and reported).
     #[arg(long)]
     val: Option<PathBuf>,
-    /// Write what was pruned, the costs, the comparison and the speed as JSON.
+    /// Write what was pruned, the costs, the comparison and the speed: JSON, or a self-contained
+    /// HTML page with plots when the name ends in .html.
     #[arg(long)]
     report: Option<PathBuf>,
     /// Do not time the output against the input (done by default: batch 1, one thread, in the
@@ -144,7 +145,13 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     report.runtime = super::runtime_used(calib.is_some() || a.val.is_some())?;
     let timing_data = a.val.as_ref().or(a.calib.as_ref()).map(PathBuf::as_path);
     report.latency = super::check_latency(&original, &model, timing_data, a.no_latency_check, progress)?;
-    super::write_report(a.report.as_deref(), &report)
+    let about = super::Reported {
+        command: "prune".into(),
+        input: (&a.model, &original),
+        output: (&a.output, &model),
+        data: timing_data,
+    };
+    super::write_report(a.report.as_deref(), about, &report)
 }
 
 fn structured(
@@ -201,5 +208,11 @@ fn structured(
     report.runtime = super::runtime_used(calib.is_some() || a.val.is_some())?;
     let timing_data = a.val.as_ref().or(a.calib.as_ref()).map(PathBuf::as_path);
     report.latency = super::check_latency(&original, &model, timing_data, a.no_latency_check, progress)?;
-    super::write_report(a.report.as_deref(), &report)
+    let about = super::Reported {
+        command: "prune --structured".into(),
+        input: (&a.model, &original),
+        output: (&a.output, &model),
+        data: timing_data,
+    };
+    super::write_report(a.report.as_deref(), about, &report)
 }

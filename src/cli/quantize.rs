@@ -86,7 +86,8 @@ pub struct Args {
     /// when the model would pass protobuf's 2 GB limit.
     #[arg(long)]
     external_data: bool,
-    /// Write what was done (per tensor, skipped, sizes, comparison, speed) as JSON.
+    /// Write what was done (per tensor, skipped, sensitivity, sizes, comparison, speed): JSON, or a
+    /// self-contained HTML page with plots when the name ends in .html.
     #[arg(long)]
     report: Option<PathBuf>,
     /// Do not time the output against the input (done by default: batch 1, one thread, in the
@@ -222,5 +223,11 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     }
     let timing_data = a.val.as_ref().or(a.calib.as_ref()).map(PathBuf::as_path);
     report.latency = super::check_latency(&original, &model, timing_data, a.no_latency_check, progress)?;
-    super::write_report(a.report.as_deref(), &report)
+    let about = super::Reported {
+        command: format!("quantize --mode {}", report.mode),
+        input: (&a.model, &original),
+        output: (&a.output, &model),
+        data: timing_data,
+    };
+    super::write_report(a.report.as_deref(), about, &report)
 }

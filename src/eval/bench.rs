@@ -208,6 +208,39 @@ pub fn latency_check(
     Ok(check)
 }
 
+/// Where time goes in the input and the output, by op type (for the report's plot).
+#[derive(Clone, Debug, Serialize)]
+pub struct OpTimes {
+    pub runtime: RuntimeInfo,
+    /// Profiled runs each `total_ms` sums (batch 1, one thread).
+    pub runs: usize,
+    pub input: Profile,
+    pub output: Profile,
+}
+
+/// Profiles `input` and `output` by op type in the process's runtime, at batch 1
+/// on one thread, on `data` (or inputs of ones).
+pub fn op_times(input: &Model, output: &Model, data: Option<&Dataset>) -> Result<OpTimes> {
+    let backend = crate::runtime::default_backend()?;
+    let ones;
+    let data = match data {
+        Some(d) => d,
+        None => {
+            ones = ones_for(input)?;
+            &ones
+        }
+    };
+    let options = BenchOptions { runs: 20, warmup: 2, profile: true, ..Default::default() };
+    let r = bench(&[("input".into(), input), ("output".into(), output)], data, backend, &options, &super::Silent)?;
+    let mut profiles = r.models.into_iter().map(|m| m.profile.unwrap_or_default());
+    Ok(OpTimes {
+        runtime: r.runtime,
+        runs: options.runs.div_ceil(4),
+        input: profiles.next().unwrap_or_default(),
+        output: profiles.next().unwrap_or_default(),
+    })
+}
+
 /// One row of ones for each input the model takes, shaped as declared
 /// (symbolic or unknown dims 1): ids, masks and images alike stay valid.
 fn ones_for(model: &Model) -> Result<Dataset> {

@@ -47,6 +47,16 @@ impl Skipped {
     }
 }
 
+/// A group of layers quantized alone while the rest stays float: how much
+/// of the output it costs (the sensitivity search's measurement).
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupSensitivity {
+    pub group: String,
+    /// Output SQNR on the calibration samples with only this group quantized.
+    pub sqnr_db: f64,
+    pub kept_float: bool,
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct QuantReport {
     pub mode: String,
@@ -58,6 +68,12 @@ pub struct QuantReport {
     /// measured faster than float here).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Each candidate group's sensitivity, when the float fallback measured them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sensitivity: Vec<GroupSensitivity>,
+    /// Output SQNR on the calibration samples with every candidate quantized (the fallback's first trial).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantized_sqnr_db: Option<f64>,
     /// The graph clean-up done before quantizing (absent with `--no-simplify`).
     pub simplified: Option<crate::transform::Simplification>,
     pub opset_before: i64,

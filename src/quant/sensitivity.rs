@@ -71,7 +71,21 @@ const SIMULATION_SLACK: f64 = 2.0;
 const OUTPUT_VALUES: usize = 768;
 pub const MIN_SENSITIVITY_SAMPLES: usize = 2;
 
-/// The nodes to keep float, each with the reason.
+/// What the sensitivity search measured: the nodes to keep float, each with
+/// the reason, and each group's output SQNR when quantized alone.
+pub struct Measured {
+    pub float: Vec<(usize, String)>,
+    /// Output SQNR with every candidate quantized.
+    pub all_sqnr_db: f64,
+    /// Empty when quantizing everything already met the target (no trial ran).
+    pub groups: Vec<super::GroupSensitivity>,
+}
+
+/// Output noise power relative to the signal's, in dB (300 dB for none).
+fn db(noise: f64) -> f64 {
+    -10.0 * noise.max(1e-30).log10()
+}
+
 pub fn choose_fallback(
     model: &Model,
     calib: &Dataset,
@@ -80,7 +94,7 @@ pub fn choose_fallback(
     target_sqnr_db: f64,
     batch_size: usize,
     progress: &dyn Progress,
-) -> Result<Vec<(usize, String)>> {
+) -> Result<Measured> {
     let bound = calib.bind(&feed_inputs(model), None)?;
     let float_model = Session::new(model, &Default::default())?;
     let judge = |rows: usize| -> Result<Judge> {
@@ -114,7 +128,7 @@ pub fn choose_fallback(
     progress.finish();
     let real_all = real_all?;
     if real_all <= budget {
-        return Ok(vec![]);
+        return Ok(Measured { float: vec![], all_sqnr_db: db(real_all), groups: vec![] });
     }
     // A simulation the runtime cannot run only costs speed: each trial is then built for real.
     let switched = simulated.ok().flatten().and_then(|(session, simulated_all)| {
@@ -134,18 +148,30 @@ pub fn choose_fallback(
     progress.finish();
     let how = if switched.is_some() { "simulated on" } else { "on" };
     let max_groups = ((groups.len() as f64 * MAX_FALLBACK_FRACTION).floor() as usize).max(1);
-    Ok(most_sensitive(&noise, budget, max_groups)
-        .into_iter()
-        .flat_map(|g| {
+    let kept = most_sensitive(&noise, budget, max_groups);
+    let float = kept
+        .iter()
+        .flat_map(|&g| {
             let why = format!(
                 "kept float: quantized alone, {} gives output SQNR {:.1} dB {how} {} calibration samples",
                 groups[g].label,
-                -10.0 * noise[g].max(1e-30).log10(),
+                db(noise[g]),
                 full.rows
             );
             groups[g].nodes.iter().map(move |&n| (n, why.clone()))
         })
-        .collect())
+        .collect();
+    let measured = groups
+        .iter()
+        .zip(&noise)
+        .enumerate()
+        .map(|(g, (group, noise))| super::GroupSensitivity {
+            group: group.label.clone(),
+            sqnr_db: db(*noise),
+            kept_float: kept.contains(&g),
+        })
+        .collect();
+    Ok(Measured { float, all_sqnr_db: db(real_all), groups: measured })
 }
 
 /// The float model's outputs on some calibration samples, against which trials are judged.
@@ -208,11 +234,13 @@ pub fn fallback(
     progress: &dyn Progress,
 ) -> Result<Vec<usize>> {
     let groups = candidate_groups(model, nodes);
-    let float = choose_fallback(model, calib, &groups, trials, target_sqnr_db, 8, progress)?;
-    for (n, why) in &float {
+    let measured = choose_fallback(model, calib, &groups, trials, target_sqnr_db, 8, progress)?;
+    for (n, why) in &measured.float {
         report.skipped.push(super::Skipped::new(&model.graph.nodes[*n].label(), why.clone()));
     }
-    Ok(float.into_iter().map(|(n, _)| n).collect())
+    report.sensitivity = measured.groups;
+    report.quantized_sqnr_db = Some(measured.all_sqnr_db);
+    Ok(measured.float.into_iter().map(|(n, _)| n).collect())
 }
 
 /// Every output value, flattened, over all batches (f64 for the sums); the

@@ -1,4 +1,5 @@
-//! Presenting results: text tables (JSON comes from serde on the reports).
+//! Presenting results: text tables, the HTML page (JSON comes from serde on the reports).
 
+pub mod html;
 pub mod table;
 pub mod text;

@@ -1,0 +1,516 @@
+//! The report as one self-contained HTML page: summary before/after, per-layer
+//! tables and plots drawn as inline SVG. No network, no external files; the
+//! only script marks the page once the plots have a size (for the browser test).
+//!
+//! Rendered from the JSON report (any command's), so `prunq report R.json`
+//! gives the same page as `--report R.html`.
+
+use serde_json::Value;
+use std::fmt::Write;
+
+/// The page for a report as JSON (a quantize, prune or structured-prune report).
+pub fn page(r: &Value) -> String {
+    let command = r["command"].as_str().unwrap_or("prunq");
+    let mut body = String::new();
+    let _ = write!(body, "<h1>prunq {}</h1>", esc(command));
+    if let Some(m) = r["model"].as_str() {
+        let _ = write!(body, "<p class=sub>{} → {}</p>", esc(m), esc(r["output"].as_str().unwrap_or("")));
+    }
+    body += &summary(r);
+    body += &notes(r);
+    body += &plots(r);
+    body += &tables(r);
+    format!(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>prunq report: {title}</title>\
+         <style>{STYLE}</style></head><body>{body}<script>{SCRIPT}</script></body></html>\n",
+        title = esc(command)
+    )
+}
+
+const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}\
+h1{font-size:22px;margin:0}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}\
+.sub{color:#666;margin:2px 0 16px}table{border-collapse:collapse;margin:6px 0 12px}\
+td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}\
+th{background:#f6f6f6}td.n{text-align:right;font-variant-numeric:tabular-nums}\
+.good{color:#176b2c}.bad{color:#a4161a}.note{background:#fff8e1;padding:6px 10px;margin:4px 0;border-left:3px solid #f0b400}\
+svg{display:block;margin:6px 0 14px}svg text{font:11px system-ui,sans-serif}\
+details{margin:4px 0}summary{cursor:pointer;color:#444}";
+
+/// Counts the plots that were laid out with a size: `data-plots` on the body.
+const SCRIPT: &str = "document.body.dataset.plots=[...document.querySelectorAll('svg.plot')]\
+.filter(s=>s.getBoundingClientRect().width>0&&s.querySelectorAll('rect.bar').length>0).length;";
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A number as a person reads it: 3 significant figures, thousands grouped.
+fn num(v: f64) -> String {
+    if !v.is_finite() {
+        return if v.is_nan() {
+            "NaN".into()
+        } else if v > 0.0 {
+            "∞".into()
+        } else {
+            "−∞".into()
+        };
+    }
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        let digits = super::table::thousands(v.abs() as u64);
+        return if v < 0.0 { format!("-{digits}") } else { digits };
+    }
+    if v.abs() < 1e-3 || v.abs() >= 1e7 {
+        return format!("{v:.3e}");
+    }
+    let digits = (2 - v.abs().log10().floor() as i32).clamp(0, 6) as usize;
+    format!("{v:.digits$}")
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "–".into(),
+        Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
+        Value::Number(n) => num(n.as_f64().unwrap_or(f64::NAN)),
+        Value::String(s) => esc(s),
+        Value::Array(items) if items.iter().all(Value::is_number) => {
+            items.iter().map(|i| num(i.as_f64().unwrap_or(f64::NAN))).collect::<Vec<_>>().join("×")
+        }
+        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(", "),
+        Value::Object(_) => esc(&v.to_string()),
+    }
+}
+
+/// A table of the objects in `rows`, one column per (key, header).
+fn table(rows: &[Value], columns: &[(&str, &str)]) -> String {
+    let mut t = String::from("<table><tr>");
+    for (_, h) in columns {
+        let _ = write!(t, "<th>{}</th>", esc(h));
+    }
+    t += "</tr>";
+    for row in rows {
+        t += "<tr>";
+        for (k, _) in columns {
+            let v = pointer(row, k);
+            let class = if v.is_number() { " class=n" } else { "" };
+            let _ = write!(t, "<td{class}>{}</td>", cell(v));
+        }
+        t += "</tr>";
+    }
+    t + "</table>"
+}
+
+/// `a/b` paths into nested objects; `0`, `1` index arrays (tuples).
+fn pointer<'a>(v: &'a Value, key: &str) -> &'a Value {
+    v.pointer(&format!("/{key}")).unwrap_or(&Value::Null)
+}
+
+/// A collapsible table when there are many rows.
+fn section_table(title: &str, rows: &[Value], columns: &[(&str, &str)]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let t = table(rows, columns);
+    if rows.len() > 25 {
+        format!("<h2>{}</h2><details><summary>{} rows</summary>{t}</details>", esc(title), rows.len())
+    } else {
+        format!("<h2>{}</h2>{t}", esc(title))
+    }
+}
+
+fn summary(r: &Value) -> String {
+    let mut rows = String::new();
+    let mut row = |what: &str, before: String, after: String, change: String| {
+        let _ = write!(
+            rows,
+            "<tr><td>{what}</td><td class=n>{before}</td><td class=n>{after}</td><td class=n>{change}</td></tr>"
+        );
+    };
+    let (a, b) = (&r["models"]["input"], &r["models"]["output"]);
+    let ratio = |x: &Value, y: &Value| match (x.as_f64(), y.as_f64()) {
+        (Some(x), Some(y)) if x > 0.0 => format!("{:.3}×", y / x),
+        _ => String::new(),
+    };
+    // Parameters are the float constants' elements: quantized weights leave this count.
+    for (key, what) in [("size_bytes", "size (bytes)"), ("parameters", "float parameters"), ("macs", "MACs")] {
+        if !a[key].is_null() || !b[key].is_null() {
+            row(what, cell(&a[key]), cell(&b[key]), ratio(&a[key], &b[key]));
+        }
+    }
+    if let Some(l) = r["latency"].as_object() {
+        let speed = l["speedup"].as_f64().unwrap_or(f64::NAN);
+        let class = if speed < 0.95 { "bad" } else { "good" };
+        row(
+            &format!(
+                "latency (ms per run; {} {}, batch 1, 1 thread, {} runs taking turns)",
+                cell(&l["runtime"]["backend"]),
+                cell(&l["runtime"]["version"]),
+                cell(&l["runs"])
+            ),
+            cell(&l["input_ms"]),
+            cell(&l["output_ms"]),
+            format!("<span class={class}>{speed:.2}× the speed</span>"),
+        );
+    }
+    let mut out =
+        String::from("<h2>Before and after</h2><table><tr><th></th><th>input</th><th>output</th><th>change</th></tr>");
+    out += &rows;
+    out += "</table>";
+    if let Some(db) = r["quantized_sqnr_db"].as_f64() {
+        let trials = r["sensitivity"].as_array().map_or(0, Vec::len);
+        let _ = write!(
+            out,
+            "<p>Output SQNR with every candidate layer quantized, on calibration samples: {} dB{}</p>",
+            num(db),
+            if trials == 0 {
+                " — the target was met, no layer needed to stay float".to_string()
+            } else {
+                format!("; {trials} groups then measured one by one")
+            }
+        );
+    }
+    for (key, title) in
+        [("comparison", "Quality against the input"), ("comparison_without_repair", "Quality before the repair")]
+    {
+        if let Some(outputs) = r[key]["outputs"].as_array() {
+            let _ = write!(
+                out,
+                "<p>{title}: {} samples, {} {}</p>",
+                cell(&r[key]["samples"]),
+                cell(&r[key]["runtime"]["backend"]),
+                cell(&r[key]["runtime"]["version"])
+            );
+            out += &table(
+                outputs,
+                &[
+                    ("name", "output"),
+                    ("top1_agreement", "top-1 agreement"),
+                    ("cosine_mean", "cosine mean"),
+                    ("cosine_min", "cosine min"),
+                    ("sqnr_db", "SQNR dB"),
+                    ("max_abs_error", "max |error|"),
+                    ("nn_agreement", "NN agreement"),
+                ],
+            );
+        }
+    }
+    if let Some(checked) = r["output_check"]["outputs"].as_array() {
+        out += "<p>Checked before writing (each output beside the input's):</p>";
+        out += &table(
+            checked,
+            &[
+                ("name", "output"),
+                ("runtime", "runtime"),
+                ("sqnr_db", "SQNR dB"),
+                ("cosine_min", "cosine min"),
+                ("turned_non_finite", "turned non-finite"),
+            ],
+        );
+    }
+    out
+}
+
+fn notes(r: &Value) -> String {
+    let mut out = String::new();
+    for n in r["notes"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        let _ = write!(out, "<div class=note>{}</div>", esc(n));
+    }
+    out
+}
+
+/// One horizontal bar chart: a row per label, a bar per series.
+struct Bars<'a> {
+    title: &'a str,
+    unit: &'a str,
+    labels: Vec<String>,
+    series: Vec<(&'a str, &'a str, Vec<f64>)>,
+    /// Bars drawn red for these rows (kept float, slower).
+    flagged: Vec<bool>,
+}
+
+impl Bars<'_> {
+    fn svg(&self) -> String {
+        if self.labels.is_empty() {
+            return String::new();
+        }
+        let (label_w, plot_w, bar_h) = (300.0, 560.0, 11.0);
+        let row_h = bar_h * self.series.len() as f64 + 5.0;
+        let top = 22.0;
+        let height = top + row_h * self.labels.len() as f64 + 8.0;
+        let max = self.series.iter().flat_map(|s| s.2.iter()).copied().filter(|v| v.is_finite()).fold(0.0, f64::max);
+        let scale = if max > 0.0 { plot_w / max } else { 0.0 };
+        let mut s = format!(
+            "<h2>{}</h2><svg class=plot width={} height={height} role=img aria-label=\"{}\">",
+            esc(self.title),
+            label_w + plot_w + 110.0,
+            esc(self.title)
+        );
+        let mut x = label_w;
+        for (name, color, _) in &self.series {
+            let _ = write!(
+                s,
+                "<rect x={x} y=4 width=10 height=10 fill=\"{color}\"/><text x={} y=13>{}</text>",
+                x + 14.0,
+                esc(name)
+            );
+            x += 24.0 + 7.0 * name.len() as f64;
+        }
+        let _ = write!(s, "<text x={} y=13 text-anchor=end>{}</text>", label_w + plot_w + 100.0, esc(self.unit));
+        for (i, label) in self.labels.iter().enumerate() {
+            let y0 = top + i as f64 * row_h;
+            let short: String = if label.chars().count() > 46 {
+                format!("…{}", label.chars().rev().take(45).collect::<Vec<_>>().into_iter().rev().collect::<String>())
+            } else {
+                label.clone()
+            };
+            let _ = write!(
+                s,
+                "<text x={} y={} text-anchor=end><title>{}</title>{}</text>",
+                label_w - 6.0,
+                y0 + bar_h,
+                esc(label),
+                esc(&short)
+            );
+            for (k, (_, color, values)) in self.series.iter().enumerate() {
+                let v = values.get(i).copied().unwrap_or(f64::NAN);
+                let w = if v.is_finite() { (v.max(0.0) * scale).max(1.0) } else { 1.0 };
+                let fill = if self.flagged.get(i).copied().unwrap_or(false) { "#c0392b" } else { color };
+                let y = y0 + k as f64 * bar_h;
+                let _ = write!(
+                    s,
+                    "<rect class=bar x={label_w} y={y} width={w:.1} height={} fill=\"{fill}\"><title>{}: {}</title></rect>\
+                     <text x={:.1} y={}>{}</text>",
+                    bar_h - 2.0,
+                    esc(label),
+                    num(v),
+                    label_w + w + 4.0,
+                    y + bar_h - 3.0,
+                    num(v)
+                );
+            }
+        }
+        s + "</svg>"
+    }
+}
+
+fn plots(r: &Value) -> String {
+    let mut out = String::new();
+    // Sensitivity: each group's output SQNR quantized alone; red ones stayed float.
+    if let Some(groups) = r["sensitivity"].as_array().filter(|g| !g.is_empty()) {
+        out += &Bars {
+            title: "Sensitivity: output SQNR with only this group quantized (red: kept float)",
+            unit: "dB",
+            labels: groups.iter().map(|g| cell(&g["group"])).collect(),
+            series: vec![(
+                "SQNR",
+                "#3c78b4",
+                groups.iter().map(|g| g["sqnr_db"].as_f64().unwrap_or(f64::NAN)).collect(),
+            )],
+            flagged: groups.iter().map(|g| g["kept_float"].as_bool().unwrap_or(false)).collect(),
+        }
+        .svg();
+    }
+    // Sparsity per pruned layer.
+    if let Some(layers) =
+        r["layers"].as_array().filter(|l| l.first().is_some_and(|x| x.get("sparsity_after").is_some()))
+    {
+        out += &Bars {
+            title: "Sparsity per layer",
+            unit: "% zeros",
+            labels: layers.iter().map(|l| cell(&l["node"])).collect(),
+            series: vec![
+                (
+                    "before",
+                    "#9db4cc",
+                    layers.iter().map(|l| 100.0 * l["sparsity_before"].as_f64().unwrap_or(0.0)).collect(),
+                ),
+                (
+                    "after",
+                    "#3c78b4",
+                    layers.iter().map(|l| 100.0 * l["sparsity_after"].as_f64().unwrap_or(0.0)).collect(),
+                ),
+            ],
+            flagged: vec![],
+        }
+        .svg();
+    }
+    // Repair: each re-fitted layer's relative output error before and after.
+    if let Some(rep) = r["repaired"].as_array().filter(|x| !x.is_empty()) {
+        out += &Bars {
+            title: "Repair: relative output error of each re-fitted layer",
+            unit: "error",
+            labels: rep.iter().map(|l| cell(&l["node"])).collect(),
+            series: vec![
+                (
+                    "before repair",
+                    "#d98c5f",
+                    rep.iter().map(|l| l["error_before"].as_f64().unwrap_or(f64::NAN)).collect(),
+                ),
+                ("after", "#3c78b4", rep.iter().map(|l| l["error_after"].as_f64().unwrap_or(f64::NAN)).collect()),
+            ],
+            flagged: vec![],
+        }
+        .svg();
+    }
+    // MACs per layer, before and after, matched by layer name.
+    let layers = |side: &str| r["models"][side]["layers"].as_array().cloned().unwrap_or_default();
+    let (before, after) = (layers("input"), layers("output"));
+    let with_macs: Vec<&Value> = before.iter().filter(|l| l["macs"].as_u64().unwrap_or(0) > 0).collect();
+    if !with_macs.is_empty() {
+        let after_of =
+            |name: &Value| after.iter().find(|l| l["name"] == *name).and_then(|l| l["macs"].as_f64()).unwrap_or(0.0);
+        out += &Bars {
+            title: "MACs per layer",
+            unit: "MACs",
+            labels: with_macs.iter().map(|l| format!("{} ({})", cell(&l["name"]), cell(&l["op_type"]))).collect(),
+            series: vec![
+                ("input", "#9db4cc", with_macs.iter().map(|l| l["macs"].as_f64().unwrap_or(0.0)).collect()),
+                ("output", "#3c78b4", with_macs.iter().map(|l| after_of(&l["name"])).collect()),
+            ],
+            flagged: vec![],
+        }
+        .svg();
+    }
+    // Time by op type in the runtime, before and after.
+    let ops = |side: &str| r["op_time"][side]["ops"].as_array().cloned().unwrap_or_default();
+    let (ob, oa) = (ops("input"), ops("output"));
+    if !ob.is_empty() || !oa.is_empty() {
+        let mut names: Vec<String> =
+            ob.iter().chain(&oa).filter_map(|o| o["op_type"].as_str().map(String::from)).collect();
+        names.sort();
+        names.dedup();
+        let runs = r["op_time"]["runs"].as_f64().unwrap_or(1.0).max(1.0);
+        let ms = |list: &[Value], n: &str| {
+            list.iter().find(|o| o["op_type"] == n).and_then(|o| o["total_ms"].as_f64()).unwrap_or(0.0) / runs
+        };
+        let mut rows: Vec<(String, f64, f64)> = names.iter().map(|n| (n.clone(), ms(&ob, n), ms(&oa, n))).collect();
+        rows.sort_by(|a, b| (b.1 + b.2).total_cmp(&(a.1 + a.2)));
+        rows.truncate(20);
+        let title =
+            format!("Time by op type in {} (ms per run, batch 1, profiled)", cell(&r["op_time"]["runtime"]["backend"]));
+        out += &Bars {
+            title: &title,
+            unit: "ms",
+            labels: rows.iter().map(|r| r.0.clone()).collect(),
+            series: vec![
+                ("input", "#9db4cc", rows.iter().map(|r| r.1).collect()),
+                ("output", "#3c78b4", rows.iter().map(|r| r.2).collect()),
+            ],
+            flagged: vec![],
+        }
+        .svg();
+    }
+    out
+}
+
+fn tables(r: &Value) -> String {
+    let list = |k: &str| r[k].as_array().cloned().unwrap_or_default();
+    let mut out = String::new();
+    out += &section_table(
+        "Sensitivity per group",
+        &list("sensitivity"),
+        &[("group", "group"), ("sqnr_db", "output SQNR dB quantized alone"), ("kept_float", "kept float")],
+    );
+    let skipped = list("skipped");
+    // Quantization reports name skipped tensors as objects, pruning as (name, why) pairs.
+    let (name, why) = if skipped.first().is_some_and(Value::is_array) { ("0", "1") } else { ("name", "reason") };
+    out += &section_table("Left as they were, and why", &skipped, &[(name, "tensor or node"), (why, "why")]);
+    out += &section_table(
+        "Quantized tensors",
+        &list("tensors"),
+        &[
+            ("name", "tensor"),
+            ("qtype", "type"),
+            ("granularity", "granularity"),
+            ("shape", "shape"),
+            ("scale_min", "scale min"),
+            ("scale_max", "scale max"),
+        ],
+    );
+    if r["layers"].as_array().is_some_and(|l| l.first().is_some_and(|x| x.get("sparsity_after").is_some())) {
+        out += &section_table(
+            "Pruned layers",
+            &list("layers"),
+            &[
+                ("node", "node"),
+                ("weight", "weight"),
+                ("shape", "shape"),
+                ("sparsity_before", "sparsity before"),
+                ("sparsity_after", "sparsity after"),
+            ],
+        );
+    }
+    if r["layers"].as_array().is_some_and(|l| l.first().is_some_and(|x| x.get("macs_before").is_some())) {
+        out += &section_table(
+            "Layers: MACs and parameters",
+            &list("layers"),
+            &[
+                ("node", "node"),
+                ("op_type", "op"),
+                ("macs_before", "MACs before"),
+                ("macs_after", "MACs after"),
+                ("params_before", "params before"),
+                ("params_after", "params after"),
+            ],
+        );
+    }
+    let groups: Vec<Value> = list("groups")
+        .into_iter()
+        .map(|mut g| {
+            let removed = g["removed"].as_array().map_or(0, Vec::len);
+            g["removed_count"] = removed.into();
+            g
+        })
+        .collect();
+    out += &section_table(
+        "Channel groups: channels removed",
+        &groups,
+        &[
+            ("sources", "made by"),
+            ("channels", "channels"),
+            ("kept", "kept"),
+            ("removed_count", "removed"),
+            ("blocked", "blocked by"),
+        ],
+    );
+    out += &section_table(
+        "Repair",
+        &list("repaired"),
+        &[("node", "layer"), ("error_before", "error before"), ("error_after", "error after")],
+    );
+    out += &section_table("Not repaired", &list("not_repaired"), &[("0", "layer"), ("1", "why")]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_becomes_a_page_with_its_plots_and_escaped_names() {
+        let r = serde_json::json!({
+            "command": "quantize --mode static",
+            "models": {"input": {"size_bytes": 1000, "parameters": 10, "macs": 500,
+                                  "layers": [{"name": "conv<1>", "op_type": "Conv", "macs": 500}]},
+                       "output": {"size_bytes": 300, "parameters": 10, "macs": 500,
+                                  "layers": [{"name": "conv<1>", "op_type": "Conv", "macs": 500}]}},
+            "sensitivity": [{"group": "Conv conv<1>", "sqnr_db": 31.5, "kept_float": true}],
+            "skipped": [{"name": "x", "reason": "kept float: a & b"}],
+            "notes": ["a <note>"],
+        });
+        let html = page(&r);
+        assert_eq!(html.matches("<svg class=plot").count(), 2, "sensitivity and MACs plots");
+        assert!(html.contains("conv&lt;1&gt;") && !html.contains("conv<1>"));
+        assert!(html.contains("a &amp; b") && html.contains("a &lt;note&gt;"));
+        assert!(html.contains("0.300×"), "size ratio");
+        assert!(!html.contains("http"), "no external resources");
+    }
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(num(1234567.0), "1,234,567");
+        assert_eq!(num(0.98765), "0.988");
+        assert_eq!(num(31.46), "31.5");
+        assert_eq!(num(f64::INFINITY), "∞");
+        assert_eq!(num(-3.0), "-3");
+    }
+}

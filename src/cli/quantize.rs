@@ -1,9 +1,9 @@
 use prunq::eval::Progress;
 use prunq::quant::calibrate::Method;
 use prunq::quant::{
-    convert_fp16, quantize_dynamic, quantize_dynamic_with_fallback, quantize_static, quantize_weights,
-    quantize_weights_with_fallback, DynamicOptions, Fp16Options, QType, QuantReport, StaticOptions, WeightFormat,
-    WeightOptions,
+    convert_fp16, quantize_codebook, quantize_dynamic, quantize_dynamic_with_fallback, quantize_static,
+    quantize_weights, quantize_weights_with_fallback, CodebookOptions, DynamicOptions, Fp16Options, QType, QuantReport,
+    StaticOptions, Table, WeightFormat, WeightOptions,
 };
 use std::path::PathBuf;
 
@@ -19,6 +19,16 @@ pub enum Mode {
     Fp16,
 }
 
+/// What values weights take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scheme {
+    /// Integers times a scale (per tensor, channel or block).
+    Linear,
+    /// 0 and ±scale·2^-e: sign and exponent in --bits (2–8) bits, a scale per output channel
+    /// (for shift-only hardware); stored as table indices like --codebook.
+    Log2,
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     /// The ONNX model to quantize (never modified).
@@ -28,9 +38,17 @@ pub struct Args {
     output: PathBuf,
     #[arg(long, value_enum, default_value = "weights")]
     mode: Mode,
-    /// Weight bits: 8 (per channel by default) or 4 (blocks by default).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(4..=8))]
+    /// Weight bits: 8 (per channel by default) or 4 (blocks by default); with --scheme log2, 2 to 8.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..=8))]
     bits: u32,
+    /// Weights mode: what values weights take.
+    #[arg(long, value_enum, default_value = "linear")]
+    scheme: Scheme,
+    /// Weights mode: each weight an index into a table of K values (2–256) fitted by k-means —
+    /// one table per output channel when K ≤ 16 (two indices per byte), per tensor otherwise (see
+    /// --per-tensor). With --calib, values are weighted by their input feature's activation energy.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(2..=256))]
+    codebook: Option<u16>,
     /// Block size along the input features (4-bit default 32; 8-bit default none = per channel).
     #[arg(long)]
     block_size: Option<usize>,
@@ -101,8 +119,19 @@ pub struct Args {
 }
 
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
-    if a.bits != 4 && a.bits != 8 {
+    let nonlinear = a.codebook.is_some() || a.scheme == Scheme::Log2;
+    if a.bits != 4 && a.bits != 8 && a.scheme == Scheme::Linear {
         return Err(prunq::Error::Usage(format!("--bits {} is not supported: use 4 or 8", a.bits)).into());
+    }
+    if nonlinear && !matches!(a.mode, Mode::Weights) {
+        return Err(
+            prunq::Error::Usage("--codebook and --scheme log2 are weight formats: use --mode weights".into()).into()
+        );
+    }
+    if a.codebook.is_some() && a.scheme == Scheme::Log2 {
+        return Err(
+            prunq::Error::Usage("--codebook fits its values, --scheme log2 fixes them: choose one".into()).into()
+        );
     }
     prunq::onnx::ensure_not_input(&a.model, &a.output)?;
     let original = prunq::onnx::load(&a.model)?;
@@ -115,6 +144,19 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     };
     report.simplified = super::simplify(&mut model, a.no_simplify)?;
     match a.mode {
+        Mode::Weights if nonlinear => {
+            let options = CodebookOptions {
+                table: match a.codebook {
+                    Some(k) => Table::KMeans(k as usize),
+                    None => Table::Log2(a.bits),
+                },
+                per_tensor: a.per_tensor.then_some(true),
+                exclude: a.exclude.clone(),
+                ..Default::default()
+            };
+            let data = a.calib.as_ref().map(super::open_data).transpose()?;
+            quantize_codebook(&mut model, &options, data.as_ref(), a.target_sqnr, &mut report, progress)?
+        }
         Mode::Weights => {
             let four = a.bits == 4;
             let options = WeightOptions {

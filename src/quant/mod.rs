@@ -2,6 +2,7 @@
 //! (weight-only, dynamic, static QDQ, fp16).
 
 pub mod calibrate;
+mod codebook;
 mod dynamic;
 mod fp16;
 mod matmul_nbits;
@@ -16,6 +17,7 @@ mod static_qdq;
 mod switched;
 mod weights;
 
+pub use codebook::{quantize_codebook, CodebookOptions, Table};
 pub use dynamic::{quantize_dynamic, quantize_dynamic_with_fallback, DynamicOptions};
 pub use fp16::{convert_fp16, Fp16Options};
 pub use report::{GroupSensitivity, QuantReport, Skipped, TensorRecord};

@@ -16,6 +16,9 @@ pub struct TensorRecord {
     pub scale_min: f32,
     pub scale_max: f32,
     pub bytes_before: usize,
+    /// For weights stored as table indices: how the table was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub codebook: Option<String>,
 }
 
 impl TensorRecord {
@@ -31,6 +34,7 @@ impl TensorRecord {
             scale_min: lo,
             scale_max: hi,
             bytes_before,
+            codebook: None,
         }
     }
 }

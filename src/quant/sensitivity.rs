@@ -243,6 +243,34 @@ pub fn fallback(
     Ok(measured.float.into_iter().map(|(n, _)| n).collect())
 }
 
+/// A pass run on only some nodes (by index) of a model, recording into a report.
+pub type QuantizeOnly<'a> = dyn Fn(&mut Model, Vec<usize>, &mut super::QuantReport) -> Result<()> + Sync + 'a;
+
+/// Quantizes `model` with `quantize(model, only, report)` on the `nodes` that
+/// measure safe: each candidate's sensitivity is measured on `calib` (trials built
+/// by the same function), the worst stay float until the output SQNR meets
+/// `target_sqnr_db`.
+pub fn quantize_with_fallback(
+    model: &mut Model,
+    nodes: &[usize],
+    calib: &Dataset,
+    target_sqnr_db: f64,
+    quantize: &QuantizeOnly<'_>,
+    report: &mut super::QuantReport,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let prepared = model.clone();
+    let build = |only: &[usize]| {
+        let mut m = prepared.clone();
+        quantize(&mut m, only.to_vec(), &mut super::QuantReport::default())?;
+        Ok(m)
+    };
+    let trials = Trials { build: &build, switched: None };
+    let float = fallback(&prepared, nodes, calib, target_sqnr_db, &trials, report, progress)?;
+    let keep: Vec<usize> = nodes.iter().copied().filter(|n| !float.contains(n)).collect();
+    quantize(model, keep, report)
+}
+
 /// Every output value, flattened, over all batches (f64 for the sums); the
 /// switches, when given, fed after the data.
 fn outputs(session: &Session, batches: &[Vec<Array>], switches: Option<Array>) -> Result<Vec<f64>> {

@@ -180,23 +180,21 @@ pub fn quantize_weights_with_fallback(
     report: &mut QuantReport,
     progress: &dyn crate::eval::Progress,
 ) -> Result<()> {
-    let prepared = model.clone();
-    let nodes: Vec<usize> = weight_uses(&prepared, &options.exclude, None)
+    let nodes = weight_nodes(model, &options.exclude);
+    let quantize = |m: &mut Model, only: Vec<usize>, r: &mut QuantReport| {
+        quantize_weights(m, &WeightOptions { only_nodes: Some(only), ..options.clone() }, r)
+    };
+    super::sensitivity::quantize_with_fallback(model, &nodes, calib, target_sqnr_db, &quantize, report, progress)
+}
+
+/// The nodes whose weights weight-only quantization would touch.
+pub(super) fn weight_nodes(model: &Model, exclude: &[String]) -> Vec<usize> {
+    weight_uses(model, exclude, None)
         .values()
         .flat_map(|uses| uses.iter().map(|(n, _)| *n))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
-        .collect();
-    let build = |only: &[usize]| {
-        let mut m = prepared.clone();
-        let o = WeightOptions { only_nodes: Some(only.to_vec()), ..options.clone() };
-        quantize_weights(&mut m, &o, &mut QuantReport::default())?;
-        Ok(m)
-    };
-    let trials = super::sensitivity::Trials { build: &build, switched: None };
-    let float = super::sensitivity::fallback(&prepared, &nodes, calib, target_sqnr_db, &trials, report, progress)?;
-    let keep: Vec<usize> = nodes.iter().copied().filter(|n| !float.contains(n)).collect();
-    quantize_weights(model, &WeightOptions { only_nodes: Some(keep), ..options.clone() }, report)
+        .collect()
 }
 
 /// The axis a block runs along: for a 2-D MatMul/Gemm weight the one that is

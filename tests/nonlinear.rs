@@ -1,0 +1,118 @@
+//! Non-linear weights (issue 15): k-means codebooks and log2 levels, judged in
+//! ONNX Runtime and tract on the shared models.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+fn prunq(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_prunq"))
+        .arg("-q")
+        .args(args)
+        .env("VIRTUAL_ENV", common::python().parent().and_then(Path::parent).expect("venv"))
+        .output()
+        .expect("prunq runs")
+}
+
+fn os(s: &str) -> &std::ffi::OsStr {
+    s.as_ref()
+}
+
+fn quantize(model: &Path, out: &Path, extra: &[&str]) {
+    let mut args = vec![os("quantize"), model.as_os_str(), os("-o"), out.as_os_str(), os("--mode"), os("weights")];
+    args.extend(extra.iter().map(|s| os(s)));
+    args.push(os("--no-latency-check"));
+    let r = prunq(&args);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+}
+
+/// The first output's comparison with the original in `runtime`, as JSON.
+fn compared(runtime: &str, original: &Path, candidate: &Path, data: &Path) -> serde_json::Value {
+    let r = prunq(&[
+        os("--runtime"),
+        os(runtime),
+        os("compare"),
+        original.as_os_str(),
+        candidate.as_os_str(),
+        os("--data"),
+        data.as_os_str(),
+        os("--json"),
+    ]);
+    assert!(r.status.success(), "{runtime}: {}", String::from_utf8_lossy(&r.stderr));
+    serde_json::from_slice::<serde_json::Value>(&r.stdout).unwrap()["outputs"][0].clone()
+}
+
+fn size_ratio(a: &Path, b: &Path) -> f64 {
+    std::fs::metadata(b).unwrap().len() as f64 / std::fs::metadata(a).unwrap().len() as f64
+}
+
+/// minilm_l6 with K = 256 (a shared table per tensor, a scale per row) beats linear int8's
+/// quality (cosine 0.9993), and K = 16 (a table per row, indices packed two per byte) holds
+/// linear int4's cosine at its size — the same in both runtimes.
+#[test]
+fn minilm_codebooks_meet_the_floors_in_both_runtimes() {
+    let dir = common::tempdir();
+    let (model, data) = (common::model("minilm_l6.onnx"), common::data("sentences_test.npz"));
+    for (k, min_cosine, max_ratio) in [("256", 0.9995, 0.26), ("16", 0.96, 0.16)] {
+        let out = dir.path().join(format!("k{k}.onnx"));
+        quantize(&model, &out, &["--codebook", k]);
+        let ratio = size_ratio(&model, &out);
+        assert!(ratio <= max_ratio, "K={k}: {ratio:.3}× the size");
+        let m = prunq::onnx::load(&out).unwrap();
+        assert!(m.graph.nodes.iter().any(|n| n.op_type == "GatherElements"), "K={k}: decoded by GatherElements");
+        for runtime in ["ort", "tract"] {
+            let c = compared(runtime, &model, &out, &data);
+            let cosine = c["cosine_mean"].as_f64().unwrap();
+            assert!(cosine >= min_cosine, "K={k} in {runtime}: cosine {cosine}");
+        }
+    }
+}
+
+/// Sign-and-exponent weights (4 bits: 0 and ±s·2^-e, e = 0…6, a scale per channel) keep
+/// digits_cnn within a point of its fp32 accuracy (99.8 %) in both runtimes.
+#[test]
+fn log2_weights_keep_digits_cnn_within_a_point() {
+    let dir = common::tempdir();
+    let (model, test) = (common::model("digits_cnn.onnx"), common::data("digits_test.npz"));
+    let out = dir.path().join("log2.onnx");
+    quantize(&model, &out, &["--scheme", "log2", "--bits", "4"]);
+    assert!(size_ratio(&model, &out) < 0.16);
+    let ort = common::accuracy_in_ort(&out, &test);
+    let tract = common::accuracy_in_tract(&prunq::onnx::load(&out).unwrap(), &test);
+    assert!(ort >= 0.988 && tract >= 0.988, "log2 4-bit: {ort} in ONNX Runtime, {tract} in tract (fp32 0.998)");
+    // The levels really are signed powers of two of each channel's scale.
+    let m = prunq::onnx::load(&out).unwrap();
+    let table = m.graph.initializers.iter().find(|t| t.name.ends_with("_codebook_table")).unwrap();
+    let levels: Vec<f32> = table.to_f32().unwrap().iter().copied().filter(|v| *v != 0.0).collect();
+    assert!(levels.iter().all(|v| v.abs().log2().fract() == 0.0), "{levels:?}");
+}
+
+/// With calibration data the codebooks weigh values by their input's energy and the
+/// sensitivity fallback keeps the costliest layers float; bad values are usage errors.
+#[test]
+fn codebook_options_are_checked_and_calibration_is_used() {
+    let dir = common::tempdir();
+    let (model, calib) = (common::model("digits_mlp.onnx"), common::data("digits_calib.npz"));
+    let out = dir.path().join("k.onnx");
+    let report = dir.path().join("r.json");
+    quantize(
+        &model,
+        &out,
+        &["--codebook", "16", "--calib", calib.to_str().unwrap(), "--report", report.to_str().unwrap()],
+    );
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let tensors = r["tensors"].as_array().unwrap();
+    assert!(tensors.iter().all(|t| t["codebook"] == "k-means, 16 values"), "{tensors:?}");
+    assert!(r["quantized_sqnr_db"].is_number(), "the fallback measured the result");
+    for bad in [
+        &["--codebook", "300"][..],
+        &["--codebook", "16", "--scheme", "log2"],
+        &["--scheme", "log2", "--mode", "static"],
+    ] {
+        let mut args = vec![os("quantize"), model.as_os_str(), os("-o"), out.as_os_str()];
+        args.extend(bad.iter().map(|s| os(s)));
+        let r = prunq(&args);
+        assert_eq!(r.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&r.stderr));
+    }
+}

@@ -9,6 +9,7 @@ pub mod data;
 mod error;
 pub mod eval;
 pub mod ir;
+pub mod layerwise;
 pub mod onnx;
 pub mod parallel;
 pub mod proto;

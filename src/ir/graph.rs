@@ -199,6 +199,12 @@ impl Node {
         self.inputs.get(ix).map(String::as_str).filter(|s| !s.is_empty())
     }
 
+    /// Whether the node is named in `names_or_ops` by its name or its op type
+    /// (`--exclude NAME|OP`).
+    pub fn is_any_of(&self, names_or_ops: &[String]) -> bool {
+        names_or_ops.iter().any(|e| *e == self.name || *e == self.op_type)
+    }
+
     /// A name for messages: the node's name, or its op type and first output.
     pub fn label(&self) -> String {
         if self.name.is_empty() {

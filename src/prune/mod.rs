@@ -1,15 +1,13 @@
 //! Pruning: choosing the weights or channels that matter least and removing
-//! them. `layers` finds the prunable layers; `sparse` zeroes weights
+//! them (the layers and their input statistics come from `crate::layerwise`). `sparse` zeroes weights
 //! (unstructured and N:M); `storage` writes the zeros away as sparse tensors;
 //! `structured` removes whole channels.
 
-mod gram;
-mod layers;
 mod sparse;
 mod sparsegpt;
 mod storage;
 pub mod structured;
 
-pub use layers::{prunable_layers, Layer, LayerChoice};
+pub use crate::layerwise::{prunable_layers, Layer, LayerChoice};
 pub use sparse::{prune_sparse, LayerRecord, Method, PruneReport, Scope, SparseOptions};
 pub use storage::{store_sparse_where_smaller, StorageRecord};

@@ -3,10 +3,10 @@
 //! with input-feature norms from calibration data), compared within each
 //! output row, or across all layers with one threshold (global).
 
-use super::layers::{prunable_layers, Layer, LayerChoice};
 use crate::data::Dataset;
 use crate::eval::Progress;
 use crate::ir::{Model, Tensor};
+use crate::layerwise::{prunable_layers, Layer, LayerChoice};
 use crate::{Error, Result};
 use ndarray::{Array2, Axis};
 use serde::Serialize;
@@ -167,7 +167,7 @@ fn prune_with_sparsegpt(
 ) -> Result<()> {
     let (with_stats, without): (Vec<usize>, Vec<usize>) = (0..layers.len()).partition(|&i| layers[i].has_statistics());
     let subset: Vec<Layer> = with_stats.iter().map(|&i| layers[i].clone()).collect();
-    let grams = super::gram::input_grams(model, &subset, data, options.batch_size, progress)?;
+    let grams = crate::layerwise::input_grams(model, &subset, data, options.batch_size, progress)?;
     let mut pruned: Vec<Array2<f32>> = layers.iter().map(|l| l.rows.clone()).collect();
     // Layers are independent once their statistics are known: solved in parallel.
     let jobs: Vec<(usize, &Array2<f64>)> = with_stats.iter().copied().zip(grams.iter().map(|(h, _)| h)).collect();
@@ -204,7 +204,7 @@ fn prune_by_magnitude_layer_by_layer(
     options: &SparseOptions,
     report: &mut PruneReport,
 ) -> Result<()> {
-    let (sites, skipped) = super::layers::layer_sites(model, &options.layers)?;
+    let (sites, skipped) = crate::layerwise::layer_sites(model, &options.layers)?;
     report.skipped.extend(skipped);
     let mut counts = (0, 0);
     for site in &sites {
@@ -333,7 +333,7 @@ fn input_norms(
     progress: &dyn Progress,
 ) -> Result<Vec<Vec<f32>>> {
     let mut sums: Vec<Vec<f64>> = layers.iter().map(|l| vec![0.0; l.channels]).collect();
-    super::gram::visit_layer_inputs(model, layers, data, batch_size, progress, |i, x| {
+    crate::layerwise::visit_layer_inputs(model, layers, data, batch_size, progress, |i, x| {
         let l = &layers[i];
         if !l.grouped {
             let axis = if l.conv { 1 } else { x.ndim() - 1 };

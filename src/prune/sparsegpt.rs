@@ -4,14 +4,11 @@
 //! the layer's output on the calibration inputs changes as little as possible.
 //! The factorisations come from faer.
 
-use faer::linalg::solvers::DenseSolveCore;
-use faer::{Mat, Side};
+use crate::layerwise::upper_cholesky_of_inverse;
 use ndarray::{s, Array2, Axis};
 
 /// Columns handled together: masks are chosen per block, updates applied lazily.
 const BLOCK: usize = 128;
-/// Dampening: λ = 1 % of the mean diagonal of H.
-const DAMP: f64 = 0.01;
 
 /// Prunes `w` (rows × inputs) in place to `sparsity` (or N of every M inputs),
 /// given H (inputs × inputs). Returns the mask of kept weights.
@@ -22,20 +19,12 @@ pub fn sparsegpt(
     pattern: Option<(usize, usize)>,
 ) -> Result<Array2<bool>, String> {
     let (rows, cols) = w.dim();
-    let mut h = h.clone();
     let mut wd = w.mapv(f64::from);
-    // Inputs that never fire carry no information: prune them, keep H invertible.
-    for j in 0..cols {
-        if h[[j, j]] == 0.0 {
-            h[[j, j]] = 1.0;
-            wd.column_mut(j).fill(0.0);
-        }
+    // Inputs that never fire carry no information: prune them.
+    for j in crate::layerwise::dead_inputs(h) {
+        wd.column_mut(j).fill(0.0);
     }
-    let mean_diag = (0..cols).map(|j| h[[j, j]]).sum::<f64>() / cols.max(1) as f64;
-    for j in 0..cols {
-        h[[j, j]] += DAMP * mean_diag;
-    }
-    let u = upper_cholesky_of_inverse(&h)?;
+    let u = upper_cholesky_of_inverse(&crate::layerwise::dampened(h))?;
     let mut mask = Array2::from_elem((rows, cols), true);
     for start in (0..cols).step_by(BLOCK) {
         let end = (start + BLOCK).min(cols);
@@ -103,17 +92,6 @@ pub fn sparsegpt(
     }
     *w = wd.mapv(|v| v as f32);
     Ok(mask)
-}
-
-/// U with Uᵀ U = H⁻¹ (U upper triangular), via two Cholesky factorisations.
-fn upper_cholesky_of_inverse(h: &Array2<f64>) -> Result<Array2<f64>, String> {
-    let n = h.nrows();
-    let hm = Mat::<f64>::from_fn(n, n, |i, j| h[[i, j]]);
-    let inv = hm.llt(Side::Lower).map_err(|e| format!("H is not positive definite ({e:?})"))?.inverse();
-    let llt = inv.llt(Side::Lower).map_err(|e| format!("H⁻¹ is not positive definite ({e:?})"))?;
-    let l = llt.L();
-    // U = Lᵀ.
-    Ok(Array2::from_shape_fn((n, n), |(i, j)| if j >= i { l[(j, i)] } else { 0.0 }))
 }
 
 #[cfg(test)]

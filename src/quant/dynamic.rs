@@ -7,7 +7,6 @@
 use super::pack::int_tensor;
 use super::report::{QuantReport, Skipped, TensorRecord};
 use super::scheme::{Granularity, QScheme, QType};
-use super::weights::excluded;
 use crate::ir::{Attribute, DataType, Graph, Model, Node, Tensor};
 use crate::Result;
 use ndarray::{Array1, ArrayD, Ix2};
@@ -69,7 +68,7 @@ pub fn quantize_dynamic(model: &mut Model, options: &DynamicOptions, report: &mu
         .nodes
         .iter()
         .enumerate()
-        .filter(|(_, n)| n.op_type == "Gather" && !excluded(n, &options.exclude))
+        .filter(|(_, n)| n.op_type == "Gather" && !n.is_any_of(&options.exclude))
         .filter(|_| options.only_nodes.is_none())
         .map(|(i, _)| i)
         .collect();
@@ -95,7 +94,7 @@ pub(super) fn runs_dynamic(g: &Graph, node: &Node) -> bool {
 
 fn plan(g: &Graph, node: &Node, options: &DynamicOptions) -> std::result::Result<Option<Planned>, String> {
     let gemm = node.op_type == "Gemm";
-    if !node.is_onnx_op() || !(gemm || node.op_type == "MatMul") || excluded(node, &options.exclude) {
+    if !node.is_onnx_op() || !(gemm || node.op_type == "MatMul") || node.is_any_of(&options.exclude) {
         return Ok(None);
     }
     let Some(Ok(w)) = node.input(1).and_then(|n| g.constant(n)) else { return Ok(None) };

@@ -8,7 +8,7 @@ use super::pack::int_tensor;
 use super::registry::{self, Activations};
 use super::report::{QuantReport, Skipped, TensorRecord};
 use super::scheme::{params_for_range, Granularity, QParams, QScheme, QType};
-use super::weights::{excluded, replace_weight, replace_with_dequantize, WeightFormat};
+use super::weights::{replace_weight, replace_with_dequantize, WeightFormat};
 use crate::data::{Array, Dataset};
 use crate::eval::Progress;
 use crate::ir::{DataType, Graph, GraphIndex, Model, Node, Tensor};
@@ -92,7 +92,7 @@ fn plan(model: &Model, options: &StaticOptions) -> Result<Plan> {
         let node = &g.nodes[n];
         let Some(rule) = registry::rule(node) else { continue };
         let chosen = options.op_types.is_empty() || options.op_types.contains(&node.op_type);
-        if rule.activations != Activations::Quantize || excluded(node, &options.exclude) || !chosen {
+        if rule.activations != Activations::Quantize || node.is_any_of(&options.exclude) || !chosen {
             continue;
         }
         if is_normalization_epsilon(model, &index, node) {
@@ -131,7 +131,7 @@ fn plan(model: &Model, options: &StaticOptions) -> Result<Plan> {
     for &n in &order {
         let node = &g.nodes[n];
         let Some(rule) = registry::rule(node) else { continue };
-        if rule.activations != Activations::PassThrough || excluded(node, &options.exclude) {
+        if rule.activations != Activations::PassThrough || node.is_any_of(&options.exclude) {
             continue;
         }
         if let (Some(x), Some(y)) = (node.input(0), node.outputs.first()) {
@@ -165,7 +165,7 @@ fn fused_activation_output(model: &Model, index: &GraphIndex, y: &str, options: 
     let g = &model.graph;
     let [(c, _)] = index.consumers(y) else { return None };
     let consumer = &g.nodes[*c];
-    let fusable = matches!(consumer.op_type.as_str(), "Relu" | "Clip") && !excluded(consumer, &options.exclude);
+    let fusable = matches!(consumer.op_type.as_str(), "Relu" | "Clip") && !consumer.is_any_of(&options.exclude);
     (fusable && g.outputs.iter().all(|o| o.name != y)).then(|| consumer.outputs[0].clone())
 }
 

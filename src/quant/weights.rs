@@ -73,7 +73,7 @@ pub(super) fn weight_uses(
     let mut uses: BTreeMap<String, Vec<(usize, Option<usize>)>> = BTreeMap::new();
     for (i, node) in g.nodes.iter().enumerate() {
         let Some(rule) = registry::rule(node) else { continue };
-        if excluded(node, exclude) || only.is_some_and(|o| !o.contains(&i)) {
+        if node.is_any_of(exclude) || only.is_some_and(|o| !o.contains(&i)) {
             continue;
         }
         for slot in rule.weights {
@@ -86,10 +86,6 @@ pub(super) fn weight_uses(
         }
     }
     uses
-}
-
-pub fn excluded(node: &Node, exclude: &[String]) -> bool {
-    exclude.iter().any(|e| *e == node.name || *e == node.op_type)
 }
 
 /// Quantizes the weights in place; the opset is raised as the format needs.

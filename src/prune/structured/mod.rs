@@ -20,7 +20,6 @@ use crate::analysis::{concrete_input_shapes, infer_shapes, node_macs};
 use crate::data::Dataset;
 use crate::eval::{CompareReport, Progress};
 use crate::ir::Model;
-use crate::quant::excluded;
 use crate::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -131,7 +130,7 @@ pub fn prune_structured(
     };
     let (mut deps, shapes, folded_reshapes) = channel_groups(model, &input_shapes)?;
     for g in deps.groups.iter_mut() {
-        let hit = model.graph.nodes.iter().any(|n| g.sources.contains(&n.label()) && excluded(n, &options.exclude));
+        let hit = model.graph.nodes.iter().any(|n| g.sources.contains(&n.label()) && n.is_any_of(&options.exclude));
         if hit {
             g.blocked.push("excluded".into());
         }

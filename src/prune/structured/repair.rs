@@ -10,7 +10,7 @@ use crate::analysis::dependency::{DependencyGraph, Role, Tie};
 use crate::data::Dataset;
 use crate::eval::Progress;
 use crate::ir::{Model, Node, Tensor};
-use crate::prune::gram::input_rows;
+use crate::layerwise::input_rows;
 use crate::prune::{prunable_layers, Layer, LayerChoice};
 use crate::runtime::{feed_inputs, Session, SessionOptions};
 use crate::{Error, Result};
@@ -243,7 +243,7 @@ impl ReferenceCache {
         let mut inputs: BTreeMap<String, Vec<ndarray::ArrayD<f32>>> = BTreeMap::new();
         let (mut bytes, mut over) = (0, false);
         let silent = &crate::eval::Silent;
-        crate::prune::gram::visit_tensors(model, names, data, batch_size, silent, "reference", |i, x| {
+        crate::layerwise::visit_tensors(model, names, data, batch_size, silent, "reference", |i, x| {
             let x = x.ok_or_else(|| Error::Model(format!("'{}' is not float32", names[i])))?;
             bytes += x.len() * 4;
             over |= bytes > budget;

@@ -1,8 +1,7 @@
-//! The layers pruning works on (Conv, Gemm, MatMul with a constant weight),
+//! The layers pruning and GPTQ work on (Conv, Gemm, MatMul with a constant weight),
 //! each weight seen as a matrix of output rows × input features.
 
 use crate::ir::{DataType, Model};
-use crate::quant::excluded;
 use crate::{Error, Result};
 use ndarray::{Array2, ArrayD, Ix2};
 
@@ -34,13 +33,13 @@ pub struct Layer {
     /// A grouped conv: its rows read different channels, no shared input statistics.
     pub grouped: bool,
     /// How a (group 1, 2-D) conv cuts its input into patches.
-    pub geometry: Option<super::gram::ConvGeometry>,
+    pub geometry: Option<super::ConvGeometry>,
     shape: Vec<usize>,
     orientation: Orientation,
 }
 
 /// Patch geometry of a 2-D conv with explicit (or no) padding.
-fn conv_geometry(node: &crate::ir::Node, weight: &[usize]) -> Option<super::gram::ConvGeometry> {
+fn conv_geometry(node: &crate::ir::Node, weight: &[usize]) -> Option<super::ConvGeometry> {
     let explicit = match node.attr("auto_pad") {
         None => true,
         Some(crate::ir::AttrValue::String(s)) => s.as_slice() == b"NOTSET" || s.as_slice() == b"VALID",
@@ -56,7 +55,7 @@ fn conv_geometry(node: &crate::ir::Node, weight: &[usize]) -> Option<super::gram
             None => Some(vec![default; 2]),
         }
     };
-    Some(super::gram::ConvGeometry {
+    Some(super::ConvGeometry {
         kernel: weight[2..].to_vec(),
         strides: two("strides", 1)?,
         dilations: two("dilations", 1)?,
@@ -91,7 +90,7 @@ pub struct LayerSite {
     input: String,
     orientation: Orientation,
     group: i64,
-    geometry: Option<super::gram::ConvGeometry>,
+    geometry: Option<super::ConvGeometry>,
     shape: Vec<usize>,
 }
 
@@ -182,7 +181,7 @@ pub fn layer_sites(model: &Model, choice: &LayerChoice) -> Result<(Vec<LayerSite
         if g.constant_site(x).is_some() {
             continue;
         }
-        if excluded(node, &choice.exclude) {
+        if node.is_any_of(&choice.exclude) {
             skipped.push((node.label(), "excluded".to_string()));
             continue;
         }

@@ -2,8 +2,8 @@ use prunq::eval::Progress;
 use prunq::quant::calibrate::Method;
 use prunq::quant::{
     convert_fp16, quantize_codebook, quantize_dynamic, quantize_dynamic_with_fallback, quantize_static,
-    quantize_weights, quantize_weights_with_fallback, CodebookOptions, DynamicOptions, Fp16Options, QType, QuantReport,
-    StaticOptions, Table, WeightFormat, WeightOptions,
+    quantize_weights, quantize_weights_gptq, quantize_weights_with_fallback, CodebookOptions, DynamicOptions,
+    Fp16Options, QType, QuantReport, StaticOptions, Table, WeightFormat, WeightOptions,
 };
 use std::path::PathBuf;
 
@@ -17,6 +17,15 @@ pub enum Mode {
     Static,
     /// Every float32 constant and computation in float16; float32 inputs and outputs kept.
     Fp16,
+}
+
+/// How weights are rounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Algorithm {
+    /// Round to nearest (keeping each channel's or block's sum).
+    Rtn,
+    /// GPTQ on the calibration data.
+    Gptq,
 }
 
 /// What values weights take.
@@ -41,6 +50,12 @@ pub struct Args {
     /// Weight bits: 8 (per channel by default) or 4 (blocks by default); with --scheme log2, 2 to 8.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..=8))]
     bits: u32,
+    /// Weights mode: how weights are rounded onto the grid: to nearest (`rtn`), or by GPTQ
+    /// (`gptq`: column by column, each column's error compensated by the columns not yet rounded,
+    /// from the layer's input statistics on --calib; Conv/Gemm/MatMul weights, int8 per channel or
+    /// int4 blocks).
+    #[arg(long, value_enum, default_value = "rtn")]
+    algorithm: Algorithm,
     /// Weights mode: what values weights take.
     #[arg(long, value_enum, default_value = "linear")]
     scheme: Scheme,
@@ -128,6 +143,12 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
             prunq::Error::Usage("--codebook and --scheme log2 are weight formats: use --mode weights".into()).into()
         );
     }
+    if a.algorithm == Algorithm::Gptq && (a.calib.is_none() || nonlinear || !matches!(a.mode, Mode::Weights)) {
+        return Err(prunq::Error::Usage(
+            "--algorithm gptq rounds linear weights from the layers' inputs: use --mode weights with --calib".into(),
+        )
+        .into());
+    }
     if a.codebook.is_some() && a.scheme == Scheme::Log2 {
         return Err(
             prunq::Error::Usage("--codebook fits its values, --scheme log2 fixes them: choose one".into()).into()
@@ -175,6 +196,10 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
                 ..Default::default()
             };
             match (&a.calib, a.target_sqnr > 0.0) {
+                (Some(calib), _) if a.algorithm == Algorithm::Gptq => {
+                    let data = super::open_data(calib)?;
+                    quantize_weights_gptq(&mut model, &options, &data, a.target_sqnr, &mut report, progress)?
+                }
                 (Some(calib), true) => {
                     let data = super::open_data(calib)?;
                     quantize_weights_with_fallback(&mut model, &options, &data, a.target_sqnr, &mut report, progress)?

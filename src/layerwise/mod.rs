@@ -11,7 +11,11 @@ pub use layers::{layer_sites, prunable_layers, Layer, LayerChoice, LayerSite, Sk
 
 use faer::linalg::solvers::DenseSolveCore;
 use faer::{Mat, Side};
-use ndarray::Array2;
+use ndarray::{s, Array2};
+
+/// Columns handled together by [`obs_sweep`]: updates inside a block are
+/// applied at once, to the rest of the row once per block.
+pub const BLOCK: usize = 128;
 
 /// Dampening: λ = 1 % of the mean diagonal of H.
 const DAMP: f64 = 0.01;
@@ -45,4 +49,43 @@ pub fn upper_cholesky_of_inverse(h: &Array2<f64>) -> Result<Array2<f64>, String>
     let l = llt.L();
     // U = Lᵀ.
     Ok(Array2::from_shape_fn((n, n), |(i, j)| if j >= i { l[(j, i)] } else { 0.0 }))
+}
+
+/// The optimal-brain-surgeon sweep SparseGPT and GPTQ share. The columns of
+/// `w` (rows × inputs) are visited in order; `decide(block, start, j, out)`
+/// writes into `out` the value each row keeps for column `start + j` (zero, a
+/// grid point …), seeing the block of columns `start..` as updated so far. The
+/// difference is spread over the row's later columns through `u`, the upper
+/// Cholesky factor of H⁻¹, so the layer's output on the calibration inputs
+/// moves as little as possible.
+pub fn obs_sweep(w: &mut Array2<f64>, u: &Array2<f64>, mut decide: impl FnMut(&Array2<f64>, usize, usize, &mut [f64])) {
+    let (rows, cols) = w.dim();
+    let mut kept = vec![0.0; rows];
+    for start in (0..cols).step_by(BLOCK) {
+        let end = (start + BLOCK).min(cols);
+        let mut block = w.slice(s![.., start..end]).to_owned();
+        let mut errors = Array2::<f64>::zeros((rows, end - start));
+        for j in 0..end - start {
+            let col = start + j;
+            decide(&block, start, j, &mut kept);
+            let d = u[[col, col]];
+            for r in 0..rows {
+                let err = (block[[r, j]] - kept[r]) / d;
+                block[[r, j]] = kept[r];
+                errors[[r, j]] = err;
+                if err != 0.0 {
+                    for k in j + 1..end - start {
+                        block[[r, k]] -= err * u[[col, start + k]];
+                    }
+                }
+            }
+        }
+        w.slice_mut(s![.., start..end]).assign(&block);
+        if end < cols {
+            // The rest of each row absorbs this block's errors: W[:, end:] -= E · U[block, end:].
+            let update = errors.dot(&u.slice(s![start..end, end..]));
+            let mut rest = w.slice_mut(s![.., end..]);
+            rest -= &update;
+        }
+    }
 }

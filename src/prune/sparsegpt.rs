@@ -4,11 +4,8 @@
 //! the layer's output on the calibration inputs changes as little as possible.
 //! The factorisations come from faer.
 
-use crate::layerwise::upper_cholesky_of_inverse;
-use ndarray::{s, Array2, Axis};
-
-/// Columns handled together: masks are chosen per block, updates applied lazily.
-const BLOCK: usize = 128;
+use crate::layerwise::{obs_sweep, upper_cholesky_of_inverse};
+use ndarray::{Array2, Axis};
 
 /// Prunes `w` (rows × inputs) in place to `sparsity` (or N of every M inputs),
 /// given H (inputs × inputs). Returns the mask of kept weights.
@@ -26,67 +23,47 @@ pub fn sparsegpt(
     }
     let u = upper_cholesky_of_inverse(&crate::layerwise::dampened(h))?;
     let mut mask = Array2::from_elem((rows, cols), true);
-    for start in (0..cols).step_by(BLOCK) {
-        let end = (start + BLOCK).min(cols);
-        let mut block = wd.slice(s![.., start..end]).to_owned();
-        let mut errors = Array2::<f64>::zeros((rows, end - start));
-        let mut block_mask = Array2::from_elem((rows, end - start), true);
-        if pattern.is_none() {
-            // Lowest w²/[U]²_jj in the block across all rows, as SparseGPT does.
-            let mut scores: Vec<(f64, usize, usize)> = Vec::with_capacity(rows * (end - start));
-            for r in 0..rows {
-                for j in 0..end - start {
-                    let d = u[[start + j, start + j]];
-                    scores.push((block[[r, j]].powi(2) / (d * d), r, j));
-                }
-            }
-            scores.sort_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2))));
-            let k = (scores.len() as f64 * sparsity).round() as usize;
-            for &(_, r, j) in scores.iter().take(k) {
-                block_mask[[r, j]] = false;
-            }
-        }
-        for j in 0..end - start {
-            let col = start + j;
-            if let Some((n, m)) = pattern {
-                if j % m == 0 {
-                    // Within each group of m inputs, each row keeps its n best.
-                    for r in 0..rows {
-                        let group = j..(j + m).min(end - start);
-                        let mut idx: Vec<usize> = group.clone().collect();
-                        idx.sort_by(|&a, &b| {
-                            let score = |c: usize| block[[r, c]].powi(2) / u[[start + c, start + c]].powi(2);
-                            score(b).total_cmp(&score(a)).then(a.cmp(&b))
-                        });
-                        for &c in idx.iter().skip(n) {
-                            block_mask[[r, c]] = false;
-                        }
+    let mut block_mask = Array2::from_elem((rows, 0), true);
+    obs_sweep(&mut wd, &u, |block, start, j, kept| {
+        let width = block.ncols();
+        if j == 0 {
+            block_mask = Array2::from_elem((rows, width), true);
+            if pattern.is_none() {
+                // Lowest w²/[U]²_jj in the block across all rows, as SparseGPT does.
+                let mut scores: Vec<(f64, usize, usize)> = Vec::with_capacity(rows * width);
+                for r in 0..rows {
+                    for c in 0..width {
+                        let d = u[[start + c, start + c]];
+                        scores.push((block[[r, c]].powi(2) / (d * d), r, c));
                     }
                 }
+                scores.sort_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+                let k = (scores.len() as f64 * sparsity).round() as usize;
+                for &(_, r, c) in scores.iter().take(k) {
+                    block_mask[[r, c]] = false;
+                }
             }
-            let d = u[[col, col]];
-            for r in 0..rows {
-                let wv = block[[r, j]];
-                let q = if block_mask[[r, j]] { wv } else { 0.0 };
-                let err = (wv - q) / d;
-                block[[r, j]] = q;
-                errors[[r, j]] = err;
-                if err != 0.0 {
-                    for k in j + 1..end - start {
-                        block[[r, k]] -= err * u[[col, start + k]];
+        }
+        if let Some((n, m)) = pattern {
+            if j % m == 0 {
+                // Within each group of m inputs, each row keeps its n best.
+                for r in 0..rows {
+                    let mut idx: Vec<usize> = (j..(j + m).min(width)).collect();
+                    idx.sort_by(|&a, &b| {
+                        let score = |c: usize| block[[r, c]].powi(2) / u[[start + c, start + c]].powi(2);
+                        score(b).total_cmp(&score(a)).then(a.cmp(&b))
+                    });
+                    for &c in idx.iter().skip(n) {
+                        block_mask[[r, c]] = false;
                     }
                 }
             }
         }
-        wd.slice_mut(s![.., start..end]).assign(&block);
-        if end < cols {
-            // The rest of each row absorbs this block's errors: W[:, end:] -= E · U[block, end:].
-            let update = errors.dot(&u.slice(s![start..end, end..]));
-            let mut rest = wd.slice_mut(s![.., end..]);
-            rest -= &update;
+        for r in 0..rows {
+            kept[r] = if block_mask[[r, j]] { block[[r, j]] } else { 0.0 };
+            mask[[r, start + j]] = block_mask[[r, j]];
         }
-        mask.slice_mut(s![.., start..end]).assign(&block_mask);
-    }
+    });
     for (r, m) in wd.axis_iter(Axis(0)).zip(mask.axis_iter(Axis(0))) {
         debug_assert!(r.iter().zip(m.iter()).all(|(v, k)| *k || *v == 0.0));
     }

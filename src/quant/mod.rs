@@ -5,6 +5,7 @@ pub mod calibrate;
 mod codebook;
 mod dynamic;
 mod fp16;
+mod gptq;
 mod matmul_nbits;
 mod pack;
 mod portable;
@@ -23,4 +24,6 @@ pub use fp16::{convert_fp16, Fp16Options};
 pub use report::{GroupSensitivity, QuantReport, Skipped, TensorRecord};
 pub use scheme::{Granularity, QParams, QScheme, QType};
 pub use static_qdq::{quantize_static, StaticOptions, DEFAULT_FALLBACK_SQNR_DB};
-pub use weights::{quantize_weights, quantize_weights_with_fallback, WeightFormat, WeightOptions};
+pub use weights::{
+    quantize_weights, quantize_weights_gptq, quantize_weights_with_fallback, WeightFormat, WeightOptions,
+};

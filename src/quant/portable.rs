@@ -222,6 +222,7 @@ pub fn replace_with_portable_int4(
     block_axis: usize,
     block: usize,
     gathers: Option<Vec<usize>>,
+    rounded: Option<&super::gptq::Rounded>,
 ) -> Result<(f32, f32)> {
     let w2 = w.view().into_dimensionality::<Ix2>().map_err(|_| Error::Model(format!("'{name}' is not 2-D")))?;
     // Rows are output channels, blocks run along each row.
@@ -234,7 +235,10 @@ pub fn replace_with_portable_int4(
              packed row by row; use an even --block-size"
         )));
     }
-    let (stored, scales) = quantize_int4_rows(&m, block);
+    let (stored, scales) = match rounded {
+        Some(r) => stored_from_rounded(&r.q, &r.grid, block),
+        None => quantize_int4_rows(&m, block),
+    };
     let (smin, smax) = scales.iter().fold((f32::INFINITY, 0f32), |(a, b), s| (a.min(s.to_f32()), b.max(s.to_f32())));
     let gathers = gathers.filter(|_| block_axis == 1);
     model.graph.remove_constant(name)?;
@@ -303,18 +307,40 @@ pub fn replace_with_portable_int4(
 pub(super) fn quantize_int4_rows(m: &Array2<f32>, block: usize) -> (Vec<i32>, Vec<half::f16>) {
     let (rows, len) = m.dim();
     let blocks = len.div_ceil(block);
-    let (qmin, qmax) = QType::Int4.range(false);
+    let grid = int4_block_grid(m, block);
     let mut stored = Vec::with_capacity(rows * blocks * block);
-    let mut scales = Vec::with_capacity(rows * blocks);
-    for row in m.axis_iter(Axis(0)) {
+    for (r, row) in m.axis_iter(Axis(0)).enumerate() {
         for b in 0..blocks {
             let lane: Vec<f32> = (b * block..(b + 1) * block).map(|i| if i < len { row[i] } else { 0.0 }).collect();
-            let s = best_scale(&lane, qmin, qmax);
-            scales.push(half::f16::from_f32(s));
-            stored.extend(super::scheme::quantize_lane_keeping_sum(&lane, s, 0, qmin, qmax).into_iter().map(|v| v + 8));
+            let q = super::scheme::quantize_lane_keeping_sum(&lane, grid.scale[[r, b]], 0, grid.qmin, grid.qmax);
+            stored.extend(q.into_iter().map(|v| v + 8));
         }
     }
-    (stored, scales)
+    (stored, grid.scale.iter().map(|s| half::f16::from_f32(*s)).collect())
+}
+
+/// The portable int4 grid of `m`: per row and block of `block` inputs, the
+/// float16 scale with the least squared error ([`best_scale`]), zero point 0.
+pub(super) fn int4_block_grid(m: &Array2<f32>, block: usize) -> super::gptq::Grid {
+    let (rows, len) = m.dim();
+    let blocks = len.div_ceil(block);
+    let (qmin, qmax) = QType::Int4.range(false);
+    let scale = Array2::from_shape_fn((rows, blocks), |(r, b)| {
+        let lane: Vec<f32> = (b * block..(b + 1) * block).map(|i| if i < len { m[[r, i]] } else { 0.0 }).collect();
+        best_scale(&lane, qmin, qmax)
+    });
+    super::gptq::Grid { scale, zero: Array2::zeros((rows, blocks)), group: block, qmin, qmax }
+}
+
+/// GPTQ's integers as [`quantize_int4_rows`] stores them: blocks padded with 0, offset by 8.
+fn stored_from_rounded(q: &Array2<i32>, grid: &super::gptq::Grid, block: usize) -> (Vec<i32>, Vec<half::f16>) {
+    let (rows, len) = q.dim();
+    let blocks = len.div_ceil(block);
+    let mut stored = Vec::with_capacity(rows * blocks * block);
+    for row in q.outer_iter() {
+        stored.extend((0..blocks * block).map(|i| if i < len { row[i] + 8 } else { 8 }));
+    }
+    (stored, grid.scale.iter().map(|s| half::f16::from_f32(*s)).collect())
 }
 
 /// The ops that turn packed rows `packed` [R, bytes] and their block scales
@@ -487,7 +513,7 @@ mod tests {
         for block_axis in [0, 1] {
             let (mm, x) = matmul_model();
             let mut folded = mm.clone();
-            replace_with_portable_int4(&mut folded, "w", &table(), block_axis, 4, None).unwrap();
+            replace_with_portable_int4(&mut folded, "w", &table(), block_axis, 4, None, None).unwrap();
             // The weight the unpacking makes, read back from the folded form.
             let mut alone = folded.clone();
             alone.graph.outputs = vec![ValueInfo::tensor("w", Some(DataType::FLOAT), None)];
@@ -502,7 +528,7 @@ mod tests {
                 // Blocks along a table's rows: unpacked after the lookup, to the same values.
                 let (gm, ids) = gather_model();
                 let mut gathered = gm.clone();
-                replace_with_portable_int4(&mut gathered, "w", &table(), block_axis, 4, Some(vec![0])).unwrap();
+                replace_with_portable_int4(&mut gathered, "w", &table(), block_axis, 4, Some(vec![0]), None).unwrap();
                 let lookup = &gathered.graph.nodes[0];
                 assert_eq!((lookup.op_type.as_str(), lookup.inputs[0].as_str()), ("Gather", "w_int4_packed"));
                 assert_close(&run(&gathered, ids.clone()), &expected(&gm, &ids, weight));

@@ -16,6 +16,9 @@ pub struct TensorRecord {
     pub scale_min: f32,
     pub scale_max: f32,
     pub bytes_before: usize,
+    /// Rounded by GPTQ (not to nearest).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub gptq: bool,
     /// For weights stored as table indices: how the table was made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub codebook: Option<String>,
@@ -34,6 +37,7 @@ impl TensorRecord {
             scale_min: lo,
             scale_max: hi,
             bytes_before,
+            gptq: false,
             codebook: None,
         }
     }

@@ -28,6 +28,9 @@ pub struct WeightOptions {
     pub format: WeightFormat,
     /// Weights use one bit less than their type (7 of 8).
     pub reduce_range: bool,
+    /// Weights already rounded by GPTQ, by name (see [`quantize_weights_gptq`]); the rest
+    /// are rounded to nearest.
+    pub rounded: Option<std::sync::Arc<BTreeMap<String, super::gptq::Rounded>>>,
 }
 
 /// How weight-only low-bit weights are written.
@@ -59,6 +62,7 @@ impl Default for WeightOptions {
             only_nodes: None,
             format: WeightFormat::Portable,
             reduce_range: false,
+            rounded: None,
         }
     }
 }
@@ -123,6 +127,7 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
             report.skipped.push(Skipped::new(&name, "contains NaN or infinite values".into()));
             continue;
         }
+        let rounded = options.rounded.as_ref().and_then(|r| r.get(&name));
         let nbits_block = options.block_size.unwrap_or(32);
         if nbits && super::matmul_nbits::applies(model, &name, &w, &uses, nbits_block) {
             report.tensors.push(super::matmul_nbits::replace(model, &name, &w, options.qtype, nbits_block)?);
@@ -139,13 +144,17 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
         if portable && four_bit {
             if let (2, Granularity::Block { axis, size }) = (w.ndim(), granularity) {
                 let gathers = super::portable::lookups_to_dequantize_after(&model.graph, &name, w.len() * 4);
-                let (lo, hi) = super::portable::replace_with_portable_int4(model, &name, &w, axis, size, gathers)?;
+                let four = rounded.filter(|r| r.grid.group == size && r.grid.qmax == 7);
+                let (lo, hi) =
+                    super::portable::replace_with_portable_int4(model, &name, &w, axis, size, gathers, four)?;
                 let scheme = QScheme { qtype: QType::Int4, symmetric: true, granularity, reduce_range: false };
                 let range = QParams {
                     scale: ndarray::arr1(&[lo, hi]).into_dyn(),
                     zero_point: ndarray::arr1(&[0, 0]).into_dyn(),
                 };
-                report.tensors.push(TensorRecord::new(&name, &scheme, &range, t.byte_size(), w.shape()));
+                let mut record = TensorRecord::new(&name, &scheme, &range, t.byte_size(), w.shape());
+                record.gptq = four.is_some();
+                report.tensors.push(record);
                 continue;
             }
             // Conv kernels and per-channel requests: int8 per channel, which both runtimes
@@ -157,8 +166,27 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
             _ => (options.qtype, granularity),
         };
         let scheme = QScheme { qtype, symmetric: options.symmetric, granularity, reduce_range: options.reduce_range };
-        let (q, params) = scheme.quantize_weight(&w)?;
-        let record = TensorRecord::new(&name, &scheme, &params, t.byte_size(), w.shape());
+        // GPTQ's integers when it rounded this weight on this very grid (one scale per output channel).
+        let per_row = |r: &&super::gptq::Rounded| {
+            r.grid.scale.ncols() == 1 && (r.grid.qmin, r.grid.qmax) == qtype.range(options.reduce_range)
+        };
+        let gptq = match (rounded.filter(per_row), granularity) {
+            (Some(r), Granularity::PerChannel { .. }) => {
+                let q = r.layer.restore(&r.q.mapv(|v| v as f32))?.mapv(|v| v as i32);
+                let column = |a: &ndarray::Array2<f32>| a.column(0).to_owned().into_dyn();
+                let params =
+                    QParams { scale: column(&r.grid.scale), zero_point: r.grid.zero.column(0).to_owned().into_dyn() };
+                Some((q, params))
+            }
+            _ => None,
+        };
+        let used_gptq = gptq.is_some();
+        let (q, params) = match gptq {
+            Some(done) => done,
+            None => scheme.quantize_weight(&w)?,
+        };
+        let mut record = TensorRecord::new(&name, &scheme, &params, t.byte_size(), w.shape());
+        record.gptq = used_gptq;
         replace_weight(model, &name, &q, &params, qtype, granularity, options.format)?;
         report.tensors.push(record);
     }
@@ -181,6 +209,43 @@ pub fn quantize_weights_with_fallback(
         quantize_weights(m, &WeightOptions { only_nodes: Some(only), ..options.clone() }, r)
     };
     super::sensitivity::quantize_with_fallback(model, &nodes, calib, target_sqnr_db, &quantize, report, progress)
+}
+
+/// Weight-only quantization with the weights of Conv/Gemm/MatMul layers rounded
+/// by GPTQ on `calib` (int8 per channel, int4 in portable blocks; other weights
+/// and formats round to nearest), then, with `target_sqnr_db` > 0, the measured
+/// float fallback on top.
+pub fn quantize_weights_gptq(
+    model: &mut Model,
+    options: &WeightOptions,
+    calib: &crate::data::Dataset,
+    target_sqnr_db: f64,
+    report: &mut QuantReport,
+    progress: &dyn crate::eval::Progress,
+) -> Result<()> {
+    let four_bit = matches!(options.qtype, QType::Int4);
+    let portable = options.format == WeightFormat::Portable;
+    let grid_for = |layer: &crate::layerwise::Layer| -> Option<super::gptq::Grid> {
+        match (four_bit, options.block_size, layer.conv) {
+            _ if options.per_tensor || !portable && !matches!(options.format, WeightFormat::Qdq) => None,
+            (true, Some(block), false) if portable => Some(super::portable::int4_block_grid(&layer.rows, block)),
+            // Conv kernels in a 4-bit portable model are written int8 per channel.
+            (true, _, true) if portable => Some(super::gptq::Grid::per_row(&layer.rows, QType::Int8, true, false)),
+            (false, None, _) => {
+                Some(super::gptq::Grid::per_row(&layer.rows, options.qtype, options.symmetric, options.reduce_range))
+            }
+            _ => None,
+        }
+    };
+    let rounded = super::gptq::round_layers(model, &options.exclude, calib, &grid_for, progress)?;
+    if rounded.is_empty() {
+        report.notes.push("GPTQ found no Conv, Gemm or MatMul weight it could round in this format".into());
+    }
+    let options = WeightOptions { rounded: Some(std::sync::Arc::new(rounded)), ..options.clone() };
+    match target_sqnr_db > 0.0 {
+        true => quantize_weights_with_fallback(model, &options, calib, target_sqnr_db, report, progress),
+        false => quantize_weights(model, &options, report),
+    }
 }
 
 /// The nodes whose weights weight-only quantization would touch.

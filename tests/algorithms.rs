@@ -1,5 +1,6 @@
-//! Non-linear weights (issue 15): k-means codebooks and log2 levels, judged in
-//! ONNX Runtime and tract on the shared models.
+//! Post-training algorithms beyond round-to-nearest (issue 15): k-means
+//! codebooks, log2 levels and GPTQ, judged in ONNX Runtime and tract on the
+//! shared models.
 
 mod common;
 
@@ -115,4 +116,33 @@ fn codebook_options_are_checked_and_calibration_is_used() {
         let r = prunq(&args);
         assert_eq!(r.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&r.stderr));
     }
+}
+
+/// GPTQ on minilm_l6 (calibrated on sentences_calib): int4 blocks of 32 clearly beat
+/// round-to-nearest at the same 0.14× size (cosine 0.960 → 0.987), and int8 per channel
+/// reaches cosine 0.9997 — in both runtimes.
+#[test]
+fn gptq_beats_rounding_to_nearest_on_minilm() {
+    let dir = common::tempdir();
+    let (model, data, calib) =
+        (common::model("minilm_l6.onnx"), common::data("sentences_test.npz"), common::data("sentences_calib.npz"));
+    let calib = calib.to_str().unwrap();
+    let int4 = dir.path().join("gptq4.onnx");
+    quantize(&model, &int4, &["--bits", "4", "--algorithm", "gptq", "--calib", calib, "--target-sqnr", "0"]);
+    assert!(size_ratio(&model, &int4) <= 0.15);
+    let m = prunq::onnx::load(&int4).unwrap();
+    assert!(m.graph.initializers.iter().any(|t| t.name.ends_with("_int4_packed")), "portable int4");
+    let int8 = dir.path().join("gptq8.onnx");
+    quantize(&model, &int8, &["--algorithm", "gptq", "--calib", calib, "--target-sqnr", "0"]);
+    for runtime in ["ort", "tract"] {
+        let c = compared(runtime, &model, &int4, &data);
+        let (cosine, nn) = (c["cosine_mean"].as_f64().unwrap(), c["nn_agreement"].as_f64().unwrap());
+        assert!(cosine >= 0.985 && nn >= 0.85, "int4 GPTQ in {runtime}: cosine {cosine}, NN {nn}");
+        let c = compared(runtime, &model, &int8, &data);
+        let cosine = c["cosine_mean"].as_f64().unwrap();
+        assert!(cosine >= 0.9997, "int8 GPTQ in {runtime}: cosine {cosine}");
+    }
+    // GPTQ needs the layers' inputs.
+    let r = prunq(&[os("quantize"), model.as_os_str(), os("-o"), int8.as_os_str(), os("--algorithm"), os("gptq")]);
+    assert_eq!(r.status.code(), Some(2), "{}", String::from_utf8_lossy(&r.stderr));
 }

@@ -147,7 +147,8 @@ fn plan(g: &Graph, node: &Node, options: &DynamicOptions) -> std::result::Result
 
 fn emit(g: &mut Graph, node: &Node, xq: &[String; 3], p: Planned, out: &mut Vec<Node>) {
     let y = &node.outputs[0];
-    let name = |s: &str| format!("{y}_{s}");
+    // "{y}_dynamic_…": the static pass names its Q/DQ constants "{y}_scale" etc.
+    let name = |s: &str| format!("{y}_dynamic_{s}");
     let (wq, ws) = (name("weight_quantized"), name("weight_scale"));
     g.initializers.push(int_tensor(&wq, &p.q, QType::Int8));
     g.initializers.push(Tensor::from_array(&ws, &p.scale.mapv(|s| s * p.alpha).into_dyn()));

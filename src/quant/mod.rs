@@ -1,6 +1,7 @@
 //! Quantization: the scheme math, the op-type registry, and the passes
 //! (weight-only, dynamic, static QDQ, fp16).
 
+mod bias_correction;
 pub mod calibrate;
 mod codebook;
 mod dynamic;

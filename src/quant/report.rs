@@ -79,6 +79,9 @@ pub struct QuantReport {
     /// Each candidate group's sensitivity, when the float fallback measured them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sensitivity: Vec<GroupSensitivity>,
+    /// Static mode: the biases corrected for their layer's mean output drift.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bias_correction: Vec<super::bias_correction::BiasShift>,
     /// Output SQNR on the calibration samples with every candidate quantized (the fallback's first trial).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quantized_sqnr_db: Option<f64>,

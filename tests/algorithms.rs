@@ -5,20 +5,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-fn prunq(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_prunq"))
-        .arg("-q")
-        .args(args)
-        .env("VIRTUAL_ENV", common::python().parent().and_then(Path::parent).expect("venv"))
-        .output()
-        .expect("prunq runs")
-}
-
-fn os(s: &str) -> &std::ffi::OsStr {
-    s.as_ref()
-}
+use common::{os, prunq_quiet as prunq};
 
 fn quantize(model: &Path, out: &Path, extra: &[&str]) {
     let mut args = vec![os("quantize"), model.as_os_str(), os("-o"), out.as_os_str(), os("--mode"), os("weights")];

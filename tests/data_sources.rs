@@ -6,22 +6,11 @@ mod common;
 use ndarray::{ArrayD, Axis};
 use prunq::data::{Array, DataOptions, Dataset, Preprocess};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 const PPOCR_SPEC: &str = "resize=48x320,keep-aspect,pad=0,layout=NCHW,bgr,scale=1/255,mean=0.5,std=0.5";
 
-fn prunq(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prunq"))
-        .arg("-q")
-        .args(args)
-        .env("VIRTUAL_ENV", common::python().parent().and_then(Path::parent).expect("venv"))
-        .output()
-        .expect("prunq runs")
-}
-
-fn os(s: &str) -> &std::ffi::OsStr {
-    s.as_ref()
-}
+use common::{os, prunq_quiet as prunq};
 
 fn f32_array(path: &Path, name: &str) -> ArrayD<f32> {
     let mut arrays = prunq::data::npz::read(path).unwrap();

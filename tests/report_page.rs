@@ -60,12 +60,7 @@ fn load(page: &Path, shot: &Path, dir: &Path) -> usize {
 }
 
 fn prunq(args: &[&std::ffi::OsStr]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_prunq"))
-        .arg("-q")
-        .args(args)
-        .env("VIRTUAL_ENV", common::python().parent().and_then(Path::parent).expect("venv"))
-        .output()
-        .unwrap();
+    let out = common::prunq_quiet(args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 

@@ -104,6 +104,10 @@ pub enum Dim {
 }
 
 impl Attribute {
+    pub fn new(name: &str, value: AttrValue) -> Attribute {
+        Attribute { name: name.into(), value, doc_string: String::new(), ref_attr_name: String::new() }
+    }
+
     /// An integer attribute, as passes add them (`axis`, `to`, `keepdims`).
     pub fn int(name: &str, value: i64) -> Attribute {
         Attribute {
@@ -197,6 +201,19 @@ impl Node {
     /// Input `ix`, or `None` when absent or omitted ("").
     pub fn input(&self, ix: usize) -> Option<&str> {
         self.inputs.get(ix).map(String::as_str).filter(|s| !s.is_empty())
+    }
+
+    /// A node of the default domain with one output, named `{output}_{op}`, as
+    /// passes add them.
+    pub fn single(output: &str, op: &str, inputs: &[&str], attributes: Vec<Attribute>) -> Node {
+        Node {
+            name: format!("{output}_{op}"),
+            op_type: op.into(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            outputs: vec![output.into()],
+            attributes,
+            ..Default::default()
+        }
     }
 
     /// Whether the node is named in `names_or_ops` by its name or its op type

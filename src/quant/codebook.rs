@@ -694,22 +694,16 @@ fn write(
 }
 
 fn attr(name: &str, value: AttrValue) -> Attribute {
-    Attribute { name: name.into(), value, doc_string: String::new(), ref_attr_name: String::new() }
+    Attribute::new(name, value)
 }
 
 fn node(output: &str, op: &str, inputs: &[&str], attributes: Vec<Attribute>) -> Node {
-    node_named(output, op, inputs, attributes, &format!("{output}_{op}"))
+    Node::single(output, op, inputs, attributes)
 }
 
+/// [`node`] under another name than `{output}_{op}`.
 fn node_named(output: &str, op: &str, inputs: &[&str], attributes: Vec<Attribute>, name: &str) -> Node {
-    Node {
-        name: name.into(),
-        op_type: op.into(),
-        inputs: inputs.iter().map(|s| s.to_string()).collect(),
-        outputs: vec![output.into()],
-        attributes,
-        ..Default::default()
-    }
+    Node { name: name.into(), ..Node::single(output, op, inputs, attributes) }
 }
 
 #[cfg(test)]

@@ -396,18 +396,11 @@ fn best_scale(lane: &[f32], qmin: i32, qmax: i32) -> f32 {
 }
 
 fn attr(name: &str, value: AttrValue) -> Attribute {
-    Attribute { name: name.into(), value, doc_string: String::new(), ref_attr_name: String::new() }
+    Attribute::new(name, value)
 }
 
 fn node(output: &str, op: &str, inputs: &[&str], attributes: Vec<Attribute>) -> Node {
-    Node {
-        name: format!("{output}_{op}"),
-        op_type: op.into(),
-        inputs: inputs.iter().map(|s| s.to_string()).collect(),
-        outputs: vec![output.into()],
-        attributes,
-        ..Default::default()
-    }
+    Node::single(output, op, inputs, attributes)
 }
 
 #[cfg(test)]

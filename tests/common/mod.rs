@@ -156,3 +156,17 @@ pub fn accuracy_in_tract(model: &prunq::ir::Model, data: &std::path::Path) -> f6
     let ds = prunq::data::Dataset::open(data).unwrap();
     prunq::eval::evaluate(model, &ds, &Default::default(), &prunq::eval::Silent).unwrap().accuracy.unwrap()
 }
+
+/// Runs the prunq binary quietly with ONNX Runtime from the test venv.
+pub fn prunq_quiet(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_prunq"))
+        .arg("-q")
+        .args(args)
+        .env("VIRTUAL_ENV", python().parent().and_then(Path::parent).expect("venv"))
+        .output()
+        .expect("prunq runs")
+}
+
+pub fn os(s: &str) -> &std::ffi::OsStr {
+    s.as_ref()
+}

@@ -128,6 +128,11 @@ pub struct Args {
     /// rows improves). Most useful with --target-sqnr 0 (everything int8).
     #[arg(long)]
     bias_correction: bool,
+    /// Static mode: SmoothQuant with this α (0–1, typically 0.5): each MatMul's activation divided
+    /// per channel by s = max|X|^α / max|W|^(1−α) and its weight rows multiplied, so activation
+    /// outliers move into the per-channel-quantized weights.
+    #[arg(long)]
+    smooth: Option<f64>,
     /// Do not time the output against the input (done by default: batch 1, one thread, in the
     /// runtime chosen by --runtime, on --val or --calib data or else inputs of ones).
     #[arg(long)]
@@ -233,6 +238,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
                 reduce_range: a.reduce_range,
                 keep_faster: !a.no_latency_check,
                 bias_correction: a.bias_correction,
+                smooth: a.smooth,
                 ..Default::default()
             };
             quantize_static(&mut model, &data, &options, &mut report, progress)?;

@@ -14,6 +14,7 @@ pub mod registry;
 mod report;
 pub mod scheme;
 pub mod sensitivity;
+mod smooth;
 mod speed;
 mod static_qdq;
 mod switched;

@@ -54,6 +54,9 @@ pub struct StaticOptions {
     /// but can lower a task metric (ppocr_rec_v4 with the fallback: 82.8 → 79.7 %
     /// exact lines), while without the fallback it recovers it (66.4 → 83.6 %).
     pub bias_correction: bool,
+    /// SmoothQuant's α: activation outliers of MatMuls moved into their weights
+    /// first (see `smooth.rs`); `None`: off.
+    pub smooth: Option<f64>,
 }
 
 impl Default for StaticOptions {
@@ -72,6 +75,7 @@ impl Default for StaticOptions {
             reduce_range: false,
             keep_faster: false,
             bias_correction: false,
+            smooth: None,
         }
     }
 }
@@ -359,6 +363,15 @@ pub fn quantize_static(
     let opset = if options.activation_type.bits() > 8 { 21 } else { 13 };
     crate::transform::upgrade_opset(model, opset, &|n| ranks.get(n).copied())?;
     crate::transform::fold_batchnorm(model)?;
+    if let Some(alpha) = options.smooth {
+        let smoothed = super::smooth::smooth(model, calib, alpha)?;
+        if !smoothed.is_empty() {
+            report.notes.push(format!(
+                "SmoothQuant (α {alpha}): the activations of {} MatMul groups divided per channel, their weights multiplied",
+                smoothed.len()
+            ));
+        }
+    }
     let float_model = options.bias_correction.then(|| model.clone());
     let plan = plan(model, options)?;
     let calibrated = calibrate(model, calib, &plan.calibrated, options, progress)?;

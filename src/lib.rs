@@ -11,6 +11,7 @@ pub mod eval;
 pub mod ir;
 pub mod layerwise;
 pub mod onnx;
+pub mod optimize;
 pub mod parallel;
 pub mod proto;
 pub mod prune;

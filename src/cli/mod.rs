@@ -6,6 +6,8 @@ mod compare;
 mod demo;
 mod eval;
 mod inspect;
+mod optimize;
+mod apply;
 mod progress;
 mod prune;
 mod quantize;
@@ -76,6 +78,11 @@ enum Command {
     Bench(bench::Args),
     /// Show what prunq does, on a small bundled model and data set.
     Demo(demo::Args),
+    /// Find the smallest, fastest model that keeps an accuracy budget, over pruning and
+    /// quantization together, measured in the runtime; writes it and its recipe.
+    Optimize(optimize::Args),
+    /// Replay a recipe (from `optimize --save-recipe`, or written by hand) on a model.
+    Apply(apply::Args),
     /// Turn a JSON report (`--report R.json`) into a self-contained HTML page with plots.
     Report(report::Args),
 }
@@ -112,6 +119,8 @@ pub fn main() -> ExitCode {
         Command::Bench(a) => bench::run(a, cli.runtime, cli.threads, &progress),
         Command::Demo(a) => demo::run(a, &progress),
         Command::Report(a) => report::run(a),
+        Command::Optimize(a) => optimize::run(a, &progress),
+        Command::Apply(a) => apply::run(a, &progress),
     }));
     match run {
         Ok(Ok(())) => ExitCode::SUCCESS,
@@ -321,13 +330,9 @@ fn check_latency(
     Ok(Some(c))
 }
 
-/// Folds the model's shape computations before a pass (see
-/// `prunq::transform::simplify`) and prints what changed. `None` with `--no-simplify`.
-fn simplify(model: &mut prunq::ir::Model, skip: bool) -> anyhow::Result<Option<prunq::transform::Simplification>> {
-    if skip {
-        return Ok(None);
-    }
-    let s = prunq::transform::simplify(model)?;
+/// Says what the clean-up before a pass changed (or why it was not done).
+fn print_simplified(s: &Option<prunq::transform::Simplification>) {
+    let Some(s) = s else { return };
     if let Some(why) = &s.skipped {
         println!("note: the graph was not simplified: {why}");
     } else if s.nodes_after < s.nodes_before || s.folded + s.reshapes > 0 {
@@ -336,7 +341,6 @@ fn simplify(model: &mut prunq::ir::Model, skip: bool) -> anyhow::Result<Option<p
             s.nodes_before, s.nodes_after, s.folded, s.reshapes
         );
     }
-    Ok(Some(s))
 }
 
 /// The runtime that ran models for a command (`ran` says whether any did),
@@ -398,8 +402,7 @@ fn write_report<T: serde::Serialize>(
     }
     let html = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
     let text = if html { prunq::report::html::page(&value) } else { serde_json::to_string_pretty(&value)? };
-    std::fs::write(path, text).map_err(|e| prunq::Error::io(path, e))?;
-    Ok(())
+    Ok(prunq::onnx::write_atomically(path, text.as_bytes())?)
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {

@@ -1,6 +1,6 @@
 use prunq::eval::Progress;
-use prunq::prune::structured::{prune_structured, Amount, Importance, Ranking, Selection, StructuredOptions};
-use prunq::prune::{prune_sparse, LayerChoice, Method, PruneReport, Scope, SparseOptions};
+use prunq::prune::structured::{Amount, Importance, StructuredReport};
+use prunq::prune::{Method, PruneConfig, PruneReport, Pruned, Scope};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -95,28 +95,54 @@ fn parse_pattern(s: &str) -> Result<(usize, usize), String> {
     Ok((n, m))
 }
 
+impl Args {
+    fn config(&self) -> PruneConfig {
+        PruneConfig {
+            structured: self.structured,
+            sparsity: self.sparsity,
+            method: self.method,
+            scope: self.scope,
+            pattern: self.pattern,
+            exclude: self.exclude.clone(),
+            prune_ends: self.prune_ends,
+            prune_grouped: self.prune_grouped,
+            sparse_storage: self.sparse_storage,
+            ratio: self.ratio,
+            threshold: self.threshold,
+            target_macs: self.target_macs,
+            target_params: self.target_params,
+            importance: self.importance,
+            round_to: self.round_to,
+            min_channels: self.min_channels,
+            repair: !self.no_repair,
+            shape: self.shape.iter().cloned().collect(),
+            simplify: !self.no_simplify,
+        }
+    }
+}
+
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     prunq::onnx::ensure_not_input(&a.model, &a.output)?;
     let original = prunq::onnx::load(&a.model)?;
     let calib = a.calib.as_ref().map(super::open_data).transpose()?;
-    if a.structured {
-        return structured(a, original, calib.as_ref(), progress);
-    }
+    let config = a.config();
     let mut model = original.clone();
-    let options = SparseOptions {
-        sparsity: a.sparsity,
-        method: a.method,
-        scope: a.scope,
-        pattern: a.pattern,
-        layers: LayerChoice { exclude: a.exclude.clone(), prune_ends: a.prune_ends, prune_grouped: a.prune_grouped },
-        ..Default::default()
-    };
-    let mut report = PruneReport { simplified: super::simplify(&mut model, a.no_simplify)?, ..Default::default() };
-    prune_sparse(&mut model, &options, calib.as_ref(), &mut report, progress)?;
-    if a.sparse_storage {
-        let weights: Vec<String> = report.layers.iter().map(|l| l.weight.clone()).collect();
-        report.storage = prunq::prune::store_sparse_where_smaller(&mut model, &weights)?;
+    match prunq::prune::prune(&mut model, &config, calib.as_ref(), progress)? {
+        Pruned::Sparse(report) => sparse(a, original, model, report, progress),
+        Pruned::Structured(report, unrepaired) => {
+            structured(a, &config, original, model, *report, unrepaired.map(|m| *m), progress)
+        }
     }
+}
+
+fn sparse(
+    a: Args,
+    original: prunq::ir::Model,
+    model: prunq::ir::Model,
+    mut report: PruneReport,
+    progress: &dyn Progress,
+) -> anyhow::Result<()> {
+    super::print_simplified(&report.simplified);
     if let Some(said) = super::untouched_subgraphs(&model, "pruned", report.layers.is_empty())? {
         report.notes.push(said);
     }
@@ -142,7 +168,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         );
     }
     report.comparison = super::validate(&original, &model, a.val.as_deref(), progress)?;
-    report.runtime = super::runtime_used(calib.is_some() || a.val.is_some())?;
+    report.runtime = super::runtime_used(a.calib.is_some() || a.val.is_some())?;
     let timing_data = a.val.as_ref().or(a.calib.as_ref()).map(PathBuf::as_path);
     report.latency = super::check_latency(&original, &model, timing_data, a.no_latency_check, progress)?;
     let about = super::Reported {
@@ -156,32 +182,14 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
 
 fn structured(
     a: Args,
+    config: &PruneConfig,
     original: prunq::ir::Model,
-    calib: Option<&prunq::data::Dataset>,
+    model: prunq::ir::Model,
+    mut report: StructuredReport,
+    unrepaired: Option<prunq::ir::Model>,
     progress: &dyn Progress,
 ) -> anyhow::Result<()> {
-    let amount = match (a.ratio, a.threshold, a.target_macs, a.target_params) {
-        (_, Some(t), _, _) => Amount::Threshold(t),
-        (_, _, Some(r), _) => Amount::TargetMacs(r),
-        (_, _, _, Some(r)) => Amount::TargetParams(r),
-        (r, ..) => Amount::Ratio(r.unwrap_or(0.3)),
-    };
-    let options = StructuredOptions {
-        importance: a.importance,
-        selection: Selection {
-            amount,
-            ranking: if a.scope == Scope::Global { Ranking::Global } else { Ranking::Uniform },
-            round_to: a.round_to.max(1),
-            min_channels: a.min_channels.unwrap_or(a.round_to),
-        },
-        exclude: a.exclude.clone(),
-        repair: !a.no_repair,
-        input_shapes: a.shape.iter().cloned().collect(),
-        ..Default::default()
-    };
-    let mut model = original.clone();
-    let (mut report, unrepaired) = prune_structured(&mut model, &options, calib, progress)?;
-    report.simplified = super::simplify(&mut model, a.no_simplify)?;
+    super::print_simplified(&report.simplified);
     if let Some(said) = super::untouched_subgraphs(&model, "pruned", false)? {
         report.notes.push(said);
     }
@@ -189,7 +197,7 @@ fn structured(
     prunq::onnx::save(&model, &a.output, &Default::default())?;
     print!("{}", prunq::report::text::structured(&report));
     let prunable = report.groups.iter().filter(|g| g.blocked.is_empty()).count();
-    if prunable > 0 && report.groups.iter().all(|g| g.removed.is_empty()) && matches!(amount, Amount::Ratio(_)) {
+    if prunable > 0 && report.groups.iter().all(|g| g.removed.is_empty()) && matches!(config.amount()?, Amount::Ratio(_)) {
         println!(
             "note: nothing removed: groups keep a multiple of {} channels (--round-to) and at least {} \
              (--min-channels), and each prunable group rounds back to its size at this ratio",
@@ -205,7 +213,7 @@ fn structured(
         }
     }
     report.comparison = super::validate(&original, &model, a.val.as_deref(), progress)?;
-    report.runtime = super::runtime_used(calib.is_some() || a.val.is_some())?;
+    report.runtime = super::runtime_used(a.calib.is_some() || a.val.is_some())?;
     let timing_data = a.val.as_ref().or(a.calib.as_ref()).map(PathBuf::as_path);
     report.latency = super::check_latency(&original, &model, timing_data, a.no_latency_check, progress)?;
     let about = super::Reported {

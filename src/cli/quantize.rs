@@ -1,42 +1,7 @@
 use prunq::eval::Progress;
 use prunq::quant::calibrate::Method;
-use prunq::quant::{
-    convert_fp16, quantize_codebook, quantize_dynamic, quantize_dynamic_with_fallback, quantize_static,
-    quantize_weights, quantize_weights_gptq, quantize_weights_with_fallback, CodebookOptions, DynamicOptions,
-    Fp16Options, QType, QuantReport, StaticOptions, Table, WeightFormat, WeightOptions,
-};
+use prunq::quant::{Activations, QuantConfig, QuantMode, Rounding, WeightFormat, WeightScheme};
 use std::path::PathBuf;
-
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum Mode {
-    /// Weight-only: low-bit constant weights + DequantizeLinear; no data needed.
-    Weights,
-    /// MatMul/Gemm in integers with activations quantized at run time; no data needed.
-    Dynamic,
-    /// Weights and activations in int8, activation ranges calibrated on --calib; QDQ format.
-    Static,
-    /// Every float32 constant and computation in float16; float32 inputs and outputs kept.
-    Fp16,
-}
-
-/// How weights are rounded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Algorithm {
-    /// Round to nearest (keeping each channel's or block's sum).
-    Rtn,
-    /// GPTQ on the calibration data.
-    Gptq,
-}
-
-/// What values weights take.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Scheme {
-    /// Integers times a scale (per tensor, channel or block).
-    Linear,
-    /// 0 and ±scale·2^-e: sign and exponent in --bits (2–8) bits, a scale per output channel
-    /// (for shift-only hardware); stored as table indices like --codebook.
-    Log2,
-}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -46,7 +11,7 @@ pub struct Args {
     #[arg(short, long)]
     output: PathBuf,
     #[arg(long, value_enum, default_value = "weights")]
-    mode: Mode,
+    mode: QuantMode,
     /// Weight bits: 8 (per channel by default) or 4 (blocks by default); with --scheme log2, 2 to 8.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..=8))]
     bits: u32,
@@ -55,10 +20,10 @@ pub struct Args {
     /// from the layer's input statistics on --calib; Conv/Gemm/MatMul weights, int8 per channel or
     /// int4 blocks).
     #[arg(long, value_enum, default_value = "rtn")]
-    algorithm: Algorithm,
+    algorithm: Rounding,
     /// Weights mode: what values weights take.
     #[arg(long, value_enum, default_value = "linear")]
-    scheme: Scheme,
+    scheme: WeightScheme,
     /// Weights mode: each weight an index into a table of K values (2–256) fitted by k-means —
     /// one table per output channel when K ≤ 16 (two indices per byte), per tensor otherwise (see
     /// --per-tensor). With --calib, values are weighted by their input feature's activation energy.
@@ -99,8 +64,8 @@ pub struct Args {
     percentile: f64,
     /// Activation type: u8 (affine, the default: the fast kernels in ONNX Runtime), s8 (symmetric),
     /// or 16-bit s16 (symmetric) / u16 (affine) for accuracy over speed (opset 21; ONNX Runtime only).
-    #[arg(long, default_value = "u8", value_parser = ["u8", "s8", "u16", "s16"])]
-    activations: String,
+    #[arg(long, value_enum, default_value = "u8")]
+    activations: Activations,
     /// With calibration data, the most sensitive layers stay float until the output SQNR on
     /// it is estimated to reach this many dB (0 turns the fallback off).
     #[arg(long, default_value_t = prunq::quant::DEFAULT_FALLBACK_SQNR_DB)]
@@ -143,135 +108,60 @@ pub struct Args {
     no_simplify: bool,
 }
 
+impl Args {
+    fn config(&self) -> QuantConfig {
+        QuantConfig {
+            mode: self.mode,
+            bits: self.bits,
+            algorithm: self.algorithm,
+            scheme: self.scheme,
+            codebook: self.codebook,
+            block_size: self.block_size,
+            per_tensor: self.per_tensor,
+            weight_format: self.weight_format,
+            reduce_range: self.reduce_range,
+            asymmetric: self.asymmetric,
+            exclude: self.exclude.clone(),
+            method: self.method,
+            percentile: self.percentile,
+            activations: self.activations,
+            target_sqnr: self.target_sqnr,
+            op_types: self.op_types.clone(),
+            fp16_io: self.fp16_io,
+            bias_correction: self.bias_correction,
+            smooth: self.smooth,
+            keep_faster: !self.no_latency_check,
+            simplify: !self.no_simplify,
+            decided: None,
+        }
+    }
+}
+
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
-    let nonlinear = a.codebook.is_some() || a.scheme == Scheme::Log2;
-    if a.bits != 4 && a.bits != 8 && a.scheme == Scheme::Linear {
-        return Err(prunq::Error::Usage(format!("--bits {} is not supported: use 4 or 8", a.bits)).into());
+    let config = a.config();
+    config.validate()?;
+    if a.algorithm == Rounding::Gptq && a.calib.is_none() {
+        return Err(prunq::Error::Usage("--algorithm gptq needs --calib DATA".into()).into());
     }
-    if nonlinear && !matches!(a.mode, Mode::Weights) {
-        return Err(
-            prunq::Error::Usage("--codebook and --scheme log2 are weight formats: use --mode weights".into()).into()
-        );
-    }
-    if a.algorithm == Algorithm::Gptq && (a.calib.is_none() || nonlinear || !matches!(a.mode, Mode::Weights)) {
-        return Err(prunq::Error::Usage(
-            "--algorithm gptq rounds linear weights from the layers' inputs: use --mode weights with --calib".into(),
-        )
-        .into());
-    }
-    if a.codebook.is_some() && a.scheme == Scheme::Log2 {
-        return Err(
-            prunq::Error::Usage("--codebook fits its values, --scheme log2 fixes them: choose one".into()).into()
-        );
+    if a.mode == QuantMode::Static && a.calib.is_none() {
+        return Err(prunq::Error::Usage("--mode static needs --calib DATA".into()).into());
     }
     prunq::onnx::ensure_not_input(&a.model, &a.output)?;
     let original = prunq::onnx::load(&a.model)?;
     let mut model = original.clone();
-    let mut report = QuantReport {
-        mode: format!("{:?}", a.mode).to_lowercase(),
-        opset_before: original.onnx_opset().unwrap_or(0),
-        size_before: std::fs::metadata(&a.model)?.len(),
-        ..Default::default()
-    };
-    report.simplified = super::simplify(&mut model, a.no_simplify)?;
-    match a.mode {
-        Mode::Weights if nonlinear => {
-            let options = CodebookOptions {
-                table: match a.codebook {
-                    Some(k) => Table::KMeans(k as usize),
-                    None => Table::Log2(a.bits),
-                },
-                per_tensor: a.per_tensor.then_some(true),
-                exclude: a.exclude.clone(),
-                ..Default::default()
-            };
-            let data = a.calib.as_ref().map(super::open_data).transpose()?;
-            quantize_codebook(&mut model, &options, data.as_ref(), a.target_sqnr, &mut report, progress)?
-        }
-        Mode::Weights => {
-            let four = a.bits == 4;
-            let options = WeightOptions {
-                qtype: match (four, a.asymmetric) {
-                    (true, false) => QType::Int4,
-                    (true, true) => QType::UInt4,
-                    (false, false) => QType::Int8,
-                    (false, true) => QType::UInt8,
-                },
-                symmetric: !a.asymmetric,
-                block_size: a.block_size.or(if four && !a.per_tensor { Some(32) } else { None }),
-                per_tensor: a.per_tensor,
-                exclude: a.exclude.clone(),
-                format: a.weight_format,
-                reduce_range: a.reduce_range,
-                ..Default::default()
-            };
-            match (&a.calib, a.target_sqnr > 0.0) {
-                (Some(calib), _) if a.algorithm == Algorithm::Gptq => {
-                    let data = super::open_data(calib)?;
-                    quantize_weights_gptq(&mut model, &options, &data, a.target_sqnr, &mut report, progress)?
-                }
-                (Some(calib), true) => {
-                    let data = super::open_data(calib)?;
-                    quantize_weights_with_fallback(&mut model, &options, &data, a.target_sqnr, &mut report, progress)?
-                }
-                _ => quantize_weights(&mut model, &options, &mut report)?,
-            }
-        }
-        Mode::Static => {
-            let calib =
-                a.calib.as_ref().ok_or_else(|| prunq::Error::Usage("--mode static needs --calib DATA".into()))?;
-            let data = super::open_data(calib)?;
-            let (activation_type, symmetric) = match a.activations.as_str() {
-                "s8" => (QType::Int8, true),
-                "s16" => (QType::Int16, true),
-                "u16" => (QType::UInt16, false),
-                _ => (QType::UInt8, false),
-            };
-            let options = StaticOptions {
-                method: a.method,
-                percentile: a.percentile,
-                activation_type,
-                symmetric_activations: symmetric,
-                exclude: a.exclude.clone(),
-                op_types: a.op_types.clone(),
-                fallback_sqnr_db: (a.target_sqnr > 0.0).then_some(a.target_sqnr),
-                reduce_range: a.reduce_range,
-                keep_faster: !a.no_latency_check,
-                bias_correction: a.bias_correction,
-                smooth: a.smooth,
-                ..Default::default()
-            };
-            quantize_static(&mut model, &data, &options, &mut report, progress)?;
-        }
-        Mode::Fp16 => {
-            let data = a.val.as_ref().or(a.calib.as_ref()).map(super::open_data).transpose()?;
-            let options = Fp16Options { keep_io_types: !a.fp16_io, backends: super::check_backends()? };
-            convert_fp16(&mut model, &options, data.as_ref(), &mut report)?
-        }
-        Mode::Dynamic => {
-            let options = DynamicOptions {
-                exclude: a.exclude.clone(),
-                per_tensor: a.per_tensor,
-                only_nodes: None,
-                reduce_range: a.reduce_range,
-            };
-            match (&a.calib, a.target_sqnr > 0.0) {
-                (Some(calib), true) => {
-                    let data = super::open_data(calib)?;
-                    quantize_dynamic_with_fallback(&mut model, &options, &data, a.target_sqnr, &mut report, progress)?
-                }
-                _ => quantize_dynamic(&mut model, &options, &mut report)?,
-            }
-        }
-    }
-    let nothing_done = report.tensors.is_empty() && !matches!(a.mode, Mode::Fp16);
+    // fp16 checks its ranges on the data it will be judged on.
+    let data_path = if a.mode == QuantMode::Fp16 { a.val.as_ref().or(a.calib.as_ref()) } else { a.calib.as_ref() };
+    let data = data_path.map(super::open_data).transpose()?;
+    let mut report = prunq::quant::quantize(&mut model, &config, data.as_ref(), progress)?;
+    super::print_simplified(&report.simplified);
+    report.size_before = std::fs::metadata(&a.model)?.len();
+    let nothing_done = report.tensors.is_empty() && a.mode != QuantMode::Fp16;
     if let Some(said) = super::untouched_subgraphs(&model, "quantized", nothing_done)? {
         report.notes.push(said);
     }
     report.output_check = Some(super::check_before_write(&original, &model, a.val.as_ref().or(a.calib.as_ref()))?);
     let external = if a.external_data { prunq::onnx::ExternalMode::Always } else { Default::default() };
     prunq::onnx::save(&model, &a.output, &prunq::onnx::SaveOptions { external })?;
-    report.opset_after = model.onnx_opset().unwrap_or(0);
     report.size_after = std::fs::metadata(&a.output)?.len();
     println!(
         "{} tensors quantized, {} left float; {} → {} ({:.2}×); opset {} → {}",
@@ -290,7 +180,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let judge_on = a.val.as_ref().or(if a.report.is_some() { a.calib.as_ref() } else { None });
     report.comparison = super::validate(&original, &model, judge_on.map(PathBuf::as_path), progress)?;
     report.runtime = super::runtime_used(a.calib.is_some() || judge_on.is_some())?;
-    let integer_kernels = matches!(a.mode, Mode::Static | Mode::Dynamic);
+    let integer_kernels = matches!(a.mode, QuantMode::Static | QuantMode::Dynamic);
     // About ONNX Runtime's kernels: not said when tract did the measuring.
     let in_tract = report.runtime.as_ref().is_some_and(|r| r.backend == prunq::runtime::Backend::Tract);
     if integer_kernels && !in_tract && !a.reduce_range && prunq::runtime::int8_pairs_saturate() {

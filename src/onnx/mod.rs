@@ -104,6 +104,19 @@ pub fn save(model: &Model, path: impl AsRef<Path>, options: &SaveOptions) -> Res
     Ok(())
 }
 
+/// Writes `bytes` (a recipe, a report) to `path` as models are written: a
+/// temporary file beside it, renamed into place when complete.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = output_temp_file(dir)?;
+    std::io::Write::write_all(tmp.as_file_mut(), bytes).map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
 /// A temporary file in `dir` that is renamed over an output when complete. Created with the mode an
 /// ordinary new file gets (0666 less the umask): tempfile's own 0600 would leave outputs unreadable to
 /// the group and others that the user's umask lets read them.

@@ -3,11 +3,13 @@
 //! (unstructured and N:M); `storage` writes the zeros away as sparse tensors;
 //! `structured` removes whole channels.
 
+mod config;
 mod sparse;
 mod sparsegpt;
 mod storage;
 pub mod structured;
 
+pub use config::{prune, PruneConfig, Pruned};
 pub use crate::layerwise::{prunable_layers, Layer, LayerChoice};
 pub use sparse::{prune_sparse, LayerRecord, Method, PruneReport, Scope, SparseOptions};
 pub use storage::{store_sparse_where_smaller, StorageRecord};

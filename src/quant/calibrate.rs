@@ -4,10 +4,11 @@
 
 use serde::Serialize;
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// The observed minimum and maximum.
+    #[serde(alias = "min-max")]
     MinMax,
     /// The given percentile on each side (default 99.999).
     Percentile,

@@ -4,6 +4,7 @@
 mod bias_correction;
 pub mod calibrate;
 mod codebook;
+mod config;
 mod dynamic;
 mod fp16;
 mod gptq;
@@ -20,12 +21,13 @@ mod static_qdq;
 mod switched;
 mod weights;
 
+pub use config::{quantize, Activations, QuantConfig, QuantMode, Rounding, WeightScheme};
 pub use codebook::{quantize_codebook, CodebookOptions, Table};
 pub use dynamic::{quantize_dynamic, quantize_dynamic_with_fallback, DynamicOptions};
 pub use fp16::{convert_fp16, Fp16Options};
 pub use report::{GroupSensitivity, QuantReport, Skipped, TensorRecord};
 pub use scheme::{Granularity, QParams, QScheme, QType};
-pub use static_qdq::{quantize_static, StaticOptions, DEFAULT_FALLBACK_SQNR_DB};
+pub use static_qdq::{quantize_static, StaticDecision, StaticOptions, DEFAULT_FALLBACK_SQNR_DB};
 pub use weights::{
     quantize_weights, quantize_weights_gptq, quantize_weights_with_fallback, WeightFormat, WeightOptions,
 };

@@ -85,6 +85,9 @@ pub struct QuantReport {
     /// Output SQNR on the calibration samples with every candidate quantized (the fallback's first trial).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quantized_sqnr_db: Option<f64>,
+    /// Static mode: which nodes ended int8 and which dynamic (a recipe replays them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided: Option<super::StaticDecision>,
     /// The graph clean-up done before quantizing (absent with `--no-simplify`).
     pub simplified: Option<crate::transform::Simplification>,
     pub opset_before: i64,

@@ -57,6 +57,19 @@ pub struct StaticOptions {
     /// SmoothQuant's α: activation outliers of MatMuls moved into their weights
     /// first (see `smooth.rs`); `None`: off.
     pub smooth: Option<f64>,
+    /// The nodes an earlier run chose (its report's `decided`): used as they are,
+    /// instead of the fallback and speed trials.
+    pub decided: Option<StaticDecision>,
+}
+
+/// Which nodes static quantization ran in int8 and which with activations
+/// quantized at run time (by label), after the fallback and the speed trials:
+/// what a recipe records so that replaying it needs no timing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticDecision {
+    pub int8: Vec<String>,
+    pub dynamic: Vec<String>,
 }
 
 impl Default for StaticOptions {
@@ -76,6 +89,7 @@ impl Default for StaticOptions {
             keep_faster: false,
             bias_correction: false,
             smooth: None,
+            decided: None,
         }
     }
 }
@@ -393,29 +407,13 @@ pub fn quantize_static(
         params.remove(&tensor);
         report.skipped.push(Skipped::new(&tensor, why));
     }
-    let mut chosen = plan.nodes.clone();
-    if let Some(target) = options.fallback_sqnr_db {
-        let build = |nodes: &[usize]| apply(model, &plan, nodes, nodes, &params, options, &mut QuantReport::default());
-        let switched = |groups: &[super::sensitivity::Group]| {
-            super::switched::switched_model(model, &plan, &params, groups, options)
-        };
-        let trials = super::sensitivity::Trials { build: &build, switched: Some(&switched) };
-        let float = super::sensitivity::fallback(model, &plan.nodes, calib, target, &trials, report, progress)?;
-        chosen.retain(|n| !float.contains(n));
-    }
-    if options.keep_faster && !chosen.is_empty() {
-        let build =
-            |nodes: &[usize]| apply(model, &plan, nodes, &plan.nodes, &params, options, &mut QuantReport::default());
-        chosen = super::speed::keep_faster(model, &chosen, &build, calib, report, progress)?;
-    }
-    let dynamic = if options.keep_faster {
-        dynamic_where_faster(model, &plan, &chosen, &params, options, calib, report, progress)?
-    } else {
-        vec![]
+    let (chosen, dynamic) = match &options.decided {
+        Some(decided) => decided_nodes(model, &plan, decided)?,
+        None => choose_nodes(model, &plan, &params, options, calib, report, progress)?,
     };
-    chosen.retain(|n| !dynamic.contains(n));
-    let now_dynamic: BTreeSet<String> = dynamic.iter().map(|&n| model.graph.nodes[n].label()).collect();
-    report.skipped.retain(|s| !now_dynamic.contains(&s.name));
+    let label = |n: &usize| model.graph.nodes[*n].label();
+    report.decided =
+        Some(StaticDecision { int8: chosen.iter().map(label).collect(), dynamic: dynamic.iter().map(label).collect() });
     // Layers kept float still get int8 weights (weight-only): nearly free in
     // accuracy, and the file stays small.
     *model = with_dynamic(model, &plan, &chosen, &dynamic, &params, options, report)?;
@@ -428,6 +426,61 @@ pub fn quantize_static(
         }
     }
     Ok(())
+}
+
+/// The nodes of `decided`, by index; an unknown label or one the plan does not
+/// quantize is an error (the recipe was made for another model).
+fn decided_nodes(model: &Model, plan: &Plan, decided: &StaticDecision) -> Result<(Vec<usize>, Vec<usize>)> {
+    let find = |labels: &[String]| -> Result<Vec<usize>> {
+        let mut nodes = labels
+            .iter()
+            .map(|l| {
+                plan.nodes.iter().copied().find(|&n| model.graph.nodes[n].label() == *l).ok_or_else(|| {
+                    crate::Error::Usage(format!("decided: node '{l}' is not one static quantization can quantize in this model"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        nodes.sort_unstable();
+        Ok(nodes)
+    };
+    Ok((find(&decided.int8)?, find(&decided.dynamic)?))
+}
+
+/// Which planned nodes run int8 and which dynamic: all of them, less those the
+/// accuracy fallback keeps float, less those measured faster in float or dynamic.
+fn choose_nodes(
+    model: &Model,
+    plan: &Plan,
+    params: &BTreeMap<String, (f32, i32)>,
+    options: &StaticOptions,
+    calib: &Dataset,
+    report: &mut QuantReport,
+    progress: &dyn Progress,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let mut chosen = plan.nodes.clone();
+    if let Some(target) = options.fallback_sqnr_db {
+        let build = |nodes: &[usize]| apply(model, plan, nodes, nodes, params, options, &mut QuantReport::default());
+        let switched = |groups: &[super::sensitivity::Group]| {
+            super::switched::switched_model(model, plan, params, groups, options)
+        };
+        let trials = super::sensitivity::Trials { build: &build, switched: Some(&switched) };
+        let float = super::sensitivity::fallback(model, &plan.nodes, calib, target, &trials, report, progress)?;
+        chosen.retain(|n| !float.contains(n));
+    }
+    if options.keep_faster && !chosen.is_empty() {
+        let build =
+            |nodes: &[usize]| apply(model, plan, nodes, &plan.nodes, params, options, &mut QuantReport::default());
+        chosen = super::speed::keep_faster(model, &chosen, &build, calib, report, progress)?;
+    }
+    let dynamic = if options.keep_faster {
+        dynamic_where_faster(model, plan, &chosen, params, options, calib, report, progress)?
+    } else {
+        vec![]
+    };
+    chosen.retain(|n| !dynamic.contains(n));
+    let now_dynamic: BTreeSet<String> = dynamic.iter().map(|&n| model.graph.nodes[n].label()).collect();
+    report.skipped.retain(|s| !now_dynamic.contains(&s.name));
+    Ok((chosen, dynamic))
 }
 
 /// Activations whose scale is degenerate: not a normal float, or so small that

@@ -34,7 +34,8 @@ pub struct WeightOptions {
 }
 
 /// How weight-only low-bit weights are written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
 pub enum WeightFormat {
     /// Plain ops that ONNX Runtime and tract fold back to float at load, so the model runs at float
     /// speed: int8 as Cast and Mul by the scale; int4 packed two per uint8 and unpacked (opset 18,
@@ -47,6 +48,7 @@ pub enum WeightFormat {
     /// ONNX Runtime's `MatMulNBits` (com.microsoft; tract runs it too, slowly) for MatMul weights, 4 or 8
     /// bits in blocks (default 32): the weights stay packed in memory. Other weights as `portable`.
     #[value(name = "matmul-nbits")]
+    #[serde(rename = "matmul-nbits")]
     MatMulNBits,
 }
 

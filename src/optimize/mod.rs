@@ -1,0 +1,127 @@
+//! `optimize`: the adaptive step. Candidates — structured pruning by MAC
+//! target, the quantization modes (each with its measured per-layer float
+//! fallback), and the two together — are built, judged on the validation data
+//! and timed against the original in the runtime that will run them; the best
+//! one that keeps the quality budget wins for the objective. Every candidate is
+//! a [`Recipe`] that `apply` replays to the same bytes.
+
+mod quality;
+pub mod recipe;
+mod search;
+
+pub use quality::{Budget, Judge, Metric, Quality};
+pub use recipe::{apply, apply_step, Recipe, Step, StepReport};
+pub use search::{optimize, Observer};
+
+use serde::Serialize;
+
+/// What the winner is best at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Objective {
+    /// The fastest in the runtime (ties within 3 %: the smaller).
+    Latency,
+    /// The smallest file (ties within 1 %: the faster).
+    Size,
+    /// The largest speed-up per size ratio.
+    Both,
+}
+
+/// What `optimize` is told besides the model and the data.
+#[derive(Clone, Debug)]
+pub struct OptimizeConfig {
+    pub metric: Metric,
+    pub budget: Budget,
+    pub objective: Objective,
+    /// No new candidate is started after this long; the best so far wins.
+    pub time_budget: std::time::Duration,
+    /// Expected texts of the validation samples (exact lines, CER).
+    pub texts: Option<Vec<String>>,
+}
+
+/// One measured candidate.
+#[derive(Clone, Debug, Serialize)]
+pub struct Candidate {
+    pub label: String,
+    /// The steps as they replay (static choices recorded).
+    pub recipe: Recipe,
+    pub quality: Option<Quality>,
+    pub size_bytes: u64,
+    /// Size over the original's.
+    pub size_ratio: f64,
+    /// Original time / candidate time (batch 1, one thread, taking turns).
+    pub speedup: f64,
+    pub meets_budget: bool,
+    /// Not beaten on quality, speed and size together by another candidate.
+    pub pareto: bool,
+    /// Building and measuring it.
+    pub seconds: f64,
+    /// Why it could not be built or measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Candidate {
+    /// Higher is better for the objective.
+    fn score(&self, objective: Objective) -> f64 {
+        match objective {
+            Objective::Latency => self.speedup,
+            Objective::Size => 1.0 / self.size_ratio.max(1e-9),
+            Objective::Both => self.speedup / self.size_ratio.max(1e-9),
+        }
+    }
+
+    /// Whether `self` beats `other` for the objective (scores within the tie band
+    /// go to the other measure).
+    fn beats(&self, other: &Candidate, objective: Objective) -> bool {
+        let (a, b) = (self.score(objective), other.score(objective));
+        let band = if objective == Objective::Size { 0.01 } else { 0.03 };
+        if (a - b).abs() <= band * a.max(b) {
+            return match objective {
+                Objective::Size => self.speedup > other.speedup,
+                _ => self.size_bytes < other.size_bytes,
+            };
+        }
+        a > b
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OptimizeReport {
+    pub metric: Metric,
+    pub budget: Budget,
+    pub objective: Objective,
+    /// The original's quality on the validation data.
+    pub original_quality: f64,
+    pub original_size_bytes: u64,
+    /// The worst quality a candidate may have.
+    pub bound: f64,
+    pub candidates: Vec<Candidate>,
+    /// Index into `candidates` of the one written; `None`: none kept the budget.
+    pub chosen: Option<usize>,
+    pub runtime: crate::runtime::RuntimeInfo,
+    pub seconds: f64,
+    /// The time budget ran out before the search did.
+    pub stopped_by_time: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Marks the candidates no other measured candidate beats on quality, speed
+/// and size at once (the original counts as one: quality as it is, 1×, 1×).
+fn mark_pareto(candidates: &mut [Candidate], metric: Metric, original_quality: f64) {
+    let point = |c: &Candidate| {
+        let q = c.quality.map(|q| q.value)?;
+        Some((if metric.higher_is_better() { q } else { -q }, c.speedup, -c.size_ratio))
+    };
+    let original = (if metric.higher_is_better() { original_quality } else { -original_quality }, 1.0, -1.0);
+    let points: Vec<_> = candidates.iter().map(point).collect();
+    let dominates = |a: (f64, f64, f64), b: (f64, f64, f64)| {
+        a.0 >= b.0 && a.1 >= b.1 && a.2 >= b.2 && (a.0 > b.0 || a.1 > b.1 || a.2 > b.2)
+    };
+    for (i, c) in candidates.iter_mut().enumerate() {
+        c.pareto = points[i].is_some_and(|p| {
+            !dominates(original, p) && points.iter().flatten().all(|&other| !dominates(other, p))
+        });
+    }
+}

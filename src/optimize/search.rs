@@ -1,0 +1,293 @@
+//! The search: quantization alone (each mode with its measured per-layer
+//! fallback, more layers float when the default loses too much), then
+//! structured pruning up a ladder of MAC targets while the budget holds, then
+//! the largest pruning that holds combined with the best quantizations. Every
+//! candidate is built, judged and timed; each recipe is measured once.
+
+use super::recipe::{apply, apply_step, replayable};
+use super::{mark_pareto, Candidate, Judge, Objective, OptimizeConfig, OptimizeReport, Recipe, Step};
+use crate::data::Dataset;
+use crate::eval::Silent;
+use crate::ir::Model;
+use crate::prune::PruneConfig;
+use crate::quant::{QuantConfig, QuantMode};
+use crate::Result;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// MAC reductions tried in turn while the pruned model keeps the budget.
+const MAC_TARGETS: [f64; 7] = [0.15, 0.3, 0.45, 0.6, 0.75, 0.85, 0.9];
+
+/// Told about the search as it goes (the CLI prints it).
+pub trait Observer {
+    fn trying(&self, _label: &str) {}
+    fn measured(&self, _candidate: &Candidate, _best: Option<&Candidate>) {}
+}
+
+impl Observer for Silent {}
+
+struct Search<'a> {
+    config: &'a OptimizeConfig,
+    judge: Judge<'a>,
+    calib: &'a Dataset,
+    bound: f64,
+    original_size: u64,
+    started: Instant,
+    /// Requested recipe (TOML) → its candidate.
+    tried: BTreeMap<String, usize>,
+    /// A pruning step (TOML) → the model after it.
+    pruned: BTreeMap<String, Model>,
+    candidates: Vec<Candidate>,
+    best: Option<(usize, Model)>,
+    stopped_by_time: bool,
+    observer: &'a dyn Observer,
+}
+
+impl Search<'_> {
+    fn meets(&self, i: usize) -> bool {
+        self.candidates[i].meets_budget
+    }
+
+    /// Builds, judges and times the recipe (once); `None` once time is up.
+    fn try_steps(&mut self, steps: Vec<Step>) -> Result<Option<usize>> {
+        let requested = Recipe { steps };
+        let key = requested.to_toml()?;
+        if let Some(&i) = self.tried.get(&key) {
+            return Ok(Some(i));
+        }
+        if self.started.elapsed() >= self.config.time_budget {
+            self.stopped_by_time = true;
+            return Ok(None);
+        }
+        self.observer.trying(&requested.label());
+        let t = Instant::now();
+        let mut candidate = Candidate {
+            label: requested.label(),
+            recipe: requested.clone(),
+            quality: None,
+            size_bytes: 0,
+            size_ratio: f64::NAN,
+            speedup: f64::NAN,
+            meets_budget: false,
+            pareto: false,
+            seconds: 0.0,
+            error: None,
+        };
+        let mut model = None;
+        match self.build(&requested).and_then(|(m, recipe)| self.measure(&m, recipe, &mut candidate).map(|_| m)) {
+            Ok(m) => model = Some(m),
+            // A candidate that cannot be made (nothing prunable, a pass refusing
+            // the model) is recorded, not fatal: the search goes on.
+            Err(e) => candidate.error = Some(e.to_string()),
+        }
+        candidate.seconds = t.elapsed().as_secs_f64();
+        let i = self.candidates.len();
+        let better = candidate.meets_budget
+            && self.best.as_ref().is_none_or(|(b, _)| candidate.beats(&self.candidates[*b], self.config.objective));
+        self.candidates.push(candidate);
+        if better {
+            self.best = model.map(|m| (i, m));
+        }
+        self.tried.insert(key, i);
+        self.observer.measured(&self.candidates[i], self.best.as_ref().map(|(b, _)| &self.candidates[*b]));
+        Ok(Some(i))
+    }
+
+    /// The model a recipe makes and the recipe as it replays; pruned models are
+    /// kept for the quantizations tried after them.
+    fn build(&mut self, recipe: &Recipe) -> Result<(Model, Recipe)> {
+        let mut steps = recipe.steps.iter().peekable();
+        let mut model = None;
+        let mut replay = vec![];
+        if let Some(step @ Step::Prune(_)) = steps.peek().copied() {
+            let key = Recipe { steps: vec![step.clone()] }.to_toml()?;
+            if !self.pruned.contains_key(&key) {
+                let mut m = self.judge.original.clone();
+                apply_step(&mut m, step, Some(self.calib), &Silent)?;
+                self.pruned.insert(key.clone(), m);
+            }
+            model = self.pruned.get(&key).cloned();
+            replay.push(step.clone());
+            steps.next();
+        }
+        let mut model = model.unwrap_or_else(|| self.judge.original.clone());
+        for step in steps {
+            let report = apply_step(&mut model, step, Some(self.calib), &Silent)?;
+            replay.push(replayable(step, &report));
+        }
+        Ok((model, Recipe { steps: replay }))
+    }
+
+    fn measure(&self, model: &Model, recipe: Recipe, c: &mut Candidate) -> Result<()> {
+        c.recipe = recipe;
+        let quality = self.judge.measure(model, &Silent)?;
+        c.size_bytes = crate::onnx::encode(model)?.len() as u64;
+        c.size_ratio = c.size_bytes as f64 / self.original_size.max(1) as f64;
+        c.speedup = crate::eval::latency_check(self.judge.original, model, Some(self.judge.val), &Silent)?.speedup;
+        c.meets_budget = if self.judge.metric.higher_is_better() {
+            quality.value >= self.bound
+        } else {
+            quality.value <= self.bound
+        };
+        c.quality = Some(quality);
+        Ok(())
+    }
+
+    /// The quantizations that kept the budget alone, best first.
+    fn good_quantizations(&self, n: usize) -> Vec<QuantConfig> {
+        let mut good: Vec<(usize, QuantConfig)> = self
+            .tried
+            .iter()
+            .filter_map(|(key, &i)| {
+                let r: Recipe = toml::from_str(key).ok()?;
+                match r.steps.as_slice() {
+                    [Step::Quantize(q)] if self.meets(i) => Some((i, q.clone())),
+                    _ => None,
+                }
+            })
+            .collect();
+        let objective = self.config.objective;
+        good.sort_by(|(a, _), (b, _)| {
+            let (a, b) = (&self.candidates[*a], &self.candidates[*b]);
+            b.score(objective).total_cmp(&a.score(objective)).then(a.size_bytes.cmp(&b.size_bytes))
+        });
+        good.into_iter().take(n).map(|(_, q)| q).collect()
+    }
+}
+
+/// The quantizations tried alone, most promising first for the objective.
+fn quantizations(objective: Objective) -> Vec<QuantConfig> {
+    let fast = QuantConfig { keep_faster: true, ..Default::default() };
+    let statics = QuantConfig { mode: QuantMode::Static, ..fast.clone() };
+    let mut list = vec![
+        statics.clone(),
+        QuantConfig { mode: QuantMode::Dynamic, ..fast.clone() },
+        QuantConfig { target_sqnr: 0.0, ..statics },
+        QuantConfig { mode: QuantMode::Weights, ..fast.clone() },
+    ];
+    if objective != Objective::Latency {
+        list.push(QuantConfig { bits: 4, ..fast.clone() });
+        list.push(QuantConfig { mode: QuantMode::Fp16, ..fast });
+    }
+    list
+}
+
+fn structured(target_macs: f64) -> Step {
+    Step::Prune(PruneConfig { structured: true, target_macs: Some(target_macs), ..Default::default() })
+}
+
+/// Searches for the best candidate that keeps the budget; returns the report
+/// and that candidate's model (built again from its recipe, so that `apply`
+/// gives the same bytes). `None` when no candidate kept the budget.
+pub fn optimize(
+    original: &Model,
+    config: &OptimizeConfig,
+    calib: &Dataset,
+    val: &Dataset,
+    observer: &dyn Observer,
+) -> Result<(OptimizeReport, Option<Model>)> {
+    let started = Instant::now();
+    let judge = Judge { metric: config.metric, original, val, texts: config.texts.clone() };
+    let original_quality = judge.measure(original, &Silent)?.value;
+    let bound = config.budget.bound(config.metric, original_quality);
+    let original_size = crate::onnx::encode(original)?.len() as u64;
+    let mut s = Search {
+        config,
+        judge,
+        calib,
+        bound,
+        original_size,
+        started,
+        tried: BTreeMap::new(),
+        pruned: BTreeMap::new(),
+        candidates: vec![],
+        best: None,
+        stopped_by_time: false,
+        observer,
+    };
+    let mut notes = vec![];
+    // 1. Quantization alone; when static with its default fallback loses too
+    // much, more layers float.
+    for q in quantizations(config.objective) {
+        s.try_steps(vec![Step::Quantize(q)])?;
+    }
+    let statics = QuantConfig { mode: QuantMode::Static, keep_faster: true, ..Default::default() };
+    if s.try_steps(vec![Step::Quantize(statics.clone())])?.is_some_and(|i| !s.meets(i)) {
+        for target in [30.0, 40.0] {
+            let more_float = QuantConfig { target_sqnr: target, ..statics.clone() };
+            if s.try_steps(vec![Step::Quantize(more_float)])?.is_some_and(|i| s.meets(i)) {
+                break;
+            }
+        }
+    }
+    // 2. Structured pruning, more while it keeps the budget.
+    let mut holds = vec![];
+    let mut failed_at = None;
+    for t in MAC_TARGETS {
+        match s.try_steps(vec![structured(t)])? {
+            Some(i) if s.meets(i) => holds.push(t),
+            Some(i) => {
+                if let Some(e) = &s.candidates[i].error {
+                    notes.push(format!("structured pruning was left out: {e}"));
+                }
+                failed_at = Some(t);
+                break;
+            }
+            None => break,
+        }
+    }
+    // One step between the last target that held and the first that did not.
+    if let (Some(&last), Some(first_failed)) = (holds.last(), failed_at) {
+        let mid = ((last + first_failed) / 2.0 * 100.0).round() / 100.0;
+        if s.try_steps(vec![structured(mid)])?.is_some_and(|i| s.meets(i)) {
+            holds.push(mid);
+        }
+    }
+    // 3. The largest pruning that holds, with the quantizations that held alone.
+    let quants = s.good_quantizations(2);
+    'prune: for &t in holds.iter().rev() {
+        for q in &quants {
+            match s.try_steps(vec![structured(t), Step::Quantize(q.clone())])? {
+                Some(i) if s.meets(i) => break 'prune,
+                Some(_) => {}
+                None => break 'prune,
+            }
+        }
+    }
+    let Search { mut candidates, best, stopped_by_time, calib, .. } = s;
+    mark_pareto(&mut candidates, config.metric, original_quality);
+    let chosen = best.as_ref().map(|(i, _)| *i);
+    let model = match best {
+        Some((i, searched)) => {
+            // What `apply` makes from the recipe is what is written.
+            let mut replayed = original.clone();
+            apply(&mut replayed, &candidates[i].recipe, Some(calib), &Silent)?;
+            if crate::onnx::encode(&replayed)? != crate::onnx::encode(&searched)? {
+                notes.push("the recipe replayed to different bytes than the searched candidate; the replay is written".into());
+            }
+            Some(replayed)
+        }
+        None => None,
+    };
+    if stopped_by_time {
+        notes.push(format!(
+            "the time budget ({} s) ran out: the best candidate found so far was kept",
+            config.time_budget.as_secs()
+        ));
+    }
+    let report = OptimizeReport {
+        metric: config.metric,
+        budget: config.budget,
+        objective: config.objective,
+        original_quality,
+        original_size_bytes: original_size,
+        bound,
+        candidates,
+        chosen,
+        runtime: crate::runtime::RuntimeInfo::current()?,
+        seconds: started.elapsed().as_secs_f64(),
+        stopped_by_time,
+        notes,
+    };
+    Ok((report, model))
+}

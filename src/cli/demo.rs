@@ -108,5 +108,37 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     println!("{}", prunq::report::text::eval(&evaluate(&quantized, &data, &options, progress)?));
     println!("== compare it with the original float model");
     print!("{}", prunq::report::text::compare(&compare(&model, &quantized, &data, &options, progress)?));
+
+    let best_path = dir.join("digits_cnn.optimized.onnx");
+    println!(
+        "\n== optimize --max-drop 0.5 --calib digits_calib.npz --val digits_test.npz → {} (every candidate built, \
+         judged on the test set and timed against the original in {})",
+        best_path.display(),
+        prunq::runtime::RuntimeInfo::current()?
+    );
+    let config = prunq::optimize::OptimizeConfig {
+        metric: prunq::optimize::Metric::Accuracy,
+        budget: prunq::optimize::Budget::MaxDrop(0.5),
+        objective: prunq::optimize::Objective::Latency,
+        time_budget: std::time::Duration::from_secs(120),
+        texts: None,
+    };
+    let (search, best) = prunq::optimize::optimize(&model, &config, &calib, &data, &super::optimize::Printer(config.metric))?;
+    if let (Some(best), Some(i)) = (best, search.chosen) {
+        prunq::onnx::save(&best, &best_path, &Default::default())?;
+        let recipe_path = dir.join("digits_cnn.optimized.toml");
+        let chosen = &search.candidates[i];
+        prunq::onnx::write_atomically(&recipe_path, chosen.recipe.to_toml()?.as_bytes())?;
+        println!(
+            "\nchosen: {} — {:.2}× faster, {:.2}× the size, {} (the original: {}); its recipe: {} \
+             (`prunq apply` replays it to the same bytes)",
+            chosen.label,
+            chosen.speedup,
+            chosen.size_ratio,
+            config.metric.show(chosen.quality.map(|q| q.value).unwrap_or(f64::NAN)),
+            config.metric.show(search.original_quality),
+            recipe_path.display()
+        );
+    }
     Ok(())
 }

@@ -65,7 +65,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 /// Prints each candidate as it is measured, with the best so far.
-struct Printer(Metric);
+pub(super) struct Printer(pub(super) Metric);
 
 impl Observer for Printer {
     fn trying(&self, label: &str) {

@@ -9,6 +9,7 @@ use crate::ir::Model;
 use crate::prune::{PruneConfig, PruneReport, Pruned};
 use crate::prune::structured::StructuredReport;
 use crate::quant::{QuantConfig, QuantReport};
+use crate::transform::{FuseConfig, Fused};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -17,6 +18,8 @@ use std::path::Path;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Step {
+    /// Graph rewrites equal up to float rounding (see `transform::fuse`).
+    Fuse(FuseConfig),
     Prune(PruneConfig),
     Quantize(QuantConfig),
 }
@@ -33,6 +36,7 @@ pub struct Recipe {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum StepReport {
+    Fuse(Fused),
     Prune(PruneReport),
     PruneStructured(Box<StructuredReport>),
     Quantize(Box<QuantReport>),
@@ -42,6 +46,12 @@ impl Step {
     /// A short name, e.g. `structured 45 % MACs` or `static int8`.
     pub fn label(&self) -> String {
         match self {
+            Step::Fuse(f) if *f == FuseConfig::default() => "fuse".into(),
+            Step::Fuse(f) => {
+                let on = [("batchnorm", f.batchnorm), ("affine", f.affine), ("hardswish", f.hardswish)];
+                let on: Vec<&str> = on.iter().filter(|(_, b)| *b).map(|(n, _)| *n).collect();
+                format!("fuse {}", on.join("+"))
+            }
             Step::Prune(p) if p.structured => match (p.target_macs, p.target_params, p.ratio, p.threshold) {
                 (Some(m), ..) => format!("structured −{:.0} % MACs", m * 100.0),
                 (_, Some(q), ..) => format!("structured −{:.0} % params", q * 100.0),
@@ -105,6 +115,7 @@ impl Recipe {
     /// Whether a step needs calibration data.
     pub fn needs_data(&self) -> bool {
         self.steps.iter().any(|s| match s {
+            Step::Fuse(_) => false,
             Step::Prune(p) => p.method != crate::prune::Method::Magnitude || p.structured && p.repair,
             Step::Quantize(q) => {
                 q.mode == crate::quant::QuantMode::Static || q.algorithm == crate::quant::Rounding::Gptq
@@ -121,6 +132,7 @@ pub fn apply_step(
     progress: &dyn Progress,
 ) -> Result<StepReport> {
     Ok(match step {
+        Step::Fuse(config) => StepReport::Fuse(crate::transform::fuse(model, config)?),
         Step::Prune(config) => match crate::prune::prune(model, config, calib, progress)? {
             Pruned::Sparse(r) => StepReport::Prune(r),
             Pruned::Structured(r, _) => StepReport::PruneStructured(r),

@@ -18,6 +18,7 @@ pub fn page(r: &Value) -> String {
     }
     body += &summary(r);
     body += &notes(r);
+    body += &search(r);
     body += &plots(r);
     body += &tables(r);
     format!(
@@ -38,7 +39,7 @@ details{margin:4px 0}summary{cursor:pointer;color:#444}";
 
 /// Counts the plots that were laid out with a size: `data-plots` on the body.
 const SCRIPT: &str = "document.body.dataset.plots=[...document.querySelectorAll('svg.plot')]\
-.filter(s=>s.getBoundingClientRect().width>0&&s.querySelectorAll('rect.bar').length>0).length;";
+.filter(s=>s.getBoundingClientRect().width>0&&s.querySelectorAll('rect.bar,circle.point').length>0).length;";
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -215,6 +216,129 @@ fn notes(r: &Value) -> String {
         let _ = write!(out, "<div class=note>{}</div>", esc(n));
     }
     out
+}
+
+/// `optimize`'s search: each candidate's quality against its speed-up (circle
+/// area ∝ size), the Pareto front joined, the budget drawn, and the table.
+fn search(r: &Value) -> String {
+    let Some(candidates) = r["candidates"].as_array().filter(|c| !c.is_empty()) else { return String::new() };
+    let metric = r["metric"].as_str().unwrap_or("quality");
+    let quality = |c: &Value| c["quality"]["value"].as_f64();
+    let measured: Vec<(usize, f64, f64, f64)> = candidates
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| Some((i, c["speedup"].as_f64()?, quality(c)?, c["size_ratio"].as_f64()?)))
+        .filter(|(_, x, y, _)| x.is_finite() && y.is_finite())
+        .collect();
+    let original = r["original_quality"].as_f64().unwrap_or(f64::NAN);
+    let bound = r["bound"].as_f64().unwrap_or(f64::NAN);
+    let chosen = r["chosen"].as_u64().map(|c| c as usize);
+    let xs = measured.iter().map(|m| m.1).chain([1.0]);
+    let ys = measured.iter().map(|m| m.2).chain([original, bound]).filter(|v| v.is_finite());
+    let (x_max, y_lo, y_hi) = (
+        xs.fold(1.0, f64::max) * 1.08,
+        ys.clone().fold(f64::INFINITY, f64::min),
+        ys.fold(f64::NEG_INFINITY, f64::max),
+    );
+    let pad = ((y_hi - y_lo) * 0.08).max(1e-6);
+    let (y_lo, y_hi) = (y_lo - pad, y_hi + pad);
+    let (left, top, w, h) = (70.0, 30.0, 760.0, 360.0);
+    let px = |x: f64| left + x / x_max * w;
+    let py = |y: f64| top + (y_hi - y) / (y_hi - y_lo) * h;
+    let title = format!("Candidates: {metric} against speed-up (circle area: size; green: the Pareto front; ring: written)");
+    let mut s = format!(
+        "<h2>Search</h2><svg class=plot width={} height={} role=img aria-label=\"{}\">",
+        left + w + 40.0,
+        top + h + 50.0,
+        esc(&title)
+    );
+    let _ = write!(s, "<text x={left} y=16>{}</text>", esc(&title));
+    let _ = write!(
+        s,
+        "<line x1={left} y1={} x2={} y2={} stroke=#999/><line x1={left} y1={top} x2={left} y2={} stroke=#999/>",
+        top + h,
+        left + w,
+        top + h,
+        top + h
+    );
+    for k in 0..=5 {
+        let x = x_max * k as f64 / 5.0;
+        let _ = write!(s, "<text x={:.1} y={} text-anchor=middle>{}×</text>", px(x), top + h + 16.0, num(x));
+        let y = y_lo + (y_hi - y_lo) * k as f64 / 5.0;
+        let _ = write!(s, "<text x={} y={:.1} text-anchor=end>{}</text>", left - 6.0, py(y) + 4.0, num(y));
+    }
+    let _ = write!(s, "<text x={} y={} text-anchor=middle>speed-up over the original</text>", left + w / 2.0, top + h + 40.0);
+    if bound.is_finite() {
+        let _ = write!(
+            s,
+            "<line x1={left} y1={b:.1} x2={} y2={b:.1} stroke=#c0392b stroke-dasharray=4/><text x={} y={:.1} text-anchor=end fill=#c0392b>budget</text>",
+            left + w,
+            left + w,
+            py(bound) - 4.0,
+            b = py(bound)
+        );
+    }
+    let mut front: Vec<&(usize, f64, f64, f64)> =
+        measured.iter().filter(|m| candidates[m.0]["pareto"].as_bool().unwrap_or(false)).collect();
+    front.sort_by(|a, b| a.1.total_cmp(&b.1));
+    if front.len() > 1 {
+        let points: Vec<String> = front.iter().map(|m| format!("{:.1},{:.1}", px(m.1), py(m.2))).collect();
+        let _ = write!(s, "<polyline points=\"{}\" fill=none stroke=#2e8b57/>", points.join(" "));
+    }
+    let _ = write!(
+        s,
+        "<circle class=point cx={:.1} cy={:.1} r=6 fill=#999><title>the original: {}</title></circle>",
+        px(1.0),
+        py(original),
+        num(original)
+    );
+    for &(i, x, y, size) in &measured {
+        let c = &candidates[i];
+        let fill = match (c["pareto"].as_bool(), c["meets_budget"].as_bool()) {
+            (Some(true), _) => "#2e8b57",
+            (_, Some(true)) => "#3c78b4",
+            _ => "#c0392b",
+        };
+        let radius = 3.0 + 9.0 * size.clamp(0.0, 1.0).sqrt();
+        let ring = if Some(i) == chosen { " stroke=#000 stroke-width=2" } else { "" };
+        let _ = write!(
+            s,
+            "<circle class=point cx={:.1} cy={:.1} r={radius:.1} fill=\"{fill}\" fill-opacity=0.75{ring}><title>{}: {} {}, {}× speed, {}× size</title></circle>",
+            px(x),
+            py(y),
+            esc(c["label"].as_str().unwrap_or("")),
+            esc(metric),
+            num(y),
+            num(x),
+            num(size)
+        );
+    }
+    s += "</svg>";
+    let rows: Vec<Value> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut c = c.clone();
+            c["written"] = Value::Bool(Some(i) == chosen);
+            c
+        })
+        .collect();
+    s + &section_table(
+        "Candidates (in the order measured)",
+        &rows,
+        &[
+            ("label", "recipe"),
+            ("quality/value", metric),
+            ("quality/nn_agreement", "NN agreement %"),
+            ("speedup", "speed-up"),
+            ("size_ratio", "size ratio"),
+            ("meets_budget", "keeps the budget"),
+            ("pareto", "Pareto front"),
+            ("written", "written"),
+            ("seconds", "seconds"),
+            ("error", "not made because"),
+        ],
+    )
 }
 
 /// One horizontal bar chart: a row per label, a bar per series.

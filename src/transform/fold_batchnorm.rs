@@ -3,9 +3,9 @@
 //! Quantizers need it: a quantized Conv output followed by a float BN with a
 //! large γ/σ amplifies the rounding error by that factor.
 
-use crate::ir::{GraphIndex, Model, Tensor};
+use crate::ir::{GraphIndex, Model};
 use crate::Result;
-use ndarray::{ArrayD, Axis, IxDyn};
+use ndarray::ArrayD;
 
 /// Returns how many BatchNormalizations were folded.
 pub fn fold_batchnorm(model: &mut Model) -> Result<usize> {
@@ -42,35 +42,15 @@ pub fn fold_batchnorm(model: &mut Model) -> Result<usize> {
 
 fn fold_one(model: &mut Model, conv_ix: usize, bn_ix: usize) -> Result<()> {
     let g = &model.graph;
-    let (conv, bn) = (&g.nodes[conv_ix], &g.nodes[bn_ix]);
+    let bn = &g.nodes[bn_ix];
     let get =
         |name: &str| -> Result<ArrayD<f32>> { g.constant(name).expect("checked: a constant").and_then(|t| t.to_f32()) };
-    let w = get(&conv.inputs[1])?;
     let [gamma, beta, mean, var] = [1, 2, 3, 4].map(|i| get(&bn.inputs[i]));
     let (gamma, beta, mean, var) = (gamma?, beta?, mean?, var?);
     let eps = bn.attr_float("epsilon").unwrap_or(1e-5);
-    let c = w.shape()[0];
-    let bias = match conv.input(2) {
-        Some(b) => get(b)?,
-        None => ArrayD::zeros(IxDyn(&[c])),
-    };
+    let c = gamma.len();
     let factor: Vec<f32> = (0..c).map(|i| gamma[[i]] / (var[[i]] + eps).sqrt()).collect();
-    let mut w2 = w.clone();
-    for (i, mut lane) in w2.axis_iter_mut(Axis(0)).enumerate() {
-        lane.mapv_inplace(|v| v * factor[i]);
-    }
-    let b2: ArrayD<f32> =
-        ArrayD::from_shape_vec(IxDyn(&[c]), (0..c).map(|i| (bias[[i]] - mean[[i]]) * factor[i] + beta[[i]]).collect())
-            .expect("1-d");
-    let y = bn.outputs[0].clone();
-    let (wname, bname) = (format!("{y}_folded_weight"), format!("{y}_folded_bias"));
-    let g = &mut model.graph;
-    g.initializers.push(Tensor::from_array(&wname, &w2));
-    g.initializers.push(Tensor::from_array(&bname, &b2));
-    let conv = &mut g.nodes[conv_ix];
-    conv.inputs.truncate(1);
-    conv.inputs.extend([wname, bname]);
-    conv.outputs[0] = y;
-    g.nodes.remove(bn_ix);
-    Ok(())
+    let minus_mean: Vec<f32> = (0..c).map(|i| -mean[[i]]).collect();
+    let beta: Vec<f32> = beta.iter().copied().collect();
+    super::fold_affine::fold_channel_affine(model, conv_ix, bn_ix, &minus_mean, &factor, &beta)
 }

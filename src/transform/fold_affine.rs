@@ -1,0 +1,113 @@
+//! Folds a per-channel affine step after a Conv into the Conv: `Mul` by a
+//! constant c gives W' = c·W, b' = c·b; `Add` of a constant d gives b' = b + d.
+//! Exports of re-parameterised nets (PP-LCNet's "learnable affine blocks",
+//! scale layers) keep such steps apart; each costs a pass over the activation,
+//! and a quantized Conv before one needs its own Q/DQ boundary. Equal up to
+//! float rounding (one product or sum per weight).
+
+use crate::ir::{Graph, GraphIndex, Model, Tensor};
+use crate::Result;
+use ndarray::{ArrayD, Axis, IxDyn};
+
+/// Returns how many Mul/Add nodes were folded.
+pub fn fold_affine(model: &mut Model) -> Result<usize> {
+    let mut folded = 0;
+    while let Some((conv_ix, node_ix, factor, offset)) = next_fold(&model.graph)? {
+        let none = vec![0.0; factor.len()];
+        fold_channel_affine(model, conv_ix, node_ix, &none, &factor, &offset)?;
+        folded += 1;
+    }
+    if folded > 0 {
+        super::remove_unused_constants(&mut model.graph);
+    }
+    Ok(folded)
+}
+
+/// The first Conv → Mul/Add-by-a-per-channel-constant pair: (conv, node, factor, offset).
+fn next_fold(g: &Graph) -> Result<Option<(usize, usize, Vec<f32>, Vec<f32>)>> {
+    let index = GraphIndex::new(g);
+    for (ix, node) in g.nodes.iter().enumerate() {
+        if !(node.op_type == "Mul" || node.op_type == "Add") || !node.is_onnx_op() || node.inputs.len() != 2 {
+            continue;
+        }
+        for (x_slot, c_slot) in [(0, 1), (1, 0)] {
+            let (Some(x), Some(c)) = (node.input(x_slot), node.input(c_slot)) else { continue };
+            let Some(conv_ix) = index.producer(x) else { continue };
+            let conv = &g.nodes[conv_ix];
+            let sole_use = index.consumers(x).len() == 1 && g.outputs.iter().all(|o| o.name != x);
+            let Some(Ok(w)) = conv.input(1).and_then(|w| g.constant(w)) else { continue };
+            let bias_ok = conv.input(2).is_none_or(|b| g.constant_site(b).is_some());
+            if conv.op_type != "Conv" || !conv.is_onnx_op() || !sole_use || !bias_ok || w.dims.len() < 3 {
+                continue;
+            }
+            let Some(Ok(constant)) = g.constant(c) else { continue };
+            if constant.dtype != crate::ir::DataType::FLOAT || w.dtype != crate::ir::DataType::FLOAT {
+                continue;
+            }
+            let channels = w.dims[0] as usize;
+            let Some(per_channel) = per_channel(&constant.to_f32()?, channels, w.dims.len()) else { continue };
+            return Ok(Some(match node.op_type.as_str() {
+                "Mul" => (conv_ix, ix, per_channel, vec![0.0; channels]),
+                _ => (conv_ix, ix, vec![1.0; channels], per_channel),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// The constant's value per output channel when it broadcasts against a
+/// Conv output of `rank` as one value per channel (a scalar, `[C,1,1]`,
+/// `[1,C,1,1]` …) without changing the output's shape.
+fn per_channel(c: &ArrayD<f32>, channels: usize, rank: usize) -> Option<Vec<f32>> {
+    let shape = c.shape();
+    if shape.len() > rank {
+        return None;
+    }
+    let offset = rank - shape.len();
+    let fits = shape.iter().enumerate().all(|(i, &d)| d == 1 || (i + offset == 1 && d == channels));
+    if !fits {
+        return None;
+    }
+    let flat: Vec<f32> = c.iter().copied().collect();
+    Some(if flat.len() == 1 { vec![flat[0]; channels] } else { flat })
+}
+
+/// Makes Conv `conv_ix` compute `(conv(x)[c] + before[c])·factor[c] + after[c]` and
+/// take the output of node `absorbed_ix`, which is removed: W' = W·factor,
+/// b' = (b + before)·factor + after.
+pub(super) fn fold_channel_affine(
+    model: &mut Model,
+    conv_ix: usize,
+    absorbed_ix: usize,
+    before: &[f32],
+    factor: &[f32],
+    after: &[f32],
+) -> Result<()> {
+    let g = &model.graph;
+    let conv = &g.nodes[conv_ix];
+    let get =
+        |name: &str| -> Result<ArrayD<f32>> { g.constant(name).expect("checked: a constant").and_then(|t| t.to_f32()) };
+    let w = get(&conv.inputs[1])?;
+    let c = w.shape()[0];
+    let bias = match conv.input(2) {
+        Some(b) => get(b)?,
+        None => ArrayD::zeros(IxDyn(&[c])),
+    };
+    let mut w2 = w.clone();
+    for (i, mut lane) in w2.axis_iter_mut(Axis(0)).enumerate() {
+        lane.mapv_inplace(|v| v * factor[i]);
+    }
+    let b2 = ArrayD::from_shape_vec(IxDyn(&[c]), (0..c).map(|i| (bias[[i]] + before[i]) * factor[i] + after[i]).collect())
+        .expect("1-d");
+    let y = g.nodes[absorbed_ix].outputs[0].clone();
+    let (wname, bname) = (format!("{y}_folded_weight"), format!("{y}_folded_bias"));
+    let g = &mut model.graph;
+    g.initializers.push(Tensor::from_array(&wname, &w2));
+    g.initializers.push(Tensor::from_array(&bname, &b2));
+    let conv = &mut g.nodes[conv_ix];
+    conv.inputs.truncate(1);
+    conv.inputs.extend([wname, bname]);
+    conv.outputs[0] = y;
+    g.nodes.remove(absorbed_ix);
+    Ok(())
+}

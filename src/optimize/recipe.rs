@@ -48,7 +48,12 @@ impl Step {
         match self {
             Step::Fuse(f) if *f == FuseConfig::default() => "fuse".into(),
             Step::Fuse(f) => {
-                let on = [("batchnorm", f.batchnorm), ("affine", f.affine), ("hardswish", f.hardswish)];
+                let on = [
+                    ("batchnorm", f.batchnorm),
+                    ("affine", f.affine),
+                    ("affine-forward", f.affine_forward),
+                    ("hardswish", f.hardswish),
+                ];
                 let on: Vec<&str> = on.iter().filter(|(_, b)| *b).map(|(n, _)| *n).collect();
                 format!("fuse {}", on.join("+"))
             }

@@ -9,12 +9,19 @@ use crate::ir::{Graph, GraphIndex, Model, Tensor};
 use crate::Result;
 use ndarray::{ArrayD, Axis, IxDyn};
 
-/// Returns how many Mul/Add nodes were folded.
-pub fn fold_affine(model: &mut Model) -> Result<usize> {
+/// Folds into the Conv before (`backward`) and into a pointwise Conv after
+/// (`forward`); returns how many Mul/Add nodes were folded.
+pub fn fold_affine(model: &mut Model, backward: bool, forward: bool) -> Result<usize> {
     let mut folded = 0;
-    while let Some((conv_ix, node_ix, factor, offset)) = next_fold(&model.graph)? {
-        let none = vec![0.0; factor.len()];
-        fold_channel_affine(model, conv_ix, node_ix, &none, &factor, &offset)?;
+    loop {
+        if let Some((conv_ix, node_ix, factor, offset)) = next_fold(&model.graph)?.filter(|_| backward) {
+            let none = vec![0.0; factor.len()];
+            fold_channel_affine(model, conv_ix, node_ix, &none, &factor, &offset)?;
+        } else if let Some((node_ix, conv_ix, factor, offset)) = next_fold_forward(&model.graph)?.filter(|_| forward) {
+            fold_into_next_conv(model, node_ix, conv_ix, &factor, &offset)?;
+        } else {
+            break;
+        }
         folded += 1;
     }
     if folded > 0 {
@@ -53,6 +60,85 @@ fn next_fold(g: &Graph) -> Result<Option<(usize, usize, Vec<f32>, Vec<f32>)>> {
         }
     }
     Ok(None)
+}
+
+/// The first Mul/Add by a per-channel constant whose only reader is a Conv
+/// without padding and groups (a pointwise conv): (node, conv, factor, offset).
+/// Padding would see the zeros the Conv pads with where the folded form assumes
+/// the offset, so padded convs are left alone.
+fn next_fold_forward(g: &Graph) -> Result<Option<(usize, usize, Vec<f32>, Vec<f32>)>> {
+    let index = GraphIndex::new(g);
+    for (ix, node) in g.nodes.iter().enumerate() {
+        if !(node.op_type == "Mul" || node.op_type == "Add") || !node.is_onnx_op() || node.inputs.len() != 2 {
+            continue;
+        }
+        let y = &node.outputs[0];
+        let readers = index.consumers(y);
+        let [(conv_ix, 0)] = readers[..] else { continue };
+        let conv = &g.nodes[conv_ix];
+        let unpadded = conv.attr_ints("pads").is_none_or(|p| p.iter().all(|&v| v == 0))
+            && conv.attr("auto_pad").is_none_or(|a| matches!(a, crate::ir::AttrValue::String(s) if s == b"NOTSET" || s == b"VALID"));
+        let plain = conv.op_type == "Conv" && conv.is_onnx_op() && conv.attr_int("group").unwrap_or(1) == 1;
+        let Some(Ok(w)) = conv.input(1).and_then(|w| g.constant(w)) else { continue };
+        let bias_ok = conv.input(2).is_none_or(|b| g.constant_site(b).is_some());
+        if !(unpadded && plain && bias_ok) || g.outputs.iter().any(|o| &o.name == y) || w.dims.len() < 3 {
+            continue;
+        }
+        if w.dtype != crate::ir::DataType::FLOAT {
+            continue;
+        }
+        for c_slot in [1, 0] {
+            let Some(Ok(constant)) = node.input(c_slot).and_then(|c| g.constant(c)) else { continue };
+            if node.input(1 - c_slot).is_some_and(|x| g.constant_site(x).is_some()) {
+                continue;
+            }
+            if constant.dtype != crate::ir::DataType::FLOAT {
+                continue;
+            }
+            let inputs = w.dims[1] as usize;
+            let Some(per_channel) = per_channel(&constant.to_f32()?, inputs, w.dims.len()) else { continue };
+            return Ok(Some(match node.op_type.as_str() {
+                "Mul" => (ix, conv_ix, per_channel, vec![0.0; inputs]),
+                _ => (ix, conv_ix, vec![1.0; inputs], per_channel),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Makes Conv `conv_ix` read the input of node `node_ix` (x·factor + offset per
+/// input channel) directly: W'[o,i] = W[o,i]·factor[i], b'[o] = b[o] + Σ W[o,i]·offset[i].
+fn fold_into_next_conv(model: &mut Model, node_ix: usize, conv_ix: usize, factor: &[f32], offset: &[f32]) -> Result<()> {
+    let g = &model.graph;
+    let (node, conv) = (&g.nodes[node_ix], &g.nodes[conv_ix]);
+    let get =
+        |name: &str| -> Result<ArrayD<f32>> { g.constant(name).expect("checked: a constant").and_then(|t| t.to_f32()) };
+    let w = get(&conv.inputs[1])?;
+    let o = w.shape()[0];
+    let mut bias = match conv.input(2) {
+        Some(b) => get(b)?,
+        None => ArrayD::zeros(IxDyn(&[o])),
+    };
+    let mut w2 = w.clone();
+    for (oc, mut filter) in w2.axis_iter_mut(Axis(0)).enumerate() {
+        for (ic, mut lane) in filter.axis_iter_mut(Axis(0)).enumerate() {
+            // Σ over the kernel of W·offset first, from the weights as they were.
+            bias[[oc]] += lane.iter().map(|v| v * offset[ic]).sum::<f32>();
+            lane.mapv_inplace(|v| v * factor[ic]);
+        }
+    }
+    let x = node.inputs.iter().find(|i| g.constant_site(i).is_none()).expect("checked: one non-constant input").clone();
+    let y = node.outputs[0].clone();
+    let (wname, bname) = (format!("{y}_into_weight"), format!("{y}_into_bias"));
+    let g = &mut model.graph;
+    g.initializers.push(Tensor::from_array(&wname, &w2));
+    g.initializers.push(Tensor::from_array(&bname, &bias));
+    let conv = &mut g.nodes[conv_ix];
+    conv.inputs.truncate(1);
+    conv.inputs[0] = x;
+    conv.inputs.extend([wname, bname]);
+    g.nodes.remove(node_ix);
+    Ok(())
 }
 
 /// The constant's value per output channel when it broadcasts against a

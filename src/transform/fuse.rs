@@ -15,13 +15,15 @@ pub struct FuseConfig {
     pub batchnorm: bool,
     /// Mul/Add by a per-channel constant after a Conv into the Conv.
     pub affine: bool,
+    /// Mul/Add by a per-channel constant before a pointwise (unpadded, ungrouped) Conv into it.
+    pub affine_forward: bool,
     /// `x · clip(x + 3, 0, 6) / 6` into `HardSwish` (opset raised to 14 when lower).
     pub hardswish: bool,
 }
 
 impl Default for FuseConfig {
     fn default() -> Self {
-        FuseConfig { batchnorm: true, affine: true, hardswish: true }
+        FuseConfig { batchnorm: true, affine: true, affine_forward: true, hardswish: true }
     }
 }
 
@@ -38,7 +40,7 @@ pub struct Fused {
 pub fn fuse(model: &mut Model, config: &FuseConfig) -> Result<Fused> {
     let nodes_before = model.graph.nodes.len();
     let batchnorms = if config.batchnorm { super::fold_batchnorm(model)? } else { 0 };
-    let affines = if config.affine { super::fold_affine(model)? } else { 0 };
+    let affines = super::fold_affine(model, config.affine, config.affine_forward)?;
     let hardswishes = if config.hardswish { super::fuse_hardswish(model)? } else { 0 };
     Ok(Fused { batchnorms, affines, hardswishes, nodes_before, nodes_after: model.graph.nodes.len() })
 }
@@ -61,7 +63,7 @@ mod tests {
     }
 
     /// Conv (+BN) → Mul by a scalar → Add per channel → hard-swish written out
-    /// as Paddle exports it → Conv: PP-LCNet's block, opset 12.
+    /// as Paddle exports it → Mul, Add → pointwise Conv: PP-LCNet's block, opset 12.
     fn block() -> Model {
         let nodes = vec![
             Node::single("c", "Conv", &["x", "w", "b"], vec![Attribute::new("pads", AttrValue::Ints(vec![1, 1, 1, 1]))]),
@@ -72,7 +74,9 @@ mod tests {
             node("Clip", &["a3", "zero", "six"], "cl"),
             node("Mul", &["a", "cl"], "p"),
             node("Div", &["p", "six"], "hs"),
-            node("Conv", &["hs", "w2"], "y"),
+            node("Mul", &["hs", "scale2"], "m2"),
+            node("Add", &["shift2", "m2"], "a2"),
+            node("Conv", &["a2", "w2"], "y"),
         ];
         let graph = Graph {
             nodes,
@@ -89,6 +93,8 @@ mod tests {
                 Tensor::scalar("zero", 0.0f32),
                 Tensor::scalar("six", 6.0f32),
                 t("w2", &[2, 4, 1, 1], |i| i as f32 * 0.25 - 0.9),
+                t("scale2", &[1, 4, 1, 1], |i| 0.5 + i as f32 * 0.3),
+                t("shift2", &[1], |_| -0.25),
             ],
             inputs: vec![ValueInfo::tensor("x", Some(DataType::FLOAT), Some(&[1, 3, 5, 5].map(Dim::Fixed)))],
             outputs: vec![ValueInfo::tensor("y", Some(DataType::FLOAT), None)],
@@ -109,11 +115,12 @@ mod tests {
         let before = block();
         let mut after = before.clone();
         let fused = fuse(&mut after, &FuseConfig::default()).unwrap();
-        assert_eq!((fused.batchnorms, fused.affines, fused.hardswishes), (1, 2, 1));
+        assert_eq!((fused.batchnorms, fused.affines, fused.hardswishes), (1, 4, 1));
         let ops: Vec<&str> = after.graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
         assert_eq!(ops, ["Conv", "HardSwish", "Conv"]);
         assert_eq!(after.onnx_opset(), Some(14), "HardSwish needs opset 14");
         assert_eq!(after.graph.nodes[1].outputs[0], "hs", "tensor names kept");
+        assert_eq!(after.graph.nodes[2].inputs[0], "hs", "the pointwise conv reads the hard-swish");
         let (a, b) = (run(&before), run(&after));
         let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
         assert!(worst < 1e-4, "outputs differ by {worst}");
@@ -121,8 +128,11 @@ mod tests {
 
     #[test]
     fn what_does_not_match_is_left_alone() {
-        // A Clip to 0..5 is not a hard-swish; a Mul by a [4,3,1,1] constant is not per channel.
+        // A Clip to 0..5 is not a hard-swish; a Mul by a [4,3,1,1] constant is not per channel;
+        // a padded conv after an Add cannot take the offset.
         let mut m = block();
+        m.graph.nodes.last_mut().unwrap().attributes.push(Attribute::new("pads", AttrValue::Ints(vec![1, 1, 1, 1])));
+        m.graph.nodes[8].inputs[1] = "wide".into();
         m.graph.initializers.push(Tensor::scalar("five", 5.0f32));
         m.graph.nodes[5].inputs[2] = "five".into();
         m.graph.initializers.push(t("wide", &[4, 3, 1, 1], |i| i as f32));
@@ -130,9 +140,12 @@ mod tests {
         let mut after = m.clone();
         // The wide Mul broadcasts to another shape: the graph is not valid ONNX to run, only to rewrite.
         let fused = fuse(&mut after, &FuseConfig { batchnorm: false, ..Default::default() }).unwrap();
-        assert_eq!((fused.affines, fused.hardswishes), (0, 0));
+        let backward = FuseConfig { affine_forward: false, hardswish: false, ..Default::default() };
+        assert_eq!(fuse(&mut block(), &backward).unwrap().affines, 2, "the two after the first conv");
+        assert_eq!((fused.affines, fused.hardswishes), (0, 0), "{:?}", after.graph.nodes);
         assert_eq!(after.graph.nodes.len(), m.graph.nodes.len());
-        let only_bn = fuse(&mut block(), &FuseConfig { affine: false, hardswish: false, ..Default::default() }).unwrap();
+        let bn = FuseConfig { affine: false, affine_forward: false, hardswish: false, ..Default::default() };
+        let only_bn = fuse(&mut block(), &bn).unwrap();
         assert_eq!((only_bn.batchnorms, only_bn.affines, only_bn.hardswishes), (1, 0, 0));
     }
 }

@@ -62,7 +62,7 @@ def quality(runtime, metric, model, out, val, texts):
 
 def speed(runtime, model, out, val):
     r = json.loads(prunq("--runtime", runtime, "bench", model, out, "--data", d(val), "--runs", "400", "--json"))
-    return r["models"][1]["speedup"]
+    return r[0]["models"][1]["speedup"]
 
 
 def main():

@@ -26,8 +26,7 @@ fn digits_cnn_optimize_keeps_the_budget_and_its_recipe_replays() {
     let dir = common::tempdir();
     let (model, calib, test) =
         (common::model("digits_cnn.onnx"), common::data("digits_calib.npz"), common::data("digits_test.npz"));
-    let (out, recipe, report) =
-        (dir.path().join("o.onnx"), dir.path().join("r.toml"), dir.path().join("r.json"));
+    let (out, recipe, report) = (dir.path().join("o.onnx"), dir.path().join("r.toml"), dir.path().join("r.json"));
     ok(&[
         os("optimize"),
         model.as_os_str(),
@@ -50,7 +49,10 @@ fn digits_cnn_optimize_keeps_the_budget_and_its_recipe_replays() {
     let chosen = &candidates[r["chosen"].as_u64().expect("a candidate kept the budget") as usize];
     assert!(chosen["meets_budget"].as_bool().unwrap() && chosen["pareto"].as_bool().unwrap());
     let labels: Vec<&str> = candidates.iter().map(|c| c["label"].as_str().unwrap()).collect();
-    assert!(labels.iter().any(|l| l.contains("structured")) && labels.iter().any(|l| l.contains("static")), "{labels:?}");
+    assert!(
+        labels.iter().any(|l| l.contains("structured")) && labels.iter().any(|l| l.contains("static")),
+        "{labels:?}"
+    );
     // The budget holds in both runtimes, on the same validation split.
     let original = common::accuracy_in_ort(&model, &test);
     let in_ort = common::accuracy_in_ort(&out, &test);
@@ -96,8 +98,7 @@ fn a_recipe_is_the_commands_chained() {
          [[step]]\nkind = \"quantize\"\nmode = \"dynamic\"\n",
     )
     .unwrap();
-    let (pruned, chained, applied) =
-        (dir.path().join("p.onnx"), dir.path().join("c.onnx"), dir.path().join("a.onnx"));
+    let (pruned, chained, applied) = (dir.path().join("p.onnx"), dir.path().join("c.onnx"), dir.path().join("a.onnx"));
     let no_check = os("--no-latency-check");
     ok(&[
         os("prune"),

@@ -123,7 +123,8 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         time_budget: std::time::Duration::from_secs(120),
         texts: None,
     };
-    let (search, best) = prunq::optimize::optimize(&model, &config, &calib, &data, &super::optimize::Printer(config.metric))?;
+    let (search, best) =
+        prunq::optimize::optimize(&model, &config, &calib, &data, &super::optimize::Printer(config.metric))?;
     if let (Some(best), Some(i)) = (best, search.chosen) {
         prunq::onnx::save(&best, &best_path, &Default::default())?;
         let recipe_path = dir.join("digits_cnn.optimized.toml");

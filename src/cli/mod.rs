@@ -1,13 +1,13 @@
 //! The `prunq` command line: parses arguments, calls the library, prints.
 //! No logic of its own lives here.
 
+mod apply;
 mod bench;
 mod compare;
 mod demo;
 mod eval;
 mod inspect;
 mod optimize;
-mod apply;
 mod progress;
 mod prune;
 mod quantize;

@@ -128,7 +128,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let config = a.config();
     let mut model = original.clone();
     match prunq::prune::prune(&mut model, &config, calib.as_ref(), progress)? {
-        Pruned::Sparse(report) => sparse(a, original, model, report, progress),
+        Pruned::Sparse(report) => sparse(a, original, model, *report, progress),
         Pruned::Structured(report, unrepaired) => {
             structured(a, &config, original, model, *report, unrepaired.map(|m| *m), progress)
         }
@@ -197,7 +197,10 @@ fn structured(
     prunq::onnx::save(&model, &a.output, &Default::default())?;
     print!("{}", prunq::report::text::structured(&report));
     let prunable = report.groups.iter().filter(|g| g.blocked.is_empty()).count();
-    if prunable > 0 && report.groups.iter().all(|g| g.removed.is_empty()) && matches!(config.amount()?, Amount::Ratio(_)) {
+    if prunable > 0
+        && report.groups.iter().all(|g| g.removed.is_empty())
+        && matches!(config.amount()?, Amount::Ratio(_))
+    {
         println!(
             "note: nothing removed: groups keep a multiple of {} channels (--round-to) and at least {} \
              (--min-channels), and each prunable group rounds back to its size at this ratio",

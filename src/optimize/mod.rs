@@ -120,8 +120,7 @@ fn mark_pareto(candidates: &mut [Candidate], metric: Metric, original_quality: f
         a.0 >= b.0 && a.1 >= b.1 && a.2 >= b.2 && (a.0 > b.0 || a.1 > b.1 || a.2 > b.2)
     };
     for (i, c) in candidates.iter_mut().enumerate() {
-        c.pareto = points[i].is_some_and(|p| {
-            !dominates(original, p) && points.iter().flatten().all(|&other| !dominates(other, p))
-        });
+        c.pareto = points[i]
+            .is_some_and(|p| !dominates(original, p) && points.iter().flatten().all(|&other| !dominates(other, p)));
     }
 }

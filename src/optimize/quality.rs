@@ -87,7 +87,9 @@ impl Judge<'_> {
             Metric::Accuracy => {
                 let r = evaluate(model, self.val, &run, progress)?;
                 let a = r.accuracy.ok_or_else(|| {
-                    Error::Usage("metric accuracy needs labels in the validation data (or choose another metric)".into())
+                    Error::Usage(
+                        "metric accuracy needs labels in the validation data (or choose another metric)".into(),
+                    )
                 })?;
                 Quality { value: 100.0 * a, nn_agreement: None }
             }
@@ -105,7 +107,8 @@ impl Judge<'_> {
             Metric::Agreement | Metric::Cosine => {
                 let r = compare(self.original, model, self.val, &Default::default(), &Silent)?;
                 let first = r.outputs.first().ok_or_else(|| Error::Model("the model has no outputs".into()))?;
-                let value = if self.metric == Metric::Cosine { first.cosine_mean } else { 100.0 * first.top1_agreement };
+                let value =
+                    if self.metric == Metric::Cosine { first.cosine_mean } else { 100.0 * first.top1_agreement };
                 Quality { value, nn_agreement: first.nn_agreement.map(|a| 100.0 * a) }
             }
         })

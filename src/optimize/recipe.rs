@@ -6,8 +6,8 @@
 use crate::data::Dataset;
 use crate::eval::Progress;
 use crate::ir::Model;
-use crate::prune::{PruneConfig, PruneReport, Pruned};
 use crate::prune::structured::StructuredReport;
+use crate::prune::{PruneConfig, PruneReport, Pruned};
 use crate::quant::{QuantConfig, QuantReport};
 use crate::transform::{FuseConfig, Fused};
 use crate::{Error, Result};
@@ -37,7 +37,7 @@ pub struct Recipe {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum StepReport {
     Fuse(Fused),
-    Prune(PruneReport),
+    Prune(Box<PruneReport>),
     PruneStructured(Box<StructuredReport>),
     Quantize(Box<QuantReport>),
 }
@@ -142,12 +142,19 @@ pub fn apply_step(
             Pruned::Sparse(r) => StepReport::Prune(r),
             Pruned::Structured(r, _) => StepReport::PruneStructured(r),
         },
-        Step::Quantize(config) => StepReport::Quantize(Box::new(crate::quant::quantize(model, config, calib, progress)?)),
+        Step::Quantize(config) => {
+            StepReport::Quantize(Box::new(crate::quant::quantize(model, config, calib, progress)?))
+        }
     })
 }
 
 /// Runs the steps in order on `model`; `calib` is every step's calibration data.
-pub fn apply(model: &mut Model, recipe: &Recipe, calib: Option<&Dataset>, progress: &dyn Progress) -> Result<Vec<StepReport>> {
+pub fn apply(
+    model: &mut Model,
+    recipe: &Recipe,
+    calib: Option<&Dataset>,
+    progress: &dyn Progress,
+) -> Result<Vec<StepReport>> {
     recipe.steps.iter().map(|step| apply_step(model, step, calib, progress)).collect()
 }
 

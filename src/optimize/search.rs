@@ -10,7 +10,7 @@ use crate::data::Dataset;
 use crate::eval::Silent;
 use crate::ir::Model;
 use crate::prune::PruneConfig;
-use crate::quant::{QuantConfig, QuantMode};
+use crate::quant::{Activations, QuantConfig, QuantMode};
 use crate::transform::{FuseConfig, Fused};
 use crate::Result;
 use std::collections::BTreeMap;
@@ -178,6 +178,7 @@ fn quantizations(objective: Objective) -> Vec<QuantConfig> {
     ];
     if objective != Objective::Latency {
         list.push(QuantConfig { bits: 4, ..fast.clone() });
+        list.push(QuantConfig { codebook: Some(16), ..fast.clone() });
         list.push(QuantConfig { mode: QuantMode::Fp16, ..fast });
     }
     list
@@ -255,8 +256,10 @@ pub fn optimize(
     let all_int8_holds = s.try_steps(vec![at(0.0)])?.map(|i| s.meets(i));
     match (default_holds, all_int8_holds) {
         (Some(false), _) => {
-            for target in [30.0, 40.0] {
-                if s.try_steps(vec![at(target)])?.is_some_and(|i| s.meets(i)) {
+            // 16-bit activations (accuracy over speed), then more layers float.
+            let wide = Step::Quantize(QuantConfig { activations: Activations::U16, ..statics.clone() });
+            for step in [wide, at(30.0), at(40.0)] {
+                if s.try_steps(vec![step])?.is_some_and(|i| s.meets(i)) {
                     break;
                 }
             }
@@ -338,7 +341,9 @@ pub fn optimize(
             let mut replayed = original.clone();
             apply(&mut replayed, &candidates[i].recipe, Some(calib), &Silent)?;
             if crate::onnx::encode(&replayed)? != crate::onnx::encode(&searched)? {
-                notes.push("the recipe replayed to different bytes than the searched candidate; the replay is written".into());
+                notes.push(
+                    "the recipe replayed to different bytes than the searched candidate; the replay is written".into(),
+                );
             }
             Some(replayed)
         }

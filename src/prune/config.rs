@@ -93,7 +93,7 @@ impl Default for PruneConfig {
 
 /// What a pruning run did.
 pub enum Pruned {
-    Sparse(PruneReport),
+    Sparse(Box<PruneReport>),
     /// With the model as it was before the repair, when one was made.
     Structured(Box<StructuredReport>, Option<Box<Model>>),
 }
@@ -116,7 +116,12 @@ impl PruneConfig {
 
 /// Prunes `model` as `config` says; `calib` feeds the data-driven scores
 /// (wanda, sparsegpt, activation importance) and the structured repair.
-pub fn prune(model: &mut Model, config: &PruneConfig, calib: Option<&Dataset>, progress: &dyn Progress) -> Result<Pruned> {
+pub fn prune(
+    model: &mut Model,
+    config: &PruneConfig,
+    calib: Option<&Dataset>,
+    progress: &dyn Progress,
+) -> Result<Pruned> {
     if config.structured {
         let options = StructuredOptions {
             importance: config.importance,
@@ -158,5 +163,5 @@ pub fn prune(model: &mut Model, config: &PruneConfig, calib: Option<&Dataset>, p
         let weights: Vec<String> = report.layers.iter().map(|l| l.weight.clone()).collect();
         report.storage = super::store_sparse_where_smaller(model, &weights)?;
     }
-    Ok(Pruned::Sparse(report))
+    Ok(Pruned::Sparse(Box::new(report)))
 }

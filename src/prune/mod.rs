@@ -9,7 +9,7 @@ mod sparsegpt;
 mod storage;
 pub mod structured;
 
-pub use config::{prune, PruneConfig, Pruned};
 pub use crate::layerwise::{prunable_layers, Layer, LayerChoice};
+pub use config::{prune, PruneConfig, Pruned};
 pub use sparse::{prune_sparse, LayerRecord, Method, PruneReport, Scope, SparseOptions};
 pub use storage::{store_sparse_where_smaller, StorageRecord};

@@ -21,8 +21,8 @@ mod static_qdq;
 mod switched;
 mod weights;
 
-pub use config::{quantize, Activations, QuantConfig, QuantMode, Rounding, WeightScheme};
 pub use codebook::{quantize_codebook, CodebookOptions, Table};
+pub use config::{quantize, Activations, QuantConfig, QuantMode, Rounding, WeightScheme};
 pub use dynamic::{quantize_dynamic, quantize_dynamic_with_fallback, DynamicOptions};
 pub use fp16::{convert_fp16, Fp16Options};
 pub use report::{GroupSensitivity, QuantReport, Skipped, TensorRecord};

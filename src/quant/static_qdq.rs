@@ -436,7 +436,9 @@ fn decided_nodes(model: &Model, plan: &Plan, decided: &StaticDecision) -> Result
             .iter()
             .map(|l| {
                 plan.nodes.iter().copied().find(|&n| model.graph.nodes[n].label() == *l).ok_or_else(|| {
-                    crate::Error::Usage(format!("decided: node '{l}' is not one static quantization can quantize in this model"))
+                    crate::Error::Usage(format!(
+                        "decided: node '{l}' is not one static quantization can quantize in this model"
+                    ))
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -235,17 +235,15 @@ fn search(r: &Value) -> String {
     let chosen = r["chosen"].as_u64().map(|c| c as usize);
     let xs = measured.iter().map(|m| m.1).chain([1.0]);
     let ys = measured.iter().map(|m| m.2).chain([original, bound]).filter(|v| v.is_finite());
-    let (x_max, y_lo, y_hi) = (
-        xs.fold(1.0, f64::max) * 1.08,
-        ys.clone().fold(f64::INFINITY, f64::min),
-        ys.fold(f64::NEG_INFINITY, f64::max),
-    );
+    let (x_max, y_lo, y_hi) =
+        (xs.fold(1.0, f64::max) * 1.08, ys.clone().fold(f64::INFINITY, f64::min), ys.fold(f64::NEG_INFINITY, f64::max));
     let pad = ((y_hi - y_lo) * 0.08).max(1e-6);
     let (y_lo, y_hi) = (y_lo - pad, y_hi + pad);
     let (left, top, w, h) = (70.0, 30.0, 760.0, 360.0);
     let px = |x: f64| left + x / x_max * w;
     let py = |y: f64| top + (y_hi - y) / (y_hi - y_lo) * h;
-    let title = format!("Candidates: {metric} against speed-up (circle area: size; green: the Pareto front; ring: written)");
+    let title =
+        format!("Candidates: {metric} against speed-up (circle area: size; green: the Pareto front; ring: written)");
     let mut s = format!(
         "<h2>Search</h2><svg class=plot width={} height={} role=img aria-label=\"{}\">",
         left + w + 40.0,
@@ -267,7 +265,12 @@ fn search(r: &Value) -> String {
         let y = y_lo + (y_hi - y_lo) * k as f64 / 5.0;
         let _ = write!(s, "<text x={} y={:.1} text-anchor=end>{}</text>", left - 6.0, py(y) + 4.0, num(y));
     }
-    let _ = write!(s, "<text x={} y={} text-anchor=middle>speed-up over the original</text>", left + w / 2.0, top + h + 40.0);
+    let _ = write!(
+        s,
+        "<text x={} y={} text-anchor=middle>speed-up over the original</text>",
+        left + w / 2.0,
+        top + h + 40.0
+    );
     if bound.is_finite() {
         let _ = write!(
             s,

@@ -30,33 +30,51 @@ pub fn fold_affine(model: &mut Model, backward: bool, forward: bool) -> Result<u
     Ok(folded)
 }
 
+/// Two node indices (the Conv and the Mul/Add, in graph order) and the
+/// factor and offset per channel.
+type Fold = (usize, usize, Vec<f32>, Vec<f32>);
+
+/// Whether `node` may be a per-channel affine step: a default-domain Mul or Add of two inputs.
+fn is_affine_op(node: &crate::ir::Node) -> bool {
+    (node.op_type == "Mul" || node.op_type == "Add") && node.is_onnx_op() && node.inputs.len() == 2
+}
+
+/// Constant `c` of the Mul/Add `node` as (factor, offset) per channel, when it
+/// broadcasts as one value per channel of a `rank`-d tensor with `channels` on axis 1.
+fn affine_of(
+    g: &Graph,
+    node: &crate::ir::Node,
+    c: &str,
+    channels: usize,
+    rank: usize,
+) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+    let Some(Ok(constant)) = g.constant(c) else { return Ok(None) };
+    if constant.dtype != crate::ir::DataType::FLOAT {
+        return Ok(None);
+    }
+    let Some(values) = per_channel(&constant.to_f32()?, channels, rank) else { return Ok(None) };
+    Ok(Some(match node.op_type.as_str() {
+        "Mul" => (values, vec![0.0; channels]),
+        _ => (vec![1.0; channels], values),
+    }))
+}
+
 /// The first Conv → Mul/Add-by-a-per-channel-constant pair: (conv, node, factor, offset).
-fn next_fold(g: &Graph) -> Result<Option<(usize, usize, Vec<f32>, Vec<f32>)>> {
+fn next_fold(g: &Graph) -> Result<Option<Fold>> {
     let index = GraphIndex::new(g);
-    for (ix, node) in g.nodes.iter().enumerate() {
-        if !(node.op_type == "Mul" || node.op_type == "Add") || !node.is_onnx_op() || node.inputs.len() != 2 {
-            continue;
-        }
+    for (ix, node) in g.nodes.iter().enumerate().filter(|(_, n)| is_affine_op(n)) {
         for (x_slot, c_slot) in [(0, 1), (1, 0)] {
             let (Some(x), Some(c)) = (node.input(x_slot), node.input(c_slot)) else { continue };
             let Some(conv_ix) = index.producer(x) else { continue };
             let conv = &g.nodes[conv_ix];
             let sole_use = index.consumers(x).len() == 1 && g.outputs.iter().all(|o| o.name != x);
             let Some(Ok(w)) = conv.input(1).and_then(|w| g.constant(w)) else { continue };
-            let bias_ok = conv.input(2).is_none_or(|b| g.constant_site(b).is_some());
-            if conv.op_type != "Conv" || !conv.is_onnx_op() || !sole_use || !bias_ok || w.dims.len() < 3 {
+            if conv.op_type != "Conv" || !conv.is_onnx_op() || !sole_use || !foldable_weights(g, conv, &w) {
                 continue;
             }
-            let Some(Ok(constant)) = g.constant(c) else { continue };
-            if constant.dtype != crate::ir::DataType::FLOAT || w.dtype != crate::ir::DataType::FLOAT {
-                continue;
+            if let Some((factor, offset)) = affine_of(g, node, c, w.dims[0] as usize, w.dims.len())? {
+                return Ok(Some((conv_ix, ix, factor, offset)));
             }
-            let channels = w.dims[0] as usize;
-            let Some(per_channel) = per_channel(&constant.to_f32()?, channels, w.dims.len()) else { continue };
-            return Ok(Some(match node.op_type.as_str() {
-                "Mul" => (conv_ix, ix, per_channel, vec![0.0; channels]),
-                _ => (conv_ix, ix, vec![1.0; channels], per_channel),
-            }));
         }
     }
     Ok(None)
@@ -66,41 +84,30 @@ fn next_fold(g: &Graph) -> Result<Option<(usize, usize, Vec<f32>, Vec<f32>)>> {
 /// without padding and groups (a pointwise conv): (node, conv, factor, offset).
 /// Padding would see the zeros the Conv pads with where the folded form assumes
 /// the offset, so padded convs are left alone.
-fn next_fold_forward(g: &Graph) -> Result<Option<(usize, usize, Vec<f32>, Vec<f32>)>> {
+fn next_fold_forward(g: &Graph) -> Result<Option<Fold>> {
     let index = GraphIndex::new(g);
-    for (ix, node) in g.nodes.iter().enumerate() {
-        if !(node.op_type == "Mul" || node.op_type == "Add") || !node.is_onnx_op() || node.inputs.len() != 2 {
-            continue;
-        }
+    for (ix, node) in g.nodes.iter().enumerate().filter(|(_, n)| is_affine_op(n)) {
         let y = &node.outputs[0];
         let readers = index.consumers(y);
         let [(conv_ix, 0)] = readers[..] else { continue };
         let conv = &g.nodes[conv_ix];
         let unpadded = conv.attr_ints("pads").is_none_or(|p| p.iter().all(|&v| v == 0))
-            && conv.attr("auto_pad").is_none_or(|a| matches!(a, crate::ir::AttrValue::String(s) if s == b"NOTSET" || s == b"VALID"));
+            && conv
+                .attr("auto_pad")
+                .is_none_or(|a| matches!(a, crate::ir::AttrValue::String(s) if s == b"NOTSET" || s == b"VALID"));
         let plain = conv.op_type == "Conv" && conv.is_onnx_op() && conv.attr_int("group").unwrap_or(1) == 1;
         let Some(Ok(w)) = conv.input(1).and_then(|w| g.constant(w)) else { continue };
-        let bias_ok = conv.input(2).is_none_or(|b| g.constant_site(b).is_some());
-        if !(unpadded && plain && bias_ok) || g.outputs.iter().any(|o| &o.name == y) || w.dims.len() < 3 {
+        if !(unpadded && plain && foldable_weights(g, conv, &w)) || g.outputs.iter().any(|o| &o.name == y) {
             continue;
         }
-        if w.dtype != crate::ir::DataType::FLOAT {
-            continue;
-        }
-        for c_slot in [1, 0] {
-            let Some(Ok(constant)) = node.input(c_slot).and_then(|c| g.constant(c)) else { continue };
-            if node.input(1 - c_slot).is_some_and(|x| g.constant_site(x).is_some()) {
+        for (c_slot, x_slot) in [(1, 0), (0, 1)] {
+            let (Some(c), Some(x)) = (node.input(c_slot), node.input(x_slot)) else { continue };
+            if g.constant_site(x).is_some() {
                 continue;
             }
-            if constant.dtype != crate::ir::DataType::FLOAT {
-                continue;
+            if let Some((factor, offset)) = affine_of(g, node, c, w.dims[1] as usize, w.dims.len())? {
+                return Ok(Some((ix, conv_ix, factor, offset)));
             }
-            let inputs = w.dims[1] as usize;
-            let Some(per_channel) = per_channel(&constant.to_f32()?, inputs, w.dims.len()) else { continue };
-            return Ok(Some(match node.op_type.as_str() {
-                "Mul" => (ix, conv_ix, per_channel, vec![0.0; inputs]),
-                _ => (ix, conv_ix, vec![1.0; inputs], per_channel),
-            }));
         }
     }
     Ok(None)
@@ -108,7 +115,13 @@ fn next_fold_forward(g: &Graph) -> Result<Option<(usize, usize, Vec<f32>, Vec<f3
 
 /// Makes Conv `conv_ix` read the input of node `node_ix` (x·factor + offset per
 /// input channel) directly: W'[o,i] = W[o,i]·factor[i], b'[o] = b[o] + Σ W[o,i]·offset[i].
-fn fold_into_next_conv(model: &mut Model, node_ix: usize, conv_ix: usize, factor: &[f32], offset: &[f32]) -> Result<()> {
+fn fold_into_next_conv(
+    model: &mut Model,
+    node_ix: usize,
+    conv_ix: usize,
+    factor: &[f32],
+    offset: &[f32],
+) -> Result<()> {
     let g = &model.graph;
     let (node, conv) = (&g.nodes[node_ix], &g.nodes[conv_ix]);
     let get =
@@ -139,6 +152,13 @@ fn fold_into_next_conv(model: &mut Model, node_ix: usize, conv_ix: usize, factor
     conv.inputs.extend([wname, bname]);
     g.nodes.remove(node_ix);
     Ok(())
+}
+
+/// Whether a Conv's float weight (and bias, when present) are constants a fold can rewrite.
+fn foldable_weights(g: &Graph, conv: &crate::ir::Node, w: &Tensor) -> bool {
+    w.dims.len() >= 3
+        && w.dtype == crate::ir::DataType::FLOAT
+        && conv.input(2).is_none_or(|b| g.constant_site(b).is_some())
 }
 
 /// The constant's value per output channel when it broadcasts against a
@@ -183,8 +203,9 @@ pub(super) fn fold_channel_affine(
     for (i, mut lane) in w2.axis_iter_mut(Axis(0)).enumerate() {
         lane.mapv_inplace(|v| v * factor[i]);
     }
-    let b2 = ArrayD::from_shape_vec(IxDyn(&[c]), (0..c).map(|i| (bias[[i]] + before[i]) * factor[i] + after[i]).collect())
-        .expect("1-d");
+    let b2 =
+        ArrayD::from_shape_vec(IxDyn(&[c]), (0..c).map(|i| (bias[[i]] + before[i]) * factor[i] + after[i]).collect())
+            .expect("1-d");
     let y = g.nodes[absorbed_ix].outputs[0].clone();
     let (wname, bname) = (format!("{y}_folded_weight"), format!("{y}_folded_bias"));
     let g = &mut model.graph;

@@ -66,7 +66,12 @@ mod tests {
     /// as Paddle exports it → Mul, Add → pointwise Conv: PP-LCNet's block, opset 12.
     fn block() -> Model {
         let nodes = vec![
-            Node::single("c", "Conv", &["x", "w", "b"], vec![Attribute::new("pads", AttrValue::Ints(vec![1, 1, 1, 1]))]),
+            Node::single(
+                "c",
+                "Conv",
+                &["x", "w", "b"],
+                vec![Attribute::new("pads", AttrValue::Ints(vec![1, 1, 1, 1]))],
+            ),
             node("BatchNormalization", &["c", "gamma", "beta", "mean", "var"], "n"),
             node("Mul", &["scale", "n"], "m"),
             node("Add", &["m", "shift"], "a"),

@@ -3,20 +3,20 @@
 
 mod fold_affine;
 mod fold_batchnorm;
-mod hardswish;
 mod fold_reshapes;
 mod fuse;
 mod gemm;
+mod hardswish;
 mod opset;
 mod simplify;
 mod transpose_after_matmul;
 
 pub use fold_affine::fold_affine;
 pub use fold_batchnorm::fold_batchnorm;
-pub use hardswish::fuse_hardswish;
 pub use fold_reshapes::fold_constant_reshapes;
 pub use fuse::{fuse, FuseConfig, Fused};
 pub use gemm::gemm_to_matmul;
+pub use hardswish::fuse_hardswish;
 pub use opset::upgrade_opset;
 pub use simplify::{simplify, Simplification};
 pub use transpose_after_matmul::transpose_after_matmul;

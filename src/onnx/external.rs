@@ -175,6 +175,11 @@ impl ExternalSink {
         }
     }
 
+    /// Like [`Self::inline`], with sparse-stored tensors written sparse, as a file holds them.
+    pub fn inline_as_in_a_file() -> ExternalSink {
+        ExternalSink { sparse: true, ..ExternalSink::inline() }
+    }
+
     pub fn new(output: &Path, mode: ExternalMode, too_big: bool) -> ExternalSink {
         let file_name = output.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         ExternalSink {

@@ -63,6 +63,12 @@ pub fn encode(model: &Model) -> Result<Vec<u8>> {
     Ok(p.encode_to_vec())
 }
 
+/// The bytes `save` would write for the model with every tensor inline
+/// (sparse-stored tensors sparse): its size as a file, without writing one.
+pub fn file_size(model: &Model) -> Result<u64> {
+    Ok(from_ir::model(model, &mut ExternalSink::inline_as_in_a_file())?.encoded_len() as u64)
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct SaveOptions {
     pub external: ExternalMode,

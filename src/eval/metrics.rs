@@ -24,7 +24,7 @@ pub struct OutputMetrics {
     pub nn_agreement: Option<f64>,
     pub samples: usize,
     /// The worst quantity along the last axis (a box coordinate, a class score),
-    /// when that axis has 2 to [`MAX_SLICES`] entries: one output-wide SQNR can
+    /// when that axis has 2 to `MAX_SLICES` (256) entries: one output-wide SQNR can
     /// hide a collapsed slice when quantities of different scales share an output.
     pub worst_slice: Option<WorstSlice>,
 }

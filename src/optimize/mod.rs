@@ -16,7 +16,8 @@ pub use search::{optimize, Observer};
 use serde::Serialize;
 
 /// What the winner is best at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Objective {
     /// The fastest in the runtime (ties within 3 %: the smaller).

@@ -8,7 +8,8 @@ use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// How a candidate is judged. Percentages are in points (0–100); cosine is 0–1.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Metric {
     /// Top-1 accuracy against the labels, %.

@@ -116,6 +116,24 @@ impl PruneConfig {
 
 /// Prunes `model` as `config` says; `calib` feeds the data-driven scores
 /// (wanda, sparsegpt, activation importance) and the structured repair.
+///
+/// Load → remove half the MACs (channels cut out, the layers re-fitted) → compare:
+///
+/// ```
+/// use prunq::data::Dataset;
+/// use prunq::eval::{compare, Silent};
+/// use prunq::prune::{prune, PruneConfig};
+///
+/// let original = prunq::onnx::load("demo/digits_cnn.onnx")?;
+/// let calib = Dataset::open("demo/digits_calib.npz")?;
+/// let mut model = original.clone();
+/// let config = PruneConfig { structured: true, target_macs: Some(0.5), ..Default::default() };
+/// prune(&mut model, &config, Some(&calib), &Silent)?;
+/// let test = Dataset::open("demo/digits_test.npz")?;
+/// let c = compare(&original, &model, &test, &Default::default(), &Silent)?;
+/// assert!(c.outputs[0].top1_agreement > 0.97, "agreement {}", c.outputs[0].top1_agreement);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn prune(
     model: &mut Model,
     config: &PruneConfig,

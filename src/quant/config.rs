@@ -15,7 +15,8 @@ use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// What is quantized.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum QuantMode {
     /// Weight-only: low-bit constant weights, dequantized at load; no data needed.
@@ -30,7 +31,8 @@ pub enum QuantMode {
 }
 
 /// How linear weights are rounded onto their grid.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Rounding {
     /// To nearest, keeping each channel's or block's sum.
@@ -41,7 +43,8 @@ pub enum Rounding {
 }
 
 /// What values weights take.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum WeightScheme {
     /// Integers times a scale.
@@ -52,7 +55,8 @@ pub enum WeightScheme {
 }
 
 /// Static mode's activation type.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Activations {
     /// uint8 affine: ONNX Runtime's fast kernels.
@@ -217,6 +221,23 @@ impl QuantConfig {
 /// by static mode and GPTQ; with weights and dynamic mode it turns on the
 /// measured float fallback; fp16 checks its ranges on it). The report holds what
 /// was done; sizes, comparison and latency are the caller's to fill.
+///
+/// Load → quantize (static, calibrated) → save:
+///
+/// ```
+/// use prunq::quant::{quantize, QuantConfig, QuantMode};
+///
+/// let mut model = prunq::onnx::load("demo/digits_cnn.onnx")?;
+/// let calib = prunq::data::Dataset::open("demo/digits_calib.npz")?;
+/// let config = QuantConfig { mode: QuantMode::Static, ..Default::default() };
+/// let report = quantize(&mut model, &config, Some(&calib), &prunq::eval::Silent)?;
+/// assert!(report.tensors.len() > 4, "the convs and their activations are int8");
+/// let dir = tempfile::tempdir()?;
+/// let out = dir.path().join("digits_cnn.int8.onnx");
+/// prunq::onnx::save(&model, &out, &Default::default())?;
+/// assert!(std::fs::metadata(&out)?.len() < std::fs::metadata("demo/digits_cnn.onnx")?.len() / 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn quantize(
     model: &mut Model,
     config: &QuantConfig,

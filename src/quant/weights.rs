@@ -34,7 +34,8 @@ pub struct WeightOptions {
 }
 
 /// How weight-only low-bit weights are written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum WeightFormat {
     /// Plain ops that ONNX Runtime and tract fold back to float at load, so the model runs at float
@@ -47,7 +48,7 @@ pub enum WeightFormat {
     Qdq,
     /// ONNX Runtime's `MatMulNBits` (com.microsoft; tract runs it too, slowly) for MatMul weights, 4 or 8
     /// bits in blocks (default 32): the weights stay packed in memory. Other weights as `portable`.
-    #[value(name = "matmul-nbits")]
+    #[cfg_attr(feature = "cli", value(name = "matmul-nbits"))]
     #[serde(rename = "matmul-nbits")]
     MatMulNBits,
 }

@@ -128,4 +128,26 @@ fn quantize_and_prune_reports_render_in_chromium() {
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("Channel groups: channels removed") && html.contains("Repair: relative output error"));
     assert_eq!(load(&page, &artifact("report-prune.png"), dir.path()), 3, "repair, MACs and op-time plots");
+
+    // The search of `optimize`: candidates against speed-up, every plot's marks drawn.
+    let (out, page) = (dir.path().join("o.onnx"), dir.path().join("optimize.html"));
+    prunq(&[
+        os("optimize"),
+        cnn.as_os_str(),
+        os("-o"),
+        out.as_os_str(),
+        os("--calib"),
+        calib.as_os_str(),
+        os("--val"),
+        test.as_os_str(),
+        os("--max-drop"),
+        os("0.5"),
+        os("--report"),
+        page.as_os_str(),
+    ]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("circle class=point") && html.contains("Candidates (in the order measured)"));
+    let plots = html.matches("<svg class=plot").count();
+    assert!(plots >= 2, "{plots} plots");
+    assert_eq!(load(&page, &artifact("report-optimize.png"), dir.path()), plots, "every plot drawn, the search's too");
 }

@@ -101,7 +101,7 @@ pub fn prune_sparse(
     progress: &dyn Progress,
 ) -> Result<()> {
     if !(0.0..1.0).contains(&options.sparsity) && options.pattern.is_none() {
-        return Err(Error::Usage(format!("--sparsity {} must be in [0, 1)", options.sparsity)));
+        return Err(Error::Usage(format!("sparsity {} must be in [0, 1)", options.sparsity)));
     }
     if let Some((n, m)) = options.pattern {
         if n == 0 || n >= m {
@@ -114,7 +114,9 @@ pub fn prune_sparse(
     let (layers, skipped) = prunable_layers(model, &options.layers)?;
     report.skipped.extend(skipped);
     let data = || {
-        calib.ok_or_else(|| Error::Usage(format!("--method {:?} needs --calib DATA", options.method).to_lowercase()))
+        calib.ok_or_else(|| {
+            Error::Usage(format!("method {:?} needs calibration data (--calib)", options.method).to_lowercase())
+        })
     };
     if options.method == Method::Sparsegpt {
         return prune_with_sparsegpt(model, &layers, data()?, options, report, progress);

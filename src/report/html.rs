@@ -37,9 +37,9 @@ th{background:#f6f6f6}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 svg{display:block;margin:6px 0 14px}svg text{font:11px system-ui,sans-serif}\
 details{margin:4px 0}summary{cursor:pointer;color:#444}";
 
-/// Counts the plots that were laid out with a size: `data-plots` on the body.
+/// Counts the plots whose marks (bars, points) were drawn with a size: `data-plots` on the body.
 const SCRIPT: &str = "document.body.dataset.plots=[...document.querySelectorAll('svg.plot')]\
-.filter(s=>s.getBoundingClientRect().width>0&&s.querySelectorAll('rect.bar,circle.point').length>0).length;";
+.filter(s=>[...s.querySelectorAll('rect.bar,circle.point')].some(m=>m.getBoundingClientRect().width>0)).length;";
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -253,7 +253,7 @@ fn search(r: &Value) -> String {
     let _ = write!(s, "<text x={left} y=16>{}</text>", esc(&title));
     let _ = write!(
         s,
-        "<line x1={left} y1={} x2={} y2={} stroke=#999/><line x1={left} y1={top} x2={left} y2={} stroke=#999/>",
+        "<line x1={left} y1={} x2={} y2={} stroke=\"#999\"/><line x1={left} y1={top} x2={left} y2={} stroke=\"#999\"/>",
         top + h,
         left + w,
         top + h,
@@ -274,7 +274,7 @@ fn search(r: &Value) -> String {
     if bound.is_finite() {
         let _ = write!(
             s,
-            "<line x1={left} y1={b:.1} x2={} y2={b:.1} stroke=#c0392b stroke-dasharray=4/><text x={} y={:.1} text-anchor=end fill=#c0392b>budget</text>",
+            "<line x1={left} y1={b:.1} x2={} y2={b:.1} stroke=#c0392b stroke-dasharray=\"4\"/><text x={} y={:.1} text-anchor=end fill=#c0392b>budget</text>",
             left + w,
             left + w,
             py(bound) - 4.0,
@@ -286,7 +286,7 @@ fn search(r: &Value) -> String {
     front.sort_by(|a, b| a.1.total_cmp(&b.1));
     if front.len() > 1 {
         let points: Vec<String> = front.iter().map(|m| format!("{:.1},{:.1}", px(m.1), py(m.2))).collect();
-        let _ = write!(s, "<polyline points=\"{}\" fill=none stroke=#2e8b57/>", points.join(" "));
+        let _ = write!(s, "<polyline points=\"{}\" fill=none stroke=\"#2e8b57\"/>", points.join(" "));
     }
     let _ = write!(
         s,

@@ -360,3 +360,54 @@ pub fn show_dims(dims: &[Dim]) -> String {
         .collect();
     format!("[{}]", parts.join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::DataType;
+    use ndarray::ArrayD;
+
+    fn input(name: &str) -> ValueInfo {
+        ValueInfo::tensor(name, Some(DataType::FLOAT), Some(&[Dim::Symbolic("N".into()), Dim::Fixed(2)]))
+    }
+
+    fn arrays(rows: &[(&str, usize)]) -> BTreeMap<String, Array> {
+        rows.iter()
+            .map(|&(name, n)| {
+                let a = match name {
+                    "label" => Array::I64(ArrayD::from_shape_vec(vec![n], (0..n as i64).collect()).unwrap()),
+                    _ => {
+                        Array::F32(ArrayD::from_shape_vec(vec![n, 2], (0..2 * n).map(|v| v as f32).collect()).unwrap())
+                    }
+                };
+                (name.to_string(), a)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn arrays_bind_by_name_with_labels_and_batch_in_order() {
+        let data = Dataset::from_arrays("mem", arrays(&[("a", 7), ("b", 7), ("label", 7)]));
+        let bound = data.bind(&[input("b"), input("a")], None).unwrap();
+        assert_eq!(bound.rows, 7);
+        assert_eq!(bound.labels.as_ref().unwrap().len(), 7);
+        let batches: Vec<(usize, Vec<Array>)> = bound.batches(3).map(Result::unwrap).collect();
+        assert_eq!(
+            batches.iter().map(|(start, b)| (*start, bound.rows_in(b))).collect::<Vec<_>>(),
+            [(0, 3), (3, 3), (6, 1)]
+        );
+        // Inputs come in the model's order: b first.
+        let last = batches[2].1[0].to_f32();
+        assert_eq!(last.iter().copied().collect::<Vec<_>>(), vec![12.0, 13.0]);
+    }
+
+    #[test]
+    fn data_that_does_not_fit_is_named() {
+        let missing = Dataset::from_arrays("d.npz", arrays(&[("a", 4)]));
+        let e = missing.bind(&[input("a"), input("b")], None).unwrap_err().to_string();
+        assert!(e.contains("'b'") && e.contains("d.npz"), "{e}");
+        let uneven = Dataset::from_arrays("d.npz", arrays(&[("a", 4), ("b", 5)]));
+        let e = uneven.bind(&[input("a"), input("b")], None).unwrap_err().to_string();
+        assert!(e.contains("rows"), "{e}");
+    }
+}

@@ -116,3 +116,53 @@ fn check_axis_is_last(node: &Node, ranks: &dyn Fn(&str) -> Option<usize>) -> Res
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Array;
+    use crate::ir::{Attribute, DataType, Dim, Graph, ValueInfo};
+    use crate::runtime::{Backend, Session, SessionOptions};
+
+    /// x [2, 1, 3] → Squeeze(axes=[1]) → Softmax(axis=1) → ReduceMean(axes=[1], keepdims) at opset 11.
+    fn old() -> Model {
+        let graph = Graph {
+            nodes: vec![
+                Node::single("s", "Squeeze", &["x"], vec![Attribute::new("axes", AttrValue::Ints(vec![1]))]),
+                Node::single("p", "Softmax", &["s"], vec![Attribute::int("axis", 1)]),
+                Node::single("y", "ReduceMean", &["p"], vec![Attribute::new("axes", AttrValue::Ints(vec![1]))]),
+            ],
+            inputs: vec![ValueInfo::tensor("x", Some(DataType::FLOAT), Some(&[2, 1, 3].map(Dim::Fixed)))],
+            outputs: vec![ValueInfo::tensor("y", Some(DataType::FLOAT), None)],
+            ..Default::default()
+        };
+        Model::from_graph(graph, 11)
+    }
+
+    fn run(m: &Model) -> ArrayD<f32> {
+        let x = ArrayD::from_shape_vec(IxDyn(&[2, 1, 3]), vec![0.5, -1.0, 2.0, 3.0, 0.0, -2.0]).unwrap();
+        let options = SessionOptions { backend: Some(Backend::Tract), ..Default::default() };
+        Session::new(m, &options).unwrap().run(&[Array::F32(x)]).unwrap().remove(0).to_f32()
+    }
+
+    #[test]
+    fn attributes_become_inputs_and_the_outputs_stay() {
+        let before = old();
+        let mut after = before.clone();
+        let ranks = |n: &str| match n {
+            "x" => Some(3),
+            _ => Some(2),
+        };
+        assert!(upgrade_opset(&mut after, 18, &ranks).unwrap());
+        assert_eq!(after.onnx_opset(), Some(18));
+        for node in &after.graph.nodes {
+            assert!(node.attr("axes").is_none(), "{}: axes is an input at 18", node.op_type);
+        }
+        let squeeze = &after.graph.nodes.iter().find(|n| n.op_type == "Squeeze").unwrap();
+        let axes = after.graph.constant(squeeze.input(1).unwrap()).unwrap().unwrap();
+        assert_eq!(axes.to_i64_vec().unwrap(), vec![1]);
+        assert_eq!(run(&before), run(&after));
+        // Nothing to do: the same opset again changes nothing.
+        assert!(!upgrade_opset(&mut after, 13, &ranks).unwrap());
+    }
+}

@@ -27,22 +27,7 @@ fn digits_cnn_optimize_keeps_the_budget_and_its_recipe_replays() {
     let (model, calib, test) =
         (common::model("digits_cnn.onnx"), common::data("digits_calib.npz"), common::data("digits_test.npz"));
     let (out, recipe, report) = (dir.path().join("o.onnx"), dir.path().join("r.toml"), dir.path().join("r.json"));
-    ok(&[
-        os("optimize"),
-        model.as_os_str(),
-        os("-o"),
-        out.as_os_str(),
-        os("--calib"),
-        calib.as_os_str(),
-        os("--val"),
-        test.as_os_str(),
-        os("--max-drop"),
-        os("0.5"),
-        os("--save-recipe"),
-        recipe.as_os_str(),
-        os("--report"),
-        report.as_os_str(),
-    ]);
+    common::optimize_digits_cnn(&out, &[os("--save-recipe"), recipe.as_os_str(), os("--report"), report.as_os_str()]);
     let r: serde_json::Value = serde_json::from_slice(&bytes(&report)).unwrap();
     let candidates = r["candidates"].as_array().unwrap();
     assert!(candidates.len() >= 6, "quantization and pruning both tried: {}", candidates.len());

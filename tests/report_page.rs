@@ -131,20 +131,7 @@ fn quantize_and_prune_reports_render_in_chromium() {
 
     // The search of `optimize`: candidates against speed-up, every plot's marks drawn.
     let (out, page) = (dir.path().join("o.onnx"), dir.path().join("optimize.html"));
-    prunq(&[
-        os("optimize"),
-        cnn.as_os_str(),
-        os("-o"),
-        out.as_os_str(),
-        os("--calib"),
-        calib.as_os_str(),
-        os("--val"),
-        test.as_os_str(),
-        os("--max-drop"),
-        os("0.5"),
-        os("--report"),
-        page.as_os_str(),
-    ]);
+    common::optimize_digits_cnn(&out, &[os("--report"), page.as_os_str()]);
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("circle class=point") && html.contains("Candidates (in the order measured)"));
     let plots = html.matches("<svg class=plot").count();

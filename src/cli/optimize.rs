@@ -16,7 +16,7 @@ pub struct Args {
     #[arg(long)]
     val: PathBuf,
     /// How candidates are judged (default: accuracy when --val has labels, exact-lines with
-    /// --text, else cosine of the first output with the original's).
+    /// --text, else top-1 agreement with the original; choose cosine for embeddings).
     #[arg(long, value_enum)]
     metric: Option<Metric>,
     /// Expected text of each validation sample, one a line (exact-lines, cer).
@@ -106,7 +106,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         Some(m) => m,
         None if texts.is_some() => Metric::ExactLines,
         None if val.bind(&prunq::runtime::feed_inputs(&original), None)?.labels.is_some() => Metric::Accuracy,
-        None => Metric::Cosine,
+        None => Metric::Agreement,
     };
     let budget = match (a.max_drop, a.min_quality) {
         (_, Some(q)) => Budget::MinQuality(q),

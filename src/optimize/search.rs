@@ -205,6 +205,9 @@ fn fusions(original: &Model) -> Result<Vec<FuseConfig>> {
     Ok(found.into_iter().map(|(c, _)| c).collect())
 }
 
+/// Structured pruning to a MAC target, the same share of each channel group
+/// (the global ranking measured worse: ppocr_cls_v2 at −15 % MACs kept 94.5 %
+/// agreement ranked globally, 96.9 % per group; after `fuse`, 35 % at −8 %).
 fn structured(target_macs: f64) -> Step {
     Step::Prune(PruneConfig { structured: true, target_macs: Some(target_macs), ..Default::default() })
 }

@@ -170,3 +170,15 @@ pub fn prunq_quiet(args: &[&std::ffi::OsStr]) -> std::process::Output {
 pub fn os(s: &str) -> &std::ffi::OsStr {
     s.as_ref()
 }
+
+/// `prunq optimize` on digits_cnn with accuracy kept within half a point, writing `out`,
+/// with more flags (`--report R`, `--save-recipe R`); its output.
+pub fn optimize_digits_cnn(out: &Path, extra: &[&std::ffi::OsStr]) -> std::process::Output {
+    let (model, calib, test) = (model("digits_cnn.onnx"), data("digits_calib.npz"), data("digits_test.npz"));
+    let mut args = vec![os("optimize"), model.as_os_str(), os("-o"), out.as_os_str(), os("--calib")];
+    args.extend([calib.as_os_str(), os("--val"), test.as_os_str(), os("--max-drop"), os("0.5")]);
+    args.extend(extra);
+    let r = prunq_quiet(&args);
+    assert!(r.status.success(), "optimize: {}", String::from_utf8_lossy(&r.stderr));
+    r
+}

@@ -87,12 +87,25 @@ pub enum AttrValue {
     Types(Vec<proto::TypeProto>),
 }
 
+/// A named value's declaration: graph inputs, outputs and `value_info`.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct ValueInfo {
     pub name: String,
-    pub ty: Option<proto::TypeProto>,
+    /// The declared type; `None` when the file declares none.
+    pub ty: Option<ValueType>,
     pub doc_string: String,
     pub metadata_props: Vec<(String, String)>,
+}
+
+/// A declared type: tensors typed (element type, shape) so passes can read and
+/// change them; every other kind carried as read.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ValueType {
+    /// A tensor of `dtype` (unknown when `None`) and `shape` (undeclared when `None`).
+    Tensor { dtype: Option<super::DataType>, shape: Option<Vec<Dim>> },
+    /// Sequences, maps, optionals, sparse tensors, and tensor types the IR does
+    /// not model (denotations, negative sizes, empty dim names): written back exactly.
+    Other(Box<proto::TypeProto>),
 }
 
 /// One dimension of a declared tensor shape.
@@ -130,45 +143,48 @@ impl ValueInfo {
     /// Declares the value a tensor of `dtype` (unknown when `None`) and shape
     /// (none declared when `None`), replacing whatever type it had.
     pub fn set_tensor_type(&mut self, dtype: Option<super::DataType>, shape: Option<&[Dim]>) {
-        use proto::tensor_shape_proto::{dimension::Value, Dimension};
-        let dim = |d: &Dim| Dimension {
-            value: match d {
-                Dim::Fixed(n) => Some(Value::DimValue(*n)),
-                Dim::Symbolic(s) => Some(Value::DimParam(s.clone())),
-                Dim::Unknown => None,
-            },
-            ..Default::default()
-        };
-        let shape = shape.map(|dims| proto::TensorShapeProto { dim: dims.iter().map(dim).collect() });
-        let tensor = proto::type_proto::Tensor { elem_type: dtype.map(|d| d.0), shape };
-        self.ty =
-            Some(proto::TypeProto { value: Some(proto::type_proto::Value::TensorType(tensor)), ..Default::default() });
+        self.ty = Some(ValueType::Tensor { dtype, shape: shape.map(<[Dim]>::to_vec) });
     }
 
     /// Element type of a tensor-typed value.
     pub fn dtype(&self) -> Option<super::DataType> {
-        match self.ty.as_ref()?.value.as_ref()? {
-            proto::type_proto::Value::TensorType(t) => t.elem_type.map(super::DataType),
-            _ => None,
-        }
+        self.ty.as_ref()?.tensor_view()?.0
     }
 
     /// Declared shape of a tensor-typed value, if it has one.
     pub fn shape(&self) -> Option<Vec<Dim>> {
+        self.ty.as_ref()?.tensor_view()?.1
+    }
+
+    /// Sets one dimension of a declared tensor shape (a tensor type the IR did
+    /// not model becomes its typed form); `false` when the value declares no
+    /// shape of that rank.
+    pub fn set_dim(&mut self, axis: usize, dim: Dim) -> bool {
+        let Some((dtype, Some(mut shape))) = self.ty.as_ref().and_then(ValueType::tensor_view) else { return false };
+        let Some(d) = shape.get_mut(axis) else { return false };
+        *d = dim;
+        self.ty = Some(ValueType::Tensor { dtype, shape: Some(shape) });
+        true
+    }
+}
+
+impl ValueType {
+    /// A tensor type's element type and shape as the IR reads them: negative
+    /// sizes and empty names are unknown dims, denotations are ignored; `None`
+    /// for other kinds of type.
+    pub fn tensor_view(&self) -> Option<(Option<super::DataType>, Option<Vec<Dim>>)> {
         use proto::tensor_shape_proto::dimension::Value;
-        let proto::type_proto::Value::TensorType(t) = self.ty.as_ref()?.value.as_ref()? else {
-            return None;
+        let p = match self {
+            ValueType::Tensor { dtype, shape } => return Some((*dtype, shape.clone())),
+            ValueType::Other(p) => p,
         };
-        let dims = &t.shape.as_ref()?.dim;
-        Some(
-            dims.iter()
-                .map(|d| match &d.value {
-                    Some(Value::DimValue(v)) if *v >= 0 => Dim::Fixed(*v),
-                    Some(Value::DimParam(p)) if !p.is_empty() => Dim::Symbolic(p.clone()),
-                    _ => Dim::Unknown,
-                })
-                .collect(),
-        )
+        let proto::type_proto::Value::TensorType(t) = p.value.as_ref()? else { return None };
+        let dim = |d: &proto::tensor_shape_proto::Dimension| match &d.value {
+            Some(Value::DimValue(v)) if *v >= 0 => Dim::Fixed(*v),
+            Some(Value::DimParam(p)) if !p.is_empty() => Dim::Symbolic(p.clone()),
+            _ => Dim::Unknown,
+        };
+        Some((t.elem_type.map(super::DataType), t.shape.as_ref().map(|s| s.dim.iter().map(dim).collect())))
     }
 }
 

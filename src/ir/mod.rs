@@ -10,7 +10,7 @@ mod topology;
 
 pub use constants::{constant_node_value, ConstantSite};
 pub use dtype::DataType;
-pub use graph::{AttrValue, Attribute, Dim, Graph, Model, Node, OpsetId, ValueInfo};
+pub use graph::{AttrValue, Attribute, Dim, Graph, Model, Node, OpsetId, ValueInfo, ValueType};
 pub use sparse::{densify, sparse_and_dense_bytes, sparsify, SparseLayout};
 pub use tensor::{set_release_hook, Element, Storage, Tensor, TensorData};
 pub use topology::{collect_captures, GraphIndex, Source};

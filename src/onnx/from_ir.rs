@@ -4,7 +4,8 @@
 use super::external::ExternalSink;
 use super::to_ir::int32_element_bytes;
 use crate::ir::{
-    sparsify, AttrValue, Attribute, DataType, Graph, Model, Node, SparseLayout, Storage, Tensor, TensorData, ValueInfo,
+    sparsify, AttrValue, Attribute, DataType, Dim, Graph, Model, Node, SparseLayout, Storage, Tensor, TensorData,
+    ValueInfo, ValueType,
 };
 use crate::proto::{self, attribute_proto::AttributeType, tensor_proto::DataLocation};
 use crate::Result;
@@ -210,10 +211,29 @@ fn bytes_to_typed(dtype: DataType, b: &[u8], p: &mut proto::TensorProto) {
 fn value_info(v: &ValueInfo) -> proto::ValueInfoProto {
     proto::ValueInfoProto {
         name: Some(v.name.clone()),
-        r#type: v.ty.clone(),
+        r#type: v.ty.as_ref().map(type_proto),
         doc_string: text(&v.doc_string),
         metadata_props: props(&v.metadata_props),
     }
+}
+
+pub(super) fn type_proto(t: &ValueType) -> proto::TypeProto {
+    use proto::tensor_shape_proto::{dimension::Value, Dimension};
+    let (dtype, shape) = match t {
+        ValueType::Tensor { dtype, shape } => (dtype, shape),
+        ValueType::Other(p) => return (**p).clone(),
+    };
+    let dim = |d: &Dim| Dimension {
+        value: match d {
+            Dim::Fixed(n) => Some(Value::DimValue(*n)),
+            Dim::Symbolic(s) => Some(Value::DimParam(s.clone())),
+            Dim::Unknown => None,
+        },
+        denotation: None,
+    };
+    let shape = shape.as_ref().map(|dims| proto::TensorShapeProto { dim: dims.iter().map(dim).collect() });
+    let tensor = proto::type_proto::Tensor { elem_type: dtype.map(|d| d.0), shape };
+    proto::TypeProto { value: Some(proto::type_proto::Value::TensorType(tensor)), denotation: None }
 }
 
 fn props(p: &[(String, String)]) -> Vec<proto::StringStringEntryProto> {

@@ -2,7 +2,9 @@
 //! protobuf (same fields, same storage of every tensor).
 
 use super::external::ExternalData;
-use crate::ir::{AttrValue, Attribute, DataType, Graph, Model, Node, OpsetId, Storage, Tensor, TensorData, ValueInfo};
+use crate::ir::{
+    AttrValue, Attribute, DataType, Graph, Model, Node, OpsetId, Storage, Tensor, TensorData, ValueInfo, ValueType,
+};
 use crate::proto::{self, attribute_proto::AttributeType, tensor_proto::DataLocation};
 use crate::{Error, Result};
 use bytes::Bytes;
@@ -199,12 +201,59 @@ pub(super) fn int32_element_bytes(dtype: DataType) -> Option<usize> {
 fn value_info(p: proto::ValueInfoProto) -> ValueInfo {
     ValueInfo {
         name: p.name.unwrap_or_default(),
-        ty: p.r#type,
+        ty: p.r#type.map(value_type),
         doc_string: p.doc_string.unwrap_or_default(),
         metadata_props: props(p.metadata_props),
     }
 }
 
+/// A tensor type as the IR's typed form when writing that form back gives the
+/// same protobuf; anything else carried as read.
+fn value_type(p: proto::TypeProto) -> ValueType {
+    let other = ValueType::Other(Box::new(p));
+    let Some((dtype, shape)) = other.tensor_view() else { return other };
+    let typed = ValueType::Tensor { dtype, shape };
+    match &other {
+        ValueType::Other(p) if super::from_ir::type_proto(&typed) == **p => typed,
+        _ => other,
+    }
+}
+
 fn props(p: Vec<proto::StringStringEntryProto>) -> Vec<(String, String)> {
     p.into_iter().map(|e| (e.key.unwrap_or_default(), e.value.unwrap_or_default())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Dim;
+    use proto::tensor_shape_proto::{dimension::Value, Dimension};
+
+    fn tensor_type(dims: Vec<Option<Value>>) -> proto::TypeProto {
+        let dim = dims.into_iter().map(|value| Dimension { value, denotation: None }).collect();
+        let t = proto::type_proto::Tensor { elem_type: Some(1), shape: Some(proto::TensorShapeProto { dim }) };
+        proto::TypeProto { value: Some(proto::type_proto::Value::TensorType(t)), denotation: None }
+    }
+
+    #[test]
+    fn tensor_types_are_typed_when_exact_and_carried_otherwise() {
+        let plain = tensor_type(vec![Some(Value::DimParam("N".into())), Some(Value::DimValue(3)), None]);
+        let typed = value_type(plain.clone());
+        let shape = vec![Dim::Symbolic("N".into()), Dim::Fixed(3), Dim::Unknown];
+        assert_eq!(typed, ValueType::Tensor { dtype: Some(DataType(1)), shape: Some(shape) });
+        assert_eq!(super::super::from_ir::type_proto(&typed), plain);
+
+        // Paddle writes -1 for a free dim: read as unknown, written back as -1.
+        let paddle = tensor_type(vec![Some(Value::DimValue(-1)), Some(Value::DimValue(3))]);
+        let carried = value_type(paddle.clone());
+        assert!(matches!(carried, ValueType::Other(_)));
+        assert_eq!(carried.tensor_view().and_then(|v| v.1), Some(vec![Dim::Unknown, Dim::Fixed(3)]));
+        assert_eq!(super::super::from_ir::type_proto(&carried), paddle);
+
+        // Changing a dim makes it the typed form.
+        let mut vi = ValueInfo { name: "x".into(), ty: Some(carried), ..Default::default() };
+        assert!(vi.set_dim(1, Dim::Fixed(2)));
+        assert_eq!(vi.shape(), Some(vec![Dim::Unknown, Dim::Fixed(2)]));
+        assert!(!vi.set_dim(2, Dim::Fixed(2)), "no such axis");
+    }
 }

@@ -132,16 +132,8 @@ pub fn remove_channels(model: &mut Model, deps: &DependencyGraph, plan: &Plan) -
 
 /// Shrinks a declared fixed dimension (symbolic ones stay as they are).
 fn resize_declared(vi: &mut crate::ir::ValueInfo, axis: usize, gone: usize) {
-    use crate::proto::tensor_shape_proto::dimension::Value;
-    if !matches!(vi.shape().and_then(|s| s.get(axis).cloned()), Some(Dim::Fixed(_))) {
-        return;
-    }
-    let Some(crate::proto::type_proto::Value::TensorType(t)) = vi.ty.as_mut().and_then(|t| t.value.as_mut()) else {
-        return;
-    };
-    if let Some(Value::DimValue(v)) = t.shape.as_mut().and_then(|s| s.dim.get_mut(axis)).and_then(|d| d.value.as_mut())
-    {
-        *v -= gone as i64;
+    if let Some(Dim::Fixed(n)) = vi.shape().and_then(|s| s.get(axis).cloned()) {
+        vi.set_dim(axis, Dim::Fixed(n - gone as i64));
     }
 }
 

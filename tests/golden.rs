@@ -1,0 +1,105 @@
+//! What prunq writes, byte for byte: every command's output on the shared
+//! models is pinned by its SHA-256 in `tests/golden/outputs.sha256`, so a
+//! restructuring that changes a single byte of any output fails here.
+//!
+//! After an intended change of output, rewrite the digests with
+//! `PRUNQ_BLESS=1 cargo test --release --test golden` and say why in the commit.
+//! `PRUNQ_GOLDEN_EXE=path` runs another build of prunq (to pin a baseline).
+//! Static quantization runs with `--no-latency-check`: its other choices rest
+//! on timings, which no digest can pin.
+
+mod common;
+use common::*;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const DIGESTS: &str = "tests/golden/outputs.sha256";
+
+/// `(model, command and options)`; `{calib}` is the model's calibration data.
+const CASES: &[(&str, &str)] = &[
+    ("digits_mlp", "quantize --mode weights"),
+    ("digits_mlp", "quantize --mode static --calib {calib} --no-latency-check"),
+    ("digits_mlp", "prune --method sparsegpt --sparsity 0.5 --calib {calib}"),
+    ("digits_mlp", "prune --structured --ratio 0.3"),
+    ("digits_cnn", "quantize --mode weights --bits 4"),
+    ("digits_cnn", "quantize --mode weights --codebook 16 --calib {calib}"),
+    ("digits_cnn", "quantize --mode weights --algorithm gptq --calib {calib}"),
+    ("digits_cnn", "quantize --mode dynamic"),
+    ("digits_cnn", "quantize --mode static --calib {calib} --no-latency-check"),
+    ("digits_cnn", "quantize --mode fp16 --calib {calib}"),
+    ("digits_cnn", "prune --method wanda --sparsity 0.5 --pattern 2:4 --calib {calib}"),
+    ("digits_cnn", "prune --structured --target-macs 0.5 --calib {calib}"),
+    ("digits_resnet", "quantize --mode static --calib {calib} --no-latency-check --bias-correction"),
+    ("digits_resnet", "prune --structured --ratio 0.3 --calib {calib}"),
+    ("digits_vit", "quantize --mode dynamic"),
+    ("digits_vit", "quantize --mode static --calib {calib} --no-latency-check --smooth 0.5"),
+    ("digits_vit", "quantize --mode fp16"),
+    ("ppocr_cls_v2", "quantize --mode static --calib {calib} --no-latency-check"),
+    ("ppocr_cls_v2", "prune --structured --ratio 0.2 --calib {calib}"),
+    ("ppocr_cls_v2", "prune --method magnitude --sparsity 0.5 --sparse-storage"),
+    ("ppocr_rec_v4", "quantize --mode weights"),
+    ("ppocr_rec_v4", "quantize --mode static --calib {calib} --no-latency-check --target-sqnr 0"),
+    ("ppocr_rec_v4", "quantize --mode fp16 --calib {calib}"),
+    ("minilm_l6", "quantize --mode weights --bits 4 --block-size 32"),
+    ("minilm_l6", "quantize --mode dynamic"),
+    ("minilm_l6", "quantize --mode static --calib {calib} --no-latency-check --target-sqnr 0"),
+    ("minilm_l6", "prune --method sparsegpt --sparsity 0.5 --calib {calib}"),
+];
+
+fn calib_for(model: &str) -> PathBuf {
+    data(match model {
+        m if m.starts_with("digits") => "digits_calib.npz",
+        "ppocr_cls_v2" => "ocr_cls_calib.npz",
+        "ppocr_rec_v4" => "ocr_lines_calib.npz",
+        _ => "sentences_calib.npz",
+    })
+}
+
+/// Runs one case and returns the SHA-256 of the file it wrote.
+fn digest(dir: &Path, model: &str, command: &str) -> String {
+    let exe = std::env::var_os("PRUNQ_GOLDEN_EXE").unwrap_or_else(|| env!("CARGO_BIN_EXE_prunq").into());
+    let out = dir.join("out.onnx");
+    let calib = calib_for(model);
+    let mut words = command.split(' ').map(|w| if w == "{calib}" { calib.as_os_str() } else { os(w) });
+    let verb = words.next().expect("a command");
+    let input = common::model(&format!("{model}.onnx"));
+    let r = Command::new(exe)
+        .args([os("-q"), verb, input.as_os_str(), os("-o"), out.as_os_str()])
+        .args(words)
+        .args(["--threads", "2"])
+        .env("VIRTUAL_ENV", python().parent().and_then(Path::parent).expect("venv"))
+        .output()
+        .expect("prunq runs");
+    assert!(r.status.success(), "{model}: {command}: {}", String::from_utf8_lossy(&r.stderr));
+    let bytes = std::fs::read(&out).expect("output written");
+    std::fs::remove_file(&out).expect("output removed");
+    format!("{:x}", Sha256::digest(&bytes))
+}
+
+fn key(model: &str, command: &str) -> String {
+    format!("{model}: {command}")
+}
+
+#[test]
+fn every_command_writes_the_pinned_bytes() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DIGESTS);
+    let pinned: BTreeMap<String, String> = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once("  ").map(|(d, k)| (k.to_string(), d.to_string())))
+        .collect();
+    let dir = tempdir();
+    let mut got = Vec::new();
+    for (model, command) in CASES {
+        got.push((key(model, command), digest(dir.path(), model, command)));
+    }
+    if std::env::var_os("PRUNQ_BLESS").is_some() {
+        let text: String = got.iter().map(|(k, d)| format!("{d}  {k}\n")).collect();
+        std::fs::write(&path, text).expect("digests written");
+        return;
+    }
+    let changed: Vec<&str> = got.iter().filter(|(k, d)| pinned.get(k) != Some(d)).map(|(k, _)| k.as_str()).collect();
+    assert!(changed.is_empty(), "outputs changed (or not pinned) for:\n{}", changed.join("\n"));
+}

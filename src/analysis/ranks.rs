@@ -2,91 +2,33 @@
 //! inferred (symbolic sizes tract cannot reason about, as in Paddle exports).
 //! Ranks alone are enough to read axis attributes correctly.
 
-use crate::ir::{Graph, Model, Node};
+use crate::ir::{ops, Graph, Model, Node};
 use std::collections::BTreeMap;
 
-/// Ops whose output has the rank of their first input.
+/// Ops whose output has the rank of their first input, besides the
+/// element-wise, normalization, pooling and softmax families (`ir::ops`).
 const SAME_AS_FIRST: &[&str] = &[
-    "Relu",
-    "Sigmoid",
-    "Tanh",
-    "Softmax",
-    "LogSoftmax",
-    "Clip",
-    "Cast",
-    "Sqrt",
-    "Erf",
-    "Exp",
-    "Log",
-    "Neg",
-    "Abs",
-    "HardSigmoid",
-    "HardSwish",
-    "LeakyRelu",
-    "PRelu",
-    "Elu",
-    "Selu",
-    "Gelu",
-    "BatchNormalization",
     "LayerNormalization",
-    "InstanceNormalization",
-    "Identity",
-    "Dropout",
     "Conv",
     "ConvTranspose",
-    "MaxPool",
-    "AveragePool",
-    "GlobalAveragePool",
-    "GlobalMaxPool",
     "Slice",
     "Concat",
     "Split",
     "Pad",
     "Resize",
-    "Floor",
-    "Ceil",
-    "Round",
-    "Reciprocal",
-    "Not",
-    "IsNaN",
-    "IsInf",
     "DequantizeLinear",
     "QuantizeLinear",
     "CumSum",
-    "Softplus",
-    "Sign",
-    "Mish",
     "LRN",
     "Tile",
     "TopK",
-    "ArgMax",
-    "ArgMin",
 ];
 
-/// Element-wise ops with broadcasting: the largest input rank.
-const BROADCAST: &[&str] = &[
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Pow",
-    "Where",
-    "Equal",
-    "Less",
-    "Greater",
-    "LessOrEqual",
-    "GreaterOrEqual",
-    "And",
-    "Or",
-    "Xor",
-    "Max",
-    "Min",
-    "Sum",
-    "Mean",
-    "Mod",
-    "BitwiseAnd",
-    "BitShift",
-];
+fn same_as_first(op: &str) -> bool {
+    [ops::ELEMENTWISE_UNARY, ops::CHANNEL_NORMALIZATION, ops::POOLING, ops::SOFTMAX, SAME_AS_FIRST]
+        .iter()
+        .any(|family| ops::is(family, op))
+}
 
 /// Ranks by propagation; `known` (e.g. from tract) fills in where a rule
 /// cannot tell, and propagation continues from there.
@@ -170,8 +112,10 @@ fn rank_of(node: &Node, g: &Graph, ranks: &BTreeMap<String, usize>, lens: &BTree
     let op = node.op_type.as_str();
     let axes_len = || node.attr_ints("axes").map(<[i64]>::len).or_else(|| const_len(g, node.input(1)));
     Some(match op {
-        _ if SAME_AS_FIRST.contains(&op) => r(0)?,
-        _ if BROADCAST.contains(&op) => (0..node.inputs.len()).map(r).collect::<Option<Vec<_>>>()?.into_iter().max()?,
+        _ if same_as_first(op) => r(0)?,
+        _ if ops::is(ops::BROADCAST, op) => {
+            (0..node.inputs.len()).map(r).collect::<Option<Vec<_>>>()?.into_iter().max()?
+        }
         "MatMul" | "MatMulInteger" => r(0)?.max(r(1)?),
         "Gemm" | "Flatten" => 2,
         "Shape" | "Range" | "NonZero" => {
@@ -189,7 +133,8 @@ fn rank_of(node: &Node, g: &Graph, ranks: &BTreeMap<String, usize>, lens: &BTree
         "Squeeze" => r(0)?.checked_sub(axes_len()?)?,
         "Unsqueeze" => r(0)? + axes_len()?,
         "Gather" => (r(0)? + r(1)?).checked_sub(1)?,
-        op if op.starts_with("Reduce") => {
+        "ArgMax" | "ArgMin" => r(0)?.checked_sub(usize::from(node.attr_int("keepdims").unwrap_or(1) == 0))?,
+        _ if ops::is(ops::REDUCTIONS, op) => {
             if node.attr_int("keepdims").unwrap_or(1) != 0 {
                 r(0)?
             } else {

@@ -4,8 +4,11 @@
 mod constants;
 mod dtype;
 mod graph;
+pub mod ops;
 mod sparse;
 mod tensor;
+#[cfg(test)]
+pub mod testing;
 mod topology;
 
 pub use constants::{constant_node_value, ConstantSite};

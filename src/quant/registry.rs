@@ -2,7 +2,7 @@
 //! which inputs are weights and along which axis their channels run, and how
 //! static QDQ treats its activations. Adding an op is one entry.
 
-use crate::ir::Node;
+use crate::ir::{ops, Node};
 
 /// How the static pass treats an op's activations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +27,8 @@ pub struct WeightSlot {
 }
 
 pub struct OpRule {
-    pub op_type: &'static str,
+    /// The op types this entry is for: one, or a family from `ir::ops`.
+    pub op_types: &'static [&'static str],
     pub weights: &'static [WeightSlot],
     /// The bias input (quantized to int32 with scale s_x · s_w in static QDQ).
     pub bias: Option<usize>,
@@ -57,7 +58,10 @@ const GATHER_W: &[WeightSlot] = &[WeightSlot { input: 0, channel_axis: axis0 }];
 
 macro_rules! rule {
     ($op:literal, $w:expr, $b:expr, $a:ident, $ins:expr) => {
-        OpRule { op_type: $op, weights: $w, bias: $b, activations: Activations::$a, activation_inputs: $ins }
+        rule!(&[$op], $w, $b, $a, $ins)
+    };
+    ($ops:expr, $w:expr, $b:expr, $a:ident, $ins:expr) => {
+        OpRule { op_types: $ops, weights: $w, bias: $b, activations: Activations::$a, activation_inputs: $ins }
     };
 }
 
@@ -74,11 +78,8 @@ pub const RULES: &[OpRule] = &[
     rule!("GlobalAveragePool", &[], None, Quantize, &[0]),
     rule!("MaxPool", &[], None, PassThrough, &[0]),
     rule!("Resize", &[], None, PassThrough, &[0]),
-    rule!("Reshape", &[], None, PassThrough, &[0]),
-    rule!("Flatten", &[], None, PassThrough, &[0]),
+    rule!(ops::RESHAPING, &[], None, PassThrough, &[0]),
     rule!("Transpose", &[], None, PassThrough, &[0]),
-    rule!("Squeeze", &[], None, PassThrough, &[0]),
-    rule!("Unsqueeze", &[], None, PassThrough, &[0]),
     rule!("Slice", &[], None, PassThrough, &[0]),
     rule!("Split", &[], None, PassThrough, &[0]),
     rule!("Softmax", &[], None, Float, &[]),
@@ -86,9 +87,13 @@ pub const RULES: &[OpRule] = &[
     rule!("Erf", &[], None, Float, &[]),
 ];
 
+/// Activations a runtime fuses into the quantized op before them: their input
+/// needs no quantization of its own, their output takes the op's.
+pub const FUSED_ACTIVATIONS: &[&str] = &["Relu", "Clip"];
+
 pub fn rule(node: &Node) -> Option<&'static OpRule> {
     if !node.is_onnx_op() {
         return None;
     }
-    RULES.iter().find(|r| r.op_type == node.op_type)
+    RULES.iter().find(|r| ops::is(r.op_types, &node.op_type))
 }

@@ -11,7 +11,7 @@ use super::scheme::{params_for_range, Granularity, QParams, QScheme, QType};
 use super::weights::{replace_weight, replace_with_dequantize, WeightFormat};
 use crate::data::{Array, Dataset};
 use crate::eval::Progress;
-use crate::ir::{DataType, Graph, GraphIndex, Model, Node, Tensor};
+use crate::ir::{ops, DataType, Graph, GraphIndex, Model, Node, Tensor};
 use crate::runtime::{feed_inputs, Session, SessionOptions};
 use crate::Result;
 use ndarray::ArrayD;
@@ -142,7 +142,7 @@ fn plan(model: &Model, options: &StaticOptions) -> Result<Plan> {
     let fused: BTreeSet<String> = calibrated
         .iter()
         .filter_map(|t| index.producer(t).map(|p| &g.nodes[p]))
-        .filter(|p| matches!(p.op_type.as_str(), "Relu" | "Clip"))
+        .filter(|p| ops::is(registry::FUSED_ACTIVATIONS, &p.op_type))
         .filter_map(|p| p.input(0).map(str::to_string))
         .collect();
     calibrated.retain(|t| !fused.contains(t) || g.outputs.iter().any(|o| &o.name == t));
@@ -190,7 +190,7 @@ fn fused_activation_output(model: &Model, index: &GraphIndex, y: &str, options: 
     let g = &model.graph;
     let [(c, _)] = index.consumers(y) else { return None };
     let consumer = &g.nodes[*c];
-    let fusable = matches!(consumer.op_type.as_str(), "Relu" | "Clip") && !consumer.is_any_of(&options.exclude);
+    let fusable = ops::is(registry::FUSED_ACTIVATIONS, &consumer.op_type) && !consumer.is_any_of(&options.exclude);
     (fusable && g.outputs.iter().all(|o| o.name != y)).then(|| consumer.outputs[0].clone())
 }
 

@@ -5,59 +5,10 @@
 
 use super::build::Builder;
 use super::{Layout, Role, Segment, Tie};
-use crate::ir::Node;
+use crate::ir::{ops, Node};
 
 type Outcome = Result<(), String>;
 pub type Rule = fn(&mut Builder, usize, &Node) -> Outcome;
-
-const UNARY: &[&str] = &[
-    "Relu",
-    "LeakyRelu",
-    "Sigmoid",
-    "HardSigmoid",
-    "HardSwish",
-    "Tanh",
-    "Erf",
-    "Gelu",
-    "Elu",
-    "Selu",
-    "Celu",
-    "Mish",
-    "Softplus",
-    "Softsign",
-    "ThresholdedRelu",
-    "Exp",
-    "Log",
-    "Abs",
-    "Neg",
-    "Sqrt",
-    "Reciprocal",
-    "Floor",
-    "Ceil",
-    "Round",
-    "Sign",
-    "Sin",
-    "Cos",
-    "Identity",
-    "Dropout",
-    "Cast",
-    "Clip",
-];
-const ELEMENTWISE: &[&str] = &["Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "PRelu"];
-const POOLING: &[&str] = &["MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"];
-const RESHAPING: &[&str] = &["Flatten", "Reshape", "Squeeze", "Unsqueeze"];
-const REDUCTIONS: &[&str] = &[
-    "ReduceMean",
-    "ReduceSum",
-    "ReduceMax",
-    "ReduceMin",
-    "ReduceL1",
-    "ReduceL2",
-    "ReduceProd",
-    "ReduceSumSquare",
-    "ReduceLogSum",
-    "ReduceLogSumExp",
-];
 
 /// The channel-flow rules, keyed by op type.
 const RULES: &[(&[&str], Rule)] = &[
@@ -65,19 +16,19 @@ const RULES: &[(&[&str], Rule)] = &[
     (&["ConvTranspose"], conv_transpose),
     (&["Gemm"], gemm),
     (&["MatMul"], matmul),
-    (&["BatchNormalization", "InstanceNormalization"], norm),
-    (UNARY, unary),
-    (ELEMENTWISE, elementwise),
-    (POOLING, pooling),
+    (ops::CHANNEL_NORMALIZATION, norm),
+    (ops::ELEMENTWISE_UNARY, unary),
+    (ops::BROADCAST, elementwise),
+    (ops::POOLING, pooling),
     (&["Pad"], pad),
     (&["Resize", "Upsample"], resize),
-    (RESHAPING, reshape),
+    (ops::RESHAPING, reshape),
     (&["Transpose"], transpose),
     (&["Concat"], concat),
     (&["Split"], split),
     (&["Slice"], slice),
-    (&["Softmax", "LogSoftmax"], softmax),
-    (REDUCTIONS, reduce),
+    (ops::SOFTMAX, softmax),
+    (ops::REDUCTIONS, reduce),
     (&["LayerNormalization"], layer_norm),
 ];
 
@@ -612,4 +563,129 @@ fn layer_norm(b: &mut Builder, _: usize, node: &Node) -> Outcome {
     only_first_output(node, "mean / inverse deviation outputs")?;
     b.set_layout(out, l);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{build::build, DependencyGraph, Role, Tie};
+    use crate::analysis::infer_shapes;
+    use crate::ir::testing::{int, ints, model, node, tensor, wavy};
+    use crate::ir::{Model, Node, Tensor};
+
+    /// A Conv of `cin → cout` channels, 3×3 padded, named after its output.
+    fn conv(x: &str, y: &str, cin: usize, cout: usize, inits: &mut Vec<Tensor>) -> Node {
+        inits.push(tensor(&format!("{y}.w"), &[cout, cin, 3, 3], wavy));
+        inits.push(tensor(&format!("{y}.b"), &[cout], wavy));
+        node("Conv", &[x, &format!("{y}.w"), &format!("{y}.b")], y, &[("pads", ints(&[1, 1, 1, 1]))])
+    }
+
+    fn graph_of(m: &Model) -> DependencyGraph {
+        let shapes = infer_shapes(m, &[("x".to_string(), vec![1, 3, 4, 4])].into()).expect("shapes");
+        build(m, &shapes).expect("dependency graph")
+    }
+
+    /// The group whose channels the Conv writing `output` makes.
+    fn group<'a>(d: &'a DependencyGraph, output: &str) -> &'a super::super::Group {
+        let layer = format!("{output}_Conv");
+        d.groups.iter().find(|g| g.sources.contains(&layer)).expect("a group made by the layer")
+    }
+
+    fn sliced(g: &super::super::Group) -> Vec<(&str, usize, usize, usize)> {
+        let mut v: Vec<_> = g
+            .ties
+            .iter()
+            .filter_map(|t| match t {
+                Tie::Slice { constant, axis, offset, inner, .. } => Some((constant.as_str(), *axis, *offset, *inner)),
+                _ => None,
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn conv_batchnorm_relu_conv_ties_every_slice_of_the_channel() {
+        let mut inits = vec![];
+        let mut nodes = vec![conv("x", "a", 3, 4, &mut inits)];
+        for p in ["gamma", "beta", "mean", "var"] {
+            inits.push(tensor(p, &[4], |i| 1.0 + i as f32));
+        }
+        nodes.push(node("BatchNormalization", &["a", "gamma", "beta", "mean", "var"], "n", &[]));
+        nodes.push(node("Relu", &["n"], "r", &[]));
+        nodes.push(conv("r", "y", 4, 2, &mut inits));
+        let d = graph_of(&model(nodes, inits, &[1, 3, 4, 4], &["y"], 13));
+        let g = group(&d, "a");
+        assert!(g.prunable(), "{:?}", g.blocked);
+        assert_eq!(g.channels, 4);
+        let want = [("a.b", 0, 0, 1), ("a.w", 0, 0, 1), ("beta", 0, 0, 1), ("gamma", 0, 0, 1)];
+        assert_eq!(sliced(g)[..4], want);
+        assert!(sliced(g).contains(&("y.w", 1, 0, 1)), "the next conv's input slice");
+        let scales = g.ties.iter().filter(|t| matches!(t, Tie::Slice { role: Role::NormScale, .. })).count();
+        assert_eq!(scales, 1);
+        assert!(!group(&d, "y").prunable(), "the model's output channels stay");
+    }
+
+    #[test]
+    fn a_residual_add_merges_both_branches_into_one_group() {
+        let mut inits = vec![];
+        let nodes = vec![
+            conv("x", "a", 3, 4, &mut inits),
+            node("Relu", &["a"], "r", &[]),
+            conv("r", "b", 4, 4, &mut inits),
+            node("Add", &["r", "b"], "s", &[]),
+            conv("s", "y", 4, 2, &mut inits),
+        ];
+        let d = graph_of(&model(nodes, inits, &[1, 3, 4, 4], &["y"], 13));
+        let g = group(&d, "a");
+        assert!(g.sources.contains(&"b_Conv".to_string()), "b's channels are a's: {:?}", g.sources);
+        assert!(g.prunable());
+        // b reads a's channels and makes them again: both its input and output slices go.
+        assert!(sliced(g).contains(&("b.w", 0, 0, 1)) && sliced(g).contains(&("b.w", 1, 0, 1)));
+    }
+
+    #[test]
+    fn concat_and_flatten_place_each_group_at_its_offset_and_stride() {
+        let mut inits = vec![tensor("fc", &[(4 + 2) * 16, 5], wavy)];
+        let nodes = vec![
+            conv("x", "a", 3, 4, &mut inits),
+            conv("x", "b", 3, 2, &mut inits),
+            node("Concat", &["a", "b"], "c", &[("axis", int(1))]),
+            node("Flatten", &["c"], "f", &[("axis", int(1))]),
+            node("MatMul", &["f", "fc"], "y", &[]),
+        ];
+        let d = graph_of(&model(nodes, inits, &[1, 3, 4, 4], &["y"], 13));
+        // Channel c of `a` is rows 16c..16c+16 of fc; `b`'s start after a's 4 × 16.
+        assert!(sliced(group(&d, "a")).contains(&("fc", 0, 0, 16)), "{:?}", sliced(group(&d, "a")));
+        assert!(sliced(group(&d, "b")).contains(&("fc", 0, 64, 16)), "{:?}", sliced(group(&d, "b")));
+        assert!(group(&d, "a").prunable() && group(&d, "b").prunable());
+    }
+
+    #[test]
+    fn a_depthwise_conv_passes_channels_and_counts_them_in_its_group_attribute() {
+        let mut inits = vec![tensor("dw.w", &[4, 1, 3, 3], wavy)];
+        let nodes = vec![
+            conv("x", "a", 3, 4, &mut inits),
+            node("Conv", &["a", "dw.w"], "dw", &[("group", int(4)), ("pads", ints(&[1, 1, 1, 1]))]),
+            conv("dw", "y", 4, 2, &mut inits),
+        ];
+        let d = graph_of(&model(nodes, inits, &[1, 3, 4, 4], &["y"], 13));
+        let g = group(&d, "a");
+        assert!(g.prunable(), "{:?}", g.blocked);
+        assert!(g.ties.iter().any(|t| matches!(t, Tie::ConvGroups { node: 1 })));
+        assert!(sliced(g).contains(&("dw.w", 0, 0, 1)) && sliced(g).contains(&("y.w", 1, 0, 1)));
+    }
+
+    #[test]
+    fn an_op_without_a_rule_blocks_the_channels_it_reads_and_says_which() {
+        let mut inits = vec![];
+        let nodes = vec![
+            conv("x", "a", 3, 4, &mut inits),
+            node("Hardmax", &["a"], "h", &[("axis", int(1))]),
+            conv("h", "y", 4, 2, &mut inits),
+        ];
+        let d = graph_of(&model(nodes, inits, &[1, 3, 4, 4], &["y"], 13));
+        let g = group(&d, "a");
+        assert!(!g.prunable());
+        assert!(g.blocked.iter().any(|b| b.contains("Hardmax") && b.contains("not understood")), "{:?}", g.blocked);
+    }
 }

@@ -819,3 +819,79 @@ fn insert_qdq(model: &mut Model, params: &BTreeMap<String, (f32, i32)>, qtype: Q
     g.nodes.extend(added);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::data::{Array, Dataset};
+    use crate::eval::Silent;
+    use crate::ir::testing::{int, ints, model, node, tensor, wavy};
+    use crate::ir::{GraphIndex, Model};
+    use crate::quant::{quantize, QuantConfig, QuantMode};
+    use ndarray::{ArrayD, IxDyn};
+
+    /// Conv → Relu → MaxPool → Flatten → Gemm → Softmax, as small classifiers are.
+    fn classifier() -> Model {
+        let inits = vec![
+            tensor("w", &[4, 3, 3, 3], wavy),
+            tensor("b", &[4], wavy),
+            tensor("fc", &[5, 16], wavy),
+            tensor("fc.b", &[5], wavy),
+        ];
+        let nodes = vec![
+            node("Conv", &["x", "w", "b"], "c", &[("pads", ints(&[1, 1, 1, 1]))]),
+            node("Relu", &["c"], "r", &[]),
+            node("MaxPool", &["r"], "p", &[("kernel_shape", ints(&[2, 2])), ("strides", ints(&[2, 2]))]),
+            node("Flatten", &["p"], "f", &[("axis", int(1))]),
+            node("Gemm", &["f", "fc", "fc.b"], "logits", &[("transB", int(1))]),
+            node("Softmax", &["logits"], "y", &[("axis", int(1))]),
+        ];
+        model(nodes, inits, &[1, 3, 4, 4], &["y"], 13)
+    }
+
+    fn calibration() -> Dataset {
+        let x = ArrayD::from_shape_vec(IxDyn(&[8, 3, 4, 4]), (0..384).map(|i| wavy(i * 3) * 2.0).collect()).unwrap();
+        Dataset::from_arrays("calibration", [("x".to_string(), Array::F32(x))].into())
+    }
+
+    /// The op reading `tensor` (its only consumer).
+    fn reader<'a>(m: &'a Model, index: &GraphIndex, tensor: &str) -> &'a str {
+        let [(c, _)] = index.consumers(tensor) else { panic!("'{tensor}' has one reader") };
+        &m.graph.nodes[*c].op_type
+    }
+
+    #[test]
+    fn qdq_goes_where_runtimes_fuse_it() {
+        let mut m = classifier();
+        let config = QuantConfig { mode: QuantMode::Static, target_sqnr: 0.0, ..Default::default() };
+        quantize(&mut m, &config, Some(&calibration()), &Silent).unwrap();
+        let g = &m.graph;
+        let index = GraphIndex::new(g);
+        let producer = |t: &str| index.producer(t).map(|p| g.nodes[p].op_type.as_str());
+        let count = |op: &str| g.nodes.iter().filter(|n| n.op_type == op).count();
+        // The input, the activations after Relu and MaxPool, Flatten's output and the
+        // logits: each quantized once.
+        assert_eq!(reader(&m, &index, "x"), "QuantizeLinear");
+        // The Relu is fused into the Conv: the Conv writes straight into it.
+        assert_eq!(reader(&m, &index, "c"), "Relu");
+        let conv = g.nodes.iter().find(|n| n.op_type == "Conv").unwrap();
+        for input in &conv.inputs {
+            assert_eq!(producer(input), Some("DequantizeLinear"), "Conv input '{input}' comes dequantized");
+        }
+        // MaxPool moves values: its output keeps its input's scale.
+        let pool = g.nodes.iter().find(|n| n.op_type == "MaxPool").unwrap();
+        let dq_in = &g.nodes[index.producer(&pool.inputs[0]).unwrap()];
+        let q_out = &g.nodes[index.consumers(&pool.outputs[0])[0].0];
+        assert_eq!(q_out.op_type, "QuantizeLinear");
+        let value = |name: &str| g.constant(name).unwrap().unwrap().bytes().unwrap().to_vec();
+        assert_eq!(value(&dq_in.inputs[1]), value(&q_out.inputs[1]), "one scale through the MaxPool");
+        assert_eq!(value(&dq_in.inputs[2]), value(&q_out.inputs[2]), "one zero point through the MaxPool");
+        // Softmax stays float: it reads dequantized logits and its output is the model's.
+        let softmax = g.nodes.iter().find(|n| n.op_type == "Softmax").unwrap();
+        assert_eq!(producer(&softmax.inputs[0]), Some("DequantizeLinear"));
+        assert_eq!(softmax.outputs[0], "y");
+        // Weights: per channel int8 with an int32 bias.
+        let bias = g.constant(&g.nodes[index.producer(&conv.inputs[2]).unwrap()].inputs[0]).unwrap().unwrap();
+        assert_eq!(bias.dtype, crate::ir::DataType::INT32);
+        assert_eq!(count("QuantizeLinear"), 5, "x, relu, pool, flatten, logits");
+    }
+}

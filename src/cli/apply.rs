@@ -12,20 +12,12 @@ pub struct Args {
     /// Where to write the result.
     #[arg(short, long)]
     output: PathBuf,
+    #[command(flatten)]
+    checks: super::Checks,
     /// Calibration data for the steps that need it (the same the recipe was made with, for the
     /// same bytes).
     #[arg(long)]
     calib: Option<PathBuf>,
-    /// Data to compare the result with the original on.
-    #[arg(long)]
-    val: Option<PathBuf>,
-    /// Write each step's report, the comparison and the speed: JSON, or HTML when the name ends
-    /// in .html.
-    #[arg(long)]
-    report: Option<PathBuf>,
-    /// Do not time the output against the input.
-    #[arg(long)]
-    no_latency_check: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -51,12 +43,12 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let calib = a.calib.as_ref().map(super::open_data).transpose()?;
     let mut model = original.clone();
     let steps = prunq::optimize::apply(&mut model, &recipe, calib.as_ref(), progress)?;
-    let output_check = Some(super::check_before_write(&original, &model, a.val.as_ref().or(a.calib.as_ref()))?);
+    let output_check = Some(super::check_before_write(&original, &model, a.checks.data(a.calib.as_ref()))?);
     prunq::onnx::save(&model, &a.output, &Default::default())?;
     println!("applied {} step(s): {}", recipe.steps.len(), recipe.label());
-    let comparison = super::validate(&original, &model, a.val.as_deref(), progress)?;
-    let timing_data = a.val.as_ref().or(a.calib.as_ref()).map(PathBuf::as_path);
-    let latency = super::check_latency(&original, &model, timing_data, a.no_latency_check, progress)?;
+    let comparison = super::validate(&original, &model, a.checks.val.as_deref(), progress)?;
+    let timing_data = a.checks.data(a.calib.as_ref());
+    let latency = super::check_latency(&original, &model, timing_data, a.checks.no_latency_check, progress)?;
     let report = ApplyReport { recipe: recipe.label(), steps, comparison, latency, output_check };
     let about = super::Reported {
         command: "apply".into(),
@@ -64,5 +56,5 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         output: (&a.output, &model),
         data: timing_data,
     };
-    super::write_report(a.report.as_deref(), about, &report)
+    super::write_report(a.checks.report.as_deref(), about, &report)
 }

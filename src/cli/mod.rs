@@ -198,6 +198,31 @@ fn parse_preprocess(s: &str) -> Result<prunq::data::Preprocess, String> {
 static DATA_OPTIONS: std::sync::OnceLock<prunq::data::DataOptions> = std::sync::OnceLock::new();
 
 /// A data set given on the command line: arrays, images, text or audio.
+/// The checks every command that writes a model runs on it, and where it reports them:
+/// the flags `quantize`, `prune` and `apply` share.
+#[derive(clap::Args, Debug, Clone)]
+struct Checks {
+    /// Data to compare the result with the original on (printed and reported; the result is
+    /// checked and timed on it, else on --calib).
+    #[arg(long)]
+    val: Option<std::path::PathBuf>,
+    /// Write what was done, the comparison and the speed: JSON, or a self-contained HTML page
+    /// with plots when the name ends in .html.
+    #[arg(long)]
+    report: Option<std::path::PathBuf>,
+    /// Do not time the output against the input (done by default: batch 1, one thread, in the
+    /// runtime chosen by --runtime, on --val or --calib data or else inputs of ones).
+    #[arg(long)]
+    no_latency_check: bool,
+}
+
+impl Checks {
+    /// The data a result is checked and timed on: --val, else the calibration data.
+    fn data<'a>(&'a self, calib: Option<&'a std::path::PathBuf>) -> Option<&'a std::path::Path> {
+        self.val.as_deref().or(calib.map(std::path::PathBuf::as_path))
+    }
+}
+
 fn open_data(path: impl AsRef<std::path::Path>) -> prunq::Result<prunq::data::Dataset> {
     prunq::data::Dataset::open_with(path, DATA_OPTIONS.get().unwrap_or(&Default::default()))
 }
@@ -249,7 +274,7 @@ fn untouched_subgraphs(model: &prunq::ir::Model, what: &str, nothing_done: bool)
 fn check_before_write(
     original: &prunq::ir::Model,
     model: &prunq::ir::Model,
-    data: Option<&std::path::PathBuf>,
+    data: Option<&std::path::Path>,
 ) -> anyhow::Result<prunq::eval::OutputCheck> {
     let backends = check_backends()?;
     let data = data.map(open_data).transpose()?;

@@ -10,6 +10,8 @@ pub struct Args {
     /// Where to write the pruned model.
     #[arg(short, long)]
     output: PathBuf,
+    #[command(flatten)]
+    checks: super::Checks,
     /// Unstructured: fraction of each layer's weights to zero (0.5 = half).
     #[arg(long, default_value_t = 0.5)]
     sparsity: f64,
@@ -70,17 +72,6 @@ pub struct Args {
     /// Input shape for dynamic dims, e.g. `x=1x3x48x320` (others default to 1).
     #[arg(long, value_parser = super::parse_shape)]
     shape: Vec<(String, Vec<usize>)>,
-    /// Data to compare the result with the original on (printed and reported).
-    #[arg(long)]
-    val: Option<PathBuf>,
-    /// Write what was pruned, the costs, the comparison and the speed: JSON, or a self-contained
-    /// HTML page with plots when the name ends in .html.
-    #[arg(long)]
-    report: Option<PathBuf>,
-    /// Do not time the output against the input (done by default: batch 1, one thread, in the
-    /// runtime chosen by --runtime, on --val or --calib data or else inputs of ones).
-    #[arg(long)]
-    no_latency_check: bool,
     /// Do not fold the graph's shape computations into constants (done by default, before
     /// unstructured pruning and after structured pruning, and kept only when the outputs are
     /// unchanged).
@@ -146,7 +137,7 @@ fn sparse(
     if let Some(said) = super::untouched_subgraphs(&model, "pruned", report.layers.is_empty())? {
         report.notes.push(said);
     }
-    report.output_check = Some(super::check_before_write(&original, &model, a.val.as_ref().or(a.calib.as_ref()))?);
+    report.output_check = Some(super::check_before_write(&original, &model, a.checks.data(a.calib.as_ref()))?);
     prunq::onnx::save(&model, &a.output, &Default::default())?;
     println!(
         "{} layers pruned to {:.1} % sparsity overall, {} left dense",
@@ -167,17 +158,17 @@ fn sparse(
             dense.len()
         );
     }
-    report.comparison = super::validate(&original, &model, a.val.as_deref(), progress)?;
-    report.runtime = super::runtime_used(a.calib.is_some() || a.val.is_some())?;
-    let timing_data = a.val.as_ref().or(a.calib.as_ref()).map(PathBuf::as_path);
-    report.latency = super::check_latency(&original, &model, timing_data, a.no_latency_check, progress)?;
+    report.comparison = super::validate(&original, &model, a.checks.val.as_deref(), progress)?;
+    report.runtime = super::runtime_used(a.calib.is_some() || a.checks.val.is_some())?;
+    let timing_data = a.checks.data(a.calib.as_ref());
+    report.latency = super::check_latency(&original, &model, timing_data, a.checks.no_latency_check, progress)?;
     let about = super::Reported {
         command: "prune".into(),
         input: (&a.model, &original),
         output: (&a.output, &model),
         data: timing_data,
     };
-    super::write_report(a.report.as_deref(), about, &report)
+    super::write_report(a.checks.report.as_deref(), about, &report)
 }
 
 fn structured(
@@ -193,7 +184,7 @@ fn structured(
     if let Some(said) = super::untouched_subgraphs(&model, "pruned", false)? {
         report.notes.push(said);
     }
-    report.output_check = Some(super::check_before_write(&original, &model, a.val.as_ref().or(a.calib.as_ref()))?);
+    report.output_check = Some(super::check_before_write(&original, &model, a.checks.data(a.calib.as_ref()))?);
     prunq::onnx::save(&model, &a.output, &Default::default())?;
     print!("{}", prunq::report::text::structured(&report));
     let prunable = report.groups.iter().filter(|g| g.blocked.is_empty()).count();
@@ -209,21 +200,22 @@ fn structured(
         );
     }
     if let Some(before_repair) = &unrepaired {
-        if a.val.is_some() {
+        if a.checks.val.is_some() {
             println!("\nwithout repair:");
-            report.comparison_without_repair = super::validate(&original, before_repair, a.val.as_deref(), progress)?;
+            report.comparison_without_repair =
+                super::validate(&original, before_repair, a.checks.val.as_deref(), progress)?;
             println!("\nwith repair:");
         }
     }
-    report.comparison = super::validate(&original, &model, a.val.as_deref(), progress)?;
-    report.runtime = super::runtime_used(a.calib.is_some() || a.val.is_some())?;
-    let timing_data = a.val.as_ref().or(a.calib.as_ref()).map(PathBuf::as_path);
-    report.latency = super::check_latency(&original, &model, timing_data, a.no_latency_check, progress)?;
+    report.comparison = super::validate(&original, &model, a.checks.val.as_deref(), progress)?;
+    report.runtime = super::runtime_used(a.calib.is_some() || a.checks.val.is_some())?;
+    let timing_data = a.checks.data(a.calib.as_ref());
+    report.latency = super::check_latency(&original, &model, timing_data, a.checks.no_latency_check, progress)?;
     let about = super::Reported {
         command: "prune --structured".into(),
         input: (&a.model, &original),
         output: (&a.output, &model),
         data: timing_data,
     };
-    super::write_report(a.report.as_deref(), about, &report)
+    super::write_report(a.checks.report.as_deref(), about, &report)
 }

@@ -10,6 +10,8 @@ pub struct Args {
     /// Where to write the quantized model.
     #[arg(short, long)]
     output: PathBuf,
+    #[command(flatten)]
+    checks: super::Checks,
     #[arg(long, value_enum, default_value = "weights")]
     mode: QuantMode,
     /// Weight bits: 8 (per channel by default) or 4 (blocks by default); with --scheme log2, 2 to 8.
@@ -76,18 +78,10 @@ pub struct Args {
     /// fp16 mode: make the graph's inputs and outputs float16 too.
     #[arg(long)]
     fp16_io: bool,
-    /// Data to compare the result with the original on (printed and reported; the report falls
-    /// back to the calibration data).
-    #[arg(long)]
-    val: Option<PathBuf>,
     /// Write weights to `<OUT>.<hash>.data` beside the model (ONNX external data). Done anyway
     /// when the model would pass protobuf's 2 GB limit.
     #[arg(long)]
     external_data: bool,
-    /// Write what was done (per tensor, skipped, sensitivity, sizes, comparison, speed): JSON, or a
-    /// self-contained HTML page with plots when the name ends in .html.
-    #[arg(long)]
-    report: Option<PathBuf>,
     /// Static mode: correct each Conv/Gemm bias for its layer's mean output drift on the
     /// calibration data, layer by layer (kept only when the output SQNR on held-out calibration
     /// rows improves). Most useful with --target-sqnr 0 (everything int8).
@@ -98,10 +92,6 @@ pub struct Args {
     /// outliers move into the per-channel-quantized weights.
     #[arg(long)]
     smooth: Option<f64>,
-    /// Do not time the output against the input (done by default: batch 1, one thread, in the
-    /// runtime chosen by --runtime, on --val or --calib data or else inputs of ones).
-    #[arg(long)]
-    no_latency_check: bool,
     /// Do not fold the graph's shape computations into constants first (done by default, and
     /// kept only when the outputs are unchanged).
     #[arg(long)]
@@ -130,7 +120,7 @@ impl Args {
             fp16_io: self.fp16_io,
             bias_correction: self.bias_correction,
             smooth: self.smooth,
-            keep_faster: !self.no_latency_check,
+            keep_faster: !self.checks.no_latency_check,
             simplify: !self.no_simplify,
             decided: None,
         }
@@ -150,7 +140,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let original = prunq::onnx::load(&a.model)?;
     let mut model = original.clone();
     // fp16 checks its ranges on the data it will be judged on.
-    let data_path = if a.mode == QuantMode::Fp16 { a.val.as_ref().or(a.calib.as_ref()) } else { a.calib.as_ref() };
+    let data_path = if a.mode == QuantMode::Fp16 { a.checks.data(a.calib.as_ref()) } else { a.calib.as_deref() };
     let data = data_path.map(super::open_data).transpose()?;
     let mut report = prunq::quant::quantize(&mut model, &config, data.as_ref(), progress)?;
     super::print_simplified(&report.simplified);
@@ -159,7 +149,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     if let Some(said) = super::untouched_subgraphs(&model, "quantized", nothing_done)? {
         report.notes.push(said);
     }
-    report.output_check = Some(super::check_before_write(&original, &model, a.val.as_ref().or(a.calib.as_ref()))?);
+    report.output_check = Some(super::check_before_write(&original, &model, a.checks.data(a.calib.as_ref()))?);
     let external = if a.external_data { prunq::onnx::ExternalMode::Always } else { Default::default() };
     prunq::onnx::save(&model, &a.output, &prunq::onnx::SaveOptions { external })?;
     report.size_after = std::fs::metadata(&a.output)?.len();
@@ -177,7 +167,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         println!("note: {note}");
     }
     // The report always carries a comparison: on --val, else on the calibration data.
-    let judge_on = a.val.as_ref().or(if a.report.is_some() { a.calib.as_ref() } else { None });
+    let judge_on = a.checks.val.as_ref().or(if a.checks.report.is_some() { a.calib.as_ref() } else { None });
     report.comparison = super::validate(&original, &model, judge_on.map(PathBuf::as_path), progress)?;
     report.runtime = super::runtime_used(a.calib.is_some() || judge_on.is_some())?;
     let integer_kernels = matches!(a.mode, QuantMode::Static | QuantMode::Dynamic);
@@ -190,13 +180,13 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
              --reduce-range avoids it on such CPUs"
         );
     }
-    let timing_data = a.val.as_ref().or(a.calib.as_ref()).map(PathBuf::as_path);
-    report.latency = super::check_latency(&original, &model, timing_data, a.no_latency_check, progress)?;
+    let timing_data = a.checks.data(a.calib.as_ref());
+    report.latency = super::check_latency(&original, &model, timing_data, a.checks.no_latency_check, progress)?;
     let about = super::Reported {
         command: format!("quantize --mode {}", report.mode),
         input: (&a.model, &original),
         output: (&a.output, &model),
         data: timing_data,
     };
-    super::write_report(a.report.as_deref(), about, &report)
+    super::write_report(a.checks.report.as_deref(), about, &report)
 }

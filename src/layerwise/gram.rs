@@ -31,12 +31,31 @@ pub fn visit_layer_inputs(
     mut visit: impl FnMut(usize, &ArrayD<f32>) -> Result<()>,
 ) -> Result<()> {
     let names: Vec<String> = layers.iter().map(|l| l.input.clone()).collect();
-    visit_tensors(model, &names, data, batch_size, progress, "layer inputs", |i, x| {
+    visit_tensors(model, &names, data, Rows::all(batch_size), progress, "layer inputs", |i, x| {
         visit(
             i,
             x.ok_or_else(|| Error::Model(format!("layer '{}': input '{}' is not float32", layers[i].node, names[i])))?,
         )
     })
+}
+
+/// Which rows of the data a sweep runs, in batches of how many.
+#[derive(Clone, Copy, Debug)]
+pub struct Rows {
+    pub batch: usize,
+    pub limit: usize,
+}
+
+impl Rows {
+    /// Every row, `batch` at a time.
+    pub fn all(batch: usize) -> Rows {
+        Rows { batch, limit: usize::MAX }
+    }
+
+    /// The first `limit` rows, `batch` at a time.
+    pub fn first(limit: usize, batch: usize) -> Rows {
+        Rows { batch, limit }
+    }
 }
 
 /// Runs `data` through `model` (batches in parallel, visited in order) and
@@ -46,7 +65,7 @@ pub fn visit_tensors(
     model: &Model,
     names: &[String],
     data: &Dataset,
-    batch_size: usize,
+    rows: Rows,
     progress: &dyn Progress,
     what: &str,
     mut visit: impl FnMut(usize, Option<&ArrayD<f32>>) -> Result<()>,
@@ -62,9 +81,9 @@ pub fn visit_tensors(
         .collect();
     // Only graph inputs asked for: nothing to run.
     let session = Session::capturing(model, &captured)?;
-    progress.start(bound.rows as u64, what);
+    progress.start(bound.rows.min(rows.limit) as u64, what);
     let run = |(_, batch): &(usize, Vec<Array>)| session.as_ref().map_or(Ok(vec![]), |s| s.run(batch));
-    crate::parallel::ordered(bound.batches(batch_size), run, |(_, batch), outputs| {
+    crate::parallel::ordered(bound.batches_upto(rows.batch, rows.limit), run, |(_, batch), outputs| {
         for (i, name) in names.iter().enumerate() {
             let value = captured
                 .iter()

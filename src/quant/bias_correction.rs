@@ -10,11 +10,11 @@
 //! calibration rows than those it was measured on improves.
 
 use super::report::QuantReport;
-use crate::data::{Array, Dataset};
+use crate::data::Dataset;
 use crate::ir::{DataType, GraphIndex, Model, Tensor};
 use crate::runtime::{feed_inputs, Session};
 use crate::Result;
-use ndarray::{ArrayD, Axis};
+use ndarray::Axis;
 use serde::Serialize;
 
 /// Calibration rows the means are taken over; the next as many (when there
@@ -121,28 +121,22 @@ fn targets(float: &Model, quantized: &Model) -> Result<Vec<Target>> {
 
 /// The mean of each channel (axis 1) of every named tensor over the first calibration rows.
 fn channel_means(model: &Model, names: &[String], calib: &Dataset) -> Result<Vec<Vec<f64>>> {
-    let session = Session::capturing(model, names)?.expect("targets exist");
-    let bound = calib.bind(&feed_inputs(model), None)?;
     let mut sums: Vec<(Vec<f64>, f64)> = names.iter().map(|_| (vec![], 0.0)).collect();
-    for batch in bound.batches_upto(8, ROWS) {
-        let (_, inputs) = batch?;
-        for ((sum, count), value) in sums.iter_mut().zip(session.run(&inputs)?) {
-            let Array::F32(x) = value else { continue };
-            if x.ndim() < 2 {
-                continue;
-            }
-            let per: &ArrayD<f32> = &x;
-            if sum.is_empty() {
-                *sum = vec![0.0; per.shape()[1]];
-            }
-            for (c, lane) in per.axis_iter(Axis(1)).enumerate() {
-                if let Some(s) = sum.get_mut(c) {
-                    *s += lane.iter().map(|v| *v as f64).sum::<f64>();
-                }
-            }
-            *count += (per.len() / per.shape()[1].max(1)) as f64;
+    let rows = crate::layerwise::Rows::first(ROWS, 8);
+    crate::layerwise::visit_tensors(model, names, calib, rows, &crate::eval::Silent, "", |i, x| {
+        let (sum, count) = &mut sums[i];
+        let Some(x) = x.filter(|x| x.ndim() >= 2) else { return Ok(()) };
+        if sum.is_empty() {
+            *sum = vec![0.0; x.shape()[1]];
         }
-    }
+        for (c, lane) in x.axis_iter(Axis(1)).enumerate() {
+            if let Some(s) = sum.get_mut(c) {
+                *s += lane.iter().map(|v| *v as f64).sum::<f64>();
+            }
+        }
+        *count += (x.len() / x.shape()[1].max(1)) as f64;
+        Ok(())
+    })?;
     Ok(sums.into_iter().map(|(s, n)| s.into_iter().map(|v| v / n.max(1.0)).collect()).collect())
 }
 

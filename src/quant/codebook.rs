@@ -14,9 +14,8 @@ use super::portable::{lookups_to_dequantize_after, PORTABLE_INT4_OPSET};
 use super::report::{QuantReport, Skipped, TensorRecord};
 use super::scheme::{Granularity, QScheme, QType};
 use super::weights::weight_uses;
-use crate::data::{Array, Dataset};
+use crate::data::Dataset;
 use crate::ir::{AttrValue, Attribute, DataType, Model, Node, Tensor};
-use crate::runtime::{feed_inputs, Session};
 use crate::{Error, Result};
 use ndarray::{Array2, ArrayD, Axis, IxDyn};
 use std::collections::BTreeMap;
@@ -466,42 +465,29 @@ fn feature_energy(
         };
         reads.insert(name.clone(), (node.inputs[0].clone(), axis));
     }
-    let captured: Vec<String> =
+    let tensors: Vec<String> =
         reads.values().map(|(t, _)| t.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    let feeds: Vec<String> = feed_inputs(model).into_iter().map(|i| i.name).collect();
-    let to_capture: Vec<String> = captured.iter().filter(|c| !feeds.contains(c)).cloned().collect();
-    let Some(session) = Session::capturing(model, &to_capture)? else { return Ok(BTreeMap::new()) };
-    let bound = data.bind(&feed_inputs(model), None)?;
+    // Each tensor's features on the axis its first reader multiplies.
+    let axes: Vec<isize> =
+        tensors.iter().map(|t| reads.values().find(|(r, _)| r == t).map_or(0, |(_, a)| *a)).collect();
     let mut sums: BTreeMap<String, (Vec<f64>, f64)> = BTreeMap::new();
-    for batch in bound.batches_upto(8, 256) {
-        let (_, inputs) = batch?;
-        let outputs = session.run(&inputs)?;
-        let value = |name: &str| -> Option<&Array> {
-            to_capture
-                .iter()
-                .position(|c| c == name)
-                .map(|i| &outputs[i])
-                .or_else(|| feeds.iter().position(|f| f == name).map(|i| &inputs[i]))
-        };
-        for (tensor, axis) in reads.values() {
-            let Some(Array::F32(x)) = value(tensor) else { continue };
-            if x.ndim() == 0 {
-                continue;
-            }
-            let axis = if *axis < 0 { x.ndim() - 1 } else { *axis as usize };
-            if axis >= x.ndim() {
-                continue;
-            }
-            let (sum, count) = sums.entry(tensor.clone()).or_insert_with(|| (vec![0.0; x.shape()[axis]], 0.0));
-            if sum.len() != x.shape()[axis] {
-                continue;
-            }
-            for (f, lane) in x.axis_iter(Axis(axis)).enumerate() {
-                sum[f] += lane.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
-            }
-            *count += (x.len() / x.shape()[axis]) as f64;
+    let rows = crate::layerwise::Rows::first(256, 8);
+    crate::layerwise::visit_tensors(model, &tensors, data, rows, &crate::eval::Silent, "", |i, x| {
+        let Some(x) = x.filter(|x| x.ndim() > 0) else { return Ok(()) };
+        let axis = if axes[i] < 0 { x.ndim() - 1 } else { axes[i] as usize };
+        if axis >= x.ndim() {
+            return Ok(());
         }
-    }
+        let (sum, count) = sums.entry(tensors[i].clone()).or_insert_with(|| (vec![0.0; x.shape()[axis]], 0.0));
+        if sum.len() != x.shape()[axis] {
+            return Ok(());
+        }
+        for (f, lane) in x.axis_iter(Axis(axis)).enumerate() {
+            sum[f] += lane.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+        }
+        *count += (x.len() / x.shape()[axis]) as f64;
+        Ok(())
+    })?;
     Ok(reads
         .into_iter()
         .filter_map(|(w, (t, _))| {

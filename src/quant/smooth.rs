@@ -7,9 +7,8 @@
 //! is one `Mul` by 1/s on the activation, shared by the MatMuls that read it
 //! (so Q, K and V get one s).
 
-use crate::data::{Array, Dataset};
+use crate::data::Dataset;
 use crate::ir::{Model, Node, Tensor};
-use crate::runtime::{feed_inputs, Session};
 use crate::Result;
 use ndarray::{Array1, ArrayD, Axis, IxDyn};
 use std::collections::BTreeMap;
@@ -89,40 +88,26 @@ pub fn smooth(model: &mut Model, calib: &Dataset, alpha: f64) -> Result<Vec<Stri
 /// Each named activation's largest magnitude per channel (last axis) over the
 /// first calibration rows; `None` where it is not float or not finite.
 fn channel_absmax(model: &Model, names: &[String], calib: &Dataset) -> Result<Vec<Option<Vec<f32>>>> {
-    let feeds: Vec<String> = feed_inputs(model).into_iter().map(|i| i.name).collect();
-    let captured: Vec<String> = names.iter().filter(|n| !feeds.contains(n)).cloned().collect();
-    let session = Session::capturing(model, &captured)?;
-    let bound = calib.bind(&feed_inputs(model), None)?;
     let mut out: Vec<Option<Vec<f32>>> = names.iter().map(|_| None).collect();
     let mut bad = vec![false; names.len()];
-    for batch in bound.batches_upto(8, ROWS) {
-        let (_, inputs) = batch?;
-        let outputs = match &session {
-            Some(s) => s.run(&inputs)?,
-            None => vec![],
+    let rows = crate::layerwise::Rows::first(ROWS, 8);
+    crate::layerwise::visit_tensors(model, names, calib, rows, &crate::eval::Silent, "", |i, x| {
+        let Some(x) = x else {
+            bad[i] = true;
+            return Ok(());
         };
-        for (i, name) in names.iter().enumerate() {
-            let value = captured
-                .iter()
-                .position(|c| c == name)
-                .map(|k| &outputs[k])
-                .or_else(|| feeds.iter().position(|f| f == name).map(|k| &inputs[k]));
-            let Some(Array::F32(x)) = value else {
-                bad[i] = true;
-                continue;
-            };
-            let Some(&k) = x.shape().last() else { continue };
-            let m = out[i].get_or_insert_with(|| vec![0.0; k]);
-            if m.len() != k {
-                bad[i] = true;
-                continue;
-            }
-            for lane in x.lanes(Axis(x.ndim() - 1)) {
-                for (slot, v) in m.iter_mut().zip(lane.iter()) {
-                    *slot = slot.max(v.abs());
-                }
+        let Some(&k) = x.shape().last() else { return Ok(()) };
+        let m = out[i].get_or_insert_with(|| vec![0.0; k]);
+        if m.len() != k {
+            bad[i] = true;
+            return Ok(());
+        }
+        for lane in x.lanes(Axis(x.ndim() - 1)) {
+            for (slot, v) in m.iter_mut().zip(lane.iter()) {
+                *slot = slot.max(v.abs());
             }
         }
-    }
+        Ok(())
+    })?;
     Ok(out.into_iter().zip(bad).map(|(m, bad)| m.filter(|m| !bad && m.iter().all(|v| v.is_finite()))).collect())
 }

@@ -123,15 +123,23 @@ fn activation_energy(
     // Per (group, carrier): Σx² per channel and the count of values summed per channel.
     let mut sums: Vec<Vec<(Vec<f64>, f64)>> =
         groups.iter().map(|g| g.carriers.iter().map(|_| (vec![0.0; g.channels], 0.0)).collect()).collect();
-    crate::layerwise::visit_tensors(model, &tensors, data, batch_size, progress, "activations", |t, x| {
-        let x = x.ok_or_else(|| Error::Model(format!("activation '{}' is not float32", tensors[t])))?;
-        for (gi, g) in groups.iter().enumerate() {
-            for (ci, c) in g.carriers.iter().enumerate().filter(|(_, c)| c.tensor == tensors[t]) {
-                accumulate(x, c, &mut sums[gi][ci]);
+    crate::layerwise::visit_tensors(
+        model,
+        &tensors,
+        data,
+        crate::layerwise::Rows::all(batch_size),
+        progress,
+        "activations",
+        |t, x| {
+            let x = x.ok_or_else(|| Error::Model(format!("activation '{}' is not float32", tensors[t])))?;
+            for (gi, g) in groups.iter().enumerate() {
+                for (ci, c) in g.carriers.iter().enumerate().filter(|(_, c)| c.tensor == tensors[t]) {
+                    accumulate(x, c, &mut sums[gi][ci]);
+                }
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     Ok(groups
         .iter()
         .zip(sums)

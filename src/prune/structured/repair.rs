@@ -243,15 +243,23 @@ impl ReferenceCache {
         let mut inputs: BTreeMap<String, Vec<ndarray::ArrayD<f32>>> = BTreeMap::new();
         let (mut bytes, mut over) = (0, false);
         let silent = &crate::eval::Silent;
-        crate::layerwise::visit_tensors(model, names, data, batch_size, silent, "reference", |i, x| {
-            let x = x.ok_or_else(|| Error::Model(format!("'{}' is not float32", names[i])))?;
-            bytes += x.len() * 4;
-            over |= bytes > budget;
-            if !over {
-                inputs.entry(names[i].clone()).or_default().push(x.clone());
-            }
-            Ok(())
-        })?;
+        crate::layerwise::visit_tensors(
+            model,
+            names,
+            data,
+            crate::layerwise::Rows::all(batch_size),
+            silent,
+            "reference",
+            |i, x| {
+                let x = x.ok_or_else(|| Error::Model(format!("'{}' is not float32", names[i])))?;
+                bytes += x.len() * 4;
+                over |= bytes > budget;
+                if !over {
+                    inputs.entry(names[i].clone()).or_default().push(x.clone());
+                }
+                Ok(())
+            },
+        )?;
         Ok(ReferenceCache { inputs: (!over).then_some(inputs) })
     }
 

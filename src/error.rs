@@ -2,12 +2,25 @@
 
 use std::path::PathBuf;
 
+/// What went wrong, with the file, node, tensor or option at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Reading or writing `path` failed.
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// `path` is not an ONNX protobuf.
     #[error("{}: not a valid ONNX model ({source})", path.display())]
-    Decode { path: PathBuf, source: prost::DecodeError },
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// What the protobuf decoder said.
+        source: prost::DecodeError,
+    },
     /// The model is malformed or unsupported; the message names the node or tensor.
     #[error("{0}")]
     Model(String),
@@ -22,9 +35,11 @@ pub enum Error {
     Usage(String),
 }
 
+/// `Result` with prunq's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io { path: path.into(), source }
     }

@@ -6,8 +6,10 @@
 
 pub mod analysis;
 pub mod data;
+#[warn(missing_docs)]
 mod error;
 pub mod eval;
+#[warn(missing_docs)]
 pub mod ir;
 pub mod layerwise;
 pub mod onnx;

@@ -9,6 +9,7 @@ use ndarray::{ArrayD, IxDyn};
 /// Where a constant lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConstantSite {
+    /// An initializer (its index in `Graph::initializers`).
     Initializer(usize),
     /// A `Constant` node (its index).
     ConstantNode(usize),

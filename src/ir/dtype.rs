@@ -8,24 +8,43 @@ use std::fmt;
 pub struct DataType(pub i32);
 
 impl DataType {
+    /// ONNX `TensorProto.UNDEFINED` (0).
     pub const UNDEFINED: DataType = DataType(0);
+    /// ONNX `TensorProto.FLOAT` (1).
     pub const FLOAT: DataType = DataType(1);
+    /// ONNX `TensorProto.UINT8` (2).
     pub const UINT8: DataType = DataType(2);
+    /// ONNX `TensorProto.INT8` (3).
     pub const INT8: DataType = DataType(3);
+    /// ONNX `TensorProto.UINT16` (4).
     pub const UINT16: DataType = DataType(4);
+    /// ONNX `TensorProto.INT16` (5).
     pub const INT16: DataType = DataType(5);
+    /// ONNX `TensorProto.INT32` (6).
     pub const INT32: DataType = DataType(6);
+    /// ONNX `TensorProto.INT64` (7).
     pub const INT64: DataType = DataType(7);
+    /// ONNX `TensorProto.STRING` (8).
     pub const STRING: DataType = DataType(8);
+    /// ONNX `TensorProto.BOOL` (9).
     pub const BOOL: DataType = DataType(9);
+    /// ONNX `TensorProto.FLOAT16` (10).
     pub const FLOAT16: DataType = DataType(10);
+    /// ONNX `TensorProto.DOUBLE` (11).
     pub const DOUBLE: DataType = DataType(11);
+    /// ONNX `TensorProto.UINT32` (12).
     pub const UINT32: DataType = DataType(12);
+    /// ONNX `TensorProto.UINT64` (13).
     pub const UINT64: DataType = DataType(13);
+    /// ONNX `TensorProto.COMPLEX64` (14).
     pub const COMPLEX64: DataType = DataType(14);
+    /// ONNX `TensorProto.COMPLEX128` (15).
     pub const COMPLEX128: DataType = DataType(15);
+    /// ONNX `TensorProto.BFLOAT16` (16).
     pub const BFLOAT16: DataType = DataType(16);
+    /// ONNX `TensorProto.UINT4` (21).
     pub const UINT4: DataType = DataType(21);
+    /// ONNX `TensorProto.INT4` (22).
     pub const INT4: DataType = DataType(22);
 
     /// Bits one element takes in `raw_data`; `None` for strings and unknown types.
@@ -53,6 +72,7 @@ impl DataType {
         self.bits().map(|b| (n * b).div_ceil(8))
     }
 
+    /// The ONNX name, e.g. `FLOAT`.
     pub fn name(self) -> &'static str {
         match self.0 {
             0 => "undefined",

@@ -6,94 +6,150 @@
 use super::Tensor;
 use crate::proto;
 
+/// An operator set the model imports.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OpsetId {
     /// `None` when the file leaves the field out, `Some("")` when it writes it
     /// empty: writers differ, and an unchanged model must round-trip exactly.
     pub domain: Option<String>,
+    /// The opset version.
     pub version: i64,
 }
 
+/// A whole ONNX model: the graph and everything around it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
+    /// `ModelProto.ir_version`.
     pub ir_version: i64,
+    /// The operator sets imported.
     pub opset_import: Vec<OpsetId>,
+    /// The tool that wrote the file.
     pub producer_name: String,
+    /// Its version.
     pub producer_version: String,
+    /// `ModelProto.domain`.
     pub domain: String,
+    /// `ModelProto.model_version`.
     pub model_version: i64,
+    /// `ModelProto.doc_string`.
     pub doc_string: String,
+    /// The main graph.
     pub graph: Graph,
+    /// Key/value metadata (prunq records what it did here).
     pub metadata_props: Vec<(String, String)>,
+    /// Carried through untouched.
     pub training_info: Vec<proto::TrainingInfoProto>,
+    /// Model-local functions, carried through untouched.
     pub functions: Vec<proto::FunctionProto>,
+    /// Device configurations, carried through untouched.
     pub configuration: Vec<proto::DeviceConfigurationProto>,
 }
 
+/// A graph: nodes in order, constants, and its declared inputs and outputs.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Graph {
+    /// `GraphProto.name`.
     pub name: String,
+    /// `GraphProto.doc_string`.
     pub doc_string: String,
+    /// The nodes (topologically sorted once validated).
     pub nodes: Vec<Node>,
     /// Dense and sparse initializers alike (a sparse one is held dense, its
     /// storage `Sparse`, and comes after the dense ones as in the file).
     pub initializers: Vec<Tensor>,
+    /// Declared inputs (initializers that are also inputs included, as ONNX allows).
     pub inputs: Vec<ValueInfo>,
+    /// Declared outputs.
     pub outputs: Vec<ValueInfo>,
+    /// Declared types of intermediate values.
     pub value_info: Vec<ValueInfo>,
+    /// Carried through untouched.
     pub quantization_annotation: Vec<proto::TensorAnnotation>,
+    /// Key/value metadata.
     pub metadata_props: Vec<(String, String)>,
 }
 
+/// One operator application.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Node {
+    /// The node's name (may be empty).
     pub name: String,
+    /// The operator, e.g. `Conv`.
     pub op_type: String,
+    /// The operator's domain (empty for the default ONNX domain).
     pub domain: String,
+    /// `NodeProto.overload`, for model-local functions.
     pub overload: String,
     /// Input tensor names; "" marks an omitted optional input.
     pub inputs: Vec<String>,
+    /// Output tensor names (empty for an unused optional output).
     pub outputs: Vec<String>,
+    /// The attributes.
     pub attributes: Vec<Attribute>,
+    /// `NodeProto.doc_string`.
     pub doc_string: String,
+    /// Key/value metadata.
     pub metadata_props: Vec<(String, String)>,
+    /// Carried through untouched.
     pub device_configurations: Vec<proto::NodeDeviceConfigurationProto>,
 }
 
+/// A named attribute of a node.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Attribute {
+    /// The attribute's name.
     pub name: String,
+    /// Its value.
     pub value: AttrValue,
+    /// `AttributeProto.doc_string`.
     pub doc_string: String,
     /// Set in function bodies: the attribute refers to the caller's one.
     pub ref_attr_name: String,
 }
 
+/// An attribute's value, by ONNX attribute type.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AttrValue {
+    /// `FLOAT`.
     Float(f32),
+    /// `INT`.
     Int(i64),
+    /// `STRING` (bytes).
     String(Vec<u8>),
+    /// `TENSOR`.
     Tensor(Box<Tensor>),
+    /// `GRAPH` (a subgraph: `If`, `Loop`, `Scan` bodies).
     Graph(Box<Graph>),
+    /// `SPARSE_TENSOR`, carried through.
     SparseTensor(Box<proto::SparseTensorProto>),
+    /// `TYPE_PROTO`, carried through.
     Type(Box<proto::TypeProto>),
+    /// `FLOATS`.
     Floats(Vec<f32>),
+    /// `INTS`.
     Ints(Vec<i64>),
+    /// `STRINGS`.
     Strings(Vec<Vec<u8>>),
+    /// `TENSORS`.
     Tensors(Vec<Tensor>),
+    /// `GRAPHS`.
     Graphs(Vec<Graph>),
+    /// `SPARSE_TENSORS`, carried through.
     SparseTensors(Vec<proto::SparseTensorProto>),
+    /// `TYPE_PROTOS`, carried through.
     Types(Vec<proto::TypeProto>),
 }
 
 /// A named value's declaration: graph inputs, outputs and `value_info`.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct ValueInfo {
+    /// The value's name.
     pub name: String,
     /// The declared type; `None` when the file declares none.
     pub ty: Option<ValueType>,
+    /// `ValueInfoProto.doc_string`.
     pub doc_string: String,
+    /// Key/value metadata.
     pub metadata_props: Vec<(String, String)>,
 }
 
@@ -101,8 +157,13 @@ pub struct ValueInfo {
 /// change them; every other kind carried as read.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ValueType {
-    /// A tensor of `dtype` (unknown when `None`) and `shape` (undeclared when `None`).
-    Tensor { dtype: Option<super::DataType>, shape: Option<Vec<Dim>> },
+    /// A tensor.
+    Tensor {
+        /// The element type; `None` when undeclared.
+        dtype: Option<super::DataType>,
+        /// The shape; `None` when undeclared.
+        shape: Option<Vec<Dim>>,
+    },
     /// Sequences, maps, optionals, sparse tensors, and tensor types the IR does
     /// not model (denotations, negative sizes, empty dim names): written back exactly.
     Other(Box<proto::TypeProto>),
@@ -111,12 +172,16 @@ pub enum ValueType {
 /// One dimension of a declared tensor shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Dim {
+    /// A known size.
     Fixed(i64),
+    /// A named size (`N`, `batch`), the same wherever the name recurs.
     Symbolic(String),
+    /// A size nobody declared.
     Unknown,
 }
 
 impl Attribute {
+    /// An attribute named `name` holding `value`.
     pub fn new(name: &str, value: AttrValue) -> Attribute {
         Attribute { name: name.into(), value, doc_string: String::new(), ref_attr_name: String::new() }
     }
@@ -189,10 +254,12 @@ impl ValueType {
 }
 
 impl Node {
+    /// The attribute named `name`, if the node has it.
     pub fn attr(&self, name: &str) -> Option<&AttrValue> {
         self.attributes.iter().find(|a| a.name == name).map(|a| &a.value)
     }
 
+    /// An `INT` attribute.
     pub fn attr_int(&self, name: &str) -> Option<i64> {
         match self.attr(name)? {
             AttrValue::Int(i) => Some(*i),
@@ -200,6 +267,7 @@ impl Node {
         }
     }
 
+    /// An `INTS` attribute.
     pub fn attr_ints(&self, name: &str) -> Option<&[i64]> {
         match self.attr(name)? {
             AttrValue::Ints(v) => Some(v),
@@ -207,6 +275,7 @@ impl Node {
         }
     }
 
+    /// A `FLOAT` attribute.
     pub fn attr_float(&self, name: &str) -> Option<f32> {
         match self.attr(name)? {
             AttrValue::Float(f) => Some(*f),
@@ -316,6 +385,7 @@ impl Model {
             .map(|o| o.version)
     }
 
+    /// The metadata value stored under `key`.
     pub fn metadata(&self, key: &str) -> Option<&str> {
         self.metadata_props.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }

@@ -15,6 +15,8 @@ use ndarray::{ArrayD, IxDyn};
 /// and are read again from the file should anything still look at them).
 static RELEASE: std::sync::OnceLock<fn(&[u8])> = std::sync::OnceLock::new();
 
+/// Sets the function called with a memory-mapped weight's bytes when a pass replaces it
+/// (so its pages can be handed back to the kernel).
 pub fn set_release_hook(hook: fn(&[u8])) {
     let _ = RELEASE.set(hook);
 }
@@ -40,21 +42,31 @@ pub enum Storage {
     Sparse(super::SparseLayout),
 }
 
+/// A tensor's values.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TensorData {
     /// Little-endian element bytes, sub-byte types packed low nibble first.
     Bytes(Bytes),
+    /// `STRING` elements, each as its bytes.
     Strings(Vec<Vec<u8>>),
 }
 
+/// A constant: element type, dimensions, values and how the file stores them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
+    /// The tensor's name (the graph's value name for initializers).
     pub name: String,
+    /// Element type.
     pub dtype: DataType,
+    /// Dimensions (ONNX's int64).
     pub dims: Vec<i64>,
+    /// The values.
     pub data: TensorData,
+    /// How the file stores it (raw, typed fields, external, sparse).
     pub storage: Storage,
+    /// `TensorProto.doc_string`, carried through.
     pub doc_string: String,
+    /// `TensorProto.metadata_props`, carried through.
     pub metadata_props: Vec<(String, String)>,
     /// `TensorProto.segment` (begin, end), carried through.
     pub segment: Option<(i64, i64)>,
@@ -62,9 +74,13 @@ pub struct Tensor {
 
 /// A Rust element type that maps to one ONNX element type.
 pub trait Element: Copy + Default + 'static {
+    /// The ONNX element type.
     const DTYPE: DataType;
+    /// Bytes per element.
     const SIZE: usize;
+    /// Reads one element from little-endian bytes.
     fn read_le(b: &[u8]) -> Self;
+    /// Appends the element's little-endian bytes.
     fn write_le(self, out: &mut Vec<u8>);
 }
 
@@ -111,6 +127,7 @@ impl Tensor {
         }
     }
 
+    /// A tensor holding `array`'s values, stored raw.
     pub fn from_array<T: Element>(name: impl Into<String>, array: &ArrayD<T>) -> Tensor {
         let mut out = Vec::with_capacity(array.len() * T::SIZE);
         for v in array.iter() {
@@ -120,6 +137,7 @@ impl Tensor {
         Tensor::from_bytes(name, T::DTYPE, dims, out.into())
     }
 
+    /// A rank-0 tensor holding `v`.
     pub fn scalar<T: Element>(name: impl Into<String>, v: T) -> Tensor {
         Tensor::from_array(name, &ArrayD::from_elem(IxDyn(&[]), v))
     }
@@ -129,10 +147,12 @@ impl Tensor {
         self.dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(usize::try_from(d).ok()?))
     }
 
+    /// The dimensions as `usize` (negative ones read as 0).
     pub fn shape(&self) -> Vec<usize> {
         self.dims.iter().map(|&d| d.max(0) as usize).collect()
     }
 
+    /// The raw little-endian bytes (`None` for strings).
     pub fn bytes(&self) -> Option<&Bytes> {
         match &self.data {
             TensorData::Bytes(b) => Some(b),

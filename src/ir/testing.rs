@@ -35,10 +35,12 @@ pub fn model(nodes: Vec<Node>, initializers: Vec<Tensor>, dims: &[i64], outputs:
     Model::from_graph(graph, opset)
 }
 
-/// `AttrValue::Int` / `AttrValue::Ints`, for short attribute lists.
+/// `AttrValue::Int`, for short attribute lists.
 pub fn int(v: i64) -> AttrValue {
     AttrValue::Int(v)
 }
+
+/// `AttrValue::Ints`, for short attribute lists.
 pub fn ints(v: &[i64]) -> AttrValue {
     AttrValue::Ints(v.to_vec())
 }

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Where a tensor comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
+    /// A graph input.
     Input,
+    /// An initializer (its index).
     Initializer(usize),
     /// Output `1` of node `0`.
     Node(usize, usize),
@@ -17,12 +19,14 @@ pub enum Source {
 /// Producers and consumers of every tensor of one graph.
 #[derive(Debug, Default)]
 pub struct GraphIndex {
+    /// Where each tensor comes from.
     pub sources: BTreeMap<String, Source>,
     /// For each tensor name, (node index, input slot) pairs, in node order.
     pub consumers: BTreeMap<String, Vec<(usize, usize)>>,
 }
 
 impl GraphIndex {
+    /// Indexes `graph`'s producers and consumers.
     pub fn new(graph: &Graph) -> GraphIndex {
         let mut ix = GraphIndex::default();
         for i in &graph.inputs {
@@ -47,6 +51,7 @@ impl GraphIndex {
         ix
     }
 
+    /// The node that produces `tensor`, if a node does.
     pub fn producer(&self, tensor: &str) -> Option<usize> {
         match self.sources.get(tensor)? {
             Source::Node(n, _) => Some(*n),
@@ -54,6 +59,7 @@ impl GraphIndex {
         }
     }
 
+    /// The (node index, input slot) pairs that read `tensor`, in node order.
     pub fn consumers(&self, tensor: &str) -> &[(usize, usize)] {
         self.consumers.get(tensor).map(Vec::as_slice).unwrap_or(&[])
     }

@@ -13,6 +13,7 @@ pub mod eval;
 pub mod ir;
 pub mod layerwise;
 pub mod onnx;
+#[warn(missing_docs)]
 pub mod optimize;
 pub mod parallel;
 pub mod proto;

@@ -31,8 +31,11 @@ pub enum Objective {
 /// What `optimize` is told besides the model and the data.
 #[derive(Clone, Debug)]
 pub struct OptimizeConfig {
+    /// How quality is scored on the validation data.
     pub metric: Metric,
+    /// How much quality may be lost.
     pub budget: Budget,
+    /// What "best" means among the candidates that keep the budget.
     pub objective: Objective,
     /// No new candidate is started after this long; the best so far wins.
     pub time_budget: std::time::Duration,
@@ -43,15 +46,19 @@ pub struct OptimizeConfig {
 /// One measured candidate.
 #[derive(Clone, Debug, Serialize)]
 pub struct Candidate {
+    /// A short name, e.g. `structured −45 % MACs + static u8`.
     pub label: String,
     /// The steps as they replay (static choices recorded).
     pub recipe: Recipe,
+    /// Quality on the validation data (`None` when it could not be measured).
     pub quality: Option<Quality>,
+    /// The file's size as it would be written.
     pub size_bytes: u64,
     /// Size over the original's.
     pub size_ratio: f64,
     /// Original time / candidate time (batch 1, one thread, taking turns).
     pub speedup: f64,
+    /// Whether the quality keeps the budget.
     pub meets_budget: bool,
     /// Not beaten on quality, speed and size together by another candidate.
     pub pareto: bool,
@@ -87,23 +94,32 @@ impl Candidate {
     }
 }
 
+/// What a search measured and chose.
 #[derive(Clone, Debug, Serialize)]
 pub struct OptimizeReport {
+    /// The metric quality was scored by.
     pub metric: Metric,
+    /// The budget.
     pub budget: Budget,
+    /// The objective.
     pub objective: Objective,
     /// The original's quality on the validation data.
     pub original_quality: f64,
+    /// The input file's size.
     pub original_size_bytes: u64,
     /// The worst quality a candidate may have.
     pub bound: f64,
+    /// Every candidate measured, in the order tried.
     pub candidates: Vec<Candidate>,
     /// Index into `candidates` of the one written; `None`: none kept the budget.
     pub chosen: Option<usize>,
+    /// The runtime candidates were timed in.
     pub runtime: crate::runtime::RuntimeInfo,
+    /// How long the search took.
     pub seconds: f64,
     /// The time budget ran out before the search did.
     pub stopped_by_time: bool,
+    /// What a user should know (budget reached, nothing kept the budget …).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }

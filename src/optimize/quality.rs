@@ -25,6 +25,7 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// Whether larger values are better (not for CER).
     pub fn higher_is_better(self) -> bool {
         self != Metric::Cer
     }
@@ -74,14 +75,18 @@ pub struct Quality {
 
 /// Measures candidates against the original on the validation data.
 pub struct Judge<'a> {
+    /// The metric.
     pub metric: Metric,
+    /// The model candidates are judged against.
     pub original: &'a Model,
+    /// The validation data.
     pub val: &'a Dataset,
     /// Expected texts, one per sample (exact lines, CER).
     pub texts: Option<Vec<String>>,
 }
 
 impl Judge<'_> {
+    /// Scores `model` on the validation data.
     pub fn measure(&self, model: &Model, progress: &dyn Progress) -> Result<Quality> {
         let run = RunOptions { texts: self.texts.clone(), ..Default::default() };
         Ok(match self.metric {

@@ -20,7 +20,9 @@ use std::path::Path;
 pub enum Step {
     /// Graph rewrites equal up to float rounding (see `transform::fuse`).
     Fuse(FuseConfig),
+    /// Unstructured, N:M or structured pruning.
     Prune(PruneConfig),
+    /// Quantization, any mode.
     Quantize(QuantConfig),
 }
 
@@ -28,6 +30,7 @@ pub enum Step {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Recipe {
+    /// The steps in the order they run.
     #[serde(rename = "step", default)]
     pub steps: Vec<Step>,
 }
@@ -36,9 +39,13 @@ pub struct Recipe {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum StepReport {
+    /// What `fuse` folded.
     Fuse(Fused),
+    /// Unstructured or N:M pruning's report.
     Prune(Box<PruneReport>),
+    /// Structured pruning's report.
     PruneStructured(Box<StructuredReport>),
+    /// Quantization's report.
     Quantize(Box<QuantReport>),
 }
 
@@ -108,10 +115,12 @@ impl Recipe {
         toml::to_string(self).map_err(|e| Error::Model(format!("cannot write the recipe as TOML: {e}")))
     }
 
+    /// Reads a recipe from TOML text; `name` says where it came from in errors.
     pub fn from_toml(text: &str, name: &str) -> Result<Recipe> {
         toml::from_str(text).map_err(|e| Error::Usage(format!("{name}: not a prunq recipe: {e}")))
     }
 
+    /// Reads a recipe file.
     pub fn read(path: &Path) -> Result<Recipe> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Recipe::from_toml(&text, &path.display().to_string())

@@ -21,7 +21,9 @@ const MAC_TARGETS: [f64; 7] = [0.15, 0.3, 0.45, 0.6, 0.75, 0.85, 0.9];
 
 /// Told about the search as it goes (the CLI prints it).
 pub trait Observer {
+    /// A candidate is about to be built and measured.
     fn trying(&self, _label: &str) {}
+    /// A candidate was measured; `best` is the best so far that keeps the budget.
     fn measured(&self, _candidate: &Candidate, _best: Option<&Candidate>) {}
 }
 

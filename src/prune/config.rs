@@ -49,6 +49,7 @@ pub struct PruneConfig {
     /// Structured: remove at least this fraction of the parameters.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_params: Option<f64>,
+    /// Structured: how channels are scored.
     pub importance: Importance,
     /// Structured: keep channel counts multiples of this.
     pub round_to: usize,
@@ -93,6 +94,7 @@ impl Default for PruneConfig {
 
 /// What a pruning run did.
 pub enum Pruned {
+    /// Unstructured or N:M pruning's report.
     Sparse(Box<PruneReport>),
     /// With the model as it was before the repair, when one was made.
     Structured(Box<StructuredReport>, Option<Box<Model>>),

@@ -75,10 +75,13 @@ pub enum Activations {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
 pub struct QuantConfig {
+    /// Weights only, dynamic, static or fp16.
     pub mode: QuantMode,
     /// 8 or 4 for linear weights; 2 to 8 for log2.
     pub bits: u32,
+    /// How weights are rounded: to nearest or GPTQ.
     pub algorithm: Rounding,
+    /// Linear (integers × scale) or log2 levels.
     pub scheme: WeightScheme,
     /// Weights as indices into K-entry k-means tables (weights mode).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,15 +89,21 @@ pub struct QuantConfig {
     /// Block size along the input features (4-bit default 32; 8-bit: per channel).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub block_size: Option<usize>,
+    /// One scale per tensor instead of per channel.
     pub per_tensor: bool,
+    /// How quantized weights are written (portable, QDQ, MatMulNBits).
     pub weight_format: WeightFormat,
+    /// Leave one bit of the weight type unused (for kernels that saturate).
     pub reduce_range: bool,
+    /// Asymmetric weights (with zero points).
     pub asymmetric: bool,
     /// Nodes (by name) or op types left float.
     pub exclude: Vec<String>,
     /// How activation ranges are chosen (static).
     pub method: Method,
+    /// The percentile of `method = percentile`.
     pub percentile: f64,
+    /// Static: the activations' integer type.
     pub activations: Activations,
     /// With calibration data, the most sensitive layers stay float until the
     /// output SQNR is estimated to reach this (dB); 0 turns the fallback off.

@@ -3,18 +3,27 @@
 use super::scheme::{Granularity, QParams, QScheme, QType};
 use serde::Serialize;
 
+/// One quantized tensor.
 #[derive(Clone, Debug, Serialize)]
 pub struct TensorRecord {
+    /// The tensor's name.
     pub name: String,
+    /// Its integer type.
     pub qtype: QType,
+    /// Symmetric (zero point 0) or affine.
     pub symmetric: bool,
+    /// Per tensor, per channel or per block.
     pub granularity: Granularity,
     /// One bit of the type left unused (`--reduce-range`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub reduce_range: bool,
+    /// Its shape.
     pub shape: Vec<usize>,
+    /// The smallest scale.
     pub scale_min: f32,
+    /// The largest scale.
     pub scale_max: f32,
+    /// Its size in float.
     pub bytes_before: usize,
     /// Rounded by GPTQ (not to nearest).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -25,6 +34,7 @@ pub struct TensorRecord {
 }
 
 impl TensorRecord {
+    /// A record of `name` quantized with `scheme` and `p`.
     pub fn new(name: &str, scheme: &QScheme, p: &QParams, bytes_before: usize, shape: &[usize]) -> Self {
         let (lo, hi) = p.scale.iter().fold((f32::INFINITY, 0f32), |(lo, hi), &s| (lo.min(s), hi.max(s)));
         TensorRecord {
@@ -43,13 +53,17 @@ impl TensorRecord {
     }
 }
 
+/// A tensor or node left in float.
 #[derive(Clone, Debug, Serialize)]
 pub struct Skipped {
+    /// Its name.
     pub name: String,
+    /// Why.
     pub reason: String,
 }
 
 impl Skipped {
+    /// A record of `name` left float for `reason`.
     pub fn new(name: &str, reason: String) -> Self {
         Skipped { name: name.into(), reason }
     }
@@ -59,14 +73,18 @@ impl Skipped {
 /// of the output it costs (the sensitivity search's measurement).
 #[derive(Clone, Debug, Serialize)]
 pub struct GroupSensitivity {
+    /// The group (its nodes) measured.
     pub group: String,
     /// Output SQNR on the calibration samples with only this group quantized.
     pub sqnr_db: f64,
+    /// Whether the fallback kept it float.
     pub kept_float: bool,
 }
 
+/// What a quantization run did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct QuantReport {
+    /// `weights`, `dynamic`, `static` or `fp16`.
     pub mode: String,
     /// Tensors quantized and how.
     pub tensors: Vec<TensorRecord>,
@@ -90,10 +108,15 @@ pub struct QuantReport {
     pub decided: Option<super::StaticDecision>,
     /// The graph clean-up done before quantizing (absent with `--no-simplify`).
     pub simplified: Option<crate::transform::Simplification>,
+    /// The default-domain opset before.
     pub opset_before: i64,
+    /// The opset after (raised where the form needs it).
     pub opset_after: i64,
+    /// File size before (bytes).
     pub size_before: u64,
+    /// File size after.
     pub size_after: u64,
+    /// The result compared with the original (on --val, else the calibration data).
     pub comparison: Option<crate::eval::CompareReport>,
     /// What ran the model for calibration, sensitivity and validation.
     pub runtime: Option<crate::runtime::RuntimeInfo>,

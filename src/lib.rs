@@ -5,21 +5,26 @@
 //! tract; `data` feeds it; `eval` compares models; `report` prints.
 
 pub mod analysis;
+#[warn(missing_docs)]
 pub mod data;
 #[warn(missing_docs)]
 mod error;
+#[warn(missing_docs)]
 pub mod eval;
 #[warn(missing_docs)]
 pub mod ir;
 pub mod layerwise;
+#[warn(missing_docs)]
 pub mod onnx;
 #[warn(missing_docs)]
 pub mod optimize;
+#[warn(missing_docs)]
 pub mod parallel;
 pub mod proto;
 pub mod prune;
 pub mod quant;
 pub mod report;
+#[warn(missing_docs)]
 pub mod runtime;
 pub mod transform;
 

@@ -4,14 +4,22 @@ use crate::ir::DataType;
 use crate::{Error, Result};
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
+/// A typed n-dimensional array: what models take and give.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Array {
+    /// float32.
     F32(ArrayD<f32>),
+    /// float64.
     F64(ArrayD<f64>),
+    /// int64.
     I64(ArrayD<i64>),
+    /// int32.
     I32(ArrayD<i32>),
+    /// int8.
     I8(ArrayD<i8>),
+    /// uint8.
     U8(ArrayD<u8>),
+    /// bool.
     Bool(ArrayD<bool>),
 }
 
@@ -46,22 +54,27 @@ macro_rules! map_each {
 }
 
 impl Array {
+    /// The dimensions.
     pub fn shape(&self) -> &[usize] {
         each!(self, a => a.shape())
     }
 
+    /// The rank.
     pub fn ndim(&self) -> usize {
         self.shape().len()
     }
 
+    /// The number of elements.
     pub fn len(&self) -> usize {
         each!(self, a => a.len())
     }
 
+    /// Whether it has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The ONNX element type.
     pub fn dtype(&self) -> DataType {
         match self {
             Array::F32(_) => DataType::FLOAT,
@@ -163,6 +176,7 @@ impl Array {
         })
     }
 
+    /// An array of zeros of `dtype` and `shape`; `None` for types it cannot hold.
     pub fn zeros(dtype: DataType, shape: &[usize]) -> Option<Array> {
         let s = IxDyn(shape);
         Some(match dtype {

@@ -29,7 +29,9 @@ pub struct DataOptions {
     pub sample_rate: Option<u32>,
 }
 
+/// Data to run models on: arrays (.npz/.npy), an image folder, text lines or WAV files.
 pub struct Dataset {
+    /// Where it was read from (named in errors).
     pub path: PathBuf,
     source: Source,
     options: DataOptions,
@@ -45,9 +47,12 @@ enum Source {
 /// Inputs (in the model's input order) and labels, all with the same number of rows.
 #[derive(Debug)]
 pub struct Bound {
+    /// The model inputs fed, in the model's input order.
     pub names: Vec<String>,
     columns: Vec<Column>,
+    /// Class labels per row, when the data has them.
     pub labels: Option<ArrayD<i64>>,
+    /// The number of rows.
     pub rows: usize,
     /// The batch size the model fixes (a declared `[1, …]` input), if any:
     /// batches never exceed it.
@@ -349,6 +354,7 @@ impl Bound {
     }
 }
 
+/// Dims as `1x3xNx320` for messages.
 pub fn show_dims(dims: &[Dim]) -> String {
     let parts: Vec<String> = dims
         .iter()

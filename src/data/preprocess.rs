@@ -5,6 +5,7 @@
 use crate::{Error, Result};
 use std::path::Path;
 
+/// How images are resized.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Resize {
     /// Exactly height × width.
@@ -13,17 +14,25 @@ pub enum Resize {
     Shorter(u32),
 }
 
+/// Where the channel axis goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
+    /// Channels before height and width.
     Nchw,
+    /// Channels last.
     Nhwc,
 }
 
+/// The resampling filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Filter {
+    /// Nearest neighbour.
     Nearest,
+    /// Bilinear.
     Bilinear,
+    /// Bicubic (Catmull-Rom).
     Bicubic,
+    /// Lanczos (window 3).
     Lanczos,
 }
 
@@ -31,6 +40,7 @@ pub enum Filter {
 /// (its height, width, channel count and layout) or is the identity.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Preprocess {
+    /// Resize before anything else; `None`: the model's size.
     pub resize: Option<Resize>,
     /// With `resize=HxW`: scale to fit inside H × W keeping the aspect ratio,
     /// at the top left, the rest filled with `pad` (text lines, letterboxing).
@@ -39,7 +49,9 @@ pub struct Preprocess {
     pub pad: f32,
     /// A centre crop after resizing, height × width.
     pub crop: Option<(u32, u32)>,
+    /// Channel layout; `None`: the model's.
     pub layout: Option<Layout>,
+    /// Channels in BGR order (OpenCV-trained models).
     pub bgr: bool,
     /// One channel (luma) instead of three; taken from the model when unset.
     pub gray: Option<bool>,
@@ -47,7 +59,9 @@ pub struct Preprocess {
     pub scale: (f32, f32),
     /// One value for every channel, or one per channel (after `bgr`).
     pub mean: Vec<f32>,
+    /// Divisors after the mean, one for every channel or one per channel.
     pub std: Vec<f32>,
+    /// The resampling filter.
     pub filter: Filter,
 }
 

@@ -10,6 +10,7 @@ use crate::{Error, Result};
 use serde::Serialize;
 use std::time::Instant;
 
+/// How `bench` times models.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
     /// Rows per run.
@@ -30,28 +31,38 @@ impl Default for BenchOptions {
     }
 }
 
+/// Models timed side by side.
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchReport {
+    /// The runtime that ran them.
     pub runtime: RuntimeInfo,
+    /// Rows per run.
     pub batch_size: usize,
+    /// Threads inside one run.
     pub threads: usize,
+    /// Timed rounds.
     pub runs: usize,
     /// In the order given; the first is the reference of every ratio.
     pub models: Vec<ModelLatency>,
 }
 
+/// One model's times.
 #[derive(Clone, Debug, Serialize)]
 pub struct ModelLatency {
+    /// The model's name (its file name).
     pub name: String,
+    /// Median time of one run.
     pub median_ms: f64,
-    /// 10th and 90th percentiles: the spread of single runs.
+    /// The 10th percentile (with the 90th: the spread of single runs).
     pub p10_ms: f64,
+    /// The 90th percentile.
     pub p90_ms: f64,
     /// Median over rounds of this model's time / the first model's time in the
     /// same round (1.0 for the first; below 1 is faster).
     pub time_ratio: f64,
     /// 1 / time_ratio: how many times faster than the first model.
     pub speedup: f64,
+    /// Time per op type, when profiled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<Profile>,
 }
@@ -136,12 +147,15 @@ pub fn bench(
 /// A written model's speed against its input, measured where it will run.
 #[derive(Clone, Debug, Serialize)]
 pub struct LatencyCheck {
+    /// The runtime it was timed in.
     pub runtime: RuntimeInfo,
     /// Batch 1, one thread, the two models taking turns.
     pub runs: usize,
     /// "the calibration/validation data" or "inputs of ones" (no data given).
     pub inputs: String,
+    /// The input's median time per run.
     pub input_ms: f64,
+    /// The output's median time per run.
     pub output_ms: f64,
     /// Median over rounds of input time / output time: above 1 the output is faster.
     pub speedup: f64,
@@ -152,6 +166,7 @@ impl LatencyCheck {
     /// shared machine scatter by a few per cent.
     pub const SLOWER_BELOW: f64 = 0.95;
 
+    /// Whether the output is slower than the input beyond the noise.
     pub fn slower(&self) -> bool {
         self.speedup < Self::SLOWER_BELOW
     }
@@ -211,10 +226,13 @@ pub fn latency_check(
 /// Where time goes in the input and the output, by op type (for the report's plot).
 #[derive(Clone, Debug, Serialize)]
 pub struct OpTimes {
+    /// The runtime profiled in.
     pub runtime: RuntimeInfo,
     /// Profiled runs each `total_ms` sums (batch 1, one thread).
     pub runs: usize,
+    /// The input model's time by op type.
     pub input: Profile,
+    /// The output model's.
     pub output: Profile,
 }
 

@@ -19,19 +19,25 @@ pub const DIVERGED_SQNR_DB: f64 = 10.0;
 /// One output in one runtime.
 #[derive(Clone, Debug, Serialize)]
 pub struct CheckedOutput {
+    /// The output's name.
     pub name: String,
+    /// The runtime that ran both models.
     pub runtime: String,
     /// Values that are NaN or infinite where the original's are finite.
     pub turned_non_finite: usize,
+    /// Values compared.
     pub values: usize,
+    /// SQNR against the original's output.
     #[serde(serialize_with = "super::metrics::finite_or_string")]
     pub sqnr_db: f64,
+    /// The lowest per-row cosine.
     pub cosine_min: f64,
     /// The worst quantity along the last axis (see `OutputMetrics::worst_slice`).
     pub worst_slice: Option<super::metrics::WorstSlice>,
 }
 
 impl CheckedOutput {
+    /// Whether the output as a whole diverges from the original's.
     pub fn diverges(&self) -> bool {
         self.sqnr_db < DIVERGED_SQNR_DB
     }
@@ -45,7 +51,9 @@ impl CheckedOutput {
 /// What the check found; `skipped` says which runtimes could not run the original.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct OutputCheck {
+    /// Each output in each runtime.
     pub outputs: Vec<CheckedOutput>,
+    /// Runtimes that could not run the original (nothing to compare).
     pub skipped: Vec<String>,
     /// Whether made-up inputs were used (no data given).
     pub synthetic: bool,

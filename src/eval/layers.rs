@@ -14,26 +14,36 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Per-layer batches are small: every shared tensor of both models is held at once.
 const LAYER_BATCH: usize = 8;
 
+/// One intermediate tensor of both models compared.
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerMetrics {
     /// The tensor's name (the same in both models).
     pub name: String,
     /// The reference node that makes it.
     pub op_type: String,
+    /// That node's name.
     pub node: String,
     /// The node's place in the reference graph (0 first): where error starts.
     pub position: usize,
+    /// The tensor's shape (first batch).
     pub shape: Vec<usize>,
+    /// SQNR of the candidate's tensor against the reference's.
     #[serde(serialize_with = "super::metrics::finite_or_string")]
     pub sqnr_db: f64,
+    /// The lowest per-row cosine.
     pub cosine_min: f64,
+    /// The mean per-row cosine.
     pub cosine_mean: f64,
+    /// The largest absolute difference.
     pub max_abs_error: f64,
 }
 
+/// Every intermediate tensor two models share, compared.
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerComparison {
+    /// Rows compared.
     pub samples: usize,
+    /// The runtime that ran both.
     pub runtime: RuntimeInfo,
     /// Worst first (lowest SQNR).
     pub layers: Vec<LayerMetrics>,

@@ -8,20 +8,26 @@ use serde::Serialize;
 /// Embeddings kept for nearest-neighbour agreement stay under this many floats.
 const NN_MAX_FLOATS: usize = 16 << 20;
 
+/// One output of two models compared over the data.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct OutputMetrics {
+    /// The output's name.
     pub name: String,
     /// Fraction of rows (or positions, for [N, T, C]) whose arg-max agrees.
     pub top1_agreement: f64,
+    /// Mean per-row cosine.
     pub cosine_mean: f64,
+    /// Lowest per-row cosine.
     pub cosine_min: f64,
     /// 10·log10(Σref² / Σ(ref−cand)²); infinite when identical.
     #[serde(serialize_with = "finite_or_string")]
     pub sqnr_db: f64,
+    /// Largest absolute difference.
     pub max_abs_error: f64,
     /// For 2-D outputs (embeddings): fraction of rows whose nearest other row
     /// (by cosine) is the same in both models.
     pub nn_agreement: Option<f64>,
+    /// Rows compared.
     pub samples: usize,
     /// The worst quantity along the last axis (a box coordinate, a class score),
     /// when that axis has 2 to `MAX_SLICES` (256) entries: one output-wide SQNR can
@@ -32,10 +38,12 @@ pub struct OutputMetrics {
 /// Slices of an output's last axis measured apart, at most this many.
 pub const MAX_SLICES: usize = 256;
 
+/// The lowest-SQNR index of an output's last axis.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct WorstSlice {
     /// Index along the last axis.
     pub index: usize,
+    /// Its SQNR.
     #[serde(serialize_with = "finite_or_string")]
     pub sqnr_db: f64,
 }
@@ -48,6 +56,7 @@ pub(super) fn finite_or_string<S: serde::Serializer>(v: &f64, s: S) -> Result<S:
     }
 }
 
+/// Streaming accumulator of [`OutputMetrics`]: batches added one at a time.
 #[derive(Default)]
 pub struct OutputComparison {
     agree: usize,
@@ -64,6 +73,7 @@ pub struct OutputComparison {
 }
 
 impl OutputComparison {
+    /// An empty accumulator.
     pub fn new() -> Self {
         OutputComparison { cos_min: f64::INFINITY, keep_rows: Some((vec![], vec![], 0)), ..Default::default() }
     }
@@ -134,6 +144,7 @@ impl OutputComparison {
         }
     }
 
+    /// The metrics of everything added, for output `name`.
     pub fn finish(self, name: &str) -> OutputMetrics {
         let nn_agreement = self.keep_rows.and_then(|(r, c, width)| {
             let n = r.len() / width.max(1);

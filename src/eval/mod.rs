@@ -16,8 +16,11 @@ pub use run::{compare, evaluate, CompareReport, EvalReport, RunOptions};
 
 /// Progress of a long run, shown by the CLI and ignored by library callers.
 pub trait Progress {
+    /// A stage of `total` units called `what` starts.
     fn start(&self, _total: u64, _what: &str) {}
+    /// `n` more units done.
     fn advance(&self, _n: u64) {}
+    /// The stage is over.
     fn finish(&self) {}
 }
 

@@ -10,8 +10,10 @@ use crate::{Error, Result};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
+/// How `evaluate` and `compare` run models.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
+    /// Rows per run.
     pub batch_size: usize,
     /// Label array name; `None` looks for `label`/`labels`/`y`.
     pub labels: Option<String>,
@@ -26,8 +28,10 @@ impl Default for RunOptions {
     }
 }
 
+/// A model run over data.
 #[derive(Clone, Debug, Serialize)]
 pub struct EvalReport {
+    /// Rows run.
     pub samples: usize,
     /// Top-1 accuracy of the first output against the labels, if there are labels.
     pub accuracy: Option<f64>,
@@ -35,19 +39,26 @@ pub struct EvalReport {
     pub exact_match: Option<f64>,
     /// …and the character error rate (edit distance / reference length).
     pub cer: Option<f64>,
+    /// Rows per run.
     pub batch_size: usize,
     /// What ran the model.
     pub runtime: RuntimeInfo,
+    /// Median time of one batch.
     pub latency_ms_median: f64,
+    /// Rows per second.
     pub throughput_per_s: f64,
+    /// Each output's name and shape (first batch).
     pub outputs: Vec<(String, Vec<usize>)>,
 }
 
+/// Two models run over the same data, output by output.
 #[derive(Clone, Debug, Serialize)]
 pub struct CompareReport {
+    /// Rows compared.
     pub samples: usize,
     /// What ran both models.
     pub runtime: RuntimeInfo,
+    /// Each output compared.
     pub outputs: Vec<OutputMetrics>,
 }
 

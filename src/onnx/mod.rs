@@ -69,8 +69,10 @@ pub fn file_size(model: &Model) -> Result<u64> {
     Ok(from_ir::model(model, &mut ExternalSink::inline_as_in_a_file())?.encoded_len() as u64)
 }
 
+/// How `save` writes a model.
 #[derive(Clone, Debug, Default)]
 pub struct SaveOptions {
+    /// Whether weights go to an external data file.
     pub external: ExternalMode,
 }
 

@@ -37,12 +37,15 @@ use std::sync::Mutex;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
+    /// tract, built in.
     Tract,
+    /// ONNX Runtime through the `ort` crate, loaded at run time.
     #[serde(rename = "onnxruntime")]
     Ort,
 }
 
 impl Backend {
+    /// `tract` or `onnxruntime`.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Tract => "tract",
@@ -62,7 +65,9 @@ impl std::fmt::Display for Backend {
 pub enum RuntimeChoice {
     /// ONNX Runtime when its library loads, else tract.
     Auto,
+    /// ONNX Runtime (an error when its library does not load).
     Ort,
+    /// tract.
     Tract,
 }
 
@@ -87,14 +92,18 @@ pub fn default_backend() -> Result<Backend> {
 /// version and library.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct RuntimeInfo {
+    /// The backend.
     pub backend: Backend,
+    /// ONNX Runtime's version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The ONNX Runtime library file loaded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub library: Option<String>,
 }
 
 impl RuntimeInfo {
+    /// What `backend` is in this process.
     pub fn of(backend: Backend) -> RuntimeInfo {
         match (backend, ort_info()) {
             (Backend::Ort, Some(i)) => {
@@ -119,6 +128,7 @@ impl std::fmt::Display for RuntimeInfo {
     }
 }
 
+/// How a session is made.
 #[derive(Clone, Debug, Default)]
 pub struct SessionOptions {
     /// Intermediate tensors to return after the graph outputs, by ONNX name.
@@ -140,6 +150,7 @@ pub struct Session {
     engine: Engine,
     /// Names of the returned tensors, in order.
     pub outputs: Vec<String>,
+    /// The engine that runs it.
     pub backend: Backend,
 }
 
@@ -155,6 +166,7 @@ pub fn feed_inputs(model: &Model) -> Vec<ValueInfo> {
 }
 
 impl Session {
+    /// Prepares `model` to run.
     pub fn new(model: &Model, options: &SessionOptions) -> Result<Session> {
         let backend = match options.backend {
             Some(b) => b,

@@ -13,6 +13,7 @@ use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
+/// A model in ONNX Runtime: a pool of sessions, so batches run in parallel.
 pub struct OrtSession {
     /// The encoded copy every pooled session is made from.
     bytes: Vec<u8>,
@@ -37,6 +38,7 @@ enum Returned {
 }
 
 impl OrtSession {
+    /// Loads `model` returning `outputs`.
     pub fn new(model: &Model, outputs: Vec<String>, options: &SessionOptions) -> Result<OrtSession> {
         let inputs = feed_inputs(model);
         let mut copy = model.clone();
@@ -103,6 +105,7 @@ impl OrtSession {
         builder.commit_from_memory(&self.bytes).map_err(|e| fail(&e))
     }
 
+    /// Runs one batch.
     pub fn run(&self, inputs: &[Array]) -> Result<Vec<Array>> {
         if inputs.len() != self.inputs.len() {
             return Err(Error::Runtime(format!("the model takes {} inputs, got {}", self.inputs.len(), inputs.len())));

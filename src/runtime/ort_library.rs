@@ -22,7 +22,9 @@ struct Loaded {
 /// The ONNX Runtime that was loaded.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OrtInfo {
+    /// Its version.
     pub version: String,
+    /// The shared library's path.
     pub library: PathBuf,
 }
 

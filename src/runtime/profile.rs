@@ -9,9 +9,11 @@ use std::time::Duration;
 /// Where a model's time goes, by op type, most expensive first.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Profile {
+    /// Op types, most expensive first.
     pub ops: Vec<OpTime>,
 }
 
+/// Time spent in one op type.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct OpTime {
     /// The runtime's own name for the kernel (ONNX op type in ONNX Runtime,
@@ -19,6 +21,7 @@ pub struct OpTime {
     pub op_type: String,
     /// Node evaluations counted (nodes × runs).
     pub calls: u64,
+    /// Total time over the profiled runs.
     pub total_ms: f64,
     /// Fraction of all profiled time.
     pub share: f64,

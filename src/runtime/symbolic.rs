@@ -16,7 +16,9 @@ use tract_onnx::tract_hir::infer::Factoid;
 /// inputs' symbolic dims (tract's rendering, equal expressions render equally).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SymDim {
+    /// A number.
     Known(i64),
+    /// An expression of the input dims.
     Expr(String),
 }
 
@@ -25,20 +27,30 @@ pub enum SymDim {
 pub enum SymValue {
     /// Integers (shape computations); `dtype` is the ONNX type they have.
     Ints {
+        /// The ONNX element type.
         dtype: DataType,
+        /// The tensor's dims.
         dims: Vec<usize>,
+        /// The elements, in order.
         values: Vec<SymDim>,
     },
+    /// Float values (constants folded by the analysis).
     Floats {
+        /// The ONNX element type.
         dtype: DataType,
+        /// The tensor's dims.
         dims: Vec<usize>,
+        /// The elements, in order.
         values: Vec<f64>,
     },
 }
 
+/// What the analysis knows of one tensor.
 #[derive(Clone, Debug, Default)]
 pub struct SymbolicFact {
+    /// The shape, when known.
     pub shape: Option<Vec<SymDim>>,
+    /// The value, when computed.
     pub value: Option<SymValue>,
 }
 

@@ -13,6 +13,7 @@ use tract_onnx::prelude::*;
 
 type Plan = Arc<TypedRunnableModel>;
 
+/// A model in tract: one optimized plan per input shape.
 pub struct TractSession {
     /// The parsed model, before input facts are set; cloned per input shape.
     inference: InferenceModel,

@@ -4,6 +4,7 @@
 //! files into the `ir`; `analysis` measures an IR model; `runtime` runs it with
 //! tract; `data` feeds it; `eval` compares models; `report` prints.
 
+#[warn(missing_docs)]
 pub mod analysis;
 #[warn(missing_docs)]
 pub mod data;
@@ -13,6 +14,7 @@ mod error;
 pub mod eval;
 #[warn(missing_docs)]
 pub mod ir;
+#[warn(missing_docs)]
 pub mod layerwise;
 #[warn(missing_docs)]
 pub mod onnx;
@@ -23,9 +25,11 @@ pub mod parallel;
 pub mod proto;
 pub mod prune;
 pub mod quant;
+#[warn(missing_docs)]
 pub mod report;
 #[warn(missing_docs)]
 pub mod runtime;
+#[warn(missing_docs)]
 pub mod transform;
 
 pub use error::{Error, Result};

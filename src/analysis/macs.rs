@@ -25,6 +25,7 @@ pub fn node_macs(node: &Node, shapes: &Shapes) -> Option<u64> {
     }
 }
 
+/// Whether op type `op_type` costs multiply-accumulates.
 pub fn counts_macs(op_type: &str) -> bool {
     RULES.iter().any(|(op, _)| *op == op_type)
 }

@@ -9,51 +9,75 @@ use crate::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// A declared input or output.
 #[derive(Clone, Debug, Serialize)]
 pub struct ValueSummary {
+    /// Its name.
     pub name: String,
+    /// Its element type.
     pub dtype: String,
+    /// Its declared shape, e.g. `Nx3x48x320`.
     pub shape: String,
 }
 
 /// One float constant with more than one element.
 #[derive(Clone, Debug, Serialize)]
 pub struct WeightSummary {
+    /// The constant's name.
     pub name: String,
+    /// Its element type.
     pub dtype: String,
+    /// Its shape.
     pub shape: Vec<usize>,
+    /// Its elements.
     pub elements: u64,
+    /// How many are zero.
     pub zeros: u64,
+    /// The zero fraction.
     pub sparsity: f64,
 }
 
 /// One node that costs multiply-accumulates.
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerSummary {
+    /// The node's name.
     pub name: String,
+    /// Its op type.
     pub op_type: String,
     /// `None` when tract could not give the shapes it needs.
     pub macs: Option<u64>,
     /// Elements of the layer's constant inputs (weight, bias).
     pub parameters: u64,
+    /// Its weight's name.
     pub weight: Option<String>,
+    /// Its weight's zero fraction.
     pub sparsity: Option<f64>,
+    /// Its output shape for the input shapes counted.
     pub output_shape: Option<Vec<usize>>,
 }
 
+/// What `inspect` shows about a model.
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
+    /// `ModelProto.ir_version`.
     pub ir_version: i64,
+    /// Opset version per domain.
     pub opsets: BTreeMap<String, i64>,
+    /// The tool that wrote the file, with its version.
     pub producer: String,
+    /// Declared inputs.
     pub inputs: Vec<ValueSummary>,
+    /// Declared outputs.
     pub outputs: Vec<ValueSummary>,
     /// The input shapes MACs were counted for.
     pub input_shapes: BTreeMap<String, Vec<usize>>,
+    /// How many nodes.
     pub nodes: usize,
+    /// Nodes per op type.
     pub ops: BTreeMap<String, usize>,
     /// Elements of all float constants (initializers and `Constant` nodes).
     pub parameters: u64,
+    /// Multiply-accumulates of one run at the input shapes.
     pub macs: u64,
     /// True when every layer's MACs could be counted.
     pub macs_complete: bool,
@@ -61,10 +85,13 @@ pub struct Summary {
     pub shape_error: Option<String>,
     /// The encoded model's size (protobuf plus external data).
     pub size_bytes: u64,
+    /// Bytes of weights per element type.
     pub weight_bytes: BTreeMap<String, u64>,
     /// Zero fraction over all weights below.
     pub sparsity: f64,
+    /// Float constants with more than one element.
     pub weights: Vec<WeightSummary>,
+    /// Nodes that cost multiply-accumulates.
     pub layers: Vec<LayerSummary>,
 }
 

@@ -13,8 +13,11 @@ use ndarray::{Array2, ArrayD, ArrayView4, Axis};
 /// How a Conv turns its input into patches.
 #[derive(Clone, Debug, Default)]
 pub struct ConvGeometry {
+    /// Kernel size per spatial axis.
     pub kernel: Vec<usize>,
+    /// Strides per spatial axis.
     pub strides: Vec<usize>,
+    /// Dilations per spatial axis.
     pub dilations: Vec<usize>,
     /// Begin pads of each spatial axis (end pads only clip the output size).
     pub pads: Vec<usize>,
@@ -42,7 +45,9 @@ pub fn visit_layer_inputs(
 /// Which rows of the data a sweep runs, in batches of how many.
 #[derive(Clone, Copy, Debug)]
 pub struct Rows {
+    /// Rows per batch.
     pub batch: usize,
+    /// At most this many rows.
     pub limit: usize,
 }
 

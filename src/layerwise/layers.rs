@@ -18,9 +18,12 @@ enum Orientation {
 /// A layer left alone: its node and why.
 pub type Skipped = (String, String);
 
+/// A layer with a constant weight, loaded as output rows × input features.
 #[derive(Clone)]
 pub struct Layer {
+    /// The node's name.
     pub node: String,
+    /// The weight's name.
     pub weight: String,
     /// The activation the layer reads (for calibration statistics).
     pub input: String,
@@ -85,7 +88,9 @@ impl Layer {
 /// one layer at a time).
 #[derive(Clone)]
 pub struct LayerSite {
+    /// The node's name.
     pub node: String,
+    /// The weight's name.
     pub weight: String,
     input: String,
     orientation: Orientation,

@@ -7,14 +7,17 @@ pub struct Table {
 }
 
 impl Table {
+    /// A table with these column headers.
     pub fn new<S: ToString>(header: &[S]) -> Table {
         Table { header: header.iter().map(ToString::to_string).collect(), rows: vec![] }
     }
 
+    /// Adds a row.
     pub fn row<S: ToString>(&mut self, cells: &[S]) {
         self.rows.push(cells.iter().map(ToString::to_string).collect());
     }
 
+    /// The table as aligned text.
     pub fn render(&self) -> String {
         let cols = self.header.len();
         let width = |c: usize| {

@@ -4,6 +4,7 @@ use super::table::{bytes, thousands, Table};
 use crate::analysis::Summary;
 use crate::eval::{CompareReport, EvalReport, LayerComparison};
 
+/// `inspect`'s text.
 pub fn summary(s: &Summary) -> String {
     let mut out = String::new();
     let opsets: Vec<String> = s.opsets.iter().map(|(d, v)| format!("{d} {v}")).collect();
@@ -48,6 +49,7 @@ pub fn summary(s: &Summary) -> String {
     out + &t.render()
 }
 
+/// `eval`'s text.
 pub fn eval(r: &EvalReport) -> String {
     let mut out = format!("{} samples, batch size {}, {}\n", r.samples, r.batch_size, r.runtime);
     if let Some(a) = r.accuracy {
@@ -61,6 +63,7 @@ pub fn eval(r: &EvalReport) -> String {
     out
 }
 
+/// `compare`'s text.
 pub fn compare(r: &CompareReport) -> String {
     let mut t = Table::new(&[
         "output",

@@ -30,13 +30,19 @@ impl Default for FuseConfig {
 /// What `fuse` did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Fused {
+    /// BatchNormalizations folded into the Conv before.
     pub batchnorms: usize,
+    /// Per-channel Mul/Add folded into a Conv.
     pub affines: usize,
+    /// Hard-swishes written out that became `HardSwish`.
     pub hardswishes: usize,
+    /// Nodes before.
     pub nodes_before: usize,
+    /// Nodes after.
     pub nodes_after: usize,
 }
 
+/// Applies the rewrites `config` turns on; the outputs stay equal up to float rounding.
 pub fn fuse(model: &mut Model, config: &FuseConfig) -> Result<Fused> {
     let nodes_before = model.graph.nodes.len();
     let batchnorms = if config.batchnorm { super::fold_batchnorm(model)? } else { 0 };

@@ -5,6 +5,7 @@ use crate::ir::{Graph, Node, Tensor};
 use crate::Result;
 use ndarray::Ix2;
 
+/// Rewrites every Gemm as MatMul (+ Add of the bias); the count rewritten.
 pub fn gemm_to_matmul(graph: &mut Graph) -> Result<usize> {
     let mut rewritten = 0;
     let mut new_nodes = vec![];

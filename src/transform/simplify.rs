@@ -27,9 +27,12 @@ const MAX_FOLDED_ELEMENTS: usize = 4096;
 /// The symbolic dims' values the rewritten model is checked at.
 const CHECK_SIZES: [usize; 2] = [2, 3];
 
+/// What the clean-up did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Simplification {
+    /// Nodes before.
     pub nodes_before: usize,
+    /// Nodes after.
     pub nodes_after: usize,
     /// Tensors computed at run time that became constants.
     pub folded: usize,

@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 pub struct Segment {
     /// `None`: channels no group owns (from a graph input or a constant); never removed.
     pub group: Option<usize>,
+    /// How many channels the segment holds.
     pub channels: usize,
     /// Consecutive elements per channel along the axis (H·W after a Flatten).
     pub inner: usize,
@@ -42,7 +43,9 @@ impl Segment {
 /// How a tensor's channel axis is made of groups.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
+    /// The axis channels run along.
     pub axis: usize,
+    /// The channel blocks along the axis, in order (a Concat joins several).
     pub segments: Vec<Segment>,
 }
 
@@ -67,9 +70,17 @@ impl Layout {
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// The weight (or bias) of the layer that makes the channel.
-    Output { node: String },
+    Output {
+        /// The layer's node name.
+        node: String,
+    },
     /// The weight slice of a layer that reads the channel through tensor `input`.
-    Input { node: String, input: String },
+    Input {
+        /// The layer's node name.
+        node: String,
+        /// The tensor it reads the channel through.
+        input: String,
+    },
     /// A BatchNorm / InstanceNorm scale.
     NormScale,
     /// Any other per-channel constant (BN statistics, biases, broadcast operands, PReLU slopes).
@@ -80,28 +91,57 @@ pub enum Role {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Tie {
     /// Elements `offset + c·inner .. + inner` along `axis` of `constant` belong to channel `c`.
-    Slice { constant: String, axis: usize, offset: usize, inner: usize, role: Role },
+    Slice {
+        /// The constant's name.
+        constant: String,
+        /// The axis sliced.
+        axis: usize,
+        /// Where the group's channels start on it.
+        offset: usize,
+        /// Consecutive elements per channel.
+        inner: usize,
+        /// What the slice is to the channel.
+        role: Role,
+    },
     /// Element `index` of the shape constant `constant` counts `inner` per channel.
-    ShapeDim { constant: String, index: usize, inner: usize },
+    ShapeDim {
+        /// The shape constant's name.
+        constant: String,
+        /// The element that counts channels.
+        index: usize,
+        /// How much each channel adds to it.
+        inner: usize,
+    },
     /// A depthwise Conv (node index): its `group` attribute counts the channels.
-    ConvGroups { node: usize },
+    ConvGroups {
+        /// The Conv's node index.
+        node: usize,
+    },
 }
 
 /// Where the channels of a group can be seen at run time (for activation scores).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Carrier {
+    /// The tensor.
     pub tensor: String,
+    /// The axis the channels run along.
     pub axis: usize,
+    /// Where the group's channels start on that axis.
     pub offset: usize,
+    /// Consecutive elements per channel.
     pub inner: usize,
 }
 
+/// Channels that must be removed together, and everything a removal touches.
 #[derive(Clone, Debug)]
 pub struct Group {
+    /// The group's number.
     pub id: usize,
+    /// How many channels it has.
     pub channels: usize,
     /// The layers whose outputs make these channels.
     pub sources: Vec<String>,
+    /// The constant slices, shape entries and group counts that change with each channel.
     pub ties: Vec<Tie>,
     /// Tensors layers read these channels from.
     pub carriers: Vec<Carrier>,
@@ -110,6 +150,7 @@ pub struct Group {
 }
 
 impl Group {
+    /// Whether nothing blocks removing its channels.
     pub fn prunable(&self) -> bool {
         self.blocked.is_empty()
     }
@@ -136,11 +177,16 @@ pub fn top_blocker<'a>(groups: impl Iterator<Item = (usize, &'a [String])>) -> O
     tally.into_values().max_by(|a, b| a.channels.cmp(&b.channels).then(b.rule.cmp(&a.rule)))
 }
 
+/// The reason that blocks the most channels.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TopBlocker {
+    /// The reason without its node, e.g. `(Reshape): its target shape is computed at run time`.
     pub rule: String,
+    /// One node it blocks at.
     pub example: String,
+    /// Channels it blocks.
     pub channels: usize,
+    /// Groups it blocks.
     pub groups: usize,
 }
 
@@ -158,8 +204,10 @@ impl std::fmt::Display for TopBlocker {
     }
 }
 
+/// The channel groups of a model and how channels flow between tensors.
 #[derive(Clone, Debug, Default)]
 pub struct DependencyGraph {
+    /// The groups, numbered from 0.
     pub groups: Vec<Group>,
     /// The channel layout of every tensor that carries groups.
     pub layouts: BTreeMap<String, Layout>,

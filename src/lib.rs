@@ -4,32 +4,22 @@
 //! files into the `ir`; `analysis` measures an IR model; `runtime` runs it with
 //! tract; `data` feeds it; `eval` compares models; `report` prints.
 
-#[warn(missing_docs)]
+#![warn(missing_docs)]
+
 pub mod analysis;
-#[warn(missing_docs)]
 pub mod data;
-#[warn(missing_docs)]
 mod error;
-#[warn(missing_docs)]
 pub mod eval;
-#[warn(missing_docs)]
 pub mod ir;
-#[warn(missing_docs)]
 pub mod layerwise;
-#[warn(missing_docs)]
 pub mod onnx;
-#[warn(missing_docs)]
 pub mod optimize;
-#[warn(missing_docs)]
 pub mod parallel;
 pub mod proto;
 pub mod prune;
 pub mod quant;
-#[warn(missing_docs)]
 pub mod report;
-#[warn(missing_docs)]
 pub mod runtime;
-#[warn(missing_docs)]
 pub mod transform;
 
 pub use error::{Error, Result};

@@ -11,6 +11,7 @@ use crate::{Error, Result};
 use ndarray::{Array2, Axis};
 use serde::Serialize;
 
+/// How weights are scored for pruning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
@@ -24,6 +25,7 @@ pub enum Method {
     Sparsegpt,
 }
 
+/// Where the sparsity applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
@@ -34,10 +36,14 @@ pub enum Scope {
     Global,
 }
 
+/// Unstructured or N:M pruning's options.
 #[derive(Clone, Debug)]
 pub struct SparseOptions {
+    /// The fraction of each pruned layer's weights set to zero.
     pub sparsity: f64,
+    /// How weights are scored.
     pub method: Method,
+    /// Per layer or one global threshold.
     pub scope: Scope,
     /// N:M: keep N of every M consecutive input weights of a row.
     pub pattern: Option<(usize, usize)>,
@@ -45,6 +51,7 @@ pub struct SparseOptions {
     pub layers: LayerChoice,
     /// Global scope never prunes a layer beyond this fraction.
     pub max_layer_sparsity: f64,
+    /// Rows per calibration batch.
     pub batch_size: usize,
 }
 
@@ -62,26 +69,36 @@ impl Default for SparseOptions {
     }
 }
 
+/// One pruned layer.
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerRecord {
+    /// The node's name.
     pub node: String,
+    /// The weight's name.
     pub weight: String,
+    /// The weight's shape.
     pub shape: Vec<usize>,
+    /// Zero fraction before.
     pub sparsity_before: f64,
+    /// Zero fraction after.
     pub sparsity_after: f64,
 }
 
+/// What unstructured or N:M pruning did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PruneReport {
     /// The graph clean-up done before pruning (absent with `--no-simplify`).
     pub simplified: Option<crate::transform::Simplification>,
+    /// The layers pruned.
     pub layers: Vec<LayerRecord>,
     /// Layers left dense, and why.
     pub skipped: Vec<(String, String)>,
+    /// Zero fraction over all pruned layers' weights.
     pub sparsity: f64,
     /// How each pruned weight is stored (with `--sparse-storage`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub storage: Vec<super::StorageRecord>,
+    /// The result compared with the original on the validation data.
     pub comparison: Option<crate::eval::CompareReport>,
     /// What ran the model for statistics and validation.
     pub runtime: Option<crate::runtime::RuntimeInfo>,
@@ -93,6 +110,7 @@ pub struct PruneReport {
     pub latency: Option<crate::eval::LatencyCheck>,
 }
 
+/// Prunes the weights of Conv/Gemm/MatMul layers to `options.sparsity` (SparseGPT and Wanda on `calib`).
 pub fn prune_sparse(
     model: &mut Model,
     options: &SparseOptions,

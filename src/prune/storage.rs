@@ -8,9 +8,13 @@ use serde::Serialize;
 /// How one pruned weight is stored, and the bytes either way would take.
 #[derive(Clone, Debug, Serialize)]
 pub struct StorageRecord {
+    /// The weight's name.
     pub weight: String,
+    /// Whether it is written as a sparse initializer.
     pub sparse: bool,
+    /// Bytes as sparse.
     pub sparse_bytes: usize,
+    /// Bytes as dense.
     pub dense_bytes: usize,
     /// Why it stays dense, when it does.
     pub reason: Option<String>,

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+/// How activation ranges are chosen from calibration data.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
@@ -31,11 +32,13 @@ pub trait Calibrator {
     fn needs_second_pass(&self) -> bool {
         false
     }
+    /// Second pass over the data: every value of one batch again.
     fn observe_again(&mut self, _values: &[f32]) {}
     /// The calibrated range; `levels` is the number of quantization levels.
     fn range(&self, levels: usize) -> (f32, f32);
 }
 
+/// The calibrator for `method`.
 pub fn calibrator(method: Method, percentile: f64) -> Box<dyn Calibrator + Send> {
     match method {
         Method::MinMax => Box::new(MinMax::default()),
@@ -45,9 +48,12 @@ pub fn calibrator(method: Method, percentile: f64) -> Box<dyn Calibrator + Send>
     }
 }
 
+/// The observed range.
 #[derive(Clone, Copy, Debug)]
 pub struct MinMax {
+    /// The smallest value seen.
     pub min: f32,
+    /// The largest value seen.
     pub max: f32,
 }
 

@@ -30,6 +30,7 @@ pub enum Table {
 }
 
 impl Table {
+    /// Entries in the table.
     pub fn entries(self) -> usize {
         match self {
             Table::KMeans(k) => k,
@@ -50,8 +51,10 @@ impl Table {
     }
 }
 
+/// Codebook and log2 weights' options.
 #[derive(Clone, Debug)]
 pub struct CodebookOptions {
+    /// K-means with K entries, or log2 levels of a number of bits.
     pub table: Table,
     /// One table per weight tensor; `None`: per output channel when K ≤ 16
     /// (a 256-entry table per channel would outweigh the channel).

@@ -12,6 +12,7 @@ use crate::Result;
 use ndarray::{Array1, ArrayD, Ix2};
 use std::collections::BTreeMap;
 
+/// Dynamic quantization's options.
 #[derive(Clone, Debug, Default)]
 pub struct DynamicOptions {
     /// Node names or op types to leave float.
@@ -24,6 +25,7 @@ pub struct DynamicOptions {
     pub reduce_range: bool,
 }
 
+/// MatMul/Gemm with constant weights as `DynamicQuantizeLinear` + `MatMulInteger`: int8 weights, activations quantized at run time.
 pub fn quantize_dynamic(model: &mut Model, options: &DynamicOptions, report: &mut QuantReport) -> Result<()> {
     let g = &mut model.graph;
     let mut activation_q: BTreeMap<String, [String; 3]> = BTreeMap::new();

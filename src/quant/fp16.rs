@@ -29,6 +29,7 @@ const NODE_SQNR_DB: f64 = 30.0;
 /// Rounds of measuring and keeping nodes float32.
 const MAX_ROUNDS: usize = 8;
 
+/// fp16 conversion's options.
 #[derive(Clone, Debug)]
 pub struct Fp16Options {
     /// Keep float32 graph inputs and outputs (Casts inserted at the edges).

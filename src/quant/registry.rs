@@ -21,17 +21,21 @@ pub enum Activations {
 /// A weight input and the axis its output channels run along.
 #[derive(Clone, Copy, Debug)]
 pub struct WeightSlot {
+    /// The input slot.
     pub input: usize,
     /// The per-channel axis for a weight of the given rank; `None`: per tensor only.
     pub channel_axis: fn(&Node, usize) -> Option<usize>,
 }
 
+/// How one op type (or family) takes part in quantization.
 pub struct OpRule {
     /// The op types this entry is for: one, or a family from `ir::ops`.
     pub op_types: &'static [&'static str],
+    /// Its weight inputs.
     pub weights: &'static [WeightSlot],
     /// The bias input (quantized to int32 with scale s_x · s_w in static QDQ).
     pub bias: Option<usize>,
+    /// How static QDQ treats its activations.
     pub activations: Activations,
     /// Activation inputs that are quantized (others, such as shapes, are not).
     pub activation_inputs: &'static [usize],
@@ -65,6 +69,7 @@ macro_rules! rule {
     };
 }
 
+/// The table, keyed by op type.
 pub const RULES: &[OpRule] = &[
     rule!("Conv", CONV_W, Some(2), Quantize, &[0]),
     rule!("ConvTranspose", CONV_T_W, Some(2), Quantize, &[0]),
@@ -91,6 +96,7 @@ pub const RULES: &[OpRule] = &[
 /// needs no quantization of its own, their output takes the op's.
 pub const FUSED_ACTIVATIONS: &[&str] = &["Relu", "Clip"];
 
+/// The entry for `node`'s op, if it has one.
 pub fn rule(node: &Node) -> Option<&'static OpRule> {
     if !node.is_onnx_op() {
         return None;

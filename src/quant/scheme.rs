@@ -7,24 +7,33 @@ use crate::{Error, Result};
 use ndarray::{ArrayD, Axis, Dimension};
 use serde::Serialize;
 
+/// An integer type values are quantized to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum QType {
+    /// Signed 4-bit.
     Int4,
+    /// Unsigned 4-bit.
     UInt4,
+    /// Signed 8-bit.
     Int8,
+    /// Unsigned 8-bit.
     UInt8,
+    /// Signed 16-bit.
     Int16,
+    /// Unsigned 16-bit.
     UInt16,
     /// Biases only (scale s_x · s_w, zero point 0).
     Int32,
 }
 
 impl QType {
+    /// Whether the type is signed.
     pub fn signed(self) -> bool {
         matches!(self, QType::Int4 | QType::Int8 | QType::Int16 | QType::Int32)
     }
 
+    /// Its bits.
     pub fn bits(self) -> u32 {
         match self {
             QType::Int4 | QType::UInt4 => 4,
@@ -48,6 +57,7 @@ impl QType {
         }
     }
 
+    /// The ONNX element type.
     pub fn dtype(self) -> DataType {
         match self {
             QType::Int4 => DataType::INT4,
@@ -65,25 +75,33 @@ impl QType {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Granularity {
+    /// One pair for the whole tensor.
     PerTensor,
     /// One pair per index of `axis`.
     PerChannel {
+        /// The channel axis.
         axis: usize,
     },
     /// One pair per run of `size` consecutive indices of `axis` (for each
     /// index of every other axis).
     Block {
+        /// The blocked axis.
         axis: usize,
+        /// Indices per block.
         size: usize,
     },
 }
 
+/// How a tensor is quantized: type, symmetry, granularity.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct QScheme {
+    /// The integer type.
     pub qtype: QType,
     /// Zero point fixed at the middle of the range (0 for signed types).
     pub symmetric: bool,
+    /// Which elements share a scale.
     pub granularity: Granularity,
+    /// Leave one bit unused.
     pub reduce_range: bool,
 }
 
@@ -91,7 +109,9 @@ pub struct QScheme {
 /// scalar, 1-D along the axis, or the weight's shape with the block axis divided.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QParams {
+    /// Scales.
     pub scale: ArrayD<f32>,
+    /// Zero points.
     pub zero_point: ArrayD<i32>,
 }
 
@@ -119,6 +139,7 @@ pub fn params_for_range(min: f32, max: f32, qtype: QType, symmetric: bool, reduc
     }
 }
 
+/// `x` quantized: rounded half to even, clamped to `qmin..=qmax`.
 #[inline]
 pub fn quantize_value(x: f32, scale: f32, zp: i32, qmin: i32, qmax: i32) -> i32 {
     let q = (x / scale).round_ties_even();

@@ -18,10 +18,13 @@ pub const MAX_FALLBACK_FRACTION: f64 = 0.25;
 
 /// Nodes judged together: one layer with weights, or every other node of an op type.
 pub struct Group {
+    /// A name for reports (the layer, or `all Softmax`).
     pub label: String,
+    /// The node indices.
     pub nodes: Vec<usize>,
 }
 
+/// The groups a fallback judges, among `nodes`.
 pub fn candidate_groups(model: &Model, nodes: &[usize]) -> Vec<Group> {
     let g = &model.graph;
     let mut groups: Vec<Group> = vec![];
@@ -69,11 +72,13 @@ const SIMULATION_SLACK: f64 = 2.0;
 /// this sets the search's time; on ppocr_rec and minilm 2 samples chose the
 /// same layers as 16 (measured in ONNX Runtime, 2026-11).
 const OUTPUT_VALUES: usize = 768;
+/// Fewer calibration samples than this cannot rank layers.
 pub const MIN_SENSITIVITY_SAMPLES: usize = 2;
 
 /// What the sensitivity search measured: the nodes to keep float, each with
 /// the reason, and each group's output SQNR when quantized alone.
 pub struct Measured {
+    /// Nodes kept float, each with the reason.
     pub float: Vec<(usize, String)>,
     /// Output SQNR with every candidate quantized.
     pub all_sqnr_db: f64,
@@ -86,6 +91,7 @@ fn db(noise: f64) -> f64 {
     -10.0 * noise.max(1e-30).log10()
 }
 
+/// Measures each group's effect on the output and picks the fewest to keep float so the output reaches `target_sqnr_db`.
 pub fn choose_fallback(
     model: &Model,
     calib: &Dataset,

@@ -20,19 +20,23 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Output SQNR the automatic float fallback aims for by default: 0.5 % noise power.
 pub const DEFAULT_FALLBACK_SQNR_DB: f64 = 23.0;
 
+/// Static QDQ quantization's options.
 #[derive(Clone, Debug)]
 pub struct StaticOptions {
+    /// How activation ranges are chosen.
     pub method: Method,
     /// For `Method::Percentile`.
     pub percentile: f64,
     /// Activations: uint8 affine by default (ONNX Runtime's u8s8 kernels are
     /// the fast ones on x86 with VNNI); int8 symmetric on request.
     pub activation_type: QType,
+    /// Symmetric activations (zero point 0).
     pub symmetric_activations: bool,
     /// Node names or op types left float.
     pub exclude: Vec<String>,
     /// Quantize only these op types (all the registry knows when empty).
     pub op_types: Vec<String>,
+    /// Rows per calibration batch.
     pub batch_size: usize,
     /// Use at most this many calibration samples.
     pub max_samples: Option<usize>,
@@ -68,7 +72,9 @@ pub struct StaticOptions {
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaticDecision {
+    /// Groups that stay int8.
     pub int8: Vec<String>,
+    /// Groups quantized dynamically.
     pub dynamic: Vec<String>,
 }
 
@@ -365,6 +371,7 @@ fn calibrate(
     Ok(Calibrated { ranges, non_finite })
 }
 
+/// Static quantization: Q/DQ pairs on calibrated activations and quantized weights, the fallback and speed trials as `options` say.
 pub fn quantize_static(
     model: &mut Model,
     calib: &Dataset,

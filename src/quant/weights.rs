@@ -11,12 +11,16 @@ use crate::ir::{Attribute, ConstantSite, DataType, Model, Node, Tensor};
 use crate::Result;
 use std::collections::BTreeMap;
 
+/// Weight-only quantization's options.
 #[derive(Clone, Debug)]
 pub struct WeightOptions {
+    /// The weights' integer type.
     pub qtype: QType,
+    /// Symmetric weights (zero point 0).
     pub symmetric: bool,
     /// `None`: per channel; `Some(n)`: blocks of n along the input-feature axis.
     pub block_size: Option<usize>,
+    /// One scale per tensor instead of per channel.
     pub per_tensor: bool,
     /// Node names or op types to leave alone.
     pub exclude: Vec<String>,

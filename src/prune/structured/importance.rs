@@ -10,6 +10,7 @@ use ndarray::{ArrayD, Axis};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// How channels are scored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]

@@ -24,14 +24,18 @@ use crate::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// Structured pruning's options.
 #[derive(Clone, Debug)]
 pub struct StructuredOptions {
+    /// How channels are scored.
     pub importance: Importance,
+    /// How many channels go and how they are ranked.
     pub selection: Selection,
     /// Groups made by these nodes (by name) or op types stay whole.
     pub exclude: Vec<String>,
     /// Re-fit the layers that lost inputs (needs calibration data).
     pub repair: bool,
+    /// Rows per calibration batch.
     pub batch_size: usize,
     /// Concrete shapes for inputs with dynamic dims (others default to 1).
     pub input_shapes: BTreeMap<String, Vec<usize>>,
@@ -58,44 +62,67 @@ impl Default for StructuredOptions {
 /// One channel group: its channels, what made them, what was removed, or why nothing could be.
 #[derive(Clone, Debug, Serialize)]
 pub struct GroupRecord {
+    /// The group's number.
     pub id: usize,
+    /// The layers that make its channels.
     pub sources: Vec<String>,
+    /// Its channels before.
     pub channels: usize,
+    /// Its channels after.
     pub kept: usize,
+    /// The channels removed (indices before).
     pub removed: Vec<usize>,
     /// Lowest and highest channel score (`None` for groups that could not be pruned).
     pub score_range: Option<(f64, f64)>,
+    /// Why it cannot be pruned (empty when it can).
     pub blocked: Vec<String>,
 }
 
 /// MACs and parameters of one layer before and after.
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerCost {
+    /// The node's name.
     pub node: String,
+    /// Its op type.
     pub op_type: String,
+    /// MACs before.
     pub macs_before: Option<u64>,
+    /// MACs after.
     pub macs_after: Option<u64>,
+    /// Parameters before.
     pub params_before: u64,
+    /// Parameters after.
     pub params_after: u64,
 }
 
+/// What structured pruning did.
 #[derive(Clone, Debug, Serialize)]
 pub struct StructuredReport {
+    /// How channels were scored.
     pub importance: Importance,
+    /// How many were asked to go.
     pub amount: Amount,
+    /// MACs and parameters before.
     pub before: Cost,
+    /// After.
     pub after: Cost,
+    /// Every channel group.
     pub groups: Vec<GroupRecord>,
+    /// Every layer's cost before and after.
     pub layers: Vec<LayerCost>,
     /// Reshapes of constants folded first (Paddle's bias reshapes), so their channels can be followed.
     pub folded_reshapes: usize,
     /// The graph clean-up done on the pruned model (absent with `--no-simplify`).
     pub simplified: Option<crate::transform::Simplification>,
+    /// Layers re-fitted, with their error before and after.
     pub repaired: Vec<Repaired>,
+    /// Layers not re-fitted, and why.
     pub not_repaired: Vec<(String, String)>,
+    /// What the user should know that the numbers do not say.
     pub notes: Vec<String>,
     /// The pruned model against the original before and after repair (when validation data is given).
     pub comparison_without_repair: Option<CompareReport>,
+    /// The pruned and repaired model against the original (when validation data is given).
     pub comparison: Option<CompareReport>,
     /// What ran the model for statistics, the repair and validation.
     pub runtime: Option<crate::runtime::RuntimeInfo>,

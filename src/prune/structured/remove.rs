@@ -54,7 +54,9 @@ pub fn shapes_after(shapes: &Shapes, deps: &DependencyGraph, plan: &Plan) -> Sha
 /// MACs and float parameters of `model` with the given tensor shapes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Cost {
+    /// Multiply-accumulates of one run.
     pub macs: u64,
+    /// Float parameters.
     pub params: u64,
 }
 

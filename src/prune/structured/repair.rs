@@ -30,8 +30,11 @@ pub const DEFAULT_DAMP: f64 = 1e-3;
 /// (‖Y − Y'‖² / ‖Y‖²) before and after the fit.
 #[derive(Clone, Debug, Serialize)]
 pub struct Repaired {
+    /// The layer's node name.
     pub node: String,
+    /// Relative output error before the fit.
     pub error_before: f64,
+    /// After it.
     pub error_after: f64,
 }
 

@@ -9,6 +9,7 @@ use crate::{Error, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// How many channels to remove.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Amount {
@@ -22,6 +23,7 @@ pub enum Amount {
     TargetParams(f64),
 }
 
+/// How channels of different groups are compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
@@ -32,9 +34,12 @@ pub enum Ranking {
     Global,
 }
 
+/// What is removed: the amount and the ranking.
 #[derive(Clone, Debug)]
 pub struct Selection {
+    /// How many channels go.
     pub amount: Amount,
+    /// How groups are ranked against each other.
     pub ranking: Ranking,
     /// Keep channel counts multiples of this (1: any count).
     pub round_to: usize,

@@ -688,4 +688,39 @@ mod tests {
         assert!(!g.prunable());
         assert!(g.blocked.iter().any(|b| b.contains("Hardmax") && b.contains("not understood")), "{:?}", g.blocked);
     }
+
+    /// Squeeze-excitation (ReduceMean → Conv → HardSigmoid → Mul), then a
+    /// channels-last Transpose, a Softmax along width and a MatMul head.
+    fn se_then_channels_last(softmax_axis: i64) -> Model {
+        let mut inits = vec![tensor("head", &[4, 5], wavy)];
+        let nodes = vec![
+            conv("x", "a", 3, 4, &mut inits),
+            node("ReduceMean", &["a"], "m", &[("axes", ints(&[2, 3])), ("keepdims", int(1))]),
+            conv("m", "s", 4, 4, &mut inits),
+            node("HardSigmoid", &["s"], "h", &[]),
+            node("Mul", &["a", "h"], "e", &[]),
+            node("Transpose", &["e"], "t", &[("perm", ints(&[0, 2, 3, 1]))]),
+            node("Softmax", &["t"], "p", &[("axis", int(softmax_axis))]),
+            node("MatMul", &["p", "head"], "y", &[]),
+        ];
+        model(nodes, inits, &[1, 3, 4, 4], &["y"], 13)
+    }
+
+    #[test]
+    fn squeeze_excitation_and_a_channels_last_head_keep_one_group() {
+        let d = graph_of(&se_then_channels_last(2));
+        let g = group(&d, "a");
+        assert!(g.prunable(), "{:?}", g.blocked);
+        assert!(g.sources.contains(&"s_Conv".to_string()), "the excitation's channels are a's: {:?}", g.sources);
+        let ties = sliced(g);
+        assert!(ties.contains(&("s.w", 1, 0, 1)), "the excitation reads the pooled channels: {ties:?}");
+        assert!(ties.contains(&("head", 0, 0, 1)), "the head's rows, channels last after the Transpose: {ties:?}");
+    }
+
+    #[test]
+    fn a_softmax_over_the_channels_blocks_them() {
+        let d = graph_of(&se_then_channels_last(-1));
+        let g = group(&d, "a");
+        assert!(g.blocked.iter().any(|b| b.contains("normalizes over the channels")), "{:?}", g.blocked);
+    }
 }

@@ -254,7 +254,8 @@ fn the_thread_count_never_changes_the_output() {
     let d = dir.path();
     let (model, calib) = (common::model("digits_cnn.onnx"), common::data("digits_calib.npz"));
     let runs: [&[&str]; 3] = [
-        &["quantize", "--mode", "static"],
+        // Static's speed trials choose by timing, which no thread count can pin.
+        &["quantize", "--mode", "static", "--no-latency-check"],
         &["prune", "--method", "sparsegpt", "--sparsity", "0.6"],
         &["prune", "--structured", "--target-macs", "0.5"],
     ];

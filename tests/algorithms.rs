@@ -137,8 +137,9 @@ fn gptq_beats_rounding_to_nearest_on_minilm() {
 
 /// ppocr_rec_v4 with every layer int8 (`--target-sqnr 0`) reads 66 % of the test lines; with
 /// bias correction (each Conv's mean output drift taken out of its bias, layer by layer) at
-/// least 78 % in both runtimes. Run with the speed search on: its dynamic trials once named a
-/// tensor like the static pass's scales (an invalid model in ONNX Runtime).
+/// least 78 % in both runtimes (measured on an AVX2-only EPYC with its default uint8 weights:
+/// 85.2 % in ONNX Runtime, 83.6 % in tract; fp32 82.8 %). The speed search is off: where no int8
+/// kernel beats float (that EPYC) it keeps every layer float, and nothing is left to correct.
 #[test]
 fn bias_correction_recovers_ppocr_static_without_fallback() {
     let dir = common::tempdir();
@@ -156,6 +157,7 @@ fn bias_correction_recovers_ppocr_static_without_fallback() {
         os("--target-sqnr"),
         os("0"),
         os("--bias-correction"),
+        os("--no-latency-check"),
         os("--report"),
         report.as_os_str(),
     ]);

@@ -6,7 +6,8 @@
 //! `PRUNQ_BLESS=1 cargo test --release --test golden` and say why in the commit.
 //! `PRUNQ_GOLDEN_EXE=path` runs another build of prunq (to pin a baseline).
 //! Static quantization runs with `--no-latency-check`: its other choices rest
-//! on timings, which no digest can pin.
+//! on timings, which no digest can pin. Static and dynamic name `--weight-type
+//! int8`: their default weight type depends on the CPU (uint8 on x86 without VNNI).
 
 mod common;
 use common::*;
@@ -20,31 +21,31 @@ const DIGESTS: &str = "tests/golden/outputs.sha256";
 /// `(model, command and options)`; `{calib}` is the model's calibration data.
 const CASES: &[(&str, &str)] = &[
     ("digits_mlp", "quantize --mode weights"),
-    ("digits_mlp", "quantize --mode static --calib {calib} --no-latency-check"),
+    ("digits_mlp", "quantize --mode static --calib {calib} --no-latency-check --weight-type int8"),
     ("digits_mlp", "prune --method sparsegpt --sparsity 0.5 --calib {calib}"),
     ("digits_mlp", "prune --structured --ratio 0.3"),
     ("digits_cnn", "quantize --mode weights --bits 4"),
     ("digits_cnn", "quantize --mode weights --codebook 16 --calib {calib}"),
     ("digits_cnn", "quantize --mode weights --algorithm gptq --calib {calib}"),
-    ("digits_cnn", "quantize --mode dynamic"),
-    ("digits_cnn", "quantize --mode static --calib {calib} --no-latency-check"),
+    ("digits_cnn", "quantize --mode dynamic --weight-type int8"),
+    ("digits_cnn", "quantize --mode static --calib {calib} --no-latency-check --weight-type int8"),
     ("digits_cnn", "quantize --mode fp16 --calib {calib}"),
     ("digits_cnn", "prune --method wanda --sparsity 0.5 --pattern 2:4 --calib {calib}"),
     ("digits_cnn", "prune --structured --target-macs 0.5 --calib {calib}"),
-    ("digits_resnet", "quantize --mode static --calib {calib} --no-latency-check --bias-correction"),
+    ("digits_resnet", "quantize --mode static --calib {calib} --no-latency-check --bias-correction --weight-type int8"),
     ("digits_resnet", "prune --structured --ratio 0.3 --calib {calib}"),
-    ("digits_vit", "quantize --mode dynamic"),
-    ("digits_vit", "quantize --mode static --calib {calib} --no-latency-check --smooth 0.5"),
+    ("digits_vit", "quantize --mode dynamic --weight-type int8"),
+    ("digits_vit", "quantize --mode static --calib {calib} --no-latency-check --smooth 0.5 --weight-type int8"),
     ("digits_vit", "quantize --mode fp16"),
-    ("ppocr_cls_v2", "quantize --mode static --calib {calib} --no-latency-check"),
+    ("ppocr_cls_v2", "quantize --mode static --calib {calib} --no-latency-check --weight-type int8"),
     ("ppocr_cls_v2", "prune --structured --ratio 0.2 --calib {calib}"),
     ("ppocr_cls_v2", "prune --method magnitude --sparsity 0.5 --sparse-storage"),
     ("ppocr_rec_v4", "quantize --mode weights"),
-    ("ppocr_rec_v4", "quantize --mode static --calib {calib} --no-latency-check --target-sqnr 0"),
+    ("ppocr_rec_v4", "quantize --mode static --calib {calib} --no-latency-check --target-sqnr 0 --weight-type int8"),
     ("ppocr_rec_v4", "quantize --mode fp16 --calib {calib}"),
     ("minilm_l6", "quantize --mode weights --bits 4 --block-size 32"),
-    ("minilm_l6", "quantize --mode dynamic"),
-    ("minilm_l6", "quantize --mode static --calib {calib} --no-latency-check --target-sqnr 0"),
+    ("minilm_l6", "quantize --mode dynamic --weight-type int8"),
+    ("minilm_l6", "quantize --mode static --calib {calib} --no-latency-check --target-sqnr 0 --weight-type int8"),
     ("minilm_l6", "prune --method sparsegpt --sparsity 0.5 --calib {calib}"),
 ];
 

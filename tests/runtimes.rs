@@ -157,9 +157,9 @@ fn a_missing_onnx_runtime_library_is_a_clear_error_and_tract_still_runs() {
 
 /// Static quantization takes the same decisions whichever backend calibrates
 /// and measures: the same tensors quantized, the same layers kept float, and
-/// scales within float tolerance. With 7-bit weights (`--reduce-range`): on an
-/// x86 CPU without VNNI, ONNX Runtime's u8×s8 kernels saturate on full-range
-/// weights, and the ORT backend then rightly keeps such a layer float where
+/// scales within float tolerance. With uint8 weights in both (`--weight-type
+/// uint8`): on an x86 CPU without VNNI, ONNX Runtime's u8×s8 kernels saturate on
+/// int8 weights, and the ORT backend then rightly keeps such a layer float where
 /// tract's exact arithmetic does not (digits_cnn's first conv: 17.6 dB alone).
 #[test]
 fn static_quantization_decides_the_same_in_both_backends() {
@@ -171,7 +171,7 @@ fn static_quantization_decides_the_same_in_both_backends() {
             let out = dir.path().join(format!("{runtime}_{name}"));
             // The accuracy decisions must agree; which groups run faster in int8 is the
             // runtime's own answer (checked in every_output_is_timed_where_it_runs…).
-            let command = ["quantize", "--mode", "static", "--reduce-range", "--no-latency-check"];
+            let command = ["quantize", "--mode", "static", "--weight-type", "uint8", "--no-latency-check"];
             reports.push(run_with_report(runtime, &command, &model, &calib, &out));
         }
         let (a, b) = (&reports[0], &reports[1]);

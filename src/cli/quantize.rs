@@ -43,11 +43,16 @@ pub struct Args {
     /// QDQ weights; ONNX Runtime dequantizes on every run).
     #[arg(long, value_enum, default_value = "portable", alias = "int4-format")]
     weight_format: WeightFormat,
-    /// Weights use 7 of their 8 bits (as onnxruntime.quantization's reduce_range): for x86 CPUs
-    /// without VNNI, where ONNX Runtime's AVX2 u8×s8 kernels add pairs of products in 16 bits
-    /// and full-range weights can saturate. Costs accuracy; not needed on VNNI or ARM.
+    /// Weights use 7 of their 8 bits (as onnxruntime.quantization's reduce_range). Rarely
+    /// needed: where ONNX Runtime's int8 kernels saturate, uint8 weights are the default.
     #[arg(long)]
     reduce_range: bool,
+    /// Static and dynamic: the weights' integer type. auto: uint8 (zero point 128) where ONNX
+    /// Runtime runs on an x86 CPU without VNNI — its AVX2 u8×s8 kernels add pairs of products
+    /// in 16 bits and saturate on int8 weights, its u8×u8 kernels do not — else int8 (the fast
+    /// one on VNNI and ARM, and in tract).
+    #[arg(long, value_enum, default_value_t = WeightType::Auto)]
+    weight_type: WeightType,
     /// Affine (with zero point) weights instead of symmetric.
     #[arg(long)]
     asymmetric: bool,
@@ -91,7 +96,7 @@ pub struct Args {
     /// per channel by s = max|X|^α / max|W|^(1−α) and its weight rows multiplied, so activation
     /// outliers move into the per-channel-quantized weights.
     #[arg(long)]
-    smooth: Option<f64>,
+    smooth: Option<prunq::quant::Alpha>,
     /// Do not fold the graph's shape computations into constants first (done by default, and
     /// kept only when the outputs are unchanged).
     #[arg(long)]
@@ -110,6 +115,11 @@ impl Args {
             per_tensor: self.per_tensor,
             weight_format: self.weight_format,
             reduce_range: self.reduce_range,
+            unsigned_weights: match self.weight_type {
+                WeightType::Auto => None,
+                WeightType::Int8 => Some(false),
+                WeightType::Uint8 => Some(true),
+            },
             asymmetric: self.asymmetric,
             exclude: self.exclude.clone(),
             method: self.method,
@@ -170,14 +180,14 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let judge_on = a.checks.val.as_ref().or(if a.checks.report.is_some() { a.calib.as_ref() } else { None });
     report.comparison = super::validate(&original, &model, judge_on.map(PathBuf::as_path), progress)?;
     report.runtime = super::runtime_used(a.calib.is_some() || judge_on.is_some())?;
-    let integer_kernels = matches!(a.mode, QuantMode::Static | QuantMode::Dynamic);
-    // About ONNX Runtime's kernels: not said when tract did the measuring.
-    let in_tract = report.runtime.as_ref().is_some_and(|r| r.backend == prunq::runtime::Backend::Tract);
-    if integer_kernels && !in_tract && !a.reduce_range && prunq::runtime::int8_pairs_saturate() {
+    if matches!(a.mode, QuantMode::Static | QuantMode::Dynamic)
+        && a.weight_type == WeightType::Auto
+        && config.uses_unsigned_weights()
+    {
         println!(
-            "note: this x86 CPU has no VNNI: ONNX Runtime's u8×s8 kernels here add pairs of products in 16 bits \
-             and can saturate on full-range weights (measured in ONNX Runtime, such layers were kept float); \
-             --reduce-range avoids it on such CPUs"
+            "note: weights are uint8 (zero point 128): this x86 CPU has no VNNI, and ONNX Runtime's u8×s8 \
+             kernels here add pairs of products in 16 bits, which saturate on int8 weights \
+             (--weight-type int8 for VNNI or ARM targets)"
         );
     }
     let timing_data = a.checks.data(a.calib.as_ref());
@@ -189,4 +199,15 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         data: timing_data,
     };
     super::write_report(a.checks.report.as_deref(), about, &report)
+}
+
+/// `--weight-type`: which integer type static and dynamic weights take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum WeightType {
+    /// uint8 where ONNX Runtime's int8 kernels saturate (x86 without VNNI), else int8.
+    Auto,
+    /// Signed, zero point 0.
+    Int8,
+    /// Unsigned, zero point 128.
+    Uint8,
 }

@@ -167,12 +167,22 @@ pub fn apply(
     recipe.steps.iter().map(|step| apply_step(model, step, calib, progress)).collect()
 }
 
-/// `step` as it replays without timing: static quantization's measured choice
-/// (`decided` in its report) written in, its speed trials turned off.
+/// `step` as it replays without timing and on any CPU: static quantization's
+/// measured choice (`decided` in its report) written in, its speed trials turned
+/// off, and the weight type this machine chose pinned.
 pub fn replayable(step: &Step, report: &StepReport) -> Step {
     match (step, report) {
-        (Step::Quantize(q), StepReport::Quantize(r)) if r.decided.is_some() => {
-            Step::Quantize(QuantConfig { keep_faster: false, decided: r.decided.clone(), ..q.clone() })
+        (Step::Quantize(q), StepReport::Quantize(r)) => {
+            let unsigned_weights = Some(q.uses_unsigned_weights());
+            match &r.decided {
+                Some(decided) => Step::Quantize(QuantConfig {
+                    keep_faster: false,
+                    decided: Some(decided.clone()),
+                    unsigned_weights,
+                    ..q.clone()
+                }),
+                None => Step::Quantize(QuantConfig { unsigned_weights, ..q.clone() }),
+            }
         }
         _ => step.clone(),
     }

@@ -23,6 +23,8 @@ pub struct DynamicOptions {
     pub only_nodes: Option<Vec<usize>>,
     /// Weights use 7 of their 8 bits.
     pub reduce_range: bool,
+    /// Weights as uint8 around zero point 128 (see `StaticOptions::unsigned_weights`).
+    pub unsigned_weights: bool,
 }
 
 /// MatMul/Gemm with constant weights as `DynamicQuantizeLinear` + `MatMulInteger`: int8 weights, activations quantized at run time.
@@ -80,8 +82,9 @@ pub fn quantize_dynamic(model: &mut Model, options: &DynamicOptions, report: &mu
 }
 
 struct Planned {
-    /// [K, N] int8 weights and per-column (or single) scales.
+    /// [K, N] int8 (or uint8 around 128) weights and per-column (or single) scales.
     q: ArrayD<i32>,
+    qtype: QType,
     scale: Array1<f32>,
     alpha: f32,
     bias: Option<Tensor>,
@@ -128,7 +131,8 @@ fn plan(g: &Graph, node: &Node, options: &DynamicOptions) -> std::result::Result
         },
     };
     let granularity = if options.per_tensor { Granularity::PerTensor } else { Granularity::PerChannel { axis: 1 } };
-    let scheme = QScheme { qtype: QType::Int8, symmetric: true, granularity, reduce_range: options.reduce_range };
+    let qtype = if options.unsigned_weights { QType::UInt8 } else { QType::Int8 };
+    let scheme = QScheme { qtype, symmetric: true, granularity, reduce_range: options.reduce_range };
     let (q, params) = scheme.quantize_weight(&wf).map_err(|e| e.to_string())?;
     let n = wf.shape()[1];
     let scale: Array1<f32> = if options.per_tensor {
@@ -140,6 +144,7 @@ fn plan(g: &Graph, node: &Node, options: &DynamicOptions) -> std::result::Result
     let record = TensorRecord::new(&w.name, &scheme, &params, w.byte_size(), wf.shape());
     Ok(Some(Planned {
         q,
+        qtype,
         scale,
         alpha: if gemm { node.attr_float("alpha").unwrap_or(1.0) } else { 1.0 },
         bias,
@@ -152,9 +157,17 @@ fn emit(g: &mut Graph, node: &Node, xq: &[String; 3], p: Planned, out: &mut Vec<
     // "{y}_dynamic_…": the static pass names its Q/DQ constants "{y}_scale" etc.
     let name = |s: &str| format!("{y}_dynamic_{s}");
     let (wq, ws) = (name("weight_quantized"), name("weight_scale"));
-    g.initializers.push(int_tensor(&wq, &p.q, QType::Int8));
+    g.initializers.push(int_tensor(&wq, &p.q, p.qtype));
     g.initializers.push(Tensor::from_array(&ws, &p.scale.mapv(|s| s * p.alpha).into_dyn()));
-    out.push(op("MatMulInteger", &name("MatMulInteger"), &[&xq[0], &wq, &xq[2]], &[name("int32")], vec![]));
+    let mut inputs = vec![xq[0].as_str(), &wq, &xq[2]];
+    let wz = name("weight_zero_point");
+    if p.qtype == QType::UInt8 {
+        // Symmetric around 128: one zero point for every column.
+        let zero = ndarray::ArrayD::from_elem(vec![], 128);
+        g.initializers.push(int_tensor(&wz, &zero, QType::UInt8));
+        inputs.push(&wz);
+    }
+    out.push(op("MatMulInteger", &name("MatMulInteger"), &inputs, &[name("int32")], vec![]));
     let to_float = Attribute::int("to", 1);
     out.push(op("Cast", &name("Cast"), &[&name("int32")], &[name("float")], vec![to_float]));
     out.push(op("Mul", &name("scale_Mul"), &[&xq[1], &ws], &[name("scale")], vec![]));
@@ -209,5 +222,32 @@ pub(super) fn op(op_type: &str, name: &str, inputs: &[&str], outputs: &[String],
         outputs: outputs.to_vec(),
         attributes,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{quantize_dynamic, DynamicOptions};
+    use crate::ir::testing::{model, node, tensor, wavy};
+    use crate::ir::DataType;
+    use crate::quant::QuantReport;
+
+    /// uint8 weights give MatMulInteger their zero point (128); int8 ones leave it out (0).
+    #[test]
+    fn unsigned_weights_name_their_zero_point() {
+        for unsigned in [false, true] {
+            let nodes = vec![node("MatMul", &["x", "w"], "y", &[])];
+            let mut m = model(nodes, vec![tensor("w", &[8, 4], wavy)], &[2, 8], &["y"], 13);
+            let options = DynamicOptions { unsigned_weights: unsigned, ..Default::default() };
+            quantize_dynamic(&mut m, &options, &mut QuantReport::default()).unwrap();
+            let mm = m.graph.nodes.iter().find(|n| n.op_type == "MatMulInteger").unwrap();
+            let w = m.graph.constant(&mm.inputs[1]).unwrap().unwrap();
+            assert_eq!(w.dtype, if unsigned { DataType::UINT8 } else { DataType::INT8 });
+            assert_eq!(mm.inputs.len(), if unsigned { 4 } else { 3 });
+            if unsigned {
+                let zp = m.graph.constant(&mm.inputs[3]).unwrap().unwrap();
+                assert_eq!(zp.to_array::<u8>().unwrap().iter().copied().collect::<Vec<_>>(), vec![128]);
+            }
+        }
     }
 }

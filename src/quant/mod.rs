@@ -27,6 +27,7 @@ pub use dynamic::{quantize_dynamic, quantize_dynamic_with_fallback, DynamicOptio
 pub use fp16::{convert_fp16, Fp16Options};
 pub use report::{GroupSensitivity, QuantReport, Skipped, TensorRecord};
 pub use scheme::{Granularity, QParams, QScheme, QType};
+pub use smooth::{Alpha, Smoothed};
 pub use static_qdq::{quantize_static, StaticDecision, StaticOptions, DEFAULT_FALLBACK_SQNR_DB};
 pub use weights::{
     quantize_weights, quantize_weights_gptq, quantize_weights_with_fallback, WeightFormat, WeightOptions,

@@ -100,6 +100,9 @@ pub struct QuantReport {
     /// Static mode: the biases corrected for their layer's mean output drift.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bias_correction: Vec<super::bias_correction::BiasShift>,
+    /// Static mode with SmoothQuant: each activation divided, and its α.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub smoothing: Vec<super::smooth::Smoothed>,
     /// Output SQNR on the calibration samples with every candidate quantized (the fallback's first trial).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quantized_sqnr_db: Option<f64>,

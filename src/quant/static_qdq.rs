@@ -48,6 +48,11 @@ pub struct StaticOptions {
     pub fallback_sqnr_db: Option<f64>,
     /// Weights use 7 of their 8 bits.
     pub reduce_range: bool,
+    /// Weights as uint8 around zero point 128 instead of int8: ONNX Runtime's
+    /// remedy ("U8U8") for x86 CPUs without VNNI, whose u8×s8 kernels add pairs
+    /// of products in 16 bits and saturate; the u8×u8 kernels do not, and keep
+    /// all 8 bits (where 7-bit weights would cost accuracy).
+    pub unsigned_weights: bool,
     /// Groups of nodes whose float form measures faster in the runtime stay float
     /// (see `speed.rs`). Off by default in the library, whose results then never
     /// depend on the machine; the CLI turns it on unless `--no-latency-check`.
@@ -60,7 +65,7 @@ pub struct StaticOptions {
     pub bias_correction: bool,
     /// SmoothQuant's α: activation outliers of MatMuls moved into their weights
     /// first (see `smooth.rs`); `None`: off.
-    pub smooth: Option<f64>,
+    pub smooth: Option<super::smooth::Alpha>,
     /// The nodes an earlier run chose (its report's `decided`): used as they are,
     /// instead of the fallback and speed trials.
     pub decided: Option<StaticDecision>,
@@ -92,6 +97,7 @@ impl Default for StaticOptions {
             mask_threshold: 1e4,
             fallback_sqnr_db: Some(DEFAULT_FALLBACK_SQNR_DB),
             reduce_range: false,
+            unsigned_weights: false,
             keep_faster: false,
             bias_correction: false,
             smooth: None,
@@ -385,13 +391,20 @@ pub fn quantize_static(
     crate::transform::upgrade_opset(model, opset, &|n| ranks.get(n).copied())?;
     crate::transform::fold_batchnorm(model)?;
     if let Some(alpha) = options.smooth {
-        let smoothed = super::smooth::smooth(model, calib, alpha)?;
+        let smoothed = super::smooth::smooth(model, calib, alpha, options.reduce_range)?;
         if !smoothed.is_empty() {
+            let alphas: BTreeSet<String> = smoothed.iter().map(|s| s.alpha.to_string()).collect();
             report.notes.push(format!(
-                "SmoothQuant (α {alpha}): the activations of {} MatMul groups divided per channel, their weights multiplied",
-                smoothed.len()
+                "SmoothQuant (α {alpha}): the activations of {} MatMul groups divided per channel, their weights multiplied{}",
+                smoothed.len(),
+                if alpha == super::smooth::Alpha::Auto {
+                    format!(" (α chosen per group: {})", alphas.into_iter().collect::<Vec<_>>().join(", "))
+                } else {
+                    String::new()
+                }
             ));
         }
+        report.smoothing = smoothed;
     }
     let float_model = options.bias_correction.then(|| model.clone());
     let plan = plan(model, options)?;
@@ -410,7 +423,7 @@ pub fn quantize_static(
         let p = params_for_range(lo, hi, options.activation_type, options.symmetric_activations, false);
         params.insert(name.clone(), p);
     }
-    for (tensor, why) in degenerate_scales(model, &params, options.reduce_range)? {
+    for (tensor, why) in degenerate_scales(model, &params, options)? {
         params.remove(&tensor);
         report.skipped.push(Skipped::new(&tensor, why));
     }
@@ -501,7 +514,7 @@ fn choose_nodes(
 fn degenerate_scales(
     model: &Model,
     params: &BTreeMap<String, (f32, i32)>,
-    reduce_range: bool,
+    options: &StaticOptions,
 ) -> Result<Vec<(String, String)>> {
     let g = &model.graph;
     let index = GraphIndex::new(g);
@@ -520,7 +533,7 @@ fn degenerate_scales(
             let bias = bias.to_f32()?;
             for (_, w, axis) in weight_inputs(g, node) {
                 let Some(Ok(t)) = g.constant(&w) else { continue };
-                let Some(q) = int8_weight(&t, axis, reduce_range)? else { continue };
+                let Some(q) = int8_weight(&t, axis, options)? else { continue };
                 // The layer's largest channel scale: a dead channel's tiny scale is the
                 // weight's problem (its bias stays float, see `quantize_bias`), not the activation's.
                 let s_w = q.params.scale.iter().copied().fold(0.0f32, f32::max);
@@ -566,6 +579,7 @@ fn with_dynamic(
     let dynamic_options = super::DynamicOptions {
         only_nodes: Some(only.collect()),
         reduce_range: options.reduce_range,
+        unsigned_weights: options.unsigned_weights,
         ..Default::default()
     };
     super::quantize_dynamic(&mut m, &dynamic_options, report)?;
@@ -649,7 +663,7 @@ fn apply(
             params.insert(y.clone(), p);
         }
     }
-    quantize_node_weights(&mut model, weight_nodes, nodes, &params, options.reduce_range, report)?;
+    quantize_node_weights(&mut model, weight_nodes, nodes, &params, options, report)?;
     insert_qdq(&mut model, &params, options.activation_type)?;
     for (name, &(s, z)) in &params {
         let scheme = QScheme {
@@ -678,7 +692,7 @@ fn quantize_node_weights(
     nodes: &[usize],
     quantized: &[usize],
     params: &BTreeMap<String, (f32, i32)>,
-    reduce_range: bool,
+    options: &StaticOptions,
     report: &mut QuantReport,
 ) -> Result<()> {
     let g = &model.graph;
@@ -706,7 +720,7 @@ fn quantize_node_weights(
             continue;
         }
         let Some(Ok(t)) = model.graph.constant(&w) else { continue };
-        let Some(quantized) = int8_weight(&t, axis, reduce_range)? else {
+        let Some(quantized) = int8_weight(&t, axis, options)? else {
             if t.to_f32().is_ok_and(|wf| wf.iter().any(|v| !v.is_finite())) {
                 report.skipped.push(Skipped::new(&w, "contains NaN or infinite values".into()));
             }
@@ -715,7 +729,7 @@ fn quantize_node_weights(
         let Int8Weight { float: wf, q, params: p, scheme } = quantized;
         report.tensors.push(TensorRecord::new(&w, &scheme, &p, t.byte_size(), wf.shape()));
         let format = if integer.contains(&w) { WeightFormat::Qdq } else { WeightFormat::Portable };
-        replace_weight(model, &w, &q, &p, QType::Int8, scheme.granularity, format)?;
+        replace_weight(model, &w, &q, &p, scheme.qtype, scheme.granularity, format)?;
         if let (Some((b, x)), Some(_)) = (bias, axis) {
             quantize_bias(model, &b, params[&x].0, &p, report)?;
         }
@@ -749,9 +763,10 @@ pub(super) struct Int8Weight {
     pub scheme: QScheme,
 }
 
-/// Symmetric int8 per channel along `axis` (per tensor without one); `None` for
+/// Symmetric int8 (uint8 around 128 with `unsigned_weights`) per channel along
+/// `axis` (per tensor without one); `None` for
 /// tensors left float: not float32, fewer than 16 values, or not finite.
-pub(super) fn int8_weight(t: &Tensor, axis: Option<usize>, reduce_range: bool) -> Result<Option<Int8Weight>> {
+pub(super) fn int8_weight(t: &Tensor, axis: Option<usize>, options: &StaticOptions) -> Result<Option<Int8Weight>> {
     if t.dtype != DataType::FLOAT || t.numel().unwrap_or(0) < 16 {
         return Ok(None);
     }
@@ -760,7 +775,8 @@ pub(super) fn int8_weight(t: &Tensor, axis: Option<usize>, reduce_range: bool) -
         return Ok(None);
     }
     let granularity = axis.map_or(Granularity::PerTensor, |axis| Granularity::PerChannel { axis });
-    let scheme = QScheme { qtype: QType::Int8, symmetric: true, granularity, reduce_range };
+    let qtype = if options.unsigned_weights { QType::UInt8 } else { QType::Int8 };
+    let scheme = QScheme { qtype, symmetric: true, granularity, reduce_range: options.reduce_range };
     let (q, params) = scheme.quantize_weight(&wf)?;
     Ok(Some(Int8Weight { float: wf, q, params, scheme }))
 }
@@ -900,5 +916,40 @@ mod tests {
         let bias = g.constant(&g.nodes[index.producer(&conv.inputs[2]).unwrap()].inputs[0]).unwrap().unwrap();
         assert_eq!(bias.dtype, crate::ir::DataType::INT32);
         assert_eq!(count("QuantizeLinear"), 5, "x, relu, pool, flatten, logits");
+    }
+    /// uint8 weights sit around zero point 128 with the int8 grid's 127 steps a
+    /// side: the same values, another type (ONNX Runtime's u8×u8 kernels).
+    #[test]
+    fn unsigned_weights_are_int8_shifted_by_128() {
+        let weight = |unsigned: bool| {
+            let mut m = classifier();
+            let config = QuantConfig {
+                mode: QuantMode::Static,
+                target_sqnr: 0.0,
+                unsigned_weights: Some(unsigned),
+                ..Default::default()
+            };
+            quantize(&mut m, &config, Some(&calibration()), &Silent).unwrap();
+            let index = GraphIndex::new(&m.graph);
+            let conv = m.graph.nodes.iter().find(|n| n.op_type == "Conv").unwrap();
+            let dq = &m.graph.nodes[index.producer(&conv.inputs[1]).unwrap()];
+            let tensor = |slot: usize| m.graph.constant(&dq.inputs[slot]).unwrap().unwrap();
+            let (q, zp) = (tensor(0), tensor(2));
+            assert_eq!(q.dtype, zp.dtype);
+            let values = |t: &crate::ir::Tensor| -> Vec<i32> {
+                match t.dtype {
+                    crate::ir::DataType::INT8 => t.to_array::<i8>().unwrap().iter().map(|&v| v as i32).collect(),
+                    crate::ir::DataType::UINT8 => t.to_array::<u8>().unwrap().iter().map(|&v| v as i32).collect(),
+                    other => panic!("weight of type {other:?}"),
+                }
+            };
+            (q.dtype, values(&q), values(&zp))
+        };
+        let (signed_type, signed, signed_zp) = weight(false);
+        let (unsigned_type, unsigned, unsigned_zp) = weight(true);
+        assert_eq!((signed_type, unsigned_type), (crate::ir::DataType::INT8, crate::ir::DataType::UINT8));
+        assert!(signed_zp.iter().all(|&z| z == 0) && unsigned_zp.iter().all(|&z| z == 128));
+        assert!(signed.iter().any(|&v| v.abs() == 127), "the grid is used to its end");
+        assert_eq!(unsigned, signed.iter().map(|v| v + 128).collect::<Vec<_>>());
     }
 }

@@ -54,10 +54,11 @@ pub fn ort(script: &str, args: &[&std::ffi::OsStr]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Whether tests judged in ONNX Runtime quantize weights to 7 bits here: on x86
-/// without VNNI its u8×s8 kernels saturate on full-range int8 weights (measured
-/// on an AVX2-only EPYC: digits_cnn static 99.8 → 98.4 % in ORT, exact in tract).
-pub fn reduce_range_here() -> bool {
+/// Whether static and dynamic weights are uint8 here by default (what the CLI's
+/// `--weight-type auto` chooses): on x86 without VNNI ONNX Runtime's u8×s8
+/// kernels saturate on int8 weights (measured on an AVX2-only EPYC: digits_cnn
+/// static 99.8 → 98.4 % in ORT, exact in tract), its u8×u8 kernels do not.
+pub fn unsigned_weights_here() -> bool {
     prunq::runtime::int8_pairs_saturate()
 }
 

@@ -223,9 +223,8 @@ fn dynamic_minilm_runs_matmul_integer_in_both_runtimes() {
     prunq::onnx::save(&m, &out, &Default::default()).unwrap();
     // The floor is ONNX Runtime's own dynamic quantization as the issue measured it (cosine 0.993,
     // NN 87.5 %), one sentence at a time as a server would run it. Measured: 0.9932 / 87.9 %. On an
-    // x86 without VNNI ORT's int8 kernels compute otherwise (measured on an AVX2-only EPYC, ORT
-    // 1.32: 0.9915 / 86.7 %, with or without 7-bit weights; ORT's own quantize_dynamic is far below,
-    // 0.96 / 78.5 % where measured): the floor there is cosine 0.99 and NN 85 %.
+    // x86 without VNNI ORT's u8×s8 kernels saturate (AVX2-only EPYC, ORT 1.32: 0.9915 / 86.7 % with
+    // int8 weights, 7-bit or not); with the uint8 weights prunq writes there the floor holds too.
     let data = common::data("sentences_test.npz");
     let a = common::ort_outputs(&src, &data, 256)["embedding"].to_f32();
     let b = common::ort_outputs_with(&out, &data, 256, &["--batch", "1"])["embedding"].to_f32();

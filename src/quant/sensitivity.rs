@@ -154,7 +154,19 @@ pub fn choose_fallback(
     progress.finish();
     let how = if switched.is_some() { "simulated on" } else { "on" };
     let max_groups = ((groups.len() as f64 * MAX_FALLBACK_FRACTION).floor() as usize).max(1);
-    let kept = most_sensitive(&noise, budget, max_groups);
+    let mut kept = most_sensitive(&noise, budget, max_groups);
+    if !kept.is_empty() {
+        progress.start(kept.len().min(MAX_READMISSIONS) as u64 + 1, "re-admission");
+        let wide = judge(SENSITIVITY_SAMPLES.min(bound.rows))?;
+        let quantized_without = |float: &[usize]| -> Vec<usize> {
+            (0..groups.len()).filter(|g| !float.contains(g)).flat_map(|g| groups[g].nodes.iter().copied()).collect()
+        };
+        kept = readmit(kept, &noise, budget, &mut |float| {
+            progress.advance(1);
+            real(&quantized_without(float), &wide)
+        })?;
+        progress.finish();
+    }
     let float = kept
         .iter()
         .flat_map(|&g| {
@@ -225,6 +237,38 @@ fn most_sensitive(noise: &[f64], budget: f64, max_groups: usize) -> Vec<usize> {
         float.push(g);
     }
     float
+}
+
+/// At most this many float groups are tried back in int8 by [`readmit`].
+const MAX_READMISSIONS: usize = 8;
+
+/// The summed-noise estimate is cautious — rounding errors partly cancel, and
+/// each group's noise was measured with every other group float — so the
+/// groups it keeps float are tried back in int8, least noisy first, each kept
+/// quantized when the real model (`measure(float groups)`, on more samples than
+/// the ranking) still meets `budget`. minilm_l6 static (SmoothQuant α 0.6): the
+/// estimate kept 7 of 36 weight MatMuls float at 23 dB (test cosine 0.9991), the
+/// real model met 23 dB with 2 (0.9976); at 25 dB, 4 (0.9985, NN 95.3 %).
+/// Nothing changes when the chosen set itself misses the budget.
+fn readmit(
+    kept: Vec<usize>,
+    noise: &[f64],
+    budget: f64,
+    measure: &mut dyn FnMut(&[usize]) -> Result<f64>,
+) -> Result<Vec<usize>> {
+    if measure(&kept)? > budget {
+        return Ok(kept);
+    }
+    let mut float = kept.clone();
+    let mut order = kept;
+    order.sort_by(|&a, &b| noise[a].total_cmp(&noise[b]).then(a.cmp(&b)));
+    for g in order.into_iter().take(MAX_READMISSIONS) {
+        let without: Vec<usize> = float.iter().copied().filter(|&f| f != g).collect();
+        if measure(&without)? <= budget {
+            float = without;
+        }
+    }
+    Ok(float)
 }
 
 /// The float fallback for a pass over candidate `nodes` of `model`:

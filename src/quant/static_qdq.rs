@@ -144,7 +144,7 @@ fn plan(model: &Model, options: &StaticOptions) -> Result<Plan> {
                 mine.push(t.to_string());
             }
         }
-        if let Some(y) = node.outputs.first() {
+        if let Some(y) = node.outputs.first().filter(|_| !ops::is(registry::FLOAT_OUTPUT_KERNELS, &node.op_type)) {
             mine.push(fused_activation_output(model, &index, y, options).unwrap_or_else(|| y.clone()));
         }
         calibrated.extend(mine.iter().cloned());

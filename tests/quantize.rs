@@ -324,8 +324,10 @@ fn dynamic_minilm_with_calibration_beats_onnx_runtime_s_dynamic() {
     let calib = Dataset::open(common::data("sentences_calib.npz")).unwrap();
     let mut report = QuantReport::default();
     let target = prunq::quant::DEFAULT_FALLBACK_SQNR_DB;
-    prunq::quant::quantize_dynamic_with_fallback(&mut m, &Default::default(), &calib, target, &mut report, &Silent)
-        .unwrap();
+    // The weight type the CLI picks here (uint8 where ONNX Runtime's int8 kernels saturate).
+    let options =
+        prunq::quant::DynamicOptions { unsigned_weights: common::unsigned_weights_here(), ..Default::default() };
+    prunq::quant::quantize_dynamic_with_fallback(&mut m, &options, &calib, target, &mut report, &Silent).unwrap();
     assert!(report.skipped.iter().any(|s| s.reason.starts_with("kept float")), "some layer fell back");
     let out = dir.path().join("dyn.onnx");
     prunq::onnx::save(&m, &out, &Default::default()).unwrap();

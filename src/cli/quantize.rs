@@ -17,10 +17,10 @@ pub struct Args {
     /// Weight bits: 8 (per channel by default) or 4 (blocks by default); with --scheme log2, 2 to 8.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..=8))]
     bits: u32,
-    /// Weights mode: how weights are rounded onto the grid: to nearest (`rtn`), or by GPTQ
-    /// (`gptq`: column by column, each column's error compensated by the columns not yet rounded,
-    /// from the layer's input statistics on --calib; Conv/Gemm/MatMul weights, int8 per channel or
-    /// int4 blocks).
+    /// Weights and static modes: how weights are rounded onto the grid: to nearest (`rtn`), or by
+    /// GPTQ (`gptq`: column by column, each column's error compensated by the columns not yet
+    /// rounded, from the layer's input statistics on --calib; Conv/Gemm/MatMul weights, int8 per
+    /// channel or int4 blocks).
     #[arg(long, value_enum, default_value = "rtn")]
     algorithm: Rounding,
     /// Weights mode: what values weights take.

@@ -182,8 +182,10 @@ impl QuantConfig {
         if self.codebook.is_some() && self.scheme == WeightScheme::Log2 {
             return usage("codebook fits its values, the log2 scheme fixes them: choose one");
         }
-        if self.algorithm == Rounding::Gptq && (nonlinear || self.mode != QuantMode::Weights) {
-            return usage("algorithm gptq rounds linear weights from the layers' inputs: use mode weights");
+        if self.algorithm == Rounding::Gptq
+            && (nonlinear || !matches!(self.mode, QuantMode::Weights | QuantMode::Static))
+        {
+            return usage("algorithm gptq rounds linear weights from the layers' inputs: use mode weights or static");
         }
         Ok(())
     }
@@ -242,6 +244,7 @@ impl QuantConfig {
             keep_faster: self.keep_faster,
             bias_correction: self.bias_correction,
             smooth: self.smooth,
+            gptq: self.algorithm == Rounding::Gptq,
             decided: self.decided.clone(),
             ..Default::default()
         }

@@ -66,6 +66,12 @@ pub struct StaticOptions {
     /// SmoothQuant's α: activation outliers of MatMuls moved into their weights
     /// first (see `smooth.rs`); `None`: off.
     pub smooth: Option<super::smooth::Alpha>,
+    /// Round the weights of Conv/Gemm/MatMul layers by GPTQ on the calibration
+    /// data (after SmoothQuant, on the grid round-to-nearest would use) instead of
+    /// to nearest; see `gptq.rs`.
+    pub gptq: bool,
+    /// The weights GPTQ rounded, by name (filled by the pass when `gptq` is on).
+    pub rounded: Option<std::sync::Arc<BTreeMap<String, super::gptq::Rounded>>>,
     /// The nodes an earlier run chose (its report's `decided`): used as they are,
     /// instead of the fallback and speed trials.
     pub decided: Option<StaticDecision>,
@@ -101,6 +107,8 @@ impl Default for StaticOptions {
             keep_faster: false,
             bias_correction: false,
             smooth: None,
+            gptq: false,
+            rounded: None,
             decided: None,
         }
     }
@@ -406,6 +414,17 @@ pub fn quantize_static(
         }
         report.smoothing = smoothed;
     }
+    let rounded_options;
+    let options = if options.gptq {
+        let rounded = gptq_rounding(model, calib, options, progress)?;
+        report
+            .notes
+            .push(format!("GPTQ: the weights of {} layers rounded from their inputs' statistics", rounded.len()));
+        rounded_options = StaticOptions { rounded: Some(std::sync::Arc::new(rounded)), ..options.clone() };
+        &rounded_options
+    } else {
+        options
+    };
     let float_model = options.bias_correction.then(|| model.clone());
     let plan = plan(model, options)?;
     let calibrated = calibrate(model, calib, &plan.calibrated, options, progress)?;
@@ -726,8 +745,10 @@ fn quantize_node_weights(
             }
             continue;
         };
-        let Int8Weight { float: wf, q, params: p, scheme } = quantized;
-        report.tensors.push(TensorRecord::new(&w, &scheme, &p, t.byte_size(), wf.shape()));
+        let Int8Weight { float: wf, q, params: p, scheme, gptq } = quantized;
+        let mut record = TensorRecord::new(&w, &scheme, &p, t.byte_size(), wf.shape());
+        record.gptq = gptq;
+        report.tensors.push(record);
         let format = if integer.contains(&w) { WeightFormat::Qdq } else { WeightFormat::Portable };
         replace_weight(model, &w, &q, &p, scheme.qtype, scheme.granularity, format)?;
         if let (Some((b, x)), Some(_)) = (bias, axis) {
@@ -761,6 +782,32 @@ pub(super) struct Int8Weight {
     pub q: ArrayD<i32>,
     pub params: QParams,
     pub scheme: QScheme,
+    /// Rounded by GPTQ.
+    pub gptq: bool,
+}
+
+/// The weight type static quantization writes.
+fn weight_qtype(options: &StaticOptions) -> QType {
+    if options.unsigned_weights {
+        QType::UInt8
+    } else {
+        QType::Int8
+    }
+}
+
+/// GPTQ on every layer with input statistics, onto the per-output-channel grid
+/// `int8_weight` would round to.
+fn gptq_rounding(
+    model: &Model,
+    calib: &Dataset,
+    options: &StaticOptions,
+    progress: &dyn Progress,
+) -> Result<BTreeMap<String, super::gptq::Rounded>> {
+    let qtype = weight_qtype(options);
+    let grid_for = |layer: &crate::layerwise::Layer| {
+        Some(super::gptq::Grid::per_row(&layer.rows, qtype, true, options.reduce_range))
+    };
+    super::gptq::round_layers(model, &options.exclude, calib, &grid_for, progress)
 }
 
 /// Symmetric int8 (uint8 around 128 with `unsigned_weights`) per channel along
@@ -775,10 +822,24 @@ pub(super) fn int8_weight(t: &Tensor, axis: Option<usize>, options: &StaticOptio
         return Ok(None);
     }
     let granularity = axis.map_or(Granularity::PerTensor, |axis| Granularity::PerChannel { axis });
-    let qtype = if options.unsigned_weights { QType::UInt8 } else { QType::Int8 };
+    let qtype = weight_qtype(options);
     let scheme = QScheme { qtype, symmetric: true, granularity, reduce_range: options.reduce_range };
+    // GPTQ's integers where it rounded this weight per output channel on this type's grid.
+    let rounded = options.rounded.as_ref().and_then(|r| r.get(&t.name)).filter(|r| {
+        axis.is_some() && r.grid.scale.ncols() == 1 && (r.grid.qmin, r.grid.qmax) == qtype.range(options.reduce_range)
+    });
+    if let Some(r) = rounded {
+        let q = r.layer.restore(&r.q.mapv(|v| v as f32))?.mapv(|v| v as i32);
+        if q.shape() == wf.shape() {
+            let params = QParams {
+                scale: r.grid.scale.column(0).to_owned().into_dyn(),
+                zero_point: r.grid.zero.column(0).to_owned().into_dyn(),
+            };
+            return Ok(Some(Int8Weight { float: wf, q, params, scheme, gptq: true }));
+        }
+    }
     let (q, params) = scheme.quantize_weight(&wf)?;
-    Ok(Some(Int8Weight { float: wf, q, params, scheme }))
+    Ok(Some(Int8Weight { float: wf, q, params, scheme, gptq: false }))
 }
 
 /// Bias as int32 with scale s_x · s_w per output channel, zero point 0.

@@ -4,6 +4,11 @@
 //! weights by sensitivity) or fixed at signed powers of two times a scale
 //! (`--scheme log2 --bits B`, for shift-only hardware).
 //!
+//! With calibration data and a table per output channel (K ≤ 16), the indices
+//! are then chosen as GPTQ rounds: column by column, each column's error spread
+//! over the columns not yet coded through H⁻¹ of the layer's inputs — to the
+//! nearest table entry instead of the nearest grid point.
+//!
 //! Stored as standard ONNX that runtimes fold at load: uint8 indices (two per
 //! byte when K ≤ 16), a float16 table per output channel (or one per tensor),
 //! and `Cast` + `GatherElements` (after the nibble unpacking) restoring the float
@@ -79,8 +84,18 @@ impl Default for CodebookOptions {
     }
 }
 
+/// What calibration data says about the weights' layers.
+#[derive(Default)]
+struct Statistics {
+    /// Each weight's input-feature mean square activation, by name.
+    energy: BTreeMap<String, Vec<f32>>,
+    /// Each layer with input statistics and H = XᵀX of its inputs, by weight name.
+    hessians: BTreeMap<String, (crate::layerwise::Layer, Array2<f64>)>,
+}
+
 /// Replaces every weight of the registry's ops by table indices. With `calib`,
-/// k-means weighs each value by its input feature's mean square activation,
+/// k-means weighs each value by its input feature's mean square activation
+/// (and per-channel tables are coded with GPTQ's error feedback),
 /// and with `target_sqnr_db` > 0 the layers whose tables cost the output most
 /// stay float until the output SQNR on it meets the target (measured, as for
 /// linear weights).
@@ -94,15 +109,22 @@ pub fn quantize_codebook(
 ) -> Result<()> {
     options.table.validate()?;
     let uses = weight_uses(model, &options.exclude, options.only_nodes.as_deref());
-    let energy = match (calib, options.table) {
-        (Some(data), Table::KMeans(_)) if !uses.is_empty() => feature_energy(model, data, &uses)?,
-        _ => BTreeMap::new(),
+    let stats = match (calib, options.table) {
+        (Some(data), Table::KMeans(k)) if !uses.is_empty() => Statistics {
+            energy: feature_energy(model, data, &uses)?,
+            hessians: if k <= 16 && options.per_tensor != Some(true) {
+                super::gptq::layer_hessians(model, &options.exclude, data, &|_| true, progress)?
+            } else {
+                BTreeMap::new()
+            },
+        },
+        _ => Statistics::default(),
     };
     match calib {
         Some(calib) if target_sqnr_db > 0.0 => {
             let nodes = super::weights::weight_nodes(model, &options.exclude);
             let quantize = |m: &mut Model, only: Vec<usize>, r: &mut QuantReport| {
-                encode_weights(m, &CodebookOptions { only_nodes: Some(only), ..options.clone() }, &energy, r)
+                encode_weights(m, &CodebookOptions { only_nodes: Some(only), ..options.clone() }, &stats, r)
             };
             super::sensitivity::quantize_with_fallback(
                 model,
@@ -114,7 +136,7 @@ pub fn quantize_codebook(
                 progress,
             )
         }
-        _ => encode_weights(model, options, &energy, report),
+        _ => encode_weights(model, options, &stats, report),
     }
 }
 
@@ -122,7 +144,7 @@ pub fn quantize_codebook(
 fn encode_weights(
     model: &mut Model,
     options: &CodebookOptions,
-    energy: &BTreeMap<String, Vec<f32>>,
+    stats: &Statistics,
     report: &mut QuantReport,
 ) -> Result<()> {
     let uses = weight_uses(model, &options.exclude, options.only_nodes.as_deref());
@@ -165,9 +187,16 @@ fn encode_weights(
         };
         let axis = axis.unwrap_or(0);
         let rows = rows_of(&w, axis);
-        let feature_weights =
-            energy.get(&name).map(|e| expand_features(&e.iter().map(|v| v.sqrt()).collect::<Vec<_>>(), rows.ncols()));
-        let encoded = encode(&rows, options.table, layout, feature_weights.as_deref());
+        let feature_weights = stats
+            .energy
+            .get(&name)
+            .map(|e| expand_features(&e.iter().map(|v| v.sqrt()).collect::<Vec<_>>(), rows.ncols()));
+        let mut encoded = encode(&rows, options.table, layout, feature_weights.as_deref());
+        let hessian = stats.hessians.get(&name).filter(|(layer, _)| layout == Tables::PerRow && layer.rows == rows);
+        if let Some((layer, h)) = hessian {
+            encoded.codes = codes_with_feedback(&rows, h, &encoded.tables)
+                .map_err(|e| Error::Model(format!("coding '{}' with error feedback: {e}", layer.node)))?;
+        }
         let granularity = match layout {
             Tables::PerTensor => Granularity::PerTensor,
             _ => Granularity::PerChannel { axis },
@@ -185,6 +214,7 @@ fn encode_weights(
             t.byte_size(),
             w.shape(),
         );
+        record.gptq = hessian.is_some();
         record.codebook = Some(match options.table {
             Table::KMeans(k) => format!("k-means, {k} values"),
             Table::Log2(b) => format!("log2, {b} bits"),
@@ -302,6 +332,24 @@ fn encode(rows: &Array2<f32>, table: Table, layout: Tables, weights: Option<&[f3
             Encoded { codes, tables, scales }
         }
     }
+}
+
+/// Each value's index into its row's table, chosen column by column with the
+/// error of the columns already coded spread over the rest (GPTQ's sweep).
+fn codes_with_feedback(
+    rows: &Array2<f32>,
+    h: &Array2<f64>,
+    tables: &Array2<f32>,
+) -> std::result::Result<Array2<u8>, String> {
+    let q = super::gptq::round_with_feedback(rows, h, true, |r, _, x| {
+        let table = tables.row(r);
+        // A padding entry holds 0, a value like any other: decoding reads what was chosen.
+        let best = (0..table.len())
+            .min_by(|&a, &b| (table[a] - x).abs().total_cmp(&(table[b] - x).abs()).then(a.cmp(&b)))
+            .unwrap_or(0);
+        (best as i32, table[best])
+    })?;
+    Ok(q.mapv(|c| c as u8))
 }
 
 /// Moves the fewest values one level, those whose error grows least, until the

@@ -66,6 +66,23 @@ pub fn gptq(
     grid: &Grid,
     act_order: bool,
 ) -> std::result::Result<Array2<i32>, String> {
+    round_with_feedback(w, h, act_order, |r, col, x| {
+        let g = col / grid.group;
+        let (s, z) = (grid.scale[[r, g]], grid.zero[[r, g]]);
+        let v = quantize_value(x, s, z, grid.qmin, grid.qmax);
+        (v, (v - z) as f32 * s)
+    })
+}
+
+/// GPTQ's sweep with any rounding: `round(row, input, value)` gives a value's
+/// code and the value the code decodes to (a grid point, a codebook entry);
+/// each column's error is spread over the columns not yet rounded.
+pub fn round_with_feedback(
+    w: &Array2<f32>,
+    h: &Array2<f64>,
+    act_order: bool,
+    round: impl Fn(usize, usize, f32) -> (i32, f32),
+) -> std::result::Result<Array2<i32>, String> {
     let (rows, cols) = w.dim();
     let mut order: Vec<usize> = (0..cols).collect();
     if act_order {
@@ -79,15 +96,32 @@ pub fn gptq(
     let mut q = Array2::<i32>::zeros((rows, cols));
     obs_sweep(&mut wp, &u, |block, start, j, kept| {
         let col = order[start + j];
-        let g = col / grid.group;
         for (r, k) in kept.iter_mut().enumerate() {
-            let (s, z) = (grid.scale[[r, g]], grid.zero[[r, g]]);
-            let v = quantize_value(block[[r, j]] as f32, s, z, grid.qmin, grid.qmax);
+            let (v, decoded) = round(r, col, block[[r, j]] as f32);
             q[[r, col]] = v;
-            *k = if dead.contains(&(start + j)) { block[[r, j]] } else { ((v - z) as f32 * s) as f64 };
+            *k = if dead.contains(&(start + j)) { block[[r, j]] } else { decoded as f64 };
         }
     });
     Ok(q)
+}
+
+/// Each layer with input statistics (Conv with group 1, Gemm, MatMul with a
+/// constant weight) and H = XᵀX of its inputs on `calib`, by weight name.
+pub fn layer_hessians(
+    model: &Model,
+    exclude: &[String],
+    calib: &Dataset,
+    keep: &dyn Fn(&Layer) -> bool,
+    progress: &dyn Progress,
+) -> Result<BTreeMap<String, (Layer, Array2<f64>)>> {
+    let choice = LayerChoice { exclude: exclude.to_vec(), prune_ends: true, prune_grouped: false };
+    let (layers, _) = crate::layerwise::prunable_layers(model, &choice)?;
+    let layers: Vec<Layer> = layers.into_iter().filter(|l| l.has_statistics() && keep(l)).collect();
+    if layers.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let grams = input_grams(model, &layers, calib, 8, progress)?;
+    Ok(layers.into_iter().zip(grams).map(|(l, (h, ..))| (l.weight.clone(), (l, h))).collect())
 }
 
 /// GPTQ on every layer with input statistics (Conv with group 1, Gemm, MatMul
@@ -99,22 +133,15 @@ pub fn round_layers(
     grid_for: &(dyn Fn(&Layer) -> Option<Grid> + Sync),
     progress: &dyn Progress,
 ) -> Result<BTreeMap<String, Rounded>> {
-    let choice = LayerChoice { exclude: exclude.to_vec(), prune_ends: true, prune_grouped: false };
-    let (layers, _) = crate::layerwise::prunable_layers(model, &choice)?;
-    let layers: Vec<(Layer, Grid)> =
-        layers.into_iter().filter(|l| l.has_statistics()).filter_map(|l| grid_for(&l).map(|g| (l, g))).collect();
-    if layers.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let only: Vec<Layer> = layers.iter().map(|(l, _)| l.clone()).collect();
-    let grams = input_grams(model, &only, calib, 8, progress)?;
+    let hessians = layer_hessians(model, exclude, calib, &|l| grid_for(l).is_some(), progress)?;
+    let layers: Vec<(&Layer, &Array2<f64>, Grid)> =
+        hessians.values().filter_map(|(l, h)| grid_for(l).map(|g| (l, h, g))).collect();
     progress.start(layers.len() as u64, "GPTQ");
     let items: Vec<usize> = (0..layers.len()).collect();
     let rounded = crate::parallel::map(&items, |&i| {
-        let (layer, grid) = &layers[i];
-        let q = gptq(&layer.rows, &grams[i].0, grid, true)
-            .map_err(|e| Error::Model(format!("GPTQ on '{}': {e}", layer.node)))?;
-        Ok((layer.weight.clone(), Rounded { layer: layer.clone(), q, grid: grid.clone() }))
+        let (layer, h, grid) = &layers[i];
+        let q = gptq(&layer.rows, h, grid, true).map_err(|e| Error::Model(format!("GPTQ on '{}': {e}", layer.node)))?;
+        Ok((layer.weight.clone(), Rounded { layer: (*layer).clone(), q, grid: grid.clone() }))
     });
     progress.advance(layers.len() as u64);
     progress.finish();

@@ -334,3 +334,27 @@ fn outputs(session: &Session, batches: &[Vec<Array>], switches: Option<Array>) -
     }
     Ok(all)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{most_sensitive, readmit};
+
+    /// The estimate keeps two groups float; the real model (whose errors half cancel here) meets the
+    /// budget with the less noisy one back in int8, not with both; a set that misses stays as chosen.
+    #[test]
+    fn readmission_takes_back_the_least_noisy_groups_while_the_real_model_meets_the_budget() {
+        let noise = [0.004, 0.001, 0.002, 0.0005];
+        let budget = 0.002;
+        let kept = most_sensitive(&noise, budget, 4);
+        assert_eq!(kept, vec![0, 2], "noisiest first until the summed rest meets the budget");
+        let mut tried = vec![];
+        let mut halved = |float: &[usize]| {
+            tried.push(float.to_vec());
+            Ok((0..noise.len()).filter(|g| !float.contains(g)).map(|g| noise[g]).sum::<f64>() / 2.0)
+        };
+        assert_eq!(readmit(kept.clone(), &noise, budget, &mut halved).unwrap(), vec![0]);
+        assert_eq!(tried, vec![vec![0, 2], vec![0], vec![]], "the chosen set, then least noisy first");
+        let mut missing = |_: &[usize]| Ok(1.0);
+        assert_eq!(readmit(kept, &noise, budget, &mut missing).unwrap(), vec![0, 2]);
+    }
+}

@@ -943,6 +943,30 @@ mod tests {
         &m.graph.nodes[*c].op_type
     }
 
+    /// A MatMul's output is quantized where a quantized op (Add) reads it, and left float where
+    /// a float one (Softmax) does: ONNX Runtime runs DQ → MatMul without Q as MatMulIntegerToFloat.
+    #[test]
+    fn matmul_outputs_are_quantized_only_for_quantized_readers() {
+        let inits = vec![tensor("w1", &[8, 8], wavy), tensor("bias", &[8], wavy), tensor("w2", &[8, 4], wavy)];
+        let nodes = vec![
+            node("MatMul", &["x", "w1"], "a", &[]),
+            node("Add", &["a", "bias"], "b", &[]),
+            node("MatMul", &["b", "w2"], "l", &[]),
+            node("Softmax", &["l"], "y", &[("axis", int(1))]),
+        ];
+        let mut m = model(nodes, inits, &[1, 8], &["y"], 13);
+        let x = ArrayD::from_shape_vec(IxDyn(&[8, 8]), (0..64).map(|i| wavy(i * 5) * 3.0).collect()).unwrap();
+        let calib = Dataset::from_arrays("calibration", [("x".to_string(), Array::F32(x))].into());
+        let config = QuantConfig { mode: QuantMode::Static, target_sqnr: 0.0, ..Default::default() };
+        quantize(&mut m, &config, Some(&calib), &Silent).unwrap();
+        let index = GraphIndex::new(&m.graph);
+        assert_eq!(reader(&m, &index, "a"), "QuantizeLinear", "the Add reads the first MatMul's output quantized");
+        assert_eq!(reader(&m, &index, "l"), "Softmax", "the second MatMul writes float");
+        let second = m.graph.nodes.iter().find(|n| n.op_type == "MatMul" && n.outputs[0] == "l").unwrap();
+        let producer = |t: &str| index.producer(t).map(|p| m.graph.nodes[p].op_type.as_str());
+        assert!(second.inputs.iter().all(|i| producer(i) == Some("DequantizeLinear")), "its inputs are int8");
+    }
+
     #[test]
     fn qdq_goes_where_runtimes_fuse_it() {
         let mut m = classifier();

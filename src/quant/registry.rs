@@ -100,7 +100,7 @@ pub const FUSED_ACTIVATIONS: &[&str] = &["Relu", "Clip"];
 /// turns `DQ → MatMul` without a `Q` after it into `MatMulIntegerToFloat`): their
 /// output is quantized only where a quantized consumer reads it. Quantizing it
 /// anyway costs accuracy for nothing where the consumer stays float — minilm_l6's
-/// FFN output MatMuls write one channel ~40× the others (the [CLS] token's), and
+/// FFN output MatMuls write one channel ~40× the others (the CLS token's), and
 /// one uint8 scale over that range alone held each of them to 14–24 dB.
 pub const FLOAT_OUTPUT_KERNELS: &[&str] = &["MatMul"];
 

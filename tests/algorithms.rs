@@ -29,6 +29,16 @@ fn quantize_static(model: &Path, out: &Path, calib: &Path, extra: &[&str]) -> se
     serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap()
 }
 
+/// minilm_l6, its test sentences and its calibration sentences.
+fn minilm() -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    (common::model("minilm_l6.onnx"), common::data("sentences_test.npz"), common::data("sentences_calib.npz"))
+}
+
+/// A comparison's mean cosine and nearest-neighbour agreement.
+fn cosine_and_nn(c: &serde_json::Value) -> (f64, f64) {
+    (c["cosine_mean"].as_f64().unwrap(), c["nn_agreement"].as_f64().unwrap())
+}
+
 /// The first output's comparison with the original in `runtime`, as JSON.
 fn compared(runtime: &str, original: &Path, candidate: &Path, data: &Path) -> serde_json::Value {
     let r = prunq(&[
@@ -131,8 +141,7 @@ fn codebook_options_are_checked_and_calibration_is_used() {
 #[test]
 fn gptq_beats_rounding_to_nearest_on_minilm() {
     let dir = common::tempdir();
-    let (model, data, calib) =
-        (common::model("minilm_l6.onnx"), common::data("sentences_test.npz"), common::data("sentences_calib.npz"));
+    let (model, data, calib) = minilm();
     let calib = calib.to_str().unwrap();
     let int4 = dir.path().join("gptq4.onnx");
     quantize(&model, &int4, &["--bits", "4", "--algorithm", "gptq", "--calib", calib, "--target-sqnr", "0"]);
@@ -143,7 +152,7 @@ fn gptq_beats_rounding_to_nearest_on_minilm() {
     quantize(&model, &int8, &["--algorithm", "gptq", "--calib", calib, "--target-sqnr", "0"]);
     for runtime in ["ort", "tract"] {
         let c = compared(runtime, &model, &int4, &data);
-        let (cosine, nn) = (c["cosine_mean"].as_f64().unwrap(), c["nn_agreement"].as_f64().unwrap());
+        let (cosine, nn) = cosine_and_nn(&c);
         assert!(cosine >= 0.985 && nn >= 0.85, "int4 GPTQ in {runtime}: cosine {cosine}, NN {nn}");
         let c = compared(runtime, &model, &int8, &data);
         let cosine = c["cosine_mean"].as_f64().unwrap();
@@ -178,8 +187,7 @@ fn bias_correction_recovers_ppocr_static_without_fallback() {
 #[test]
 fn smoothquant_lifts_minilm_static() {
     let dir = common::tempdir();
-    let (model, data, calib) =
-        (common::model("minilm_l6.onnx"), common::data("sentences_test.npz"), common::data("sentences_calib.npz"));
+    let (model, data, calib) = minilm();
     let out = dir.path().join("smooth.onnx");
     let report = quantize_static(&model, &out, &calib, &["--smooth", "0.6", "--target-sqnr", "25"]);
     assert!(report["notes"].to_string().contains("SmoothQuant"));
@@ -195,7 +203,7 @@ fn smoothquant_lifts_minilm_static() {
     assert_eq!(layers.len(), 36, "the weight MatMuls judged one by one");
     assert!(float <= 4, "{float} of 36 weight MatMuls kept float");
     let c = compared("ort", &model, &out, &data);
-    let (cosine, nn) = (c["cosine_mean"].as_f64().unwrap(), c["nn_agreement"].as_f64().unwrap());
+    let (cosine, nn) = cosine_and_nn(&c);
     assert!(cosine >= 0.998 && nn >= 0.93, "SmoothQuant static in ONNX Runtime: cosine {cosine}, NN {nn}");
     let c = compared("tract", &model, &out, &data);
     assert!(c["cosine_mean"].as_f64().unwrap() >= 0.99, "in tract: {c}");
@@ -207,8 +215,7 @@ fn smoothquant_lifts_minilm_static() {
 #[test]
 fn affine_gptq_int8_weights_keep_minilm_at_the_peer_quality() {
     let dir = common::tempdir();
-    let (model, data, calib) =
-        (common::model("minilm_l6.onnx"), common::data("sentences_test.npz"), common::data("sentences_calib.npz"));
+    let (model, data, calib) = minilm();
     let out = dir.path().join("w8.onnx");
     quantize(
         &model,
@@ -218,7 +225,7 @@ fn affine_gptq_int8_weights_keep_minilm_at_the_peer_quality() {
     assert!(size_ratio(&model, &out) <= 0.26);
     for runtime in ["ort", "tract"] {
         let c = compared(runtime, &model, &out, &data);
-        let (cosine, nn) = (c["cosine_mean"].as_f64().unwrap(), c["nn_agreement"].as_f64().unwrap());
+        let (cosine, nn) = cosine_and_nn(&c);
         assert!(cosine >= 0.9997 && nn >= 0.98, "{runtime}: cosine {cosine}, NN {nn}");
     }
 }

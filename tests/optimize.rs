@@ -71,7 +71,8 @@ fn digits_cnn_optimize_keeps_the_budget_and_its_recipe_replays() {
 }
 
 /// A hand-written recipe is the commands chained: structured pruning then dynamic
-/// quantization gives the bytes `prunq prune` then `prunq quantize` give.
+/// quantization gives the bytes `prunq prune` then `prunq quantize` give, with any
+/// thread count.
 #[test]
 fn a_recipe_is_the_commands_chained() {
     let dir = common::tempdir();
@@ -119,6 +120,21 @@ fn a_recipe_is_the_commands_chained() {
         no_check,
     ]);
     assert!(bytes(&applied) == bytes(&chained), "the recipe and the chained commands differ");
+    // Replayed with one thread, the same bytes as with every core.
+    let one_thread = dir.path().join("a1.onnx");
+    ok(&[
+        os("--threads"),
+        os("1"),
+        os("apply"),
+        recipe.as_os_str(),
+        model.as_os_str(),
+        os("-o"),
+        one_thread.as_os_str(),
+        os("--calib"),
+        calib.as_os_str(),
+        no_check,
+    ]);
+    assert!(bytes(&one_thread) == bytes(&applied), "apply with --threads 1 differs");
     let m = prunq::onnx::load(&applied).unwrap();
     assert!(m.graph.nodes.iter().any(|n| n.op_type == "MatMulInteger" || n.op_type == "DynamicQuantizeLinear"));
 }

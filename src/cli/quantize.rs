@@ -77,6 +77,11 @@ pub struct Args {
     /// it is estimated to reach this many dB (0 turns the fallback off).
     #[arg(long, default_value_t = prunq::quant::DEFAULT_FALLBACK_SQNR_DB)]
     target_sqnr: f64,
+    /// Weights mode under 8 bits (--bits 4, --codebook up to 16, log2 under 8 bits), with --calib:
+    /// the layers the fallback keeps get int8 weights per channel instead of float (mixed precision
+    /// per layer: smaller than float fallback at nearly its quality).
+    #[arg(long)]
+    fallback_int8: bool,
     /// Quantize only these op types (static mode). Repeatable.
     #[arg(long)]
     op_types: Vec<String>,
@@ -126,6 +131,7 @@ impl Args {
             percentile: self.percentile,
             activations: self.activations,
             target_sqnr: self.target_sqnr,
+            fallback_int8: self.fallback_int8,
             op_types: self.op_types.clone(),
             fp16_io: self.fp16_io,
             bias_correction: self.bias_correction,

@@ -54,6 +54,22 @@ macro_rules! map_each {
 }
 
 impl Array {
+    /// Feeds the type, shape and values to `h` (floats by their bits), so equal
+    /// arrays hash equal: measurements on the same data can be recognised.
+    pub fn hash_into(&self, h: &mut impl std::hash::Hasher) {
+        use std::hash::Hash;
+        (self.dtype().0, self.shape()).hash(h);
+        match self {
+            Array::F32(a) => a.iter().for_each(|v| v.to_bits().hash(h)),
+            Array::F64(a) => a.iter().for_each(|v| v.to_bits().hash(h)),
+            Array::I64(a) => a.iter().for_each(|v| v.hash(h)),
+            Array::I32(a) => a.iter().for_each(|v| v.hash(h)),
+            Array::I8(a) => a.iter().for_each(|v| v.hash(h)),
+            Array::U8(a) => a.iter().for_each(|v| v.hash(h)),
+            Array::Bool(a) => a.iter().for_each(|v| v.hash(h)),
+        }
+    }
+
     /// The dimensions.
     pub fn shape(&self) -> &[usize] {
         each!(self, a => a.shape())

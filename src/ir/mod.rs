@@ -3,6 +3,7 @@
 
 mod constants;
 mod dtype;
+mod fingerprint;
 mod graph;
 pub mod ops;
 mod sparse;
@@ -13,6 +14,7 @@ mod topology;
 
 pub use constants::{constant_node_value, ConstantSite};
 pub use dtype::DataType;
+pub use fingerprint::fingerprint;
 pub use graph::{AttrValue, Attribute, Dim, Graph, Model, Node, OpsetId, ValueInfo, ValueType};
 pub use sparse::{densify, sparse_and_dense_bytes, sparsify, SparseLayout};
 pub use tensor::{set_release_hook, Element, Storage, Tensor, TensorData};

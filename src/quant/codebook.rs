@@ -70,6 +70,8 @@ pub struct CodebookOptions {
     pub min_elements: usize,
     /// Only the weights of these nodes (by index); all when `None`.
     pub only_nodes: Option<Vec<usize>>,
+    /// With the fallback, the layers it keeps get int8 weights instead of float.
+    pub fallback_int8: bool,
 }
 
 impl Default for CodebookOptions {
@@ -80,6 +82,7 @@ impl Default for CodebookOptions {
             exclude: vec![],
             min_elements: 64,
             only_nodes: None,
+            fallback_int8: false,
         }
     }
 }
@@ -126,7 +129,7 @@ pub fn quantize_codebook(
             let quantize = |m: &mut Model, only: Vec<usize>, r: &mut QuantReport| {
                 encode_weights(m, &CodebookOptions { only_nodes: Some(only), ..options.clone() }, &stats, r)
             };
-            super::sensitivity::quantize_with_fallback(
+            let float = super::sensitivity::quantize_with_fallback(
                 model,
                 &nodes,
                 calib,
@@ -134,7 +137,11 @@ pub fn quantize_codebook(
                 &quantize,
                 report,
                 progress,
-            )
+            )?;
+            match options.fallback_int8 {
+                true => super::weights::fallback_to_int8(model, &float, &options.exclude, report),
+                false => Ok(()),
+            }
         }
         _ => encode_weights(model, options, &stats, report),
     }

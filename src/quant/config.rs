@@ -113,6 +113,9 @@ pub struct QuantConfig {
     /// With calibration data, the most sensitive layers stay float until the
     /// output SQNR is estimated to reach this (dB); 0 turns the fallback off.
     pub target_sqnr: f64,
+    /// Weights mode under 8 bits (int4, codebooks up to 16 entries, log2): the
+    /// layers the fallback keeps get int8 weights instead of float.
+    pub fallback_int8: bool,
     /// Static: quantize only these op types (all the registry knows when empty).
     pub op_types: Vec<String>,
     /// fp16: float16 graph inputs and outputs too.
@@ -154,6 +157,7 @@ impl Default for QuantConfig {
             percentile: 99.999,
             activations: Activations::U8,
             target_sqnr: DEFAULT_FALLBACK_SQNR_DB,
+            fallback_int8: false,
             op_types: vec![],
             fp16_io: false,
             bias_correction: false,
@@ -186,6 +190,20 @@ impl QuantConfig {
             && (nonlinear || !matches!(self.mode, QuantMode::Weights | QuantMode::Static))
         {
             return usage("algorithm gptq rounds linear weights from the layers' inputs: use mode weights or static");
+        }
+        if self.fallback_int8 {
+            let low_bit = match (self.codebook, self.scheme) {
+                (Some(k), _) => k <= 16,
+                (None, WeightScheme::Log2) => self.bits < 8,
+                (None, WeightScheme::Linear) => self.bits == 4,
+            };
+            if self.mode != QuantMode::Weights || !low_bit || self.target_sqnr <= 0.0 {
+                return usage(
+                    "fallback-int8 gives int8 weights to the layers the fallback keeps from a format under 8 bits: \
+                     use mode weights with bits 4, a codebook of up to 16 entries or log2 under 8 bits, and a \
+                     target-sqnr above 0",
+                );
+            }
         }
         Ok(())
     }
@@ -220,6 +238,7 @@ impl QuantConfig {
             exclude: self.exclude.clone(),
             format: self.weight_format,
             reduce_range: self.reduce_range,
+            fallback_int8: self.fallback_int8,
             ..Default::default()
         }
     }
@@ -302,6 +321,7 @@ pub fn quantize(
                 },
                 per_tensor: config.per_tensor.then_some(true),
                 exclude: config.exclude.clone(),
+                fallback_int8: config.fallback_int8,
                 ..Default::default()
             };
             super::quantize_codebook(model, &options, calib, config.target_sqnr, &mut report, progress)?

@@ -9,6 +9,7 @@ mod dynamic;
 mod fp16;
 mod gptq;
 mod matmul_nbits;
+mod memo;
 mod pack;
 mod portable;
 pub mod registry;

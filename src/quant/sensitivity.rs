@@ -4,10 +4,11 @@
 //! target. Noise powers of independent rounding errors add, so the sum is a
 //! fair estimate of the whole model's noise.
 
+use super::memo::{self, Memo};
 use super::registry;
 use crate::data::{Array, Dataset};
 use crate::eval::Progress;
-use crate::ir::Model;
+use crate::ir::{fingerprint, Model};
 use crate::runtime::{feed_inputs, Session};
 use crate::Result;
 
@@ -75,6 +76,13 @@ const OUTPUT_VALUES: usize = 768;
 /// Fewer calibration samples than this cannot rank layers.
 pub const MIN_SENSITIVITY_SAMPLES: usize = 2;
 
+/// Output noise with every candidate group quantized, per trial setup.
+static EVERYTHING_QUANTIZED: Memo<f64> = Memo::new();
+/// Each group's output noise quantized alone, and whether simulated, per trial setup.
+static GROUP_NOISE: Memo<(Vec<f64>, bool)> = Memo::new();
+/// The real model's noise with a set of groups float, per trial setup and set.
+static READMISSION: Memo<f64> = Memo::new();
+
 /// What the sensitivity search measured: the nodes to keep float, each with
 /// the reason, and each group's output SQNR when quantized alone.
 pub struct Measured {
@@ -122,6 +130,17 @@ pub fn choose_fallback(
     // One trial with every group quantized first: when that already meets the
     // target, nothing falls back and the per-group trials are not needed.
     let everything: Vec<usize> = groups.iter().flat_map(|g| g.nodes.iter().copied()).collect();
+    let all_model = (trials.build)(&everything)?;
+    // Everything measured below depends only on these (not on the target), so
+    // it is measured once per process (see `memo`).
+    let labels: Vec<(&str, &[usize])> = groups.iter().map(|g| (g.label.as_str(), g.nodes.as_slice())).collect();
+    let key = memo::key((
+        fingerprint(model),
+        fingerprint(&all_model),
+        labels,
+        memo::batches_fingerprint(&full.batches),
+        format!("{:?}", crate::runtime::default_backend()?),
+    ));
     // The simulation is built while the real model with every group quantized runs.
     let simulate = || -> Result<Option<(Session, f64)>> {
         let Some(build) = trials.switched else { return Ok(None) };
@@ -129,41 +148,54 @@ pub fn choose_fallback(
         let simulated_all = full.noise(&session, Some(switches(groups.len(), None)))?;
         Ok(Some((session, simulated_all)))
     };
-    progress.start(1, "everything quantized");
-    let (real_all, simulated) = crate::parallel::join(|| real(&everything, &full), simulate);
-    progress.finish();
-    let real_all = real_all?;
+    let mut simulated = None;
+    let real_all = EVERYTHING_QUANTIZED.get_or_measure(key, || {
+        progress.start(1, "everything quantized");
+        let (real_all, sim) =
+            crate::parallel::join(|| full.noise(&Session::new(&all_model, &Default::default())?, None), simulate);
+        progress.finish();
+        simulated = Some(sim);
+        real_all
+    })?;
     if real_all <= budget {
         return Ok(Measured { float: vec![], all_sqnr_db: db(real_all), groups: vec![] });
     }
-    // A simulation the runtime cannot run only costs speed: each trial is then built for real.
-    let switched = simulated.ok().flatten().and_then(|(session, simulated_all)| {
-        let ratio = simulated_all.max(f64::MIN_POSITIVE) / real_all;
-        (1.0 / SIMULATION_SLACK..=SIMULATION_SLACK).contains(&ratio).then_some(session)
-    });
-    progress.start(groups.len() as u64, "sensitivity");
-    // Each group's trial is independent: they run in parallel, results in group order.
-    let all: Vec<usize> = (0..groups.len()).collect();
-    let noise: Vec<f64> = crate::parallel::map(&all, |&g| match &switched {
-        Some(session) => full.noise(session, Some(switches(groups.len(), Some(g)))),
-        None => real(&groups[g].nodes, &full),
-    })
-    .into_iter()
-    .collect::<Result<_>>()?;
-    progress.advance(groups.len() as u64);
-    progress.finish();
-    let how = if switched.is_some() { "simulated on" } else { "on" };
+    let (noise, simulated) = GROUP_NOISE.get_or_measure(key, || {
+        // A simulation the runtime cannot run only costs speed: each trial is then built for real.
+        let switched = simulated.take().unwrap_or_else(simulate).ok().flatten().and_then(|(session, simulated_all)| {
+            let ratio = simulated_all.max(f64::MIN_POSITIVE) / real_all;
+            (1.0 / SIMULATION_SLACK..=SIMULATION_SLACK).contains(&ratio).then_some(session)
+        });
+        progress.start(groups.len() as u64, "sensitivity");
+        // Each group's trial is independent: they run in parallel, results in group order.
+        let all: Vec<usize> = (0..groups.len()).collect();
+        let noise: Vec<f64> = crate::parallel::map(&all, |&g| match &switched {
+            Some(session) => full.noise(session, Some(switches(groups.len(), Some(g)))),
+            None => real(&groups[g].nodes, &full),
+        })
+        .into_iter()
+        .collect::<Result<_>>()?;
+        progress.advance(groups.len() as u64);
+        progress.finish();
+        Ok((noise, switched.is_some()))
+    })?;
+    let how = if simulated { "simulated on" } else { "on" };
     let max_groups = ((groups.len() as f64 * MAX_FALLBACK_FRACTION).floor() as usize).max(1);
     let mut kept = most_sensitive(&noise, budget, max_groups);
     if !kept.is_empty() {
         progress.start(kept.len().min(MAX_READMISSIONS) as u64 + 1, "re-admission");
-        let wide = judge(SENSITIVITY_SAMPLES.min(bound.rows))?;
+        let mut wide = None;
         let quantized_without = |float: &[usize]| -> Vec<usize> {
             (0..groups.len()).filter(|g| !float.contains(g)).flat_map(|g| groups[g].nodes.iter().copied()).collect()
         };
         kept = readmit(kept, &noise, budget, &mut |float| {
             progress.advance(1);
-            real(&quantized_without(float), &wide)
+            READMISSION.get_or_measure(memo::key((key, float)), || {
+                if wide.is_none() {
+                    wide = Some(judge(SENSITIVITY_SAMPLES.min(bound.rows))?);
+                }
+                real(&quantized_without(float), wide.as_ref().expect("set above"))
+            })
         })?;
         progress.finish();
     }
@@ -299,7 +331,8 @@ pub type QuantizeOnly<'a> = dyn Fn(&mut Model, Vec<usize>, &mut super::QuantRepo
 /// Quantizes `model` with `quantize(model, only, report)` on the `nodes` that
 /// measure safe: each candidate's sensitivity is measured on `calib` (trials built
 /// by the same function), the worst stay float until the output SQNR meets
-/// `target_sqnr_db`.
+/// `target_sqnr_db`. Returns the first output of each node kept float (names
+/// survive passes; indices do not).
 pub fn quantize_with_fallback(
     model: &mut Model,
     nodes: &[usize],
@@ -308,7 +341,7 @@ pub fn quantize_with_fallback(
     quantize: &QuantizeOnly<'_>,
     report: &mut super::QuantReport,
     progress: &dyn Progress,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let prepared = model.clone();
     let build = |only: &[usize]| {
         let mut m = prepared.clone();
@@ -318,7 +351,8 @@ pub fn quantize_with_fallback(
     let trials = Trials { build: &build, switched: None };
     let float = fallback(&prepared, nodes, calib, target_sqnr_db, &trials, report, progress)?;
     let keep: Vec<usize> = nodes.iter().copied().filter(|n| !float.contains(n)).collect();
-    quantize(model, keep, report)
+    quantize(model, keep, report)?;
+    Ok(float.iter().filter_map(|&n| prepared.graph.nodes[n].outputs.first().cloned()).collect())
 }
 
 /// Every output value, flattened, over all batches (f64 for the sums); the

@@ -8,10 +8,11 @@
 //! Runtime's int8 convs on x86 without VNNI, tract's whole integer path on x86 —
 //! so this is measured, not looked up.
 
+use super::memo::{self, Memo};
 use super::report::{QuantReport, Skipped};
 use crate::data::Dataset;
 use crate::eval::{bench, BenchOptions, Progress, Silent};
-use crate::ir::Model;
+use crate::ir::{fingerprint, Model};
 use crate::Result;
 use std::collections::BTreeMap;
 
@@ -19,6 +20,9 @@ use std::collections::BTreeMap;
 /// group is reverted: well past the few per cent by which rounds scatter on a
 /// shared machine, so that the decision — and the output's bytes — repeat.
 pub const REVERT_ABOVE: f64 = 1.08;
+
+/// Which nodes stay int8 and which float for speed, per models, data and runtime.
+static SPEED_TRIALS: Memo<(Vec<usize>, Vec<(usize, String)>)> = Memo::new();
 
 /// Times pairs of models taking turns, each measurement ~0.6 s (15 to 200
 /// rounds) sized by a short first run of the first pair.
@@ -116,40 +120,45 @@ pub fn keep_faster(
     }
     let backend = crate::runtime::default_backend()?;
     let runtime = crate::runtime::RuntimeInfo::of(backend);
-    let timer = Timer::new(data, backend);
-    let faster = |a: &Model, b: &Model| timer.faster(a, b);
-    progress.start(groups.len() as u64 + 1, "speed trials");
     let quantized = build(chosen)?;
-    let float = build(&[])?;
-    let from_float = faster(&quantized, &float)?;
-    progress.advance(1);
-    let (mut current, mut current_model) = match from_float {
-        Some(_) => (vec![], float),
-        None => (chosen.to_vec(), quantized),
-    };
-    let mut kept_float = vec![];
-    for (label, nodes) in groups {
-        let trial: Vec<usize> = match from_float {
-            Some(_) => current.iter().chain(&nodes).copied().collect(),
-            None => current.iter().copied().filter(|n| !nodes.contains(n)).collect(),
-        };
-        let trial_model = build(&trial)?;
-        let gain = faster(&current_model, &trial_model)?;
-        let float_wins = match (from_float, gain) {
-            (Some(speedup), None) => Some(format!("everything float measured {speedup:.2}× faster than everything int8, and int8 {label} did not measure faster")),
-            (None, Some(speedup)) => Some(format!("the {label} group measured {speedup:.2}× faster in float than in int8")),
-            _ => None,
-        };
-        if gain.is_some() {
-            current = trial;
-            current_model = trial_model;
-        }
-        if let Some(why) = float_wins {
-            kept_float.extend(nodes.iter().map(|&n| (n, why.clone())));
-        }
+    // Timed once per process for the same models and data (see `memo`).
+    let key = memo::key((fingerprint(prepared), fingerprint(&quantized), chosen, &data.path, format!("{runtime:?}")));
+    let (mut current, kept_float) = SPEED_TRIALS.get_or_measure(key, || {
+        let timer = Timer::new(data, backend);
+        let faster = |a: &Model, b: &Model| timer.faster(a, b);
+        progress.start(groups.len() as u64 + 1, "speed trials");
+        let float = build(&[])?;
+        let from_float = faster(&quantized, &float)?;
         progress.advance(1);
-    }
-    progress.finish();
+        let (mut current, mut current_model) = match from_float {
+            Some(_) => (vec![], float),
+            None => (chosen.to_vec(), quantized),
+        };
+        let mut kept_float = vec![];
+        for (label, nodes) in groups {
+            let trial: Vec<usize> = match from_float {
+                Some(_) => current.iter().chain(&nodes).copied().collect(),
+                None => current.iter().copied().filter(|n| !nodes.contains(n)).collect(),
+            };
+            let trial_model = build(&trial)?;
+            let gain = faster(&current_model, &trial_model)?;
+            let float_wins = match (from_float, gain) {
+                (Some(speedup), None) => Some(format!("everything float measured {speedup:.2}× faster than everything int8, and int8 {label} did not measure faster")),
+                (None, Some(speedup)) => Some(format!("the {label} group measured {speedup:.2}× faster in float than in int8")),
+                _ => None,
+            };
+            if gain.is_some() {
+                current = trial;
+                current_model = trial_model;
+            }
+            if let Some(why) = float_wins {
+                kept_float.extend(nodes.iter().map(|&n| (n, why.clone())));
+            }
+            progress.advance(1);
+        }
+        progress.finish();
+        Ok((current, kept_float))
+    })?;
     if current.is_empty() && !chosen.is_empty() {
         report.notes.push(format!(
             "no int8 kernel measured faster than float in {runtime} on this CPU: every layer computes in float, \

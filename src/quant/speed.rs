@@ -21,8 +21,11 @@ use std::collections::BTreeMap;
 /// shared machine, so that the decision — and the output's bytes — repeat.
 pub const REVERT_ABOVE: f64 = 1.08;
 
+/// The nodes that stay int8, and those kept float with the reason.
+type SpeedChoice = (Vec<usize>, Vec<(usize, String)>);
+
 /// Which nodes stay int8 and which float for speed, per models, data and runtime.
-static SPEED_TRIALS: Memo<(Vec<usize>, Vec<(usize, String)>)> = Memo::new();
+static SPEED_TRIALS: Memo<SpeedChoice> = Memo::new();
 
 /// Times pairs of models taking turns, each measurement ~0.6 s (15 to 200
 /// rounds) sized by a short first run of the first pair.

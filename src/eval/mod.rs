@@ -11,7 +11,7 @@ pub use bench::{bench, latency_check, op_times, BenchOptions, BenchReport, Laten
 pub use ctc::{edit_distance, CtcDecoder};
 pub use guard::{check_batches, check_outputs, CheckedOutput, OutputCheck, DIVERGED_SQNR_DB};
 pub use layers::{compare_layers, LayerComparison, LayerMetrics};
-pub use metrics::{argmax, cosine, OutputComparison, OutputMetrics, WorstSlice};
+pub use metrics::{argmax, cosine, OutputComparison, OutputMetrics, WorstSlice, MAX_SLICES};
 pub use run::{compare, evaluate, CompareReport, EvalReport, RunOptions};
 
 /// Progress of a long run, shown by the CLI and ignored by library callers.

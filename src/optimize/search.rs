@@ -159,12 +159,22 @@ impl Search<'_> {
                 }
             })
             .collect();
+        // Best first by the objective's own rule, ties within its band going
+        // to the other measure (a sort by score alone let dynamic int8 at 0.91×
+        // the size lead ppocr_cls_v2's search for being 2 % faster than static's
+        // 0.34×: timing noise, not speed).
         let objective = self.config.objective;
-        good.sort_by(|(a, _), (b, _)| {
-            let (a, b) = (&self.candidates[*a], &self.candidates[*b]);
-            b.score(objective).total_cmp(&a.score(objective)).then(a.size_bytes.cmp(&b.size_bytes))
-        });
-        good.into_iter().take(n).map(|(_, q)| q).collect()
+        let mut best_first = vec![];
+        while best_first.len() < n && !good.is_empty() {
+            let mut best = 0;
+            for k in 1..good.len() {
+                if self.candidates[good[k].0].beats(&self.candidates[good[best].0], objective) {
+                    best = k;
+                }
+            }
+            best_first.push(good.remove(best).1);
+        }
+        best_first
     }
 }
 

@@ -77,6 +77,9 @@ pub struct GroupSensitivity {
     pub group: String,
     /// Output SQNR on the calibration samples with only this group quantized.
     pub sqnr_db: f64,
+    /// The SQNR of its worst slice of an output's last axis, when an output has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worst_slice_db: Option<f64>,
     /// Whether the fallback kept it float.
     pub kept_float: bool,
 }

@@ -7,7 +7,7 @@
 use super::memo::{self, Memo};
 use super::registry;
 use crate::data::{Array, Dataset};
-use crate::eval::Progress;
+use crate::eval::{Progress, MAX_SLICES};
 use crate::ir::{fingerprint, Model};
 use crate::runtime::{feed_inputs, Session};
 use crate::Result;
@@ -77,11 +77,11 @@ const OUTPUT_VALUES: usize = 768;
 pub const MIN_SENSITIVITY_SAMPLES: usize = 2;
 
 /// Output noise with every candidate group quantized, per trial setup.
-static EVERYTHING_QUANTIZED: Memo<f64> = Memo::new();
+static EVERYTHING_QUANTIZED: Memo<Noise> = Memo::new();
 /// Each group's output noise quantized alone, and whether simulated, per trial setup.
-static GROUP_NOISE: Memo<(Vec<f64>, bool)> = Memo::new();
+static GROUP_NOISE: Memo<(Vec<Noise>, bool)> = Memo::new();
 /// The real model's noise with a set of groups float, per trial setup and set.
-static READMISSION: Memo<f64> = Memo::new();
+static READMISSION: Memo<Noise> = Memo::new();
 
 /// What the sensitivity search measured: the nodes to keep float, each with
 /// the reason, and each group's output SQNR when quantized alone.
@@ -114,9 +114,15 @@ pub fn choose_fallback(
     let judge = |rows: usize| -> Result<Judge> {
         let batches: Vec<Vec<Array>> =
             bound.batches_upto(batch_size, rows).map(|b| b.map(|(_, b)| b)).collect::<Result<_>>()?;
-        let reference = outputs(&float_model, &batches, None)?;
+        let (reference, slice_of) = outputs(&float_model, &batches, None)?;
         let signal = reference.iter().map(|v| v * v).sum::<f64>().max(f64::MIN_POSITIVE);
-        Ok(Judge { rows, batches, reference, signal })
+        let mut slice_signal = vec![0.0; slice_of.iter().filter(|&&id| id != NO_SLICE).max().map_or(0, |&m| m + 1)];
+        for (v, &id) in reference.iter().zip(&slice_of) {
+            if id != NO_SLICE {
+                slice_signal[id] += v * v;
+            }
+        }
+        Ok(Judge { rows, batches, reference, signal, slice_of, slice_signal })
     };
     progress.start(1, "reference");
     let per_sample = judge(1)?.reference.len().max(1);
@@ -124,7 +130,7 @@ pub fn choose_fallback(
     let full = judge(rows.min(bound.rows))?;
     progress.finish();
     let budget = 10f64.powf(-target_sqnr_db / 10.0);
-    let real = |nodes: &[usize], judge: &Judge| -> Result<f64> {
+    let real = |nodes: &[usize], judge: &Judge| -> Result<Noise> {
         judge.noise(&Session::new(&(trials.build)(nodes)?, &Default::default())?, None)
     };
     // One trial with every group quantized first: when that already meets the
@@ -142,7 +148,7 @@ pub fn choose_fallback(
         format!("{:?}", crate::runtime::default_backend()?),
     ));
     // The simulation is built while the real model with every group quantized runs.
-    let simulate = || -> Result<Option<(Session, f64)>> {
+    let simulate = || -> Result<Option<(Session, Noise)>> {
         let Some(build) = trials.switched else { return Ok(None) };
         let session = Session::new(&build(groups)?, &Default::default())?;
         let simulated_all = full.noise(&session, Some(switches(groups.len(), None)))?;
@@ -157,19 +163,19 @@ pub fn choose_fallback(
         simulated = Some(sim);
         real_all
     })?;
-    if real_all <= budget {
-        return Ok(Measured { float: vec![], all_sqnr_db: db(real_all), groups: vec![] });
+    if real_all.against(budget) <= budget {
+        return Ok(Measured { float: vec![], all_sqnr_db: db(real_all.whole), groups: vec![] });
     }
-    let (noise, simulated) = GROUP_NOISE.get_or_measure(key, || {
+    let (measured, simulated) = GROUP_NOISE.get_or_measure(key, || {
         // A simulation the runtime cannot run only costs speed: each trial is then built for real.
         let switched = simulated.take().unwrap_or_else(simulate).ok().flatten().and_then(|(session, simulated_all)| {
-            let ratio = simulated_all.max(f64::MIN_POSITIVE) / real_all;
+            let ratio = simulated_all.whole.max(f64::MIN_POSITIVE) / real_all.whole;
             (1.0 / SIMULATION_SLACK..=SIMULATION_SLACK).contains(&ratio).then_some(session)
         });
         progress.start(groups.len() as u64, "sensitivity");
         // Each group's trial is independent: they run in parallel, results in group order.
         let all: Vec<usize> = (0..groups.len()).collect();
-        let noise: Vec<f64> = crate::parallel::map(&all, |&g| match &switched {
+        let noise: Vec<Noise> = crate::parallel::map(&all, |&g| match &switched {
             Some(session) => full.noise(session, Some(switches(groups.len(), Some(g)))),
             None => real(&groups[g].nodes, &full),
         })
@@ -180,6 +186,7 @@ pub fn choose_fallback(
         Ok((noise, switched.is_some()))
     })?;
     let how = if simulated { "simulated on" } else { "on" };
+    let noise: Vec<f64> = measured.iter().map(|n| n.against(budget)).collect();
     let max_groups = ((groups.len() as f64 * MAX_FALLBACK_FRACTION).floor() as usize).max(1);
     let mut kept = most_sensitive(&noise, budget, max_groups);
     if !kept.is_empty() {
@@ -190,22 +197,29 @@ pub fn choose_fallback(
         };
         kept = readmit(kept, &noise, budget, &mut |float| {
             progress.advance(1);
-            READMISSION.get_or_measure(memo::key((key, float)), || {
-                if wide.is_none() {
-                    wide = Some(judge(SENSITIVITY_SAMPLES.min(bound.rows))?);
-                }
-                real(&quantized_without(float), wide.as_ref().expect("set above"))
-            })
+            READMISSION
+                .get_or_measure(memo::key((key, float)), || {
+                    if wide.is_none() {
+                        wide = Some(judge(SENSITIVITY_SAMPLES.min(bound.rows))?);
+                    }
+                    real(&quantized_without(float), wide.as_ref().expect("set above"))
+                })
+                .map(|n| n.against(budget))
         })?;
         progress.finish();
     }
     let float = kept
         .iter()
         .flat_map(|&g| {
+            let n = measured[g];
+            let slice = match n.worst_slice * budget / SLICE_FLOOR > n.whole {
+                true => format!(" (its worst output slice {:.1} dB)", db(n.worst_slice)),
+                false => String::new(),
+            };
             let why = format!(
-                "kept float: quantized alone, {} gives output SQNR {:.1} dB {how} {} calibration samples",
+                "kept float: quantized alone, {} gives output SQNR {:.1} dB{slice} {how} {} calibration samples",
                 groups[g].label,
-                db(noise[g]),
+                db(n.whole),
                 full.rows
             );
             groups[g].nodes.iter().map(move |&n| (n, why.clone()))
@@ -213,15 +227,16 @@ pub fn choose_fallback(
         .collect();
     let measured = groups
         .iter()
-        .zip(&noise)
+        .zip(&measured)
         .enumerate()
         .map(|(g, (group, noise))| super::GroupSensitivity {
             group: group.label.clone(),
-            sqnr_db: db(*noise),
+            sqnr_db: db(noise.whole),
+            worst_slice_db: (noise.worst_slice > 0.0).then(|| db(noise.worst_slice)),
             kept_float: kept.contains(&g),
         })
         .collect();
-    Ok(Measured { float, all_sqnr_db: db(real_all), groups: measured })
+    Ok(Measured { float, all_sqnr_db: db(real_all.whole), groups: measured })
 }
 
 /// The float model's outputs on some calibration samples, against which trials are judged.
@@ -230,13 +245,58 @@ struct Judge {
     batches: Vec<Vec<Array>>,
     reference: Vec<f64>,
     signal: f64,
+    /// Each reference value's slice (see [`outputs`]).
+    slice_of: Vec<usize>,
+    /// Each slice's signal power.
+    slice_signal: Vec<f64>,
 }
 
 impl Judge {
-    /// Output noise power relative to the signal's.
-    fn noise(&self, session: &Session, switches: Option<Array>) -> Result<f64> {
-        let out = outputs(session, &self.batches, switches)?;
-        Ok(out.iter().zip(&self.reference).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / self.signal)
+    /// Output noise power relative to the signal's, whole and in the worst slice.
+    fn noise(&self, session: &Session, switches: Option<Array>) -> Result<Noise> {
+        let (out, _) = outputs(session, &self.batches, switches)?;
+        let mut slice_noise = vec![0.0; self.slice_signal.len()];
+        let mut whole = 0.0;
+        for ((a, b), &id) in out.iter().zip(&self.reference).zip(&self.slice_of) {
+            let d = (a - b) * (a - b);
+            whole += d;
+            if id != NO_SLICE {
+                slice_noise[id] += d;
+            }
+        }
+        let worst_slice = slice_noise
+            .iter()
+            .zip(&self.slice_signal)
+            .filter(|(_, s)| **s > 0.0)
+            .map(|(n, s)| n / s)
+            .fold(0.0, f64::max);
+        Ok(Noise { whole: whole / self.signal, worst_slice })
+    }
+}
+
+/// A trial's output noise power relative to the signal's: over every output,
+/// and in the worst slice of an output's last axis (2 to
+/// [`crate::eval::MAX_SLICES`] entries: box coordinates and class scores
+/// concatenated, class probabilities) — one output-wide figure can hide a
+/// collapsed slice when quantities of different scales share an output.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Noise {
+    /// Over every output value.
+    pub whole: f64,
+    /// In the noisiest slice (0 when no output is sliced).
+    pub worst_slice: f64,
+}
+
+/// No slice may have less than 10 dB SQNR (noise a tenth of its signal) —
+/// what `compare` warns about — whatever the target for the whole output.
+const SLICE_FLOOR: f64 = 0.1;
+
+impl Noise {
+    /// One figure to hold against `budget` (the whole output's allowed noise):
+    /// the whole output's noise, or the worst slice's scaled so that it
+    /// reaches the budget at [`SLICE_FLOOR`].
+    fn against(&self, budget: f64) -> f64 {
+        self.whole.max(self.worst_slice * budget / SLICE_FLOOR)
     }
 }
 
@@ -355,23 +415,78 @@ pub fn quantize_with_fallback(
     Ok(float.iter().filter_map(|&n| prepared.graph.nodes[n].outputs.first().cloned()).collect())
 }
 
-/// Every output value, flattened, over all batches (f64 for the sums); the
-/// switches, when given, fed after the data.
-fn outputs(session: &Session, batches: &[Vec<Array>], switches: Option<Array>) -> Result<Vec<f64>> {
-    let mut all = vec![];
+/// Every output value, flattened, over all batches (f64 for the sums), and
+/// each value's slice (output k's last-axis index i is slice k·MAX_SLICES + i,
+/// when that axis is sliced); the switches, when given, fed after the data.
+fn outputs(session: &Session, batches: &[Vec<Array>], switches: Option<Array>) -> Result<(Vec<f64>, Vec<usize>)> {
+    let (mut all, mut slice_of) = (vec![], vec![]);
     for b in batches {
         let mut feed = b.clone();
         feed.extend(switches.clone());
-        for o in session.run(&feed)? {
-            all.extend(o.to_f32().iter().map(|&v| v as f64));
+        for (k, o) in session.run(&feed)?.into_iter().enumerate() {
+            let last = o.shape().last().copied().unwrap_or(0);
+            let sliced = o.ndim() >= 2 && (2..=MAX_SLICES).contains(&last);
+            let values = o.to_f32();
+            slice_of.extend((0..values.len()).map(|i| if sliced { k * MAX_SLICES + i % last } else { NO_SLICE }));
+            all.extend(values.iter().map(|&v| v as f64));
         }
     }
-    Ok(all)
+    Ok((all, slice_of))
 }
+
+/// A value in no slice (its output's last axis is not 2 to `MAX_SLICES` long).
+const NO_SLICE: usize = usize::MAX;
 
 #[cfg(test)]
 mod tests {
-    use super::{most_sensitive, readmit};
+    use super::{candidate_groups, choose_fallback, most_sensitive, readmit, Trials};
+    use crate::data::{Array, Dataset};
+    use crate::ir::testing::{int, model, node, tensor, wavy};
+    use crate::ir::Model;
+
+    /// A head concatenating a large quantity (×1000) and a small one (×0.01) into
+    /// one `[N, 2]` output. "Quantizing" the small one's layer costs it half its
+    /// value (6 dB: collapsed), the large one's a ten-thousandth: the output as a
+    /// whole keeps 80 dB, so only the slice judge sees the collapse.
+    #[test]
+    fn a_collapsed_output_slice_keeps_its_layer_float_though_the_whole_output_meets_the_target() {
+        let head = model(
+            vec![
+                node("MatMul", &["x", "wa"], "a", &[]),
+                node("MatMul", &["x", "wb"], "b", &[]),
+                node("Concat", &["a", "b"], "y", &[("axis", int(1))]),
+            ],
+            vec![
+                tensor("wa", &[3, 1], |i| 1000.0 * (1.0 + wavy(i))),
+                tensor("wb", &[3, 1], |i| 0.01 * (1.0 + wavy(i))),
+            ],
+            &[8, 3],
+            &["y"],
+            13,
+        );
+        let build = |only: &[usize]| -> crate::Result<Model> {
+            let mut m = head.clone();
+            for &n in only {
+                let w = m.graph.nodes[n].inputs[1].clone();
+                let error = if w == "wb" { 0.5 } else { 1e-4 };
+                let t = m.graph.initializers.iter_mut().find(|t| t.name == w).expect("weight");
+                let scaled = t.to_array::<f32>()?.mapv(|v| v * (1.0 + error));
+                *t = crate::ir::Tensor::from_array(&w, &scaled);
+            }
+            Ok(m)
+        };
+        let x = ndarray::ArrayD::from_shape_fn(vec![8, 3], |i| wavy(i[0] * 3 + i[1]).abs() + 0.1);
+        let calib = Dataset::from_arrays("made up", [("x".to_string(), Array::F32(x))].into());
+        let groups = candidate_groups(&head, &[0, 1]);
+        let trials = Trials { build: &build, switched: None };
+        let measured = choose_fallback(&head, &calib, &groups, &trials, 23.0, 8, &crate::eval::Silent).unwrap();
+        let float: Vec<usize> = measured.float.iter().map(|(n, _)| *n).collect();
+        assert_eq!(float, vec![1], "{:?}", measured.float);
+        assert!(measured.all_sqnr_db > 60.0, "the whole output looks fine: {} dB", measured.all_sqnr_db);
+        assert!(measured.float[0].1.contains("worst output slice"), "{}", measured.float[0].1);
+        let b = measured.groups.iter().find(|g| g.kept_float).expect("the small head's group");
+        assert!(b.worst_slice_db.is_some_and(|db| db < 10.0), "{:?}", b.worst_slice_db);
+    }
 
     /// The estimate keeps two groups float; the real model (whose errors half cancel here) meets the
     /// budget with the less noisy one back in int8, not with both; a set that misses stays as chosen.

@@ -116,62 +116,120 @@ pub fn input_grams(
         layers.iter().map(|l| (Array2::zeros((l.rows.ncols(), l.rows.ncols())), 0)).collect();
     visit_layer_inputs(model, layers, data, batch_size, progress, |i, x| {
         let l = &layers[i];
-        let rows = input_rows(x, l)?;
         let (h, count) = &mut grams[i];
-        if rows.ncols() != h.ncols() {
-            return Err(Error::Model(format!(
-                "layer '{}': {} input features, the weight has {}",
-                l.node,
-                rows.ncols(),
-                h.ncols()
-            )));
+        for chunk in row_chunks(x, l)? {
+            let rows = input_rows_in(x, l, chunk)?;
+            if rows.ncols() != h.ncols() {
+                return Err(Error::Model(format!(
+                    "layer '{}': {} input features, the weight has {}",
+                    l.node,
+                    rows.ncols(),
+                    h.ncols()
+                )));
+            }
+            let r = rows.mapv(f64::from);
+            *h += &r.t().dot(&r);
+            *count += r.nrows();
         }
-        let r = rows.mapv(f64::from);
-        *h += &r.t().dot(&r);
-        *count += r.nrows();
         Ok(())
     })?;
     Ok(grams)
 }
 
-/// The vectors `layer`'s weight rows are dotted with, one per row: im2col
-/// patches for a Conv, the last axis for MatMul/Gemm.
-pub fn input_rows(x: &ArrayD<f32>, layer: &Layer) -> Result<Array2<f32>> {
+/// Patch rows are formed and summed at most this many bytes (as f64) at a
+/// time: a detector's first convs at 800×608 have ~240 000 patches of 300–600
+/// features per 8 images — gigabytes at once (structured pruning's repair of
+/// such a model peaked at 4.4 GB). Every shared model's layers fit in one
+/// chunk, so their sums (and outputs) are as before.
+const CHUNK_BYTES: usize = 128 << 20;
+
+/// The row ranges of `layer`'s input rows in `x`, in order, each within [`CHUNK_BYTES`].
+pub fn row_chunks(x: &ArrayD<f32>, layer: &Layer) -> Result<Vec<std::ops::Range<usize>>> {
+    row_chunks_within(x, layer, CHUNK_BYTES)
+}
+
+fn row_chunks_within(x: &ArrayD<f32>, layer: &Layer, bytes: usize) -> Result<Vec<std::ops::Range<usize>>> {
+    let (rows, cols) = row_shape(x, layer)?;
+    let step = (bytes / (cols.max(1) * 8)).max(1);
+    Ok((0..rows).step_by(step).map(|start| start..(start + step).min(rows)).collect())
+}
+
+/// How many input rows `x` makes for `layer`, and their width.
+fn row_shape(x: &ArrayD<f32>, layer: &Layer) -> Result<(usize, usize)> {
     match &layer.geometry {
-        Some(geo) => im2col(x, geo, &layer.node),
+        Some(geo) => {
+            let (n, c, oh, ow) = conv_output_dims(x, geo, &layer.node)?;
+            Ok((n * oh * ow, c * geo.kernel[0] * geo.kernel[1]))
+        }
         None => {
             let k = *x.shape().last().unwrap_or(&0);
-            x.as_standard_layout()
-                .into_owned()
-                .into_shape_with_order((x.len() / k.max(1), k))
-                .map_err(|e| Error::Model(e.to_string()))
+            Ok((x.len() / k.max(1), k))
         }
     }
 }
 
-/// Patches of a [N, C, H, W] input, one row per output position, in the
-/// weight's [C, kh, kw] order (zero padding outside the image).
-fn im2col(x: &ArrayD<f32>, g: &ConvGeometry, node: &str) -> Result<Array2<f32>> {
+/// The vectors `layer`'s weight rows are dotted with, one per row: im2col
+/// patches for a Conv, the last axis for MatMul/Gemm.
+pub fn input_rows(x: &ArrayD<f32>, layer: &Layer) -> Result<Array2<f32>> {
+    let (rows, _) = row_shape(x, layer)?;
+    input_rows_in(x, layer, 0..rows)
+}
+
+/// Rows `range` of [`input_rows`], formed alone.
+pub fn input_rows_in(x: &ArrayD<f32>, layer: &Layer, range: std::ops::Range<usize>) -> Result<Array2<f32>> {
+    let (rows, _) = row_shape(x, layer)?;
+    if range.end > rows {
+        return Err(Error::Model(format!("layer '{}': rows {range:?} of {rows}", layer.node)));
+    }
+    match &layer.geometry {
+        Some(geo) => im2col(x, geo, &layer.node, range),
+        None => {
+            let k = *x.shape().last().unwrap_or(&0);
+            let all = x
+                .as_standard_layout()
+                .into_owned()
+                .into_shape_with_order((x.len() / k.max(1), k))
+                .map_err(|e| Error::Model(e.to_string()))?;
+            Ok(all.slice(ndarray::s![range, ..]).to_owned())
+        }
+    }
+}
+
+/// A conv input's batch and channels, and its output's height and width.
+fn conv_output_dims(x: &ArrayD<f32>, g: &ConvGeometry, node: &str) -> Result<(usize, usize, usize, usize)> {
     let x: ArrayView4<f32> = x
         .view()
         .into_dimensionality()
         .map_err(|_| Error::Model(format!("conv '{node}': only 2-D convolutions are supported")))?;
     let (n, c, h, w) = x.dim();
-    let (kh, kw) = (g.kernel[0], g.kernel[1]);
-    let (sh, sw) = (g.strides[0], g.strides[1]);
-    let (dh, dw) = (g.dilations[0], g.dilations[1]);
-    let (ph, pw) = (g.pads[0] as isize, g.pads[1] as isize);
-    let span = |size: usize, k: usize, d: usize, p: isize, s: usize| -> usize {
-        let full = size as isize + 2 * p - (d * (k - 1) + 1) as isize;
+    let span = |size: usize, k: usize, d: usize, p: usize, s: usize| -> usize {
+        let full = size as isize + 2 * p as isize - (d * (k - 1) + 1) as isize;
         if full < 0 {
             0
         } else {
             full as usize / s + 1
         }
     };
-    let (oh, ow) = (span(h, kh, dh, ph, sh), span(w, kw, dw, pw, sw));
-    let mut out = Array2::zeros((n * oh * ow, c * kh * kw));
-    for (row, mut patch) in out.axis_iter_mut(Axis(0)).enumerate() {
+    let oh = span(h, g.kernel[0], g.dilations[0], g.pads[0], g.strides[0]);
+    let ow = span(w, g.kernel[1], g.dilations[1], g.pads[1], g.strides[1]);
+    Ok((n, c, oh, ow))
+}
+
+/// Patches `range` (one row per output position, batch-major) of a
+/// [N, C, H, W] input, in the weight's [C, kh, kw] order (zero padding
+/// outside the image).
+fn im2col(x: &ArrayD<f32>, g: &ConvGeometry, node: &str, range: std::ops::Range<usize>) -> Result<Array2<f32>> {
+    let (_, c, oh, ow) = conv_output_dims(x, g, node)?;
+    let x: ArrayView4<f32> = x.view().into_dimensionality().map_err(|e| Error::Model(e.to_string()))?;
+    let (_, _, h, w) = x.dim();
+    let (kh, kw) = (g.kernel[0], g.kernel[1]);
+    let (sh, sw) = (g.strides[0], g.strides[1]);
+    let (dh, dw) = (g.dilations[0], g.dilations[1]);
+    let (ph, pw) = (g.pads[0] as isize, g.pads[1] as isize);
+    let start = range.start;
+    let mut out = Array2::zeros((range.len(), c * kh * kw));
+    for (k, mut patch) in out.axis_iter_mut(Axis(0)).enumerate() {
+        let row = start + k;
         let (b, rest) = (row / (oh * ow), row % (oh * ow));
         let (oy, ox) = (rest / ow, rest % ow);
         for ch in 0..c {
@@ -201,9 +259,42 @@ mod tests {
     fn patches_follow_the_kernel_layout_with_zero_padding() {
         let x = ArrayD::from_shape_vec(IxDyn(&[1, 1, 2, 2]), vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
         let g = ConvGeometry { kernel: vec![2, 2], strides: vec![1, 1], dilations: vec![1, 1], pads: vec![1, 1] };
-        let p = im2col(&x, &g, "c").unwrap();
+        let p = im2col(&x, &g, "c", 0..9).unwrap();
         assert_eq!(p.dim(), (9, 4));
         assert_eq!(p.row(0).to_vec(), vec![0.0, 0.0, 0.0, 1.0]);
         assert_eq!(p.row(4).to_vec(), vec![1.0, 2.0, 3.0, 4.0]);
+        // A range is those rows alone.
+        let part = im2col(&x, &g, "c", 3..6).unwrap();
+        assert_eq!(part, p.slice(ndarray::s![3..6, ..]));
+    }
+
+    /// Chunks of a layer's rows cover them in order, each within its byte budget,
+    /// and together form exactly the rows formed at once.
+    #[test]
+    fn chunked_patches_are_the_patches() {
+        let model = crate::ir::testing::model(
+            vec![crate::ir::testing::node(
+                "Conv",
+                &["x", "w"],
+                "y",
+                &[("pads", crate::ir::testing::ints(&[1, 1, 1, 1]))],
+            )],
+            vec![crate::ir::testing::tensor("w", &[4, 2, 3, 3], crate::ir::testing::wavy)],
+            &[2, 2, 5, 5],
+            &["y"],
+            13,
+        );
+        let choice = crate::layerwise::LayerChoice::all();
+        let layer = crate::layerwise::prunable_layers(&model, &choice).unwrap().0.remove(0);
+        let x = ArrayD::from_shape_fn(IxDyn(&[2, 2, 5, 5]), |i| (i[0] * 50 + i[1] * 25 + i[2] * 5 + i[3]) as f32);
+        let whole = input_rows(&x, &layer).unwrap();
+        assert_eq!(whole.dim(), (50, 18));
+        let chunks = row_chunks_within(&x, &layer, 18 * 8 * 7).unwrap();
+        assert_eq!(chunks.len(), 8);
+        assert!(chunks.iter().all(|c| c.len() <= 7));
+        let parts: Vec<Array2<f32>> = chunks.into_iter().map(|c| input_rows_in(&x, &layer, c).unwrap()).collect();
+        let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+        assert_eq!(ndarray::concatenate(Axis(0), &views).unwrap(), whole);
+        assert!(input_rows_in(&x, &layer, 45..51).is_err(), "rows past the end are an error, not a panic");
     }
 }

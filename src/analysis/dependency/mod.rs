@@ -164,9 +164,10 @@ pub fn top_blocker<'a>(groups: impl Iterator<Item = (usize, &'a [String])>) -> O
     let mut tally: BTreeMap<&str, TopBlocker> = BTreeMap::new();
     for (channels, reasons) in groups {
         let Some(first) = reasons.first() else { continue };
+        // "node (Op): why", or a reason that names no node ("reaches graph output 'y'").
         let (node, rule) = first.split_once(" (").map_or(("", first.as_str()), |(n, r)| (n, r));
         let t = tally.entry(rule).or_insert_with(|| TopBlocker {
-            rule: format!("({rule}"),
+            rule: if node.is_empty() { rule.to_string() } else { format!("({rule}") },
             example: node.to_string(),
             channels: 0,
             groups: 0,
@@ -194,13 +195,16 @@ impl std::fmt::Display for TopBlocker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} channels in {} group{} are blocked by {} (e.g. at {})",
+            "{} channels in {} group{} are blocked by {}",
             self.channels,
             self.groups,
             if self.groups == 1 { "" } else { "s" },
-            self.rule,
-            self.example
-        )
+            self.rule
+        )?;
+        match self.example.is_empty() {
+            true => Ok(()),
+            false => write!(f, " (e.g. at {})", self.example),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use crate::analysis::dependency::{DependencyGraph, Role, Tie};
 use crate::data::Dataset;
 use crate::eval::Progress;
 use crate::ir::{Model, Node, Tensor};
-use crate::layerwise::input_rows;
+use crate::layerwise::{input_rows_in, row_chunks};
 use crate::prune::{prunable_layers, Layer, LayerChoice};
 use crate::runtime::{feed_inputs, Session, SessionOptions};
 use crate::{Error, Result};
@@ -194,17 +194,27 @@ fn fit_layer(
             }
             Ok(r)
         };
-        let xn = with_ones(input_rows(&x_now, current)?)?;
-        let xr = with_ones(input_rows(&x_ref, reference)?)?;
-        if xn.nrows() != xr.nrows() {
+        // Formed a chunk of rows at a time (see `layerwise::row_chunks`): the two
+        // inputs have the same positions, chunked by the wider.
+        let (chunks_now, chunks_ref) = (row_chunks(&x_now, current)?, row_chunks(&x_ref, reference)?);
+        let end = |c: &[std::ops::Range<usize>]| c.last().map_or(0, |r| r.end);
+        if end(&chunks_now) != end(&chunks_ref) {
             return Ok(Err("pruned and original inputs have different patch counts".into()));
         }
-        g += &xn.t().dot(&xn);
-        c += &xn.t().dot(&xr);
-        let y = xr.dot(&target.t());
-        let y_now = xn.dot(&now.t());
-        y_sq += y.iter().map(|v| v * v).sum::<f64>();
-        err_before += (&y - &y_now).iter().map(|v| v * v).sum::<f64>();
+        let chunks = if chunks_now.len() >= chunks_ref.len() { chunks_now } else { chunks_ref };
+        for rows in chunks {
+            let xn = with_ones(input_rows_in(&x_now, current, rows.clone())?)?;
+            let xr = with_ones(input_rows_in(&x_ref, reference, rows)?)?;
+            if xn.nrows() != xr.nrows() {
+                return Ok(Err("pruned and original inputs have different patch counts".into()));
+            }
+            g += &xn.t().dot(&xn);
+            c += &xn.t().dot(&xr);
+            let y = xr.dot(&target.t());
+            let y_now = xn.dot(&now.t());
+            y_sq += y.iter().map(|v| v * v).sum::<f64>();
+            err_before += (&y - &y_now).iter().map(|v| v * v).sum::<f64>();
+        }
     }
     let rhs = c.dot(&target.t());
     let solved = match ridge(&g, &rhs, DEFAULT_DAMP) {

@@ -143,7 +143,7 @@ pub fn input_grams(
 /// chunk, so their sums (and outputs) are as before.
 const CHUNK_BYTES: usize = 128 << 20;
 
-/// The row ranges of `layer`'s input rows in `x`, in order, each within [`CHUNK_BYTES`].
+/// The row ranges of `layer`'s input rows in `x`, in order, each within 128 MB as f64.
 pub fn row_chunks(x: &ArrayD<f32>, layer: &Layer) -> Result<Vec<std::ops::Range<usize>>> {
     row_chunks_within(x, layer, CHUNK_BYTES)
 }

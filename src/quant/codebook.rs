@@ -139,7 +139,13 @@ pub fn quantize_codebook(
                 progress,
             )?;
             match options.fallback_int8 {
-                true => super::weights::fallback_to_int8(model, &float, &options.exclude, report),
+                true => super::weights::fallback_to_int8(
+                    model,
+                    &float,
+                    &options.exclude,
+                    super::WeightFormat::Portable,
+                    report,
+                ),
                 false => Ok(()),
             }
         }

@@ -36,7 +36,7 @@ pub struct WeightOptions {
     /// are rounded to nearest.
     pub rounded: Option<std::sync::Arc<BTreeMap<String, super::gptq::Rounded>>>,
     /// With the fallback, the layers it keeps from a format under 8 bits get
-    /// int8 weights instead of float (see [`fallback_to_int8`]).
+    /// int8 weights instead of float (per channel, written as `format`).
     pub fallback_int8: bool,
 }
 
@@ -222,7 +222,7 @@ pub fn quantize_weights_with_fallback(
     let float =
         super::sensitivity::quantize_with_fallback(model, &nodes, calib, target_sqnr_db, &quantize, report, progress)?;
     match options.fallback_int8 && options.qtype.bits() < 8 {
-        true => fallback_to_int8(model, &float, &options.exclude, report),
+        true => fallback_to_int8(model, &float, &options.exclude, options.format, report),
         false => Ok(()),
     }
 }
@@ -236,6 +236,7 @@ pub(super) fn fallback_to_int8(
     model: &mut Model,
     float: &[String],
     exclude: &[String],
+    format: WeightFormat,
     report: &mut QuantReport,
 ) -> Result<()> {
     let nodes: Vec<usize> = (0..model.graph.nodes.len())
@@ -245,7 +246,7 @@ pub(super) fn fallback_to_int8(
         return Ok(());
     }
     let labels: Vec<String> = nodes.iter().map(|&i| model.graph.nodes[i].label()).collect();
-    let options = WeightOptions { only_nodes: Some(nodes), exclude: exclude.to_vec(), ..Default::default() };
+    let options = WeightOptions { only_nodes: Some(nodes), exclude: exclude.to_vec(), format, ..Default::default() };
     let mut int8 = QuantReport::default();
     quantize_weights(model, &options, &mut int8)?;
     report.tensors.extend(int8.tensors);

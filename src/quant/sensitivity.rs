@@ -449,7 +449,7 @@ mod tests {
     /// value (6 dB: collapsed), the large one's a ten-thousandth: the output as a
     /// whole keeps 80 dB, so only the slice judge sees the collapse.
     #[test]
-    fn a_collapsed_output_slice_keeps_its_layer_float_though_the_whole_output_meets_the_target() {
+    fn a_collapsed_output_slice_keeps_its_layer_float_though_the_whole_output_meets_the_target_measured_once() {
         let head = model(
             vec![
                 node("MatMul", &["x", "wa"], "a", &[]),
@@ -464,7 +464,9 @@ mod tests {
             &["y"],
             13,
         );
+        let builds = std::sync::atomic::AtomicUsize::new(0);
         let build = |only: &[usize]| -> crate::Result<Model> {
+            builds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut m = head.clone();
             for &n in only {
                 let w = m.graph.nodes[n].inputs[1].clone();
@@ -486,6 +488,13 @@ mod tests {
         assert!(measured.float[0].1.contains("worst output slice"), "{}", measured.float[0].1);
         let b = measured.groups.iter().find(|g| g.kept_float).expect("the small head's group");
         assert!(b.worst_slice_db.is_some_and(|db| db < 10.0), "{:?}", b.worst_slice_db);
+        // Measured once: at another target the same trials are not run again (only
+        // the everything-quantized model is built, to recognise them).
+        let first = builds.swap(0, std::sync::atomic::Ordering::Relaxed);
+        assert!(first >= 3, "everything, then each group: {first}");
+        let again = choose_fallback(&head, &calib, &groups, &trials, 20.0, 8, &crate::eval::Silent).unwrap();
+        assert_eq!(again.float, measured.float);
+        assert_eq!(builds.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 
     /// The estimate keeps two groups float; the real model (whose errors half cancel here) meets the

@@ -158,3 +158,36 @@ fn fp16_keeps_out_of_range_and_vanishing_values_in_float32_and_says_why() {
         }
     }
 }
+
+/// The Conv1d stack: its grouped conv (2 groups) loses the same number of filters from
+/// each group, `group` stays 2, and the Conv1d layers that lost inputs are re-fitted
+/// (1-D convs' patches as a 2-D conv's one row high); the result agrees with the
+/// original in both runtimes. The shuffle before it stays blocked, named.
+#[test]
+fn conv1d_stack_prunes_its_grouped_conv_evenly_and_repairs_its_conv1d_layers() {
+    let corpus = common::tempdir();
+    build_corpus(corpus.path());
+    let (onnx, data) = (corpus.path().join("conv1d.onnx"), corpus.path().join("conv1d.npz"));
+    let (out, report) = (corpus.path().join("pruned.onnx"), corpus.path().join("pruned.json"));
+    let args = ["prune", "--structured", "--ratio", "0.5", "--round-to", "2", "--calib", s(&data)];
+    let run = prunq(&[&args[..], &[s(&onnx), "-o", s(&out), "--report", s(&report), "-q"]].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let groups = r["groups"].as_array().unwrap();
+    let grouped = groups.iter().find(|g| g["sources"].to_string().contains("Conv -> c2")).expect("c2's group");
+    let removed: Vec<u64> = grouped["removed"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).collect();
+    assert_eq!(removed.len(), 8, "{grouped}");
+    assert_eq!(removed.iter().filter(|&&c| c < 8).count(), 4, "half from each of the conv's groups: {removed:?}");
+    let shuffled = groups.iter().find(|g| g["sources"].to_string().contains("Conv -> c1")).expect("c1's group");
+    assert!(shuffled["blocked"].to_string().contains("Reshape"), "{shuffled}");
+    let repaired: Vec<String> = r["repaired"].as_array().unwrap().iter().map(|l| l["node"].to_string()).collect();
+    assert!(repaired.iter().any(|n| n.contains("c3")), "the Conv1d after it is re-fitted: {repaired:?}");
+    let m = prunq::onnx::load(&out).unwrap();
+    let c2 = m.graph.nodes.iter().find(|n| n.outputs[0] == "c2").unwrap();
+    assert_eq!(c2.attr_int("group"), Some(2));
+    assert_eq!(m.graph.constant("c2.w").unwrap().unwrap().shape(), &[8, 8, 3]);
+    for runtime in ["ort", "tract"] {
+        let (cosine, _) = agreement(runtime, &onnx, &out, &data).expect("both runtimes run it");
+        assert!(cosine > 0.99, "{runtime}: worst cosine {cosine}");
+    }
+}

@@ -98,7 +98,7 @@ fn onnx_runtime_in_process_matches_python_onnxruntime_on_its_own_quantized_model
                 }
                 _ => {
                     let e = in_tract.expect_err("tract has no com.microsoft QLinear ops").to_string();
-                    assert!(e.contains("domain 'com.microsoft'") && e.contains("--runtime ort"), "{name}: {e}");
+                    assert!(e.contains("domain 'com.microsoft'") && e.contains("runtime ort"), "{name}: {e}");
                 }
             }
         }
@@ -140,7 +140,7 @@ fn a_missing_onnx_runtime_library_is_a_clear_error_and_tract_still_runs() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("/nonexistent/libonnxruntime.so") && err.contains("--runtime tract"), "{err}");
+    assert!(err.contains("/nonexistent/libonnxruntime.so") && err.contains("runtime tract"), "{err}");
     // Nowhere to find it: auto falls back to tract, and says so.
     let out = prunq()
         .current_dir(std::env::temp_dir())

@@ -64,7 +64,7 @@ pub struct Args {
     #[arg(long)]
     calib: Option<PathBuf>,
     /// How activation ranges are chosen from the calibration data.
-    #[arg(long, value_enum, default_value = "min-max")]
+    #[arg(long, value_enum, default_value = "auto")]
     method: Method,
     /// The percentile kept on each side with `--method percentile`.
     #[arg(long, default_value_t = 99.999)]

@@ -81,7 +81,7 @@ impl Clips {
         };
         let len = frame.or(last).ok_or_else(|| {
             Error::Usage(format!(
-                "input '{}' has no fixed length: say how many samples a frame holds (--max-len)",
+                "input '{}' has no fixed length: say how many samples a frame holds (option max-len)",
                 input.name
             ))
         })?;

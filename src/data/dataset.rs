@@ -107,7 +107,7 @@ impl Dataset {
         } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("txt")) {
             if options.tokenizer.is_none() {
                 return Err(Error::Usage(format!(
-                    "{}: text needs the model's tokenizer (--tokenizer tokenizer.json)",
+                    "{}: text needs the model's tokenizer (option tokenizer: its tokenizer.json)",
                     path.display()
                 )));
             }
@@ -238,7 +238,7 @@ impl Dataset {
                 let (first, first_array, first_axis) = batched[0];
                 return Err(self.err(format!(
                     "input '{}' has {} rows along its batch axis {axis}, '{}' has {} along axis {first_axis} \
-                     (say which axis is the batch with --batch-axis NAME=AXIS)",
+                     (say which axis is the batch: option batch-axis NAME=AXIS)",
                     input.name,
                     a.shape()[*axis],
                     first.name,

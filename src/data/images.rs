@@ -192,7 +192,7 @@ impl ImageFeed {
         let fits = |want: Option<u32>, got: u32| want.is_none_or(|v| v == got);
         if !fits(self.fixed.0, h) || !fits(self.fixed.1, w) {
             return Err(Error::Data(format!(
-                "{}: the image becomes {h}×{w} but the model takes {}×{} (say resize=HxW in --preprocess)",
+                "{}: the image becomes {h}×{w} but the model takes {}×{} (say resize=HxW in the preprocess option)",
                 file.display(),
                 self.fixed.0.map_or("any".into(), |v| v.to_string()),
                 self.fixed.1.map_or("any".into(), |v| v.to_string())
@@ -229,7 +229,7 @@ impl ImageFeed {
         let size = self.output_size(file, h0, w0)?;
         if size != self.size {
             return Err(Error::Data(format!(
-                "{}: the image becomes {}×{}, the first one {}×{} (say resize=HxW in --preprocess)",
+                "{}: the image becomes {}×{}, the first one {}×{} (say resize=HxW in the preprocess option)",
                 file.display(),
                 size.0,
                 size.1,

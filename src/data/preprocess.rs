@@ -95,7 +95,7 @@ impl Preprocess {
             Some((k, v)) => (k.trim().to_string(), Some(v.trim().to_string())),
             None => (p.to_string(), None),
         });
-        Preprocess::from_pairs(pairs).map_err(|e| Error::Usage(format!("--preprocess: {e}")))
+        Preprocess::from_pairs(pairs).map_err(|e| Error::Usage(format!("preprocess: {e}")))
     }
 
     fn from_toml(text: &str) -> std::result::Result<Preprocess, String> {
@@ -209,7 +209,7 @@ impl Preprocess {
         for (what, v) in [("mean", &self.mean), ("std", &self.std)] {
             if v.len() != 1 && v.len() != channels {
                 return Err(Error::Usage(format!(
-                    "--preprocess: {what} has {} values, the model's images have {channels} channels",
+                    "preprocess: {what} has {} values, the model's images have {channels} channels",
                     v.len()
                 )));
             }

@@ -74,7 +74,10 @@ impl TextLines {
             _ => None,
         });
         let max_len = max_len.or(fixed_len).ok_or_else(|| {
-            Error::Usage(format!("{}: say how many tokens a line is cut or padded to (--max-len)", self.path.display()))
+            Error::Usage(format!(
+                "{}: say how many tokens a line is cut or padded to (option max-len)",
+                self.path.display()
+            ))
         })?;
         let mut tok = Tokenizer::from_file(tokenizer)
             .map_err(|e| Error::Data(format!("{}: not a tokenizer.json ({e})", tokenizer.display())))?;

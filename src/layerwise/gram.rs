@@ -195,13 +195,16 @@ pub fn input_rows_in(x: &ArrayD<f32>, layer: &Layer, range: std::ops::Range<usiz
     }
 }
 
+/// A conv input as an image: [N, C, L] (a 1-D conv's) seen as [N, C, 1, L].
+fn image<'a>(x: &'a ArrayD<f32>, node: &str) -> Result<ArrayView4<'a, f32>> {
+    let v = if x.ndim() == 3 { x.view().insert_axis(Axis(2)) } else { x.view() };
+    v.into_dimensionality()
+        .map_err(|_| Error::Model(format!("conv '{node}': only 1-D and 2-D convolutions are supported")))
+}
+
 /// A conv input's batch and channels, and its output's height and width.
 fn conv_output_dims(x: &ArrayD<f32>, g: &ConvGeometry, node: &str) -> Result<(usize, usize, usize, usize)> {
-    let x: ArrayView4<f32> = x
-        .view()
-        .into_dimensionality()
-        .map_err(|_| Error::Model(format!("conv '{node}': only 2-D convolutions are supported")))?;
-    let (n, c, h, w) = x.dim();
+    let (n, c, h, w) = image(x, node)?.dim();
     let span = |size: usize, k: usize, d: usize, p: usize, s: usize| -> usize {
         let full = size as isize + 2 * p as isize - (d * (k - 1) + 1) as isize;
         if full < 0 {
@@ -220,7 +223,7 @@ fn conv_output_dims(x: &ArrayD<f32>, g: &ConvGeometry, node: &str) -> Result<(us
 /// outside the image).
 fn im2col(x: &ArrayD<f32>, g: &ConvGeometry, node: &str, range: std::ops::Range<usize>) -> Result<Array2<f32>> {
     let (_, c, oh, ow) = conv_output_dims(x, g, node)?;
-    let x: ArrayView4<f32> = x.view().into_dimensionality().map_err(|e| Error::Model(e.to_string()))?;
+    let x = image(x, node)?;
     let (_, _, h, w) = x.dim();
     let (kh, kw) = (g.kernel[0], g.kernel[1]);
     let (sh, sw) = (g.strides[0], g.strides[1]);
@@ -254,6 +257,24 @@ fn im2col(x: &ArrayD<f32>, g: &ConvGeometry, node: &str, range: std::ops::Range<
 mod tests {
     use super::*;
     use ndarray::IxDyn;
+
+    /// A Conv1d (kernel 3, pad 1, stride 2) over [1, 2, 4]: patches are its
+    /// windows, channel-major as its [Cout, 2, 3] weight reads them.
+    #[test]
+    fn a_1d_conv_cuts_windows_as_a_2d_conv_one_row_high() {
+        let node = crate::ir::testing::node(
+            "Conv",
+            &["x", "w"],
+            "y",
+            &[("pads", crate::ir::testing::ints(&[1, 1])), ("strides", crate::ir::testing::ints(&[2]))],
+        );
+        let g = crate::layerwise::layers::conv_geometry(&node, &[5, 2, 3]).expect("a 1-D conv has patches");
+        assert_eq!((g.kernel.clone(), g.strides.clone(), g.pads.clone()), (vec![1, 3], vec![1, 2], vec![0, 1]));
+        let x = ArrayD::from_shape_vec(IxDyn(&[1, 2, 4]), vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]).unwrap();
+        let p = im2col(&x, &g, "c", 0..2).unwrap();
+        assert_eq!(p.row(0).to_vec(), vec![0.0, 1.0, 2.0, 0.0, 5.0, 6.0]);
+        assert_eq!(p.row(1).to_vec(), vec![2.0, 3.0, 4.0, 6.0, 7.0, 8.0]);
+    }
 
     #[test]
     fn patches_follow_the_kernel_layout_with_zero_padding() {

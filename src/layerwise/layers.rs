@@ -35,34 +35,45 @@ pub struct Layer {
     pub conv: bool,
     /// A grouped conv: its rows read different channels, no shared input statistics.
     pub grouped: bool,
-    /// How a (group 1, 2-D) conv cuts its input into patches.
+    /// How a (group 1, 1-D or 2-D) conv cuts its input into patches.
     pub geometry: Option<super::ConvGeometry>,
     shape: Vec<usize>,
     orientation: Orientation,
 }
 
-/// Patch geometry of a 2-D conv with explicit (or no) padding.
-fn conv_geometry(node: &crate::ir::Node, weight: &[usize]) -> Option<super::ConvGeometry> {
+/// Patch geometry of a 2-D conv with explicit (or no) padding; a 1-D conv's
+/// as a 2-D one's over an image one row high.
+pub(super) fn conv_geometry(node: &crate::ir::Node, weight: &[usize]) -> Option<super::ConvGeometry> {
     let explicit = match node.attr("auto_pad") {
         None => true,
         Some(crate::ir::AttrValue::String(s)) => s.as_slice() == b"NOTSET" || s.as_slice() == b"VALID",
         _ => false,
     };
-    if !explicit || weight.len() != 4 {
+    let spatial = weight.len().checked_sub(2).filter(|s| (1..=2).contains(s))?;
+    if !explicit {
         return None;
     }
-    let two = |name: &str, default: usize| -> Option<Vec<usize>> {
-        match node.attr_ints(name) {
-            Some(v) if v.len() >= 2 => Some(v.iter().take(2).map(|&x| x.max(0) as usize).collect()),
-            Some(_) => None,
-            None => Some(vec![default; 2]),
+    // The begin values of each spatial axis (pads list begins first, then ends).
+    let per_axis = |name: &str, default: usize| -> Option<Vec<usize>> {
+        let mut v: Vec<usize> = match node.attr_ints(name) {
+            Some(v) if v.len() >= spatial => v.iter().take(spatial).map(|&x| x.max(0) as usize).collect(),
+            Some(_) => return None,
+            None => vec![default; spatial],
+        };
+        if spatial == 1 {
+            v.insert(0, if name == "pads" { 0 } else { 1 });
         }
+        Some(v)
     };
+    let mut kernel = weight[2..].to_vec();
+    if spatial == 1 {
+        kernel.insert(0, 1);
+    }
     Some(super::ConvGeometry {
-        kernel: weight[2..].to_vec(),
-        strides: two("strides", 1)?,
-        dilations: two("dilations", 1)?,
-        pads: two("pads", 0)?,
+        kernel,
+        strides: per_axis("strides", 1)?,
+        dilations: per_axis("dilations", 1)?,
+        pads: per_axis("pads", 0)?,
     })
 }
 
@@ -210,7 +221,7 @@ pub fn layer_sites(model: &Model, choice: &LayerChoice) -> Result<(Vec<LayerSite
             // every one of them carries a whole channel: pruning them saves
             // little and costs much (on PP-OCR, the difference between
             // readable and unreadable text at 50 %).
-            skipped.push((node.label(), format!("grouped conv ({group} groups; --prune-grouped prunes it)")));
+            skipped.push((node.label(), format!("grouped conv ({group} groups; option prune-grouped prunes it)")));
             continue;
         }
         sites.push(LayerSite {

@@ -102,7 +102,7 @@ impl Judge<'_> {
             Metric::ExactLines | Metric::Cer => {
                 if self.texts.is_none() {
                     return Err(Error::Usage(format!(
-                        "metric {} needs the expected texts (--text FILE)",
+                        "metric {} needs the expected texts (option text)",
                         if self.metric == Metric::Cer { "cer" } else { "exact-lines" }
                     )));
                 }

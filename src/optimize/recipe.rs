@@ -202,7 +202,7 @@ mod tests {
                 Step::Quantize(QuantConfig {
                     mode: QuantMode::Static,
                     target_sqnr: 0.0,
-                    decided: Some(crate::quant::StaticDecision { int8: vec!["conv1".into()], dynamic: vec![] }),
+                    decided: Some(crate::quant::StaticDecision { int8: vec!["conv1".into()], ..Default::default() }),
                     ..Default::default()
                 }),
             ],

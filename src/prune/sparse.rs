@@ -132,9 +132,7 @@ pub fn prune_sparse(
     let (layers, skipped) = prunable_layers(model, &options.layers)?;
     report.skipped.extend(skipped);
     let data = || {
-        calib.ok_or_else(|| {
-            Error::Usage(format!("method {:?} needs calibration data (--calib)", options.method).to_lowercase())
-        })
+        calib.ok_or_else(|| Error::Usage(format!("method {:?} needs calibration data", options.method).to_lowercase()))
     };
     if options.method == Method::Sparsegpt {
         return prune_with_sparsegpt(model, &layers, data()?, options, report, progress);

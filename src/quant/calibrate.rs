@@ -5,10 +5,13 @@
 use serde::Serialize;
 
 /// How activation ranges are chosen from calibration data.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
+    /// Min-max or percentile, whichever's all-int8 model is closer to the
+    /// original on the calibration data (the default; both come from one pass).
+    Auto,
     /// The observed minimum and maximum.
     #[serde(alias = "min-max")]
     MinMax,
@@ -34,15 +37,22 @@ pub trait Calibrator {
     }
     /// Second pass over the data: every value of one batch again.
     fn observe_again(&mut self, _values: &[f32]) {}
+    /// The exact minimum and maximum of the finite values the data holds (found
+    /// inside the graph): what a first pass would learn, so none is needed.
+    fn know_range(&mut self, lo: f32, hi: f32) {
+        self.observe(&[lo, hi]);
+    }
     /// The calibrated range; `levels` is the number of quantization levels.
     fn range(&self, levels: usize) -> (f32, f32);
+    /// The smallest and largest finite value seen (what min-max calibration gives).
+    fn extremes(&self) -> (f32, f32);
 }
 
 /// The calibrator for `method`.
 pub fn calibrator(method: Method, percentile: f64) -> Box<dyn Calibrator + Send> {
     match method {
         Method::MinMax => Box::new(MinMax::default()),
-        Method::Percentile => Box::new(Histogram::new(Choose::Percentile(percentile))),
+        Method::Percentile | Method::Auto => Box::new(Histogram::new(Choose::Percentile(percentile))),
         Method::Entropy => Box::new(Histogram::new(Choose::Entropy)),
         Method::Mse => Box::new(Histogram::new(Choose::Mse)),
     }
@@ -93,6 +103,9 @@ impl Calibrator for MinMax {
             (self.min, self.max)
         }
     }
+    fn extremes(&self) -> (f32, f32) {
+        self.range(0)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -106,13 +119,24 @@ enum Choose {
 /// a range from it.
 struct Histogram {
     minmax: MinMax,
+    /// The range is known (`know_range`): every pass counts.
+    range_known: bool,
     counts: Vec<u64>,
     choose: Choose,
 }
 
 impl Histogram {
     fn new(choose: Choose) -> Self {
-        Histogram { minmax: MinMax::default(), counts: vec![0; BINS], choose }
+        Histogram { minmax: MinMax::default(), range_known: false, counts: vec![0; BINS], choose }
+    }
+
+    fn count(&mut self, values: &[f32]) {
+        let (lo, _) = self.span();
+        let w = self.bin_width();
+        for &v in values.iter().filter(|v| v.is_finite()) {
+            let b = (((v - lo) as f64 / w) as usize).min(BINS - 1);
+            self.counts[b] += 1;
+        }
     }
 
     /// The histogram spans [lo, hi] = observed range widened to hold zero.
@@ -252,18 +276,21 @@ fn kl_to_quantized(p: &[f64], candidate: &[f64], levels: usize) -> f64 {
 
 impl Calibrator for Histogram {
     fn observe(&mut self, values: &[f32]) {
-        self.minmax.observe(values);
+        if self.range_known {
+            self.count(values);
+        } else {
+            self.minmax.observe(values);
+        }
     }
     fn needs_second_pass(&self) -> bool {
-        true
+        !self.range_known
     }
     fn observe_again(&mut self, values: &[f32]) {
-        let (lo, _) = self.span();
-        let w = self.bin_width();
-        for &v in values.iter().filter(|v| v.is_finite()) {
-            let b = (((v - lo) as f64 / w) as usize).min(BINS - 1);
-            self.counts[b] += 1;
-        }
+        self.count(values);
+    }
+    fn know_range(&mut self, lo: f32, hi: f32) {
+        self.minmax.observe(&[lo, hi]);
+        self.range_known = true;
     }
     fn range(&self, levels: usize) -> (f32, f32) {
         match self.choose {
@@ -271,6 +298,9 @@ impl Calibrator for Histogram {
             Choose::Entropy => self.best_entropy(levels),
             Choose::Mse => self.best_mse(levels),
         }
+    }
+    fn extremes(&self) -> (f32, f32) {
+        self.minmax.range(0)
     }
 }
 
@@ -334,9 +364,25 @@ mod tests {
         assert!(a < -0.8 && b > 0.8, "[{a}, {b}] keeps the bulk");
     }
 
+    /// A range found in the graph replaces the first pass: one pass then gives
+    /// the histogram two passes give.
+    #[test]
+    fn a_known_range_saves_the_first_pass() {
+        let values: Vec<f32> = with_outlier().into_iter().filter(|v| v.is_finite()).collect();
+        for m in [Method::Percentile, Method::Entropy, Method::Mse] {
+            let mut c = calibrator(m, 99.0);
+            c.know_range(-1.0, 100.0);
+            assert!(!c.needs_second_pass(), "{m:?}");
+            for chunk in values.chunks(100) {
+                c.observe(chunk);
+            }
+            assert_eq!(c.range(256), calibrate(m, &values), "{m:?}");
+        }
+    }
+
     #[test]
     fn empty_and_constant_tensors_give_a_valid_range() {
-        for m in [Method::MinMax, Method::Percentile, Method::Entropy, Method::Mse] {
+        for m in [Method::Auto, Method::MinMax, Method::Percentile, Method::Entropy, Method::Mse] {
             let (lo, hi) = calibrate(m, &[]);
             assert!(lo <= hi, "{m:?}");
             let (lo, hi) = calibrate(m, &[0.0; 10]);

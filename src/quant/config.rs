@@ -153,7 +153,7 @@ impl Default for QuantConfig {
             unsigned_weights: None,
             asymmetric: false,
             exclude: vec![],
-            method: Method::MinMax,
+            method: Method::Auto,
             percentile: 99.999,
             activations: Activations::U8,
             target_sqnr: DEFAULT_FALLBACK_SQNR_DB,

@@ -232,7 +232,7 @@ pub fn replace_with_portable_int4(
     if (blocks * block) % 2 == 1 {
         return Err(Error::Model(format!(
             "'{name}': {blocks} block(s) of {block} make rows of an odd number of 4-bit values, which cannot be \
-             packed row by row; use an even --block-size"
+             packed row by row; use an even block-size"
         )));
     }
     let (stored, scales) = match rounded {

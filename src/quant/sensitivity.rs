@@ -111,23 +111,9 @@ pub fn choose_fallback(
 ) -> Result<Measured> {
     let bound = calib.bind(&feed_inputs(model), None)?;
     let float_model = Session::new(model, &Default::default())?;
-    let judge = |rows: usize| -> Result<Judge> {
-        let batches: Vec<Vec<Array>> =
-            bound.batches_upto(batch_size, rows).map(|b| b.map(|(_, b)| b)).collect::<Result<_>>()?;
-        let (reference, slice_of) = outputs(&float_model, &batches, None)?;
-        let signal = reference.iter().map(|v| v * v).sum::<f64>().max(f64::MIN_POSITIVE);
-        let mut slice_signal = vec![0.0; slice_of.iter().filter(|&&id| id != NO_SLICE).max().map_or(0, |&m| m + 1)];
-        for (v, &id) in reference.iter().zip(&slice_of) {
-            if id != NO_SLICE {
-                slice_signal[id] += v * v;
-            }
-        }
-        Ok(Judge { rows, batches, reference, signal, slice_of, slice_signal })
-    };
+    let judge = |rows: usize| Judge::new(&float_model, &bound, batch_size, rows);
     progress.start(1, "reference");
-    let per_sample = judge(1)?.reference.len().max(1);
-    let rows = OUTPUT_VALUES.div_ceil(per_sample).clamp(MIN_SENSITIVITY_SAMPLES, SENSITIVITY_SAMPLES);
-    let full = judge(rows.min(bound.rows))?;
+    let full = Judge::enough(&float_model, &bound, batch_size)?;
     progress.finish();
     let budget = 10f64.powf(-target_sqnr_db / 10.0);
     let real = |nodes: &[usize], judge: &Judge| -> Result<Noise> {
@@ -239,6 +225,16 @@ pub fn choose_fallback(
     Ok(Measured { float, all_sqnr_db: db(real_all.whole), groups: measured })
 }
 
+/// Each candidate's output noise against `model`'s, on the calibration samples
+/// the fallback judges on; the candidates run in parallel.
+pub fn noise_of(model: &Model, candidates: &[Model], calib: &Dataset, batch_size: usize) -> Result<Vec<Noise>> {
+    let bound = calib.bind(&feed_inputs(model), None)?;
+    let judge = Judge::enough(&Session::new(model, &Default::default())?, &bound, batch_size)?;
+    crate::parallel::map(candidates, |m| judge.noise(&Session::new(m, &Default::default())?, None))
+        .into_iter()
+        .collect()
+}
+
 /// The float model's outputs on some calibration samples, against which trials are judged.
 struct Judge {
     rows: usize,
@@ -252,6 +248,29 @@ struct Judge {
 }
 
 impl Judge {
+    /// The float model's outputs on the first `rows` rows.
+    fn new(float_model: &Session, bound: &crate::data::Bound, batch_size: usize, rows: usize) -> Result<Judge> {
+        let batches: Vec<Vec<Array>> =
+            bound.batches_upto(batch_size, rows).map(|b| b.map(|(_, b)| b)).collect::<Result<_>>()?;
+        let (reference, slice_of) = outputs(float_model, &batches, None)?;
+        let signal = reference.iter().map(|v| v * v).sum::<f64>().max(f64::MIN_POSITIVE);
+        let mut slice_signal = vec![0.0; slice_of.iter().filter(|&&id| id != NO_SLICE).max().map_or(0, |&m| m + 1)];
+        for (v, &id) in reference.iter().zip(&slice_of) {
+            if id != NO_SLICE {
+                slice_signal[id] += v * v;
+            }
+        }
+        Ok(Judge { rows, batches, reference, signal, slice_of, slice_signal })
+    }
+
+    /// On as many rows as give [`OUTPUT_VALUES`] output values, within
+    /// [`MIN_SENSITIVITY_SAMPLES`]..=[`SENSITIVITY_SAMPLES`].
+    fn enough(float_model: &Session, bound: &crate::data::Bound, batch_size: usize) -> Result<Judge> {
+        let per_sample = Judge::new(float_model, bound, batch_size, 1)?.reference.len().max(1);
+        let rows = OUTPUT_VALUES.div_ceil(per_sample).clamp(MIN_SENSITIVITY_SAMPLES, SENSITIVITY_SAMPLES);
+        Judge::new(float_model, bound, batch_size, rows.min(bound.rows))
+    }
+
     /// Output noise power relative to the signal's, whole and in the worst slice.
     fn noise(&self, session: &Session, switches: Option<Array>) -> Result<Noise> {
         let (out, _) = outputs(session, &self.batches, switches)?;
@@ -295,7 +314,7 @@ impl Noise {
     /// One figure to hold against `budget` (the whole output's allowed noise):
     /// the whole output's noise, or the worst slice's scaled so that it
     /// reaches the budget at [`SLICE_FLOOR`].
-    fn against(&self, budget: f64) -> f64 {
+    pub(super) fn against(&self, budget: f64) -> f64 {
         self.whole.max(self.worst_slice * budget / SLICE_FLOOR)
     }
 }

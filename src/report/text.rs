@@ -29,7 +29,7 @@ pub fn summary(s: &Summary) -> String {
         s.sparsity * 100.0
     );
     if let Some(e) = &s.shape_error {
-        out += &format!("shapes unknown ({e}); give concrete input shapes with --shape NAME=DxD…\n");
+        out += &format!("shapes unknown ({e}); give concrete input shapes (option shape NAME=DxD…)\n");
     }
     let wb: Vec<String> = s.weight_bytes.iter().map(|(d, b)| format!("{d} {}", bytes(*b))).collect();
     out += &format!("constants by type: {}\n", wb.join(", "));

@@ -214,5 +214,5 @@ impl Session {
 /// An error for a runtime that cannot handle the model: tract's errors get
 /// the hint that ONNX Runtime may run it.
 fn tract_error(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Runtime(format!("{what}: {e} (ONNX Runtime may run it: --runtime ort)"))
+    Error::Runtime(format!("{what}: {e} (ONNX Runtime may run it: runtime ort)"))
 }

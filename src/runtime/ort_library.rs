@@ -52,7 +52,7 @@ fn load() -> std::result::Result<Loaded, String> {
     let Some(library) = candidates.into_iter().next() else {
         return Err(format!(
             "ONNX Runtime's library was not found; looked in: {}. Install it (`pip install onnxruntime`) \
-             or name the file with --ort-lib PATH or $ORT_DYLIB_PATH, or use --runtime tract",
+             or name the file (option ort-lib, or $ORT_DYLIB_PATH), or use runtime tract",
             looked.join("; ")
         ));
     };
@@ -82,7 +82,7 @@ fn candidates(explicit: Option<&Path>) -> (Vec<PathBuf>, Vec<String>) {
     let mut found = vec![];
     let mut looked = vec![];
     if let Some(p) = explicit {
-        looked.push(format!("--ort-lib {}", p.display()));
+        looked.push(format!("the library asked for, {}", p.display()));
         if p.is_file() {
             found.push(p.to_path_buf());
         }

@@ -35,7 +35,7 @@ pub struct TractSession {
 fn vendor_op(model: &Model) -> Option<Error> {
     let n = model.graph.nodes.iter().find(|n| !n.is_onnx_op())?;
     Some(Error::Runtime(format!(
-        "tract has no {} op of domain '{}' (node '{}'); ONNX Runtime may run it: --runtime ort",
+        "tract has no {} op of domain '{}' (node '{}'); ONNX Runtime may run it: runtime ort",
         n.op_type, n.domain, n.name
     )))
 }

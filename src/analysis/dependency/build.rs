@@ -81,6 +81,8 @@ fn outer_names(g: &Graph, out: &mut Vec<String>) {
 
 struct GroupState {
     channels: usize,
+    /// Equal runs the channels fall into (a grouped Conv's groups); 1 when free.
+    blocks: usize,
     sources: Vec<String>,
     ties: Vec<Tie>,
     carriers: Vec<Carrier>,
@@ -123,8 +125,15 @@ impl Builder<'_> {
 
     /// A new group of `channels` made by `source`, whose output tensor is `output`.
     pub fn new_group(&mut self, channels: usize, source: &str) -> usize {
+        self.new_group_in_blocks(channels, 1, source)
+    }
+
+    /// A new group of `channels` in `blocks` equal consecutive runs (a grouped
+    /// Conv's filters), from each of which a removal takes the same number.
+    pub fn new_group_in_blocks(&mut self, channels: usize, blocks: usize, source: &str) -> usize {
         self.groups.push(GroupState {
             channels,
+            blocks,
             sources: vec![source.to_string()],
             ties: vec![],
             carriers: vec![],
@@ -224,8 +233,17 @@ impl Builder<'_> {
             })
             .collect();
         let carriers = head.carriers.iter().map(|c| Carrier { offset: c.offset + at * c.inner, ..c.clone() }).collect();
+        if head.blocks > 1 {
+            // A grouped Conv's channel runs cut in pieces: the pieces could not stay balanced.
+            head.blocks = 1;
+            let why = "a grouped Conv's channels are cut into pieces (its groups must stay equal)";
+            if !head.blocked.iter().any(|b| b == why) {
+                head.blocked.push(why.to_string());
+            }
+        }
         let tail = GroupState {
             channels: total - at,
+            blocks: 1,
             sources: head.sources.clone(),
             ties,
             carriers,
@@ -304,9 +322,22 @@ impl Builder<'_> {
                     self.parent[gone] = keep;
                     let moved = std::mem::replace(
                         &mut self.groups[gone],
-                        GroupState { channels: 0, sources: vec![], ties: vec![], carriers: vec![], blocked: vec![] },
+                        GroupState {
+                            channels: 0,
+                            blocks: 1,
+                            sources: vec![],
+                            ties: vec![],
+                            carriers: vec![],
+                            blocked: vec![],
+                        },
                     );
                     let target = &mut self.groups[keep];
+                    // The same channels: a removal must be balanced for both.
+                    let blocks = super::lcm(target.blocks, moved.blocks);
+                    if target.channels % blocks != 0 {
+                        target.blocked.push(format!("its channels must split evenly into {blocks} runs"));
+                    }
+                    target.blocks = blocks;
                     target.sources.extend(moved.sources);
                     target.ties.extend(moved.ties);
                     target.carriers.extend(moved.carriers);
@@ -345,6 +376,7 @@ impl Builder<'_> {
             groups.push(Group {
                 id,
                 channels: s.channels,
+                blocks: s.blocks,
                 sources,
                 ties: s.ties.clone(),
                 carriers: s.carriers.clone(),

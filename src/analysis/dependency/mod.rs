@@ -139,6 +139,9 @@ pub struct Group {
     pub id: usize,
     /// How many channels it has.
     pub channels: usize,
+    /// The channels fall into this many equal consecutive runs (a grouped
+    /// Conv's groups), and a removal takes the same number from each; 1: free.
+    pub blocks: usize,
     /// The layers whose outputs make these channels.
     pub sources: Vec<String>,
     /// The constant slices, shape entries and group counts that change with each channel.
@@ -205,6 +208,19 @@ impl std::fmt::Display for TopBlocker {
             true => Ok(()),
             false => write!(f, " (e.g. at {})", self.example),
         }
+    }
+}
+
+/// The least common multiple (of channel runs and rounding steps).
+pub fn lcm(a: usize, b: usize) -> usize {
+    let (mut x, mut y) = (a, b);
+    while y != 0 {
+        (x, y) = (y, x % y);
+    }
+    if x == 0 {
+        0
+    } else {
+        a / x * b
     }
 }
 

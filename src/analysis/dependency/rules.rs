@@ -100,7 +100,7 @@ fn conv(b: &mut Builder, n: usize, node: &Node) -> Outcome {
     let cin = *b.shape(x)?.get(1).ok_or("its input has no channel axis")?;
     let depthwise = group as usize == cin && wshape.first() == Some(&cin) && wshape.get(1) == Some(&1);
     if !depthwise {
-        return Err(format!("grouped convolution ({group} groups) is not handled"));
+        return grouped_conv(b, node, group as usize, inputs);
     }
     let Some(l) = inputs else { return Ok(()) };
     channels_on(&l, 1)?;
@@ -111,6 +111,37 @@ fn conv(b: &mut Builder, n: usize, node: &Node) -> Outcome {
     b.tie_each(&l, |_, _| Tie::ConvGroups { node: n });
     b.carry(&l, x);
     b.set_layout(out, l);
+    Ok(())
+}
+
+/// A grouped (not depthwise) Conv: filter f of its `groups` groups reads only
+/// its group's run of input channels, so removing an input channel would
+/// leave the groups unequal — its inputs stay (their groups are blocked). Its
+/// filters make channels in `groups` equal runs: removing the same number
+/// from each keeps `group` as it is (weight [Cout, Cin/groups, k…]).
+fn grouped_conv(b: &mut Builder, node: &Node, groups: usize, inputs: Option<Layout>) -> Outcome {
+    let (w, out) = (input(node, 1)?, output(node)?);
+    let cout = b.constant(w).ok_or("its weight is not a constant")?.shape()[0];
+    if let Some(bias) = node.input(2) {
+        b.constant(bias).ok_or("its bias is not a constant")?;
+    }
+    if cout % groups != 0 {
+        return Err(format!("{cout} filters do not split into {groups} groups"));
+    }
+    let label = node.label();
+    if let Some(l) = &inputs {
+        let why = format!(
+            "{label} (Conv): a grouped convolution ({groups} groups) reads its input channels in equal runs \
+             (removing some would leave its groups unequal)"
+        );
+        b.block_layout(l, &why);
+    }
+    let made = single(b.new_group_in_blocks(cout, groups, &label), cout, 1);
+    b.tie_slices(&made, w, 0, Role::Output { node: label })?;
+    if let Some(bias) = node.input(2) {
+        b.tie_slices(&made, bias, 0, Role::Param)?;
+    }
+    b.set_layout(out, made);
     Ok(())
 }
 
@@ -673,6 +704,30 @@ mod tests {
         assert!(g.prunable(), "{:?}", g.blocked);
         assert!(g.ties.iter().any(|t| matches!(t, Tie::ConvGroups { node: 1 })));
         assert!(sliced(g).contains(&("dw.w", 0, 0, 1)) && sliced(g).contains(&("y.w", 1, 0, 1)));
+    }
+
+    /// ResNeXt-style: a Conv with 2 groups reads `a`'s 4 channels in two runs
+    /// (they stay) and makes 4 channels in two runs, joined by a residual Add
+    /// to a plain Conv's (the merged group keeps both runs).
+    #[test]
+    fn a_grouped_conv_keeps_its_inputs_and_makes_channels_in_equal_runs() {
+        let mut inits = vec![tensor("g.w", &[4, 2, 3, 3], wavy)];
+        let nodes = vec![
+            conv("x", "a", 3, 4, &mut inits),
+            node("Conv", &["a", "g.w"], "g", &[("group", int(2)), ("pads", ints(&[1, 1, 1, 1]))]),
+            conv("x", "b", 3, 4, &mut inits),
+            node("Add", &["g", "b"], "s", &[]),
+            conv("s", "y", 4, 2, &mut inits),
+        ];
+        let d = graph_of(&model(nodes, inits, &[1, 3, 4, 4], &["y"], 13));
+        let a = group(&d, "a");
+        assert!(a.blocked.iter().any(|b| b.contains("grouped convolution (2 groups)")), "{:?}", a.blocked);
+        let g = d.groups.iter().find(|g| g.sources.contains(&"g_Conv".to_string())).expect("the grouped conv's group");
+        assert!(g.prunable(), "{:?}", g.blocked);
+        assert_eq!((g.channels, g.blocks), (4, 2));
+        assert!(g.sources.contains(&"b_Conv".to_string()), "{:?}", g.sources);
+        assert!(sliced(g).contains(&("g.w", 0, 0, 1)) && sliced(g).contains(&("y.w", 1, 0, 1)));
+        assert!(!sliced(g).iter().any(|t| t.0 == "g.w" && t.1 == 1), "its input slices stay");
     }
 
     #[test]

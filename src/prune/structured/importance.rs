@@ -39,8 +39,7 @@ pub fn group_scores(
     let mut notes = vec![];
     let mut scores = BTreeMap::new();
     if importance == Importance::Activation {
-        let data =
-            calib.ok_or_else(|| Error::Usage("importance activation needs calibration data (--calib)".into()))?;
+        let data = calib.ok_or_else(|| Error::Usage("importance activation needs calibration data".into()))?;
         let energies = activation_energy(model, &groups, data, batch_size, progress)?;
         for (g, e) in groups.iter().zip(energies) {
             scores.insert(g.id, e);

@@ -177,7 +177,7 @@ pub fn prune_structured(
             (repaired, not_repaired) =
                 repair::repair(&reference, model, &deps, &plan, data, options.batch_size, progress)?;
         }
-        (true, None) => notes.push("no --calib data: layers were not re-fitted".into()),
+        (true, None) => notes.push("no calibration data: layers were not re-fitted".into()),
         _ => {}
     }
     // Shapes of the result, from tract: also proves the pruned graph types.

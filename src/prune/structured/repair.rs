@@ -140,7 +140,7 @@ fn fit_layer(
     batch_size: usize,
 ) -> Result<Result<Repaired, String>> {
     if !current.has_statistics() {
-        return Ok(Err("its input patches cannot be formed (grouped or non-2-D conv)".into()));
+        return Ok(Err("its input patches cannot be formed (grouped conv, or not 1-D or 2-D)".into()));
     }
     let gone = removed_outputs(reference, deps, plan);
     let kept: Vec<usize> = (0..reference.rows.nrows()).filter(|r| !gone.contains(r)).collect();

@@ -4,7 +4,7 @@
 //! `round_to` (runtimes' fast kernels want them) and never fall below a minimum.
 
 use super::remove::{shapes_after, Costing, Plan};
-use crate::analysis::dependency::DependencyGraph;
+use crate::analysis::dependency::{lcm, DependencyGraph};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -57,7 +57,12 @@ pub struct CostContext<'a> {
     pub deps: &'a DependencyGraph,
 }
 
+/// Each group's channel runs (only groups with more than one: a grouped Conv's
+/// filters), from each of which a removal takes the same number.
+type Runs = BTreeMap<usize, usize>;
+
 pub fn select(scores: &Scores, s: &Selection, ctx: &CostContext) -> Result<Plan> {
+    let runs: Runs = ctx.deps.groups.iter().filter(|g| g.blocks > 1).map(|g| (g.id, g.blocks)).collect();
     let check = |what: &str, v: f64| {
         if (0.0..1.0).contains(&v) {
             Ok(v)
@@ -66,21 +71,22 @@ pub fn select(scores: &Scores, s: &Selection, ctx: &CostContext) -> Result<Plan>
         }
     };
     match s.amount {
-        Amount::Ratio(r) => Ok(plan_at(scores, s, check("--ratio", r)?)),
+        Amount::Ratio(r) => Ok(plan_at(scores, s, &runs, check("ratio", r)?)),
         Amount::Threshold(t) => {
-            check("--threshold", t)?;
+            check("threshold", t)?;
             Ok(scores
                 .iter()
                 .map(|(&g, sc)| {
                     let norm = normalized(sc);
                     let wanted = norm.iter().filter(|&&v| v >= t).count();
-                    (g, lowest(sc, keep_count(sc.len(), wanted, s)))
+                    let runs = runs_of(&runs, g);
+                    (g, removed(sc, keep_count(sc.len(), wanted, s, runs), runs))
                 })
                 .filter(|(_, r)| !r.is_empty())
                 .collect())
         }
-        Amount::TargetMacs(r) => search(scores, s, ctx, check("--target-macs", r)?, |c| c.macs),
-        Amount::TargetParams(r) => search(scores, s, ctx, check("--target-params", r)?, |c| c.params),
+        Amount::TargetMacs(r) => search(scores, s, &runs, ctx, check("target-macs", r)?, |c| c.macs),
+        Amount::TargetParams(r) => search(scores, s, &runs, ctx, check("target-params", r)?, |c| c.params),
     }
 }
 
@@ -90,11 +96,28 @@ fn normalized(scores: &[f64]) -> Vec<f64> {
     scores.iter().map(|&v| if max > 0.0 { v / max } else { 1.0 }).collect()
 }
 
-/// Channels to keep when `wanted` would: rounded up, at least the minimum.
-fn keep_count(channels: usize, wanted: usize, s: &Selection) -> usize {
-    let n = s.round_to.max(1);
+fn runs_of(runs: &Runs, group: usize) -> usize {
+    runs.get(&group).copied().unwrap_or(1)
+}
+
+/// Channels to keep when `wanted` would: rounded up (to a multiple of
+/// `round_to` and of the group's `runs`), at least the minimum.
+fn keep_count(channels: usize, wanted: usize, s: &Selection, runs: usize) -> usize {
+    let n = lcm(s.round_to.max(1), runs);
     let rounded = wanted.div_ceil(n) * n;
-    rounded.max(s.min_channels).max(1).min(channels)
+    rounded.max(s.min_channels.max(1).div_ceil(runs) * runs).min(channels)
+}
+
+/// The channels that go when `keep` stay: the lowest-scoring ones, the same
+/// number from each of the `runs` equal runs.
+fn removed(scores: &[f64], keep: usize, runs: usize) -> Vec<usize> {
+    if runs <= 1 {
+        return lowest(scores, keep);
+    }
+    let run = scores.len() / runs;
+    (0..runs)
+        .flat_map(|r| lowest(&scores[r * run..(r + 1) * run], keep / runs).into_iter().map(move |c| r * run + c))
+        .collect()
 }
 
 /// The `channels - keep` lowest-scoring channels (ties: the later index goes), sorted.
@@ -107,7 +130,7 @@ fn lowest(scores: &[f64], keep: usize) -> Vec<usize> {
 }
 
 /// The plan that removes fraction `t` of the channels (per group or globally).
-fn plan_at(scores: &Scores, s: &Selection, t: f64) -> Plan {
+fn plan_at(scores: &Scores, s: &Selection, runs: &Runs, t: f64) -> Plan {
     let cutoff = match s.ranking {
         Ranking::Uniform => None,
         Ranking::Global => {
@@ -125,7 +148,8 @@ fn plan_at(scores: &Scores, s: &Selection, t: f64) -> Plan {
                 None => c - (c as f64 * t).floor() as usize,
                 Some(cut) => normalized(sc).iter().filter(|&&v| v > cut).count(),
             };
-            (g, lowest(sc, keep_count(c, wanted, s)))
+            let runs = runs_of(runs, g);
+            (g, removed(sc, keep_count(c, wanted, s, runs), runs))
         })
         .filter(|(_, r)| !r.is_empty())
         .collect()
@@ -135,13 +159,14 @@ fn plan_at(scores: &Scores, s: &Selection, t: f64) -> Plan {
 fn search(
     scores: &Scores,
     s: &Selection,
+    runs: &Runs,
     ctx: &CostContext,
     target: f64,
     measure: fn(&super::remove::Cost) -> u64,
 ) -> Result<Plan> {
     let before = measure(&ctx.costing.cost(ctx.shapes)) as f64;
     let removed = |t: f64| {
-        let plan = plan_at(scores, s, t);
+        let plan = plan_at(scores, s, runs, t);
         let after = measure(&ctx.costing.cost(&shapes_after(ctx.shapes, ctx.deps, &plan))) as f64;
         (plan, if before > 0.0 { 1.0 - after / before } else { 0.0 })
     };
@@ -166,7 +191,7 @@ fn search(
             lo = mid;
         }
     }
-    Ok(give_back(best, scores, s, |plan| {
+    Ok(give_back(best, scores, s, runs, |plan| {
         let after = measure(&ctx.costing.cost(&shapes_after(ctx.shapes, ctx.deps, plan))) as f64;
         before > 0.0 && 1.0 - after / before >= target
     }))
@@ -174,13 +199,13 @@ fn search(
 
 /// Rounding makes the search overshoot: hands back `round_to` channels at a
 /// time (the best-scoring removed ones first) while the plan still `holds`.
-fn give_back(mut plan: Plan, scores: &Scores, s: &Selection, holds: impl Fn(&Plan) -> bool) -> Plan {
-    let step = s.round_to.max(1);
+fn give_back(mut plan: Plan, scores: &Scores, s: &Selection, runs: &Runs, holds: impl Fn(&Plan) -> bool) -> Plan {
+    let step = |g: usize| lcm(s.round_to.max(1), runs_of(runs, g));
     loop {
         // Candidates: each group's next `step` best removed channels, best first.
         let mut candidates: Vec<(f64, usize)> = plan
             .iter()
-            .filter(|(_, gone)| gone.len() >= step)
+            .filter(|(&g, gone)| gone.len() >= step(g))
             .map(|(&g, gone)| {
                 let norm = normalized(&scores[&g]);
                 let best = gone.iter().map(|&c| norm[c]).fold(f64::NEG_INFINITY, f64::max);
@@ -192,9 +217,14 @@ fn give_back(mut plan: Plan, scores: &Scores, s: &Selection, holds: impl Fn(&Pla
         for (_, g) in candidates {
             let mut trial = plan.clone();
             let gone = trial.get_mut(&g).expect("candidate");
-            gone.sort_by(|&a, &b| scores[&g][b].total_cmp(&scores[&g][a]).then(a.cmp(&b)));
-            gone.drain(..step);
-            gone.sort_unstable();
+            match runs_of(runs, g) {
+                1 => {
+                    gone.sort_by(|&a, &b| scores[&g][b].total_cmp(&scores[&g][a]).then(a.cmp(&b)));
+                    gone.drain(..step(g));
+                    gone.sort_unstable();
+                }
+                r => *gone = removed(&scores[&g], scores[&g].len() - gone.len() + step(g), r),
+            }
             if gone.is_empty() {
                 trial.remove(&g);
             }
@@ -221,10 +251,10 @@ mod tests {
     #[test]
     fn keeps_counts_rounded_up_and_removes_the_lowest() {
         let scores = Scores::from([(0, vec![5.0, 1.0, 4.0, 2.0, 3.0, 0.5, 6.0, 7.0, 8.0, 9.0])]);
-        let plan = plan_at(&scores, &selection(1), 0.3);
+        let plan = plan_at(&scores, &selection(1), &Runs::new(), 0.3);
         assert_eq!(plan[&0], vec![1, 3, 5]);
         // 7 wanted, rounded up to 8: two go.
-        let plan = plan_at(&scores, &selection(4), 0.3);
+        let plan = plan_at(&scores, &selection(4), &Runs::new(), 0.3);
         assert_eq!(plan[&0], vec![1, 5]);
     }
 
@@ -232,8 +262,20 @@ mod tests {
     fn global_ranking_prunes_the_weaker_group_more() {
         let scores = Scores::from([(0, vec![1.0, 0.1, 0.2, 0.3]), (1, vec![1.0, 0.9, 0.8, 0.7])]);
         let s = Selection { ranking: Ranking::Global, ..selection(1) };
-        let plan = plan_at(&scores, &s, 0.375);
+        let plan = plan_at(&scores, &s, &Runs::new(), 0.375);
         assert_eq!(plan[&0], vec![1, 2, 3]);
         assert!(!plan.contains_key(&1));
+    }
+
+    /// A grouped Conv's filters: the same number goes from each of its runs,
+    /// the lowest-scoring within each, even where one run scores lower overall.
+    #[test]
+    fn runs_lose_the_same_number_each() {
+        let scores = Scores::from([(0, vec![0.1, 0.2, 0.3, 0.4, 5.0, 6.0, 7.0, 8.0])]);
+        let plan = plan_at(&scores, &selection(1), &Runs::from([(0, 2)]), 0.5);
+        assert_eq!(plan[&0], vec![0, 1, 4, 5]);
+        // 5 kept would unbalance: rounded up to 6, one from each run.
+        let plan = plan_at(&scores, &selection(1), &Runs::from([(0, 2)]), 0.4);
+        assert_eq!(plan[&0], vec![0, 4]);
     }
 }

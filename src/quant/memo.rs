@@ -68,6 +68,18 @@ pub fn batches_fingerprint(batches: &[Vec<Array>]) -> u64 {
     h.finish()
 }
 
+/// A fingerprint of the first `rows` rows of bound data, read in batches of
+/// `batch` (one batch held at a time).
+pub fn bound_fingerprint(bound: &crate::data::Bound, batch: usize, rows: usize) -> Result<u64> {
+    let mut h = DefaultHasher::new();
+    for b in bound.batches_upto(batch, rows) {
+        let (_, arrays) = b?;
+        arrays.len().hash(&mut h);
+        arrays.iter().for_each(|a| a.hash_into(&mut h));
+    }
+    Ok(h.finish())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

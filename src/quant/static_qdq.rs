@@ -305,6 +305,7 @@ fn reduced_min_max(
 }
 
 /// What calibration found.
+#[derive(Clone)]
 struct Calibrated {
     /// Each calibrated float tensor's range.
     ranges: BTreeMap<String, (f32, f32)>,
@@ -325,6 +326,29 @@ fn calibrate(
 ) -> Result<Calibrated> {
     let bound = data.bind(&feed_inputs(model), None)?;
     let rows = options.max_samples.map_or(bound.rows, |m| m.min(bound.rows));
+    // `optimize` calibrates one prepared model for several candidates (fallback targets):
+    // the ranges depend only on what is keyed here, so they are measured once.
+    let key = super::memo::key((
+        crate::ir::fingerprint(model),
+        super::memo::bound_fingerprint(&bound, options.batch_size, rows)?,
+        tensors,
+        format!("{:?} {} {:?} {}", options.method, options.percentile, options.activation_type, options.batch_size),
+        format!("{:?}", crate::runtime::default_backend()?),
+    ));
+    CALIBRATION.get_or_measure(key, || measure_ranges(model, &bound, rows, tensors, options, progress))
+}
+
+/// Ranges measured once per process (see `calibrate`).
+static CALIBRATION: super::memo::Memo<Calibrated> = super::memo::Memo::new();
+
+fn measure_ranges(
+    model: &Model,
+    bound: &crate::data::Bound,
+    rows: usize,
+    tensors: &BTreeSet<String>,
+    options: &StaticOptions,
+    progress: &dyn Progress,
+) -> Result<Calibrated> {
     let feeds: BTreeSet<&str> = bound.names.iter().map(String::as_str).collect();
     let mut captured: Vec<String> = tensors.iter().filter(|t| !feeds.contains(t.as_str())).cloned().collect();
     let mut cals: BTreeMap<String, Box<dyn Calibrator + Send>> =
@@ -336,7 +360,7 @@ fn calibrate(
     // (gigabytes per batch on ppocr_rec). Min and max are exact, so for MinMax
     // these are the ranges of a full capture; the histogram methods capture
     // only the finite float tensors whole below.
-    if let Some(reduced) = reduced_min_max(model, &bound, rows, &captured, options.batch_size, progress)? {
+    if let Some(reduced) = reduced_min_max(model, bound, rows, &captured, options.batch_size, progress)? {
         non_finite.extend(
             captured.iter().filter(|t| !reduced.ranges.contains_key(*t) && !reduced.not_float.contains(*t)).cloned(),
         );
@@ -352,7 +376,7 @@ fn calibrate(
     // Nothing left to capture: only the graph inputs are observed, straight from the data.
     let session = Session::capturing(model, &captured)?;
     let batch_size = match &session {
-        Some(s) => capture_batch_size(s, &bound, options.batch_size)?,
+        Some(s) => capture_batch_size(s, bound, options.batch_size)?,
         None => options.batch_size,
     };
     let passes = if cals.values().any(|c| c.needs_second_pass()) { 2 } else { 1 };
@@ -489,14 +513,17 @@ pub fn quantize_static(
     Ok(())
 }
 
+/// Each activation's scale and zero point, by tensor.
+type ActivationParams = BTreeMap<String, (f32, i32)>;
+
 /// Each activation's quantization parameters from its calibrated range; the
 /// tensors that stay float (masks, degenerate scales) with the reason.
 fn activation_params(
     model: &Model,
     ranges: &BTreeMap<String, (f32, f32)>,
     options: &StaticOptions,
-) -> Result<(BTreeMap<String, (f32, i32)>, Vec<Skipped>)> {
-    let mut params: BTreeMap<String, (f32, i32)> = BTreeMap::new();
+) -> Result<(ActivationParams, Vec<Skipped>)> {
+    let mut params = ActivationParams::new();
     let mut skipped = vec![];
     for (name, &(lo, hi)) in ranges {
         if lo.abs().max(hi.abs()) > options.mask_threshold {
@@ -529,7 +556,7 @@ fn choose_ranges(
     calib: &Dataset,
     report: &mut QuantReport,
     progress: &dyn Progress,
-) -> Result<(Option<Method>, BTreeMap<String, (f32, i32)>, Vec<Skipped>)> {
+) -> Result<(Option<Method>, ActivationParams, Vec<Skipped>)> {
     if options.method != Method::Auto {
         let (params, skipped) = activation_params(model, &calibrated.ranges, options)?;
         return Ok((None, params, skipped));

@@ -160,9 +160,10 @@ pub fn groups(d: &crate::analysis::dependency::DependencyGraph) -> String {
         if g.sources.len() > 3 {
             sources += &format!(" (+{})", g.sources.len() - 3);
         }
-        let status = match g.blocked.first() {
-            None => "yes".to_string(),
-            Some(why) => format!("no: {why}"),
+        let status = match (g.blocked.first(), g.blocks) {
+            (None, 1) => "yes".to_string(),
+            (None, runs) => format!("yes, the same number from each of {runs} runs (a grouped conv's)"),
+            (Some(why), _) => format!("no: {why}"),
         };
         t.row(&[g.id.to_string(), g.channels.to_string(), sources, status]);
     }

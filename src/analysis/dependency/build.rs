@@ -334,7 +334,7 @@ impl Builder<'_> {
                     let target = &mut self.groups[keep];
                     // The same channels: a removal must be balanced for both.
                     let blocks = super::lcm(target.blocks, moved.blocks);
-                    if target.channels % blocks != 0 {
+                    if !target.channels.is_multiple_of(blocks) {
                         target.blocked.push(format!("its channels must split evenly into {blocks} runs"));
                     }
                     target.blocks = blocks;

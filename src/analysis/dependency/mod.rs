@@ -217,11 +217,7 @@ pub fn lcm(a: usize, b: usize) -> usize {
     while y != 0 {
         (x, y) = (y, x % y);
     }
-    if x == 0 {
-        0
-    } else {
-        a / x * b
-    }
+    a.checked_div(x).map_or(0, |q| q * b)
 }
 
 /// The channel groups of a model and how channels flow between tensors.

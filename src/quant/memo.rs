@@ -61,11 +61,13 @@ pub fn key(parts: impl Hash) -> u64 {
 /// A fingerprint of batches of input arrays.
 pub fn batches_fingerprint(batches: &[Vec<Array>]) -> u64 {
     let mut h = DefaultHasher::new();
-    for batch in batches {
-        batch.len().hash(&mut h);
-        batch.iter().for_each(|a| a.hash_into(&mut h));
-    }
+    batches.iter().for_each(|b| hash_batch(b, &mut h));
     h.finish()
+}
+
+fn hash_batch(batch: &[Array], h: &mut DefaultHasher) {
+    batch.len().hash(h);
+    batch.iter().for_each(|a| a.hash_into(h));
 }
 
 /// A fingerprint of the first `rows` rows of bound data, read in batches of
@@ -73,9 +75,7 @@ pub fn batches_fingerprint(batches: &[Vec<Array>]) -> u64 {
 pub fn bound_fingerprint(bound: &crate::data::Bound, batch: usize, rows: usize) -> Result<u64> {
     let mut h = DefaultHasher::new();
     for b in bound.batches_upto(batch, rows) {
-        let (_, arrays) = b?;
-        arrays.len().hash(&mut h);
-        arrays.iter().for_each(|a| a.hash_into(&mut h));
+        hash_batch(&b?.1, &mut h);
     }
     Ok(h.finish())
 }

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const MODELS: [&str; 10] = [
+const MODELS: [&str; 11] = [
     "detector",
     "streaming_rnn",
     "fixed_batch",
@@ -18,6 +18,7 @@ const MODELS: [&str; 10] = [
     "tiny_acts",
     "conv1d",
     "keyword",
+    "shufflenet",
 ];
 
 fn build_corpus(dir: &Path) {
@@ -159,10 +160,43 @@ fn fp16_keeps_out_of_range_and_vanishing_values_in_float32_and_says_why() {
     }
 }
 
+/// ShuffleNet v2's units: the channels the shuffles tie (make.py's SHUFFLE_DEAD) are
+/// found through both shuffles and the split between them; removing exactly those
+/// leaves the outputs as they were in both runtimes, and the shapes the shuffles and
+/// the split name shrink with them.
+#[test]
+fn shufflenet_units_lose_exactly_their_dead_trunk_channels() {
+    let corpus = common::tempdir();
+    build_corpus(corpus.path());
+    let (onnx, data) = (corpus.path().join("shufflenet.onnx"), corpus.path().join("shufflenet.npz"));
+    let (out, report) = (corpus.path().join("pruned.onnx"), corpus.path().join("pruned.json"));
+    let args = ["prune", "--structured", "--threshold", "1e-6", "--round-to", "1", "--no-repair", s(&onnx)];
+    let run = prunq(&[&args[..], &["-o", s(&out), "--report", s(&report), "-q"]].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let pruned: Vec<_> =
+        r["groups"].as_array().unwrap().iter().filter(|g| g["removed"] != serde_json::json!([])).collect();
+    assert_eq!(pruned.len(), 1, "{pruned:?}");
+    assert_eq!(pruned[0]["removed"], serde_json::json!([1, 5]), "{}", pruned[0]);
+    for layer in ["b1pw", "b2c2", "u2c2"] {
+        assert!(pruned[0]["sources"].to_string().contains(layer), "{}", pruned[0]);
+    }
+    let m = prunq::onnx::load(&out).unwrap();
+    let dims = |name: &str| m.graph.constant(name).unwrap().unwrap().shape().to_vec();
+    let ints = |name: &str| m.graph.constant(name).unwrap().unwrap().to_i64_vec().unwrap();
+    assert_eq!((dims("b1pw.w")[0], dims("u2c2.w")[0], dims("head.w")[1]), (14, 12, 24));
+    assert_eq!((ints("sh1.split"), ints("sh1.merge")), (vec![0, 2, 14, 8, 8], vec![0, 28, 8, 8]));
+    assert_eq!((ints("halves"), ints("sh2.merge")), (vec![12, 16], vec![0, 24, 8, 8]));
+    for runtime in ["ort", "tract"] {
+        let (cosine, sqnr) = agreement(runtime, &onnx, &out, &data).expect("both runtimes run it");
+        assert!(cosine > 0.999_999 && sqnr > 100.0, "{runtime}: cosine {cosine}, SQNR {sqnr} dB");
+    }
+}
+
 /// The Conv1d stack: its grouped conv (2 groups) loses the same number of filters from
 /// each group, `group` stays 2, and the Conv1d layers that lost inputs are re-fitted
 /// (1-D convs' patches as a 2-D conv's one row high); the result agrees with the
-/// original in both runtimes. The shuffle before it stays blocked, named.
+/// original in both runtimes. The channel shuffle before it mirrors its runs.
 #[test]
 fn conv1d_stack_prunes_its_grouped_conv_evenly_and_repairs_its_conv1d_layers() {
     let corpus = common::tempdir();
@@ -178,14 +212,24 @@ fn conv1d_stack_prunes_its_grouped_conv_evenly_and_repairs_its_conv1d_layers() {
     let removed: Vec<u64> = grouped["removed"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).collect();
     assert_eq!(removed.len(), 8, "{grouped}");
     assert_eq!(removed.iter().filter(|&&c| c < 8).count(), 4, "half from each of the conv's groups: {removed:?}");
+    // The shuffle mirrors c1's two runs and the grouped conv mirrors the shuffled ones:
+    // a channel of c1's group is filters k, k+4, k+8, k+12, removed together.
     let shuffled = groups.iter().find(|g| g["sources"].to_string().contains("Conv -> c1")).expect("c1's group");
-    assert!(shuffled["blocked"].to_string().contains("Reshape"), "{shuffled}");
+    assert_eq!(shuffled["channels"], 4, "{shuffled}");
+    let original = prunq::onnx::load(&onnx).unwrap().graph.constant("c1.w").unwrap().unwrap().to_f32().unwrap();
+    let pruned = prunq::onnx::load(&out).unwrap().graph.constant("c1.w").unwrap().unwrap().to_f32().unwrap();
+    let rows = |a: &ndarray::ArrayD<f32>| a.outer_iter().map(|r| r.iter().map(|v| v.to_bits()).collect()).collect();
+    let (original, pruned): (Vec<Vec<u32>>, Vec<Vec<u32>>) = (rows(&original), rows(&pruned));
+    let kept: Vec<usize> =
+        pruned.iter().map(|r| original.iter().position(|o| o == r).expect("a kept filter")).collect();
+    assert_eq!(kept.len(), 8, "{kept:?}");
+    assert!(kept.iter().all(|k| kept.contains(&((k + 4) % 16))), "kept filters come in mirrored fours: {kept:?}");
     let repaired: Vec<String> = r["repaired"].as_array().unwrap().iter().map(|l| l["node"].to_string()).collect();
     assert!(repaired.iter().any(|n| n.contains("c3")), "the Conv1d after it is re-fitted: {repaired:?}");
     let m = prunq::onnx::load(&out).unwrap();
     let c2 = m.graph.nodes.iter().find(|n| n.outputs[0] == "c2").unwrap();
     assert_eq!(c2.attr_int("group"), Some(2));
-    assert_eq!(m.graph.constant("c2.w").unwrap().unwrap().shape(), &[8, 8, 3]);
+    assert_eq!(m.graph.constant("c2.w").unwrap().unwrap().shape(), &[8, 4, 3], "its input columns go with c1's");
     for runtime in ["ort", "tract"] {
         let (cosine, _) = agreement(runtime, &onnx, &out, &data).expect("both runtimes run it");
         assert!(cosine > 0.99, "{runtime}: worst cosine {cosine}");

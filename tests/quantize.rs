@@ -511,11 +511,12 @@ fn matmul_nbits_weights_stay_packed_and_compute_what_the_portable_form_does_in_o
 }
 
 #[test]
-fn fp16_ppocr_rec_loses_at_most_one_line_of_fp32_in_onnx_runtime() {
+fn fp16_ppocr_rec_reads_every_line_fp32_reads_in_onnx_runtime() {
     // Checked in ONNX Runtime (the library's default backends list is the process's
-    // runtime; the tests run it explicitly). Measured: 82.0 % against fp32's 82.8 % — one
-    // line of 128 (the issue's floor is 0.5 pt, less than one line); keeping every node
-    // under 40 dB float (12 nodes) still loses that line, so it sits on a knife edge.
+    // runtime; the tests run it explicitly). The floor is 0.5 pt, less than one
+    // line of 128: no line may be lost. Rounding the weights alone to float16 lost one
+    // (82.0 % against 82.8 %); the layers whose float16 weights cost the output most
+    // now stay float32, and it reads every line.
     let dir = common::tempdir();
     let src = common::model("ppocr_rec_v4.onnx");
     let mut m = prunq::onnx::load(&src).unwrap();
@@ -526,7 +527,9 @@ fn fp16_ppocr_rec_loses_at_most_one_line_of_fp32_in_onnx_runtime() {
     let out = dir.path().join("rec_fp16.onnx");
     prunq::onnx::save(&m, &out, &Default::default()).unwrap();
     let (fp32, fp16) = (common::ocr_exact_lines_in_ort(&src), common::ocr_exact_lines_in_ort(&out));
-    assert!(fp16 >= fp32 - 1.0 / 128.0 - 1e-9, "exact lines: fp32 {fp32}, fp16 {fp16} ({:?})", report.skipped);
+    assert!(fp16 >= fp32 - 1e-9, "exact lines: fp32 {fp32}, fp16 {fp16} ({:?})", report.skipped);
+    let weights_kept = report.skipped.iter().filter(|s| s.reason.contains("float16 weights alone cost")).count();
+    assert!((1..=8).contains(&weights_kept), "{:?}", report.skipped);
     let ratio = std::fs::metadata(&out).unwrap().len() as f64 / std::fs::metadata(&src).unwrap().len() as f64;
     assert!(ratio < 0.55, "size ratio {ratio}");
 }

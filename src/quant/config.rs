@@ -349,8 +349,11 @@ pub fn quantize(
             super::quantize_static(model, data, &config.static_options(), &mut report, progress)?
         }
         QuantMode::Fp16 => {
-            let options =
-                Fp16Options { keep_io_types: !config.fp16_io, backends: vec![crate::runtime::default_backend()?] };
+            let options = Fp16Options {
+                keep_io_types: !config.fp16_io,
+                backends: vec![crate::runtime::default_backend()?],
+                exclude: config.exclude.clone(),
+            };
             super::convert_fp16(model, &options, calib, &mut report)?
         }
         QuantMode::Dynamic => {

@@ -28,6 +28,10 @@ const F16_MIN_NORMAL: f32 = 6.103_515_6e-5;
 const NODE_SQNR_DB: f64 = 30.0;
 /// Rounds of measuring and keeping nodes float32.
 const MAX_ROUNDS: usize = 8;
+/// float16 weights should cost the outputs less than this (their summed noise, in dB).
+const WEIGHTS_SQNR_DB: f64 = 45.0;
+/// Layers whose weights are measured one by one.
+const WEIGHTED: &[&str] = &["Conv", "ConvTranspose", "MatMul", "Gemm"];
 
 /// fp16 conversion's options.
 #[derive(Clone, Debug)]
@@ -36,11 +40,13 @@ pub struct Fp16Options {
     pub keep_io_types: bool,
     /// Where the converted model is checked; empty: the process's runtime.
     pub backends: Vec<Backend>,
+    /// Nodes (by name) or op types left float32.
+    pub exclude: Vec<String>,
 }
 
 impl Default for Fp16Options {
     fn default() -> Self {
-        Fp16Options { keep_io_types: true, backends: vec![] }
+        Fp16Options { keep_io_types: true, backends: vec![], exclude: vec![] }
     }
 }
 
@@ -64,6 +70,11 @@ pub fn convert_fp16(
     let batches = crate::eval::check_batches(model, data, CHECK_ROWS, 4)?;
     let float = float_tensors(model, &batches, &backends)?;
     let mut keep: BTreeMap<String, String> = static_reasons(model, &float);
+    for n in model.graph.nodes.iter().filter(|n| n.is_any_of(&options.exclude)) {
+        if let Some(key) = n.outputs.first() {
+            keep.entry(key.clone()).or_insert_with(|| format!("{}: excluded", n.label()));
+        }
+    }
     // Where the error starts is found in the first runtime; the others check the outputs.
     for round in 0..MAX_ROUNDS {
         let (candidate, half) = mixed(model, &float, &keep, options.keep_io_types)?;
@@ -79,6 +90,7 @@ pub fn convert_fp16(
         }
         keep.extend(culprits);
     }
+    keep.extend(weight_culprits(model, &keep, &batches, backends[0])?);
     let converted = mixed(model, &float, &keep, options.keep_io_types)?.0;
     for &backend in &backends {
         match output_problem(model, &converted, &batches, backend) {
@@ -92,6 +104,71 @@ pub fn convert_fp16(
         report.skipped.push(Skipped::new(node, why.clone()));
     }
     Ok(())
+}
+
+/// Layers whose float16 weights cost the outputs most, kept float32 (weights
+/// too) until the summed noise of the rest's is under [`WEIGHTS_SQNR_DB`].
+/// Measured one layer at a time (its weights alone rounded, everything else
+/// float32): where a network amplifies its weights' rounding (re-parameterized
+/// convs, folded BatchNorms) a few layers make most of float16's error —
+/// ppocr_rec_v4: two 1×1 convs cost 43.7 and 46.5 dB, the next 51.1.
+fn weight_culprits(
+    model: &Model,
+    keep: &BTreeMap<String, String>,
+    batches: &[Vec<Array>],
+    backend: Backend,
+) -> Result<BTreeMap<String, String>> {
+    let g = &model.graph;
+    let weight_of = |n: &Node| -> Option<String> {
+        let w = n.input(1)?;
+        let t = g.constant(w)?.ok()?;
+        (t.dtype == DataType::FLOAT && t.numel().unwrap_or(0) > 1).then(|| w.to_string())
+    };
+    let layers: Vec<(&Node, String)> = g
+        .nodes
+        .iter()
+        .filter(|n| n.is_onnx_op() && WEIGHTED.contains(&n.op_type.as_str()))
+        .filter(|n| n.outputs.first().is_some_and(|o| !keep.contains_key(o)))
+        .filter_map(|n| Some((n, weight_of(n)?)))
+        .collect();
+    let options = SessionOptions { backend: Some(backend), ..Default::default() };
+    let reference = Session::new(model, &options)?;
+    let reference: Vec<Vec<Array>> = batches.iter().map(|b| reference.run(b)).collect::<Result<_>>()?;
+    let noises = crate::parallel::map(&layers, |(_, w)| -> Result<f64> {
+        let mut m = model.clone();
+        let t = m.graph.constant(w).ok_or_else(|| Error::Model(format!("'{w}' is not a constant")))??;
+        let rounded = t.to_f32()?.mapv(|v| half::f16::from_f32(v.clamp(-F16_MAX, F16_MAX)).to_f32());
+        m.graph.set_constant(w, Tensor::from_array(w, &rounded))?;
+        let session = Session::new(&m, &options)?;
+        let (mut signal, mut noise) = (0.0f64, 0.0f64);
+        for (batch, want) in batches.iter().zip(&reference) {
+            for (r, c) in want.iter().zip(session.run(batch)?) {
+                let (Array::F32(r), Array::F32(c)) = (r, &c) else { continue };
+                for (&a, &b) in r.iter().zip(c).filter(|(a, b)| a.is_finite() && b.is_finite()) {
+                    signal += f64::from(a) * f64::from(a);
+                    noise += f64::from(a - b) * f64::from(a - b);
+                }
+            }
+        }
+        Ok(noise / signal.max(f64::MIN_POSITIVE))
+    });
+    let noises: Vec<f64> = noises.into_iter().collect::<Result<_>>()?;
+    let mut order: Vec<usize> = (0..layers.len()).collect();
+    order.sort_by(|&a, &b| noises[b].total_cmp(&noises[a]).then(a.cmp(&b)));
+    let budget = 10f64.powf(-WEIGHTS_SQNR_DB / 10.0);
+    let mut left: f64 = noises.iter().sum();
+    let mut culprits = BTreeMap::new();
+    for i in order {
+        if left <= budget {
+            break;
+        }
+        left -= noises[i];
+        let (node, _) = layers[i];
+        let db = -10.0 * noises[i].max(f64::MIN_POSITIVE).log10();
+        let why = format!("{}: its float16 weights alone cost the outputs {db:.1} dB", node.label());
+        culprits.insert(node.outputs[0].clone(), why);
+    }
+    Ok(culprits)
 }
 
 /// Rows the check runs (in batches of 4: every tensor of a batch is held at once).
@@ -209,8 +286,17 @@ fn mixed(
 ) -> Result<(Model, BTreeSet<String>)> {
     let mut m = model.clone();
     let g = &mut m.graph;
-    let half_node: Vec<bool> =
+    let mut half_node: Vec<bool> =
         g.nodes.iter().map(|n| n.outputs.first().is_none_or(|o| !keep.contains_key(o))).collect();
+    // Constants go float16 when every reader wants float16 (a Constant node as an initializer).
+    let wants_half = |op: &str, h: bool, slot: usize| h && !FLOAT32_ONLY.contains(&(op, slot));
+    let index = GraphIndex::new(g);
+    for (n, node) in g.nodes.iter().enumerate() {
+        if node.op_type == "Constant" && half_node[n] {
+            let readers = node.outputs.first().map_or(&[][..], |o| index.consumers(o));
+            half_node[n] = readers.iter().all(|&(r, s)| wants_half(&g.nodes[r].op_type, half_node[r], s));
+        }
+    }
     // The element type each float tensor has after the conversion.
     let mut half: BTreeSet<String> = BTreeSet::new();
     let inits: BTreeSet<String> = g.initializers.iter().map(|t| t.name.clone()).collect();
@@ -222,9 +308,6 @@ fn mixed(
             half.extend(n.outputs.iter().filter(|o| float.contains_key(*o)).cloned());
         }
     }
-    // Constants go float16 when every reader wants float16.
-    let wants_half = |op: &str, h: bool, slot: usize| h && !FLOAT32_ONLY.contains(&(op, slot));
-    let index = GraphIndex::new(g);
     for t in g.initializers.iter_mut().filter(|t| float.contains_key(&t.name)) {
         let readers = index.consumers(&t.name);
         if !readers.is_empty() && readers.iter().all(|&(n, s)| wants_half(&g.nodes[n].op_type, half_node[n], s)) {
@@ -482,5 +565,27 @@ fn to_half(t: &mut Tensor) {
     new.metadata_props = std::mem::take(&mut t.metadata_props);
     if let TensorData::Bytes(_) = &new.data {
         *t = new;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::testing::{model, node, tensor};
+
+    /// `h = x·w1` cancels two large weights (1000.1·x0 − 1000·x1, x = 1):
+    /// float16 rounds 1000.1 to 1000 and loses h's 0.1; `y = h·w2` has weights float16
+    /// holds exactly. Only the first stays float32.
+    #[test]
+    fn the_layer_whose_float16_weights_cost_the_output_stays_float32() {
+        let w1 = [1000.1, 1.0, -1000.0, 0.5];
+        let w2 = [1.0, 0.25];
+        let nodes = vec![node("MatMul", &["x", "w1"], "h", &[]), node("MatMul", &["h", "w2"], "y", &[])];
+        let inits = vec![tensor("w1", &[2, 2], |i| w1[i]), tensor("w2", &[2, 1], |i| w2[i])];
+        let m = model(nodes, inits, &[4, 2], &["y"], 17);
+        let x = ndarray::ArrayD::from_elem(ndarray::IxDyn(&[4, 2]), 1.0f32);
+        let culprits = weight_culprits(&m, &BTreeMap::new(), &[vec![Array::F32(x)]], Backend::Tract).unwrap();
+        assert_eq!(culprits.keys().collect::<Vec<_>>(), ["h"], "{culprits:?}");
+        assert!(culprits["h"].contains("float16 weights alone cost"), "{culprits:?}");
     }
 }

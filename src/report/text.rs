@@ -160,11 +160,14 @@ pub fn groups(d: &crate::analysis::dependency::DependencyGraph) -> String {
         if g.sources.len() > 3 {
             sources += &format!(" (+{})", g.sources.len() - 3);
         }
-        let status = match (g.blocked.first(), g.blocks) {
+        let mut status = match (g.blocked.first(), g.blocks) {
             (None, 1) => "yes".to_string(),
             (None, runs) => format!("yes, the same number from each of {runs} runs (a grouped conv's)"),
             (Some(why), _) => format!("no: {why}"),
         };
+        if let (true, Some((layer, n @ 2..))) = (g.prunable(), g.filters_per_channel()) {
+            status += &format!(", each channel {n} filters of {layer} (mirrored runs)");
+        }
         t.row(&[g.id.to_string(), g.channels.to_string(), sources, status]);
     }
     let prunable = d.groups.iter().filter(|g| g.prunable()).count();

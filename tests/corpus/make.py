@@ -15,6 +15,10 @@ seeded random, so the files are the same on every run.
   conv1d         a Conv1d stack with a channel shuffle and an SE block gated by HardSigmoid
   keyword        a keyword spotter on raw audio: waveform [N, 1, 1600] (0.1 s at 16 kHz),
                  strided Conv1d front end (the data tests feed it WAV files)
+  shufflenet     two ShuffleNet v2 units (a downsampling one, then split -> branch -> concat),
+                 each ending in a channel shuffle; trunk channels SHUFFLE_DEAD are dead (zero
+                 filters, biases and the head's columns that read them), so removing exactly
+                 them must leave the outputs as they are
 """
 import os
 import sys
@@ -360,10 +364,70 @@ def keyword(out):
     save(out, "keyword", g, {"audio": x})
 
 
+# Dead trunk channels k: filter k of both branches of the downsampling unit; after its
+# shuffle they sit at positions 2k, 2k+1, which the second unit's split passes on whole
+# (k < 8) and its shuffle pairs with that unit's branch filters 2k, 2k+1; after the second
+# shuffle all four sit at 4k..4k+3, the head conv's input columns.
+SHUFFLE_DEAD = [1, 5]
+
+
+def shufflenet(out):
+    n = helper.make_node
+
+    def shuffle(x, y, c, hw):
+        return [
+            n("Reshape", [x, y + ".split"], [y + ".g"]),
+            n("Transpose", [y + ".g"], [y + ".t"], perm=[0, 2, 1, 3, 4]),
+            n("Reshape", [y + ".t", y + ".merge"], [y]),
+        ], [const(y + ".split", [0, 2, c // 2, hw, hw], np.int64), const(y + ".merge", [0, c, hw, hw], np.int64)]
+
+    def dw(x, y, c, stride):
+        return n("Conv", [x, y + ".w", y + ".b"], [y], group=c, strides=[stride, stride], pads=[1, 1, 1, 1])
+
+    def pw(x, y):
+        return n("Conv", [x, y + ".w", y + ".b"], [y])
+
+    sh1, sh1_init = shuffle("cat1", "sh1", 32, 8)
+    sh2, sh2_init = shuffle("cat2", "sh2", 32, 8)
+    nodes = [
+        n("Conv", ["x", "stem.w", "stem.b"], ["stem"], pads=[1, 1, 1, 1]), n("Relu", ["stem"], ["s"]),
+        # unit 1 (stride 2): both branches convolve
+        dw("s", "b1dw", 16, 2), pw("b1dw", "b1pw"), n("Relu", ["b1pw"], ["a"]),
+        pw("s", "b2c1"), n("Relu", ["b2c1"], ["b2r"]), dw("b2r", "b2dw", 16, 2), pw("b2dw", "b2c2"),
+        n("Relu", ["b2c2"], ["b0"]),
+        n("Concat", ["a", "b0"], ["cat1"], axis=1), *sh1,
+        # unit 2 (stride 1): half passes through, half is convolved
+        n("Split", ["sh1", "halves"], ["x1", "x2"], axis=1),
+        pw("x2", "u2c1"), n("Relu", ["u2c1"], ["u2r"]), dw("u2r", "u2dw", 16, 1), pw("u2dw", "u2c2"),
+        n("Relu", ["u2c2"], ["b1"]),
+        n("Concat", ["x1", "b1"], ["cat2"], axis=1), *sh2,
+        pw("sh2", "head"), n("Relu", ["head"], ["h"]),
+        n("GlobalAveragePool", ["h"], ["p"]), n("Flatten", ["p"], ["f"]),
+        n("Gemm", ["f", "fc.w", "fc.b"], ["logits"], transB=1),
+    ]
+    shapes = {"stem": (16, 3, 3, 3), "b1dw": (16, 1, 3, 3), "b1pw": (16, 16, 1, 1), "b2c1": (16, 16, 1, 1),
+              "b2dw": (16, 1, 3, 3), "b2c2": (16, 16, 1, 1), "u2c1": (16, 16, 1, 1), "u2dw": (16, 1, 3, 3),
+              "u2c2": (16, 16, 1, 1), "head": (48, 32, 1, 1)}
+    arrays = {}
+    for name, shape in shapes.items():
+        arrays[name + ".w"] = numpy_helper.to_array(w(name + ".w", *shape)).copy()
+        arrays[name + ".b"] = (rng.standard_normal(shape[0]) * 0.1).astype(np.float32)
+    for k in SHUFFLE_DEAD:
+        for layer, rows in (("b1pw", [k]), ("b2c2", [k]), ("u2c2", [2 * k, 2 * k + 1])):
+            arrays[layer + ".w"][rows] = 0
+            arrays[layer + ".b"][rows] = 0
+        arrays["head.w"][:, 4 * k:4 * k + 4] = 0
+    init = [numpy_helper.from_array(v, k) for k, v in arrays.items()]
+    init += sh1_init + sh2_init + [const("halves", [16, 16], np.int64), w("fc.w", 10, 48), const("fc.b", np.zeros(10))]
+    g = helper.make_graph(nodes, "shufflenet", [vi("x", ["N", 3, 16, 16])], [vi("logits", ["N", 10])], init)
+    save(out, "shufflenet", g, {"x": smooth_images(32, 3, 16, 16)})
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    for build in (detector, streaming_rnn, fixed_batch, if_head, if_only, scan_rnn, fp16_hazards, tiny_acts, conv1d, keyword):
+    for build in (detector, streaming_rnn, fixed_batch, if_head, if_only, scan_rnn, fp16_hazards, tiny_acts, conv1d, keyword,
+                  shufflenet):
         build(out)
 
 

@@ -100,7 +100,16 @@ pub struct Builder<'a> {
     parent: Vec<usize>,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    /// The one node that reads `tensor`, when no other node and no graph output does.
+    pub fn sole_reader(&self, tensor: &str) -> Option<&'a Node> {
+        let graph: &'a Graph = self.graph;
+        match self.index.consumers(tensor) {
+            [(n, _)] if !graph.outputs.iter().any(|o| o.name == tensor) => Some(&graph.nodes[*n]),
+            _ => None,
+        }
+    }
+
     pub fn layout(&self, tensor: &str) -> Option<Layout> {
         self.layouts.get(tensor).cloned()
     }
@@ -233,7 +242,13 @@ impl Builder<'_> {
             })
             .collect();
         let carriers = head.carriers.iter().map(|c| Carrier { offset: c.offset + at * c.inner, ..c.clone() }).collect();
-        if head.blocks > 1 {
+        let run = total / head.blocks;
+        let mut tail_blocks = 1;
+        if head.blocks > 1 && at.is_multiple_of(run) {
+            // Cut between a grouped Conv's runs: each piece keeps its whole runs.
+            tail_blocks = (total - at) / run;
+            head.blocks = at / run;
+        } else if head.blocks > 1 {
             // A grouped Conv's channel runs cut in pieces: the pieces could not stay balanced.
             head.blocks = 1;
             let why = "a grouped Conv's channels are cut into pieces (its groups must stay equal)";
@@ -243,7 +258,7 @@ impl Builder<'_> {
         }
         let tail = GroupState {
             channels: total - at,
-            blocks: 1,
+            blocks: tail_blocks,
             sources: head.sources.clone(),
             ties,
             carriers,
@@ -301,6 +316,77 @@ impl Builder<'_> {
             }
         }
         self.layout(tensor).ok_or_else(|| "no channels to cut".into())
+    }
+
+    /// Declares that `tensor`'s channel axis is `runs` equal runs whose
+    /// channels correspond position by position — a channel shuffle
+    /// interleaves them, a grouped Conv reads each with the same weight
+    /// columns — so a removal must take the same positions from every run:
+    /// groups are cut at the run boundaries and the runs merged. Returns the
+    /// layout of one run.
+    pub fn mirror(&mut self, tensor: &str, runs: usize) -> Result<Layout, String> {
+        let width = self.layout(tensor).ok_or("no channels to mirror")?.width();
+        if runs < 2 || !width.is_multiple_of(runs) {
+            return Err(format!("its {width} channels do not fall into {runs} equal runs"));
+        }
+        let run = width / runs;
+        let l = self.cut_at(tensor, &(1..runs).map(|k| k * run).collect::<Vec<_>>())?;
+        // Cut every run wherever one of them has a boundary, so their segments pair up.
+        let inside: BTreeSet<usize> = (0..runs)
+            .flat_map(|k| l.between(k * run, (k + 1) * run).offsets().map(|(o, _)| o).collect::<Vec<_>>())
+            .collect();
+        let cuts: Vec<usize> = (0..runs).flat_map(|k| inside.iter().map(move |o| k * run + o)).collect();
+        let l = self.cut_at(tensor, &cuts)?;
+        // Paired segments whose channels differ in width: the finer ones go together in runs.
+        for i in 0..l.between(0, run).segments.len() {
+            let l = self.layout(tensor).ok_or("no channels to mirror")?;
+            let paired: Vec<Segment> =
+                (0..runs).map(|k| l.between(k * run, (k + 1) * run).segments[i].clone()).collect();
+            let widest = paired.iter().map(|s| s.inner).max().unwrap_or(1);
+            for s in &paired {
+                if let Some(g) = s.group.filter(|_| s.inner != widest) {
+                    if !widest.is_multiple_of(s.inner) {
+                        return Err(format!("it pairs channels {} wide with channels {widest} wide", s.inner));
+                    }
+                    self.coarsen(g, widest / s.inner)?;
+                }
+            }
+        }
+        let l = self.layout(tensor).ok_or("no channels to mirror")?;
+        let first = l.between(0, run);
+        for k in 1..runs {
+            self.unify(&first, &l.between(k * run, (k + 1) * run))
+                .map_err(|_| format!("its {runs} runs of {run} channels are laid out differently"))?;
+        }
+        Ok(first)
+    }
+
+    /// Makes every `factor` consecutive channels of root group `g` one
+    /// channel (they can then only be removed together): every tie, carrier
+    /// and layout counts `factor` times as many elements per channel.
+    fn coarsen(&mut self, g: usize, factor: usize) -> Result<(), String> {
+        let r = self.find(g);
+        let s = &mut self.groups[r];
+        if !s.channels.is_multiple_of(factor) || !(s.channels / s.blocks).is_multiple_of(factor) {
+            return Err(format!("{} channels cannot be taken {factor} at a time", s.channels));
+        }
+        s.channels /= factor;
+        for t in &mut s.ties {
+            match t {
+                Tie::Slice { inner, .. } | Tie::ShapeDim { inner, .. } | Tie::ConvGroups { inner, .. } => {
+                    *inner *= factor
+                }
+            }
+        }
+        s.carriers.iter_mut().for_each(|c| c.inner *= factor);
+        let roots: Vec<usize> = (0..self.parent.len()).map(|x| self.find(x)).collect();
+        for l in self.layouts.values_mut() {
+            for seg in l.segments.iter_mut().filter(|seg| seg.group.is_some_and(|x| roots[x] == r)) {
+                seg.channels /= factor;
+                seg.inner *= factor;
+            }
+        }
+        Ok(())
     }
 
     /// Declares that two layouts hold the same channels (a residual Add, a

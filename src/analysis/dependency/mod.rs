@@ -55,6 +55,13 @@ impl Layout {
         self.segments.iter().map(Segment::width).sum()
     }
 
+    /// The segments between two positions that fall on segment boundaries.
+    pub fn between(&self, start: usize, end: usize) -> Layout {
+        let segments =
+            self.offsets().filter(|(o, s)| *o >= start && o + s.width() <= end).map(|(_, s)| s.clone()).collect();
+        Layout { axis: self.axis, segments }
+    }
+
     /// Each segment with its offset along the axis.
     pub fn offsets(&self) -> impl Iterator<Item = (usize, &Segment)> {
         self.segments.iter().scan(0, |at, s| {
@@ -112,10 +119,12 @@ pub enum Tie {
         /// How much each channel adds to it.
         inner: usize,
     },
-    /// A depthwise Conv (node index): its `group` attribute counts the channels.
+    /// A depthwise Conv (node index): its `group` attribute counts `inner` per channel.
     ConvGroups {
         /// The Conv's node index.
         node: usize,
+        /// How many of its groups each channel is (more than one after a channel shuffle).
+        inner: usize,
     },
 }
 
@@ -156,6 +165,19 @@ impl Group {
     /// Whether nothing blocks removing its channels.
     pub fn prunable(&self) -> bool {
         self.blocked.is_empty()
+    }
+
+    /// The source layer with the most filters (output rows) in one channel,
+    /// and how many: more than one where mirrored runs (a channel shuffle, a
+    /// grouped Conv's input) make them go together.
+    pub fn filters_per_channel(&self) -> Option<(&str, usize)> {
+        let mut per: BTreeMap<&str, usize> = BTreeMap::new();
+        for t in &self.ties {
+            if let Tie::Slice { inner, role: Role::Output { node }, .. } = t {
+                *per.entry(node.as_str()).or_default() += inner;
+            }
+        }
+        per.into_iter().max_by_key(|&(node, n)| (n, std::cmp::Reverse(node)))
     }
 }
 

@@ -64,8 +64,9 @@ fn normalize_axis(axis: i64, rank: usize) -> Result<usize, String> {
     usize::try_from(a).ok().filter(|&a| a < rank).ok_or_else(|| format!("axis {axis} is out of range"))
 }
 
+/// Channels (of any width: a shuffle's channels span one element per run) must run along `axis`.
 fn channels_on(layout: &Layout, axis: usize) -> Outcome {
-    if layout.axis != axis || layout.segments.iter().any(|s| s.inner != 1) {
+    if layout.axis != axis {
         return Err(format!("expects channels on axis {axis}, they are on axis {}", layout.axis));
     }
     Ok(())
@@ -108,19 +109,20 @@ fn conv(b: &mut Builder, n: usize, node: &Node) -> Outcome {
     if let Some(bias) = node.input(2) {
         b.tie_slices(&l, bias, 0, Role::Param)?;
     }
-    b.tie_each(&l, |_, _| Tie::ConvGroups { node: n });
+    b.tie_each(&l, |_, s| Tie::ConvGroups { node: n, inner: s.inner });
     b.carry(&l, x);
     b.set_layout(out, l);
     Ok(())
 }
 
-/// A grouped (not depthwise) Conv: filter f of its `groups` groups reads only
-/// its group's run of input channels, so removing an input channel would
-/// leave the groups unequal — its inputs stay (their groups are blocked). Its
-/// filters make channels in `groups` equal runs: removing the same number
-/// from each keeps `group` as it is (weight [Cout, Cin/groups, k…]).
+/// A grouped (not depthwise) Conv, weight [Cout, Cin/groups, k…]: each of
+/// its `groups` groups reads its own run of input channels with the same
+/// weight columns, so an input channel can go only with the channel at the
+/// same position of every other run (the runs are mirrored). Its filters make
+/// channels in `groups` equal runs: removing the same number from each keeps
+/// `group` as it is.
 fn grouped_conv(b: &mut Builder, node: &Node, groups: usize, inputs: Option<Layout>) -> Outcome {
-    let (w, out) = (input(node, 1)?, output(node)?);
+    let (x, w, out) = (input(node, 0)?, input(node, 1)?, output(node)?);
     let cout = b.constant(w).ok_or("its weight is not a constant")?.shape()[0];
     if let Some(bias) = node.input(2) {
         b.constant(bias).ok_or("its bias is not a constant")?;
@@ -130,11 +132,16 @@ fn grouped_conv(b: &mut Builder, node: &Node, groups: usize, inputs: Option<Layo
     }
     let label = node.label();
     if let Some(l) = &inputs {
-        let why = format!(
-            "{label} (Conv): a grouped convolution ({groups} groups) reads its input channels in equal runs \
-             (removing some would leave its groups unequal)"
-        );
-        b.block_layout(l, &why);
+        channels_on(l, 1)?;
+        let reads = Role::Input { node: label.clone(), input: x.to_string() };
+        match b.mirror(x, groups).and_then(|run| b.tie_slices(&run, w, 1, reads)) {
+            Ok(()) => b.carry(&b.layout(x).expect("mirrored above"), x),
+            Err(why) => {
+                let why =
+                    format!("{label} (Conv): a grouped convolution ({groups} groups) reads its input in runs: {why}");
+                b.block_layout(&b.layout(x).unwrap_or_else(|| l.clone()), &why);
+            }
+        }
     }
     let made = single(b.new_group_in_blocks(cout, groups, &label), cout, 1);
     b.tie_slices(&made, w, 0, Role::Output { node: label })?;
@@ -371,7 +378,7 @@ fn reshape(b: &mut Builder, _: usize, node: &Node) -> Outcome {
     } else if let Some(j) = (0..sout.len()).find(|&j| fits(j, len * post)) {
         (j, post)
     } else {
-        return Err(format!("it reshapes the channel axis ({sin:?} -> {sout:?})"));
+        return channel_shuffle(b, node, &sin, &sout);
     };
     let segments = l.segments.iter().map(|s| Segment { inner: s.inner * spread, ..s.clone() }).collect();
     let moved = Layout { axis: j, segments };
@@ -391,6 +398,76 @@ fn reshape(b: &mut Builder, _: usize, node: &Node) -> Outcome {
     }
     b.set_layout(out, moved);
     Ok(())
+}
+
+/// A channel shuffle (ShuffleNet): Reshape [.., C, ..] → [.., g, C/g, ..], a
+/// Transpose swapping those two axes, Reshape back to [.., C, ..]. Position k
+/// of run i ends at k·g + i, so the g runs are mirrored (a removal takes the
+/// same position from each) and each channel of a run spans g consecutive
+/// positions of the result. The layout goes straight to the last Reshape's
+/// output (the two tensors between carry none).
+fn channel_shuffle(b: &mut Builder, node: &Node, sin: &[usize], sout: &[usize]) -> Outcome {
+    let x = input(node, 0)?;
+    let c = b.layout(x).ok_or("no channels")?.axis;
+    let reshapes = format!("it reshapes the channel axis ({sin:?} -> {sout:?})");
+    let splits = node.op_type == "Reshape"
+        && sout.len() == sin.len() + 1
+        && sout[..c] == sin[..c]
+        && sout[c + 2..] == sin[c + 1..]
+        && sout[c] * sout[c + 1] == sin[c];
+    if !splits {
+        return Err(reshapes);
+    }
+    let runs = sout[c];
+    let swapped: Vec<i64> = (0..sout.len())
+        .map(|a| match a {
+            _ if a == c => c as i64 + 1,
+            _ if a == c + 1 => c as i64,
+            _ => a as i64,
+        })
+        .collect();
+    let swaps = |t: &&Node| t.op_type == "Transpose" && t.attr_ints("perm") == Some(&swapped[..]);
+    let not_shuffle = || format!("{reshapes}, and no Transpose and Reshape after it shuffle the channels back");
+    let swap = b.sole_reader(output(node)?).filter(swaps).ok_or_else(not_shuffle)?;
+    let merge = b.sole_reader(output(swap)?).filter(|m| m.op_type == "Reshape").ok_or_else(not_shuffle)?;
+    let merged = output(merge)?;
+    if b.shape(merged)?.as_slice() != sin {
+        return Err(not_shuffle());
+    }
+    // Shape constants: the run length (split) and the channel count (merge) shrink.
+    let split_shape = target_shape(b, node)?;
+    if split_shape.get(c) != Some(&(runs as i64)) && split_shape.get(c) != Some(&-1) {
+        return Err(format!("its target shape {split_shape:?} does not split off {runs} runs"));
+    }
+    let run_len = *split_shape.get(c + 1).ok_or("its target shape is too short")?;
+    let merge_len = *target_shape(b, merge)?.get(c).ok_or("the shuffle's last target shape is too short")?;
+    if run_len == 0 || merge_len == 0 || run_len < -1 || merge_len < -1 {
+        return Err("the shuffle's target shapes copy the channel count".into());
+    }
+    let shapes = [(input(node, 1)?, run_len), (input(merge, 1)?, merge_len)];
+    for (name, len) in &shapes {
+        if *len > 0 && b.users(name) != 1 {
+            return Err(format!("its target shape '{name}' is shared with other nodes"));
+        }
+    }
+    let run = b.mirror(x, runs)?;
+    let shuffled = Layout {
+        axis: c,
+        segments: run.segments.iter().map(|s| Segment { inner: s.inner * runs, ..s.clone() }).collect(),
+    };
+    for ((name, len), (layout, index)) in shapes.iter().zip([(&run, c + 1), (&shuffled, c)]) {
+        if *len > 0 {
+            b.tie_each(layout, |_, s| Tie::ShapeDim { constant: name.to_string(), index, inner: s.inner });
+        }
+    }
+    b.set_layout(merged, shuffled);
+    Ok(())
+}
+
+/// A Reshape's constant target shape.
+fn target_shape(b: &Builder, node: &Node) -> Result<Vec<i64>, String> {
+    let name = input(node, 1)?;
+    b.constant(name).ok_or("its target shape is computed at run time")?.to_i64_vec().map_err(|e| e.to_string())
 }
 
 fn transpose(b: &mut Builder, _: usize, node: &Node) -> Outcome {
@@ -440,15 +517,10 @@ fn concat(b: &mut Builder, _: usize, node: &Node) -> Outcome {
     Ok(())
 }
 
-/// The segments of `l` between two positions that fall on segment boundaries.
-fn segments_between(l: &Layout, start: usize, end: usize) -> Vec<Segment> {
-    l.offsets().filter(|(o, s)| *o >= start && o + s.width() <= end).map(|(_, s)| s.clone()).collect()
-}
-
 /// Elements along the axis of the group channels before `end` each tie counts
 /// (a split size or slice bound shrinks by the channels removed before it).
 fn tie_count_before(b: &mut Builder, l: &Layout, start: usize, end: usize, constant: &str, index: usize) {
-    let before = Layout { axis: l.axis, segments: segments_between(l, start, end) };
+    let before = l.between(start, end);
     b.tie_each(&before, |_, s| Tie::ShapeDim { constant: constant.to_string(), index, inner: s.inner });
 }
 
@@ -490,7 +562,7 @@ fn split(b: &mut Builder, _: usize, node: &Node) -> Outcome {
     for (k, (out, end)) in node.outputs.iter().zip(&ends).enumerate() {
         tie_count_before(b, &l, start, *end, sizes_name, k);
         if !out.is_empty() {
-            b.set_layout(out, Layout { axis, segments: segments_between(&l, start, *end) });
+            b.set_layout(out, l.between(start, *end));
         }
         start = *end;
     }
@@ -545,7 +617,7 @@ fn slice(b: &mut Builder, _: usize, node: &Node) -> Outcome {
     if (ends[k]) < len {
         tie_count_before(b, &l, 0, end, ends_name, k);
     }
-    b.set_layout(out, Layout { axis: l.axis, segments: segments_between(&l, start, end.max(start)) });
+    b.set_layout(out, l.between(start, end.max(start)));
     Ok(())
 }
 
@@ -702,15 +774,15 @@ mod tests {
         let d = graph_of(&model(nodes, inits, &[1, 3, 4, 4], &["y"], 13));
         let g = group(&d, "a");
         assert!(g.prunable(), "{:?}", g.blocked);
-        assert!(g.ties.iter().any(|t| matches!(t, Tie::ConvGroups { node: 1 })));
+        assert!(g.ties.iter().any(|t| matches!(t, Tie::ConvGroups { node: 1, inner: 1 })));
         assert!(sliced(g).contains(&("dw.w", 0, 0, 1)) && sliced(g).contains(&("y.w", 1, 0, 1)));
     }
 
-    /// ResNeXt-style: a Conv with 2 groups reads `a`'s 4 channels in two runs
-    /// (they stay) and makes 4 channels in two runs, joined by a residual Add
+    /// ResNeXt-style: a Conv with 2 groups reads `a`'s 4 channels in two
+    /// mirrored runs (with the same weight columns) and makes 4 channels in two runs, joined by a residual Add
     /// to a plain Conv's (the merged group keeps both runs).
     #[test]
-    fn a_grouped_conv_keeps_its_inputs_and_makes_channels_in_equal_runs() {
+    fn a_grouped_conv_reads_mirrored_runs_and_makes_channels_in_equal_runs() {
         let mut inits = vec![tensor("g.w", &[4, 2, 3, 3], wavy)];
         let nodes = vec![
             conv("x", "a", 3, 4, &mut inits),
@@ -721,13 +793,89 @@ mod tests {
         ];
         let d = graph_of(&model(nodes, inits, &[1, 3, 4, 4], &["y"], 13));
         let a = group(&d, "a");
-        assert!(a.blocked.iter().any(|b| b.contains("grouped convolution (2 groups)")), "{:?}", a.blocked);
+        assert!(a.prunable(), "{:?}", a.blocked);
+        assert_eq!(a.channels, 2, "channel k of each run goes with the other run's");
+        assert_eq!(sliced(a)[..3], [("a.b", 0, 0, 1), ("a.b", 0, 2, 1), ("a.w", 0, 0, 1)]);
+        assert!(sliced(a).contains(&("a.w", 0, 2, 1)) && sliced(a).contains(&("g.w", 1, 0, 1)), "{:?}", sliced(a));
         let g = d.groups.iter().find(|g| g.sources.contains(&"g_Conv".to_string())).expect("the grouped conv's group");
         assert!(g.prunable(), "{:?}", g.blocked);
         assert_eq!((g.channels, g.blocks), (4, 2));
         assert!(g.sources.contains(&"b_Conv".to_string()), "{:?}", g.sources);
         assert!(sliced(g).contains(&("g.w", 0, 0, 1)) && sliced(g).contains(&("y.w", 1, 0, 1)));
-        assert!(!sliced(g).iter().any(|t| t.0 == "g.w" && t.1 == 1), "its input slices stay");
+        assert!(!sliced(g).iter().any(|t| t.0 == "g.w" && t.1 == 1), "its input slices are a's");
+    }
+
+    fn shape_constant(name: &str, v: &[i64]) -> Tensor {
+        Tensor::from_array(name, &ndarray::arr1(v).into_dyn())
+    }
+
+    /// `source`'s output through ShuffleNet's shuffle of `runs` runs into `y`.
+    fn shuffled(source: Node, channels: usize, runs: i64, mut inits: Vec<Tensor>) -> Model {
+        let c = channels as i64;
+        inits.push(shape_constant("split", &[0, runs, c / runs, 4, 4]));
+        inits.push(shape_constant("merge", &[0, c, -1, 4]));
+        let nodes = vec![
+            source,
+            node("Reshape", &["a", "split"], "s", &[]),
+            node("Transpose", &["s"], "t", &[("perm", ints(&[0, 2, 1, 3, 4]))]),
+            node("Reshape", &["t", "merge"], "m", &[]),
+            conv("m", "y", channels, 2, &mut inits),
+        ];
+        model(nodes, inits, &[1, 3, 4, 4], &["y"], 13)
+    }
+
+    fn shape_ties(g: &super::super::Group) -> Vec<(&str, usize, usize)> {
+        let mut v: Vec<_> = g
+            .ties
+            .iter()
+            .filter_map(|t| match t {
+                Tie::ShapeDim { constant, index, inner } => Some((constant.as_str(), *index, *inner)),
+                _ => None,
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_channel_shuffle_mirrors_its_runs_and_spreads_each_channel_over_them() {
+        let mut inits = vec![];
+        let a = conv("x", "a", 3, 8, &mut inits);
+        let d = graph_of(&shuffled(a, 8, 2, inits));
+        let g = group(&d, "a");
+        assert!(g.prunable(), "{:?}", g.blocked);
+        assert_eq!(g.channels, 4, "channel k of run 0 goes with channel k of run 1");
+        let ties = sliced(g);
+        assert!(ties.contains(&("a.w", 0, 0, 1)) && ties.contains(&("a.w", 0, 4, 1)), "{ties:?}");
+        assert!(ties.contains(&("y.w", 1, 0, 2)), "after the shuffle they sit side by side: {ties:?}");
+        assert_eq!(shape_ties(g), [("merge", 1, 2), ("split", 2, 1)]);
+        assert!(d.layouts.get("m").is_some_and(|l| l.segments[0].inner == 2));
+    }
+
+    #[test]
+    fn a_shuffle_after_a_grouped_conv_takes_one_filter_from_each_of_its_groups() {
+        let inits = vec![tensor("a.w", &[6, 1, 3, 3], wavy)];
+        let a = node("Conv", &["x", "a.w"], "a", &[("group", int(3)), ("pads", ints(&[1, 1, 1, 1]))]);
+        let d = graph_of(&shuffled(a, 6, 3, inits));
+        let g = group(&d, "a");
+        assert!(g.prunable(), "{:?}", g.blocked);
+        assert_eq!((g.channels, g.blocks), (2, 1), "each channel is one filter of each of the 3 groups");
+        let ties = sliced(g);
+        assert!([0, 2, 4].iter().all(|&o| ties.contains(&("a.w", 0, o, 1))), "{ties:?}");
+        assert!(ties.contains(&("y.w", 1, 0, 3)), "{ties:?}");
+    }
+
+    #[test]
+    fn a_reshape_that_only_splits_the_channels_still_blocks_them() {
+        let mut inits = vec![shape_constant("split", &[0, 2, 4, 4, 4])];
+        let nodes = vec![
+            conv("x", "a", 3, 8, &mut inits),
+            node("Reshape", &["a", "split"], "s", &[]),
+            node("ReduceMean", &["s"], "y", &[("axes", ints(&[1])), ("keepdims", int(0))]),
+        ];
+        let d = graph_of(&model(nodes, inits, &[1, 3, 4, 4], &["y"], 13));
+        let g = group(&d, "a");
+        assert!(g.blocked.iter().any(|b| b.contains("no Transpose and Reshape after it shuffle")), "{:?}", g.blocked);
     }
 
     #[test]

@@ -100,7 +100,7 @@ pub fn remove_channels(model: &mut Model, deps: &DependencyGraph, plan: &Plan) -
                 Tie::ShapeDim { constant, index, inner } => {
                     *dims.entry((constant.clone(), *index)).or_default() += removed.len() * inner
                 }
-                Tie::ConvGroups { node } => *groups.entry(*node).or_default() += removed.len(),
+                Tie::ConvGroups { node, inner } => *groups.entry(*node).or_default() += removed.len() * inner,
                 Tie::Slice { .. } => {}
             }
         }

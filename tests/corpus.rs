@@ -160,20 +160,37 @@ fn fp16_keeps_out_of_range_and_vanishing_values_in_float32_and_says_why() {
     }
 }
 
+/// A corpus model pruned by `prune --structured`, with its report.
+struct Pruned {
+    dir: tempfile::TempDir,
+    onnx: PathBuf,
+    data: PathBuf,
+    out: PathBuf,
+    report: serde_json::Value,
+}
+
+/// Builds the corpus and prunes `model` with `args` (and its data as `--calib` when `calibrated`).
+fn prune_structured(model: &str, args: &[&str], calibrated: bool) -> Pruned {
+    let dir = common::tempdir();
+    build_corpus(dir.path());
+    let (onnx, data) = (dir.path().join(format!("{model}.onnx")), dir.path().join(format!("{model}.npz")));
+    let (out, report) = (dir.path().join("pruned.onnx"), dir.path().join("pruned.json"));
+    let calib: &[&str] = if calibrated { &["--calib", s(&data)] } else { &[] };
+    let files = [s(&onnx), "-o", s(&out), "--report", s(&report), "-q"];
+    let run = prunq(&[&["prune", "--structured"][..], args, calib, &files].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    Pruned { dir, onnx, data, out, report }
+}
+
 /// ShuffleNet v2's units: the channels the shuffles tie (make.py's SHUFFLE_DEAD) are
 /// found through both shuffles and the split between them; removing exactly those
 /// leaves the outputs as they were in both runtimes, and the shapes the shuffles and
 /// the split name shrink with them.
 #[test]
 fn shufflenet_units_lose_exactly_their_dead_trunk_channels() {
-    let corpus = common::tempdir();
-    build_corpus(corpus.path());
-    let (onnx, data) = (corpus.path().join("shufflenet.onnx"), corpus.path().join("shufflenet.npz"));
-    let (out, report) = (corpus.path().join("pruned.onnx"), corpus.path().join("pruned.json"));
-    let args = ["prune", "--structured", "--threshold", "1e-6", "--round-to", "1", "--no-repair", s(&onnx)];
-    let run = prunq(&[&args[..], &["-o", s(&out), "--report", s(&report), "-q"]].concat());
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let args = ["--threshold", "1e-6", "--round-to", "1", "--no-repair"];
+    let Pruned { dir: _dir, onnx, data, out, report: r } = prune_structured("shufflenet", &args, false);
     let pruned: Vec<_> =
         r["groups"].as_array().unwrap().iter().filter(|g| g["removed"] != serde_json::json!([])).collect();
     assert_eq!(pruned.len(), 1, "{pruned:?}");
@@ -199,14 +216,8 @@ fn shufflenet_units_lose_exactly_their_dead_trunk_channels() {
 /// original in both runtimes. The channel shuffle before it mirrors its runs.
 #[test]
 fn conv1d_stack_prunes_its_grouped_conv_evenly_and_repairs_its_conv1d_layers() {
-    let corpus = common::tempdir();
-    build_corpus(corpus.path());
-    let (onnx, data) = (corpus.path().join("conv1d.onnx"), corpus.path().join("conv1d.npz"));
-    let (out, report) = (corpus.path().join("pruned.onnx"), corpus.path().join("pruned.json"));
-    let args = ["prune", "--structured", "--ratio", "0.5", "--round-to", "2", "--calib", s(&data)];
-    let run = prunq(&[&args[..], &[s(&onnx), "-o", s(&out), "--report", s(&report), "-q"]].concat());
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let Pruned { dir: _dir, onnx, data, out, report: r } =
+        prune_structured("conv1d", &["--ratio", "0.5", "--round-to", "2"], true);
     let groups = r["groups"].as_array().unwrap();
     let grouped = groups.iter().find(|g| g["sources"].to_string().contains("Conv -> c2")).expect("c2's group");
     let removed: Vec<u64> = grouped["removed"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).collect();

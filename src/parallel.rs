@@ -61,9 +61,20 @@ pub fn join<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> 
 pub fn ordered<I: Sync, O: Send>(
     inputs: impl Iterator<Item = Result<I>>,
     run: impl Fn(&I) -> Result<O> + Sync,
+    consume: impl FnMut(I, O) -> Result<()>,
+) -> Result<()> {
+    ordered_upto(threads(), inputs, run, consume)
+}
+
+/// [`ordered`] with at most `width` inputs in flight (fewer than the threads
+/// where each run holds a lot of memory).
+pub fn ordered_upto<I: Sync, O: Send>(
+    width: usize,
+    inputs: impl Iterator<Item = Result<I>>,
+    run: impl Fn(&I) -> Result<O> + Sync,
     mut consume: impl FnMut(I, O) -> Result<()>,
 ) -> Result<()> {
-    let window = threads().max(1);
+    let window = width.clamp(1, threads().max(1));
     let mut inputs = inputs.peekable();
     while inputs.peek().is_some() {
         let chunk = inputs.by_ref().take(window).collect::<Result<Vec<I>>>()?;

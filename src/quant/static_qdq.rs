@@ -375,9 +375,9 @@ fn measure_ranges(
     }
     // Nothing left to capture: only the graph inputs are observed, straight from the data.
     let session = Session::capturing(model, &captured)?;
-    let batch_size = match &session {
-        Some(s) => capture_batch_size(s, bound, options.batch_size)?,
-        None => options.batch_size,
+    let (batch_size, in_flight) = match &session {
+        Some(s) => capture_batches(s, bound, options.batch_size)?,
+        None => (options.batch_size, crate::parallel::threads()),
     };
     let passes = if cals.values().any(|c| c.needs_second_pass()) { 2 } else { 1 };
     progress.start((rows * passes) as u64, "calibrate");
@@ -388,7 +388,8 @@ fn measure_ranges(
         let run_model = pass == 0 || captured.iter().any(|t| again.contains(t));
         let batches = bound.batches_upto(batch_size, rows).map(|b| b.map(|(_, batch)| batch));
         // Batches run in parallel; the calibrators see them in order, as in one sequential pass.
-        crate::parallel::ordered(
+        crate::parallel::ordered_upto(
+            in_flight,
             batches,
             |batch| session.as_ref().filter(|_| run_model).map_or(Ok(vec![]), |s| s.run(batch)),
             |batch, outputs| {
@@ -427,16 +428,20 @@ fn measure_ranges(
 /// Bytes of captured tensors the calibration batches in flight may hold together.
 const CAPTURE_BYTES: usize = 256 << 20;
 
-/// Rows per calibration batch when every captured tensor comes back whole: as
-/// many as `CAPTURE_BYTES` hold across the batches running at once (measured
-/// on one row), at most `wanted`. The histograms count the same values
-/// whatever the batch (ppocr_rec captures 178 MB a row: 1 row per batch on two threads).
-fn capture_batch_size(session: &Session, bound: &crate::data::Bound, wanted: usize) -> Result<usize> {
-    let Some(first) = bound.batches_upto(1, 1).next() else { return Ok(wanted) };
+/// Rows per calibration batch and batches in flight when every captured
+/// tensor comes back whole: as many as `CAPTURE_BYTES` hold across the batches
+/// running at once (measured on one row), at most `wanted` rows and one batch
+/// a thread. The histograms count the same values whatever the batch, and
+/// memory stays bounded whatever `--threads` (each batch in flight is a
+/// runtime session's arena holding it: ppocr_rec captures 178 MB a row, so
+/// one row at a time — 8 threads peaked at 3.1 GB before this bound).
+fn capture_batches(session: &Session, bound: &crate::data::Bound, wanted: usize) -> Result<(usize, usize)> {
+    let threads = crate::parallel::threads().max(1);
+    let Some(first) = bound.batches_upto(1, 1).next() else { return Ok((wanted, threads)) };
     let (_, batch) = first?;
     let bytes: usize = session.run(&batch)?.iter().map(|a| a.dtype().byte_len(a.len()).unwrap_or(a.len())).sum();
-    let in_flight = crate::parallel::threads().max(1);
-    Ok((CAPTURE_BYTES / (bytes.max(1) * in_flight)).clamp(1, wanted.max(1)))
+    let in_flight = (CAPTURE_BYTES / bytes.max(1)).clamp(1, threads);
+    Ok(((CAPTURE_BYTES / (bytes.max(1) * in_flight)).clamp(1, wanted.max(1)), in_flight))
 }
 
 /// Static quantization: Q/DQ pairs on calibrated activations and quantized weights, the fallback and speed trials as `options` say.

@@ -134,7 +134,7 @@ fn weight_culprits(
     let options = SessionOptions { backend: Some(backend), ..Default::default() };
     let reference = Session::new(model, &options)?;
     let reference: Vec<Vec<Array>> = batches.iter().map(|b| reference.run(b)).collect::<Result<_>>()?;
-    let noises = crate::parallel::map(&layers, |(_, w)| -> Result<f64> {
+    let noises = crate::parallel::map_upto(crate::parallel::MODEL_RUNS_IN_FLIGHT, &layers, |(_, w)| -> Result<f64> {
         let mut m = model.clone();
         let t = m.graph.constant(w).ok_or_else(|| Error::Model(format!("'{w}' is not a constant")))??;
         let rounded = t.to_f32()?.mapv(|v| half::f16::from_f32(v.clamp(-F16_MAX, F16_MAX)).to_f32());

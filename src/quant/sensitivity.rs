@@ -161,12 +161,13 @@ pub fn choose_fallback(
         progress.start(groups.len() as u64, "sensitivity");
         // Each group's trial is independent: they run in parallel, results in group order.
         let all: Vec<usize> = (0..groups.len()).collect();
-        let noise: Vec<Noise> = crate::parallel::map(&all, |&g| match &switched {
-            Some(session) => full.noise(session, Some(switches(groups.len(), Some(g)))),
-            None => real(&groups[g].nodes, &full),
-        })
-        .into_iter()
-        .collect::<Result<_>>()?;
+        let noise: Vec<Noise> =
+            crate::parallel::map_upto(crate::parallel::MODEL_RUNS_IN_FLIGHT, &all, |&g| match &switched {
+                Some(session) => full.noise(session, Some(switches(groups.len(), Some(g)))),
+                None => real(&groups[g].nodes, &full),
+            })
+            .into_iter()
+            .collect::<Result<_>>()?;
         progress.advance(groups.len() as u64);
         progress.finish();
         Ok((noise, switched.is_some()))

@@ -6,7 +6,8 @@
 //!     demo/digits_cnn.onnx demo/digits_calib.npz demo/digits_test.npz /tmp/digits_small.onnx
 //! ```
 
-use prunq::eval::{compare, Silent};
+use prunq::eval::compare;
+use prunq::measure::Silent;
 use prunq::optimize::{apply, Recipe};
 
 /// The steps, as `prunq optimize --save-recipe` writes them (options left out take their defaults).

@@ -5,7 +5,8 @@
 //! cargo run --release --example where_error_starts -- demo/digits_cnn.onnx demo/digits_calib.npz
 //! ```
 
-use prunq::eval::{compare_layers, Silent};
+use prunq::eval::compare_layers;
+use prunq::measure::Silent;
 use prunq::quant::{quantize, QuantConfig, QuantMode};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

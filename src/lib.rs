@@ -1,8 +1,12 @@
 //! prunq: prune and quantize ONNX models, check they still work, write standard ONNX.
 //!
 //! See ARCHITECTURE.md for the codemap. In short: `onnx` reads and writes
-//! files into the `ir`; `analysis` measures an IR model; `runtime` runs it with
-//! tract; `data` feeds it; `eval` compares models; `report` prints.
+//! files into the `ir`; `analysis` measures an IR model; `runtime` runs it in
+//! ONNX Runtime or tract; `data` feeds it; `measure` is what every pass shares to
+//! run data through a model (progress, made-up inputs); `eval` judges models;
+//! `quant`, `prune`, `transform` and `optimize` change them; `job` is one
+//! function per command — the pass, then check → save → compare → time → report —
+//! that the CLI (and any other front end) calls; `report` renders.
 
 #![warn(missing_docs)]
 
@@ -11,7 +15,9 @@ pub mod data;
 mod error;
 pub mod eval;
 pub mod ir;
+pub mod job;
 pub mod layerwise;
+pub mod measure;
 pub mod onnx;
 pub mod optimize;
 pub mod parallel;

@@ -3,7 +3,8 @@
 mod common;
 
 use prunq::data::Dataset;
-use prunq::eval::{compare, evaluate, RunOptions, Silent};
+use prunq::eval::{compare, evaluate, RunOptions};
+use prunq::measure::Silent;
 
 #[test]
 fn eval_reproduces_the_published_digits_accuracies() {

@@ -39,7 +39,7 @@ fn prune_then_quantize_writes_a_smaller_model_that_agrees() {
     assert!(size * 4 < original, "{size} bytes of {original}");
     let model = prunq::onnx::load(&out).expect("loads");
     let test = prunq::data::Dataset::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/digits_test.npz")).unwrap();
-    let acc = prunq::eval::evaluate(&model, &test, &Default::default(), &prunq::eval::Silent).unwrap().accuracy;
+    let acc = prunq::eval::evaluate(&model, &test, &Default::default(), &prunq::measure::Silent).unwrap().accuracy;
     assert!(acc.expect("labelled") > 0.98, "tract: {acc:?}");
     let demo_test = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/digits_test.npz");
     let in_ort = common::accuracy_in_ort(&out, &demo_test);

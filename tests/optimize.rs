@@ -189,3 +189,45 @@ fn no_time_writes_the_input_and_says_so() {
     assert_eq!(prunq::onnx::encode(&a).unwrap(), prunq::onnx::encode(&b).unwrap());
     assert!(!std::fs::read_to_string(&recipe).unwrap().contains("[[step]]"));
 }
+
+/// `prune`, `apply` and `optimize` honour `--external-data` as `quantize` does: the weights go to one
+/// data file beside the model, and the model read back holds what the inline output holds.
+#[test]
+fn every_command_that_writes_a_model_writes_external_data_when_asked() {
+    let dir = common::tempdir();
+    let (model, data) = (common::model("digits_mlp.onnx"), common::data("digits_calib.npz"));
+    let recipe = dir.path().join("r.toml");
+    std::fs::write(&recipe, "[[step]]\nkind = \"prune\"\nsparsity = 0.5\n").unwrap();
+    let prune = [os("prune"), model.as_os_str(), os("--no-latency-check")];
+    let apply = [os("apply"), recipe.as_os_str(), model.as_os_str(), os("--no-latency-check")];
+    let optimize = [
+        os("optimize"),
+        model.as_os_str(),
+        os("--calib"),
+        data.as_os_str(),
+        os("--val"),
+        data.as_os_str(),
+        os("--time-budget"),
+        os("0s"),
+    ];
+    for (name, command) in [("prune", &prune[..]), ("apply", &apply[..]), ("optimize", &optimize[..])] {
+        let folder = dir.path().join(name);
+        std::fs::create_dir(&folder).unwrap();
+        let (external, inline) = (folder.join("external.onnx"), dir.path().join(format!("{name}.inline.onnx")));
+        ok(&[command, &[os("-o"), external.as_os_str(), os("--external-data")]].concat());
+        ok(&[command, &[os("-o"), inline.as_os_str()]].concat());
+        let files: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(files.len(), 2, "{name}: the model and one data file: {files:?}");
+        assert!(files.iter().any(|f| f.starts_with("external.onnx.") && f.ends_with(".data")), "{name}: {files:?}");
+        assert!(bytes(&external).len() < bytes(&inline).len() / 4, "{name}: the weights left the model file");
+        let (a, b) = (prunq::onnx::load(&external).unwrap(), prunq::onnx::load(&inline).unwrap());
+        for t in &b.graph.initializers {
+            let other = a.graph.initializers.iter().find(|x| x.name == t.name).expect("same initializers");
+            assert_eq!(other.to_f32().unwrap(), t.to_f32().unwrap(), "{name}: {}", t.name);
+        }
+    }
+}

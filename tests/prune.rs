@@ -3,7 +3,8 @@
 mod common;
 
 use prunq::data::Dataset;
-use prunq::eval::{compare, evaluate, RunOptions, Silent};
+use prunq::eval::{compare, evaluate, RunOptions};
+use prunq::measure::Silent;
 use prunq::prune::{prune_sparse, Method, PruneReport, Scope, SparseOptions};
 
 /// The floors measured in PyTorch on minilm_l6's encoder Linear layers (per-row pruning):

@@ -3,7 +3,8 @@
 mod common;
 
 use prunq::data::Dataset;
-use prunq::eval::{evaluate, RunOptions, Silent};
+use prunq::eval::{evaluate, RunOptions};
+use prunq::measure::Silent;
 use prunq::quant::{quantize_weights, QType, QuantReport, WeightOptions};
 
 #[test]

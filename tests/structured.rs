@@ -5,8 +5,9 @@
 mod common;
 
 use prunq::data::Dataset;
-use prunq::eval::{compare, RunOptions, Silent};
+use prunq::eval::{compare, RunOptions};
 use prunq::ir::Model;
+use prunq::measure::Silent;
 use prunq::prune::structured::{
     prune_structured, Amount, Importance, Ranking, Selection, StructuredOptions, StructuredReport,
 };

@@ -1,5 +1,6 @@
 use super::RuntimeArg;
-use prunq::eval::{bench, BenchOptions, BenchReport, Progress};
+use prunq::eval::{bench, BenchOptions, BenchReport};
+use prunq::measure::Progress;
 use prunq::runtime::Backend;
 use std::path::PathBuf;
 

@@ -1,4 +1,5 @@
-use prunq::eval::{compare, compare_layers, Progress, RunOptions};
+use prunq::eval::{compare, compare_layers, RunOptions};
+use prunq::measure::Progress;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]

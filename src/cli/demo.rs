@@ -1,7 +1,8 @@
 //! `prunq demo`: the whole job on a model and data bundled into the binary
 //! (demo/README.md says where they come from), so it needs no files and no network.
 
-use prunq::eval::{compare, evaluate, Progress, RunOptions};
+use prunq::eval::{compare, evaluate, RunOptions};
+use prunq::measure::Progress;
 
 const MODEL: &[u8] = include_bytes!("../../demo/digits_cnn.onnx");
 const DATA: &[u8] = include_bytes!("../../demo/digits_test.npz");
@@ -124,7 +125,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         texts: None,
     };
     let (search, best) =
-        prunq::optimize::optimize(&model, &config, &calib, &data, &super::optimize::Printer(config.metric))?;
+        prunq::optimize::optimize(&model, &config, &calib, &data, &prunq::job::Announce(progress, config.metric))?;
     if let (Some(best), Some(i)) = (best, search.chosen) {
         prunq::onnx::save(&best, &best_path, &Default::default())?;
         let recipe_path = dir.join("digits_cnn.optimized.toml");

@@ -1,4 +1,5 @@
-use prunq::eval::{evaluate, Progress, RunOptions};
+use prunq::eval::{evaluate, RunOptions};
+use prunq::measure::Progress;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]

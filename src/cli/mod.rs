@@ -29,7 +29,7 @@ struct Cli {
     #[arg(long, global = true)]
     threads: Option<usize>,
     /// Largest tensor a model may make from constants, in bytes (K, M, G suffixes; default 8G).
-    #[arg(long, global = true, value_parser = parse_bytes)]
+    #[arg(long, global = true, value_parser = prunq::onnx::limits::parse_size)]
     memory_limit: Option<u64>,
     /// Which engine runs models: auto (ONNX Runtime when its library loads, else tract), ort,
     /// tract; `both` only with `bench`.
@@ -162,24 +162,6 @@ impl RuntimeArg {
     }
 }
 
-/// `8G`, `512M`, `64K` or plain bytes.
-fn parse_bytes(s: &str) -> Result<u64, String> {
-    let (digits, unit) = match s.trim().char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c.to_ascii_uppercase()),
-        _ => (s.trim(), 'B'),
-    };
-    let n: u64 = digits.trim().parse().map_err(|_| format!("'{s}' is not a size like 8G or 512M"))?;
-    let shift = match unit {
-        'B' => 0,
-        'K' => 10,
-        'M' => 20,
-        'G' => 30,
-        'T' => 40,
-        _ => return Err(format!("'{s}': unknown unit '{unit}'")),
-    };
-    n.checked_mul(1 << shift).ok_or_else(|| format!("'{s}' is too large"))
-}
-
 /// `NAME=1x3x224x224` → (NAME, [1, 3, 224, 224]).
 fn parse_shape(s: &str) -> Result<(String, Vec<usize>), String> {
     let (name, dims) = s.rsplit_once('=').ok_or("expected NAME=DxDxD, e.g. input=1x3x224x224")?;
@@ -214,12 +196,50 @@ struct Checks {
     /// runtime chosen by --runtime, on --val or --calib data or else inputs of ones).
     #[arg(long)]
     no_latency_check: bool,
+    /// Write weights to `<OUT>.<hash>.data` beside the model (ONNX external data). Done anyway
+    /// when the model would pass protobuf's 2 GB limit.
+    #[arg(long)]
+    external_data: bool,
 }
 
 impl Checks {
-    /// The data a result is checked and timed on: --val, else the calibration data.
-    fn data<'a>(&'a self, calib: Option<&'a std::path::PathBuf>) -> Option<&'a std::path::Path> {
-        self.val.as_deref().or(calib.map(std::path::PathBuf::as_path))
+    /// The library's checks these flags ask for.
+    fn job(&self) -> prunq::job::Checks {
+        prunq::job::Checks {
+            latency: !self.no_latency_check,
+            external_data: self.external_data,
+            report: self.report.clone(),
+        }
+    }
+}
+
+/// The data sets a command was given, opened once.
+struct Opened {
+    calib: Option<prunq::data::Dataset>,
+    val: Option<prunq::data::Dataset>,
+}
+
+impl Opened {
+    fn new(calib: Option<&std::path::PathBuf>, val: Option<&std::path::PathBuf>) -> prunq::Result<Opened> {
+        Ok(Opened { calib: calib.map(open_data).transpose()?, val: val.map(open_data).transpose()? })
+    }
+
+    /// A job on `original` read from `input`, written to `output`, with these data and checks.
+    fn job<'a>(
+        &'a self,
+        original: &'a prunq::ir::Model,
+        input: &'a std::path::Path,
+        output: &'a std::path::Path,
+        checks: prunq::job::Checks,
+    ) -> prunq::job::Job<'a> {
+        prunq::job::Job {
+            original,
+            input: Some(input),
+            output: Some(output),
+            calib: self.calib.as_ref(),
+            val: self.val.as_ref(),
+            checks,
+        }
     }
 }
 
@@ -231,203 +251,6 @@ fn open_data(path: impl AsRef<std::path::Path>) -> prunq::Result<prunq::data::Da
 fn parse_batch_axis(s: &str) -> Result<(String, usize), String> {
     let (name, axis) = s.rsplit_once('=').ok_or("expected NAME=AXIS, e.g. state=1")?;
     Ok((name.to_string(), axis.trim().parse().map_err(|_| format!("'{axis}' is not an axis"))?))
-}
-
-/// Compares `model` with `original` on `data` (when given) and prints the table.
-fn validate(
-    original: &prunq::ir::Model,
-    model: &prunq::ir::Model,
-    data: Option<&std::path::Path>,
-    progress: &dyn prunq::eval::Progress,
-) -> anyhow::Result<Option<prunq::eval::CompareReport>> {
-    let Some(path) = data else { return Ok(None) };
-    let data = open_data(path)?;
-    let c = prunq::eval::compare(original, model, &data, &Default::default(), progress)?;
-    print!("{}", prunq::report::text::compare(&c));
-    Ok(Some(c))
-}
-
-/// Says loudly that weights inside If/Loop/Scan bodies were left as they are;
-/// an error when the pass did nothing and most of the model's weights are there.
-fn untouched_subgraphs(model: &prunq::ir::Model, what: &str, nothing_done: bool) -> anyhow::Result<Option<String>> {
-    let inside = model.weights_in_subgraphs();
-    if inside.is_empty() {
-        return Ok(None);
-    }
-    let total: usize = inside.iter().map(|(_, n)| n).sum();
-    let nodes: Vec<&str> = inside.iter().map(|(n, _)| n.as_str()).collect();
-    let said = format!(
-        "{total} weight values inside the subgraphs of {} were not {what}: prunq leaves If/Loop/Scan bodies as they are",
-        nodes.join(", ")
-    );
-    let outside: usize = model.graph.initializers.iter().map(|t| t.dims.iter().product::<i64>().max(0) as usize).sum();
-    if nothing_done && total > outside {
-        return Err(prunq::Error::Model(format!("nothing outside control flow to work on: {said}")).into());
-    }
-    println!("warning: {said}");
-    Ok(Some(said))
-}
-
-/// Runs the result beside the original before it is written (see
-/// `prunq::eval::check_outputs`) in the runtime prunq measures in. Refuses a result
-/// whose outputs turned non-finite; says so when one diverges.
-fn check_before_write(
-    original: &prunq::ir::Model,
-    model: &prunq::ir::Model,
-    data: Option<&std::path::Path>,
-) -> anyhow::Result<prunq::eval::OutputCheck> {
-    let backends = check_backends()?;
-    let data = data.map(open_data).transpose()?;
-    let check = prunq::eval::check_outputs(original, model, data.as_ref(), &backends)?;
-    if let Some(refusal) = check.refusal() {
-        return Err(refusal.into());
-    }
-    let hint = if check.synthetic { " (on made-up inputs: pass --val to judge on data)" } else { "" };
-    for o in &check.outputs {
-        if let Some(w) = o.slice_diverges() {
-            println!(
-                "warning: entry {} of the last axis of output '{}' diverges from the original's in {}: SQNR {:.1} dB \
-                 while the whole output has {:.1} dB{hint}",
-                w.index, o.name, o.runtime, w.sqnr_db, o.sqnr_db
-            );
-        }
-    }
-    for o in check.outputs.iter().filter(|o| o.diverges()) {
-        println!(
-            "warning: output '{}' diverges from the original's in {}: SQNR {:.1} dB, worst cosine {:.3}{}",
-            o.name, o.runtime, o.sqnr_db, o.cosine_min, hint
-        );
-    }
-    Ok(check)
-}
-
-/// Where results are checked: the runtime prunq measures in (the one the user
-/// deploys on; the tests check outputs in both).
-fn check_backends() -> anyhow::Result<Vec<prunq::runtime::Backend>> {
-    Ok(vec![prunq::runtime::default_backend()?])
-}
-
-/// Above this many bytes of input weights the latency check is left out (said
-/// in a note): both models in memory at once would be several times the weights.
-const LATENCY_CHECK_MAX_WEIGHTS: usize = 512 << 20;
-
-/// Times the written `model` against `original` where it will run (see
-/// `prunq::eval::latency_check`), prints the speed-up, and says so plainly when
-/// the output is slower. `None` with `--no-latency-check`.
-fn check_latency(
-    original: &prunq::ir::Model,
-    model: &prunq::ir::Model,
-    data: Option<&std::path::Path>,
-    skip: bool,
-    progress: &dyn prunq::eval::Progress,
-) -> anyhow::Result<Option<prunq::eval::LatencyCheck>> {
-    if skip {
-        return Ok(None);
-    }
-    // Timing side by side holds both models in the runtime at once, each unpacked to float.
-    let weights: usize = original.graph.initializers.iter().map(|t| t.byte_size()).sum();
-    if weights > LATENCY_CHECK_MAX_WEIGHTS {
-        println!(
-            "note: the output's speed was not measured: the input has {} of weights, and timing both models \
-             side by side would hold about {} in memory; `prunq bench` times them when that fits",
-            prunq::report::table::bytes(weights as u64),
-            prunq::report::table::bytes(3 * weights as u64)
-        );
-        return Ok(None);
-    }
-    let data = data.map(open_data).transpose()?;
-    // A model the runtime cannot run (a custom op) is still written: its speed is then unknown,
-    // which is said, not an error.
-    let c = match prunq::eval::latency_check(original, model, data.as_ref(), progress) {
-        Ok(c) => c,
-        Err(e) => {
-            println!("note: the output's speed was not measured: {e}");
-            return Ok(None);
-        }
-    };
-    let times = format!("{:.3} → {:.3} ms per run", c.input_ms, c.output_ms);
-    let setting = format!("{}, batch 1, 1 thread, {}, {} runs each taking turns", c.runtime, c.inputs, c.runs);
-    if c.slower() {
-        println!("warning: the output runs SLOWER than the input: {:.2}× the speed ({times}; {setting})", c.speedup);
-    } else {
-        println!("speed: {:.2}× the input's ({times}; {setting})", c.speedup);
-    }
-    Ok(Some(c))
-}
-
-/// Says what the clean-up before a pass changed (or why it was not done).
-fn print_simplified(s: &Option<prunq::transform::Simplification>) {
-    let Some(s) = s else { return };
-    if let Some(why) = &s.skipped {
-        println!("note: the graph was not simplified: {why}");
-    } else if s.nodes_after < s.nodes_before || s.folded + s.reshapes > 0 {
-        println!(
-            "simplified: {} → {} nodes ({} shape computations folded, {} reshape targets made constant; same outputs checked)",
-            s.nodes_before, s.nodes_after, s.folded, s.reshapes
-        );
-    }
-}
-
-/// The runtime that ran models for a command (`ran` says whether any did),
-/// printed and returned for its report.
-fn runtime_used(ran: bool) -> anyhow::Result<Option<prunq::runtime::RuntimeInfo>> {
-    if !ran {
-        return Ok(None);
-    }
-    let info = prunq::runtime::RuntimeInfo::current()?;
-    println!("measured in {info}");
-    Ok(Some(info))
-}
-
-/// The files and models a report is about.
-struct Reported<'a> {
-    /// `quantize --mode static`, `prune --structured` …
-    command: String,
-    input: (&'a std::path::Path, &'a prunq::ir::Model),
-    output: (&'a std::path::Path, &'a prunq::ir::Model),
-    /// Data to profile the models on (inputs of ones without).
-    data: Option<&'a std::path::Path>,
-}
-
-/// Writes a pass's report when `--report` was given: JSON, or the HTML page
-/// for a path ending in `.html`. Besides the pass's own record it carries the
-/// command, both models' size, parameters and MACs per layer, and where time goes
-/// by op type in each (measured now, in the runtime).
-fn write_report<T: serde::Serialize>(
-    path: Option<&std::path::Path>,
-    about: Reported,
-    report: &T,
-) -> anyhow::Result<()> {
-    let Some(path) = path else { return Ok(()) };
-    let mut value = serde_json::to_value(report)?;
-    let facts = |(file, model): (&std::path::Path, &prunq::ir::Model)| -> serde_json::Value {
-        let size = std::fs::metadata(file).map(|m| m.len()).ok();
-        match prunq::analysis::summarize(model, &Default::default(), size) {
-            Ok(s) => serde_json::json!({
-                "size_bytes": s.size_bytes, "parameters": s.parameters, "macs": s.macs,
-                "macs_complete": s.macs_complete, "layers": s.layers,
-            }),
-            Err(e) => serde_json::json!({ "size_bytes": size, "error": e.to_string() }),
-        }
-    };
-    let extra = serde_json::json!({
-        "command": about.command,
-        "model": about.input.0.display().to_string(),
-        "output": about.output.0.display().to_string(),
-        "models": { "input": facts(about.input), "output": facts(about.output) },
-    });
-    let data = about.data.map(open_data).transpose()?;
-    let op_time = match prunq::eval::op_times(about.input.1, about.output.1, data.as_ref()) {
-        Ok(t) => serde_json::to_value(t)?,
-        Err(e) => serde_json::json!({ "error": e.to_string() }),
-    };
-    if let (Some(object), serde_json::Value::Object(extra)) = (value.as_object_mut(), extra) {
-        object.extend(extra);
-        object.insert("op_time".into(), op_time);
-    }
-    let html = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
-    let text = if html { prunq::report::html::page(&value) } else { serde_json::to_string_pretty(&value)? };
-    Ok(prunq::onnx::write_atomically(path, text.as_bytes())?)
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {

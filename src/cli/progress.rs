@@ -1,4 +1,5 @@
-//! Progress bars on stderr; silent with `--quiet` or when stderr is not a terminal.
+//! Progress bars on stderr; silent with `--quiet` or when stderr is not a terminal. What a job
+//! says goes to stdout.
 //! With `--verbose`, each stage's count and time are printed when it ends.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -25,7 +26,7 @@ impl Bar {
     }
 }
 
-impl prunq::eval::Progress for Bar {
+impl prunq::measure::Progress for Bar {
     fn start(&self, total: u64, what: &str) {
         *self.stage.borrow_mut() = Some((what.to_string(), total, Instant::now()));
         if !self.enabled {
@@ -53,5 +54,9 @@ impl prunq::eval::Progress for Bar {
         if let Some((what, total, start)) = self.stage.borrow_mut().take().filter(|_| self.verbose) {
             eprintln!("{what}: {total} in {:.1} s", start.elapsed().as_secs_f64());
         }
+    }
+
+    fn say(&self, line: &str) {
+        println!("{line}");
     }
 }

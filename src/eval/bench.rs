@@ -2,9 +2,9 @@
 //! that background load hits every model alike, and each model's speed given
 //! as a ratio to the first one's, measured round by round.
 
-use super::Progress;
 use crate::data::{Array, Dataset};
 use crate::ir::Model;
+use crate::measure::Progress;
 use crate::runtime::{feed_inputs, Backend, Profile, RuntimeInfo, Session, SessionOptions};
 use crate::{Error, Result};
 use serde::Serialize;
@@ -196,7 +196,7 @@ pub fn latency_check(
         data,
         backend,
         &BenchOptions { runs: 1, warmup: 1, ..Default::default() },
-        &super::Silent,
+        &crate::measure::Silent,
     )?;
     let round_ms = probe.models.iter().map(|m| m.median_ms).sum::<f64>().max(1e-3);
     let runs = ((3000.0 / round_ms) as usize).clamp(20, 400);
@@ -249,7 +249,8 @@ pub fn op_times(input: &Model, output: &Model, data: Option<&Dataset>) -> Result
         }
     };
     let options = BenchOptions { runs: 20, warmup: 2, profile: true, ..Default::default() };
-    let r = bench(&[("input".into(), input), ("output".into(), output)], data, backend, &options, &super::Silent)?;
+    let r =
+        bench(&[("input".into(), input), ("output".into(), output)], data, backend, &options, &crate::measure::Silent)?;
     let mut profiles = r.models.into_iter().map(|m| m.profile.unwrap_or_default());
     Ok(OpTimes {
         runtime: r.runtime,

@@ -153,3 +153,43 @@ pub fn check_batches(model: &Model, data: Option<&Dataset>, rows: usize, batch: 
     let bound = data.bind(&feed_inputs(model), None)?;
     bound.batches_upto(batch, rows).map(|b| b.map(|(_, b)| b)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(name: &str, sqnr_db: f64, turned: usize, slice_db: Option<f64>) -> CheckedOutput {
+        CheckedOutput {
+            name: name.into(),
+            runtime: "tract".into(),
+            turned_non_finite: turned,
+            values: 100,
+            sqnr_db,
+            cosine_min: 0.9,
+            worst_slice: slice_db.map(|sqnr_db| super::super::metrics::WorstSlice { index: 4, sqnr_db }),
+        }
+    }
+
+    #[test]
+    fn non_finite_outputs_refuse_the_result_naming_each() {
+        let check = OutputCheck {
+            outputs: vec![output("boxes", 30.0, 0, None), output("scores", 30.0, 3, None), output("y", 2.0, 1, None)],
+            ..Default::default()
+        };
+        let e = check.refusal().expect("refused").to_string();
+        assert!(e.contains("not written") && e.contains("'scores' in tract: 3 of 100") && e.contains("'y'"), "{e}");
+        assert!(!e.contains("boxes"), "{e}");
+        let fine = OutputCheck { outputs: vec![output("y", 3.0, 0, None)], ..Default::default() };
+        assert!(fine.refusal().is_none(), "divergence alone is a warning, not a refusal");
+    }
+
+    #[test]
+    fn a_slice_diverges_only_where_the_whole_output_does_not() {
+        assert!(output("y", 5.0, 0, None).diverges());
+        assert!(!output("y", DIVERGED_SQNR_DB, 0, None).diverges(), "the level itself passes");
+        let hidden = output("det", 26.0, 0, Some(3.0));
+        assert_eq!(hidden.slice_diverges().map(|w| w.index), Some(4), "scores lost beside good boxes");
+        assert!(output("det", 4.0, 0, Some(3.0)).slice_diverges().is_none(), "said once, for the whole output");
+        assert!(output("det", 26.0, 0, Some(12.0)).slice_diverges().is_none());
+    }
+}

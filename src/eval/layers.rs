@@ -3,9 +3,10 @@
 //! `qdq_loss_debug` is used for). prunq's passes keep tensor names, so a
 //! quantized or pruned model lines up with its original.
 
-use super::{OutputComparison, Progress, RunOptions};
+use super::{OutputComparison, RunOptions};
 use crate::data::{Array, Dataset};
 use crate::ir::Model;
+use crate::measure::Progress;
 use crate::runtime::{feed_inputs, RuntimeInfo, Session};
 use crate::{Error, Result};
 use serde::Serialize;

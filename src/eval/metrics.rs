@@ -283,4 +283,36 @@ mod tests {
         assert_eq!(worst.index, 2);
         assert!(worst.sqnr_db.abs() < 1e-9, "{}", worst.sqnr_db);
     }
+
+    #[test]
+    fn shared_infinities_are_exact_and_only_they() {
+        // An attention mask's −inf in both: no error there.
+        let r = arr(&[1, 3], vec![f32::NEG_INFINITY, 1.0, 2.0]);
+        let mut c = OutputComparison::new();
+        c.update(&r, &r.clone());
+        assert!(c.finish("scores").sqnr_db.is_infinite());
+    }
+
+    #[test]
+    fn slices_are_judged_only_on_short_last_axes_with_signal() {
+        // 300 entries on the last axis: a sequence, not quantities side by side.
+        let long = arr(&[1, 300], (0..300).map(|i| i as f32).collect());
+        let mut c = OutputComparison::new();
+        c.update(&long, &long);
+        assert!(c.finish("seq").worst_slice.is_none());
+        // A slice that is zero in the reference has no SQNR to report.
+        let r = arr(&[2, 2], vec![0.0, 1.0, 0.0, 2.0]);
+        let d = arr(&[2, 2], vec![0.5, 1.0, 0.5, 2.0]);
+        let mut c = OutputComparison::new();
+        c.update(&r, &d);
+        let w = c.finish("y").worst_slice.expect("one slice with signal");
+        assert_eq!(w.index, 1);
+    }
+
+    #[test]
+    fn argmax_takes_the_first_of_ties_and_never_nan() {
+        assert_eq!(argmax([1.0f32, 3.0, 3.0].iter()), 1);
+        assert_eq!(argmax([f32::NAN, 0.5, f32::NAN].iter()), 1);
+        assert_eq!(argmax([].iter()), 0);
+    }
 }

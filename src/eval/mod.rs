@@ -13,17 +13,3 @@ pub use guard::{check_batches, check_outputs, CheckedOutput, OutputCheck, DIVERG
 pub use layers::{compare_layers, LayerComparison, LayerMetrics};
 pub use metrics::{argmax, cosine, OutputComparison, OutputMetrics, WorstSlice, MAX_SLICES};
 pub use run::{compare, evaluate, CompareReport, EvalReport, RunOptions};
-
-/// Progress of a long run, shown by the CLI and ignored by library callers.
-pub trait Progress {
-    /// A stage of `total` units called `what` starts.
-    fn start(&self, _total: u64, _what: &str) {}
-    /// `n` more units done.
-    fn advance(&self, _n: u64) {}
-    /// The stage is over.
-    fn finish(&self) {}
-}
-
-/// Reports nothing.
-pub struct Silent;
-impl Progress for Silent {}

@@ -2,9 +2,9 @@
 //! throughput) and `compare` (a candidate's outputs against a reference's).
 
 use super::metrics::{argmax, OutputComparison, OutputMetrics};
-use super::Progress;
 use crate::data::{Array, Dataset};
 use crate::ir::Model;
+use crate::measure::Progress;
 use crate::runtime::{feed_inputs, RuntimeInfo, Session, SessionOptions};
 use crate::{Error, Result};
 use serde::Serialize;

@@ -4,8 +4,8 @@
 
 use super::layers::Layer;
 use crate::data::{Array, Dataset};
-use crate::eval::Progress;
 use crate::ir::Model;
+use crate::measure::Progress;
 use crate::runtime::{feed_inputs, Session};
 use crate::{Error, Result};
 use ndarray::{Array2, ArrayD, ArrayView4, Axis};

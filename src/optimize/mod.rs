@@ -15,6 +15,26 @@ pub use search::{optimize, Observer};
 
 use serde::Serialize;
 
+/// `90s`, `10m`, `1h` or plain seconds: a time budget as people write it.
+pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 's'),
+    };
+    let n: f64 = digits.trim().parse().map_err(|_| format!("'{s}' is not a duration like 90s or 10m"))?;
+    let seconds = match unit {
+        's' => n,
+        'm' => n * 60.0,
+        'h' => n * 3600.0,
+        _ => return Err(format!("'{s}': unknown unit '{unit}' (s, m or h)")),
+    };
+    if !(seconds.is_finite() && seconds >= 0.0) {
+        return Err(format!("'{s}' is not a duration"));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
 /// What the winner is best at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
@@ -139,5 +159,22 @@ fn mark_pareto(candidates: &mut [Candidate], metric: Metric, original_quality: f
     for (i, c) in candidates.iter_mut().enumerate() {
         c.pareto = points[i]
             .is_some_and(|p| !dominates(original, p) && points.iter().flatten().all(|&other| !dominates(other, p)));
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_take_seconds_minutes_and_hours() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)), "plain seconds");
+        assert!(parse_duration("3d").unwrap_err().contains("unknown unit 'd'"));
+        assert!(parse_duration("-5s").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
     }
 }

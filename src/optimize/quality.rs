@@ -2,8 +2,9 @@
 //! and the budget it must keep.
 
 use crate::data::Dataset;
-use crate::eval::{compare, evaluate, Progress, RunOptions, Silent};
+use crate::eval::{compare, evaluate, RunOptions};
 use crate::ir::Model;
+use crate::measure::{Progress, Silent};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 

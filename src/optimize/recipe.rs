@@ -4,8 +4,8 @@
 //! timed choices are recorded in it as `decided`).
 
 use crate::data::Dataset;
-use crate::eval::Progress;
 use crate::ir::Model;
+use crate::measure::Progress;
 use crate::prune::structured::StructuredReport;
 use crate::prune::{PruneConfig, PruneReport, Pruned};
 use crate::quant::{QuantConfig, QuantReport};

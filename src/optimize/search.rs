@@ -7,8 +7,8 @@
 use super::recipe::{apply, apply_step, replayable};
 use super::{mark_pareto, Candidate, Judge, Objective, OptimizeConfig, OptimizeReport, Recipe, Step};
 use crate::data::Dataset;
-use crate::eval::Silent;
 use crate::ir::Model;
+use crate::measure::Silent;
 use crate::prune::PruneConfig;
 use crate::quant::{Activations, QuantConfig, QuantMode};
 use crate::transform::{FuseConfig, Fused};

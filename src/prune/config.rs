@@ -8,62 +8,95 @@ use super::structured::{
 };
 use super::{prune_sparse, LayerChoice, Method, PruneReport, Scope, SparseOptions};
 use crate::data::Dataset;
-use crate::eval::Progress;
 use crate::ir::Model;
+use crate::measure::Progress;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Everything a pruning run can be told. Field names are `prunq prune`'s options.
+/// Everything a pruning run can be told. Field names are `prunq prune`'s options (the CLI's flags
+/// are derived from this struct, help and defaults included).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
 pub struct PruneConfig {
-    /// Remove whole channels instead of zeroing weights.
+    /// Remove whole channels (conv filters, FC neurons) instead of zeroing weights.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub structured: bool,
-    /// Unstructured: fraction of each layer's weights zeroed.
+    /// Unstructured: fraction of each layer's weights to zero (0.5 = half).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = PruneConfig::default().sparsity))]
     pub sparsity: f64,
-    /// Unstructured: how weights are scored.
+    /// Unstructured: how weights are scored: magnitude |w|, wanda |w|·‖x‖ or sparsegpt (both need
+    /// calibration data).
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = PruneConfig::default().method))]
     pub method: Method,
-    /// Layer by layer, or one global ranking (both kinds).
+    /// `layer`: the same share of every layer (or channel group); `global`: one ranking across all.
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = PruneConfig::default().scope))]
     pub scope: Scope,
-    /// Unstructured N:M along the inputs, e.g. `[2, 4]` (overrides `sparsity`).
+    /// Unstructured: N:M sparsity along the inputs, e.g. 2:4 (overrides --sparsity); `[2, 4]` in TOML.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "cli", arg(long, value_parser = parse_pattern))]
     pub pattern: Option<(usize, usize)>,
-    /// Nodes (by name) or op types left alone.
+    /// Leave these nodes (by name) or op types alone. Repeatable.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub exclude: Vec<String>,
-    /// Unstructured: prune the first and last layer too.
+    /// Unstructured: also prune the first and the last layer (kept dense by default).
+    #[cfg_attr(feature = "cli", arg(long))]
     pub prune_ends: bool,
-    /// Unstructured: prune grouped (depthwise) convs too.
+    /// Unstructured: also prune grouped (depthwise) convs, kept dense by default: a handful of
+    /// weights per channel, each carrying a whole channel.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub prune_grouped: bool,
-    /// Unstructured: write pruned weights as sparse initializers where smaller.
+    /// Unstructured: write pruned weights as ONNX sparse_initializer where that is smaller
+    /// (past 2/3 zeros for float32). ONNX Runtime reads them; tract does not.
+    #[cfg_attr(feature = "cli", arg(long, conflicts_with = "structured"))]
     pub sparse_storage: bool,
-    /// Structured: fraction of channels removed (0.3 when no other amount is given).
+    /// Structured: fraction of channels to remove (default 0.3 when no other amount is given).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "cli", arg(long, conflicts_with_all = ["threshold", "target_macs", "target_params"]))]
     pub ratio: Option<f64>,
     /// Structured: remove channels scoring below this fraction of their group's best.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "cli", arg(long, conflicts_with_all = ["target_macs", "target_params"]))]
     pub threshold: Option<f64>,
-    /// Structured: remove at least this fraction of the MACs.
+    /// Structured: remove at least this fraction of the model's MACs (0.5 halves them).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "cli", arg(long, conflicts_with = "target_params"))]
     pub target_macs: Option<f64>,
-    /// Structured: remove at least this fraction of the parameters.
+    /// Structured: remove at least this fraction of the model's parameters.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub target_params: Option<f64>,
     /// Structured: how channels are scored.
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = PruneConfig::default().importance))]
     pub importance: Importance,
-    /// Structured: keep channel counts multiples of this.
+    /// Structured: keep channel counts multiples of N. 16 is the channel block of ONNX Runtime's
+    /// AVX-512 conv kernels (and a multiple of AVX2's 8); other counts fall off the fast path.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = PruneConfig::default().round_to))]
     pub round_to: usize,
-    /// Structured: never keep fewer channels in a group (default: `round_to`).
+    /// Structured: never keep fewer channels in a group (default: --round-to).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub min_channels: Option<usize>,
-    /// Structured: re-fit the layers that lost inputs (with calibration data).
+    /// Structured: re-fit the layers that lost inputs (with calibration data); `--no-repair` does not.
+    #[cfg_attr(feature = "cli", arg(long = "no-repair", action = clap::ArgAction::SetFalse))]
     pub repair: bool,
-    /// Structured: shapes for inputs with dynamic dims.
+    /// Structured: shapes for inputs with dynamic dims (`--shape x=1x3x48x320`; others default to 1).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "cli", arg(skip))]
     pub shape: BTreeMap<String, Vec<usize>>,
-    /// Fold shape computations into constants (before unstructured pruning,
-    /// after structured), kept only when the outputs are unchanged.
+    /// Fold the graph's shape computations into constants (before unstructured pruning, after
+    /// structured), kept only when the outputs are unchanged; `--no-simplify` does not.
+    #[cfg_attr(feature = "cli", arg(long = "no-simplify", action = clap::ArgAction::SetFalse))]
     pub simplify: bool,
+}
+
+/// `2:4` → (2, 4): an N:M pattern.
+pub fn parse_pattern(s: &str) -> std::result::Result<(usize, usize), String> {
+    let (n, m) = s.split_once(':').ok_or("expected N:M, e.g. 2:4")?;
+    let n = n.trim().parse().map_err(|_| format!("'{n}' is not a number"))?;
+    let m = m.trim().parse().map_err(|_| format!("'{m}' is not a number"))?;
+    Ok((n, m))
 }
 
 impl Default for PruneConfig {
@@ -123,7 +156,8 @@ impl PruneConfig {
 ///
 /// ```
 /// use prunq::data::Dataset;
-/// use prunq::eval::{compare, Silent};
+/// use prunq::eval::compare;
+/// use prunq::measure::Silent;
 /// use prunq::prune::{prune, PruneConfig};
 ///
 /// let original = prunq::onnx::load("demo/digits_cnn.onnx")?;
@@ -184,4 +218,47 @@ pub fn prune(
         report.storage = super::store_sparse_where_smaller(model, &weights)?;
     }
     Ok(Pruned::Sparse(Box::new(report)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_read_as_n_colon_m() {
+        assert_eq!(parse_pattern("2:4"), Ok((2, 4)));
+        assert_eq!(parse_pattern(" 1 : 8 "), Ok((1, 8)));
+        assert!(parse_pattern("2/4").unwrap_err().contains("expected N:M"));
+        assert!(parse_pattern("a:4").unwrap_err().contains("'a' is not a number"));
+    }
+
+    #[test]
+    fn one_structured_amount_at_a_time_and_a_ratio_of_0_3_without_one() {
+        assert!(matches!(PruneConfig::default().amount(), Ok(Amount::Ratio(r)) if r == 0.3));
+        let macs = PruneConfig { target_macs: Some(0.5), ..Default::default() };
+        assert!(matches!(macs.amount(), Ok(Amount::TargetMacs(r)) if r == 0.5));
+        let two = PruneConfig { ratio: Some(0.2), threshold: Some(0.1), ..Default::default() };
+        assert!(two.amount().unwrap_err().to_string().contains("give one of"));
+    }
+
+    /// The CLI's flags are derived from this struct: without flags they are its `Default`.
+    #[cfg(feature = "cli")]
+    #[test]
+    fn the_command_lines_defaults_are_the_librarys() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: PruneConfig,
+        }
+        assert_eq!(Cli::parse_from(["prune"]).config, PruneConfig::default());
+        let flags = ["prune", "--structured", "--target-macs", "0.4", "--no-repair", "--round-to", "8"];
+        let c = Cli::parse_from(flags).config;
+        assert_eq!((c.structured, c.target_macs, c.repair, c.round_to), (true, Some(0.4), false, 8));
+        assert!(
+            Cli::try_parse_from(["prune", "--ratio", "0.2", "--target-macs", "0.5"]).is_err(),
+            "conflicting amounts"
+        );
+        assert_eq!(Cli::parse_from(["prune", "--pattern", "2:4"]).config.pattern, Some((2, 4)));
+    }
 }

@@ -4,9 +4,9 @@
 //! output row, or across all layers with one threshold (global).
 
 use crate::data::Dataset;
-use crate::eval::Progress;
 use crate::ir::{Model, Tensor};
 use crate::layerwise::{prunable_layers, Layer, LayerChoice};
+use crate::measure::Progress;
 use crate::{Error, Result};
 use ndarray::{Array2, Axis};
 use serde::Serialize;

@@ -9,8 +9,8 @@ use super::{
     WeightOptions, DEFAULT_FALLBACK_SQNR_DB,
 };
 use crate::data::Dataset;
-use crate::eval::Progress;
 use crate::ir::Model;
+use crate::measure::Progress;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -71,70 +71,116 @@ pub enum Activations {
 }
 
 /// Everything a quantization run can be told. Field names are `prunq quantize`'s
-/// options; in TOML they are written as the flags are (`target-sqnr = 0`).
+/// options (the CLI's flags are derived from this struct, help and defaults included);
+/// in TOML they are written as the flags are (`target-sqnr = 0`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
 pub struct QuantConfig {
-    /// Weights only, dynamic, static or fp16.
+    /// What is quantized: weights only (no data needed), dynamic (MatMul/Gemm in integers,
+    /// activations quantized at run time), static (activation ranges calibrated, QDQ) or fp16.
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = QuantConfig::default().mode))]
     pub mode: QuantMode,
-    /// 8 or 4 for linear weights; 2 to 8 for log2.
+    /// Weight bits: 8 (per channel by default) or 4 (blocks by default); with the log2 scheme, 2 to 8.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = QuantConfig::default().bits,
+        value_parser = clap::value_parser!(u32).range(2..=8)))]
     pub bits: u32,
-    /// How weights are rounded: to nearest or GPTQ.
+    /// Weights and static modes: how weights are rounded onto the grid: to nearest (`rtn`), or by
+    /// GPTQ (`gptq`: column by column, each column's error compensated by the columns not yet
+    /// rounded, from the layer's input statistics on the calibration data; Conv/Gemm/MatMul
+    /// weights, int8 per channel or int4 blocks).
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = QuantConfig::default().algorithm))]
     pub algorithm: Rounding,
-    /// Linear (integers × scale) or log2 levels.
+    /// Weights mode: what values weights take (integers × scale, or log2 levels).
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = QuantConfig::default().scheme))]
     pub scheme: WeightScheme,
-    /// Weights as indices into K-entry k-means tables (weights mode).
+    /// Weights mode: each weight an index into a table of K values (2–256) fitted by k-means —
+    /// one table per output channel when K ≤ 16 (two indices per byte), per tensor otherwise (see
+    /// --per-tensor). With calibration data, values are weighted by their input feature's
+    /// activation energy.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "cli", arg(long, value_parser = clap::value_parser!(u16).range(2..=256)))]
     pub codebook: Option<u16>,
-    /// Block size along the input features (4-bit default 32; 8-bit: per channel).
+    /// Block size along the input features (4-bit default 32; 8-bit default none = per channel).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub block_size: Option<usize>,
-    /// One scale per tensor instead of per channel.
+    /// One scale per weight tensor instead of per channel or block.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub per_tensor: bool,
-    /// How quantized weights are written (portable, QDQ, MatMulNBits).
+    /// How weight-only weights are written: `portable` (int8 + Cast/Mul, int4 packed in uint8 and
+    /// unpacked by plain ops: ONNX Runtime and tract fold them at load, so the model runs at float
+    /// speed) or `qdq` (DequantizeLinear on every weight, INT4 at opset 21: for toolchains that read
+    /// QDQ weights; ONNX Runtime dequantizes on every run).
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = QuantConfig::default().weight_format,
+        alias = "int4-format"))]
     pub weight_format: WeightFormat,
-    /// Leave one bit of the weight type unused (for kernels that saturate).
+    /// Weights use 7 of their 8 bits (as onnxruntime.quantization's reduce_range). Rarely
+    /// needed: where ONNX Runtime's int8 kernels saturate, uint8 weights are the default.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub reduce_range: bool,
     /// Static and dynamic: weights as uint8 around zero point 128 instead of
     /// int8. `None` decides by the runtime: uint8 where ONNX Runtime runs on an
     /// x86 CPU without VNNI (see [`QuantConfig::uses_unsigned_weights`]).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "cli", arg(skip))]
     pub unsigned_weights: Option<bool>,
-    /// Asymmetric weights (with zero points).
+    /// Affine (with zero point) weights instead of symmetric.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub asymmetric: bool,
-    /// Nodes (by name) or op types left float.
+    /// Leave these nodes (by name) or op types in float. Repeatable.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub exclude: Vec<String>,
-    /// How activation ranges are chosen (static).
+    /// How activation ranges are chosen from the calibration data.
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = QuantConfig::default().method))]
     pub method: Method,
-    /// The percentile of `method = percentile`.
+    /// The percentile kept on each side with `--method percentile`.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = QuantConfig::default().percentile))]
     pub percentile: f64,
-    /// Static: the activations' integer type.
+    /// Activation type: u8 (affine, the default: the fast kernels in ONNX Runtime), s8 (symmetric),
+    /// or 16-bit s16 (symmetric) / u16 (affine) for accuracy over speed (opset 21; ONNX Runtime only).
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = QuantConfig::default().activations))]
     pub activations: Activations,
-    /// With calibration data, the most sensitive layers stay float until the
-    /// output SQNR is estimated to reach this (dB); 0 turns the fallback off.
+    /// With calibration data, the most sensitive layers stay float until the output SQNR on
+    /// it is estimated to reach this many dB (0 turns the fallback off).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = QuantConfig::default().target_sqnr))]
     pub target_sqnr: f64,
-    /// Weights mode under 8 bits (int4, codebooks up to 16 entries, log2): the
-    /// layers the fallback keeps get int8 weights instead of float.
+    /// Weights mode under 8 bits (--bits 4, --codebook up to 16, log2 under 8 bits), with --calib:
+    /// the layers the fallback keeps get int8 weights per channel instead of float (mixed precision
+    /// per layer: smaller than float fallback at nearly its quality).
+    #[cfg_attr(feature = "cli", arg(long))]
     pub fallback_int8: bool,
-    /// Static: quantize only these op types (all the registry knows when empty).
+    /// Quantize only these op types (static mode). Repeatable.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub op_types: Vec<String>,
-    /// fp16: float16 graph inputs and outputs too.
+    /// fp16 mode: make the graph's inputs and outputs float16 too.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub fp16_io: bool,
-    /// Static: correct biases for the mean output drift.
+    /// Static mode: correct each Conv/Gemm bias for its layer's mean output drift on the
+    /// calibration data, layer by layer (kept only when the output SQNR on held-out calibration
+    /// rows improves). Most useful with --target-sqnr 0 (everything int8).
+    #[cfg_attr(feature = "cli", arg(long))]
     pub bias_correction: bool,
-    /// Static: SmoothQuant's α.
+    /// Static mode: SmoothQuant with this α (0–1, typically 0.5): each MatMul's activation divided
+    /// per channel by s = max|X|^α / max|W|^(1−α) and its weight rows multiplied, so activation
+    /// outliers move into the per-channel-quantized weights.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub smooth: Option<super::smooth::Alpha>,
     /// Static: keep in float the op groups whose float form measures faster in
     /// the runtime (timed, so the choice depends on the machine; see `decided`).
+    /// A job sets it from its latency check (`--no-latency-check` turns both off).
+    #[cfg_attr(feature = "cli", arg(skip))]
     pub keep_faster: bool,
-    /// Fold the graph's shape computations into constants first (kept only
-    /// when the outputs are unchanged).
+    /// Fold the graph's shape computations into constants first (kept only when the outputs are
+    /// unchanged); `--no-simplify` leaves the graph as it is.
+    #[cfg_attr(feature = "cli", arg(long = "no-simplify", action = clap::ArgAction::SetFalse))]
     pub simplify: bool,
     /// Static: which nodes run int8 and which dynamic, as an earlier run chose
     /// them (its report's `decided`): replaces the fallback and speed trials, so a
     /// recipe replays to the same bytes on any machine.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "cli", arg(skip))]
     pub decided: Option<super::StaticDecision>,
 }
 
@@ -283,7 +329,7 @@ impl QuantConfig {
 /// let mut model = prunq::onnx::load("demo/digits_cnn.onnx")?;
 /// let calib = prunq::data::Dataset::open("demo/digits_calib.npz")?;
 /// let config = QuantConfig { mode: QuantMode::Static, ..Default::default() };
-/// let report = quantize(&mut model, &config, Some(&calib), &prunq::eval::Silent)?;
+/// let report = quantize(&mut model, &config, Some(&calib), &prunq::measure::Silent)?;
 /// assert!(report.tensors.len() > 4, "the convs and their activations are int8");
 /// let dir = tempfile::tempdir()?;
 /// let out = dir.path().join("digits_cnn.int8.onnx");
@@ -379,4 +425,110 @@ pub fn quantize(
     }
     report.opset_after = model.onnx_opset().unwrap_or(0);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(config: QuantConfig) -> String {
+        config.validate().expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn the_defaults_are_valid_int8_weights() {
+        let d = QuantConfig::default();
+        assert!(d.validate().is_ok());
+        assert_eq!(
+            (d.mode, d.bits, d.target_sqnr, d.simplify),
+            (QuantMode::Weights, 8, DEFAULT_FALLBACK_SQNR_DB, true)
+        );
+        assert_eq!(d.weight_options().qtype, QType::Int8);
+    }
+
+    #[test]
+    fn linear_weights_are_4_or_8_bits_and_log2_2_to_8() {
+        assert!(refused(QuantConfig { bits: 6, ..Default::default() }).contains("use 4 or 8"));
+        assert!(QuantConfig { bits: 6, scheme: WeightScheme::Log2, ..Default::default() }.validate().is_ok());
+        let one = QuantConfig { bits: 1, scheme: WeightScheme::Log2, ..Default::default() };
+        assert!(refused(one).contains("use 2 to 8"));
+    }
+
+    #[test]
+    fn weight_formats_are_for_weights_mode_only() {
+        let codebook_static = QuantConfig { mode: QuantMode::Static, codebook: Some(16), ..Default::default() };
+        assert!(refused(codebook_static).contains("use mode weights"));
+        let both = QuantConfig { codebook: Some(16), scheme: WeightScheme::Log2, ..Default::default() };
+        assert!(refused(both).contains("choose one"));
+    }
+
+    #[test]
+    fn gptq_rounds_linear_weights_in_weights_or_static_mode() {
+        let dynamic = QuantConfig { mode: QuantMode::Dynamic, algorithm: Rounding::Gptq, ..Default::default() };
+        assert!(refused(dynamic).contains("algorithm gptq"));
+        let codebook = QuantConfig { codebook: Some(16), algorithm: Rounding::Gptq, ..Default::default() };
+        assert!(refused(codebook).contains("algorithm gptq"));
+        let stat = QuantConfig { mode: QuantMode::Static, algorithm: Rounding::Gptq, ..Default::default() };
+        assert!(stat.validate().is_ok());
+    }
+
+    #[test]
+    fn the_int8_fallback_needs_a_format_under_8_bits_and_a_target() {
+        assert!(refused(QuantConfig { fallback_int8: true, ..Default::default() }).contains("fallback-int8"));
+        let four = QuantConfig { fallback_int8: true, bits: 4, ..Default::default() };
+        assert!(four.validate().is_ok());
+        assert!(refused(QuantConfig { target_sqnr: 0.0, ..four.clone() }).contains("target-sqnr above 0"));
+        let codebook = QuantConfig { fallback_int8: true, codebook: Some(16), ..Default::default() };
+        assert!(codebook.validate().is_ok());
+        assert!(refused(QuantConfig { codebook: Some(64), ..codebook }).contains("fallback-int8"));
+    }
+
+    #[test]
+    fn four_bit_weights_default_to_blocks_of_32_and_per_tensor_has_none() {
+        let four = QuantConfig { bits: 4, ..Default::default() };
+        assert_eq!((four.weight_options().qtype, four.weight_options().block_size), (QType::Int4, Some(32)));
+        let per_tensor = QuantConfig { per_tensor: true, ..four.clone() };
+        assert_eq!(per_tensor.weight_options().block_size, None);
+        let affine = QuantConfig { asymmetric: true, ..four };
+        assert_eq!(affine.weight_options().qtype, QType::UInt4);
+    }
+
+    #[test]
+    fn static_options_follow_the_activation_type_and_the_fallback_target() {
+        let s8 = QuantConfig { activations: Activations::S8, ..Default::default() }.static_options();
+        assert_eq!((s8.activation_type, s8.symmetric_activations), (QType::Int8, true));
+        let u16 = QuantConfig { activations: Activations::U16, ..Default::default() }.static_options();
+        assert_eq!((u16.activation_type, u16.symmetric_activations), (QType::UInt16, false));
+        let off = QuantConfig { target_sqnr: 0.0, ..Default::default() }.static_options();
+        assert_eq!(off.fallback_sqnr_db, None, "a target of 0 turns the fallback off");
+    }
+
+    #[test]
+    fn recipes_round_trip_through_toml_as_the_flags_are_spelt() {
+        let c = QuantConfig { mode: QuantMode::Static, target_sqnr: 0.0, bias_correction: true, ..Default::default() };
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("target-sqnr = 0") && text.contains("bias-correction = true"), "{text}");
+        assert_eq!(toml::from_str::<QuantConfig>(&text).unwrap(), c);
+        assert!(toml::from_str::<QuantConfig>("target_sqnr = 3").is_err(), "unknown keys are refused");
+    }
+
+    /// The CLI's flags are derived from this struct: without flags they are its `Default`.
+    #[cfg(feature = "cli")]
+    #[test]
+    fn the_command_lines_defaults_are_the_librarys() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: QuantConfig,
+        }
+        assert_eq!(Cli::parse_from(["quantize"]).config, QuantConfig::default());
+        let c =
+            Cli::parse_from(["quantize", "--mode", "static", "--no-simplify", "--exclude", "a", "--exclude", "Conv"]);
+        assert_eq!((c.config.mode, c.config.simplify), (QuantMode::Static, false));
+        assert_eq!(c.config.exclude, ["a", "Conv"]);
+        assert!(Cli::try_parse_from(["quantize", "--bits", "9"]).is_err(), "bits are 2 to 8");
+        assert!(Cli::try_parse_from(["quantize", "--codebook", "1"]).is_err(), "codebooks are 2 to 256 entries");
+        assert_eq!(Cli::parse_from(["quantize", "--int4-format", "qdq"]).config.weight_format, WeightFormat::Qdq);
+    }
 }

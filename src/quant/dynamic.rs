@@ -189,7 +189,7 @@ pub fn quantize_dynamic_with_fallback(
     calib: &crate::data::Dataset,
     target_sqnr_db: f64,
     report: &mut QuantReport,
-    progress: &dyn crate::eval::Progress,
+    progress: &dyn crate::measure::Progress,
 ) -> Result<()> {
     let prepared = model.clone();
     let g = &prepared.graph;

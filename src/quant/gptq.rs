@@ -10,9 +10,9 @@
 
 use super::scheme::{params_for_range, quantize_value, QType};
 use crate::data::Dataset;
-use crate::eval::Progress;
 use crate::ir::Model;
 use crate::layerwise::{dampened, dead_inputs, input_grams, obs_sweep, upper_cholesky_of_inverse, Layer, LayerChoice};
+use crate::measure::Progress;
 use crate::{Error, Result};
 use ndarray::Array2;
 use std::collections::BTreeMap;

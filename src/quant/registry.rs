@@ -111,3 +111,65 @@ pub fn rule(node: &Node) -> Option<&'static OpRule> {
     }
     RULES.iter().find(|r| ops::is(r.op_types, &node.op_type))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::testing::{int, node};
+
+    fn axis(op: &str, attrs: &[(&str, crate::ir::AttrValue)], rank: usize) -> Option<usize> {
+        let n = node(op, &["x", "w"], "y", attrs);
+        let slot = rule(&n).expect("a rule").weights[0];
+        (slot.channel_axis)(&n, rank)
+    }
+
+    #[test]
+    fn weights_are_per_output_channel_along_each_ops_own_axis() {
+        assert_eq!(axis("Conv", &[], 4), Some(0), "Conv: OIHW");
+        assert_eq!(axis("ConvTranspose", &[], 4), Some(1), "ConvTranspose: IOHW");
+        assert_eq!(axis("Gemm", &[], 2), Some(1), "Gemm B is K×N");
+        assert_eq!(axis("Gemm", &[("transB", int(1))], 2), Some(0), "transposed B is N×K");
+        assert_eq!(axis("MatMul", &[], 2), Some(1), "MatMul weight K×N");
+        assert_eq!(axis("MatMul", &[], 3), Some(2), "batched MatMul: the last axis");
+        assert_eq!(axis("MatMul", &[], 1), None, "a vector has no channels");
+    }
+
+    #[test]
+    fn every_op_type_has_at_most_one_entry() {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in RULES {
+            for op in r.op_types {
+                assert!(seen.insert(*op), "{op} has two entries");
+            }
+        }
+    }
+
+    #[test]
+    fn ops_of_other_domains_and_unknown_ops_have_no_rule() {
+        let mut n = node("MatMul", &["x", "w"], "y", &[]);
+        n.domain = "com.microsoft".into();
+        assert!(rule(&n).is_none(), "a contrib op is not the ONNX op of the same name");
+        assert!(rule(&node("NonMaxSuppression", &["x"], "y", &[])).is_none());
+    }
+
+    #[test]
+    fn activations_are_quantized_passed_through_or_kept_float_by_entry() {
+        let of = |op: &str| rule(&node(op, &["x"], "y", &[])).map(|r| r.activations);
+        assert_eq!(of("Conv"), Some(Activations::Quantize));
+        assert_eq!(of("MaxPool"), Some(Activations::PassThrough), "one scale through MaxPool");
+        assert_eq!(of("Reshape"), Some(Activations::PassThrough), "the reshaping family");
+        assert_eq!(of("Softmax"), Some(Activations::Float));
+        assert_eq!(of("LayerNormalization"), Some(Activations::Float));
+    }
+
+    #[test]
+    fn biases_and_activation_inputs_follow_the_op() {
+        let conv = rule(&node("Conv", &["x", "w", "b"], "y", &[])).expect("conv");
+        assert_eq!((conv.bias, conv.activation_inputs), (Some(2), &[0usize][..]));
+        let matmul = rule(&node("MatMul", &["a", "b"], "y", &[])).expect("matmul");
+        assert_eq!(matmul.activation_inputs, &[0, 1], "both MatMul inputs may be activations");
+        let gather = rule(&node("Gather", &["t", "i"], "y", &[])).expect("gather");
+        assert!(gather.activation_inputs.is_empty(), "indices are never quantized");
+        assert_eq!((gather.weights[0].channel_axis)(&node("Gather", &[], "y", &[]), 2), Some(0), "rows");
+    }
+}

@@ -7,8 +7,9 @@
 use super::memo::{self, Memo};
 use super::registry;
 use crate::data::{Array, Dataset};
-use crate::eval::{Progress, MAX_SLICES};
+use crate::eval::MAX_SLICES;
 use crate::ir::{fingerprint, Model};
+use crate::measure::Progress;
 use crate::runtime::{feed_inputs, Session};
 use crate::Result;
 
@@ -501,7 +502,7 @@ mod tests {
         let calib = Dataset::from_arrays("made up", [("x".to_string(), Array::F32(x))].into());
         let groups = candidate_groups(&head, &[0, 1]);
         let trials = Trials { build: &build, switched: None };
-        let measured = choose_fallback(&head, &calib, &groups, &trials, 23.0, 8, &crate::eval::Silent).unwrap();
+        let measured = choose_fallback(&head, &calib, &groups, &trials, 23.0, 8, &crate::measure::Silent).unwrap();
         let float: Vec<usize> = measured.float.iter().map(|(n, _)| *n).collect();
         assert_eq!(float, vec![1], "{:?}", measured.float);
         assert!(measured.all_sqnr_db > 60.0, "the whole output looks fine: {} dB", measured.all_sqnr_db);
@@ -512,7 +513,7 @@ mod tests {
         // the everything-quantized model is built, to recognise them).
         let first = builds.swap(0, std::sync::atomic::Ordering::Relaxed);
         assert!(first >= 3, "everything, then each group: {first}");
-        let again = choose_fallback(&head, &calib, &groups, &trials, 20.0, 8, &crate::eval::Silent).unwrap();
+        let again = choose_fallback(&head, &calib, &groups, &trials, 20.0, 8, &crate::measure::Silent).unwrap();
         assert_eq!(again.float, measured.float);
         assert_eq!(builds.load(std::sync::atomic::Ordering::Relaxed), 1);
     }

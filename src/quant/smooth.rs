@@ -226,7 +226,7 @@ fn channel_stats(model: &Model, names: &[String], calib: &Dataset, sample: bool)
     let mut out: Vec<Option<Stats>> = names.iter().map(|_| None).collect();
     let mut bad = vec![false; names.len()];
     let rows = crate::layerwise::Rows::first(ROWS, 8);
-    crate::layerwise::visit_tensors(model, names, calib, rows, &crate::eval::Silent, "", |i, x| {
+    crate::layerwise::visit_tensors(model, names, calib, rows, &crate::measure::Silent, "", |i, x| {
         let Some(x) = x else {
             bad[i] = true;
             return Ok(());

@@ -11,8 +11,9 @@
 use super::memo::{self, Memo};
 use super::report::{QuantReport, Skipped};
 use crate::data::Dataset;
-use crate::eval::{bench, BenchOptions, Progress, Silent};
+use crate::eval::{bench, BenchOptions};
 use crate::ir::{fingerprint, Model};
+use crate::measure::{Progress, Silent};
 use crate::Result;
 use std::collections::BTreeMap;
 

@@ -213,7 +213,7 @@ pub fn quantize_weights_with_fallback(
     calib: &crate::data::Dataset,
     target_sqnr_db: f64,
     report: &mut QuantReport,
-    progress: &dyn crate::eval::Progress,
+    progress: &dyn crate::measure::Progress,
 ) -> Result<()> {
     let nodes = weight_nodes(model, &options.exclude);
     let quantize = |m: &mut Model, only: Vec<usize>, r: &mut QuantReport| {
@@ -269,7 +269,7 @@ pub fn quantize_weights_gptq(
     calib: &crate::data::Dataset,
     target_sqnr_db: f64,
     report: &mut QuantReport,
-    progress: &dyn crate::eval::Progress,
+    progress: &dyn crate::measure::Progress,
 ) -> Result<()> {
     let four_bit = matches!(options.qtype, QType::Int4);
     let portable = options.format == WeightFormat::Portable;

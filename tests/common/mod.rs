@@ -149,13 +149,13 @@ pub fn ocr_exact_lines_in_tract(model: &prunq::ir::Model) -> f64 {
         std::fs::read_to_string(data("ocr_lines_test.txt")).unwrap().lines().map(str::to_string).collect();
     let data = prunq::data::Dataset::open(data("ocr_lines_test.npz")).unwrap();
     let options = prunq::eval::RunOptions { texts: Some(texts), ..Default::default() };
-    prunq::eval::evaluate(model, &data, &options, &prunq::eval::Silent).unwrap().exact_match.unwrap()
+    prunq::eval::evaluate(model, &data, &options, &prunq::measure::Silent).unwrap().exact_match.unwrap()
 }
 
 /// Top-1 accuracy of a classifier in tract on a labelled .npz.
 pub fn accuracy_in_tract(model: &prunq::ir::Model, data: &std::path::Path) -> f64 {
     let ds = prunq::data::Dataset::open(data).unwrap();
-    prunq::eval::evaluate(model, &ds, &Default::default(), &prunq::eval::Silent).unwrap().accuracy.unwrap()
+    prunq::eval::evaluate(model, &ds, &Default::default(), &prunq::measure::Silent).unwrap().accuracy.unwrap()
 }
 
 /// Runs the prunq binary quietly with ONNX Runtime from the test venv.

@@ -3,8 +3,8 @@
 
 use crate::analysis::dependency::{Carrier, DependencyGraph, Group, Role, Tie};
 use crate::data::Dataset;
-use crate::eval::Progress;
 use crate::ir::Model;
+use crate::measure::Progress;
 use crate::{Error, Result};
 use ndarray::{ArrayD, Axis};
 use serde::Serialize;

@@ -8,9 +8,9 @@
 use super::remove::Plan;
 use crate::analysis::dependency::{DependencyGraph, Role, Tie};
 use crate::data::Dataset;
-use crate::eval::Progress;
 use crate::ir::{Model, Node, Tensor};
 use crate::layerwise::{input_rows_in, row_chunks};
+use crate::measure::Progress;
 use crate::prune::{prunable_layers, Layer, LayerChoice};
 use crate::runtime::{feed_inputs, Session, SessionOptions};
 use crate::{Error, Result};
@@ -255,7 +255,7 @@ impl ReferenceCache {
     fn fill(model: &Model, names: &[String], data: &Dataset, batch_size: usize, budget: usize) -> Result<Self> {
         let mut inputs: BTreeMap<String, Vec<ndarray::ArrayD<f32>>> = BTreeMap::new();
         let (mut bytes, mut over) = (0, false);
-        let silent = &crate::eval::Silent;
+        let silent = &crate::measure::Silent;
         crate::layerwise::visit_tensors(
             model,
             names,

@@ -5,6 +5,9 @@
 //! Rendered from the JSON report (any command's), so `prunq report R.json`
 //! gives the same page as `--report R.html`.
 
+mod bars;
+use bars::Bars;
+
 use serde_json::Value;
 use std::fmt::Write;
 
@@ -344,81 +347,6 @@ fn search(r: &Value) -> String {
     )
 }
 
-/// One horizontal bar chart: a row per label, a bar per series.
-struct Bars<'a> {
-    title: &'a str,
-    unit: &'a str,
-    labels: Vec<String>,
-    series: Vec<(&'a str, &'a str, Vec<f64>)>,
-    /// Bars drawn red for these rows (kept float, slower).
-    flagged: Vec<bool>,
-}
-
-impl Bars<'_> {
-    fn svg(&self) -> String {
-        if self.labels.is_empty() {
-            return String::new();
-        }
-        let (label_w, plot_w, bar_h) = (300.0, 560.0, 11.0);
-        let row_h = bar_h * self.series.len() as f64 + 5.0;
-        let top = 22.0;
-        let height = top + row_h * self.labels.len() as f64 + 8.0;
-        let max = self.series.iter().flat_map(|s| s.2.iter()).copied().filter(|v| v.is_finite()).fold(0.0, f64::max);
-        let scale = if max > 0.0 { plot_w / max } else { 0.0 };
-        let mut s = format!(
-            "<h2>{}</h2><svg class=plot width={} height={height} role=img aria-label=\"{}\">",
-            esc(self.title),
-            label_w + plot_w + 110.0,
-            esc(self.title)
-        );
-        let mut x = label_w;
-        for (name, color, _) in &self.series {
-            let _ = write!(
-                s,
-                "<rect x={x} y=4 width=10 height=10 fill=\"{color}\"/><text x={} y=13>{}</text>",
-                x + 14.0,
-                esc(name)
-            );
-            x += 24.0 + 7.0 * name.len() as f64;
-        }
-        let _ = write!(s, "<text x={} y=13 text-anchor=end>{}</text>", label_w + plot_w + 100.0, esc(self.unit));
-        for (i, label) in self.labels.iter().enumerate() {
-            let y0 = top + i as f64 * row_h;
-            let short: String = if label.chars().count() > 46 {
-                format!("…{}", label.chars().rev().take(45).collect::<Vec<_>>().into_iter().rev().collect::<String>())
-            } else {
-                label.clone()
-            };
-            let _ = write!(
-                s,
-                "<text x={} y={} text-anchor=end><title>{}</title>{}</text>",
-                label_w - 6.0,
-                y0 + bar_h,
-                esc(label),
-                esc(&short)
-            );
-            for (k, (_, color, values)) in self.series.iter().enumerate() {
-                let v = values.get(i).copied().unwrap_or(f64::NAN);
-                let w = if v.is_finite() { (v.max(0.0) * scale).max(1.0) } else { 1.0 };
-                let fill = if self.flagged.get(i).copied().unwrap_or(false) { "#c0392b" } else { color };
-                let y = y0 + k as f64 * bar_h;
-                let _ = write!(
-                    s,
-                    "<rect class=bar x={label_w} y={y} width={w:.1} height={} fill=\"{fill}\"><title>{}: {}</title></rect>\
-                     <text x={:.1} y={}>{}</text>",
-                    bar_h - 2.0,
-                    esc(label),
-                    num(v),
-                    label_w + w + 4.0,
-                    y + bar_h - 3.0,
-                    num(v)
-                );
-            }
-        }
-        s + "</svg>"
-    }
-}
-
 fn plots(r: &Value) -> String {
     let mut out = String::new();
     // Sensitivity: each group's output SQNR quantized alone; red ones stayed float.
@@ -609,35 +537,4 @@ fn tables(r: &Value) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_report_becomes_a_page_with_its_plots_and_escaped_names() {
-        let r = serde_json::json!({
-            "command": "quantize --mode static",
-            "models": {"input": {"size_bytes": 1000, "parameters": 10, "macs": 500,
-                                  "layers": [{"name": "conv<1>", "op_type": "Conv", "macs": 500}]},
-                       "output": {"size_bytes": 300, "parameters": 10, "macs": 500,
-                                  "layers": [{"name": "conv<1>", "op_type": "Conv", "macs": 500}]}},
-            "sensitivity": [{"group": "Conv conv<1>", "sqnr_db": 31.5, "kept_float": true}],
-            "skipped": [{"name": "x", "reason": "kept float: a & b"}],
-            "notes": ["a <note>"],
-        });
-        let html = page(&r);
-        assert_eq!(html.matches("<svg class=plot").count(), 2, "sensitivity and MACs plots");
-        assert!(html.contains("conv&lt;1&gt;") && !html.contains("conv<1>"));
-        assert!(html.contains("a &amp; b") && html.contains("a &lt;note&gt;"));
-        assert!(html.contains("0.300×"), "size ratio");
-        assert!(!html.contains("http"), "no external resources");
-    }
-
-    #[test]
-    fn numbers_read_well() {
-        assert_eq!(num(1234567.0), "1,234,567");
-        assert_eq!(num(0.98765), "0.988");
-        assert_eq!(num(31.46), "31.5");
-        assert_eq!(num(f64::INFINITY), "∞");
-        assert_eq!(num(-3.0), "-3");
-    }
-}
+mod tests;

@@ -1,0 +1,42 @@
+//! The `apply` job: a recipe's steps replayed, then the shared tail.
+
+use super::{Done, Job};
+use crate::measure::Progress;
+use crate::optimize::{Recipe, StepReport};
+use crate::{Error, Result};
+use serde::Serialize;
+
+/// What replaying a recipe did, step by step, and how the result measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct ApplyReport {
+    /// The recipe's one-line label.
+    pub recipe: String,
+    /// Each step's own report.
+    pub steps: Vec<StepReport>,
+    /// The result compared with the original on the validation data.
+    pub comparison: Option<crate::eval::CompareReport>,
+    /// The output timed against the input where it runs.
+    pub latency: Option<crate::eval::LatencyCheck>,
+    /// The check the output passed before it was written.
+    pub output_check: Option<crate::eval::OutputCheck>,
+}
+
+impl Job<'_> {
+    /// Replays `recipe` on the original, then checks, writes, compares, times and reports the result.
+    pub fn apply(&self, recipe: &Recipe, progress: &dyn Progress) -> Result<Done<ApplyReport>> {
+        if recipe.needs_data() && self.calib.is_none() {
+            return Err(Error::Usage("a step of the recipe needs calibration data: give --calib DATA".into()));
+        }
+        self.ensure_output_is_not_input()?;
+        let mut model = self.original.clone();
+        let steps = crate::optimize::apply(&mut model, recipe, self.calib, progress)?;
+        let output_check = Some(self.check_before_write(&model, progress)?);
+        self.save(&model)?;
+        progress.say(&format!("applied {} step(s): {}", recipe.steps.len(), recipe.label()));
+        let comparison = self.compare(&model, self.val, progress)?;
+        let latency = self.latency(&model, progress)?;
+        let report = ApplyReport { recipe: recipe.label(), steps, comparison, latency, output_check };
+        self.write_report("apply", &model, self.check_data(), &report)?;
+        Ok(Done { model, report })
+    }
+}

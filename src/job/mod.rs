@@ -1,0 +1,243 @@
+//! One job per command that writes a model — `quantize`, `prune`, `apply`, `optimize` — each the
+//! pass followed by the same tail, so every front end (the CLI, a library caller) gets the same
+//! guarantees: the result is run beside the original and refused when its outputs turn non-finite
+//! (nothing is written then), saved atomically (external data when asked), compared on data, timed
+//! where it will run, and reported. What a job has to tell the user goes through
+//! [`Progress::say`]; the same facts land in the typed report it returns.
+
+mod apply;
+mod optimize;
+mod prune;
+mod quantize;
+mod report;
+
+pub use apply::ApplyReport;
+pub use optimize::{default_budget, default_metric, Announce, Optimized};
+pub use prune::PruneOutcome;
+
+use crate::data::Dataset;
+use crate::eval::{CompareReport, LatencyCheck, OutputCheck};
+use crate::ir::Model;
+use crate::measure::Progress;
+use crate::runtime::RuntimeInfo;
+use crate::Result;
+use std::path::{Path, PathBuf};
+
+/// The checks and outputs every job shares; `Default` is what the CLI does without flags.
+#[derive(Clone, Debug)]
+pub struct Checks {
+    /// Time the output against the input where it runs (batch 1, one thread). Static quantization
+    /// also keeps int8 only for the op groups that measure faster when this is on.
+    pub latency: bool,
+    /// Write weights to an external data file beside the model (done anyway past 2 GB).
+    pub external_data: bool,
+    /// Write the job's report here: JSON, or a self-contained HTML page when the name ends in `.html`.
+    pub report: Option<PathBuf>,
+}
+
+impl Default for Checks {
+    fn default() -> Self {
+        Checks { latency: true, external_data: false, report: None }
+    }
+}
+
+/// A job's model, files and data.
+pub struct Job<'a> {
+    /// The model as read (never changed).
+    pub original: &'a Model,
+    /// The file it was read from (its size is reported; the output may not be it).
+    pub input: Option<&'a Path>,
+    /// Where the result goes; without it the result is only returned.
+    pub output: Option<&'a Path>,
+    /// Calibration data for the passes that need it.
+    pub calib: Option<&'a Dataset>,
+    /// Validation data: the result is compared with the original on it (and checked and timed on
+    /// it, else on `calib`).
+    pub val: Option<&'a Dataset>,
+    /// What is checked and written besides the model.
+    pub checks: Checks,
+}
+
+/// A job's result: the model (as written, when an output was given) and its report.
+pub struct Done<R> {
+    /// The result.
+    pub model: Model,
+    /// What was done and measured.
+    pub report: R,
+}
+
+impl<'a> Job<'a> {
+    /// A job on `original` that writes nothing and runs the default checks.
+    pub fn new(original: &'a Model) -> Self {
+        Job { original, input: None, output: None, calib: None, val: None, checks: Checks::default() }
+    }
+
+    /// Fails before any work when the output would overwrite the input.
+    fn ensure_output_is_not_input(&self) -> Result<()> {
+        match (self.input, self.output) {
+            (Some(input), Some(output)) => crate::onnx::ensure_not_input(input, output),
+            _ => Ok(()),
+        }
+    }
+
+    /// The data a result is checked and timed on: the validation data, else the calibration data.
+    fn check_data(&self) -> Option<&'a Dataset> {
+        self.val.or(self.calib)
+    }
+
+    /// The input's size in bytes: its file's, else the encoded model's.
+    fn input_size(&self) -> Result<u64> {
+        match self.input {
+            Some(path) => Ok(std::fs::metadata(path).map_err(|e| crate::Error::io(path, e))?.len()),
+            None => crate::onnx::file_size(self.original),
+        }
+    }
+
+    /// Runs the result beside the original (see [`crate::eval::check_outputs`]) in the runtime
+    /// prunq measures in; refuses it when its outputs turned non-finite, says so when one diverges.
+    fn check_before_write(&self, model: &Model, progress: &dyn Progress) -> Result<OutputCheck> {
+        let backends = vec![crate::runtime::default_backend()?];
+        let check = crate::eval::check_outputs(self.original, model, self.check_data(), &backends)?;
+        if let Some(refusal) = check.refusal() {
+            return Err(refusal);
+        }
+        let hint = if check.synthetic { " (on made-up inputs: pass --val to judge on data)" } else { "" };
+        for o in &check.outputs {
+            if let Some(w) = o.slice_diverges() {
+                progress.say(&format!(
+                    "warning: entry {} of the last axis of output '{}' diverges from the original's in {}: SQNR {:.1} dB \
+                     while the whole output has {:.1} dB{hint}",
+                    w.index, o.name, o.runtime, w.sqnr_db, o.sqnr_db
+                ));
+            }
+        }
+        for o in check.outputs.iter().filter(|o| o.diverges()) {
+            progress.say(&format!(
+                "warning: output '{}' diverges from the original's in {}: SQNR {:.1} dB, worst cosine {:.3}{}",
+                o.name, o.runtime, o.sqnr_db, o.cosine_min, hint
+            ));
+        }
+        Ok(check)
+    }
+
+    /// Writes the result where asked (atomically; external data when asked); its size in bytes
+    /// (the encoded model's when nothing is written).
+    fn save(&self, model: &Model) -> Result<u64> {
+        let Some(output) = self.output else { return crate::onnx::file_size(model) };
+        let external = if self.checks.external_data { crate::onnx::ExternalMode::Always } else { Default::default() };
+        crate::onnx::save(model, output, &crate::onnx::SaveOptions { external })?;
+        Ok(std::fs::metadata(output).map_err(|e| crate::Error::io(output, e))?.len())
+    }
+
+    /// Compares the result with the original on `data` (when given) and says the table.
+    fn compare(&self, model: &Model, data: Option<&Dataset>, progress: &dyn Progress) -> Result<Option<CompareReport>> {
+        let Some(data) = data else { return Ok(None) };
+        let c = crate::eval::compare(self.original, model, data, &Default::default(), progress)?;
+        say_block(progress, &crate::report::text::compare(&c));
+        Ok(Some(c))
+    }
+
+    /// The runtime that ran models for the job (`ran` says whether any did), said and returned
+    /// for its report.
+    fn runtime_used(&self, ran: bool, progress: &dyn Progress) -> Result<Option<RuntimeInfo>> {
+        if !ran {
+            return Ok(None);
+        }
+        let info = RuntimeInfo::current()?;
+        progress.say(&format!("measured in {info}"));
+        Ok(Some(info))
+    }
+
+    /// Times the result against the original where it will run (see
+    /// [`crate::eval::latency_check`]), says the speed-up, and says so plainly when the output is
+    /// slower. `None` when the checks leave it out or the model is too large to time twice.
+    fn latency(&self, model: &Model, progress: &dyn Progress) -> Result<Option<LatencyCheck>> {
+        if !self.checks.latency {
+            return Ok(None);
+        }
+        // Timing side by side holds both models in the runtime at once, each unpacked to float.
+        let weights: usize = self.original.graph.initializers.iter().map(|t| t.byte_size()).sum();
+        if weights > LATENCY_CHECK_MAX_WEIGHTS {
+            progress.say(&format!(
+                "note: the output's speed was not measured: the input has {} of weights, and timing both models \
+                 side by side would hold about {} in memory; `prunq bench` times them when that fits",
+                crate::report::table::bytes(weights as u64),
+                crate::report::table::bytes(3 * weights as u64)
+            ));
+            return Ok(None);
+        }
+        // A model the runtime cannot run (a custom op) is still written: its speed is then
+        // unknown, which is said, not an error.
+        let c = match crate::eval::latency_check(self.original, model, self.check_data(), progress) {
+            Ok(c) => c,
+            Err(e) => {
+                progress.say(&format!("note: the output's speed was not measured: {e}"));
+                return Ok(None);
+            }
+        };
+        let times = format!("{:.3} → {:.3} ms per run", c.input_ms, c.output_ms);
+        let setting = format!("{}, batch 1, 1 thread, {}, {} runs each taking turns", c.runtime, c.inputs, c.runs);
+        if c.slower() {
+            progress.say(&format!(
+                "warning: the output runs SLOWER than the input: {:.2}× the speed ({times}; {setting})",
+                c.speedup
+            ));
+        } else {
+            progress.say(&format!("speed: {:.2}× the input's ({times}; {setting})", c.speedup));
+        }
+        Ok(Some(c))
+    }
+}
+
+/// Above this many bytes of input weights the latency check is left out (said in a note): both
+/// models in memory at once would be several times the weights.
+const LATENCY_CHECK_MAX_WEIGHTS: usize = 512 << 20;
+
+/// Says a block of text (a table) line by line.
+fn say_block(progress: &dyn Progress, text: &str) {
+    for line in text.strip_suffix('\n').unwrap_or(text).split('\n') {
+        progress.say(line);
+    }
+}
+
+/// Says what the clean-up before a pass changed (or why it was not done).
+fn say_simplified(s: &Option<crate::transform::Simplification>, progress: &dyn Progress) {
+    let Some(s) = s else { return };
+    if let Some(why) = &s.skipped {
+        progress.say(&format!("note: the graph was not simplified: {why}"));
+    } else if s.nodes_after < s.nodes_before || s.folded + s.reshapes > 0 {
+        progress.say(&format!(
+            "simplified: {} → {} nodes ({} shape computations folded, {} reshape targets made constant; same outputs checked)",
+            s.nodes_before, s.nodes_after, s.folded, s.reshapes
+        ));
+    }
+}
+
+/// Says loudly that weights inside If/Loop/Scan bodies were left as they are; an error when the
+/// pass did nothing and most of the model's weights are there.
+fn untouched_subgraphs(
+    model: &Model,
+    what: &str,
+    nothing_done: bool,
+    progress: &dyn Progress,
+) -> Result<Option<String>> {
+    let inside = model.weights_in_subgraphs();
+    if inside.is_empty() {
+        return Ok(None);
+    }
+    let total: usize = inside.iter().map(|(_, n)| n).sum();
+    let nodes: Vec<&str> = inside.iter().map(|(n, _)| n.as_str()).collect();
+    let said = format!(
+        "{total} weight values inside the subgraphs of {} were not {what}: prunq leaves If/Loop/Scan bodies as they are",
+        nodes.join(", ")
+    );
+    let outside: usize = model.graph.initializers.iter().map(|t| t.dims.iter().product::<i64>().max(0) as usize).sum();
+    if nothing_done && total > outside {
+        return Err(crate::Error::Model(format!("nothing outside control flow to work on: {said}")));
+    }
+    progress.say(&format!("warning: {said}"));
+    Ok(Some(said))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,65 @@
+//! The `quantize` job: the pass, then the shared tail.
+
+use super::{say_simplified, untouched_subgraphs, Done, Job};
+use crate::measure::Progress;
+use crate::quant::{QuantConfig, QuantMode, QuantReport, Rounding};
+use crate::{Error, Result};
+
+impl Job<'_> {
+    /// Quantizes the original as `config` says, then checks, writes, compares, times and reports
+    /// the result. Static quantization keeps int8 only where it measures faster when the latency
+    /// check is on (`config.keep_faster` is the job's `checks.latency`).
+    pub fn quantize(&self, config: &QuantConfig, progress: &dyn Progress) -> Result<Done<QuantReport>> {
+        let config = QuantConfig { keep_faster: self.checks.latency, ..config.clone() };
+        config.validate()?;
+        if config.algorithm == Rounding::Gptq && self.calib.is_none() {
+            return Err(Error::Usage("algorithm gptq needs calibration data (--calib DATA)".into()));
+        }
+        if config.mode == QuantMode::Static && self.calib.is_none() {
+            return Err(Error::Usage("mode static needs calibration data (--calib DATA)".into()));
+        }
+        self.ensure_output_is_not_input()?;
+        let mut model = self.original.clone();
+        // fp16 checks its ranges on the data it will be judged on.
+        let data = if config.mode == QuantMode::Fp16 { self.check_data() } else { self.calib };
+        let mut report = crate::quant::quantize(&mut model, &config, data, progress)?;
+        say_simplified(&report.simplified, progress);
+        report.size_before = self.input_size()?;
+        let nothing_done = report.tensors.is_empty() && config.mode != QuantMode::Fp16;
+        if let Some(said) = untouched_subgraphs(&model, "quantized", nothing_done, progress)? {
+            report.notes.push(said);
+        }
+        report.output_check = Some(self.check_before_write(&model, progress)?);
+        report.size_after = self.save(&model)?;
+        progress.say(&format!(
+            "{} tensors quantized, {} left float; {} → {} ({:.2}×); opset {} → {}",
+            report.tensors.len(),
+            report.skipped.len(),
+            crate::report::table::bytes(report.size_before),
+            crate::report::table::bytes(report.size_after),
+            report.size_after as f64 / report.size_before as f64,
+            report.opset_before,
+            report.opset_after
+        ));
+        for note in &report.notes {
+            progress.say(&format!("note: {note}"));
+        }
+        // The report always carries a comparison: on the validation data, else the calibration data.
+        let judge_on = self.val.or(if self.checks.report.is_some() { self.calib } else { None });
+        report.comparison = self.compare(&model, judge_on, progress)?;
+        report.runtime = self.runtime_used(self.calib.is_some() || judge_on.is_some(), progress)?;
+        if matches!(config.mode, QuantMode::Static | QuantMode::Dynamic)
+            && config.unsigned_weights.is_none()
+            && config.uses_unsigned_weights()
+        {
+            progress.say(
+                "note: weights are uint8 (zero point 128): this x86 CPU has no VNNI, and ONNX Runtime's u8×s8 \
+                 kernels here add pairs of products in 16 bits, which saturate on int8 weights \
+                 (--weight-type int8 for VNNI or ARM targets)",
+            );
+        }
+        report.latency = self.latency(&model, progress)?;
+        self.write_report(&format!("quantize --mode {}", report.mode), &model, self.check_data(), &report)?;
+        Ok(Done { model, report })
+    }
+}

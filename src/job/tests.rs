@@ -1,0 +1,123 @@
+//! The jobs' guarantees, on small graphs in tract (the library's default runtime): a library
+//! caller gets the refusal, the external data and the report the CLI gets.
+
+use super::{Checks, Job};
+use crate::data::{Array, Dataset};
+use crate::ir::testing::{model, node, tensor};
+use crate::ir::{DataType, Dim, Model, ValueInfo};
+use crate::measure::Silent;
+use crate::prune::PruneConfig;
+use crate::quant::{QuantConfig, QuantMode};
+use std::collections::BTreeMap;
+
+/// `y = x · 1000` on inputs `[N, 4]`.
+fn scale_by_1000() -> Model {
+    let mut m =
+        model(vec![node("Mul", &["x", "k"], "y", &[])], vec![tensor("k", &[1], |_| 1000.0)], &[1, 4], &["y"], 17);
+    let shape = [Dim::Symbolic("N".into()), Dim::Fixed(4)];
+    m.graph.inputs[0] = ValueInfo::tensor("x", Some(DataType::FLOAT), Some(&shape));
+    m
+}
+
+/// `y = x · W`, W `[4, 64]` (1 KiB: large enough for external data).
+fn one_matmul() -> Model {
+    let w = tensor("w", &[4, 64], crate::ir::testing::wavy);
+    let mut m = model(vec![node("MatMul", &["x", "w"], "y", &[])], vec![w], &[1, 4], &["y"], 17);
+    let shape = [Dim::Symbolic("N".into()), Dim::Fixed(4)];
+    m.graph.inputs[0] = ValueInfo::tensor("x", Some(DataType::FLOAT), Some(&shape));
+    m
+}
+
+/// 32 rows of `x`: the first 16 small, row 20 with a 100 — `y` reaches 100 000 there, past
+/// float16's range, on a row fp16's own range measurement (the first 16 rows) never sees.
+fn rows_with_a_late_outlier() -> Dataset {
+    let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[32, 4]), |i| if i[0] == 20 { 100.0 } else { 0.5 });
+    Dataset::from_arrays("rows.npz", BTreeMap::from([("x".to_string(), Array::F32(x))]))
+}
+
+#[test]
+fn a_result_that_turns_non_finite_is_refused_and_nothing_is_written() {
+    let original = scale_by_1000();
+    let val = rows_with_a_late_outlier();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("half.onnx");
+    let job = Job { output: Some(&out), val: Some(&val), ..Job::new(&original) };
+    let fp16 = QuantConfig { mode: QuantMode::Fp16, ..Default::default() };
+    let e = job.quantize(&fp16, &Silent).err().expect("refused").to_string();
+    assert!(e.contains("not written") && e.contains("output 'y'") && e.contains("non-finite"), "{e}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a refused result leaves no file");
+}
+
+#[test]
+fn a_job_writes_external_data_and_its_report_when_asked() {
+    let original = one_matmul();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, report) = (dir.path().join("sparse.onnx"), dir.path().join("r.json"));
+    let checks = Checks { latency: false, external_data: true, report: Some(report.clone()) };
+    let job = Job { output: Some(&out), checks, ..Job::new(&original) };
+    let done = job.prune(&PruneConfig { prune_ends: true, ..Default::default() }, &Silent).unwrap();
+    let data: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "data"))
+        .collect();
+    assert_eq!(data.len(), 1, "one external data file beside the model");
+    let reread = crate::onnx::load(&out).unwrap();
+    assert_eq!(reread.graph.initializers.len(), done.model.graph.initializers.len());
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["command"], "prune");
+    assert_eq!(json["output_check"]["outputs"][0]["name"], "y", "{json}");
+    assert_eq!(json["output_check"]["synthetic"], true, "no data: checked on made-up inputs");
+    let zeros = reread.graph.initializers[0].to_f32().unwrap().iter().filter(|v| **v == 0.0).count();
+    assert_eq!(zeros, 128, "half the weights zeroed, and they were read back from the data file");
+}
+
+#[test]
+fn a_job_refuses_to_overwrite_its_input_and_needs_data_where_the_pass_does() {
+    let original = scale_by_1000();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.onnx");
+    crate::onnx::save(&original, &path, &Default::default()).unwrap();
+    let same = Job { input: Some(&path), output: Some(&path), ..Job::new(&original) };
+    let e = same.quantize(&QuantConfig::default(), &Silent).err().expect("refused").to_string();
+    assert!(e.contains("refusing to overwrite the input"), "{e}");
+    let no_data = Job::new(&original);
+    let e = no_data.quantize(&QuantConfig { mode: QuantMode::Static, ..Default::default() }, &Silent);
+    assert!(e.err().expect("refused").to_string().contains("needs calibration data"));
+}
+
+/// Keeps what a job says.
+#[derive(Default)]
+struct Said(std::cell::RefCell<Vec<String>>);
+impl crate::measure::Progress for Said {
+    fn say(&self, line: &str) {
+        self.0.borrow_mut().push(line.to_string());
+    }
+}
+
+#[test]
+fn what_a_job_says_reaches_its_caller_line_by_line() {
+    let original = one_matmul();
+    let said = Said::default();
+    let job = Job { checks: Checks { latency: false, ..Default::default() }, ..Job::new(&original) };
+    let done = job.quantize(&QuantConfig::default(), &said).unwrap();
+    let lines = said.0.borrow();
+    assert!(lines.iter().any(|l| l.starts_with("1 tensors quantized, 0 left float;")), "{lines:?}");
+    assert!(lines.iter().all(|l| !l.contains('\n')), "one line each: {lines:?}");
+    assert_eq!(done.report.tensors.len(), 1);
+    assert!(
+        done.report.size_after < done.report.size_before,
+        "int8 weights: {} → {}",
+        done.report.size_before,
+        done.report.size_after
+    );
+    assert!(done.report.output_check.expect("checked").synthetic, "no data: made-up inputs");
+}
+
+#[test]
+fn tables_are_said_line_by_line() {
+    let said = Said::default();
+    super::say_block(&said, "a\nb\n");
+    super::say_block(&said, "\nwith repair:");
+    assert_eq!(*said.0.borrow(), ["a", "b", "", "with repair:"]);
+}

@@ -116,7 +116,7 @@ impl Default for PruneConfig {
             target_macs: None,
             target_params: None,
             importance: Importance::L1,
-            round_to: 16,
+            round_to: super::structured::DEFAULT_ROUND_TO,
             min_channels: None,
             repair: true,
             shape: BTreeMap::new(),

@@ -27,6 +27,9 @@ pub enum Method {
 /// Bins of the histograms the histogram-based methods use.
 pub const BINS: usize = 2048;
 
+/// The percentile kept on each side by `Method::Percentile` (and `Auto`) unless told otherwise.
+pub const DEFAULT_PERCENTILE: f64 = 99.999;
+
 /// Collects what one method needs about one tensor and turns it into a range.
 pub trait Calibrator {
     /// First pass over the data: every value of one batch.

@@ -200,7 +200,7 @@ impl Default for QuantConfig {
             asymmetric: false,
             exclude: vec![],
             method: Method::Auto,
-            percentile: 99.999,
+            percentile: super::calibrate::DEFAULT_PERCENTILE,
             activations: Activations::U8,
             target_sqnr: DEFAULT_FALLBACK_SQNR_DB,
             fallback_int8: false,

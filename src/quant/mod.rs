@@ -1,5 +1,11 @@
-//! Quantization: the scheme math, the op-type registry, and the passes
-//! (weight-only, dynamic, static QDQ, fp16).
+//! Quantization, entered through `quantize(model, &QuantConfig, calib)` (`config.rs`). By role:
+//! the scheme math (`scheme.rs`, `pack.rs`) and the op-type registry (`registry.rs`); calibration
+//! (`calibrate.rs`); the writers of quantized weight forms (`portable.rs`, `matmul_nbits.rs`,
+//! `codebook/write.rs`); the passes — weight-only (`weights.rs`), non-linear codebooks and log2
+//! (`codebook/`), dynamic (`dynamic.rs`), static QDQ (`static_qdq/`), fp16 (`fp16.rs`); the
+//! refinements — GPTQ (`gptq.rs`), SmoothQuant (`smooth.rs`), bias correction
+//! (`bias_correction.rs`); and the search — the measured float fallback (`sensitivity.rs`,
+//! `switched.rs`), speed trials (`speed.rs`), measurements reused within a process (`memo.rs`).
 
 mod bias_correction;
 pub mod calibrate;

@@ -1,5 +1,9 @@
-//! Graph rewrites that are neither quantization nor pruning: opset upgrade,
-//! node ordering.
+//! Graph rewrites that are neither quantization nor pruning, each exact up to float rounding:
+//! `simplify` (the clean-up before every pass: shape computations folded, Reshape targets made
+//! constant, checked against the input's outputs), `upgrade_opset` (attributes that became inputs),
+//! `fold_batchnorm` and `fold_affine` (per-channel scales into the conv before them),
+//! `fold_constant_reshapes`, `gemm_to_matmul`, `transpose_after_matmul`, `fuse_hardswish`, and
+//! `fuse` — the recipe step that runs the folds and fusions together.
 
 mod fold_affine;
 mod fold_batchnorm;

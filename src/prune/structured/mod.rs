@@ -13,7 +13,7 @@ mod select;
 pub use importance::Importance;
 pub use remove::{Cost, Plan};
 pub use repair::Repaired;
-pub use select::{Amount, Ranking, Selection};
+pub use select::{Amount, Ranking, Selection, DEFAULT_ROUND_TO};
 
 use crate::analysis::dependency::{build, DependencyGraph};
 use crate::analysis::{concrete_input_shapes, infer_shapes, node_macs};
@@ -49,8 +49,8 @@ impl Default for StructuredOptions {
             selection: Selection {
                 amount: Amount::Ratio(0.5),
                 ranking: Ranking::Uniform,
-                round_to: 16,
-                min_channels: 16,
+                round_to: select::DEFAULT_ROUND_TO,
+                min_channels: select::DEFAULT_ROUND_TO,
             },
             exclude: vec![],
             repair: true,

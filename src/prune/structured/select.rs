@@ -34,6 +34,10 @@ pub enum Ranking {
     Global,
 }
 
+/// Channel counts are kept multiples of this by default: the channel block of ONNX Runtime's
+/// AVX-512 conv kernels (a multiple of AVX2's 8); other counts fall off the fast path.
+pub const DEFAULT_ROUND_TO: usize = 16;
+
 /// What is removed: the amount and the ranking.
 #[derive(Clone, Debug)]
 pub struct Selection {

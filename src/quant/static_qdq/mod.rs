@@ -106,7 +106,7 @@ impl Default for StaticOptions {
     fn default() -> Self {
         StaticOptions {
             method: Method::Auto,
-            percentile: 99.999,
+            percentile: crate::quant::calibrate::DEFAULT_PERCENTILE,
             activation_type: QType::UInt8,
             symmetric_activations: false,
             exclude: vec![],

@@ -121,4 +121,23 @@ mod tests {
         }
         set_threads(0);
     }
+
+    #[test]
+    fn ordered_runs_hand_results_in_order_and_stop_at_the_first_bad_input() {
+        set_threads(4);
+        let inputs = (0..10).map(|i| if i == 6 { Err(crate::Error::Data("row 6".into())) } else { Ok(i) });
+        let mut seen = vec![];
+        let r = ordered_upto(
+            2,
+            inputs,
+            |i| Ok(i * 10),
+            |i, out| {
+                seen.push((i, out));
+                Ok(())
+            },
+        );
+        assert!(r.unwrap_err().to_string().contains("row 6"));
+        assert_eq!(seen, (0..6).map(|i| (i, i * 10)).collect::<Vec<_>>(), "every earlier input, in order");
+        set_threads(0);
+    }
 }

@@ -90,3 +90,41 @@ fn matmul(node: &Node, shapes: &Shapes) -> Option<u64> {
     let batch: u64 = (0..rank).map(|i| dim(batch_a, i).max(dim(batch_b, i)) as u64).product();
     Some(batch * m as u64 * n as u64 * k as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::testing::{int, node};
+
+    fn shapes(pairs: &[(&str, &[usize])]) -> Shapes {
+        pairs.iter().map(|(n, d)| (n.to_string(), d.to_vec())).collect()
+    }
+
+    #[test]
+    fn convs_cost_each_output_its_input_channels_times_the_kernel() {
+        let conv = node("Conv", &["x", "w"], "y", &[]);
+        let s = shapes(&[("x", &[1, 3, 16, 16]), ("w", &[8, 3, 3, 3]), ("y", &[1, 8, 16, 16])]);
+        assert_eq!(node_macs(&conv, &s), Some(8 * 16 * 16 * 3 * 3 * 3));
+        // Depthwise: each output reads one channel.
+        let s = shapes(&[("w", &[8, 1, 3, 3]), ("y", &[1, 8, 16, 16])]);
+        assert_eq!(node_macs(&conv, &s), Some(8 * 16 * 16 * 9));
+        assert_eq!(node_macs(&conv, &shapes(&[("w", &[8, 1, 3, 3])])), None, "the output shape is unknown");
+    }
+
+    #[test]
+    fn gemm_and_matmul_count_m_n_k_with_transposes_and_broadcast_batches() {
+        let gemm = node("Gemm", &["a", "b"], "y", &[("transB", int(1))]);
+        assert_eq!(node_macs(&gemm, &shapes(&[("a", &[4, 64]), ("b", &[10, 64])])), Some(4 * 10 * 64));
+        let matmul = node("MatMul", &["a", "b"], "y", &[]);
+        let s = shapes(&[("a", &[2, 12, 64, 32]), ("b", &[2, 12, 32, 64])]);
+        assert_eq!(node_macs(&matmul, &s), Some(2 * 12 * 64 * 64 * 32));
+        let s = shapes(&[("a", &[2, 64, 384]), ("b", &[384, 1536])]);
+        assert_eq!(node_macs(&matmul, &s), Some(2 * 64 * 1536 * 384), "a 2-D weight broadcasts over the batch");
+    }
+
+    #[test]
+    fn ops_without_a_rule_cost_nothing() {
+        assert_eq!(node_macs(&node("Relu", &["x"], "y", &[]), &Shapes::new()), Some(0));
+        assert!(counts_macs("ConvInteger") && !counts_macs("Add"));
+    }
+}

@@ -65,3 +65,25 @@ pub fn write(path: &Path, arrays: &BTreeMap<String, Array>) -> Result<()> {
     zip.finish().map_err(|e| err(&e))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrays_round_trip_through_an_npz_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.npz");
+        let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[3, 2]), |i| (i[0] * 2 + i[1]) as f32 * 0.5);
+        let ids = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[3]), |i| i[0] as i64 - 1);
+        let arrays = BTreeMap::from([("x".to_string(), Array::F32(x)), ("label".to_string(), Array::I64(ids))]);
+        write(&path, &arrays).unwrap();
+        assert_eq!(read(&path).unwrap(), arrays);
+    }
+
+    #[test]
+    fn what_is_not_an_archive_is_named() {
+        let e = read_bytes(b"not a zip", "calib.npz").unwrap_err().to_string();
+        assert!(e.starts_with("calib.npz: not an .npz archive"), "{e}");
+    }
+}

@@ -263,39 +263,10 @@ pub fn op_times(input: &Model, output: &Model, data: Option<&Dataset>) -> Result
 /// One row of ones for each input the model takes, shaped as declared
 /// (symbolic or unknown dims 1): ids, masks and images alike stay valid.
 fn ones_for(model: &Model) -> Result<Dataset> {
-    let mut arrays = std::collections::BTreeMap::new();
-    for v in feed_inputs(model) {
-        let dims: Vec<usize> = match v.shape() {
-            Some(dims) => dims
-                .iter()
-                .map(|d| match d {
-                    crate::ir::Dim::Fixed(n) if *n > 0 => *n as usize,
-                    _ => 1,
-                })
-                .collect(),
-            None => {
-                return Err(Error::Model(format!(
-                    "input '{}' declares no shape: pass data to time the model on",
-                    v.name
-                )))
-            }
-        };
-        // A batch axis is added by `bind` only when the data has one more axis than declared.
-        let dtype = v.dtype().unwrap_or(crate::ir::DataType::FLOAT);
-        let zeros = Array::zeros(dtype, &dims)
-            .ok_or_else(|| Error::Model(format!("input '{}' is {dtype}: pass data to time the model on", v.name)))?;
-        let one = match zeros {
-            Array::F32(a) => Array::F32(a.mapv(|_| 1.0)),
-            Array::F64(a) => Array::F64(a.mapv(|_| 1.0)),
-            Array::I64(a) => Array::I64(a.mapv(|_| 1)),
-            Array::I32(a) => Array::I32(a.mapv(|_| 1)),
-            Array::I8(a) => Array::I8(a.mapv(|_| 1)),
-            Array::U8(a) => Array::U8(a.mapv(|_| 1)),
-            Array::Bool(a) => Array::Bool(a.mapv(|_| true)),
-        };
-        arrays.insert(v.name.clone(), one);
-    }
-    Ok(Dataset::from_arrays("inputs of ones", arrays))
+    let arrays = crate::measure::made_up_inputs(model, 1, crate::measure::Fill::Ones)
+        .map_err(|e| Error::Model(format!("{e}: pass data to time the model on")))?;
+    let names = feed_inputs(model).into_iter().map(|v| v.name);
+    Ok(Dataset::from_arrays("inputs of ones", names.zip(arrays).collect()))
 }
 
 /// The data cut into batches of `size` rows (at most 64 distinct batches).

@@ -6,7 +6,8 @@
 use super::metrics::OutputComparison;
 use crate::data::{Array, Dataset};
 use crate::ir::Model;
-use crate::runtime::{feed_inputs, sample_inputs, Backend, Session, SessionOptions};
+use crate::measure::{made_up_inputs, Fill};
+use crate::runtime::{feed_inputs, Backend, Session, SessionOptions};
 use crate::{Error, Result};
 use serde::Serialize;
 
@@ -148,7 +149,7 @@ fn run_all(session: &Session, batches: &[Vec<Array>]) -> Result<Vec<Vec<Array>>>
 /// inputs without data): what checks of a result run on.
 pub fn check_batches(model: &Model, data: Option<&Dataset>, rows: usize, batch: usize) -> Result<Vec<Vec<Array>>> {
     let Some(data) = data else {
-        return Ok(vec![sample_inputs(model, batch.min(2)).map_err(Error::Model)?]);
+        return Ok(vec![made_up_inputs(model, batch.min(2), Fill::Spread).map_err(Error::Model)?]);
     };
     let bound = data.bind(&feed_inputs(model), None)?;
     bound.batches_upto(batch, rows).map(|b| b.map(|(_, b)| b)).collect()

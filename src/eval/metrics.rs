@@ -315,4 +315,28 @@ mod tests {
         assert_eq!(argmax([f32::NAN, 0.5, f32::NAN].iter()), 1);
         assert_eq!(argmax([].iter()), 0);
     }
+
+    #[test]
+    fn batches_stream_to_the_figures_of_one_pass() {
+        let r = arr(&[4, 3], (0..12).map(|i| (i as f32 * 0.7).sin()).collect());
+        let c = arr(&[4, 3], (0..12).map(|i| (i as f32 * 0.7).sin() + 0.01 * (i % 3) as f32).collect());
+        let mut whole = OutputComparison::new();
+        whole.update(&r, &c);
+        let mut halves = OutputComparison::new();
+        for rows in [0..2, 2..4] {
+            let slice = |a: &ArrayD<f32>| a.slice(ndarray::s![rows.clone(), ..]).to_owned().into_dyn();
+            halves.update(&slice(&r), &slice(&c));
+        }
+        let (a, b) = (whole.finish("y"), halves.finish("y"));
+        assert!((a.sqnr_db - b.sqnr_db).abs() < 1e-9 && (a.cosine_mean - b.cosine_mean).abs() < 1e-12);
+        assert_eq!((a.samples, a.top1_agreement, a.nn_agreement), (b.samples, b.top1_agreement, b.nn_agreement));
+    }
+
+    #[test]
+    fn cosine_of_silence_is_one_and_of_silence_against_a_signal_zero() {
+        assert_eq!(cosine(&[0.0, 0.0], &[0.0, 0.0]), 1.0);
+        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
+        assert!((cosine(&[1.0, 1.0], &[2.0, 2.0]) - 1.0).abs() < 1e-12);
+        assert!((cosine(&[1.0, 0.0], &[-1.0, 0.0]) + 1.0).abs() < 1e-12);
+    }
 }

@@ -121,3 +121,51 @@ fn tables_are_said_line_by_line() {
     super::say_block(&said, "\nwith repair:");
     assert_eq!(*said.0.borrow(), ["a", "b", "", "with repair:"]);
 }
+
+#[test]
+fn apply_and_optimize_say_which_data_they_need() {
+    let original = one_matmul();
+    let job = Job::new(&original);
+    let recipe: crate::optimize::Recipe =
+        toml::from_str("[[step]]\nkind = \"prune\"\nmethod = \"wanda\"\n").expect("a recipe");
+    let e = job.apply(&recipe, &Silent).err().expect("refused").to_string();
+    assert!(e.contains("needs calibration data"), "{e}");
+    let config = crate::optimize::OptimizeConfig {
+        metric: crate::optimize::Metric::Agreement,
+        budget: super::default_budget(crate::optimize::Metric::Agreement),
+        objective: crate::optimize::Objective::Latency,
+        time_budget: std::time::Duration::from_secs(1),
+        texts: None,
+    };
+    let announce = super::Announce(&Silent, config.metric);
+    let e = job.optimize(&config, &announce, None, &Silent).err().expect("refused").to_string();
+    assert!(e.contains("calibration data and validation data"), "{e}");
+    assert_eq!(super::default_budget(crate::optimize::Metric::Cosine), crate::optimize::Budget::MaxDrop(0.01));
+}
+
+/// A model whose weights sit in an `If` branch: `weights_inside` values there, `outside` in the
+/// main graph.
+fn weights_in_a_branch(weights_inside: usize, outside: usize) -> Model {
+    let branch = crate::ir::Graph { initializers: vec![tensor("w", &[weights_inside], |_| 1.0)], ..Default::default() };
+    let branch = crate::ir::Attribute {
+        name: "then_branch".into(),
+        value: crate::ir::AttrValue::Graph(Box::new(branch)),
+        doc_string: String::new(),
+        ref_attr_name: String::new(),
+    };
+    let mut iff = node("If", &["cond"], "y", &[]);
+    iff.attributes.push(branch);
+    model(vec![iff], vec![tensor("v", &[outside], |_| 1.0)], &[1], &["y"], 17)
+}
+
+#[test]
+fn weights_left_in_control_flow_are_said_and_refused_when_nothing_else_was_done() {
+    let said = Said::default();
+    let mostly_inside = weights_in_a_branch(100, 10);
+    let e = super::untouched_subgraphs(&mostly_inside, "quantized", true, &said).expect_err("refused").to_string();
+    assert!(e.contains("nothing outside control flow") && e.contains("If") && e.contains("100 weight values"), "{e}");
+    let note = super::untouched_subgraphs(&mostly_inside, "pruned", false, &said).unwrap().expect("a note");
+    assert!(note.contains("were not pruned") && said.0.borrow()[0].starts_with("warning: "), "{note}");
+    let plain = one_matmul();
+    assert!(super::untouched_subgraphs(&plain, "quantized", true, &said).unwrap().is_none());
+}

@@ -3,10 +3,9 @@
 //! dotted with (a token for MatMul/Gemm, an im2col patch for Conv).
 
 use super::layers::Layer;
-use crate::data::{Array, Dataset};
+use crate::data::Dataset;
 use crate::ir::Model;
-use crate::measure::Progress;
-use crate::runtime::{feed_inputs, Session};
+use crate::measure::{visit_tensors, Progress, Rows};
 use crate::{Error, Result};
 use ndarray::{Array2, ArrayD, ArrayView4, Axis};
 
@@ -40,68 +39,6 @@ pub fn visit_layer_inputs(
             x.ok_or_else(|| Error::Model(format!("layer '{}': input '{}' is not float32", layers[i].node, names[i])))?,
         )
     })
-}
-
-/// Which rows of the data a sweep runs, in batches of how many.
-#[derive(Clone, Copy, Debug)]
-pub struct Rows {
-    /// Rows per batch.
-    pub batch: usize,
-    /// At most this many rows.
-    pub limit: usize,
-}
-
-impl Rows {
-    /// Every row, `batch` at a time.
-    pub fn all(batch: usize) -> Rows {
-        Rows { batch, limit: usize::MAX }
-    }
-
-    /// The first `limit` rows, `batch` at a time.
-    pub fn first(limit: usize, batch: usize) -> Rows {
-        Rows { batch, limit }
-    }
-}
-
-/// Runs `data` through `model` (batches in parallel, visited in order) and
-/// shows `visit` each named tensor of each batch — a graph input or an
-/// intermediate — as `visit(index in names, value if float32)`.
-pub fn visit_tensors(
-    model: &Model,
-    names: &[String],
-    data: &Dataset,
-    rows: Rows,
-    progress: &dyn Progress,
-    what: &str,
-    mut visit: impl FnMut(usize, Option<&ArrayD<f32>>) -> Result<()>,
-) -> Result<()> {
-    let bound = data.bind(&feed_inputs(model), None)?;
-    let feeds = bound.names.clone();
-    let captured: Vec<String> = names
-        .iter()
-        .filter(|i| !feeds.contains(i))
-        .cloned()
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    // Only graph inputs asked for: nothing to run.
-    let session = Session::capturing(model, &captured)?;
-    progress.start(bound.rows.min(rows.limit) as u64, what);
-    let run = |(_, batch): &(usize, Vec<Array>)| session.as_ref().map_or(Ok(vec![]), |s| s.run(batch));
-    crate::parallel::ordered(bound.batches_upto(rows.batch, rows.limit), run, |(_, batch), outputs| {
-        for (i, name) in names.iter().enumerate() {
-            let value = captured
-                .iter()
-                .position(|c| c == name)
-                .map(|k| &outputs[k])
-                .or_else(|| feeds.iter().position(|f| f == name).map(|k| &batch[k]));
-            visit(i, if let Some(Array::F32(x)) = value { Some(x) } else { None })?;
-        }
-        progress.advance(bound.rows_in(&batch) as u64);
-        Ok(())
-    })?;
-    progress.finish();
-    Ok(())
 }
 
 /// H (inputs × inputs, f64) and the number of rows it sums, per layer.

@@ -6,9 +6,7 @@
 mod gram;
 mod layers;
 
-pub use gram::{
-    input_grams, input_rows, input_rows_in, row_chunks, visit_layer_inputs, visit_tensors, ConvGeometry, Rows,
-};
+pub use gram::{input_grams, input_rows, input_rows_in, row_chunks, visit_layer_inputs, ConvGeometry};
 pub use layers::{layer_sites, prunable_layers, Layer, LayerChoice, LayerSite, Skipped};
 
 use faer::linalg::solvers::DenseSolveCore;

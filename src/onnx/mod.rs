@@ -168,3 +168,53 @@ fn total_tensor_bytes(model: &Model) -> usize {
         .sum();
     inits + consts
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::testing::{model, node, tensor, wavy};
+
+    fn no_temp_files(dir: &Path) -> bool {
+        std::fs::read_dir(dir).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().starts_with(".prunq-"))
+    }
+
+    #[test]
+    fn the_input_is_never_the_output_whatever_the_path_spelling() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("m.onnx");
+        std::fs::write(&m, b"x").unwrap();
+        let same = dir.path().join(".").join("m.onnx");
+        let e = ensure_not_input(&m, &same).unwrap_err().to_string();
+        assert!(e.contains("refusing to overwrite the input model"), "{e}");
+        assert!(ensure_not_input(&m, &dir.path().join("out.onnx")).is_ok(), "a new file is fine");
+    }
+
+    #[test]
+    fn saved_models_read_back_equal_and_leave_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let m =
+            model(vec![node("MatMul", &["x", "w"], "y", &[])], vec![tensor("w", &[4, 4], wavy)], &[1, 4], &["y"], 17);
+        let path = dir.path().join("m.onnx");
+        save(&m, &path, &Default::default()).unwrap();
+        assert!(no_temp_files(dir.path()));
+        let back = load(&path).unwrap();
+        assert_eq!(encode(&back).unwrap(), encode(&m).unwrap());
+        assert_eq!(file_size(&m).unwrap(), std::fs::metadata(&path).unwrap().len(), "file_size is the file's size");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn written_files_follow_the_umask_like_any_new_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        write_atomically(&path, b"{}").unwrap();
+        // Whatever the process's umask, an ordinary new file gets 0666 less it: compare with one.
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, b"").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), mode(&plain));
+        assert_eq!(std::fs::read(&path).unwrap(), b"{}");
+        assert!(no_temp_files(dir.path()));
+    }
+}

@@ -178,3 +178,55 @@ mod duration_tests {
         assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
     }
 }
+
+#[cfg(test)]
+mod choice_tests {
+    use super::*;
+
+    fn candidate(label: &str, quality: f64, speedup: f64, size_ratio: f64) -> Candidate {
+        Candidate {
+            label: label.into(),
+            recipe: Recipe::default(),
+            quality: Some(Quality { value: quality, nn_agreement: None }),
+            size_bytes: (size_ratio * 1000.0) as u64,
+            size_ratio,
+            speedup,
+            meets_budget: true,
+            pareto: false,
+            seconds: 0.0,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn budgets_bound_quality_in_the_metrics_direction() {
+        assert_eq!(Budget::MaxDrop(1.0).bound(Metric::Accuracy, 99.0), 98.0);
+        assert_eq!(Budget::MaxDrop(0.5).bound(Metric::Cer, 1.0), 1.5, "lower CER is better");
+        assert_eq!(Budget::MinQuality(0.99).bound(Metric::Cosine, 1.0), 0.99);
+        assert!(!Metric::Cer.higher_is_better() && Metric::ExactLines.higher_is_better());
+        assert_eq!(Metric::Cosine.show(0.99871), "cosine 0.9987");
+    }
+
+    #[test]
+    fn speed_wins_for_latency_and_size_breaks_a_tie_within_3_percent() {
+        let (fast, slow) = (candidate("fast", 99.0, 2.0, 0.5), candidate("slow", 99.0, 1.5, 0.3));
+        assert!(fast.beats(&slow, Objective::Latency) && !slow.beats(&fast, Objective::Latency));
+        let (a, b) = (candidate("a", 99.0, 2.0, 0.5), candidate("b", 99.0, 1.95, 0.3));
+        assert!(b.beats(&a, Objective::Latency), "within 3 %: the smaller wins");
+        assert!(slow.beats(&fast, Objective::Size));
+        assert!(slow.beats(&fast, Objective::Both), "1.5/0.3 = 5 beats 2/0.5 = 4");
+    }
+
+    #[test]
+    fn the_pareto_front_leaves_out_what_another_beats_on_every_measure() {
+        let mut cs = vec![
+            candidate("best", 99.0, 2.0, 0.3),
+            candidate("beaten", 98.0, 1.5, 0.5),
+            candidate("most accurate", 99.5, 1.1, 0.9),
+            candidate("worse than the original", 98.0, 0.9, 1.1),
+        ];
+        mark_pareto(&mut cs, Metric::Accuracy, 99.4);
+        let front: Vec<&str> = cs.iter().filter(|c| c.pareto).map(|c| c.label.as_str()).collect();
+        assert_eq!(front, ["best", "most accurate"]);
+    }
+}

@@ -237,8 +237,22 @@ mod tests {
         assert!(matches!(PruneConfig::default().amount(), Ok(Amount::Ratio(r)) if r == 0.3));
         let macs = PruneConfig { target_macs: Some(0.5), ..Default::default() };
         assert!(matches!(macs.amount(), Ok(Amount::TargetMacs(r)) if r == 0.5));
+        let params = PruneConfig { target_params: Some(0.25), ..Default::default() };
+        assert!(matches!(params.amount(), Ok(Amount::TargetParams(r)) if r == 0.25));
+        let threshold = PruneConfig { threshold: Some(0.05), ..Default::default() };
+        assert!(matches!(threshold.amount(), Ok(Amount::Threshold(t)) if t == 0.05));
         let two = PruneConfig { ratio: Some(0.2), threshold: Some(0.1), ..Default::default() };
         assert!(two.amount().unwrap_err().to_string().contains("give one of"));
+    }
+
+    #[test]
+    fn recipes_spell_prune_options_as_the_flags_and_refuse_unknown_ones() {
+        let c = PruneConfig { structured: true, target_macs: Some(0.5), repair: false, ..Default::default() };
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("target-macs = 0.5") && text.contains("repair = false"), "{text}");
+        assert_eq!(toml::from_str::<PruneConfig>(&text).unwrap(), c);
+        assert!(toml::from_str::<PruneConfig>("round_to = 8").is_err());
+        assert_eq!(toml::from_str::<PruneConfig>("pattern = [2, 4]").unwrap().pattern, Some((2, 4)));
     }
 
     /// The CLI's flags are derived from this struct: without flags they are its `Default`.

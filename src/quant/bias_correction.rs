@@ -122,8 +122,8 @@ fn targets(float: &Model, quantized: &Model) -> Result<Vec<Target>> {
 /// The mean of each channel (axis 1) of every named tensor over the first calibration rows.
 fn channel_means(model: &Model, names: &[String], calib: &Dataset) -> Result<Vec<Vec<f64>>> {
     let mut sums: Vec<(Vec<f64>, f64)> = names.iter().map(|_| (vec![], 0.0)).collect();
-    let rows = crate::layerwise::Rows::first(ROWS, 8);
-    crate::layerwise::visit_tensors(model, names, calib, rows, &crate::measure::Silent, "", |i, x| {
+    let rows = crate::measure::Rows::first(ROWS, 8);
+    crate::measure::visit_tensors(model, names, calib, rows, &crate::measure::Silent, "", |i, x| {
         let (sum, count) = &mut sums[i];
         let Some(x) = x.filter(|x| x.ndim() >= 2) else { return Ok(()) };
         if sum.is_empty() {

@@ -512,6 +512,15 @@ mod tests {
         assert!(toml::from_str::<QuantConfig>("target_sqnr = 3").is_err(), "unknown keys are refused");
     }
 
+    #[test]
+    fn a_told_weight_type_wins_and_weight_only_is_never_unsigned_by_itself() {
+        let told = QuantConfig { mode: QuantMode::Static, unsigned_weights: Some(true), ..Default::default() };
+        assert!(told.uses_unsigned_weights() && told.static_options().unsigned_weights);
+        let int8 = QuantConfig { mode: QuantMode::Dynamic, unsigned_weights: Some(false), ..Default::default() };
+        assert!(!int8.uses_unsigned_weights());
+        assert!(!QuantConfig::default().uses_unsigned_weights(), "weight-only writes int8 on every CPU");
+    }
+
     /// The CLI's flags are derived from this struct: without flags they are its `Default`.
     #[cfg(feature = "cli")]
     #[test]

@@ -5,7 +5,7 @@
 //! (`codebook/`), dynamic (`dynamic.rs`), static QDQ (`static_qdq/`), fp16 (`fp16.rs`); the
 //! refinements — GPTQ (`gptq.rs`), SmoothQuant (`smooth.rs`), bias correction
 //! (`bias_correction.rs`); and the search — the measured float fallback (`sensitivity.rs`,
-//! `switched.rs`), speed trials (`speed.rs`), measurements reused within a process (`memo.rs`).
+//! `switched.rs`), speed trials (`speed.rs`).
 
 mod bias_correction;
 pub mod calibrate;
@@ -15,7 +15,6 @@ mod dynamic;
 mod fp16;
 mod gptq;
 mod matmul_nbits;
-mod memo;
 mod pack;
 mod portable;
 pub mod registry;

@@ -172,4 +172,18 @@ mod tests {
         assert!(gather.activation_inputs.is_empty(), "indices are never quantized");
         assert_eq!((gather.weights[0].channel_axis)(&node("Gather", &[], "y", &[]), 2), Some(0), "rows");
     }
+
+    #[test]
+    fn the_lists_beside_the_table_name_ops_it_knows() {
+        for op in FLOAT_OUTPUT_KERNELS {
+            let rule = rule(&node(op, &["a", "b"], "y", &[])).expect("in the table");
+            assert_eq!(rule.activations, Activations::Quantize, "{op} runs in integers");
+        }
+        for op in FUSED_ACTIVATIONS {
+            assert!(
+                rule(&node(op, &["x"], "y", &[])).is_none(),
+                "{op} is fused into its producer, not quantized alone"
+            );
+        }
+    }
 }

@@ -4,11 +4,11 @@
 //! target. Noise powers of independent rounding errors add, so the sum is a
 //! fair estimate of the whole model's noise.
 
-use super::memo::{self, Memo};
 use super::registry;
 use crate::data::{Array, Dataset};
 use crate::eval::MAX_SLICES;
 use crate::ir::{fingerprint, Model};
+use crate::measure::memo::{self, Memo};
 use crate::measure::Progress;
 use crate::runtime::{feed_inputs, Session};
 use crate::Result;

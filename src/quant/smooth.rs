@@ -225,8 +225,8 @@ fn simulated_error(stats: &Stats, weights: &[(String, Array2<f32>)], s: &Array1<
 fn channel_stats(model: &Model, names: &[String], calib: &Dataset, sample: bool) -> Result<Vec<Option<Stats>>> {
     let mut out: Vec<Option<Stats>> = names.iter().map(|_| None).collect();
     let mut bad = vec![false; names.len()];
-    let rows = crate::layerwise::Rows::first(ROWS, 8);
-    crate::layerwise::visit_tensors(model, names, calib, rows, &crate::measure::Silent, "", |i, x| {
+    let rows = crate::measure::Rows::first(ROWS, 8);
+    crate::measure::visit_tensors(model, names, calib, rows, &crate::measure::Silent, "", |i, x| {
         let Some(x) = x else {
             bad[i] = true;
             return Ok(());

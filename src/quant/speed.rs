@@ -8,11 +8,11 @@
 //! Runtime's int8 convs on x86 without VNNI, tract's whole integer path on x86 —
 //! so this is measured, not looked up.
 
-use super::memo::{self, Memo};
 use super::report::{QuantReport, Skipped};
 use crate::data::Dataset;
 use crate::eval::{bench, BenchOptions};
 use crate::ir::{fingerprint, Model};
+use crate::measure::memo::{self, Memo};
 use crate::measure::{Progress, Silent};
 use crate::Result;
 use std::collections::BTreeMap;

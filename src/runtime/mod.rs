@@ -14,7 +14,6 @@ mod lower;
 mod onnxruntime;
 mod ort_library;
 mod profile;
-mod samples;
 mod symbolic;
 mod tract;
 
@@ -23,7 +22,6 @@ pub use guard::{guarded, inside_guard, last_panic, remember_panics};
 pub use onnxruntime::OrtSession;
 pub use ort_library::{ort_info, set_ort_library, OrtInfo};
 pub use profile::{OpTime, Profile};
-pub use samples::sample_inputs;
 pub use symbolic::{symbolic_facts, SymDim, SymValue, SymbolicFact};
 pub use tract::{inference_ranks, typed_model, TractSession};
 

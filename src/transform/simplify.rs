@@ -12,7 +12,8 @@
 //! outputs at two sizes of every symbolic dim before it is kept.
 
 use crate::ir::{DataType, GraphIndex, Model, Tensor};
-use crate::runtime::{sample_inputs, symbolic_facts, Session, SessionOptions, SymDim, SymValue, SymbolicFact};
+use crate::measure::{made_up_inputs, Fill};
+use crate::runtime::{symbolic_facts, Session, SessionOptions, SymDim, SymValue, SymbolicFact};
 use crate::Result;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -256,7 +257,7 @@ fn same_outputs(before: &Model, after: &Model) -> std::result::Result<(), String
     let a = Session::new(before, &options).map_err(|e| format!("the input model does not run: {e}"))?;
     let b = Session::new(after, &options).map_err(|e| format!("the simplified model does not run: {e}"))?;
     for size in CHECK_SIZES {
-        let inputs = sample_inputs(before, size)?;
+        let inputs = made_up_inputs(before, size, Fill::Spread)?;
         let want = a.run(&inputs).map_err(|e| format!("the input model does not run: {e}"))?;
         let got = b.run(&inputs).map_err(|e| format!("the simplified model does not run: {e}"))?;
         for ((w, g), out) in want.iter().zip(&got).zip(&before.graph.outputs) {

@@ -123,11 +123,11 @@ fn activation_energy(
     // Per (group, carrier): Σx² per channel and the count of values summed per channel.
     let mut sums: Vec<Vec<(Vec<f64>, f64)>> =
         groups.iter().map(|g| g.carriers.iter().map(|_| (vec![0.0; g.channels], 0.0)).collect()).collect();
-    crate::layerwise::visit_tensors(
+    crate::measure::visit_tensors(
         model,
         &tensors,
         data,
-        crate::layerwise::Rows::all(batch_size),
+        crate::measure::Rows::all(batch_size),
         progress,
         "activations",
         |t, x| {

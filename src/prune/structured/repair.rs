@@ -256,11 +256,11 @@ impl ReferenceCache {
         let mut inputs: BTreeMap<String, Vec<ndarray::ArrayD<f32>>> = BTreeMap::new();
         let (mut bytes, mut over) = (0, false);
         let silent = &crate::measure::Silent;
-        crate::layerwise::visit_tensors(
+        crate::measure::visit_tensors(
             model,
             names,
             data,
-            crate::layerwise::Rows::all(batch_size),
+            crate::measure::Rows::all(batch_size),
             silent,
             "reference",
             |i, x| {

@@ -289,8 +289,8 @@ fn feature_energy(
     let axes: Vec<isize> =
         tensors.iter().map(|t| reads.values().find(|(r, _)| r == t).map_or(0, |(_, a)| *a)).collect();
     let mut sums: BTreeMap<String, (Vec<f64>, f64)> = BTreeMap::new();
-    let rows = crate::layerwise::Rows::first(256, 8);
-    crate::layerwise::visit_tensors(model, &tensors, data, rows, &crate::measure::Silent, "", |i, x| {
+    let rows = crate::measure::Rows::first(256, 8);
+    crate::measure::visit_tensors(model, &tensors, data, rows, &crate::measure::Silent, "", |i, x| {
         let Some(x) = x.filter(|x| x.ndim() > 0) else { return Ok(()) };
         let axis = if axes[i] < 0 { x.ndim() - 1 } else { axes[i] as usize };
         if axis >= x.ndim() {

@@ -114,9 +114,9 @@ pub(super) fn calibrate(
     let rows = options.max_samples.map_or(bound.rows, |m| m.min(bound.rows));
     // `optimize` calibrates one prepared model for several candidates (fallback targets):
     // the ranges depend only on what is keyed here, so they are measured once.
-    let key = crate::quant::memo::key((
+    let key = crate::measure::memo::key((
         crate::ir::fingerprint(model),
-        crate::quant::memo::bound_fingerprint(&bound, options.batch_size, rows)?,
+        crate::measure::memo::bound_fingerprint(&bound, options.batch_size, rows)?,
         tensors,
         format!("{:?} {} {:?} {}", options.method, options.percentile, options.activation_type, options.batch_size),
         format!("{:?}", crate::runtime::default_backend()?),
@@ -125,7 +125,7 @@ pub(super) fn calibrate(
 }
 
 /// Ranges measured once per process (see `calibrate`).
-static CALIBRATION: crate::quant::memo::Memo<Calibrated> = crate::quant::memo::Memo::new();
+static CALIBRATION: crate::measure::memo::Memo<Calibrated> = crate::measure::memo::Memo::new();
 
 pub(super) fn measure_ranges(
     model: &Model,
@@ -162,7 +162,7 @@ pub(super) fn measure_ranges(
     // Nothing left to capture: only the graph inputs are observed, straight from the data.
     let session = Session::capturing(model, &captured)?;
     let (batch_size, in_flight) = match &session {
-        Some(s) => capture_batches(s, bound, options.batch_size)?,
+        Some(s) => crate::measure::measured_batch_plan(s, bound, options.batch_size)?,
         None => (options.batch_size, crate::parallel::threads()),
     };
     let passes = if cals.values().any(|c| c.needs_second_pass()) { 2 } else { 1 };
@@ -209,23 +209,4 @@ pub(super) fn measure_ranges(
     let ranges = kept.iter().map(|(n, c)| (n.clone(), c.range(levels))).collect();
     let extremes = kept.iter().map(|(n, c)| (n.clone(), c.extremes())).collect();
     Ok(Calibrated { ranges, extremes, non_finite })
-}
-
-/// Bytes of captured tensors the calibration batches in flight may hold together.
-pub(super) const CAPTURE_BYTES: usize = 256 << 20;
-
-/// Rows per calibration batch and batches in flight when every captured
-/// tensor comes back whole: as many as `CAPTURE_BYTES` hold across the batches
-/// running at once (measured on one row), at most `wanted` rows and one batch
-/// a thread. The histograms count the same values whatever the batch, and
-/// memory stays bounded whatever `--threads` (each batch in flight is a
-/// runtime session's arena holding it: ppocr_rec captures 178 MB a row, so
-/// one row at a time — 8 threads peaked at 3.1 GB before this bound).
-pub(super) fn capture_batches(session: &Session, bound: &crate::data::Bound, wanted: usize) -> Result<(usize, usize)> {
-    let threads = crate::parallel::threads().max(1);
-    let Some(first) = bound.batches_upto(1, 1).next() else { return Ok((wanted, threads)) };
-    let (_, batch) = first?;
-    let bytes: usize = session.run(&batch)?.iter().map(|a| a.dtype().byte_len(a.len()).unwrap_or(a.len())).sum();
-    let in_flight = (CAPTURE_BYTES / bytes.max(1)).clamp(1, threads);
-    Ok(((CAPTURE_BYTES / (bytes.max(1) * in_flight)).clamp(1, wanted.max(1)), in_flight))
 }

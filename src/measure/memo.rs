@@ -24,6 +24,12 @@ pub struct Memo<V> {
     entries: Mutex<BTreeMap<u64, V>>,
 }
 
+impl<V: Clone> Default for Memo<V> {
+    fn default() -> Self {
+        Memo::new()
+    }
+}
+
 impl<V: Clone> Memo<V> {
     /// An empty memo (for a `static`).
     pub const fn new() -> Self {

@@ -1,0 +1,194 @@
+//! Running data through a model and handing each batch's tensors to a visitor, with the memory
+//! every caller gets: the tensors a batch captures, times the batches in flight, stay within
+//! [`CAPTURE_BYTES`] whatever `--threads` (down to one row at a time when a single row is larger).
+//! Static calibration, SmoothQuant's and bias correction's statistics, codebook feature energy,
+//! structured importance and the layers' Gram matrices all collect through here.
+
+use crate::data::{Array, Bound, Dataset};
+use crate::ir::Model;
+use crate::measure::Progress;
+use crate::runtime::{feed_inputs, Session};
+use crate::Result;
+use ndarray::ArrayD;
+
+/// Bytes of captured tensors the batches in flight may hold together.
+pub const CAPTURE_BYTES: usize = 256 << 20;
+
+/// Bytes of every intermediate tensor the batches in flight may make together: each batch in
+/// flight is a runtime session whose arena holds its activations while it runs, captured or not
+/// (SmoothQuant's statistics on ppocr_rec capture a few MatMul inputs, yet 8 batches of 8 rows in
+/// flight held 1.1 GB).
+pub const RUN_BYTES: usize = 512 << 20;
+
+/// Which rows of the data a sweep runs, in batches of how many.
+#[derive(Clone, Copy, Debug)]
+pub struct Rows {
+    /// Rows per batch (fewer when a batch's captures would pass the budget).
+    pub batch: usize,
+    /// At most this many rows.
+    pub limit: usize,
+}
+
+impl Rows {
+    /// Every row, `batch` at a time.
+    pub fn all(batch: usize) -> Rows {
+        Rows { batch, limit: usize::MAX }
+    }
+
+    /// The first `limit` rows, `batch` at a time.
+    pub fn first(limit: usize, batch: usize) -> Rows {
+        Rows { batch, limit }
+    }
+}
+
+/// Rows per batch and batches in flight for captures of `bytes_per_row`: the batch asked for when
+/// it fits the budget (so statistics accumulate over the same batches as asked), else as many
+/// rows as fit (at least one); then as many batches in flight as fit, one a thread at most.
+pub fn batch_plan(bytes_per_row: usize, wanted: usize, threads: usize) -> (usize, usize) {
+    let per_row = bytes_per_row.max(1);
+    let rows = wanted.clamp(1, (CAPTURE_BYTES / per_row).max(1));
+    let in_flight = (CAPTURE_BYTES / (per_row * rows)).clamp(1, threads.max(1));
+    (rows, in_flight)
+}
+
+/// [`batch_plan`] for what `session` returns on one row of `bound` (measured by running it).
+pub fn measured_batch_plan(session: &Session, bound: &Bound, wanted: usize) -> Result<(usize, usize)> {
+    let threads = crate::parallel::threads();
+    let Some(first) = bound.batches_upto(1, 1).next() else { return Ok((wanted.max(1), threads)) };
+    let (_, batch) = first?;
+    Ok(batch_plan(bytes_of(&session.run(&batch)?), wanted, threads))
+}
+
+/// Batches in flight for a sweep of `model` at `rows` rows a batch: as many as [`RUN_BYTES`] holds
+/// of every intermediate tensor the model makes (measured on one row), one a thread at most.
+fn runs_in_flight(model: &Model, bound: &Bound, rows: usize, at_most: usize) -> Result<usize> {
+    if at_most <= 1 {
+        return Ok(1);
+    }
+    let g = &model.graph;
+    let every: Vec<String> = g
+        .nodes
+        .iter()
+        .flat_map(|n| n.outputs.iter())
+        .filter(|t| !t.is_empty() && g.constant_site(t).is_none())
+        .cloned()
+        .collect();
+    let Some(first) = bound.batches_upto(1, 1).next() else { return Ok(at_most) };
+    let (_, batch) = first?;
+    // The estimate only bounds memory: a model whose every tensor cannot be exposed keeps the
+    // threads' count rather than failing the pass that asked.
+    let measured = Session::capturing(model, &every).and_then(|s| s.map(|s| s.run(&batch)).transpose());
+    let Ok(Some(outputs)) = measured else { return Ok(at_most) };
+    Ok((RUN_BYTES / (bytes_of(&outputs).max(1) * rows.max(1))).clamp(1, at_most))
+}
+
+fn bytes_of(arrays: &[Array]) -> usize {
+    arrays.iter().map(|a| a.dtype().byte_len(a.len()).unwrap_or(a.len())).sum()
+}
+
+/// Runs `data` through `model` (batches in parallel within the capture budget, visited in order)
+/// and shows `visit` each named tensor of each batch — a graph input or an intermediate — as
+/// `visit(index in names, value if float32)`.
+pub fn visit_tensors(
+    model: &Model,
+    names: &[String],
+    data: &Dataset,
+    rows: Rows,
+    progress: &dyn Progress,
+    what: &str,
+    mut visit: impl FnMut(usize, Option<&ArrayD<f32>>) -> Result<()>,
+) -> Result<()> {
+    let bound = data.bind(&feed_inputs(model), None)?;
+    let feeds = bound.names.clone();
+    let captured: Vec<String> = names
+        .iter()
+        .filter(|i| !feeds.contains(i))
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    // Only graph inputs asked for: nothing to run.
+    let session = Session::capturing(model, &captured)?;
+    let (batch, in_flight) = match &session {
+        Some(s) => measured_batch_plan(s, &bound, rows.batch)?,
+        None => (rows.batch, crate::parallel::threads()),
+    };
+    let in_flight = match &session {
+        Some(_) => runs_in_flight(model, &bound, batch, in_flight)?,
+        None => in_flight,
+    };
+    progress.start(bound.rows.min(rows.limit) as u64, what);
+    let run = |(_, batch): &(usize, Vec<Array>)| session.as_ref().map_or(Ok(vec![]), |s| s.run(batch));
+    crate::parallel::ordered_upto(in_flight, bound.batches_upto(batch, rows.limit), run, |(_, batch), outputs| {
+        for (i, name) in names.iter().enumerate() {
+            let value = captured
+                .iter()
+                .position(|c| c == name)
+                .map(|k| &outputs[k])
+                .or_else(|| feeds.iter().position(|f| f == name).map(|k| &batch[k]));
+            visit(i, if let Some(Array::F32(x)) = value { Some(x) } else { None })?;
+        }
+        progress.advance(bound.rows_in(&batch) as u64);
+        Ok(())
+    })?;
+    progress.finish();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_captures_keep_the_batch_asked_for_and_every_thread() {
+        assert_eq!(batch_plan(32 << 10, 32, 8), (32, 8), "digits-sized activations");
+        assert_eq!(batch_plan(0, 8, 2), (8, 2), "nothing captured");
+    }
+
+    #[test]
+    fn large_captures_shrink_the_batches_in_flight_first_then_the_batch() {
+        // 20 MB a row: a batch of 8 fits (160 MB), a second one in flight does not.
+        assert_eq!(batch_plan(20 << 20, 8, 8), (8, 1));
+        // 178 MB a row (ppocr_rec's every activation): one row at a time, whatever the threads.
+        assert_eq!(batch_plan(178 << 20, 8, 16), (1, 1));
+        // A single row over the budget still runs, alone.
+        assert_eq!(batch_plan(1 << 30, 8, 4), (1, 1));
+    }
+
+    #[test]
+    fn the_plan_never_holds_more_than_the_budget_unless_one_row_does() {
+        for bytes in [1usize, 1 << 10, 3 << 20, 40 << 20, 255 << 20, 300 << 20] {
+            for (wanted, threads) in [(1, 1), (8, 2), (32, 8), (256, 16)] {
+                let (rows, in_flight) = batch_plan(bytes, wanted, threads);
+                assert!(rows >= 1 && rows <= wanted && in_flight >= 1 && in_flight <= threads);
+                assert!(bytes * rows * in_flight <= CAPTURE_BYTES || rows == 1 && in_flight == 1, "{bytes} {wanted}");
+            }
+        }
+    }
+
+    /// `y = relu(x)` on 10 rows of `x`, in tract (the library's default runtime).
+    #[test]
+    fn every_named_tensor_of_every_batch_is_visited_in_order_within_the_rows_asked() {
+        use crate::ir::testing::{model, node};
+        use crate::ir::{DataType, Dim, ValueInfo};
+        let mut m = model(vec![node("Relu", &["x"], "y", &[])], vec![], &[1, 2], &["y"], 17);
+        m.graph.inputs[0] =
+            ValueInfo::tensor("x", Some(DataType::FLOAT), Some(&[Dim::Symbolic("N".into()), Dim::Fixed(2)]));
+        let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[10, 2]), |i| i[0] as f32 - 4.5);
+        let data = Dataset::from_arrays("rows", [("x".to_string(), Array::F32(x))].into());
+        let mut seen: Vec<(usize, usize, f32)> = vec![];
+        let names = ["y".to_string(), "x".to_string()];
+        visit_tensors(&m, &names, &data, Rows::first(7, 3), &crate::measure::Silent, "", |i, v| {
+            let v = v.expect("float");
+            seen.push((i, v.shape()[0], v.iter().sum()));
+            Ok(())
+        })
+        .unwrap();
+        let rows: Vec<usize> = seen.iter().filter(|s| s.0 == 1).map(|s| s.1).collect();
+        assert_eq!(rows, [3, 3, 1], "7 rows, 3 at a time");
+        assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 1, 0, 1, 0, 1], "names in order each batch");
+        // relu of rows 0..7 (values -4.5 … 1.5): only rows 5 and 6 are positive.
+        let relu: f32 = seen.iter().filter(|s| s.0 == 0).map(|s| s.2).sum();
+        assert_eq!(relu, 2.0 * (0.5 + 1.5));
+    }
+}

@@ -35,8 +35,7 @@ pub struct OutputMetrics {
     pub worst_slice: Option<WorstSlice>,
 }
 
-/// Slices of an output's last axis measured apart, at most this many.
-pub const MAX_SLICES: usize = 256;
+pub use crate::measure::MAX_SLICES;
 
 /// The lowest-SQNR index of an output's last axis.
 #[derive(Clone, Debug, Serialize, PartialEq)]

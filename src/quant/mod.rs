@@ -1,31 +1,50 @@
-//! Quantization, entered through `quantize(model, &QuantConfig, calib)` (`config.rs`). By role:
-//! the scheme math (`scheme.rs`, `pack.rs`) and the op-type registry (`registry.rs`); calibration
-//! (`calibrate.rs`); the writers of quantized weight forms (`portable.rs`, `matmul_nbits.rs`,
-//! `codebook/write.rs`); the passes — weight-only (`weights.rs`), non-linear codebooks and log2
-//! (`codebook/`), dynamic (`dynamic.rs`), static QDQ (`static_qdq/`), fp16 (`fp16.rs`); the
-//! refinements — GPTQ (`gptq.rs`), SmoothQuant (`smooth.rs`), bias correction
-//! (`bias_correction.rs`); and the search — the measured float fallback (`sensitivity.rs`,
-//! `switched.rs`), speed trials (`speed.rs`).
+//! Quantization, entered through `quantize(model, &QuantConfig, calib)` (`config.rs`), with the
+//! op-type registry (`registry.rs`: each op's weights, activations and quirks) and the report
+//! (`report.rs`). The folders are the roles: `scheme/` the math, `forms/` the writers of
+//! quantized weights runtimes read, `passes/` the passes, `refine/` what the passes use to lose
+//! less (GPTQ, SmoothQuant, bias correction), `search/` the measured fallback and speed trials.
 
-mod bias_correction;
-pub mod calibrate;
-mod codebook;
 mod config;
-mod dynamic;
-mod fp16;
-mod gptq;
-mod matmul_nbits;
-mod pack;
-mod portable;
 pub mod registry;
 mod report;
+
+/// The linear quantization math: types, granularities, parameters, rounding; packing; the
+/// calibrators that turn observed values into ranges.
 pub mod scheme;
-pub mod sensitivity;
-mod smooth;
-mod speed;
-mod static_qdq;
-mod switched;
-mod weights;
+/// Writers of quantized weight forms runtimes read: the portable forms folded at load, ONNX
+/// Runtime's `MatMulNBits`.
+mod forms {
+    pub mod matmul_nbits;
+    pub mod portable;
+}
+/// The passes: weight-only, non-linear codebooks, dynamic, static QDQ, fp16.
+mod passes {
+    pub mod codebook;
+    pub mod dynamic;
+    pub mod fp16;
+    pub mod static_qdq;
+    pub mod weights;
+}
+/// Refinements the passes use: GPTQ rounding, SmoothQuant, bias correction.
+mod refine {
+    pub mod bias_correction;
+    pub mod gptq;
+    pub mod smooth;
+}
+/// The search: the measured per-layer float fallback, speed trials.
+mod search {
+    pub mod sensitivity;
+    pub mod speed;
+}
+
+// Each module by its own name, wherever its role put it.
+use forms::{matmul_nbits, portable};
+use passes::{codebook, dynamic, fp16, static_qdq, weights};
+use refine::{bias_correction, gptq, smooth};
+pub use scheme::calibrate;
+use scheme::pack;
+pub use search::sensitivity;
+use search::speed;
 
 pub use codebook::{quantize_codebook, CodebookOptions, Table};
 pub use config::{quantize, Activations, QuantConfig, QuantMode, Rounding, WeightScheme};

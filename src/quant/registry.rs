@@ -1,8 +1,9 @@
 //! How each op type takes part in quantization, in one table keyed by op type:
-//! which inputs are weights and along which axis their channels run, and how
-//! static QDQ treats its activations. Adding an op is one entry.
+//! which inputs are weights and along which axis their channels run, how
+//! static QDQ treats its activations and its output, and when an instance stays
+//! float. An op's quirks live in its entry; adding an op is one entry.
 
-use crate::ir::{ops, Node};
+use crate::ir::{ops, Graph, GraphIndex, Node};
 
 /// How the static pass treats an op's activations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +28,26 @@ pub struct WeightSlot {
     pub channel_axis: fn(&Node, usize) -> Option<usize>,
 }
 
+/// What static QDQ does with an op's output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Quantized with the op.
+    Quantized,
+    /// Runtimes run the op from quantized inputs to a float output (ONNX Runtime turns `DQ →
+    /// MatMul` without a `Q` after it into `MatMulIntegerToFloat`): quantized only where a
+    /// quantized consumer reads it. Quantizing it anyway costs accuracy for nothing where the
+    /// consumer stays float — minilm_l6's FFN output MatMuls write one channel ~40× the others
+    /// (the CLS token's), and one uint8 scale over that range alone held each of them to 14–24 dB.
+    ForQuantizedReaders,
+    /// Never quantized, even where a quantized consumer reads it: tract 0.23 fuses Softmax →
+    /// QuantizeLinear(u8) into a quantized softmax that saturates every value (seen on
+    /// digits_vit: all 255), so the MatMul reading it dequantizes only its other input.
+    Float,
+}
+
+/// A test on one instance of an op: whether it stays float though its op type is quantized.
+pub type FloatWhen = fn(&Graph, &GraphIndex, &Node) -> bool;
+
 /// How one op type (or family) takes part in quantization.
 pub struct OpRule {
     /// The op types this entry is for: one, or a family from `ir::ops`.
@@ -39,6 +60,12 @@ pub struct OpRule {
     pub activations: Activations,
     /// Activation inputs that are quantized (others, such as shapes, are not).
     pub activation_inputs: &'static [usize],
+    /// Every input is an activation, however many there are (Concat).
+    pub every_input: bool,
+    /// What happens to its output.
+    pub output: Output,
+    /// Instances that stay float.
+    pub float_when: Option<FloatWhen>,
 }
 
 fn axis0(_: &Node, _: usize) -> Option<usize> {
@@ -60,12 +87,34 @@ const GEMM_W: &[WeightSlot] = &[WeightSlot { input: 1, channel_axis: gemm_b_axis
 const MATMUL_W: &[WeightSlot] = &[WeightSlot { input: 1, channel_axis: last_axis }];
 const GATHER_W: &[WeightSlot] = &[WeightSlot { input: 0, channel_axis: axis0 }];
 
+/// The `+ ε` of a decomposed LayerNorm or BatchNorm (`var + ε → Sqrt`): its input is a variance,
+/// mostly tiny with rare large values, and quantizing it to zero turns the division that follows
+/// into an explosion. Stays float, as LayerNormalization itself does.
+fn normalization_epsilon(g: &Graph, index: &GraphIndex, node: &Node) -> bool {
+    node.inputs.iter().any(|i| g.constant_site(i).is_some())
+        && node.outputs.first().is_some_and(|y| {
+            index.consumers(y).iter().any(|(c, _)| matches!(g.nodes[*c].op_type.as_str(), "Sqrt" | "Reciprocal"))
+        })
+}
+
 macro_rules! rule {
-    ($op:literal, $w:expr, $b:expr, $a:ident, $ins:expr) => {
-        rule!(&[$op], $w, $b, $a, $ins)
+    ($op:literal, $($rest:tt)*) => {
+        rule!(&[$op], $($rest)*)
     };
     ($ops:expr, $w:expr, $b:expr, $a:ident, $ins:expr) => {
-        OpRule { op_types: $ops, weights: $w, bias: $b, activations: Activations::$a, activation_inputs: $ins }
+        rule!($ops, $w, $b, $a, $ins, false, Quantized, None)
+    };
+    ($ops:expr, $w:expr, $b:expr, $a:ident, $ins:expr, $every:expr, $out:ident, $when:expr) => {
+        OpRule {
+            op_types: $ops,
+            weights: $w,
+            bias: $b,
+            activations: Activations::$a,
+            activation_inputs: $ins,
+            every_input: $every,
+            output: Output::$out,
+            float_when: $when,
+        }
     };
 }
 
@@ -74,11 +123,11 @@ pub const RULES: &[OpRule] = &[
     rule!("Conv", CONV_W, Some(2), Quantize, &[0]),
     rule!("ConvTranspose", CONV_T_W, Some(2), Quantize, &[0]),
     rule!("Gemm", GEMM_W, None, Quantize, &[0]),
-    rule!("MatMul", MATMUL_W, None, Quantize, &[0, 1]),
+    rule!("MatMul", MATMUL_W, None, Quantize, &[0, 1], false, ForQuantizedReaders, None),
     rule!("Gather", GATHER_W, None, PassThrough, &[]),
-    rule!("Add", &[], None, Quantize, &[0, 1]),
+    rule!("Add", &[], None, Quantize, &[0, 1], false, Quantized, Some(normalization_epsilon)),
     rule!("Mul", &[], None, Quantize, &[0, 1]),
-    rule!("Concat", &[], None, Quantize, &[]),
+    rule!("Concat", &[], None, Quantize, &[], true, Quantized, None),
     rule!("AveragePool", &[], None, Quantize, &[0]),
     rule!("GlobalAveragePool", &[], None, Quantize, &[0]),
     rule!("MaxPool", &[], None, PassThrough, &[0]),
@@ -87,7 +136,7 @@ pub const RULES: &[OpRule] = &[
     rule!("Transpose", &[], None, PassThrough, &[0]),
     rule!("Slice", &[], None, PassThrough, &[0]),
     rule!("Split", &[], None, PassThrough, &[0]),
-    rule!("Softmax", &[], None, Float, &[]),
+    rule!("Softmax", &[], None, Float, &[], false, Float, None),
     rule!("LayerNormalization", &[], None, Float, &[]),
     rule!("Erf", &[], None, Float, &[]),
 ];
@@ -95,14 +144,6 @@ pub const RULES: &[OpRule] = &[
 /// Activations a runtime fuses into the quantized op before them: their input
 /// needs no quantization of its own, their output takes the op's.
 pub const FUSED_ACTIVATIONS: &[&str] = &["Relu", "Clip"];
-
-/// Ops that runtimes run from quantized inputs to a float output (ONNX Runtime
-/// turns `DQ → MatMul` without a `Q` after it into `MatMulIntegerToFloat`): their
-/// output is quantized only where a quantized consumer reads it. Quantizing it
-/// anyway costs accuracy for nothing where the consumer stays float — minilm_l6's
-/// FFN output MatMuls write one channel ~40× the others (the CLS token's), and
-/// one uint8 scale over that range alone held each of them to 14–24 dB.
-pub const FLOAT_OUTPUT_KERNELS: &[&str] = &["MatMul"];
 
 /// The entry for `node`'s op, if it has one.
 pub fn rule(node: &Node) -> Option<&'static OpRule> {
@@ -174,11 +215,30 @@ mod tests {
     }
 
     #[test]
-    fn the_lists_beside_the_table_name_ops_it_knows() {
-        for op in FLOAT_OUTPUT_KERNELS {
-            let rule = rule(&node(op, &["a", "b"], "y", &[])).expect("in the table");
-            assert_eq!(rule.activations, Activations::Quantize, "{op} runs in integers");
-        }
+    fn quirks_live_in_their_ops_entry() {
+        let of = |op: &str| rule(&node(op, &["a", "b"], "y", &[])).expect("in the table");
+        assert_eq!(of("MatMul").output, Output::ForQuantizedReaders, "MatMulIntegerToFloat");
+        assert_eq!(of("Softmax").output, Output::Float, "tract's saturating quantized softmax");
+        assert!(of("Concat").every_input && !of("Add").every_input);
+        assert!(of("Add").float_when.is_some() && of("Mul").float_when.is_none());
+        // The normalization ε: `var + ε → Sqrt` stays float, a residual Add does not.
+        use crate::ir::testing::{model, tensor};
+        let eps = model(
+            vec![node("Add", &["x", "eps"], "v", &[]), node("Sqrt", &["v"], "y", &[])],
+            vec![tensor("eps", &[1], |_| 1e-5)],
+            &[1, 4],
+            &["y"],
+            17,
+        );
+        let index = GraphIndex::new(&eps.graph);
+        let when = of("Add").float_when.expect("a test");
+        assert!(when(&eps.graph, &index, &eps.graph.nodes[0]));
+        let residual = model(vec![node("Add", &["x", "x"], "y", &[])], vec![], &[1, 4], &["y"], 17);
+        assert!(!when(&residual.graph, &GraphIndex::new(&residual.graph), &residual.graph.nodes[0]));
+    }
+
+    #[test]
+    fn fused_activations_have_no_entry_of_their_own() {
         for op in FUSED_ACTIVATIONS {
             assert!(
                 rule(&node(op, &["x"], "y", &[])).is_none(),

@@ -84,6 +84,15 @@ pub struct GroupSensitivity {
     pub kept_float: bool,
 }
 
+/// One layer bias correction changed: its largest mean shift per channel (in output units).
+#[derive(Clone, Debug, Serialize)]
+pub struct BiasShift {
+    /// The Conv or Gemm.
+    pub node: String,
+    /// The largest shift of a channel's mean output.
+    pub max_shift: f64,
+}
+
 /// What a quantization run did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct QuantReport {
@@ -102,7 +111,7 @@ pub struct QuantReport {
     pub sensitivity: Vec<GroupSensitivity>,
     /// Static mode: the biases corrected for their layer's mean output drift.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub bias_correction: Vec<super::bias_correction::BiasShift>,
+    pub bias_correction: Vec<BiasShift>,
     /// Static mode with SmoothQuant: each activation divided, and its α.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub smoothing: Vec<super::smooth::Smoothed>,

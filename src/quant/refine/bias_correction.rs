@@ -9,25 +9,17 @@
 //! rounding keeps each channel's sum. Kept only when the output's SQNR on other
 //! calibration rows than those it was measured on improves.
 
-use super::report::QuantReport;
 use crate::data::Dataset;
 use crate::ir::{DataType, GraphIndex, Model, Tensor};
+use crate::quant::report::{BiasShift, QuantReport};
 use crate::runtime::{feed_inputs, Session};
 use crate::Result;
 use ndarray::Axis;
-use serde::Serialize;
 
 /// Calibration rows the means are taken over; the next as many (when there
 /// are) judge whether the correction is kept, so it is not judged on the rows
 /// it was fitted to.
 const ROWS: usize = 32;
-
-/// One corrected layer: its largest mean shift per channel (in output units).
-#[derive(Clone, Debug, Serialize)]
-pub struct BiasShift {
-    pub node: String,
-    pub max_shift: f64,
-}
 
 /// A Conv or Gemm whose bias is an int32 constant behind a `DequantizeLinear`.
 struct Target {
@@ -143,21 +135,13 @@ fn channel_means(model: &Model, names: &[String], calib: &Dataset) -> Result<Vec
 /// The candidate's output SQNR against the reference on the calibration rows
 /// after the first [`ROWS`] (on those when there are no others).
 fn output_sqnr(reference: &Model, candidate: &Model, calib: &Dataset) -> Result<f64> {
-    let (a, b) = (Session::new(reference, &Default::default())?, Session::new(candidate, &Default::default())?);
     let bound = calib.bind(&feed_inputs(reference), None)?;
     let held_out = if bound.rows > ROWS { ROWS } else { 0 };
-    let (mut signal, mut noise) = (0.0f64, 0.0f64);
-    for batch in bound.batches_upto(8, held_out + ROWS) {
-        let (start, inputs) = batch?;
-        if start < held_out {
-            continue;
-        }
-        for (x, y) in a.run(&inputs)?.iter().zip(b.run(&inputs)?) {
-            for (r, c) in x.to_f32().iter().zip(y.to_f32().iter()) {
-                signal += (*r as f64).powi(2);
-                noise += (*r as f64 - *c as f64).powi(2);
-            }
-        }
-    }
-    Ok(10.0 * (signal / noise.max(f64::MIN_POSITIVE)).log10())
+    let batches: Vec<Vec<crate::data::Array>> = bound
+        .batches_upto(8, held_out + ROWS)
+        .filter(|b| b.as_ref().map_or(true, |(start, _)| *start >= held_out))
+        .map(|b| b.map(|(_, inputs)| inputs))
+        .collect::<Result<_>>()?;
+    let judge = crate::measure::Reference::new(&Session::new(reference, &Default::default())?, batches)?;
+    Ok(judge.noise(&Session::new(candidate, &Default::default())?, None)?.sqnr_db())
 }

@@ -8,12 +8,12 @@
 //! Runtime's int8 convs on x86 without VNNI, tract's whole integer path on x86 —
 //! so this is measured, not looked up.
 
-use super::report::{QuantReport, Skipped};
 use crate::data::Dataset;
 use crate::eval::{bench, BenchOptions};
 use crate::ir::{fingerprint, Model};
 use crate::measure::memo::{self, Memo};
 use crate::measure::{Progress, Silent};
+use crate::quant::report::{QuantReport, Skipped};
 use crate::Result;
 use std::collections::BTreeMap;
 

@@ -2,6 +2,7 @@
 //! int8 (the measured fallback or a recorded decision), and where dynamic MatMuls measure faster.
 
 use super::*;
+use crate::quant::sensitivity::AgainstBudget;
 
 /// Each activation's quantization parameters from its calibrated range; the
 /// tensors that stay float (masks, degenerate scales) with the reason.
@@ -116,7 +117,7 @@ pub(super) fn choose_nodes(
     if let Some(target) = options.fallback_sqnr_db {
         let build = |nodes: &[usize]| apply(model, plan, nodes, nodes, params, options, &mut QuantReport::default());
         let switched = |groups: &[crate::quant::sensitivity::Group]| {
-            crate::quant::switched::switched_model(model, plan, params, groups, options)
+            super::switched::switched_model(model, plan, params, groups, options)
         };
         let trials = crate::quant::sensitivity::Trials { build: &build, switched: Some(&switched) };
         let float = crate::quant::sensitivity::fallback(model, &plan.nodes, calib, target, &trials, report, progress)?;

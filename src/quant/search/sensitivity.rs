@@ -4,12 +4,11 @@
 //! target. Noise powers of independent rounding errors add, so the sum is a
 //! fair estimate of the whole model's noise.
 
-use super::registry;
 use crate::data::{Array, Dataset};
-use crate::eval::MAX_SLICES;
 use crate::ir::{fingerprint, Model};
 use crate::measure::memo::{self, Memo};
-use crate::measure::Progress;
+use crate::measure::{Noise, Progress, Reference};
+use crate::quant::registry;
 use crate::runtime::{feed_inputs, Session};
 use crate::Result;
 
@@ -92,7 +91,7 @@ pub struct Measured {
     /// Output SQNR with every candidate quantized.
     pub all_sqnr_db: f64,
     /// Empty when quantizing everything already met the target (no trial ran).
-    pub groups: Vec<super::GroupSensitivity>,
+    pub groups: Vec<crate::quant::GroupSensitivity>,
 }
 
 /// Output noise power relative to the signal's, in dB (300 dB for none).
@@ -131,7 +130,7 @@ pub fn choose_fallback(
         fingerprint(model),
         fingerprint(&all_model),
         labels,
-        memo::batches_fingerprint(&full.batches),
+        memo::batches_fingerprint(full.reference.batches()),
         format!("{:?}", crate::runtime::default_backend()?),
     ));
     // The simulation is built while the real model with every group quantized runs.
@@ -217,7 +216,7 @@ pub fn choose_fallback(
         .iter()
         .zip(&measured)
         .enumerate()
-        .map(|(g, (group, noise))| super::GroupSensitivity {
+        .map(|(g, (group, noise))| crate::quant::GroupSensitivity {
             group: group.label.clone(),
             sqnr_db: db(noise.whole),
             worst_slice_db: (noise.worst_slice > 0.0).then(|| db(noise.worst_slice)),
@@ -237,16 +236,10 @@ pub fn noise_of(model: &Model, candidates: &[Model], calib: &Dataset, batch_size
         .collect()
 }
 
-/// The float model's outputs on some calibration samples, against which trials are judged.
+/// The float model's outputs on some calibration rows, against which trials are judged.
 struct Judge {
     rows: usize,
-    batches: Vec<Vec<Array>>,
-    reference: Vec<f64>,
-    signal: f64,
-    /// Each reference value's slice (see [`outputs`]).
-    slice_of: Vec<usize>,
-    /// Each slice's signal power.
-    slice_signal: Vec<f64>,
+    reference: Reference,
 }
 
 impl Judge {
@@ -254,15 +247,7 @@ impl Judge {
     fn new(float_model: &Session, bound: &crate::data::Bound, batch_size: usize, rows: usize) -> Result<Judge> {
         let batches: Vec<Vec<Array>> =
             bound.batches_upto(batch_size, rows).map(|b| b.map(|(_, b)| b)).collect::<Result<_>>()?;
-        let (reference, slice_of) = outputs(float_model, &batches, None)?;
-        let signal = reference.iter().map(|v| v * v).sum::<f64>().max(f64::MIN_POSITIVE);
-        let mut slice_signal = vec![0.0; slice_of.iter().filter(|&&id| id != NO_SLICE).max().map_or(0, |&m| m + 1)];
-        for (v, &id) in reference.iter().zip(&slice_of) {
-            if id != NO_SLICE {
-                slice_signal[id] += v * v;
-            }
-        }
-        Ok(Judge { rows, batches, reference, signal, slice_of, slice_signal })
+        Ok(Judge { rows, reference: Reference::new(float_model, batches)? })
     }
 
     /// On as many rows as give [`OUTPUT_VALUES`] output values, within
@@ -273,50 +258,26 @@ impl Judge {
         Judge::new(float_model, bound, batch_size, rows.min(bound.rows))
     }
 
-    /// Output noise power relative to the signal's, whole and in the worst slice.
+    /// A trial's output noise, whole and in the worst slice.
     fn noise(&self, session: &Session, switches: Option<Array>) -> Result<Noise> {
-        let (out, _) = outputs(session, &self.batches, switches)?;
-        let mut slice_noise = vec![0.0; self.slice_signal.len()];
-        let mut whole = 0.0;
-        for ((a, b), &id) in out.iter().zip(&self.reference).zip(&self.slice_of) {
-            let d = (a - b) * (a - b);
-            whole += d;
-            if id != NO_SLICE {
-                slice_noise[id] += d;
-            }
-        }
-        let worst_slice = slice_noise
-            .iter()
-            .zip(&self.slice_signal)
-            .filter(|(_, s)| **s > 0.0)
-            .map(|(n, s)| n / s)
-            .fold(0.0, f64::max);
-        Ok(Noise { whole: whole / self.signal, worst_slice })
+        self.reference.noise(session, switches)
     }
-}
-
-/// A trial's output noise power relative to the signal's: over every output,
-/// and in the worst slice of an output's last axis (2 to
-/// [`crate::eval::MAX_SLICES`] entries: box coordinates and class scores
-/// concatenated, class probabilities) — one output-wide figure can hide a
-/// collapsed slice when quantities of different scales share an output.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Noise {
-    /// Over every output value.
-    pub whole: f64,
-    /// In the noisiest slice (0 when no output is sliced).
-    pub worst_slice: f64,
 }
 
 /// No slice may have less than 10 dB SQNR (noise a tenth of its signal) —
 /// what `compare` warns about — whatever the target for the whole output.
 const SLICE_FLOOR: f64 = 0.1;
 
-impl Noise {
+/// How a trial's noise is held against the fallback's budget.
+pub(in crate::quant) trait AgainstBudget {
     /// One figure to hold against `budget` (the whole output's allowed noise):
     /// the whole output's noise, or the worst slice's scaled so that it
     /// reaches the budget at [`SLICE_FLOOR`].
-    pub(super) fn against(&self, budget: f64) -> f64 {
+    fn against(&self, budget: f64) -> f64;
+}
+
+impl AgainstBudget for Noise {
+    fn against(&self, budget: f64) -> f64 {
         self.whole.max(self.worst_slice * budget / SLICE_FLOOR)
     }
 }
@@ -393,13 +354,13 @@ pub fn fallback(
     calib: &Dataset,
     target_sqnr_db: f64,
     trials: &Trials,
-    report: &mut super::QuantReport,
+    report: &mut crate::quant::QuantReport,
     progress: &dyn Progress,
 ) -> Result<Vec<usize>> {
     let groups = candidate_groups(model, nodes);
     let measured = choose_fallback(model, calib, &groups, trials, target_sqnr_db, 8, progress)?;
     for (n, why) in &measured.float {
-        report.skipped.push(super::Skipped::new(&model.graph.nodes[*n].label(), why.clone()));
+        report.skipped.push(crate::quant::Skipped::new(&model.graph.nodes[*n].label(), why.clone()));
     }
     report.sensitivity = measured.groups;
     report.quantized_sqnr_db = Some(measured.all_sqnr_db);
@@ -407,7 +368,7 @@ pub fn fallback(
 }
 
 /// A pass run on only some nodes (by index) of a model, recording into a report.
-pub type QuantizeOnly<'a> = dyn Fn(&mut Model, Vec<usize>, &mut super::QuantReport) -> Result<()> + Sync + 'a;
+pub type QuantizeOnly<'a> = dyn Fn(&mut Model, Vec<usize>, &mut crate::quant::QuantReport) -> Result<()> + Sync + 'a;
 
 /// Quantizes `model` with `quantize(model, only, report)` on the `nodes` that
 /// measure safe: each candidate's sensitivity is measured on `calib` (trials built
@@ -420,13 +381,13 @@ pub fn quantize_with_fallback(
     calib: &Dataset,
     target_sqnr_db: f64,
     quantize: &QuantizeOnly<'_>,
-    report: &mut super::QuantReport,
+    report: &mut crate::quant::QuantReport,
     progress: &dyn Progress,
 ) -> Result<Vec<String>> {
     let prepared = model.clone();
     let build = |only: &[usize]| {
         let mut m = prepared.clone();
-        quantize(&mut m, only.to_vec(), &mut super::QuantReport::default())?;
+        quantize(&mut m, only.to_vec(), &mut crate::quant::QuantReport::default())?;
         Ok(m)
     };
     let trials = Trials { build: &build, switched: None };
@@ -435,28 +396,6 @@ pub fn quantize_with_fallback(
     quantize(model, keep, report)?;
     Ok(float.iter().filter_map(|&n| prepared.graph.nodes[n].outputs.first().cloned()).collect())
 }
-
-/// Every output value, flattened, over all batches (f64 for the sums), and
-/// each value's slice (output k's last-axis index i is slice k·MAX_SLICES + i,
-/// when that axis is sliced); the switches, when given, fed after the data.
-fn outputs(session: &Session, batches: &[Vec<Array>], switches: Option<Array>) -> Result<(Vec<f64>, Vec<usize>)> {
-    let (mut all, mut slice_of) = (vec![], vec![]);
-    for b in batches {
-        let mut feed = b.clone();
-        feed.extend(switches.clone());
-        for (k, o) in session.run(&feed)?.into_iter().enumerate() {
-            let last = o.shape().last().copied().unwrap_or(0);
-            let sliced = o.ndim() >= 2 && (2..=MAX_SLICES).contains(&last);
-            let values = o.to_f32();
-            slice_of.extend((0..values.len()).map(|i| if sliced { k * MAX_SLICES + i % last } else { NO_SLICE }));
-            all.extend(values.iter().map(|&v| v as f64));
-        }
-    }
-    Ok((all, slice_of))
-}
-
-/// A value in no slice (its output's last axis is not 2 to `MAX_SLICES` long).
-const NO_SLICE: usize = usize::MAX;
 
 #[cfg(test)]
 mod tests {

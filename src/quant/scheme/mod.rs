@@ -2,6 +2,9 @@
 //! x ≈ (q − z) · s. Affine or symmetric; per tensor, per channel (any axis) or
 //! in blocks along an axis; 4, 8 or 16 bits, signed or not.
 
+pub mod calibrate;
+pub(crate) mod pack;
+
 use crate::ir::DataType;
 use crate::{Error, Result};
 use ndarray::{ArrayD, Axis, Dimension};

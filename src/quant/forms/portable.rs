@@ -10,9 +10,9 @@
 //!   (The int4 type with blocked `DequantizeLinear`, opset 21, runs in ONNX
 //!   Runtime only.)
 
-use super::pack::{int_tensor, nibbles};
-use super::scheme::{params_for_range, Granularity, QParams, QType};
 use crate::ir::{AttrValue, Attribute, Graph, Model, Node, Tensor};
+use crate::quant::pack::{int_tensor, nibbles};
+use crate::quant::scheme::{params_for_range, Granularity, QParams, QType};
 use crate::{Error, Result};
 use ndarray::{Array2, ArrayD, Axis, Ix2, IxDyn};
 
@@ -222,7 +222,7 @@ pub fn replace_with_portable_int4(
     block_axis: usize,
     block: usize,
     gathers: Option<Vec<usize>>,
-    rounded: Option<&super::gptq::Rounded>,
+    rounded: Option<&crate::quant::gptq::Rounded>,
 ) -> Result<(f32, f32)> {
     let w2 = w.view().into_dimensionality::<Ix2>().map_err(|_| Error::Model(format!("'{name}' is not 2-D")))?;
     // Rows are output channels, blocks run along each row.
@@ -304,7 +304,7 @@ pub fn replace_with_portable_int4(
 
 /// Each row of `m` in blocks of `block` (the last one padded with zeros): the
 /// 4-bit values offset to 0..=15, and one float16 scale per block.
-pub(super) fn quantize_int4_rows(m: &Array2<f32>, block: usize) -> (Vec<i32>, Vec<half::f16>) {
+pub(in crate::quant) fn quantize_int4_rows(m: &Array2<f32>, block: usize) -> (Vec<i32>, Vec<half::f16>) {
     let (rows, len) = m.dim();
     let blocks = len.div_ceil(block);
     let grid = int4_block_grid(m, block);
@@ -312,7 +312,7 @@ pub(super) fn quantize_int4_rows(m: &Array2<f32>, block: usize) -> (Vec<i32>, Ve
     for (r, row) in m.axis_iter(Axis(0)).enumerate() {
         for b in 0..blocks {
             let lane: Vec<f32> = (b * block..(b + 1) * block).map(|i| if i < len { row[i] } else { 0.0 }).collect();
-            let q = super::scheme::quantize_lane_keeping_sum(&lane, grid.scale[[r, b]], 0, grid.qmin, grid.qmax);
+            let q = crate::quant::scheme::quantize_lane_keeping_sum(&lane, grid.scale[[r, b]], 0, grid.qmin, grid.qmax);
             stored.extend(q.into_iter().map(|v| v + 8));
         }
     }
@@ -321,7 +321,7 @@ pub(super) fn quantize_int4_rows(m: &Array2<f32>, block: usize) -> (Vec<i32>, Ve
 
 /// The portable int4 grid of `m`: per row and block of `block` inputs, the
 /// float16 scale with the least squared error ([`best_scale`]), zero point 0.
-pub(super) fn int4_block_grid(m: &Array2<f32>, block: usize) -> super::gptq::Grid {
+pub(in crate::quant) fn int4_block_grid(m: &Array2<f32>, block: usize) -> crate::quant::gptq::Grid {
     let (rows, len) = m.dim();
     let blocks = len.div_ceil(block);
     let (qmin, qmax) = QType::Int4.range(false);
@@ -329,11 +329,11 @@ pub(super) fn int4_block_grid(m: &Array2<f32>, block: usize) -> super::gptq::Gri
         let lane: Vec<f32> = (b * block..(b + 1) * block).map(|i| if i < len { m[[r, i]] } else { 0.0 }).collect();
         best_scale(&lane, qmin, qmax)
     });
-    super::gptq::Grid { scale, zero: Array2::zeros((rows, blocks)), group: block, qmin, qmax }
+    crate::quant::gptq::Grid { scale, zero: Array2::zeros((rows, blocks)), group: block, qmin, qmax }
 }
 
 /// GPTQ's integers as [`quantize_int4_rows`] stores them: blocks padded with 0, offset by 8.
-fn stored_from_rounded(q: &Array2<i32>, grid: &super::gptq::Grid, block: usize) -> (Vec<i32>, Vec<half::f16>) {
+fn stored_from_rounded(q: &Array2<i32>, grid: &crate::quant::gptq::Grid, block: usize) -> (Vec<i32>, Vec<half::f16>) {
     let (rows, len) = q.dim();
     let blocks = len.div_ceil(block);
     let mut stored = Vec::with_capacity(rows * blocks * block);
@@ -383,10 +383,10 @@ fn unpack_int4(
 /// total squared error: try scales from 70 % to 100 % of the min-max one and
 /// keep the best (as stored, in float16).
 fn best_scale(lane: &[f32], qmin: i32, qmax: i32) -> f32 {
-    let (lo, hi) = super::scheme::finite_range(lane.iter());
+    let (lo, hi) = crate::quant::scheme::finite_range(lane.iter());
     let (full, _) = params_for_range(lo, hi, QType::Int4, true, false);
     let error = |s: f32| -> f32 {
-        lane.iter().map(|&x| (x - super::scheme::quantize_value(x, s, 0, qmin, qmax) as f32 * s).powi(2)).sum()
+        lane.iter().map(|&x| (x - crate::quant::scheme::quantize_value(x, s, 0, qmin, qmax) as f32 * s).powi(2)).sum()
     };
     (70..=100)
         .step_by(2)
@@ -466,12 +466,12 @@ mod tests {
             // 7 rows in blocks of 3: the last block is cut short.
             (Granularity::Block { axis: 0, size: 3 }, false),
         ] {
-            let scheme = super::super::QScheme { qtype: QType::Int8, symmetric, granularity, reduce_range: false };
+            let scheme = crate::quant::QScheme { qtype: QType::Int8, symmetric, granularity, reduce_range: false };
             let (q, params) = scheme.quantize_weight(&table()).unwrap();
             let mut folded = m.clone();
             replace_with_folded(&mut folded, "w", &q, &params, QType::Int8, granularity).unwrap();
             assert!(folded.graph.nodes.iter().all(|n| n.op_type != "DequantizeLinear"));
-            let dequantized = super::super::scheme::dequantize(&q, &params, granularity);
+            let dequantized = crate::quant::scheme::dequantize(&q, &params, granularity);
             assert!(dequantized != table(), "the weight really is rounded");
             assert_close(&run(&folded, x.clone()), &expected(&m, &x, dequantized));
         }
@@ -483,7 +483,7 @@ mod tests {
         assert_eq!(gather_only_readers(&m.graph, "w"), Some(vec![0]));
         for granularity in [Granularity::PerTensor, Granularity::PerChannel { axis: 0 }] {
             let scheme =
-                super::super::QScheme { qtype: QType::UInt8, symmetric: false, granularity, reduce_range: false };
+                crate::quant::QScheme { qtype: QType::UInt8, symmetric: false, granularity, reduce_range: false };
             let (q, params) = scheme.quantize_weight(&table()).unwrap();
             let mut gathered = m.clone();
             replace_gathered(&mut gathered, "w", &q, &params, QType::UInt8, granularity, &[0]).unwrap();
@@ -491,7 +491,7 @@ mod tests {
             assert_eq!((lookup.op_type.as_str(), lookup.inputs[0].as_str()), ("Gather", "w_quantized"));
             assert_close(
                 &run(&gathered, ids.clone()),
-                &expected(&m, &ids, super::super::scheme::dequantize(&q, &params, granularity)),
+                &expected(&m, &ids, crate::quant::scheme::dequantize(&q, &params, granularity)),
             );
         }
         // A table something else reads too is not gathered.

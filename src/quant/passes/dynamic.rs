@@ -4,10 +4,10 @@
 //! ONNX Runtime and tract run. Convs stay float: ONNX Runtime's ConvInteger is
 //! several times slower than its float Conv.
 
-use super::pack::int_tensor;
-use super::report::{QuantReport, Skipped, TensorRecord};
-use super::scheme::{Granularity, QScheme, QType};
 use crate::ir::{Attribute, DataType, Graph, Model, Node, Tensor};
+use crate::quant::pack::int_tensor;
+use crate::quant::report::{QuantReport, Skipped, TensorRecord};
+use crate::quant::scheme::{Granularity, QScheme, QType};
 use crate::Result;
 use ndarray::{Array1, ArrayD, Ix2};
 use std::collections::BTreeMap;
@@ -76,9 +76,12 @@ pub fn quantize_dynamic(model: &mut Model, options: &DynamicOptions, report: &mu
         .filter(|_| options.only_nodes.is_none())
         .map(|(i, _)| i)
         .collect();
-    let weight_options =
-        super::WeightOptions { only_nodes: Some(gathers), reduce_range: options.reduce_range, ..Default::default() };
-    super::quantize_weights(model, &weight_options, report)
+    let weight_options = crate::quant::WeightOptions {
+        only_nodes: Some(gathers),
+        reduce_range: options.reduce_range,
+        ..Default::default()
+    };
+    crate::quant::quantize_weights(model, &weight_options, report)
 }
 
 struct Planned {
@@ -93,7 +96,7 @@ struct Planned {
 
 /// What to do with one node: `Ok(None)` not ours, `Err` ours but left float (why).
 /// Whether the dynamic pass would quantize `node` (a MatMul or Gemm with a 2-D constant weight).
-pub(super) fn runs_dynamic(g: &Graph, node: &Node) -> bool {
+pub(in crate::quant) fn runs_dynamic(g: &Graph, node: &Node) -> bool {
     matches!(plan(g, node, &DynamicOptions::default()), Ok(Some(_)))
 }
 
@@ -201,20 +204,30 @@ pub fn quantize_dynamic_with_fallback(
         quantize_dynamic(&mut m, &o, &mut QuantReport::default())?;
         Ok(m)
     };
-    let trials = super::sensitivity::Trials { build: &build, switched: None };
-    let float = super::sensitivity::fallback(&prepared, &nodes, calib, target_sqnr_db, &trials, report, progress)?;
+    let trials = crate::quant::sensitivity::Trials { build: &build, switched: None };
+    let float =
+        crate::quant::sensitivity::fallback(&prepared, &nodes, calib, target_sqnr_db, &trials, report, progress)?;
     let exclude: Vec<String> = float.iter().map(|&n| g.nodes[n].name.clone()).filter(|n| !n.is_empty()).collect();
     let dynamic = DynamicOptions { exclude: [options.exclude.clone(), exclude.clone()].concat(), ..options.clone() };
     quantize_dynamic(model, &dynamic, report)?;
     // The layers kept float still store int8 weights (weight-only): the file stays small.
     let fallen: Vec<usize> =
         model.graph.nodes.iter().enumerate().filter(|(_, n)| exclude.contains(&n.name)).map(|(i, _)| i).collect();
-    let weight_options =
-        super::WeightOptions { only_nodes: Some(fallen), reduce_range: options.reduce_range, ..Default::default() };
-    super::quantize_weights(model, &weight_options, report)
+    let weight_options = crate::quant::WeightOptions {
+        only_nodes: Some(fallen),
+        reduce_range: options.reduce_range,
+        ..Default::default()
+    };
+    crate::quant::quantize_weights(model, &weight_options, report)
 }
 
-pub(super) fn op(op_type: &str, name: &str, inputs: &[&str], outputs: &[String], attributes: Vec<Attribute>) -> Node {
+pub(in crate::quant) fn op(
+    op_type: &str,
+    name: &str,
+    inputs: &[&str],
+    outputs: &[String],
+    attributes: Vec<Attribute>,
+) -> Node {
     Node {
         name: name.into(),
         op_type: op_type.into(),

@@ -11,9 +11,9 @@
 //! uint8, packed like `B` (`[N * ceil(blocks * bits / 8)]`). The tail of a last,
 //! short block holds the zero point, so it dequantizes to 0.
 
-use super::report::TensorRecord;
-use super::scheme::{Granularity, QParams, QScheme, QType};
 use crate::ir::{Attribute, Model, Node, OpsetId, Tensor};
+use crate::quant::report::TensorRecord;
+use crate::quant::scheme::{Granularity, QParams, QScheme, QType};
 use crate::Result;
 use ndarray::{ArrayD, Ix2};
 
@@ -46,7 +46,7 @@ pub fn replace(model: &mut Model, name: &str, w: &ArrayD<f32>, qtype: QType, blo
     // row `blocks * block` long; a scale (and zero point) per block.
     let (values, scales, zero_points, params) = if qtype == QType::Int4 {
         // The int4 rounding the portable format uses: a searched scale per block, float16.
-        let (values, scales) = super::portable::quantize_int4_rows(&w2.t().to_owned(), block);
+        let (values, scales) = crate::quant::portable::quantize_int4_rows(&w2.t().to_owned(), block);
         let scales: Vec<f32> = scales.iter().map(|s| s.to_f32()).collect();
         let (lo, hi) = scales.iter().fold((f32::INFINITY, 0f32), |(a, b), &s| (a.min(s), b.max(s)));
         let range =

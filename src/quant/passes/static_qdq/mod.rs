@@ -5,6 +5,7 @@
 
 mod calibration;
 mod choice;
+mod switched;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -25,7 +26,7 @@ use choice::*;
 use ndarray::ArrayD;
 use std::collections::{BTreeMap, BTreeSet};
 use write::*;
-pub(super) use write::{gathers, int8_weight, weight_inputs};
+pub(in crate::quant) use write::{gathers, int8_weight, weight_inputs};
 
 /// Output SQNR the automatic float fallback aims for by default: 0.5 % noise power.
 pub const DEFAULT_FALLBACK_SQNR_DB: f64 = 23.0;
@@ -138,7 +139,7 @@ pub(in crate::quant) struct Plan {
     pub followers: Vec<(String, String)>,
 }
 
-pub(super) fn plan(model: &Model, options: &StaticOptions) -> Result<Plan> {
+pub(in crate::quant) fn plan(model: &Model, options: &StaticOptions) -> Result<Plan> {
     let g = &model.graph;
     let index = GraphIndex::new(g);
     let is_const = |t: &str| g.constant_site(t).is_some();
@@ -153,19 +154,19 @@ pub(super) fn plan(model: &Model, options: &StaticOptions) -> Result<Plan> {
         if rule.activations != Activations::Quantize || node.is_any_of(&options.exclude) || !chosen {
             continue;
         }
-        if is_normalization_epsilon(model, &index, node) {
+        if rule.float_when.is_some_and(|stays_float| stays_float(g, &index, node)) {
             continue;
         }
         nodes.push(n);
         let mut mine = vec![];
         let inputs: Vec<usize> =
-            if node.op_type == "Concat" { (0..node.inputs.len()).collect() } else { rule.activation_inputs.to_vec() };
+            if rule.every_input { (0..node.inputs.len()).collect() } else { rule.activation_inputs.to_vec() };
         for i in inputs {
             if let Some(t) = node.input(i).filter(|t| !is_const(t)) {
                 mine.push(t.to_string());
             }
         }
-        if let Some(y) = node.outputs.first().filter(|_| !ops::is(registry::FLOAT_OUTPUT_KERNELS, &node.op_type)) {
+        if let Some(y) = node.outputs.first().filter(|_| rule.output == registry::Output::Quantized) {
             mine.push(fused_activation_output(model, &index, y, options).unwrap_or_else(|| y.clone()));
         }
         calibrated.extend(mine.iter().cloned());
@@ -179,10 +180,9 @@ pub(super) fn plan(model: &Model, options: &StaticOptions) -> Result<Plan> {
         .filter_map(|p| p.input(0).map(str::to_string))
         .collect();
     calibrated.retain(|t| !fused.contains(t) || g.outputs.iter().any(|o| &o.name == t));
-    // tract 0.23 fuses Softmax → QuantizeLinear(u8) into a quantized softmax
-    // that saturates every value (seen on digits_vit: all 255), so Softmax
-    // outputs stay float and the MatMul reading them dequantizes only V.
-    calibrated.retain(|t| index.producer(t).is_none_or(|p| g.nodes[p].op_type != "Softmax"));
+    // Outputs their op's entry keeps float stay float, whoever reads them.
+    let float_output = |p: usize| registry::rule(&g.nodes[p]).is_some_and(|r| r.output == registry::Output::Float);
+    calibrated.retain(|t| index.producer(t).is_none_or(|p| !float_output(p)));
     // Pass-through ops keep their input's scale on their output.
     let mut followers = vec![];
     let mut quantized: BTreeSet<String> = calibrated.clone();
@@ -205,21 +205,8 @@ pub(super) fn plan(model: &Model, options: &StaticOptions) -> Result<Plan> {
     Ok(Plan { nodes, node_tensors, calibrated, followers })
 }
 
-/// The `+ ε` of a decomposed LayerNorm or BatchNorm (`var + ε → Sqrt`): its input
-/// is a variance, mostly tiny with rare large values, and quantizing it to
-/// zero turns the division that follows into an explosion. Stays float, as
-/// LayerNormalization itself does.
-pub(super) fn is_normalization_epsilon(model: &Model, index: &GraphIndex, node: &Node) -> bool {
-    let g = &model.graph;
-    node.op_type == "Add"
-        && node.inputs.iter().any(|i| g.constant_site(i).is_some())
-        && node.outputs.first().is_some_and(|y| {
-            index.consumers(y).iter().any(|(c, _)| matches!(g.nodes[*c].op_type.as_str(), "Sqrt" | "Reciprocal"))
-        })
-}
-
 /// The output of a Relu or Clip that alone consumes `y`, if there is one.
-pub(super) fn fused_activation_output(
+pub(in crate::quant) fn fused_activation_output(
     model: &Model,
     index: &GraphIndex,
     y: &str,

@@ -7,9 +7,9 @@
 //! starts is kept float32 too, until the outputs agree. Graph inputs and
 //! outputs stay float32 unless asked.
 
-use super::report::{QuantReport, Skipped};
 use crate::data::{Array, Dataset};
 use crate::ir::{AttrValue, Attribute, DataType, Graph, GraphIndex, Model, Node, Tensor, TensorData};
+use crate::quant::report::{QuantReport, Skipped};
 use crate::runtime::{Backend, Session, SessionOptions};
 use crate::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -132,25 +132,13 @@ fn weight_culprits(
         .filter_map(|n| Some((n, weight_of(n)?)))
         .collect();
     let options = SessionOptions { backend: Some(backend), ..Default::default() };
-    let reference = Session::new(model, &options)?;
-    let reference: Vec<Vec<Array>> = batches.iter().map(|b| reference.run(b)).collect::<Result<_>>()?;
+    let judge = crate::measure::Reference::new(&Session::new(model, &options)?, batches.to_vec())?;
     let noises = crate::parallel::map_upto(crate::parallel::MODEL_RUNS_IN_FLIGHT, &layers, |(_, w)| -> Result<f64> {
         let mut m = model.clone();
         let t = m.graph.constant(w).ok_or_else(|| Error::Model(format!("'{w}' is not a constant")))??;
         let rounded = t.to_f32()?.mapv(|v| half::f16::from_f32(v.clamp(-F16_MAX, F16_MAX)).to_f32());
         m.graph.set_constant(w, Tensor::from_array(w, &rounded))?;
-        let session = Session::new(&m, &options)?;
-        let (mut signal, mut noise) = (0.0f64, 0.0f64);
-        for (batch, want) in batches.iter().zip(&reference) {
-            for (r, c) in want.iter().zip(session.run(batch)?) {
-                let (Array::F32(r), Array::F32(c)) = (r, &c) else { continue };
-                for (&a, &b) in r.iter().zip(c).filter(|(a, b)| a.is_finite() && b.is_finite()) {
-                    signal += f64::from(a) * f64::from(a);
-                    noise += f64::from(a - b) * f64::from(a - b);
-                }
-            }
-        }
-        Ok(noise / signal.max(f64::MIN_POSITIVE))
+        Ok(judge.noise(&Session::new(&m, &options)?, None)?.whole)
     });
     let noises: Vec<f64> = noises.into_iter().collect::<Result<_>>()?;
     let mut order: Vec<usize> = (0..layers.len()).collect();

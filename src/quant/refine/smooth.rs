@@ -15,9 +15,9 @@
 //! NN 94.1 % against 0.9981 / 95.3 % at a fixed 0.6); up to 0.6 it chose 0.6
 //! for 21 groups and none for 3 (0.9981 / 93.4 %).
 
-use super::scheme::{params_for_range, quantize_value, QType};
 use crate::data::Dataset;
 use crate::ir::{Model, Node, Tensor};
+use crate::quant::scheme::{params_for_range, quantize_value, QType};
 use crate::Result;
 use ndarray::{Array1, Array2, ArrayD, Axis, IxDyn};
 use std::collections::BTreeMap;

@@ -1,8 +1,8 @@
 //! Integer arrays as ONNX tensors of the quantized type (4-bit types packed two
 //! to a byte, low nibble first, as ONNX stores INT4/UINT4).
 
-use super::scheme::QType;
 use crate::ir::Tensor;
+use crate::quant::scheme::QType;
 use ndarray::ArrayD;
 
 pub fn int_tensor(name: &str, q: &ArrayD<i32>, qtype: QType) -> Tensor {

@@ -15,11 +15,11 @@
 //! Biases stay float (their int32 rounding is below the simulation's noise);
 //! Gather tables are dequantized in every trial, as the real trials quantize them.
 
-use super::pack::int_tensor;
-use super::scheme::dequantize;
-use super::sensitivity::{Group, SWITCHES};
-use super::static_qdq::{gathers, int8_weight, weight_inputs, Plan, StaticOptions};
+use super::{gathers, int8_weight, weight_inputs, Plan, StaticOptions};
 use crate::ir::{Attribute, DataType, Dim, Model, Node, Tensor, ValueInfo};
+use crate::quant::pack::int_tensor;
+use crate::quant::scheme::dequantize;
+use crate::quant::sensitivity::{Group, SWITCHES};
 use crate::Result;
 use ndarray::ArrayD;
 use std::collections::{BTreeMap, BTreeSet};

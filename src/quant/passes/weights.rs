@@ -3,11 +3,11 @@
 //! name (by default ones the runtime folds at load, see `portable.rs`), so
 //! consumers are untouched. No data needed.
 
-use super::pack::int_tensor;
-use super::registry;
-use super::report::{QuantReport, Skipped, TensorRecord};
-use super::scheme::{Granularity, QParams, QScheme, QType};
 use crate::ir::{Attribute, ConstantSite, DataType, Model, Node, Tensor};
+use crate::quant::pack::int_tensor;
+use crate::quant::registry;
+use crate::quant::report::{QuantReport, Skipped, TensorRecord};
+use crate::quant::scheme::{Granularity, QParams, QScheme, QType};
 use crate::Result;
 use std::collections::BTreeMap;
 
@@ -34,7 +34,7 @@ pub struct WeightOptions {
     pub reduce_range: bool,
     /// Weights already rounded by GPTQ, by name (see [`quantize_weights_gptq`]); the rest
     /// are rounded to nearest.
-    pub rounded: Option<std::sync::Arc<BTreeMap<String, super::gptq::Rounded>>>,
+    pub rounded: Option<std::sync::Arc<BTreeMap<String, crate::quant::gptq::Rounded>>>,
     /// With the fallback, the layers it keeps from a format under 8 bits get
     /// int8 weights instead of float (per channel, written as `format`).
     pub fallback_int8: bool,
@@ -79,7 +79,7 @@ impl Default for WeightOptions {
 }
 
 /// The weights to quantize: name → (consumer nodes, the channel axis each wants).
-pub(super) fn weight_uses(
+pub(in crate::quant) fn weight_uses(
     model: &Model,
     exclude: &[String],
     only: Option<&[usize]>,
@@ -113,7 +113,7 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
     // What MatMulNBits does not take is written portable.
     let portable = matches!(options.format, WeightFormat::Portable | WeightFormat::MatMulNBits);
     let needs = match (portable, four_bit, options.block_size.is_some()) {
-        (true, true, _) => super::portable::PORTABLE_INT4_OPSET,
+        (true, true, _) => crate::quant::portable::PORTABLE_INT4_OPSET,
         (true, false, true) => 13,
         (true, false, false) => 0,
         (false, true, _) | (false, false, true) => 21,
@@ -140,8 +140,8 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
         }
         let rounded = options.rounded.as_ref().and_then(|r| r.get(&name));
         let nbits_block = options.block_size.unwrap_or(32);
-        if nbits && super::matmul_nbits::applies(model, &name, &w, &uses, nbits_block) {
-            report.tensors.push(super::matmul_nbits::replace(model, &name, &w, options.qtype, nbits_block)?);
+        if nbits && crate::quant::matmul_nbits::applies(model, &name, &w, &uses, nbits_block) {
+            report.tensors.push(crate::quant::matmul_nbits::replace(model, &name, &w, options.qtype, nbits_block)?);
             continue;
         }
         let axes: Vec<Option<usize>> = uses.iter().map(|(_, a)| *a).collect();
@@ -154,10 +154,10 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
         };
         if portable && four_bit {
             if let (2, Granularity::Block { axis, size }) = (w.ndim(), granularity) {
-                let gathers = super::portable::lookups_to_dequantize_after(&model.graph, &name, w.len() * 4);
+                let gathers = crate::quant::portable::lookups_to_dequantize_after(&model.graph, &name, w.len() * 4);
                 let four = rounded.filter(|r| r.grid.group == size && r.grid.qmax == 7);
                 let (lo, hi) =
-                    super::portable::replace_with_portable_int4(model, &name, &w, axis, size, gathers, four)?;
+                    crate::quant::portable::replace_with_portable_int4(model, &name, &w, axis, size, gathers, four)?;
                 let scheme = QScheme { qtype: QType::Int4, symmetric: true, granularity, reduce_range: false };
                 let range = QParams {
                     scale: ndarray::arr1(&[lo, hi]).into_dyn(),
@@ -178,7 +178,7 @@ pub fn quantize_weights(model: &mut Model, options: &WeightOptions, report: &mut
         };
         let scheme = QScheme { qtype, symmetric: options.symmetric, granularity, reduce_range: options.reduce_range };
         // GPTQ's integers when it rounded this weight on this very grid (one scale per output channel).
-        let per_row = |r: &&super::gptq::Rounded| {
+        let per_row = |r: &&crate::quant::gptq::Rounded| {
             r.grid.scale.ncols() == 1 && (r.grid.qmin, r.grid.qmax) == qtype.range(options.reduce_range)
         };
         let gptq = match (rounded.filter(per_row), granularity) {
@@ -219,8 +219,15 @@ pub fn quantize_weights_with_fallback(
     let quantize = |m: &mut Model, only: Vec<usize>, r: &mut QuantReport| {
         quantize_weights(m, &WeightOptions { only_nodes: Some(only), ..options.clone() }, r)
     };
-    let float =
-        super::sensitivity::quantize_with_fallback(model, &nodes, calib, target_sqnr_db, &quantize, report, progress)?;
+    let float = crate::quant::sensitivity::quantize_with_fallback(
+        model,
+        &nodes,
+        calib,
+        target_sqnr_db,
+        &quantize,
+        report,
+        progress,
+    )?;
     match options.fallback_int8 && options.qtype.bits() < 8 {
         true => fallback_to_int8(model, &float, &options.exclude, options.format, report),
         false => Ok(()),
@@ -232,7 +239,7 @@ pub fn quantize_weights_with_fallback(
 /// quarter of float's size; four bits more than 4-bit weights is ~24 dB less
 /// noise on those layers, so the target the fallback met still holds within a
 /// fraction of a dB (the written model is checked like every output).
-pub(super) fn fallback_to_int8(
+pub(in crate::quant) fn fallback_to_int8(
     model: &mut Model,
     float: &[String],
     exclude: &[String],
@@ -273,19 +280,24 @@ pub fn quantize_weights_gptq(
 ) -> Result<()> {
     let four_bit = matches!(options.qtype, QType::Int4);
     let portable = options.format == WeightFormat::Portable;
-    let grid_for = |layer: &crate::layerwise::Layer| -> Option<super::gptq::Grid> {
+    let grid_for = |layer: &crate::layerwise::Layer| -> Option<crate::quant::gptq::Grid> {
         match (four_bit, options.block_size, layer.conv) {
             _ if options.per_tensor || !portable && !matches!(options.format, WeightFormat::Qdq) => None,
-            (true, Some(block), false) if portable => Some(super::portable::int4_block_grid(&layer.rows, block)),
+            (true, Some(block), false) if portable => Some(crate::quant::portable::int4_block_grid(&layer.rows, block)),
             // Conv kernels in a 4-bit portable model are written int8 per channel.
-            (true, _, true) if portable => Some(super::gptq::Grid::per_row(&layer.rows, QType::Int8, true, false)),
-            (false, None, _) => {
-                Some(super::gptq::Grid::per_row(&layer.rows, options.qtype, options.symmetric, options.reduce_range))
+            (true, _, true) if portable => {
+                Some(crate::quant::gptq::Grid::per_row(&layer.rows, QType::Int8, true, false))
             }
+            (false, None, _) => Some(crate::quant::gptq::Grid::per_row(
+                &layer.rows,
+                options.qtype,
+                options.symmetric,
+                options.reduce_range,
+            )),
             _ => None,
         }
     };
-    let rounded = super::gptq::round_layers(model, &options.exclude, calib, &grid_for, progress)?;
+    let rounded = crate::quant::gptq::round_layers(model, &options.exclude, calib, &grid_for, progress)?;
     if rounded.is_empty() {
         report.notes.push("GPTQ found no Conv, Gemm or MatMul weight it could round in this format".into());
     }
@@ -297,7 +309,7 @@ pub fn quantize_weights_gptq(
 }
 
 /// The nodes whose weights weight-only quantization would touch.
-pub(super) fn weight_nodes(model: &Model, exclude: &[String]) -> Vec<usize> {
+pub(in crate::quant) fn weight_nodes(model: &Model, exclude: &[String]) -> Vec<usize> {
     weight_uses(model, exclude, None)
         .values()
         .flat_map(|uses| uses.iter().map(|(n, _)| *n))
@@ -319,7 +331,7 @@ fn reduction_axis(rank: usize, channel_axis: usize) -> usize {
 /// Replaces constant `name` by its integers `q` in `format`: `Portable` as a
 /// table dequantized after each Gather when only Gathers read it by row and its
 /// float form is too large for runtimes to fold, else folded at load; `Qdq` behind a `DequantizeLinear`.
-pub(super) fn replace_weight(
+pub(in crate::quant) fn replace_weight(
     model: &mut Model,
     name: &str,
     q: &ndarray::ArrayD<i32>,
@@ -329,14 +341,15 @@ pub(super) fn replace_weight(
     format: WeightFormat,
 ) -> Result<()> {
     let per_row = matches!(granularity, Granularity::PerTensor | Granularity::PerChannel { axis: 0 });
-    let gathers = super::portable::lookups_to_dequantize_after(&model.graph, name, q.len() * 4).filter(|_| per_row);
+    let gathers =
+        crate::quant::portable::lookups_to_dequantize_after(&model.graph, name, q.len() * 4).filter(|_| per_row);
     match (format, gathers) {
         // What MatMulNBits does not take is written portable.
         (WeightFormat::Portable | WeightFormat::MatMulNBits, Some(gathers)) => {
-            super::portable::replace_gathered(model, name, q, params, qtype, granularity, &gathers)
+            crate::quant::portable::replace_gathered(model, name, q, params, qtype, granularity, &gathers)
         }
         (WeightFormat::Portable | WeightFormat::MatMulNBits, None) => {
-            super::portable::replace_with_folded(model, name, q, params, qtype, granularity)
+            crate::quant::portable::replace_with_folded(model, name, q, params, qtype, granularity)
         }
         (WeightFormat::Qdq, _) => {
             let q = int_tensor(&format!("{name}_quantized"), q, qtype);
@@ -347,11 +360,11 @@ pub(super) fn replace_weight(
 
 /// Removes constant `name` and makes it the output of a `DequantizeLinear`
 /// of `q` with the given parameters.
-pub(super) fn replace_with_dequantize(
+pub(in crate::quant) fn replace_with_dequantize(
     model: &mut Model,
     name: &str,
     q: Tensor,
-    params: &super::scheme::QParams,
+    params: &crate::quant::scheme::QParams,
     qtype: QType,
     granularity: Granularity,
 ) -> Result<()> {

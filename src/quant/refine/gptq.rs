@@ -8,11 +8,11 @@
 //! original weights first ("static groups"), so the order changes only the
 //! rounding, and the written scales are exactly the ones rounded to.
 
-use super::scheme::{params_for_range, quantize_value, QType};
 use crate::data::Dataset;
 use crate::ir::Model;
 use crate::layerwise::{dampened, dead_inputs, input_grams, obs_sweep, upper_cholesky_of_inverse, Layer, LayerChoice};
 use crate::measure::Progress;
+use crate::quant::scheme::{params_for_range, quantize_value, QType};
 use crate::{Error, Result};
 use ndarray::Array2;
 use std::collections::BTreeMap;
@@ -36,7 +36,7 @@ impl Grid {
         let mut scale = Array2::zeros((rows, 1));
         let mut zero = Array2::zeros((rows, 1));
         for (r, row) in w.outer_iter().enumerate() {
-            let (lo, hi) = super::scheme::finite_range(row.iter());
+            let (lo, hi) = crate::quant::scheme::finite_range(row.iter());
             let (s, z) = params_for_range(lo, hi, qtype, symmetric, reduce_range);
             scale[[r, 0]] = s;
             zero[[r, 0]] = z;

@@ -1,0 +1,159 @@
+//! One judge of a candidate model against the reference it was made from, on the same batches:
+//! the noise power relative to the signal over every output value, and in the worst slice of an
+//! output's last axis (2 to [`MAX_SLICES`] entries: box coordinates beside class scores, class
+//! probabilities — one output-wide figure can hide a collapsed slice). A candidate that turns a
+//! finite reference value non-finite is infinitely noisy; values the reference itself holds
+//! non-finite (an attention mask's −inf) are left out. The float fallback, fp16's weight check,
+//! bias correction and static's speed trials all judge with it.
+
+use crate::data::Array;
+use crate::runtime::Session;
+use crate::Result;
+
+/// Entries of an output's last axis judged apart (the same bound as `compare`'s worst slice).
+pub const MAX_SLICES: usize = 256;
+
+/// A value in no slice (its output's last axis is not 2 to `MAX_SLICES` long).
+const NO_SLICE: usize = usize::MAX;
+
+/// The reference model's outputs on some batches, against which candidates are judged.
+pub struct Reference {
+    batches: Vec<Vec<Array>>,
+    values: Vec<f64>,
+    /// Each value's slice: output k's last-axis index i is slice k·MAX_SLICES + i.
+    slice_of: Vec<usize>,
+    /// Signal power over the finite values.
+    signal: f64,
+    slice_signal: Vec<f64>,
+}
+
+/// A candidate's output noise power relative to the signal's.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Noise {
+    /// Over every output value (infinite when a finite value turned non-finite).
+    pub whole: f64,
+    /// In the noisiest slice (0 when no output is sliced).
+    pub worst_slice: f64,
+}
+
+impl Noise {
+    /// The whole output's SQNR in dB.
+    pub fn sqnr_db(&self) -> f64 {
+        -10.0 * self.whole.log10()
+    }
+}
+
+impl Reference {
+    /// The reference's outputs (run by `session`) on `batches`.
+    pub fn new(session: &Session, batches: Vec<Vec<Array>>) -> Result<Reference> {
+        let (values, slice_of) = outputs(session, &batches, None)?;
+        let finite = |v: &&f64| v.is_finite();
+        let signal = values.iter().filter(finite).map(|v| v * v).sum::<f64>();
+        let slices = slice_of.iter().filter(|&&id| id != NO_SLICE).max().map_or(0, |&m| m + 1);
+        let mut slice_signal = vec![0.0; slices];
+        for (v, &id) in values.iter().zip(&slice_of) {
+            if id != NO_SLICE && v.is_finite() {
+                slice_signal[id] += v * v;
+            }
+        }
+        Ok(Reference { batches, values, slice_of, signal, slice_signal })
+    }
+
+    /// The batches judged on.
+    pub fn batches(&self) -> &[Vec<Array>] {
+        &self.batches
+    }
+
+    /// Output values judged (every output of every batch).
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether there is nothing to judge.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The candidate's (run by `session`) noise; `extra` is fed after each batch's inputs (a
+    /// switched model's switches).
+    pub fn noise(&self, session: &Session, extra: Option<Array>) -> Result<Noise> {
+        let (out, _) = outputs(session, &self.batches, extra)?;
+        Ok(self.noise_of(&out))
+    }
+
+    /// The noise of candidate values laid out as the reference's.
+    fn noise_of(&self, out: &[f64]) -> Noise {
+        let mut slice_noise = vec![0.0; self.slice_signal.len()];
+        let mut whole = 0.0;
+        for ((a, b), &id) in out.iter().zip(&self.values).zip(&self.slice_of) {
+            if !b.is_finite() {
+                continue;
+            }
+            let d = (a - b) * (a - b);
+            whole += d;
+            if id != NO_SLICE {
+                slice_noise[id] += d;
+            }
+        }
+        let worst_slice = slice_noise
+            .iter()
+            .zip(&self.slice_signal)
+            .filter(|(_, s)| **s > 0.0)
+            .map(|(n, s)| n / s)
+            .fold(0.0, f64::max);
+        // A finite value turned non-finite makes `whole` infinite or NaN: infinitely noisy.
+        let whole = whole / self.signal.max(f64::MIN_POSITIVE);
+        Noise { whole: if whole.is_nan() { f64::INFINITY } else { whole }, worst_slice }
+    }
+}
+
+/// Every output value, flattened, over all batches (f64 for the sums), and each value's slice;
+/// `extra`, when given, fed after each batch's inputs.
+fn outputs(session: &Session, batches: &[Vec<Array>], extra: Option<Array>) -> Result<(Vec<f64>, Vec<usize>)> {
+    let (mut all, mut slice_of) = (vec![], vec![]);
+    for b in batches {
+        let mut feed = b.clone();
+        feed.extend(extra.clone());
+        for (k, o) in session.run(&feed)?.into_iter().enumerate() {
+            let last = o.shape().last().copied().unwrap_or(0);
+            let sliced = o.ndim() >= 2 && (2..=MAX_SLICES).contains(&last);
+            let values = o.to_f32();
+            slice_of.extend((0..values.len()).map(|i| if sliced { k * MAX_SLICES + i % last } else { NO_SLICE }));
+            all.extend(values.iter().map(|&v| v as f64));
+        }
+    }
+    Ok((all, slice_of))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(values: Vec<f64>, slice_of: Vec<usize>) -> Reference {
+        let signal = values.iter().filter(|v| v.is_finite()).map(|v| v * v).sum();
+        let mut slice_signal = vec![0.0; slice_of.iter().filter(|&&i| i != NO_SLICE).max().map_or(0, |m| m + 1)];
+        for (v, &i) in values.iter().zip(&slice_of) {
+            if i != NO_SLICE && v.is_finite() {
+                slice_signal[i] += v * v;
+            }
+        }
+        Reference { batches: vec![], values, slice_of, signal, slice_signal }
+    }
+
+    #[test]
+    fn noise_is_relative_to_the_signal_whole_and_per_slice() {
+        // Boxes (×100) beside a score; the candidate loses the score entirely.
+        let r = reference(vec![300.0, 400.0, 0.9, 250.0, 380.0, 0.2], vec![0, 1, 2, 0, 1, 2]);
+        let n = r.noise_of(&[300.0, 400.0, 0.0, 250.0, 380.0, 0.0]);
+        assert!(n.whole < 1e-5 && n.sqnr_db() > 50.0, "{n:?}");
+        assert!((n.worst_slice - 1.0).abs() < 1e-12, "the score slice lost all its signal: {n:?}");
+    }
+
+    #[test]
+    fn a_value_turned_non_finite_is_infinitely_noisy_and_a_shared_mask_is_exact() {
+        let r = reference(vec![f64::NEG_INFINITY, 1.0, 2.0], vec![NO_SLICE; 3]);
+        assert_eq!(r.noise_of(&[f64::NEG_INFINITY, 1.0, 2.0]).whole, 0.0, "the mask's −inf is left out");
+        assert_eq!(r.noise_of(&[f64::NEG_INFINITY, f64::NAN, 2.0]).whole, f64::INFINITY);
+        assert_eq!(r.noise_of(&[f64::NEG_INFINITY, 1.0, f64::INFINITY]).whole, f64::INFINITY);
+    }
+}

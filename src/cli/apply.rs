@@ -25,7 +25,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     prunq::onnx::ensure_not_input(&a.model, &a.output)?;
     let original = prunq::onnx::load(&a.model)?;
     let data = super::Opened::new(a.calib.as_ref(), a.checks.val.as_ref())?;
-    let job = data.job(&original, &a.model, &a.output, a.checks.job());
+    let job = data.job(&original, &a.model, &a.output, a.checks.job()?);
     job.apply(&recipe, progress).map_err(|e| match e {
         prunq::Error::Usage(m) => prunq::Error::Usage(format!("{}: {m}", a.recipe.display())),
         e => e,

@@ -200,16 +200,38 @@ struct Checks {
     /// when the model would pass protobuf's 2 GB limit.
     #[arg(long)]
     external_data: bool,
+    /// Refuse to write a result that loses more than this on --val, in the metric's unit (points
+    /// for percentages, e.g. 1; 0.01 for cosine).
+    #[arg(long, conflicts_with = "min_quality", requires = "val")]
+    max_drop: Option<f64>,
+    /// Refuse to write a result whose quality on --val is under this (over it, for cer).
+    #[arg(long, requires = "val")]
+    min_quality: Option<f64>,
+    /// How --max-drop and --min-quality judge (default: accuracy when --val has labels,
+    /// exact-lines with --text, else top-1 agreement with the original).
+    #[arg(long, value_enum)]
+    metric: Option<prunq::optimize::Metric>,
+    /// Expected text of each --val sample, one a line (exact-lines, cer).
+    #[arg(long)]
+    text: Option<std::path::PathBuf>,
 }
 
 impl Checks {
     /// The library's checks these flags ask for.
-    fn job(&self) -> prunq::job::Checks {
-        prunq::job::Checks {
+    fn job(&self) -> anyhow::Result<prunq::job::Checks> {
+        use prunq::optimize::Budget;
+        let budget = match (self.max_drop, self.min_quality) {
+            (_, Some(q)) => Some(Budget::MinQuality(q)),
+            (Some(d), None) => Some(Budget::MaxDrop(d)),
+            (None, None) => None,
+        };
+        let texts = optimize::read_texts(self.text.as_deref())?;
+        Ok(prunq::job::Checks {
             latency: !self.no_latency_check,
             external_data: self.external_data,
             report: self.report.clone(),
-        }
+            budget: budget.map(|budget| prunq::job::QualityBudget { metric: self.metric, budget, texts }),
+        })
     }
 }
 

@@ -70,7 +70,8 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         (None, None) => prunq::job::default_budget(metric),
     };
     let config = OptimizeConfig { metric, budget, objective: a.objective, time_budget: a.time_budget, texts };
-    let checks = prunq::job::Checks { latency: false, external_data: a.external_data, report: a.report.clone() };
+    let checks =
+        prunq::job::Checks { latency: false, external_data: a.external_data, report: a.report.clone(), budget: None };
     let job = data.job(&original, &a.model, &a.output, checks);
     job.optimize(&config, &prunq::job::Announce(progress, metric), a.save_recipe.as_deref(), progress)?;
     Ok(())

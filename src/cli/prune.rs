@@ -31,6 +31,6 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     prunq::onnx::ensure_not_input(&a.model, &a.output)?;
     let original = prunq::onnx::load(&a.model)?;
     let data = super::Opened::new(a.calib.as_ref(), a.checks.val.as_ref())?;
-    data.job(&original, &a.model, &a.output, a.checks.job()).prune(&a.config(), progress)?;
+    data.job(&original, &a.model, &a.output, a.checks.job()?).prune(&a.config(), progress)?;
     Ok(())
 }

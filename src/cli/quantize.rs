@@ -42,7 +42,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     prunq::onnx::ensure_not_input(&a.model, &a.output)?;
     let original = prunq::onnx::load(&a.model)?;
     let data = super::Opened::new(a.calib.as_ref(), a.checks.val.as_ref())?;
-    data.job(&original, &a.model, &a.output, a.checks.job()).quantize(&config, progress)?;
+    data.job(&original, &a.model, &a.output, a.checks.job()?).quantize(&config, progress)?;
     Ok(())
 }
 

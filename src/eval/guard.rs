@@ -33,11 +33,31 @@ pub struct CheckedOutput {
     pub sqnr_db: f64,
     /// The lowest per-row cosine.
     pub cosine_min: f64,
+    /// The mean per-row cosine.
+    pub cosine_mean: f64,
+    /// Top-1 agreement along the last axis (every position).
+    pub top1_agreement: f64,
     /// The worst quantity along the last axis (see `OutputMetrics::worst_slice`).
     pub worst_slice: Option<super::metrics::WorstSlice>,
 }
 
 impl CheckedOutput {
+    /// The output's quality in one line: what `compare` shows, the worst slice included.
+    pub fn quality(&self) -> String {
+        let mut line = format!(
+            "output '{}': top-1 agreement {:.2} %, cosine {:.5} (min {:.5}), SQNR {:.1} dB",
+            self.name,
+            100.0 * self.top1_agreement,
+            self.cosine_mean,
+            self.cosine_min,
+            self.sqnr_db
+        );
+        if let Some(w) = &self.worst_slice {
+            line += &format!(", worst slice [{}] {:.1} dB", w.index, w.sqnr_db);
+        }
+        line
+    }
+
     /// Whether the output as a whole diverges from the original's.
     pub fn diverges(&self) -> bool {
         self.sqnr_db < DIVERGED_SQNR_DB
@@ -134,6 +154,8 @@ pub fn check_outputs(
                 values,
                 sqnr_db: m.sqnr_db,
                 cosine_min: m.cosine_min,
+                cosine_mean: m.cosine_mean,
+                top1_agreement: m.top1_agreement,
                 worst_slice: m.worst_slice,
             });
         }
@@ -167,6 +189,8 @@ mod tests {
             values: 100,
             sqnr_db,
             cosine_min: 0.9,
+            cosine_mean: 0.95,
+            top1_agreement: 0.5,
             worst_slice: slice_db.map(|sqnr_db| super::super::metrics::WorstSlice { index: 4, sqnr_db }),
         }
     }
@@ -192,5 +216,14 @@ mod tests {
         assert_eq!(hidden.slice_diverges().map(|w| w.index), Some(4), "scores lost beside good boxes");
         assert!(output("det", 4.0, 0, Some(3.0)).slice_diverges().is_none(), "said once, for the whole output");
         assert!(output("det", 26.0, 0, Some(12.0)).slice_diverges().is_none());
+    }
+
+    #[test]
+    fn the_quality_line_says_what_compare_shows() {
+        let line = output("det", 26.04, 0, Some(3.0)).quality();
+        assert_eq!(
+            line,
+            "output 'det': top-1 agreement 50.00 %, cosine 0.95000 (min 0.90000), SQNR 26.0 dB, worst slice [4] 3.0 dB"
+        );
     }
 }

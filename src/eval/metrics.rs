@@ -94,9 +94,9 @@ impl OutputComparison {
                 return self.update(&r, &c);
             }
         }
-        let last = reference.shape().last().copied().unwrap_or(1);
-        let sliced = reference.ndim() >= 2 && (2..=MAX_SLICES).contains(&last);
-        if sliced && self.slices.len() != last {
+        let sliced = crate::measure::slices_of(reference.shape());
+        let last = sliced.unwrap_or(1);
+        if sliced.is_some() && self.slices.len() != last {
             self.slices = vec![(0.0, 0.0); last];
         }
         for (i, (r, c)) in reference.iter().zip(candidate).enumerate() {
@@ -104,7 +104,7 @@ impl OutputComparison {
             self.signal += r * r;
             self.noise += (r - c) * (r - c);
             self.max_abs = self.max_abs.max((r - c).abs());
-            if sliced {
+            if sliced.is_some() {
                 let s = &mut self.slices[i % last];
                 s.0 += r * r;
                 s.1 += (r - c) * (r - c);
@@ -154,7 +154,7 @@ impl OutputComparison {
                 nr.iter().zip(&nc).filter(|(a, b)| a == b).count() as f64 / n as f64
             })
         });
-        let db = |signal: f64, noise: f64| if noise == 0.0 { f64::INFINITY } else { 10.0 * (signal / noise).log10() };
+        let db = crate::measure::sqnr_db;
         let sqnr_db = db(self.signal, self.noise);
         let worst_slice = self
             .slices

@@ -33,12 +33,27 @@ pub struct Checks {
     pub external_data: bool,
     /// Write the job's report here: JSON, or a self-contained HTML page when the name ends in `.html`.
     pub report: Option<PathBuf>,
+    /// Refuse to write a result whose quality on the validation data is past this budget.
+    pub budget: Option<QualityBudget>,
 }
 
 impl Default for Checks {
     fn default() -> Self {
-        Checks { latency: true, external_data: false, report: None }
+        Checks { latency: true, external_data: false, report: None, budget: None }
     }
+}
+
+/// The least quality a written result must keep, judged on the validation data as `optimize`
+/// judges its candidates.
+#[derive(Clone, Debug)]
+pub struct QualityBudget {
+    /// How quality is scored (default: accuracy when the data has labels, exact lines with
+    /// texts, else top-1 agreement with the original).
+    pub metric: Option<crate::optimize::Metric>,
+    /// How much may be lost, or how good the result must be.
+    pub budget: crate::optimize::Budget,
+    /// Expected texts of the validation samples (exact lines, CER).
+    pub texts: Option<Vec<String>>,
 }
 
 /// A job's model, files and data.
@@ -101,6 +116,14 @@ impl<'a> Job<'a> {
         if let Some(refusal) = check.refusal() {
             return Err(refusal);
         }
+        let on = match (self.val, self.calib) {
+            (Some(_), _) => "on the validation data",
+            (None, Some(_)) => "on the calibration data (what the pass fitted to: pass --val for held-out data)",
+            (None, None) => "on made-up inputs (pass --val to judge on data)",
+        };
+        for o in &check.outputs {
+            progress.say(&format!("quality {on} in {}: {}", o.runtime, o.quality()));
+        }
         let hint = if check.synthetic { " (on made-up inputs: pass --val to judge on data)" } else { "" };
         for o in &check.outputs {
             if let Some(w) = o.slice_diverges() {
@@ -117,7 +140,38 @@ impl<'a> Job<'a> {
                 o.name, o.runtime, o.sqnr_db, o.cosine_min, hint
             ));
         }
+        if let Some(budget) = &self.checks.budget {
+            self.keep_budget(model, budget, progress)?;
+        }
         Ok(check)
+    }
+
+    /// Refuses the result when its quality on the validation data is past `budget`.
+    fn keep_budget(&self, model: &Model, budget: &QualityBudget, progress: &dyn Progress) -> Result<()> {
+        let Some(val) = self.val else {
+            return Err(crate::Error::Usage(
+                "a quality budget (--min-quality or --max-drop) needs validation data (--val)".into(),
+            ));
+        };
+        let metric = match budget.metric {
+            Some(m) => m,
+            None => optimize::default_metric(self.original, val, budget.texts.is_some())?,
+        };
+        let judge = crate::optimize::Judge { metric, original: self.original, val, texts: budget.texts.clone() };
+        let (original, result) = (judge.measure(self.original, progress)?.value, judge.measure(model, progress)?.value);
+        let bound = budget.budget.bound(metric, original);
+        let kept = if metric.higher_is_better() { result >= bound - 1e-9 } else { result <= bound + 1e-9 };
+        let said = format!(
+            "{} (the original {}, at worst {})",
+            metric.show(result),
+            metric.show(original),
+            metric.show(bound)
+        );
+        if !kept {
+            return Err(crate::Error::Model(format!("the result is past the quality budget, not written: {said}")));
+        }
+        progress.say(&format!("quality budget kept: {said}"));
+        Ok(())
     }
 
     /// Writes the result where asked (atomically; external data when asked); its size in bytes

@@ -53,7 +53,7 @@ fn a_job_writes_external_data_and_its_report_when_asked() {
     let original = one_matmul();
     let dir = tempfile::tempdir().unwrap();
     let (out, report) = (dir.path().join("sparse.onnx"), dir.path().join("r.json"));
-    let checks = Checks { latency: false, external_data: true, report: Some(report.clone()) };
+    let checks = Checks { latency: false, external_data: true, report: Some(report.clone()), ..Default::default() };
     let job = Job { output: Some(&out), checks, ..Job::new(&original) };
     let done = job.prune(&PruneConfig { prune_ends: true, ..Default::default() }, &Silent).unwrap();
     let data: Vec<_> = std::fs::read_dir(dir.path())
@@ -168,4 +168,40 @@ fn weights_left_in_control_flow_are_said_and_refused_when_nothing_else_was_done(
     assert!(note.contains("were not pruned") && said.0.borrow()[0].starts_with("warning: "), "{note}");
     let plain = one_matmul();
     assert!(super::untouched_subgraphs(&plain, "quantized", true, &said).unwrap().is_none());
+}
+
+/// 32 rows of 4 varied features.
+fn varied_rows() -> Dataset {
+    let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[32, 4]), |i| ((i[0] * 4 + i[1]) as f32 * 0.37).sin());
+    Dataset::from_arrays("val.npz", BTreeMap::from([("x".to_string(), Array::F32(x))]))
+}
+
+#[test]
+fn a_quality_budget_refuses_a_result_past_it_before_anything_is_written() {
+    use crate::optimize::{Budget, Metric};
+    let (original, val) = (one_matmul(), varied_rows());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sparse.onnx");
+    let prune = PruneConfig { prune_ends: true, ..Default::default() };
+    let budget = |budget| super::QualityBudget { metric: Some(Metric::Cosine), budget, texts: None };
+    let checks = |b| Checks { latency: false, budget: Some(budget(b)), ..Default::default() };
+    let strict =
+        Job { output: Some(&out), val: Some(&val), checks: checks(Budget::MaxDrop(0.0)), ..Job::new(&original) };
+    let e = strict.prune(&prune, &Silent).err().expect("refused").to_string();
+    assert!(e.contains("past the quality budget, not written") && e.contains("cosine"), "{e}");
+    assert!(!out.exists(), "nothing written");
+    let said = Said::default();
+    let loose =
+        Job { output: Some(&out), val: Some(&val), checks: checks(Budget::MaxDrop(0.5)), ..Job::new(&original) };
+    loose.prune(&prune, &said).unwrap();
+    assert!(out.exists());
+    let lines = said.0.borrow();
+    assert!(
+        lines.iter().any(|l| l.starts_with("quality on the validation data in tract: output 'y': top-1")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("quality budget kept: cosine")), "{lines:?}");
+    let no_val = Job { checks: checks(Budget::MaxDrop(0.5)), ..Job::new(&original) };
+    let e = no_val.prune(&prune, &Silent).err().expect("refused").to_string();
+    assert!(e.contains("needs validation data"), "{e}");
 }

@@ -13,6 +13,23 @@ use crate::Result;
 /// Entries of an output's last axis judged apart (the same bound as `compare`'s worst slice).
 pub const MAX_SLICES: usize = 256;
 
+/// The number of slices an output of this shape is judged in apart — its last axis's length when
+/// that is 2 to [`MAX_SLICES`] (quantities side by side), else `None` (one whole). The one rule
+/// the fallback's judge and `compare`'s worst slice share.
+pub fn slices_of(shape: &[usize]) -> Option<usize> {
+    let last = *shape.last()?;
+    (shape.len() >= 2 && (2..=MAX_SLICES).contains(&last)).then_some(last)
+}
+
+/// Signal over noise in dB (infinite without noise).
+pub fn sqnr_db(signal: f64, noise: f64) -> f64 {
+    if noise == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (signal / noise).log10()
+    }
+}
+
 /// A value in no slice (its output's last axis is not 2 to `MAX_SLICES` long).
 const NO_SLICE: usize = usize::MAX;
 
@@ -115,10 +132,9 @@ fn outputs(session: &Session, batches: &[Vec<Array>], extra: Option<Array>) -> R
         let mut feed = b.clone();
         feed.extend(extra.clone());
         for (k, o) in session.run(&feed)?.into_iter().enumerate() {
-            let last = o.shape().last().copied().unwrap_or(0);
-            let sliced = o.ndim() >= 2 && (2..=MAX_SLICES).contains(&last);
+            let slices = slices_of(o.shape());
             let values = o.to_f32();
-            slice_of.extend((0..values.len()).map(|i| if sliced { k * MAX_SLICES + i % last } else { NO_SLICE }));
+            slice_of.extend((0..values.len()).map(|i| slices.map_or(NO_SLICE, |n| k * MAX_SLICES + i % n)));
             all.extend(values.iter().map(|&v| v as f64));
         }
     }
@@ -147,6 +163,16 @@ mod tests {
         let n = r.noise_of(&[300.0, 400.0, 0.0, 250.0, 380.0, 0.0]);
         assert!(n.whole < 1e-5 && n.sqnr_db() > 50.0, "{n:?}");
         assert!((n.worst_slice - 1.0).abs() < 1e-12, "the score slice lost all its signal: {n:?}");
+    }
+
+    #[test]
+    fn quantities_side_by_side_are_sliced_and_sequences_are_not() {
+        assert_eq!(slices_of(&[8, 84]), Some(84), "class scores");
+        assert_eq!(slices_of(&[1, 100, 6]), Some(6), "boxes and scores per anchor");
+        assert_eq!(slices_of(&[8, 6625]), None, "a vocabulary is judged whole");
+        assert_eq!((slices_of(&[8]), slices_of(&[8, 1])), (None, None));
+        assert_eq!(sqnr_db(100.0, 1.0), 20.0);
+        assert_eq!(sqnr_db(1.0, 0.0), f64::INFINITY);
     }
 
     #[test]

@@ -500,7 +500,7 @@ impl TensorError {
         if self.non_finite > 0 {
             return Some(format!("{} values of '{t}' turn non-finite in float16 ({backend})", self.non_finite));
         }
-        let db = if self.noise == 0.0 { f64::INFINITY } else { 10.0 * (self.signal / self.noise).log10() };
+        let db = crate::measure::sqnr_db(self.signal, self.noise);
         (self.signal > 0.0 && db < min_db).then(|| format!("'{t}' is {db:.1} dB from float32 in float16 ({backend})"))
     }
 }

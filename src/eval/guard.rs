@@ -6,7 +6,7 @@
 use super::metrics::OutputComparison;
 use crate::data::{Array, Dataset};
 use crate::ir::Model;
-use crate::measure::{made_up_inputs, Fill};
+use crate::measure::{made_up_inputs, sizes_that_run, Fill};
 use crate::runtime::{feed_inputs, Backend, Session, SessionOptions};
 use crate::{Error, Result};
 use serde::Serialize;
@@ -171,7 +171,10 @@ fn run_all(session: &Session, batches: &[Vec<Array>]) -> Result<Vec<Vec<Array>>>
 /// inputs without data): what checks of a result run on.
 pub fn check_batches(model: &Model, data: Option<&Dataset>, rows: usize, batch: usize) -> Result<Vec<Vec<Array>>> {
     let Some(data) = data else {
-        return Ok(vec![made_up_inputs(model, batch.min(2), Fill::Spread).map_err(Error::Model)?]);
+        // The smallest made-up size the model runs at (2 for most; longer for a conv over audio).
+        let session = Session::new(model, &SessionOptions::default())?;
+        let size = sizes_that_run(model, &session, 1).map_err(Error::Model)?[0];
+        return Ok(vec![made_up_inputs(model, size, Fill::Spread).map_err(Error::Model)?]);
     };
     let bound = data.bind(&feed_inputs(model), None)?;
     bound.batches_upto(batch, rows).map(|b| b.map(|(_, b)| b)).collect()

@@ -205,3 +205,19 @@ fn a_quality_budget_refuses_a_result_past_it_before_anything_is_written() {
     let e = no_val.prune(&prune, &Silent).err().expect("refused").to_string();
     assert!(e.contains("needs validation data"), "{e}");
 }
+
+/// fp16 of an audio front end (a 1-D conv with a kernel of 5 over `[N, 1, L]`) without data: the
+/// made-up inputs grow until the model makes output (L = 8), and the result is judged on them.
+#[test]
+fn fp16_without_data_is_checked_at_a_size_the_model_accepts() {
+    let w = tensor("w", &[1, 1, 5], crate::ir::testing::wavy);
+    let mut m = model(vec![node("Conv", &["x", "w"], "y", &[])], vec![w], &[1, 1, 1], &["y"], 17);
+    let shape = [Dim::Symbolic("N".into()), Dim::Fixed(1), Dim::Symbolic("L".into())];
+    m.graph.inputs[0] = ValueInfo::tensor("x", Some(DataType::FLOAT), Some(&shape));
+    let job = Job { checks: Checks { latency: false, ..Default::default() }, ..Job::new(&m) };
+    let done = job.quantize(&QuantConfig { mode: QuantMode::Fp16, ..Default::default() }, &Silent).unwrap();
+    let check = done.report.output_check.expect("checked");
+    assert!(check.synthetic);
+    assert_eq!(check.outputs.len(), 1, "the output was compared: {check:?}");
+    assert_eq!(check.outputs[0].values, 2 * 4, "2 rows of 8 samples make 4 outputs each");
+}

@@ -3,7 +3,15 @@
 
 use crate::data::Array;
 use crate::ir::{DataType, Dim, Model};
-use crate::runtime::feed_inputs;
+use crate::runtime::{feed_inputs, Session};
+
+/// Sizes tried for symbolic dims, smallest first, until the model runs: a 1-D conv over audio, a
+/// reflect pad of 32, a detector whose strides need 32 pixels reject the smallest ones.
+pub const TRIED_SIZES: [usize; 7] = [2, 3, 8, 32, 64, 128, 320];
+
+/// Past this size, a symbolic first axis (the batch, almost always) stays at 2: the sizes grow
+/// for the model's sake, not to feed it hundreds of samples.
+const BATCH_AT_MOST: usize = 3;
 
 /// What made-up floats hold (integers are always 1 and booleans true: valid ids and masks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,7 +23,33 @@ pub enum Fill {
     Ones,
 }
 
-/// One input per model input: symbolic and unknown dims at `size`, floats as `fill` says.
+/// The first `count` sizes of [`TRIED_SIZES`] at which `session` (running `model`) runs on made-up
+/// inputs; an error naming the sizes tried and the runtime's last word when none does.
+pub fn sizes_that_run(model: &Model, session: &Session, count: usize) -> std::result::Result<Vec<usize>, String> {
+    let mut found = vec![];
+    let mut last = String::new();
+    for size in TRIED_SIZES {
+        // A run whose outputs are empty (a window longer than the input) leaves nothing to judge.
+        match made_up_inputs(model, size, Fill::Spread).and_then(|x| session.run(&x).map_err(|e| e.to_string())) {
+            Ok(outputs) if outputs.iter().all(|o| !o.is_empty()) => found.push(size),
+            Ok(_) => last = format!("empty outputs at {size}"),
+            Err(e) => last = e,
+        }
+        if found.len() == count {
+            return Ok(found);
+        }
+    }
+    if let Some(&size) = found.last() {
+        return Ok(vec![size; count]);
+    }
+    Err(format!(
+        "the model does not run on made-up inputs (symbolic dims tried at {}; last: {last}): pass data to judge it on",
+        TRIED_SIZES.map(|s| s.to_string()).join(", ")
+    ))
+}
+
+/// One input per model input: symbolic and unknown dims at `size` (a symbolic first axis at most
+/// 3), floats as `fill` says.
 pub fn made_up_inputs(model: &Model, size: usize, fill: Fill) -> std::result::Result<Vec<Array>, String> {
     feed_inputs(model)
         .iter()
@@ -24,8 +58,10 @@ pub fn made_up_inputs(model: &Model, size: usize, fill: Fill) -> std::result::Re
                 .shape()
                 .ok_or_else(|| format!("input '{}' declares no shape", v.name))?
                 .iter()
-                .map(|d| match d {
+                .enumerate()
+                .map(|(axis, d)| match d {
                     Dim::Fixed(n) if *n >= 0 => *n as usize,
+                    _ if axis == 0 && size > BATCH_AT_MOST => 2,
                     _ => size,
                 })
                 .collect();
@@ -81,5 +117,22 @@ mod tests {
         assert!(matches!(&made_up_inputs(&m, 1, Fill::Spread).unwrap()[0], Array::I64(a) if a.iter().all(|v| *v == 1)));
         m.graph.inputs[0] = ValueInfo::tensor("ids", Some(DataType::INT64), None);
         assert!(made_up_inputs(&m, 1, Fill::Ones).unwrap_err().contains("'ids' declares no shape"));
+    }
+
+    /// A 1-D conv with a kernel of 5 over `[N, 1, L]`, unpadded: L under 5 makes no output.
+    #[test]
+    fn sizes_grow_until_the_model_runs_and_the_batch_stays_small() {
+        let w = crate::ir::testing::tensor("w", &[1, 1, 5], |_| 0.2);
+        let mut m = model(vec![node("Conv", &["x", "w"], "y", &[])], vec![w], &[1, 1, 1], &["y"], 17);
+        m.graph.inputs[0] = ValueInfo::tensor(
+            "x",
+            Some(DataType::FLOAT),
+            Some(&[Dim::Symbolic("N".into()), Dim::Fixed(1), Dim::Symbolic("L".into())]),
+        );
+        let session = Session::new(&m, &Default::default()).unwrap();
+        let sizes = sizes_that_run(&m, &session, 2).unwrap();
+        assert_eq!(sizes, [8, 32], "2 and 3 are shorter than the kernel");
+        let Array::F32(x) = &made_up_inputs(&m, 32, Fill::Spread).unwrap()[0] else { panic!("float") };
+        assert_eq!(x.shape(), [2, 1, 32], "the batch stays at 2");
     }
 }

@@ -98,6 +98,10 @@ impl OrtSession {
             .with_inter_threads(1)
             .map_err(|e| fail(&e))?
             .with_memory_pattern(self.memory_pattern)
+            .map_err(|e| fail(&e))?
+            // Every failure ONNX Runtime logs also comes back as the error prunq reports (naming
+            // what it tried); its own red log lines on stderr only repeat it out of context.
+            .with_log_level(ort::logging::LogLevel::Fatal)
             .map_err(|e| fail(&e))?;
         if let Some(dir) = &self.profile {
             builder = builder.with_profiling(dir.path().join("ort")).map_err(|e| fail(&e))?;

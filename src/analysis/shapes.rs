@@ -59,3 +59,26 @@ pub fn infer_shapes(model: &Model, inputs: &BTreeMap<String, Vec<usize>>) -> Res
 pub fn rank_lookup(model: &Model) -> BTreeMap<String, usize> {
     super::ranks::propagate_ranks(model, crate::runtime::inference_ranks(model).unwrap_or_default())
 }
+
+/// `NAME=1x3x224x224` → (NAME, [1, 3, 224, 224]).
+pub fn parse_shape(s: &str) -> std::result::Result<(String, Vec<usize>), String> {
+    let (name, dims) = s.rsplit_once('=').ok_or("expected NAME=DxDxD, e.g. input=1x3x224x224")?;
+    let dims = dims
+        .split(['x', ','])
+        .map(|d| d.trim().parse::<usize>().map_err(|_| format!("'{d}' is not a dimension")))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok((name.to_string(), dims))
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::parse_shape;
+
+    #[test]
+    fn input_shapes_read_as_name_and_dims() {
+        assert_eq!(parse_shape("x=1x3x48x320"), Ok(("x".into(), vec![1, 3, 48, 320])));
+        assert_eq!(parse_shape("a=b=2,3"), Ok(("a=b".into(), vec![2, 3])), "the last = splits");
+        assert!(parse_shape("x").unwrap_err().contains("expected NAME=DxDxD"));
+        assert!(parse_shape("x=1xa").unwrap_err().contains("'a' is not a dimension"));
+    }
+}

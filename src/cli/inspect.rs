@@ -7,7 +7,7 @@ pub struct Args {
     /// The ONNX model.
     model: PathBuf,
     /// Input shape for counting MACs, e.g. `input=1x1x16x16` (dynamic dims default to 1).
-    #[arg(long, value_parser = super::parse_shape)]
+    #[arg(long, value_parser = prunq::analysis::parse_shape)]
     shape: Vec<(String, Vec<usize>)>,
     /// Print JSON instead of tables.
     #[arg(long)]

@@ -41,7 +41,7 @@ struct Cli {
     ort_lib: Option<std::path::PathBuf>,
     /// Which axis of a model input is the batch, e.g. `state=1` (default: the symbolic dim the
     /// inputs share; 0 when there is none; scalars are fed whole with every batch).
-    #[arg(long, global = true, value_parser = parse_batch_axis)]
+    #[arg(long, global = true, value_parser = prunq::data::parse_batch_axis)]
     batch_axis: Vec<(String, usize)>,
     /// How images become inputs when data is a folder of images: e.g.
     /// "resize=48x320,keep-aspect,pad=0,layout=NCHW,bgr,scale=1/255,mean=0.5,std=0.5", or a TOML
@@ -162,16 +162,6 @@ impl RuntimeArg {
     }
 }
 
-/// `NAME=1x3x224x224` → (NAME, [1, 3, 224, 224]).
-fn parse_shape(s: &str) -> Result<(String, Vec<usize>), String> {
-    let (name, dims) = s.rsplit_once('=').ok_or("expected NAME=DxDxD, e.g. input=1x3x224x224")?;
-    let dims = dims
-        .split(['x', ','])
-        .map(|d| d.trim().parse::<usize>().map_err(|_| format!("'{d}' is not a dimension")))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((name.to_string(), dims))
-}
-
 fn parse_preprocess(s: &str) -> Result<prunq::data::Preprocess, String> {
     prunq::data::Preprocess::parse(s).map_err(|e| e.to_string())
 }
@@ -267,12 +257,6 @@ impl Opened {
 
 fn open_data(path: impl AsRef<std::path::Path>) -> prunq::Result<prunq::data::Dataset> {
     prunq::data::Dataset::open_with(path, DATA_OPTIONS.get().unwrap_or(&Default::default()))
-}
-
-/// `state=1` → ("state", 1).
-fn parse_batch_axis(s: &str) -> Result<(String, usize), String> {
-    let (name, axis) = s.rsplit_once('=').ok_or("expected NAME=AXIS, e.g. state=1")?;
-    Ok((name.to_string(), axis.trim().parse().map_err(|_| format!("'{axis}' is not an axis"))?))
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {

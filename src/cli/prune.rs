@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(long)]
     calib: Option<PathBuf>,
     /// Input shape for dynamic dims, e.g. `x=1x3x48x320` (others default to 1).
-    #[arg(long, value_parser = super::parse_shape)]
+    #[arg(long, value_parser = prunq::analysis::parse_shape)]
     shape: Vec<(String, Vec<usize>)>,
 }
 

@@ -113,3 +113,21 @@ mod tests {
         assert_eq!(infer(&ort_style, &[&data(&[4, 3, 48, 192])]), vec![Some(0)]);
     }
 }
+
+/// `state=1` → ("state", 1).
+pub fn parse_batch_axis(s: &str) -> std::result::Result<(String, usize), String> {
+    let (name, axis) = s.rsplit_once('=').ok_or("expected NAME=AXIS, e.g. state=1")?;
+    Ok((name.to_string(), axis.trim().parse().map_err(|_| format!("'{axis}' is not an axis"))?))
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::parse_batch_axis;
+
+    #[test]
+    fn batch_axes_read_as_name_and_axis() {
+        assert_eq!(parse_batch_axis("state=1"), Ok(("state".into(), 1)));
+        assert!(parse_batch_axis("state").unwrap_err().contains("expected NAME=AXIS"));
+        assert!(parse_batch_axis("state=x").unwrap_err().contains("'x' is not an axis"));
+    }
+}

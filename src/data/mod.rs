@@ -12,6 +12,6 @@ mod preprocess;
 mod text;
 
 pub use array::Array;
-pub use batch_axis::set_batch_axes;
+pub use batch_axis::{parse_batch_axis, set_batch_axes};
 pub use dataset::{show_dims, Bound, DataOptions, Dataset, DEFAULT_LABEL_NAMES};
 pub use preprocess::{Filter, Layout, Preprocess, Resize};

@@ -61,12 +61,12 @@ impl<'a> Timer<'a> {
     }
 }
 
-/// The first of `trials` (label, model) that measures faster than `current`
-/// and whose output SQNR against `reference` on `data` is at least `min_sqnr_db`;
+/// The first of `trials` (label, model) that measures faster than `current` on `data`
+/// and whose output SQNR by `judge` (the reference's outputs) is at least `min_sqnr_db`;
 /// its index, the speed-up and the SQNR. Used for MatMuls with activations
 /// quantized at run time (dynamic) inside a static model.
 pub fn first_faster_trial(
-    reference: &Model,
+    judge: &crate::measure::Reference,
     current: &Model,
     trials: &[(String, Model)],
     min_sqnr_db: f64,
@@ -79,7 +79,7 @@ pub fn first_faster_trial(
     for (k, (_, model)) in trials.iter().enumerate() {
         progress.advance(1);
         let Some(speedup) = timer.faster(current, model)? else { continue };
-        let sqnr = output_sqnr(reference, model, data)?;
+        let sqnr = judge.noise(&crate::runtime::Session::new(model, &Default::default())?, None)?.sqnr_db();
         if sqnr >= min_sqnr_db {
             progress.finish();
             return Ok(Some((k, speedup, sqnr)));
@@ -87,12 +87,6 @@ pub fn first_faster_trial(
     }
     progress.finish();
     Ok(None)
-}
-
-/// The lowest SQNR (dB) over `model`'s outputs against `reference`'s on `data`.
-pub fn output_sqnr(reference: &Model, model: &Model, data: &Dataset) -> Result<f64> {
-    let report = crate::eval::compare(reference, model, data, &Default::default(), &Silent)?;
-    Ok(report.outputs.iter().map(|o| o.sqnr_db).fold(f64::INFINITY, f64::min))
 }
 
 /// What kind of group a node belongs to.

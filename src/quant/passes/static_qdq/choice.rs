@@ -254,7 +254,12 @@ pub(super) fn dynamic_where_faster(
         with_dynamic(prepared, plan, &statics, dynamic, params, options, &mut QuantReport::default())
     };
     let current = build(&[])?;
-    let sqnr_now = crate::quant::speed::output_sqnr(prepared, &current, calib)?;
+    // The reference's outputs on the calibration data, computed once for every trial.
+    let bound = calib.bind(&feed_inputs(prepared), None)?;
+    let batches: Vec<Vec<Array>> =
+        bound.batches_upto(options.batch_size, bound.rows).map(|b| b.map(|(_, b)| b)).collect::<Result<_>>()?;
+    let judge = crate::measure::Reference::new(&Session::new(prepared, &SessionOptions::default())?, batches)?;
+    let sqnr_now = judge.noise(&Session::new(&current, &SessionOptions::default())?, None)?.sqnr_db();
     let floor = options.fallback_sqnr_db.map_or(sqnr_now - DYNAMIC_SLACK_DB, |t| t.min(sqnr_now - DYNAMIC_SLACK_DB));
     let mut sets = vec![("every MatMul and Gemm".to_string(), candidates.clone())];
     if !kept_float.is_empty() && kept_float.len() < candidates.len() {
@@ -263,7 +268,7 @@ pub(super) fn dynamic_where_faster(
     let trials: Vec<(String, Model)> =
         sets.iter().map(|(label, set)| Ok((label.clone(), build(set)?))).collect::<Result<_>>()?;
     let Some((k, speedup, sqnr)) =
-        crate::quant::speed::first_faster_trial(prepared, &current, &trials, floor, calib, progress)?
+        crate::quant::speed::first_faster_trial(&judge, &current, &trials, floor, calib, progress)?
     else {
         return Ok(vec![]);
     };

@@ -287,8 +287,12 @@ fn fp16_halves_the_size_and_keeps_float32_edges() {
         let ratio = std::fs::metadata(&out).unwrap().len() as f64 / std::fs::metadata(&src).unwrap().len() as f64;
         assert!(ratio < 0.6, "{name}: size ratio {ratio}");
         let data = common::data(data);
-        let r = prunq::eval::compare(&original, &m, &Dataset::open(&data).unwrap(), &RunOptions::default(), &Silent)
-            .unwrap();
+        // tract runs float16 matmuls in its generic software kernel on x86 (minutes for 500
+        // rows): the output comparison takes the first 64 rows; the accuracy floor below, all.
+        let arrays = prunq::data::npz::read(&data).unwrap();
+        let first = arrays.into_iter().map(|(k, a)| (k, a.rows(0, 64.min(a.row_count())))).collect();
+        let first = Dataset::from_arrays("the first 64 rows", first);
+        let r = prunq::eval::compare(&original, &m, &first, &RunOptions::default(), &Silent).unwrap();
         assert!(
             r.outputs[0].cosine_min > 0.999 && r.outputs[0].top1_agreement > 0.99,
             "{name} in tract: {:?}",

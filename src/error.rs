@@ -33,6 +33,9 @@ pub enum Error {
     /// Bad options given to a pass or command.
     #[error("{0}")]
     Usage(String),
+    /// The front end asked the work to stop (see `measure::Progress::stopped`); nothing was written.
+    #[error("stopped by the user before anything was written")]
+    Interrupted,
 }
 
 /// `Result` with prunq's [`Error`].

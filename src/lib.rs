@@ -11,6 +11,9 @@
 #![warn(missing_docs)]
 
 pub mod analysis;
+/// The `prunq` command line (clap): parses, opens files and data, calls a [`job`].
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod data;
 mod error;
 pub mod eval;

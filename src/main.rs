@@ -1,5 +1,5 @@
-mod cli;
+//! The `prunq` command: the library's `cli` module on this process's arguments.
 
 fn main() -> std::process::ExitCode {
-    cli::main()
+    prunq::cli::main()
 }

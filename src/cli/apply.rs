@@ -1,5 +1,5 @@
-use prunq::measure::Progress;
-use prunq::optimize::Recipe;
+use crate::measure::Progress;
+use crate::optimize::Recipe;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -22,12 +22,12 @@ pub struct Args {
 
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let recipe = Recipe::read(&a.recipe)?;
-    prunq::onnx::ensure_not_input(&a.model, &a.output)?;
-    let original = prunq::onnx::load(&a.model)?;
+    crate::onnx::ensure_not_input(&a.model, &a.output)?;
+    let original = crate::onnx::load(&a.model)?;
     let data = super::Opened::new(a.calib.as_ref(), a.checks.val.as_ref())?;
     let job = data.job(&original, &a.model, &a.output, a.checks.job()?);
     job.apply(&recipe, progress).map_err(|e| match e {
-        prunq::Error::Usage(m) => prunq::Error::Usage(format!("{}: {m}", a.recipe.display())),
+        crate::Error::Usage(m) => crate::Error::Usage(format!("{}: {m}", a.recipe.display())),
         e => e,
     })?;
     Ok(())

@@ -1,7 +1,7 @@
 use super::RuntimeArg;
-use prunq::eval::{bench, BenchOptions, BenchReport};
-use prunq::measure::Progress;
-use prunq::runtime::Backend;
+use crate::eval::{bench, BenchOptions, BenchReport};
+use crate::measure::Progress;
+use crate::runtime::Backend;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -34,14 +34,14 @@ pub fn run(a: Args, runtime: RuntimeArg, threads: Option<usize>, progress: &dyn 
         RuntimeArg::Both => vec![Backend::Ort, Backend::Tract],
         RuntimeArg::Ort => vec![Backend::Ort],
         RuntimeArg::Tract => vec![Backend::Tract],
-        RuntimeArg::Auto => vec![prunq::runtime::default_backend()?],
+        RuntimeArg::Auto => vec![crate::runtime::default_backend()?],
     };
     if backends.contains(&Backend::Ort) {
-        prunq::runtime::set_runtime(prunq::runtime::RuntimeChoice::Ort);
-        prunq::runtime::default_backend()?;
+        crate::runtime::set_runtime(crate::runtime::RuntimeChoice::Ort);
+        crate::runtime::default_backend()?;
     }
-    let loaded = a.models.iter().map(prunq::onnx::load).collect::<Result<Vec<_>, _>>()?;
-    let named: Vec<(String, &prunq::ir::Model)> =
+    let loaded = a.models.iter().map(crate::onnx::load).collect::<Result<Vec<_>, _>>()?;
+    let named: Vec<(String, &crate::ir::Model)> =
         a.models.iter().zip(&loaded).map(|(p, m)| (p.display().to_string(), m)).collect();
     let data = super::open_data(&a.data)?;
     let options = BenchOptions {
@@ -59,7 +59,7 @@ pub fn run(a: Args, runtime: RuntimeArg, threads: Option<usize>, progress: &dyn 
         return super::print_json(&reports);
     }
     for r in &reports {
-        print!("{}", prunq::report::text::bench(r));
+        print!("{}", crate::report::text::bench(r));
     }
     Ok(())
 }

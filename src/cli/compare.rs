@@ -1,5 +1,5 @@
-use prunq::eval::{compare, compare_layers, RunOptions};
-use prunq::measure::Progress;
+use crate::eval::{compare, compare_layers, RunOptions};
+use crate::measure::Progress;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -26,8 +26,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
-    let reference = prunq::onnx::load(&a.reference)?;
-    let candidate = prunq::onnx::load(&a.candidate)?;
+    let reference = crate::onnx::load(&a.reference)?;
+    let candidate = crate::onnx::load(&a.candidate)?;
     let data = super::open_data(&a.data)?;
     let options = RunOptions { batch_size: a.batch_size, ..Default::default() };
     if a.per_layer {
@@ -35,14 +35,14 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         if a.json {
             return super::print_json(&report);
         }
-        print!("{}", prunq::report::text::compare_layers(&report, a.top));
+        print!("{}", crate::report::text::compare_layers(&report, a.top));
         return Ok(());
     }
     let report = compare(&reference, &candidate, &data, &options, progress)?;
     if a.json {
         super::print_json(&report)
     } else {
-        print!("{}", prunq::report::text::compare(&report));
+        print!("{}", crate::report::text::compare(&report));
         Ok(())
     }
 }

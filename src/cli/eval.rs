@@ -1,5 +1,5 @@
-use prunq::eval::{evaluate, RunOptions};
-use prunq::measure::Progress;
+use crate::eval::{evaluate, RunOptions};
+use crate::measure::Progress;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -24,11 +24,11 @@ pub struct Args {
 }
 
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
-    let model = prunq::onnx::load(&a.model)?;
+    let model = crate::onnx::load(&a.model)?;
     let data = super::open_data(&a.data)?;
     let texts = match &a.text {
         Some(p) => {
-            Some(std::fs::read_to_string(p).map_err(|e| prunq::Error::io(p, e))?.lines().map(str::to_string).collect())
+            Some(std::fs::read_to_string(p).map_err(|e| crate::Error::io(p, e))?.lines().map(str::to_string).collect())
         }
         None => None,
     };
@@ -37,7 +37,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     if a.json {
         super::print_json(&report)
     } else {
-        print!("{}", prunq::report::text::eval(&report));
+        print!("{}", crate::report::text::eval(&report));
         Ok(())
     }
 }

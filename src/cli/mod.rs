@@ -29,7 +29,7 @@ struct Cli {
     #[arg(long, global = true)]
     threads: Option<usize>,
     /// Largest tensor a model may make from constants, in bytes (K, M, G suffixes; default 8G).
-    #[arg(long, global = true, value_parser = prunq::onnx::limits::parse_size)]
+    #[arg(long, global = true, value_parser = crate::onnx::limits::parse_size)]
     memory_limit: Option<u64>,
     /// Which engine runs models: auto (ONNX Runtime when its library loads, else tract), ort,
     /// tract; `both` only with `bench`.
@@ -41,13 +41,13 @@ struct Cli {
     ort_lib: Option<std::path::PathBuf>,
     /// Which axis of a model input is the batch, e.g. `state=1` (default: the symbolic dim the
     /// inputs share; 0 when there is none; scalars are fed whole with every batch).
-    #[arg(long, global = true, value_parser = prunq::data::parse_batch_axis)]
+    #[arg(long, global = true, value_parser = crate::data::parse_batch_axis)]
     batch_axis: Vec<(String, usize)>,
     /// How images become inputs when data is a folder of images: e.g.
     /// "resize=48x320,keep-aspect,pad=0,layout=NCHW,bgr,scale=1/255,mean=0.5,std=0.5", or a TOML
     /// file with those keys (default: the model's size, RGB, pixels 0–255 as they are).
     #[arg(long, global = true, value_parser = parse_preprocess)]
-    preprocess: Option<prunq::data::Preprocess>,
+    preprocess: Option<crate::data::Preprocess>,
     /// The model's Hugging Face tokenizer.json, for data given as a .txt (one sentence a line).
     #[arg(long, global = true)]
     tokenizer: Option<std::path::PathBuf>,
@@ -87,20 +87,38 @@ enum Command {
     Report(report::Args),
 }
 
+/// The `prunq` command on this process's arguments.
 pub fn main() -> ExitCode {
-    prunq::runtime::remember_panics();
-    let cli = Cli::parse();
-    prunq::parallel::set_threads(cli.threads.unwrap_or(0));
+    ExitCode::from(run(std::env::args_os()))
+}
+
+/// The `prunq` command on `args` (the program's name first); returns its exit status. Also what
+/// the Python package's `prunq` command calls.
+pub fn run<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    crate::runtime::remember_panics();
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version print and succeed; the rest is a usage error (status 2).
+            let _ = e.print();
+            return e.exit_code() as u8;
+        }
+    };
+    crate::parallel::set_threads(cli.threads.unwrap_or(0));
     if let Some(limit) = cli.memory_limit {
-        prunq::onnx::limits::set_memory_limit(limit);
+        crate::onnx::limits::set_memory_limit(limit);
     }
     if cli.runtime == RuntimeArg::Both && !matches!(cli.command, Command::Bench(_)) {
         eprintln!("error: --runtime both is for `prunq bench`; other commands take auto, ort or tract");
-        return ExitCode::from(2);
+        return 2;
     }
-    prunq::runtime::set_ort_library(cli.ort_lib.clone());
-    prunq::data::set_batch_axes(cli.batch_axis.iter().cloned().collect());
-    let _ = DATA_OPTIONS.set(prunq::data::DataOptions {
+    crate::runtime::set_ort_library(cli.ort_lib.clone());
+    crate::data::set_batch_axes(cli.batch_axis.iter().cloned().collect());
+    let _ = DATA_OPTIONS.set(crate::data::DataOptions {
         preprocess: cli.preprocess.clone(),
         tokenizer: cli.tokenizer.clone(),
         max_len: cli.max_len,
@@ -108,7 +126,7 @@ pub fn main() -> ExitCode {
     });
     // A library named by hand is meant to be used: failing to load it is an error, not tract.
     let runtime = if cli.ort_lib.is_some() && cli.runtime == RuntimeArg::Auto { RuntimeArg::Ort } else { cli.runtime };
-    prunq::runtime::set_runtime(runtime.choice());
+    crate::runtime::set_runtime(runtime.choice());
     let progress = progress::Bar::new(cli.quiet, cli.verbose);
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cli.command {
         Command::Inspect(a) => inspect::run(a),
@@ -123,28 +141,32 @@ pub fn main() -> ExitCode {
         Command::Apply(a) => apply::run(a, &progress),
     }));
     match run {
-        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Ok(())) => 0,
         Ok(Err(e)) => {
             eprintln!("error: {e:#}");
-            let usage = matches!(e.downcast_ref::<prunq::Error>(), Some(prunq::Error::Usage(_)));
-            ExitCode::from(if usage { 2 } else { 1 })
+            let usage = matches!(e.downcast_ref::<crate::Error>(), Some(crate::Error::Usage(_)));
+            if usage {
+                2
+            } else {
+                1
+            }
         }
         Err(_) => {
-            let msg = prunq::runtime::last_panic().unwrap_or_default();
+            let msg = crate::runtime::last_panic().unwrap_or_default();
             // The reader of our output went away (`prunq inspect m | head`): stop quietly with
             // the status a shell gives a writer killed by SIGPIPE, as other Unix tools do.
             if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
-                return ExitCode::from(141);
+                return 141;
             }
             // Any other panic is a bug, but the user still gets one line and exit code 1.
             eprintln!("error: internal error: {msg} (please report this with the model)");
-            ExitCode::from(1)
+            1
         }
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum RuntimeArg {
+pub(crate) enum RuntimeArg {
     Auto,
     Ort,
     Tract,
@@ -152,8 +174,8 @@ pub enum RuntimeArg {
 }
 
 impl RuntimeArg {
-    fn choice(self) -> prunq::runtime::RuntimeChoice {
-        use prunq::runtime::RuntimeChoice;
+    fn choice(self) -> crate::runtime::RuntimeChoice {
+        use crate::runtime::RuntimeChoice;
         match self {
             RuntimeArg::Auto | RuntimeArg::Both => RuntimeChoice::Auto,
             RuntimeArg::Ort => RuntimeChoice::Ort,
@@ -162,12 +184,12 @@ impl RuntimeArg {
     }
 }
 
-fn parse_preprocess(s: &str) -> Result<prunq::data::Preprocess, String> {
-    prunq::data::Preprocess::parse(s).map_err(|e| e.to_string())
+fn parse_preprocess(s: &str) -> Result<crate::data::Preprocess, String> {
+    crate::data::Preprocess::parse(s).map_err(|e| e.to_string())
 }
 
 /// How images, text and audio become inputs (`--preprocess`, `--tokenizer` …), set once by `main`.
-static DATA_OPTIONS: std::sync::OnceLock<prunq::data::DataOptions> = std::sync::OnceLock::new();
+static DATA_OPTIONS: std::sync::OnceLock<crate::data::DataOptions> = std::sync::OnceLock::new();
 
 /// A data set given on the command line: arrays, images, text or audio.
 /// The checks every command that writes a model runs on it, and where it reports them:
@@ -200,7 +222,7 @@ struct Checks {
     /// How --max-drop and --min-quality judge (default: accuracy when --val has labels,
     /// exact-lines with --text, else top-1 agreement with the original).
     #[arg(long, value_enum)]
-    metric: Option<prunq::optimize::Metric>,
+    metric: Option<crate::optimize::Metric>,
     /// Expected text of each --val sample, one a line (exact-lines, cer).
     #[arg(long)]
     text: Option<std::path::PathBuf>,
@@ -208,43 +230,43 @@ struct Checks {
 
 impl Checks {
     /// The library's checks these flags ask for.
-    fn job(&self) -> anyhow::Result<prunq::job::Checks> {
-        use prunq::optimize::Budget;
+    fn job(&self) -> anyhow::Result<crate::job::Checks> {
+        use crate::optimize::Budget;
         let budget = match (self.max_drop, self.min_quality) {
             (_, Some(q)) => Some(Budget::MinQuality(q)),
             (Some(d), None) => Some(Budget::MaxDrop(d)),
             (None, None) => None,
         };
         let texts = optimize::read_texts(self.text.as_deref())?;
-        Ok(prunq::job::Checks {
+        Ok(crate::job::Checks {
             latency: !self.no_latency_check,
             external_data: self.external_data,
             report: self.report.clone(),
-            budget: budget.map(|budget| prunq::job::QualityBudget { metric: self.metric, budget, texts }),
+            budget: budget.map(|budget| crate::job::QualityBudget { metric: self.metric, budget, texts }),
         })
     }
 }
 
 /// The data sets a command was given, opened once.
 struct Opened {
-    calib: Option<prunq::data::Dataset>,
-    val: Option<prunq::data::Dataset>,
+    calib: Option<crate::data::Dataset>,
+    val: Option<crate::data::Dataset>,
 }
 
 impl Opened {
-    fn new(calib: Option<&std::path::PathBuf>, val: Option<&std::path::PathBuf>) -> prunq::Result<Opened> {
+    fn new(calib: Option<&std::path::PathBuf>, val: Option<&std::path::PathBuf>) -> crate::Result<Opened> {
         Ok(Opened { calib: calib.map(open_data).transpose()?, val: val.map(open_data).transpose()? })
     }
 
     /// A job on `original` read from `input`, written to `output`, with these data and checks.
     fn job<'a>(
         &'a self,
-        original: &'a prunq::ir::Model,
+        original: &'a crate::ir::Model,
         input: &'a std::path::Path,
         output: &'a std::path::Path,
-        checks: prunq::job::Checks,
-    ) -> prunq::job::Job<'a> {
-        prunq::job::Job {
+        checks: crate::job::Checks,
+    ) -> crate::job::Job<'a> {
+        crate::job::Job {
             original,
             input: Some(input),
             output: Some(output),
@@ -255,8 +277,8 @@ impl Opened {
     }
 }
 
-fn open_data(path: impl AsRef<std::path::Path>) -> prunq::Result<prunq::data::Dataset> {
-    prunq::data::Dataset::open_with(path, DATA_OPTIONS.get().unwrap_or(&Default::default()))
+fn open_data(path: impl AsRef<std::path::Path>) -> crate::Result<crate::data::Dataset> {
+    crate::data::Dataset::open_with(path, DATA_OPTIONS.get().unwrap_or(&Default::default()))
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {

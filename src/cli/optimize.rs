@@ -1,5 +1,5 @@
-use prunq::measure::Progress;
-use prunq::optimize::{Budget, Metric, Objective, OptimizeConfig};
+use crate::measure::Progress;
+use crate::optimize::{Budget, Metric, Objective, OptimizeConfig};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "latency")]
     objective: Objective,
     /// No new candidate is started after this long (e.g. 90s, 10m, 1h); the best so far wins.
-    #[arg(long, default_value = "10m", value_parser = prunq::optimize::parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = crate::optimize::parse_duration)]
     time_budget: std::time::Duration,
     /// Write the search (every candidate, the Pareto front, the winner): JSON, or an HTML page
     /// with plots when the name ends in .html.
@@ -50,29 +50,29 @@ pub struct Args {
 
 pub(super) fn read_texts(path: Option<&Path>) -> anyhow::Result<Option<Vec<String>>> {
     let Some(p) = path else { return Ok(None) };
-    let text = std::fs::read_to_string(p).map_err(|e| prunq::Error::io(p, e))?;
+    let text = std::fs::read_to_string(p).map_err(|e| crate::Error::io(p, e))?;
     Ok(Some(text.lines().map(str::to_string).collect()))
 }
 
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
-    prunq::onnx::ensure_not_input(&a.model, &a.output)?;
-    let original = prunq::onnx::load(&a.model)?;
+    crate::onnx::ensure_not_input(&a.model, &a.output)?;
+    let original = crate::onnx::load(&a.model)?;
     let (calib, val) = (super::open_data(&a.calib)?, super::open_data(&a.val)?);
     let texts = read_texts(a.text.as_deref())?;
     let metric = match a.metric {
         Some(m) => m,
-        None => prunq::job::default_metric(&original, &val, texts.is_some())?,
+        None => crate::job::default_metric(&original, &val, texts.is_some())?,
     };
     let data = super::Opened { calib: Some(calib), val: Some(val) };
     let budget = match (a.max_drop, a.min_quality) {
         (_, Some(q)) => Budget::MinQuality(q),
         (Some(d), None) => Budget::MaxDrop(d),
-        (None, None) => prunq::job::default_budget(metric),
+        (None, None) => crate::job::default_budget(metric),
     };
     let config = OptimizeConfig { metric, budget, objective: a.objective, time_budget: a.time_budget, texts };
     let checks =
-        prunq::job::Checks { latency: false, external_data: a.external_data, report: a.report.clone(), budget: None };
+        crate::job::Checks { latency: false, external_data: a.external_data, report: a.report.clone(), budget: None };
     let job = data.job(&original, &a.model, &a.output, checks);
-    job.optimize(&config, &prunq::job::Announce(progress, metric), a.save_recipe.as_deref(), progress)?;
+    job.optimize(&config, &crate::job::Announce(progress, metric), a.save_recipe.as_deref(), progress)?;
     Ok(())
 }

@@ -26,7 +26,7 @@ impl Bar {
     }
 }
 
-impl prunq::measure::Progress for Bar {
+impl crate::measure::Progress for Bar {
     fn start(&self, total: u64, what: &str) {
         *self.stage.borrow_mut() = Some((what.to_string(), total, Instant::now()));
         if !self.enabled {

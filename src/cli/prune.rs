@@ -1,5 +1,5 @@
-use prunq::measure::Progress;
-use prunq::prune::PruneConfig;
+use crate::measure::Progress;
+use crate::prune::PruneConfig;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(long)]
     calib: Option<PathBuf>,
     /// Input shape for dynamic dims, e.g. `x=1x3x48x320` (others default to 1).
-    #[arg(long, value_parser = prunq::analysis::parse_shape)]
+    #[arg(long, value_parser = crate::analysis::parse_shape)]
     shape: Vec<(String, Vec<usize>)>,
 }
 
@@ -28,8 +28,8 @@ impl Args {
 }
 
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
-    prunq::onnx::ensure_not_input(&a.model, &a.output)?;
-    let original = prunq::onnx::load(&a.model)?;
+    crate::onnx::ensure_not_input(&a.model, &a.output)?;
+    let original = crate::onnx::load(&a.model)?;
     let data = super::Opened::new(a.calib.as_ref(), a.checks.val.as_ref())?;
     data.job(&original, &a.model, &a.output, a.checks.job()?).prune(&a.config(), progress)?;
     Ok(())

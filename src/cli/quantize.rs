@@ -1,5 +1,5 @@
-use prunq::measure::Progress;
-use prunq::quant::QuantConfig;
+use crate::measure::Progress;
+use crate::quant::QuantConfig;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -39,8 +39,8 @@ impl Args {
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let config = a.config();
     config.validate()?;
-    prunq::onnx::ensure_not_input(&a.model, &a.output)?;
-    let original = prunq::onnx::load(&a.model)?;
+    crate::onnx::ensure_not_input(&a.model, &a.output)?;
+    let original = crate::onnx::load(&a.model)?;
     let data = super::Opened::new(a.calib.as_ref(), a.checks.val.as_ref())?;
     data.job(&original, &a.model, &a.output, a.checks.job()?).quantize(&config, progress)?;
     Ok(())

@@ -31,7 +31,7 @@ impl Job<'_> {
         let mut model = self.original.clone();
         let steps = crate::optimize::apply(&mut model, recipe, self.calib, progress)?;
         let output_check = Some(self.check_before_write(&model, progress)?);
-        self.save(&model)?;
+        self.save(&model, progress)?;
         progress.say(&format!("applied {} step(s): {}", recipe.steps.len(), recipe.label()));
         let comparison = self.compare(&model, self.val, progress)?;
         let latency = self.latency(&model, progress)?;

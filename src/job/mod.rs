@@ -176,7 +176,8 @@ impl<'a> Job<'a> {
 
     /// Writes the result where asked (atomically; external data when asked); its size in bytes
     /// (the encoded model's when nothing is written).
-    fn save(&self, model: &Model) -> Result<u64> {
+    fn save(&self, model: &Model, progress: &dyn Progress) -> Result<u64> {
+        progress.check_stop()?;
         let Some(output) = self.output else { return crate::onnx::file_size(model) };
         let external = if self.checks.external_data { crate::onnx::ExternalMode::Always } else { Default::default() };
         crate::onnx::save(model, output, &crate::onnx::SaveOptions { external })?;

@@ -11,6 +11,7 @@ use std::path::Path;
 
 /// What a search chose: its report and the winner's recipe (empty when none kept the budget and
 /// the input was written as it was).
+#[derive(serde::Serialize)]
 pub struct Optimized {
     /// Every candidate, the Pareto front, the winner.
     pub search: OptimizeReport,
@@ -91,7 +92,7 @@ impl Job<'_> {
             }
         };
         self.check_before_write(&model, progress)?;
-        self.save(&model)?;
+        self.save(&model, progress)?;
         if let Some(path) = save_recipe {
             let text = format!(
                 "# prunq recipe: {}\n# made by `prunq optimize` on {} ({}, {}); replay with\n#   prunq apply {} MODEL -o OUT --calib {}\n\n{}",

@@ -44,7 +44,7 @@ impl Job<'_> {
             report.notes.push(said);
         }
         report.output_check = Some(self.check_before_write(&model, progress)?);
-        self.save(&model)?;
+        self.save(&model, progress)?;
         progress.say(&format!(
             "{} layers pruned to {:.1} % sparsity overall, {} left dense",
             report.layers.len(),
@@ -84,7 +84,7 @@ impl Job<'_> {
             report.notes.push(said);
         }
         report.output_check = Some(self.check_before_write(&model, progress)?);
-        self.save(&model)?;
+        self.save(&model, progress)?;
         say_block(progress, &crate::report::text::structured(&report));
         let prunable = report.groups.iter().filter(|g| g.blocked.is_empty()).count();
         if prunable > 0

@@ -30,10 +30,11 @@ impl Job<'_> {
             report.notes.push(said);
         }
         report.output_check = Some(self.check_before_write(&model, progress)?);
-        report.size_after = self.save(&model)?;
+        report.size_after = self.save(&model, progress)?;
         progress.say(&format!(
-            "{} tensors quantized, {} left float; {} → {} ({:.2}×); opset {} → {}",
+            "{} tensors quantized{}, {} left float; {} → {} ({:.2}×); opset {} → {}",
             report.tensors.len(),
+            crate::quant::forms_said(&report.tensors),
             report.skipped.len(),
             crate::report::table::bytes(report.size_before),
             crate::report::table::bytes(report.size_after),

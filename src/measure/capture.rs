@@ -129,7 +129,7 @@ pub fn visit_tensors(
             visit(i, if let Some(Array::F32(x)) = value { Some(x) } else { None })?;
         }
         progress.advance(bound.rows_in(&batch) as u64);
-        Ok(())
+        progress.check_stop()
     })?;
     progress.finish();
     Ok(())

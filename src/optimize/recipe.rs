@@ -91,7 +91,7 @@ impl Step {
                 }
                 if q.mode != QuantMode::Fp16 {
                     s += &match q.target_sqnr {
-                        t if t > 0.0 && q.fallback_int8 => format!(" (fallback to int8, {t} dB)"),
+                        t if t > 0.0 && q.int8_fallback() => format!(" (fallback to int8, {t} dB)"),
                         t if t > 0.0 => format!(" (fallback {t} dB)"),
                         _ => " (no fallback)".into(),
                     };

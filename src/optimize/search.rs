@@ -190,10 +190,10 @@ fn quantizations(objective: Objective) -> Vec<QuantConfig> {
     ];
     if objective != Objective::Latency {
         // Mixed per layer: 4-bit weights, int8 where 4 bits lose too much.
-        list.push(QuantConfig { bits: 4, fallback_int8: true, ..fast.clone() });
         list.push(QuantConfig { bits: 4, ..fast.clone() });
-        list.push(QuantConfig { codebook: Some(16), fallback_int8: true, ..fast.clone() });
+        list.push(QuantConfig { bits: 4, fallback_int8: false, ..fast.clone() });
         list.push(QuantConfig { codebook: Some(16), ..fast.clone() });
+        list.push(QuantConfig { codebook: Some(16), fallback_int8: false, ..fast.clone() });
         list.push(QuantConfig { mode: QuantMode::Fp16, ..fast });
     }
     list

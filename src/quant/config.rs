@@ -146,9 +146,10 @@ pub struct QuantConfig {
     #[cfg_attr(feature = "cli", arg(long, default_value_t = QuantConfig::default().target_sqnr))]
     pub target_sqnr: f64,
     /// Weights mode under 8 bits (--bits 4, --codebook up to 16, log2 under 8 bits), with --calib:
-    /// the layers the fallback keeps get int8 weights per channel instead of float (mixed precision
-    /// per layer: smaller than float fallback at nearly its quality).
-    #[cfg_attr(feature = "cli", arg(long))]
+    /// the layers the fallback keeps from the low-bit format get int8 weights per channel (mixed
+    /// precision per layer: a quarter of float's size at nearly its quality). `--fallback-float`
+    /// keeps them float instead.
+    #[cfg_attr(feature = "cli", arg(long = "fallback-float", action = clap::ArgAction::SetFalse))]
     pub fallback_int8: bool,
     /// Quantize only these op types (static mode). Repeatable.
     #[cfg_attr(feature = "cli", arg(long))]
@@ -203,7 +204,7 @@ impl Default for QuantConfig {
             percentile: super::calibrate::DEFAULT_PERCENTILE,
             activations: Activations::U8,
             target_sqnr: DEFAULT_FALLBACK_SQNR_DB,
-            fallback_int8: false,
+            fallback_int8: true,
             op_types: vec![],
             fp16_io: false,
             bias_correction: false,
@@ -236,20 +237,6 @@ impl QuantConfig {
             && (nonlinear || !matches!(self.mode, QuantMode::Weights | QuantMode::Static))
         {
             return usage("algorithm gptq rounds linear weights from the layers' inputs: use mode weights or static");
-        }
-        if self.fallback_int8 {
-            let low_bit = match (self.codebook, self.scheme) {
-                (Some(k), _) => k <= 16,
-                (None, WeightScheme::Log2) => self.bits < 8,
-                (None, WeightScheme::Linear) => self.bits == 4,
-            };
-            if self.mode != QuantMode::Weights || !low_bit || self.target_sqnr <= 0.0 {
-                return usage(
-                    "fallback-int8 gives int8 weights to the layers the fallback keeps from a format under 8 bits: \
-                     use mode weights with bits 4, a codebook of up to 16 entries or log2 under 8 bits, and a \
-                     target-sqnr above 0",
-                );
-            }
         }
         Ok(())
     }
@@ -284,9 +271,21 @@ impl QuantConfig {
             exclude: self.exclude.clone(),
             format: self.weight_format,
             reduce_range: self.reduce_range,
-            fallback_int8: self.fallback_int8,
+            fallback_int8: self.int8_fallback(),
             ..Default::default()
         }
+    }
+
+    /// Whether the layers the sensitivity fallback keeps from a weight format
+    /// under 8 bits get int8 weights (the default) rather than float: only
+    /// where there is such a format and a fallback.
+    pub fn int8_fallback(&self) -> bool {
+        let low_bit = match (self.codebook, self.scheme) {
+            (Some(k), _) => k <= 16,
+            (None, WeightScheme::Log2) => self.bits < 8,
+            (None, WeightScheme::Linear) => self.bits == 4,
+        };
+        self.fallback_int8 && low_bit && self.mode == QuantMode::Weights && self.target_sqnr > 0.0
     }
 
     fn static_options(&self) -> StaticOptions {
@@ -367,7 +366,7 @@ pub fn quantize(
                 },
                 per_tensor: config.per_tensor.then_some(true),
                 exclude: config.exclude.clone(),
-                fallback_int8: config.fallback_int8,
+                fallback_int8: config.int8_fallback(),
                 ..Default::default()
             };
             super::quantize_codebook(model, &options, calib, config.target_sqnr, &mut report, progress)?
@@ -473,14 +472,16 @@ mod tests {
     }
 
     #[test]
-    fn the_int8_fallback_needs_a_format_under_8_bits_and_a_target() {
-        assert!(refused(QuantConfig { fallback_int8: true, ..Default::default() }).contains("fallback-int8"));
-        let four = QuantConfig { fallback_int8: true, bits: 4, ..Default::default() };
-        assert!(four.validate().is_ok());
-        assert!(refused(QuantConfig { target_sqnr: 0.0, ..four.clone() }).contains("target-sqnr above 0"));
-        let codebook = QuantConfig { fallback_int8: true, codebook: Some(16), ..Default::default() };
-        assert!(codebook.validate().is_ok());
-        assert!(refused(QuantConfig { codebook: Some(64), ..codebook }).contains("fallback-int8"));
+    fn the_int8_fallback_is_the_default_where_a_format_under_8_bits_has_a_fallback() {
+        let four = QuantConfig { bits: 4, ..Default::default() };
+        assert!(four.int8_fallback() && four.weight_options().fallback_int8);
+        assert!(!QuantConfig { fallback_int8: false, ..four.clone() }.int8_fallback());
+        assert!(!QuantConfig { target_sqnr: 0.0, ..four.clone() }.int8_fallback());
+        assert!(!QuantConfig::default().int8_fallback(), "int8 weights have no int8 fallback");
+        assert!(QuantConfig { codebook: Some(16), ..Default::default() }.int8_fallback());
+        assert!(!QuantConfig { codebook: Some(64), ..Default::default() }.int8_fallback());
+        assert!(QuantConfig { scheme: WeightScheme::Log2, bits: 4, ..Default::default() }.int8_fallback());
+        assert!(!QuantConfig { mode: QuantMode::Static, bits: 4, ..Default::default() }.int8_fallback());
     }
 
     #[test]

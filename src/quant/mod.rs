@@ -50,7 +50,7 @@ pub use codebook::{quantize_codebook, CodebookOptions, Table};
 pub use config::{quantize, Activations, QuantConfig, QuantMode, Rounding, WeightScheme};
 pub use dynamic::{quantize_dynamic, quantize_dynamic_with_fallback, DynamicOptions};
 pub use fp16::{convert_fp16, Fp16Options};
-pub use report::{GroupSensitivity, QuantReport, Skipped, TensorRecord};
+pub use report::{forms_said, GroupSensitivity, QuantReport, Skipped, TensorRecord};
 pub use scheme::{Granularity, QParams, QScheme, QType};
 pub use smooth::{Alpha, Smoothed};
 pub use static_qdq::{quantize_static, StaticDecision, StaticOptions, DEFAULT_FALLBACK_SQNR_DB};

@@ -51,6 +51,28 @@ impl TensorRecord {
             codebook: None,
         }
     }
+
+    /// Its stored form in a word: `int4`, `int8`, `codebook` …
+    pub fn form(&self) -> String {
+        match self.codebook {
+            Some(_) => "codebook".into(),
+            None => {
+                serde_json::to_value(self.qtype).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+            }
+        }
+    }
+}
+
+/// How many tensors of each stored form, when there is more than one: ` (25 int4, 14 int8)`.
+pub fn forms_said(tensors: &[TensorRecord]) -> String {
+    let mut count: std::collections::BTreeMap<String, usize> = Default::default();
+    for t in tensors {
+        *count.entry(t.form()).or_default() += 1;
+    }
+    match count.len() {
+        0 | 1 => String::new(),
+        _ => format!(" ({})", count.iter().map(|(f, n)| format!("{n} {f}")).collect::<Vec<_>>().join(", ")),
+    }
 }
 
 /// A tensor or node left in float.
@@ -139,4 +161,23 @@ pub struct QuantReport {
     pub latency: Option<crate::eval::LatencyCheck>,
     /// The check the output passed before it was written (the CLI runs it).
     pub output_check: Option<crate::eval::OutputCheck>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{forms_said, TensorRecord};
+    use crate::quant::scheme::{Granularity, QParams, QScheme, QType};
+
+    #[test]
+    fn the_summary_counts_each_stored_form_when_there_are_several() {
+        let record = |qtype| {
+            let scheme = QScheme { qtype, symmetric: true, granularity: Granularity::PerTensor, reduce_range: false };
+            let p = QParams { scale: ndarray::arr1(&[1f32]).into_dyn(), zero_point: ndarray::arr1(&[0]).into_dyn() };
+            TensorRecord::new("w", &scheme, &p, 4, &[1])
+        };
+        let mut tensors = vec![record(QType::Int4), record(QType::Int4), record(QType::Int8)];
+        assert_eq!(forms_said(&tensors), " (2 int4, 1 int8)");
+        tensors[2].qtype = QType::Int4;
+        assert_eq!(forms_said(&tensors), "", "one form needs no count");
+    }
 }

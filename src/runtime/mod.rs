@@ -20,7 +20,7 @@ mod tract;
 pub use cpu::int8_pairs_saturate;
 pub use guard::{guarded, inside_guard, last_panic, remember_panics};
 pub use onnxruntime::OrtSession;
-pub use ort_library::{ort_info, set_ort_library, OrtInfo};
+pub use ort_library::{ort_info, ort_load_error, set_ort_library, OrtInfo};
 pub use profile::{OpTime, Profile};
 pub use symbolic::{symbolic_facts, SymDim, SymValue, SymbolicFact};
 pub use tract::{inference_ranks, typed_model, TractSession};

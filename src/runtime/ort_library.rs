@@ -38,6 +38,12 @@ pub fn ort_info() -> Option<OrtInfo> {
     LOADED.get().and_then(|l| l.as_ref().ok()).map(|l| l.info.clone())
 }
 
+/// Why ONNX Runtime's library did not load, once loading was tried and failed (the runtime
+/// choice `auto` then measures in tract: front ends say so).
+pub fn ort_load_error() -> Option<String> {
+    LOADED.get().and_then(|l| l.as_ref().err().cloned())
+}
+
 /// The process's ONNX Runtime environment, loading the library on first use.
 pub(super) fn environment() -> Result<&'static ort::environment::Environment> {
     match LOADED.get_or_init(load) {

@@ -14,7 +14,8 @@ use crate::Result;
 
 /// At most this many samples of the calibration set measure sensitivity.
 pub const SENSITIVITY_SAMPLES: usize = 16;
-/// At most this fraction of the groups falls back to float.
+/// At most this fraction of the groups (of their weights, when sizes rank)
+/// falls back to float.
 pub const MAX_FALLBACK_FRACTION: f64 = 0.25;
 
 /// Nodes judged together: one layer with weights, or every other node of an op type.
@@ -23,6 +24,8 @@ pub struct Group {
     pub label: String,
     /// The node indices.
     pub nodes: Vec<usize>,
+    /// Constant weight elements its nodes read (at least 1).
+    pub weights: f64,
 }
 
 /// The groups a fallback judges, among `nodes`.
@@ -36,13 +39,29 @@ pub fn candidate_groups(model: &Model, nodes: &[usize]) -> Vec<Group> {
             r.weights.iter().any(|s| node.input(s.input).is_some_and(|w| g.constant_site(w).is_some()))
         });
         if weighted {
-            groups.push(Group { label: node.label(), nodes: vec![n] });
+            groups.push(Group { label: node.label(), nodes: vec![n], weights: weight_elements(model, n) });
         } else {
             by_type.entry(node.op_type.clone()).or_default().push(n);
         }
     }
-    groups.extend(by_type.into_iter().map(|(op, nodes)| Group { label: format!("every quantized {op}"), nodes }));
+    groups.extend(by_type.into_iter().map(|(op, nodes)| {
+        let weights = nodes.iter().map(|&n| weight_elements(model, n)).sum();
+        Group { label: format!("every quantized {op}"), nodes, weights }
+    }));
     groups
+}
+
+/// The elements of node `n`'s constant weight inputs (1 when it has none).
+fn weight_elements(model: &Model, n: usize) -> f64 {
+    let (g, node) = (&model.graph, &model.graph.nodes[n]);
+    let Some(rule) = registry::rule(node) else { return 1.0 };
+    let elements = |w: &str| match g.constant_site(w) {
+        Some(crate::ir::ConstantSite::Initializer(k)) => g.initializers[k].numel().unwrap_or(0),
+        Some(_) => g.constant(w).and_then(|t| t.ok()).and_then(|t| t.numel()).unwrap_or(0),
+        None => 0,
+    };
+    let total: usize = rule.weights.iter().filter_map(|s| node.input(s.input)).map(elements).sum();
+    total.max(1) as f64
 }
 
 /// Makes the switched model of a list of groups.
@@ -55,6 +74,12 @@ pub struct Trials<'a> {
     /// A model simulating every group's quantization behind one switch each
     /// (input [`SWITCHES`]): one session for all the per-group trials.
     pub switched: Option<&'a SwitchedBuilder<'a>>,
+    /// Rank groups by output noise per weight element rather than by noise
+    /// alone: a weight format's fallback costs file size, so several small
+    /// layers may fall back where one large table would (minilm_l6 4-bit: the
+    /// 30522×384 word table, half the model, is the 2nd noisiest layer but
+    /// 20× costlier than a 384×1536 MatMul per unit of noise removed).
+    pub by_size: bool,
 }
 
 /// The extra input of a switched model: one element per group, 1 quantized, 0 float.
@@ -174,15 +199,15 @@ pub fn choose_fallback(
     })?;
     let how = if simulated { "simulated on" } else { "on" };
     let noise: Vec<f64> = measured.iter().map(|n| n.against(budget)).collect();
-    let max_groups = ((groups.len() as f64 * MAX_FALLBACK_FRACTION).floor() as usize).max(1);
-    let mut kept = most_sensitive(&noise, budget, max_groups);
+    let cost: Vec<f64> = groups.iter().map(|g| if trials.by_size { g.weights } else { 1.0 }).collect();
+    let mut kept = most_sensitive(&noise, &cost, budget, cost.iter().sum::<f64>() * MAX_FALLBACK_FRACTION);
     if !kept.is_empty() {
         progress.start(kept.len().min(MAX_READMISSIONS) as u64 + 1, "re-admission");
         let mut wide = None;
         let quantized_without = |float: &[usize]| -> Vec<usize> {
             (0..groups.len()).filter(|g| !float.contains(g)).flat_map(|g| groups[g].nodes.iter().copied()).collect()
         };
-        kept = readmit(kept, &noise, budget, &mut |float| {
+        kept = readmit(kept, &noise, &cost, budget, &mut |float| {
             progress.advance(1);
             READMISSION
                 .get_or_measure(memo::key((key, float)), || {
@@ -291,22 +316,27 @@ fn switches(groups: usize, on: Option<usize>) -> Array {
     Array::F32(s)
 }
 
-/// Group indices, noisiest first (ties by index).
-fn noisiest(noise: &[f64]) -> Vec<usize> {
+/// Group indices, most noise per unit of cost first (ties by index).
+fn noisiest(noise: &[f64], cost: &[f64]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..noise.len()).collect();
-    order.sort_by(|&a, &b| noise[b].total_cmp(&noise[a]).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| (noise[b] / cost[b]).total_cmp(&(noise[a] / cost[a])).then(a.cmp(&b)));
     order
 }
 
-/// The groups to keep float, noisiest first, until the rest's summed noise
-/// meets `budget`; at most `max_groups`.
-fn most_sensitive(noise: &[f64], budget: f64, max_groups: usize) -> Vec<usize> {
+/// The groups to keep float, most noise per cost first, until the rest's summed
+/// noise meets `budget`; at most `max_cost` in all (at least one group).
+fn most_sensitive(noise: &[f64], cost: &[f64], budget: f64, max_cost: f64) -> Vec<usize> {
     let mut remaining: f64 = noise.iter().sum();
+    let mut spare = max_cost;
     let mut float = vec![];
-    for g in noisiest(noise).into_iter().take(max_groups) {
+    for g in noisiest(noise, cost) {
         if remaining <= budget {
             break;
         }
+        if cost[g] > spare && !float.is_empty() {
+            continue;
+        }
+        spare -= cost[g];
         remaining -= noise[g];
         float.push(g);
     }
@@ -327,6 +357,7 @@ const MAX_READMISSIONS: usize = 8;
 fn readmit(
     kept: Vec<usize>,
     noise: &[f64],
+    cost: &[f64],
     budget: f64,
     measure: &mut dyn FnMut(&[usize]) -> Result<f64>,
 ) -> Result<Vec<usize>> {
@@ -335,7 +366,7 @@ fn readmit(
     }
     let mut float = kept.clone();
     let mut order = kept;
-    order.sort_by(|&a, &b| noise[a].total_cmp(&noise[b]).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| (noise[a] / cost[a]).total_cmp(&(noise[b] / cost[b])).then(a.cmp(&b)));
     for g in order.into_iter().take(MAX_READMISSIONS) {
         let without: Vec<usize> = float.iter().copied().filter(|&f| f != g).collect();
         if measure(&without)? <= budget {
@@ -390,7 +421,7 @@ pub fn quantize_with_fallback(
         quantize(&mut m, only.to_vec(), &mut crate::quant::QuantReport::default())?;
         Ok(m)
     };
-    let trials = Trials { build: &build, switched: None };
+    let trials = Trials { build: &build, switched: None, by_size: true };
     let float = fallback(&prepared, nodes, calib, target_sqnr_db, &trials, report, progress)?;
     let keep: Vec<usize> = nodes.iter().copied().filter(|n| !float.contains(n)).collect();
     quantize(model, keep, report)?;
@@ -440,7 +471,7 @@ mod tests {
         let x = ndarray::ArrayD::from_shape_fn(vec![8, 3], |i| wavy(i[0] * 3 + i[1]).abs() + 0.1);
         let calib = Dataset::from_arrays("made up", [("x".to_string(), Array::F32(x))].into());
         let groups = candidate_groups(&head, &[0, 1]);
-        let trials = Trials { build: &build, switched: None };
+        let trials = Trials { build: &build, switched: None, by_size: false };
         let measured = choose_fallback(&head, &calib, &groups, &trials, 23.0, 8, &crate::measure::Silent).unwrap();
         let float: Vec<usize> = measured.float.iter().map(|(n, _)| *n).collect();
         assert_eq!(float, vec![1], "{:?}", measured.float);
@@ -463,16 +494,30 @@ mod tests {
     fn readmission_takes_back_the_least_noisy_groups_while_the_real_model_meets_the_budget() {
         let noise = [0.004, 0.001, 0.002, 0.0005];
         let budget = 0.002;
-        let kept = most_sensitive(&noise, budget, 4);
+        let cost = [1.0; 4];
+        let kept = most_sensitive(&noise, &cost, budget, 4.0);
         assert_eq!(kept, vec![0, 2], "noisiest first until the summed rest meets the budget");
         let mut tried = vec![];
         let mut halved = |float: &[usize]| {
             tried.push(float.to_vec());
             Ok((0..noise.len()).filter(|g| !float.contains(g)).map(|g| noise[g]).sum::<f64>() / 2.0)
         };
-        assert_eq!(readmit(kept.clone(), &noise, budget, &mut halved).unwrap(), vec![0]);
+        assert_eq!(readmit(kept.clone(), &noise, &cost, budget, &mut halved).unwrap(), vec![0]);
         assert_eq!(tried, vec![vec![0, 2], vec![0], vec![]], "the chosen set, then least noisy first");
         let mut missing = |_: &[usize]| Ok(1.0);
-        assert_eq!(readmit(kept, &noise, budget, &mut missing).unwrap(), vec![0, 2]);
+        assert_eq!(readmit(kept, &noise, &cost, budget, &mut missing).unwrap(), vec![0, 2]);
+    }
+
+    /// Ranked by size, a large table that is the noisiest layer stays in the low-bit format when
+    /// smaller layers carry enough of the noise; no more than the allowed cost falls back.
+    #[test]
+    fn ranked_by_size_small_noisy_layers_fall_back_before_a_large_table() {
+        let noise = [0.004, 0.003, 0.003, 0.001];
+        let cost = [80.0, 10.0, 10.0, 10.0];
+        assert_eq!(most_sensitive(&noise, &[1.0; 4], 0.004, 4.0), vec![0, 1]);
+        assert_eq!(most_sensitive(&noise, &[1.0; 4], 0.004, 1.0), vec![0], "at most the cost allowed");
+        assert_eq!(most_sensitive(&noise, &cost, 0.004, 27.5), vec![1, 2], "the table (0) costs 8× per unit of noise");
+        assert_eq!(most_sensitive(&noise, &cost, 0.0001, 27.5), vec![1, 2], "a third 10 passes the 27.5 allowed");
+        assert_eq!(most_sensitive(&noise, &cost, 0.0001, 1.0), vec![1], "at least one group");
     }
 }

@@ -119,7 +119,7 @@ pub(super) fn choose_nodes(
         let switched = |groups: &[crate::quant::sensitivity::Group]| {
             super::switched::switched_model(model, plan, params, groups, options)
         };
-        let trials = crate::quant::sensitivity::Trials { build: &build, switched: Some(&switched) };
+        let trials = crate::quant::sensitivity::Trials { build: &build, switched: Some(&switched), by_size: false };
         let float = crate::quant::sensitivity::fallback(model, &plan.nodes, calib, target, &trials, report, progress)?;
         chosen.retain(|n| !float.contains(n));
     }

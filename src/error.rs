@@ -6,20 +6,21 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading or writing `path` failed.
-    #[error("{}: {source}", path.display())]
+    // The cause is in the message, and not a `source` (which would print it twice in a chain).
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The system's error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// `path` is not an ONNX protobuf.
-    #[error("{}: not a valid ONNX model ({source})", path.display())]
+    #[error("{}: not a valid ONNX model ({cause})", path.display())]
     Decode {
         /// The file.
         path: PathBuf,
         /// What the protobuf decoder said.
-        source: prost::DecodeError,
+        cause: prost::DecodeError,
     },
     /// The model is malformed or unsupported; the message names the node or tensor.
     #[error("{0}")]
@@ -44,6 +45,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), cause: source }
     }
 }

@@ -35,6 +35,8 @@ pub struct Dataset {
     pub path: PathBuf,
     source: Source,
     options: DataOptions,
+    /// Arrays match inputs exactly, by name and dtype (see [`Dataset::exact`]).
+    exact: bool,
 }
 
 enum Source {
@@ -76,7 +78,15 @@ impl Dataset {
 
     /// Arrays held in memory (`what` names them in errors).
     pub fn from_arrays(what: impl Into<PathBuf>, arrays: BTreeMap<String, Array>) -> Dataset {
-        Dataset { path: what.into(), source: Source::Arrays(arrays), options: DataOptions::default() }
+        Dataset { path: what.into(), source: Source::Arrays(arrays), options: DataOptions::default(), exact: false }
+    }
+
+    /// Arrays must be named and typed as the model's inputs, as ONNX Runtime takes them: for data
+    /// a program built (a dict keyed by input name, a calibration reader), where another name or
+    /// dtype is a mistake — not a file's arbitrary array name, nor pixels stored as uint8.
+    pub fn exact(mut self) -> Dataset {
+        self.exact = true;
+        self
     }
 
     /// Arrays (`.npz`, `.npy`), images (a folder of them, subfolders as classes, or one file),
@@ -118,7 +128,7 @@ impl Dataset {
         if let Source::Images(files) = &source {
             files.check_headers()?;
         }
-        Ok(Dataset { path, source, options: options.clone() })
+        Ok(Dataset { path, source, options: options.clone(), exact: false })
     }
 
     fn err(&self, why: String) -> Error {
@@ -204,7 +214,7 @@ impl Dataset {
         for input in inputs {
             let array = match arrays.get(&input.name) {
                 Some(a) => a,
-                None if inputs.len() == 1 && candidates.len() == 1 => &arrays[candidates[0]],
+                None if !self.exact && inputs.len() == 1 && candidates.len() == 1 => &arrays[candidates[0]],
                 None => {
                     return Err(self.err(format!(
                         "no array for model input '{}' (arrays: {})",
@@ -293,6 +303,11 @@ impl Dataset {
             }
         }
         match input.dtype() {
+            Some(dt) if self.exact && dt != array.dtype() => Err(self.err(format!(
+                "input '{}' takes {dt}, the data given is {} (arrays built in a program are not converted)",
+                input.name,
+                array.dtype()
+            ))),
             Some(dt) => array
                 .cast(dt)
                 .ok_or_else(|| self.err(format!("input '{}' expects {dt}, the data is {}", input.name, array.dtype()))),
@@ -405,6 +420,20 @@ mod tests {
         // Inputs come in the model's order: b first.
         let last = batches[2].1[0].to_f32();
         assert_eq!(last.iter().copied().collect::<Vec<_>>(), vec![12.0, 13.0]);
+    }
+
+    /// A file's one array feeds a one-input model whatever its name, and int data a float input;
+    /// arrays a program built must be named and typed as the inputs.
+    #[test]
+    fn exact_data_takes_no_other_name_and_no_cast() {
+        let named_x = || Dataset::from_arrays("d", arrays(&[("x", 3)]));
+        assert!(named_x().bind(&[input("a")], None).is_ok());
+        let e = named_x().exact().bind(&[input("a")], None).unwrap_err().to_string();
+        assert!(e.contains("no array for model input 'a'") && e.contains('x'), "{e}");
+        let ints = || Dataset::from_arrays("d", BTreeMap::from([("a".into(), Array::I64(ArrayD::zeros(vec![3, 2])))]));
+        assert!(ints().bind(&[input("a")], None).is_ok());
+        let e = ints().exact().bind(&[input("a")], None).unwrap_err().to_string();
+        assert!(e.contains("input 'a' takes float32, the data given is int64"), "{e}");
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub fn decode(bytes: impl Into<bytes::Bytes>) -> Result<Model> {
 
 fn decode_with(bytes: bytes::Bytes, ext: ExternalData) -> Result<Model> {
     let path = ext.model_path.clone();
-    let p = proto::ModelProto::decode(bytes).map_err(|source| Error::Decode { path: path.clone(), source })?;
+    let p = proto::ModelProto::decode(bytes).map_err(|cause| Error::Decode { path: path.clone(), cause })?;
     let in_file = |e: Error| match e {
         Error::Model(m) if !m.starts_with(&path.display().to_string()) => {
             Error::Model(format!("{}: {m}", path.display()))

@@ -1,0 +1,64 @@
+//! The library's progress and the lines it says, handed to a Python callable (the package turns
+//! them into printed lines, tqdm bars or the user's callback), and Ctrl-C: Python only notes a
+//! signal while Rust runs, so each progress event looks at it (on the main thread, where the
+//! job runs) and asks the work to stop — it stops at its next loop or before writing anything.
+
+use pyo3::exceptions::PyKeyboardInterrupt;
+use pyo3::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+/// A [`prunq::measure::Progress`] calling `report(event, text, count)`, with `event` one of
+/// `start`, `advance`, `finish`, `say`.
+pub struct Reporter {
+    report: Py<PyAny>,
+    stop: AtomicBool,
+    /// What stopped the work: the signal's `KeyboardInterrupt`, or the callback's own exception.
+    error: Mutex<Option<PyErr>>,
+}
+
+impl Reporter {
+    pub fn new(report: Py<PyAny>) -> Reporter {
+        Reporter { report, stop: AtomicBool::new(false), error: Mutex::new(None) }
+    }
+
+    fn call(&self, event: &str, text: &str, count: u64) {
+        if self.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        Python::attach(|py| {
+            let failed = py.check_signals().and_then(|_| self.report.call1(py, (event, text, count)).map(|_| ()));
+            if let Err(e) = failed {
+                self.stop.store(true, Ordering::Relaxed);
+                self.error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+            }
+        })
+    }
+
+    /// The call's result, unless a signal or the callback stopped it: then that exception.
+    pub fn outcome<T>(&self, result: PyResult<T>) -> PyResult<T> {
+        match self.error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(e) => Err(e),
+            None if self.stop.load(Ordering::Relaxed) => Err(PyKeyboardInterrupt::new_err("stopped")),
+            None => result,
+        }
+    }
+}
+
+impl prunq::measure::Progress for Reporter {
+    fn start(&self, total: u64, what: &str) {
+        self.call("start", what, total)
+    }
+    fn advance(&self, n: u64) {
+        self.call("advance", "", n)
+    }
+    fn finish(&self) {
+        self.call("finish", "", 0)
+    }
+    fn say(&self, line: &str) {
+        self.call("say", line, 0)
+    }
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}

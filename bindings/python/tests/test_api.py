@@ -1,0 +1,201 @@
+"""The Python package on the shared models: the same bytes as the CLI, data from numpy and from
+ONNX Runtime's CalibrationDataReader, ModelProto in and out, errors as documented exceptions.
+
+Run by `scripts/test` after `pip install .` into the test venv; ../shared is read-only, outputs go
+to pytest's temporary folders. Static runs leave the latency check off on both sides: with it on,
+which op groups stay float is decided by timing on the machine (the CLI's golden test does the same).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import prunq
+
+SHARED = Path(os.environ.get("PRUNQ_SHARED", Path(__file__).resolve().parents[4] / "shared"))
+MODELS, DATA = SHARED / "models", SHARED / "data"
+PRUNQ = [sys.executable, "-m", "prunq"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """The `prunq` command of the installed wheel."""
+    return subprocess.run([*PRUNQ, *map(str, args)], capture_output=True, text=True)
+
+
+def cli_ok(*args: str) -> str:
+    r = cli(*args)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_static_quantize_from_numpy_writes_the_clis_bytes(tmp_path):
+    model, calib = MODELS / "digits_cnn.onnx", DATA / "digits_calib.npz"
+    cli_ok("quantize", model, "-o", tmp_path / "cli.onnx", "--mode", "static", "--calib", calib, "--no-latency-check")
+    said = []
+    result = prunq.quantize(
+        model, tmp_path / "py.onnx", data=dict(np.load(calib)), mode="static", latency_check=False,
+        progress=lambda event, text, n: said.append((event, text)),
+    )
+    assert (tmp_path / "py.onnx").read_bytes() == (tmp_path / "cli.onnx").read_bytes()
+    lines = [text for event, text in said if event == "say"]
+    assert any(line.startswith("quality on the calibration data") for line in lines), lines
+    assert any(event == "start" for event, _ in said), "no progress reported"
+    assert result.output == str(tmp_path / "py.onnx") and result.model_bytes is None
+    assert result.report["mode"] == "static" and result.size_after < result.size_before
+    assert result.to_dict()["tensors"] and '"tensors"' in result.to_json()
+    assert "<html" in result._repr_html_().lower()
+
+
+def test_structured_prune_writes_the_clis_bytes(tmp_path):
+    model, calib = MODELS / "digits_cnn.onnx", DATA / "digits_calib.npz"
+    cli_ok("prune", model, "-o", tmp_path / "cli.onnx", "--structured", "--target-macs", "0.5", "--calib", calib,
+           "--no-latency-check")
+    result = prunq.prune(model, tmp_path / "py.onnx", data=calib, structured=True, target_macs=0.5,
+                         latency_check=False, quiet=True)
+    assert (tmp_path / "py.onnx").read_bytes() == (tmp_path / "cli.onnx").read_bytes()
+    assert result.report, "a report"
+
+
+def test_apply_replays_a_recipe_to_the_clis_bytes(tmp_path):
+    model = MODELS / "digits_mlp.onnx"
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[[step]]\nkind = "prune"\nsparsity = 0.5\n\n[[step]]\nkind = "quantize"\nmode = "dynamic"\n')
+    cli_ok("apply", recipe, model, "-o", tmp_path / "cli.onnx", "--no-latency-check")
+    prunq.apply(recipe, model, tmp_path / "py.onnx", latency_check=False, quiet=True)
+    assert (tmp_path / "py.onnx").read_bytes() == (tmp_path / "cli.onnx").read_bytes()
+
+
+class OcrLines:
+    """An ONNX Runtime CalibrationDataReader as users write them: one text line per get_next()."""
+
+    def __init__(self, path: Path, input_name: str):
+        self.lines = np.load(path)[input_name]
+        self.input_name, self.i = input_name, 0
+
+    def get_next(self):
+        if self.i == len(self.lines):
+            return None
+        self.i += 1
+        return {self.input_name: self.lines[self.i - 1 : self.i]}
+
+
+def test_an_onnxruntime_calibration_data_reader_gives_the_bytes_of_the_npz(tmp_path):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(OcrLines, CalibrationDataReader):
+        pass
+
+    model, calib = MODELS / "ppocr_rec_v4.onnx", DATA / "ocr_lines_calib.npz"
+    name = onnx.load(model, load_external_data=False).graph.input[0].name
+    options = ["--mode", "static", "--target-sqnr", "0", "--no-latency-check"]
+    cli_ok("quantize", model, "-o", tmp_path / "cli.onnx", "--calib", calib, *options)
+    prunq.quantize(model, tmp_path / "py.onnx", data=Reader(calib, name), mode="static", target_sqnr=0,
+                   latency_check=False, quiet=True)
+    assert (tmp_path / "py.onnx").read_bytes() == (tmp_path / "cli.onnx").read_bytes()
+
+
+def test_a_modelproto_in_gives_a_modelproto_out_and_nothing_written(tmp_path):
+    original = onnx.load(MODELS / "minilm_l6.onnx")
+    before = set(os.listdir(tmp_path))
+    result = prunq.quantize(original, mode="weights", latency_check=False, quiet=True)
+    quantized = result.model
+    assert isinstance(quantized, onnx.ModelProto) and result.output is None
+    assert len(result.model_bytes) < 0.3 * original.ByteSize()
+    assert any(t.data_type == onnx.TensorProto.INT8 for t in quantized.graph.initializer)
+    assert set(os.listdir(tmp_path)) == before
+    compared = prunq.compare(original, quantized, DATA / "sentences_test.npz", progress=False)
+    assert compared.report["outputs"][0]["cosine_mean"] > 0.99, compared.report["outputs"][0]
+
+
+def test_defaults_are_the_librarys():
+    d = prunq.defaults("quantize")
+    assert d["mode"] == "weights" and d["bits"] == 8 and d["fallback-int8"] is True
+    assert prunq.defaults("prune")["structured"] is False
+
+
+def test_a_missing_file_is_file_not_found_naming_it(tmp_path):
+    missing = tmp_path / "nope.onnx"
+    with pytest.raises(FileNotFoundError, match="nope.onnx"):
+        prunq.quantize(missing, tmp_path / "out.onnx")
+
+
+def test_a_truncated_model_is_a_model_error_naming_the_file(tmp_path):
+    truncated = tmp_path / "cut.onnx"
+    truncated.write_bytes((MODELS / "digits_cnn.onnx").read_bytes()[:5000])
+    with pytest.raises(prunq.ModelError, match="cut.onnx"):
+        prunq.quantize(truncated, tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_data_with_a_wrong_input_name_is_a_data_error_naming_it(tmp_path):
+    images = np.load(DATA / "digits_calib.npz")
+    first = [k for k in images.files if k not in ("label", "labels", "y")][0]
+    with pytest.raises(prunq.DataError, match="no array for model input 'input'.*not_an_input"):
+        prunq.quantize(MODELS / "digits_cnn.onnx", tmp_path / "out.onnx", mode="static",
+                       data={"not_an_input": images[first]}, latency_check=False, quiet=True)
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_a_reader_returning_the_wrong_dtype_is_a_data_error_naming_the_input(tmp_path):
+    images = np.load(DATA / "digits_calib.npz")
+    name = onnx.load(MODELS / "digits_cnn.onnx").graph.input[0].name
+    first = [k for k in images.files if k not in ("label", "labels", "y")][0]
+
+    class Strings:
+        def __init__(self):
+            self.done = False
+
+        def get_next(self):
+            if self.done:
+                return None
+            self.done = True
+            return {name: images[first][:4].astype(np.int64)}
+
+    with pytest.raises(prunq.DataError, match=name):
+        prunq.quantize(MODELS / "digits_cnn.onnx", tmp_path / "out.onnx", mode="static", data=Strings(),
+                       latency_check=False, quiet=True)
+
+
+def test_bad_options_are_usage_errors_naming_the_option(tmp_path):
+    with pytest.raises(prunq.UsageError, match="bits 3"):
+        prunq.quantize(MODELS / "digits_mlp.onnx", tmp_path / "o.onnx", bits=3)
+    with pytest.raises(prunq.UsageError, match="weight_type"):
+        prunq.quantize(MODELS / "digits_mlp.onnx", tmp_path / "o.onnx", weight_type="int3")
+    assert issubclass(prunq.UsageError, prunq.PrunqError) and issubclass(prunq.DataError, prunq.PrunqError)
+
+
+def test_a_stop_asked_while_running_writes_nothing(tmp_path):
+    """What Ctrl-C does in Python: the progress callback raises KeyboardInterrupt, the job stops
+    before writing, and the exception reaches the caller."""
+
+    def interrupt(event, text, n):
+        if event == "start":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prunq.quantize(MODELS / "digits_cnn.onnx", tmp_path / "out.onnx", mode="static",
+                       data=DATA / "digits_calib.npz", latency_check=False, progress=interrupt)
+    assert os.listdir(tmp_path) == []
+
+
+def test_evaluate_and_bench(tmp_path):
+    accuracy = prunq.evaluate(MODELS / "digits_mlp.onnx", DATA / "digits_test.npz", progress=False)
+    assert accuracy.report["accuracy"] > 0.9, accuracy.report
+    timed = prunq.bench([MODELS / "digits_mlp.onnx"], DATA / "digits_test.npz", runtime="tract", runs=3, warmup=1,
+                        progress=False)
+    assert timed.report[0]["models"], timed.report
+
+
+def test_the_command_runs_from_the_wheel():
+    assert cli_ok("--version").startswith("prunq ")
+    r = subprocess.run(["prunq", "--version"], capture_output=True, text=True,
+                       env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    assert r.returncode == 0 and r.stdout.startswith("prunq "), r.stderr
+    assert cli("quantize").returncode == 2, "a usage error is status 2"

@@ -112,6 +112,7 @@ pub fn bench(
             }
         }
         progress.advance(1);
+        progress.check_stop()?;
     }
     progress.finish();
     let mut out = vec![];

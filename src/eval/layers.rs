@@ -121,6 +121,7 @@ pub fn compare_layers(
             cmp.update(x, y);
         }
         progress.advance(bound.rows_in(&inputs) as u64);
+        progress.check_stop()?;
         Ok(())
     })?;
     progress.finish();

@@ -98,6 +98,7 @@ pub fn evaluate(model: &Model, data: &Dataset, options: &RunOptions, progress: &
         }
         shapes = outputs.iter().zip(&session.outputs).map(|(o, n)| (n.clone(), o.shape().to_vec())).collect();
         progress.advance(rows as u64);
+        progress.check_stop()?;
     }
     let total = started.elapsed();
     progress.finish();
@@ -151,6 +152,7 @@ pub fn compare(
             cmp.update(&x.to_f32(), &y.to_f32());
         }
         progress.advance(bound.rows_in(&batch) as u64);
+        progress.check_stop()?;
         Ok(())
     })?;
     progress.finish();

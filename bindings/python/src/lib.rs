@@ -19,10 +19,34 @@ use std::path::PathBuf;
 /// What a job hands back to Python: its report as JSON and, when nothing was written, the model.
 type Handed = (String, Option<Py<PyBytes>>);
 
-/// Runs `work` with the GIL released, a panic turned into an internal error.
-fn detached<T: Send>(py: Python<'_>, work: impl FnOnce() -> Result<T, Failure> + Send) -> PyResult<T> {
-    py.detach(|| errors::no_panic(work)).map_err(to_py)
+/// Runs `work` on a thread of its own with the GIL released, a panic turned into an internal
+/// error. Python handles signals only on its main thread, and only when it runs Python code: the
+/// calling thread waits in short steps and looks for Ctrl-C between them, asking the work to stop
+/// through `reporter` (it stops at its next loop, and always before writing).
+fn detached<T: Send>(
+    py: Python<'_>,
+    reporter: Option<&Reporter>,
+    work: impl FnOnce() -> Result<T, Failure> + Send,
+) -> PyResult<T> {
+    let outcome = std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("prunq".into())
+            .stack_size(WORKER_STACK)
+            .spawn_scoped(scope, || errors::no_panic(work))
+            .map_err(|e| Failure::internal(format!("cannot start a thread: {e}")))?;
+        while !worker.is_finished() {
+            py.detach(|| std::thread::sleep(std::time::Duration::from_millis(20)));
+            if let (Some(reporter), Err(e)) = (reporter, py.check_signals()) {
+                reporter.stop_with(e);
+            }
+        }
+        worker.join().unwrap_or_else(|_| Err(Failure::internal("the worker thread panicked".into())))
+    });
+    outcome.map_err(to_py)
 }
+
+/// The work's thread's stack: a main thread's (decoding deep protobuf and graphs recurses).
+const WORKER_STACK: usize = 8 << 20;
 
 /// The report as JSON and, when the job wrote no file, the model's bytes.
 fn hand_back<R: serde::Serialize>(py: Python<'_>, done: prunq::job::Done<R>, written: bool) -> PyResult<Handed> {
@@ -94,7 +118,7 @@ fn quantize(
 ) -> PyResult<Handed> {
     let reporter = Reporter::new(report);
     let (model, calib, val) = (source(model)?, maybe_source(calib)?, maybe_source(val)?);
-    let done = reporter.outcome(detached(py, || {
+    let done = reporter.outcome(detached(py, Some(&reporter), || {
         let config: prunq::quant::QuantConfig = config(config_json)?;
         config.validate()?;
         let files = Files::open(model, output, calib, val, checks_json)?;
@@ -120,7 +144,7 @@ fn prune(
 ) -> PyResult<Handed> {
     let reporter = Reporter::new(report);
     let (model, calib, val) = (source(model)?, maybe_source(calib)?, maybe_source(val)?);
-    let done = reporter.outcome(detached(py, || {
+    let done = reporter.outcome(detached(py, Some(&reporter), || {
         let config: prunq::prune::PruneConfig = config(config_json)?;
         let files = Files::open(model, output, calib, val, checks_json)?;
         let done = files.job().prune(&config, &reporter)?;
@@ -145,7 +169,7 @@ fn apply(
 ) -> PyResult<Handed> {
     let reporter = Reporter::new(report);
     let (model, calib, val) = (source(model)?, maybe_source(calib)?, maybe_source(val)?);
-    let done = reporter.outcome(detached(py, || {
+    let done = reporter.outcome(detached(py, Some(&reporter), || {
         let steps = prunq::optimize::Recipe::read(&recipe)?;
         let files = Files::open(model, output, calib, val, checks_json)?;
         let done = files.job().apply(&steps, &reporter).map_err(|e| match e {
@@ -174,7 +198,7 @@ fn optimize(
 ) -> PyResult<Handed> {
     let reporter = Reporter::new(report);
     let (model, calib, val) = (source(model)?, source(calib)?, source(val)?);
-    let done = reporter.outcome(detached(py, || {
+    let done = reporter.outcome(detached(py, Some(&reporter), || {
         let files = Files::open(model, output, Some(calib), Some(val), checks_json)?;
         let val = files.val.as_ref().expect("opened above");
         let options = convert::optimize_options(options_json, &files.original, val)?;
@@ -199,7 +223,7 @@ fn compare(
 ) -> PyResult<String> {
     let reporter = Reporter::new(report);
     let (reference, candidate, data_in) = (source(reference)?, source(candidate)?, source(data_in)?);
-    let json = reporter.outcome(detached(py, || {
+    let json = reporter.outcome(detached(py, Some(&reporter), || {
         let (reference, _) = model(reference)?;
         let (candidate, _) = model(candidate)?;
         let data = data(data_in, "data")?;
@@ -225,7 +249,7 @@ fn evaluate(
 ) -> PyResult<String> {
     let reporter = Reporter::new(report);
     let (model_in, data_in) = (source(model_in)?, source(data_in)?);
-    let json = reporter.outcome(detached(py, || {
+    let json = reporter.outcome(detached(py, Some(&reporter), || {
         let (model, _) = model(model_in)?;
         let data = data(data_in, "data")?;
         let options = prunq::eval::RunOptions { batch_size, labels, texts };
@@ -253,7 +277,7 @@ fn bench_models(
     let runtime = runtime.to_string();
     let models = models.iter().map(|(n, m)| Ok((n.clone(), source(m)?))).collect::<PyResult<Vec<(String, Data)>>>()?;
     let data_in = source(data_in)?;
-    let json = reporter.outcome(detached(py, || {
+    let json = reporter.outcome(detached(py, Some(&reporter), || {
         let backends = convert::backends(&runtime)?;
         let loaded =
             models.into_iter().map(|(name, m)| Ok((name, model(m)?.0))).collect::<Result<Vec<_>, Failure>>()?;
@@ -306,7 +330,7 @@ fn configure_data(
 /// The runtime that measures now: `onnxruntime 1.x` or `tract`, with a note when `auto` fell back.
 #[pyfunction]
 fn runtime_in_use(py: Python<'_>) -> PyResult<(String, Option<String>)> {
-    detached(py, || {
+    detached(py, None, || {
         let backend = prunq::runtime::default_backend()?;
         let info = prunq::runtime::RuntimeInfo::of(backend);
         Ok((info.to_string(), prunq::runtime::ort_load_error()))

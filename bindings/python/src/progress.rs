@@ -1,7 +1,7 @@
 //! The library's progress and the lines it says, handed to a Python callable (the package turns
-//! them into printed lines, tqdm bars or the user's callback), and Ctrl-C: Python only notes a
-//! signal while Rust runs, so each progress event looks at it (on the main thread, where the
-//! job runs) and asks the work to stop — it stops at its next loop or before writing anything.
+//! them into printed lines, tqdm bars or the user's callback), and the request to stop: Ctrl-C
+//! (seen by the waiting main thread, see `detached`) or an exception from the callback — the work
+//! stops at its next loop, and always before writing anything.
 
 use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
@@ -27,12 +27,16 @@ impl Reporter {
             return;
         }
         Python::attach(|py| {
-            let failed = py.check_signals().and_then(|_| self.report.call1(py, (event, text, count)).map(|_| ()));
-            if let Err(e) = failed {
-                self.stop.store(true, Ordering::Relaxed);
-                self.error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+            if let Err(e) = self.report.call1(py, (event, text, count)) {
+                self.stop_with(e);
             }
         })
+    }
+
+    /// Asks the work to stop, for `why` (raised when the call returns).
+    pub fn stop_with(&self, why: PyErr) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(why);
     }
 
     /// The call's result, unless a signal or the callback stopped it: then that exception.

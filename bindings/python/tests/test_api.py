@@ -9,8 +9,10 @@ which op groups stay float is decided by timing on the machine (the CLI's golden
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -183,6 +185,29 @@ def test_a_stop_asked_while_running_writes_nothing(tmp_path):
         prunq.quantize(MODELS / "digits_cnn.onnx", tmp_path / "out.onnx", mode="static",
                        data=DATA / "digits_calib.npz", latency_check=False, progress=interrupt)
     assert os.listdir(tmp_path) == []
+
+
+def test_ctrl_c_stops_a_running_job_and_writes_nothing(tmp_path):
+    """A real SIGINT while ppocr_rec_v4 calibrates (tens of seconds): Python's KeyboardInterrupt
+    within seconds, the process alive to handle it, no output file."""
+    out = tmp_path / "out.onnx"
+    script = (
+        "import sys, prunq\n"
+        "try:\n"
+        f"    prunq.quantize({str(MODELS / 'ppocr_rec_v4.onnx')!r}, {str(out)!r}, mode='static',\n"
+        f"                   data={str(DATA / 'ocr_lines_calib.npz')!r}, quiet=True, progress=False)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True); sys.exit(3)\n"
+        "print('finished')\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    p.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    stdout, stderr = p.communicate(timeout=300)
+    assert p.returncode == 3 and "interrupted" in stdout, (p.returncode, stdout, stderr)
+    assert time.monotonic() - started < 30, "the stop took too long"
+    assert not out.exists() and os.listdir(tmp_path) == []
 
 
 def test_evaluate_and_bench(tmp_path):

@@ -68,6 +68,7 @@ pub fn repair(
             Err(why) => skipped.push((node.clone(), why)),
         }
         progress.advance(1);
+        progress.check_stop()?;
     }
     progress.finish();
     Ok((done, skipped))

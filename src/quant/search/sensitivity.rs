@@ -209,6 +209,7 @@ pub fn choose_fallback(
         };
         kept = readmit(kept, &noise, &cost, budget, &mut |float| {
             progress.advance(1);
+            progress.check_stop()?;
             READMISSION
                 .get_or_measure(memo::key((key, float)), || {
                     if wide.is_none() {

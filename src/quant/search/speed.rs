@@ -78,6 +78,7 @@ pub fn first_faster_trial(
     progress.start(trials.len() as u64, "dynamic MatMul trials");
     for (k, (_, model)) in trials.iter().enumerate() {
         progress.advance(1);
+        progress.check_stop()?;
         let Some(speedup) = timer.faster(current, model)? else { continue };
         let sqnr = judge.noise(&crate::runtime::Session::new(model, &Default::default())?, None)?.sqnr_db();
         if sqnr >= min_sqnr_db {
@@ -128,6 +129,7 @@ pub fn keep_faster(
         let float = build(&[])?;
         let from_float = faster(&quantized, &float)?;
         progress.advance(1);
+        progress.check_stop()?;
         let (mut current, mut current_model) = match from_float {
             Some(_) => (vec![], float),
             None => (chosen.to_vec(), quantized),
@@ -153,6 +155,7 @@ pub fn keep_faster(
                 kept_float.extend(nodes.iter().map(|&n| (n, why.clone())));
             }
             progress.advance(1);
+            progress.check_stop()?;
         }
         progress.finish();
         Ok((current, kept_float))

@@ -79,6 +79,7 @@ pub(super) fn reduced_min_max(
                 r.1 = if r.1.is_nan() || hi.is_nan() { f32::NAN } else { r.1.max(hi) };
             }
             progress.advance(bound.rows_in(&batch) as u64);
+            progress.check_stop()?;
             Ok(())
         },
     );
@@ -199,6 +200,7 @@ pub(super) fn measure_ranges(
                     }
                 }
                 progress.advance(bound.rows_in(&batch) as u64);
+                progress.check_stop()?;
                 Ok(())
             },
         )?;

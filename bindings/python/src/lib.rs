@@ -10,7 +10,7 @@ mod progress;
 
 use convert::{checks, config, data, maybe_source, model, source, Data};
 use errors::{to_py, Failure};
-use progress::Reporter;
+use progress::{detached, Reporter};
 use prunq::job::Job;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -18,45 +18,6 @@ use std::path::PathBuf;
 
 /// What a job hands back to Python: its report as JSON and, when nothing was written, the model.
 type Handed = (String, Option<Py<PyBytes>>);
-
-/// Runs `work` on a thread of its own with the GIL released, a panic turned into an internal
-/// error. Python handles signals only on its main thread, and only when it runs Python code: the
-/// calling thread waits in short steps and looks for Ctrl-C between them, asking the work to stop
-/// through `reporter` (it stops at its next loop, and always before writing).
-fn detached<T: Send>(
-    py: Python<'_>,
-    reporter: Option<&Reporter>,
-    work: impl FnOnce() -> Result<T, Failure> + Send,
-) -> PyResult<T> {
-    let outcome = std::thread::scope(|scope| {
-        let worker = std::thread::Builder::new()
-            .name("prunq".into())
-            .stack_size(WORKER_STACK)
-            .spawn_scoped(scope, || errors::no_panic(work))
-            .map_err(|e| Failure::internal(format!("cannot start a thread: {e}")))?;
-        while !worker.is_finished() {
-            py.detach(|| std::thread::sleep(std::time::Duration::from_millis(20)));
-            if let (Some(reporter), Err(e)) = (reporter, py.check_signals()) {
-                reporter.stop_with(e);
-            }
-        }
-        worker.join().unwrap_or_else(|_| Err(Failure::internal("the worker thread panicked".into())))
-    });
-    outcome.map_err(to_py)
-}
-
-/// The work's thread's stack: a main thread's (decoding deep protobuf and graphs recurses).
-const WORKER_STACK: usize = 8 << 20;
-
-/// The report as JSON and, when the job wrote no file, the model's bytes.
-fn hand_back<R: serde::Serialize>(py: Python<'_>, done: prunq::job::Done<R>, written: bool) -> PyResult<Handed> {
-    let json = serde_json::to_string(&done.report).map_err(|e| to_py(Failure::internal(e.to_string())))?;
-    let bytes = match written {
-        true => None,
-        false => Some(PyBytes::new(py, &prunq::onnx::encode(&done.model).map_err(|e| to_py(e.into()))?).unbind()),
-    };
-    Ok((json, bytes))
-}
 
 /// A job's files and data, as Python gave them.
 struct Files {
@@ -102,15 +63,69 @@ impl Files {
     }
 }
 
-/// `quantize(model, output, config_json, calib, val, checks_json, report)`.
+/// What one job is asked to do: the pass and its options, read before any file is opened.
+enum Pass {
+    Quantize(prunq::quant::QuantConfig),
+    Prune(prunq::prune::PruneConfig),
+    Apply(PathBuf, prunq::optimize::Recipe),
+    Optimize(String, Option<PathBuf>),
+}
+
+impl Pass {
+    /// `kind` with its `spec`: a config's JSON (quantize, prune), a recipe's path (apply), or
+    /// `{"options": …, "save_recipe": path}` (optimize).
+    fn read(kind: &str, spec: &str) -> Result<Pass, Failure> {
+        Ok(match kind {
+            "quantize" => {
+                let config: prunq::quant::QuantConfig = config(spec)?;
+                config.validate()?;
+                Pass::Quantize(config)
+            }
+            "prune" => Pass::Prune(config(spec)?),
+            "apply" => Pass::Apply(spec.into(), prunq::optimize::Recipe::read(spec.as_ref())?),
+            "optimize" => {
+                let (options, save_recipe): (serde_json::Value, Option<PathBuf>) = config(spec)?;
+                Pass::Optimize(options.to_string(), save_recipe)
+            }
+            other => return Err(Failure::internal(format!("no job {other:?}"))),
+        })
+    }
+
+    /// Runs the pass as `files`' job: the report as JSON, and the model.
+    fn run(&self, files: &Files, reporter: &Reporter) -> Result<(String, prunq::ir::Model), Failure> {
+        fn handed<R: serde::Serialize>(done: prunq::job::Done<R>) -> Result<(String, prunq::ir::Model), Failure> {
+            Ok((convert::json(&done.report)?, done.model))
+        }
+        let job = files.job();
+        match self {
+            Pass::Quantize(config) => handed(job.quantize(config, reporter)?),
+            Pass::Prune(config) => handed(job.prune(config, reporter)?),
+            Pass::Apply(path, recipe) => handed(job.apply(recipe, reporter).map_err(|e| match e {
+                prunq::Error::Usage(m) => prunq::Error::Usage(format!("{}: {m}", path.display())),
+                e => e,
+            })?),
+            Pass::Optimize(options, save_recipe) => {
+                let val = files.val.as_ref().ok_or_else(|| prunq::Error::Usage("optimize needs val data".into()))?;
+                let options = convert::optimize_options(options, &files.original, val)?;
+                let announce = prunq::job::Announce(reporter, options.metric);
+                handed(job.optimize(&options, &announce, save_recipe.as_deref(), reporter)?)
+            }
+        }
+    }
+}
+
+/// `job(kind, spec, model, output, calib, val, checks_json, report)`: one of the library's jobs —
+/// `quantize`, `prune`, `apply`, `optimize` (see [`Pass::read`] for `spec`) — on the model, written
+/// to `output` or handed back.
 #[pyfunction]
-#[pyo3(signature = (model, output, config_json, calib, val, checks_json, report))]
+#[pyo3(signature = (kind, spec, model, output, calib, val, checks_json, report))]
 #[allow(clippy::too_many_arguments)]
-fn quantize(
+fn job(
     py: Python<'_>,
+    kind: &str,
+    spec: &str,
     model: &Bound<'_, PyAny>,
     output: Option<PathBuf>,
-    config_json: &str,
     calib: Option<&Bound<'_, PyAny>>,
     val: Option<&Bound<'_, PyAny>>,
     checks_json: &str,
@@ -118,96 +133,18 @@ fn quantize(
 ) -> PyResult<Handed> {
     let reporter = Reporter::new(report);
     let (model, calib, val) = (source(model)?, maybe_source(calib)?, maybe_source(val)?);
-    let done = reporter.outcome(detached(py, Some(&reporter), || {
-        let config: prunq::quant::QuantConfig = config(config_json)?;
-        config.validate()?;
+    let (json, bytes) = reporter.outcome(detached(py, Some(&reporter), || {
+        let pass = Pass::read(kind, spec)?;
         let files = Files::open(model, output, calib, val, checks_json)?;
-        let done = files.job().quantize(&config, &reporter)?;
-        Ok((done, files.output.is_some()))
+        let (json, model) = pass.run(&files, &reporter)?;
+        // Without an output the model goes back to Python.
+        let bytes = match files.output {
+            Some(_) => None,
+            None => Some(prunq::onnx::encode(&model)?),
+        };
+        Ok((json, bytes))
     }))?;
-    hand_back(py, done.0, done.1)
-}
-
-/// `prune(model, output, config_json, calib, val, checks_json, report)`.
-#[pyfunction]
-#[pyo3(signature = (model, output, config_json, calib, val, checks_json, report))]
-#[allow(clippy::too_many_arguments)]
-fn prune(
-    py: Python<'_>,
-    model: &Bound<'_, PyAny>,
-    output: Option<PathBuf>,
-    config_json: &str,
-    calib: Option<&Bound<'_, PyAny>>,
-    val: Option<&Bound<'_, PyAny>>,
-    checks_json: &str,
-    report: Py<PyAny>,
-) -> PyResult<Handed> {
-    let reporter = Reporter::new(report);
-    let (model, calib, val) = (source(model)?, maybe_source(calib)?, maybe_source(val)?);
-    let done = reporter.outcome(detached(py, Some(&reporter), || {
-        let config: prunq::prune::PruneConfig = config(config_json)?;
-        let files = Files::open(model, output, calib, val, checks_json)?;
-        let done = files.job().prune(&config, &reporter)?;
-        Ok((done, files.output.is_some()))
-    }))?;
-    hand_back(py, done.0, done.1)
-}
-
-/// `apply(recipe, model, output, calib, val, checks_json, report)`.
-#[pyfunction]
-#[pyo3(signature = (recipe, model, output, calib, val, checks_json, report))]
-#[allow(clippy::too_many_arguments)]
-fn apply(
-    py: Python<'_>,
-    recipe: PathBuf,
-    model: &Bound<'_, PyAny>,
-    output: Option<PathBuf>,
-    calib: Option<&Bound<'_, PyAny>>,
-    val: Option<&Bound<'_, PyAny>>,
-    checks_json: &str,
-    report: Py<PyAny>,
-) -> PyResult<Handed> {
-    let reporter = Reporter::new(report);
-    let (model, calib, val) = (source(model)?, maybe_source(calib)?, maybe_source(val)?);
-    let done = reporter.outcome(detached(py, Some(&reporter), || {
-        let steps = prunq::optimize::Recipe::read(&recipe)?;
-        let files = Files::open(model, output, calib, val, checks_json)?;
-        let done = files.job().apply(&steps, &reporter).map_err(|e| match e {
-            prunq::Error::Usage(m) => prunq::Error::Usage(format!("{}: {m}", recipe.display())),
-            e => e,
-        })?;
-        Ok((done, files.output.is_some()))
-    }))?;
-    hand_back(py, done.0, done.1)
-}
-
-/// `optimize(model, output, calib, val, options_json, save_recipe, checks_json, report)`.
-#[pyfunction]
-#[pyo3(signature = (model, output, calib, val, options_json, save_recipe, checks_json, report))]
-#[allow(clippy::too_many_arguments)]
-fn optimize(
-    py: Python<'_>,
-    model: &Bound<'_, PyAny>,
-    output: Option<PathBuf>,
-    calib: &Bound<'_, PyAny>,
-    val: &Bound<'_, PyAny>,
-    options_json: &str,
-    save_recipe: Option<PathBuf>,
-    checks_json: &str,
-    report: Py<PyAny>,
-) -> PyResult<Handed> {
-    let reporter = Reporter::new(report);
-    let (model, calib, val) = (source(model)?, source(calib)?, source(val)?);
-    let done = reporter.outcome(detached(py, Some(&reporter), || {
-        let files = Files::open(model, output, Some(calib), Some(val), checks_json)?;
-        let val = files.val.as_ref().expect("opened above");
-        let options = convert::optimize_options(options_json, &files.original, val)?;
-        let metric = options.metric;
-        let announce = prunq::job::Announce(&reporter, metric);
-        let done = files.job().optimize(&options, &announce, save_recipe.as_deref(), &reporter)?;
-        Ok((done, files.output.is_some()))
-    }))?;
-    hand_back(py, done.0, done.1)
+    Ok((json, bytes.map(|b: Vec<u8>| PyBytes::new(py, &b).unbind())))
 }
 
 /// `compare(reference, candidate, data, batch_size, per_layer, report)`: the report as JSON.
@@ -363,10 +300,7 @@ fn _prunq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     for f in [
-        wrap_pyfunction!(quantize, m)?,
-        wrap_pyfunction!(prune, m)?,
-        wrap_pyfunction!(apply, m)?,
-        wrap_pyfunction!(optimize, m)?,
+        wrap_pyfunction!(job, m)?,
         wrap_pyfunction!(compare, m)?,
         wrap_pyfunction!(evaluate, m)?,
         wrap_pyfunction!(bench_models, m)?,

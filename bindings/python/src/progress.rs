@@ -66,3 +66,32 @@ impl prunq::measure::Progress for Reporter {
         self.stop.load(Ordering::Relaxed)
     }
 }
+
+/// Runs `work` on a thread of its own with the GIL released, a panic turned into an internal
+/// error. Python handles signals only on its main thread, and only when it runs Python code: the
+/// calling thread waits in short steps and looks for Ctrl-C between them, asking the work to stop
+/// through `reporter` (it stops at its next loop, and always before writing).
+pub fn detached<T: Send>(
+    py: Python<'_>,
+    reporter: Option<&Reporter>,
+    work: impl FnOnce() -> Result<T, crate::errors::Failure> + Send,
+) -> PyResult<T> {
+    let outcome = std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("prunq".into())
+            .stack_size(WORKER_STACK)
+            .spawn_scoped(scope, || crate::errors::no_panic(work))
+            .map_err(|e| crate::errors::Failure::internal(format!("cannot start a thread: {e}")))?;
+        while !worker.is_finished() {
+            py.detach(|| std::thread::sleep(std::time::Duration::from_millis(20)));
+            if let (Some(reporter), Err(e)) = (reporter, py.check_signals()) {
+                reporter.stop_with(e);
+            }
+        }
+        worker.join().unwrap_or_else(|_| Err(crate::errors::Failure::internal("the worker thread panicked".into())))
+    });
+    outcome.map_err(crate::errors::to_py)
+}
+
+/// The work's thread's stack: a main thread's (decoding deep protobuf and graphs recurses).
+const WORKER_STACK: usize = 8 << 20;

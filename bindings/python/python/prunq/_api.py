@@ -151,8 +151,8 @@ def quantize(
             bias_correction=bias_correction, smooth=smooth, simplify=simplify,
         )
     )
-    handed = _prunq.quantize(
-        _model(model), _path(output), config, pack(data, "data"), pack(val, "val"),
+    handed = _prunq.job(
+        "quantize", config, _model(model), _path(output), pack(data, "data"), pack(val, "val"),
         _checks(latency_check, external_data, report, max_drop, min_quality, metric, texts),
         Reporter(progress, quiet),
     )
@@ -217,8 +217,8 @@ def prune(
             shape={k: list(v) for k, v in shape.items()} if shape else None, simplify=simplify,
         )
     )
-    handed = _prunq.prune(
-        _model(model), _path(output), config, pack(data, "data"), pack(val, "val"),
+    handed = _prunq.job(
+        "prune", config, _model(model), _path(output), pack(data, "data"), pack(val, "val"),
         _checks(latency_check, external_data, report, max_drop, min_quality, metric, texts),
         Reporter(progress, quiet),
     )
@@ -247,8 +247,8 @@ def apply(
     """Replay a recipe (``optimize(save_recipe=...)`` or written by hand) on ``model``, as
     ``prunq apply``: the same bytes as the run that wrote it."""
     _prepared(runtime, threads)
-    handed = _prunq.apply(
-        os.fspath(recipe), _model(model), _path(output), pack(data, "data"), pack(val, "val"),
+    handed = _prunq.job(
+        "apply", os.fspath(recipe), _model(model), _path(output), pack(data, "data"), pack(val, "val"),
         _checks(latency_check, external_data, report, max_drop, min_quality, metric, texts),
         Reporter(progress, quiet),
     )
@@ -280,14 +280,12 @@ def optimize(
     the runtime (as ``prunq optimize``). ``time_budget`` in seconds. ``metric`` and the budget
     default as the CLI's. ``save_recipe`` writes the winner's steps for ``apply``."""
     _prepared(runtime, threads)
-    options = json.dumps(
-        dict(metric=metric, max_drop=max_drop, min_quality=min_quality, objective=objective,
-             time_budget=float(time_budget), texts=_texts(texts))
-    )
+    options = dict(metric=metric, max_drop=max_drop, min_quality=min_quality, objective=objective,
+                   time_budget=float(time_budget), texts=_texts(texts))
     checks = _checks(False, external_data, report, None, None, None, None)
-    handed = _prunq.optimize(
-        _model(model), _path(output), pack(data, "data"), pack(val, "val"), options, _path(save_recipe), checks,
-        Reporter(progress, quiet),
+    handed = _prunq.job(
+        "optimize", json.dumps([options, _path(save_recipe)]), _model(model), _path(output), pack(data, "data"),
+        pack(val, "val"), checks, Reporter(progress, quiet),
     )
     return _result("optimize", handed, output)
 

@@ -13,22 +13,12 @@ _Source = Union[str, bytes]
 _Report = Callable[[str, str, int], Any]
 _Handed = tuple[str, Optional[bytes]]
 
-def quantize(
-    model: _Source, output: Optional[str], config_json: str, calib: Optional[_Source], val: Optional[_Source],
+def job(
+    kind: str, spec: str, model: _Source, output: Optional[str], calib: Optional[_Source], val: Optional[_Source],
     checks_json: str, report: _Report,
-) -> _Handed: ...
-def prune(
-    model: _Source, output: Optional[str], config_json: str, calib: Optional[_Source], val: Optional[_Source],
-    checks_json: str, report: _Report,
-) -> _Handed: ...
-def apply(
-    recipe: str, model: _Source, output: Optional[str], calib: Optional[_Source], val: Optional[_Source],
-    checks_json: str, report: _Report,
-) -> _Handed: ...
-def optimize(
-    model: _Source, output: Optional[str], calib: _Source, val: _Source, options_json: str,
-    save_recipe: Optional[str], checks_json: str, report: _Report,
-) -> _Handed: ...
+) -> _Handed:
+    """kind: quantize | prune | apply | optimize; spec: the config's JSON, the recipe's path, or
+    [options, save_recipe] as JSON."""
 def compare(reference: _Source, candidate: _Source, data_in: _Source, batch_size: int, per_layer: bool, report: _Report) -> str: ...
 def evaluate(
     model_in: _Source, data_in: _Source, batch_size: int, labels: Optional[str], texts: Optional[list[str]], report: _Report

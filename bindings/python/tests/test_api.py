@@ -210,6 +210,16 @@ def test_ctrl_c_stops_a_running_job_and_writes_nothing(tmp_path):
     assert not out.exists() and os.listdir(tmp_path) == []
 
 
+def test_optimize_saves_a_recipe_that_apply_replays_to_the_same_bytes(tmp_path):
+    model, calib, val = MODELS / "digits_mlp.onnx", DATA / "digits_calib.npz", DATA / "digits_test.npz"
+    best = prunq.optimize(model, tmp_path / "best.onnx", data=calib, val=dict(np.load(val)), max_drop=1,
+                          time_budget=20, save_recipe=tmp_path / "best.toml", quiet=True, progress=False)
+    assert best.report["search"]["candidates"], best.report
+    assert (tmp_path / "best.toml").read_text().startswith("# prunq recipe")
+    prunq.apply(tmp_path / "best.toml", model, tmp_path / "again.onnx", data=calib, latency_check=False, quiet=True)
+    assert (tmp_path / "again.onnx").read_bytes() == (tmp_path / "best.onnx").read_bytes()
+
+
 def test_evaluate_and_bench(tmp_path):
     accuracy = prunq.evaluate(MODELS / "digits_mlp.onnx", DATA / "digits_test.npz", progress=False)
     assert accuracy.report["accuracy"] > 0.9, accuracy.report

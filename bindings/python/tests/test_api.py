@@ -220,6 +220,54 @@ def test_optimize_saves_a_recipe_that_apply_replays_to_the_same_bytes(tmp_path):
     assert (tmp_path / "again.onnx").read_bytes() == (tmp_path / "best.onnx").read_bytes()
 
 
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env})
+
+
+def test_a_process_that_imported_onnxruntime_first_keeps_working(tmp_path):
+    """prunq loads the interpreter's own ONNX Runtime library: a session made before prunq runs
+    still runs after it, with the same outputs."""
+    code = f"""
+import numpy as np, onnxruntime as ort
+model, data = {str(MODELS / 'digits_mlp.onnx')!r}, {str(DATA / 'digits_test.npz')!r}
+x = np.load(data)['input'][:8]
+session = ort.InferenceSession(model, providers=['CPUExecutionProvider'])
+before = session.run(None, {{session.get_inputs()[0].name: x}})[0]
+import prunq
+assert prunq.set_runtime('ort').startswith('onnxruntime '), 'prunq did not use onnxruntime'
+prunq.quantize(model, {str(tmp_path / 'q.onnx')!r}, mode='dynamic', quiet=True)
+after = session.run(None, {{session.get_inputs()[0].name: x}})[0]
+assert np.array_equal(before, after)
+print('ok', ort.__version__)
+"""
+    r = run_python(code)
+    assert r.returncode == 0 and r.stdout.startswith("ok"), r.stderr
+
+
+def test_auto_falls_back_to_tract_with_a_warning_when_onnx_runtime_does_not_load(tmp_path):
+    code = f"""
+import warnings, prunq
+with warnings.catch_warnings(record=True) as said:
+    warnings.simplefilter('always')
+    used = prunq.set_runtime('auto')
+print(used)
+print([str(w.message) for w in said])
+r = prunq.quantize({str(MODELS / 'digits_mlp.onnx')!r}, {str(tmp_path / 'q.onnx')!r}, quiet=True,
+                   val={str(DATA / 'digits_test.npz')!r})
+print(r.report['runtime']['backend'])
+try:
+    prunq.set_runtime('ort')
+except prunq.RuntimeFailure as e:
+    print('RuntimeFailure', e)
+"""
+    r = run_python(code, ORT_DYLIB_PATH=str(tmp_path / "no_such_library.so"))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "tract" and "ONNX Runtime did not load" in lines[1] and "no_such_library" in lines[1], lines
+    assert lines[2] == "tract", lines
+    assert lines[3].startswith("RuntimeFailure") and "no_such_library" in lines[3], "asked for by name, it is an error"
+
+
 def test_evaluate_and_bench(tmp_path):
     accuracy = prunq.evaluate(MODELS / "digits_mlp.onnx", DATA / "digits_test.npz", progress=False)
     assert accuracy.report["accuracy"] > 0.9, accuracy.report

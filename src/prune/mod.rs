@@ -10,6 +10,6 @@ mod storage;
 pub mod structured;
 
 pub use crate::layerwise::{prunable_layers, Layer, LayerChoice};
-pub use config::{prune, PruneConfig, Pruned};
+pub use config::{parse_pattern, prune, PruneConfig, Pruned};
 pub use sparse::{prune_sparse, LayerRecord, Method, PruneReport, Scope, SparseOptions};
 pub use storage::{store_sparse_where_smaller, StorageRecord};

@@ -120,6 +120,7 @@ def test_defaults_are_the_librarys():
     d = prunq.defaults("quantize")
     assert d["mode"] == "weights" and d["bits"] == 8 and d["fallback-int8"] is True
     assert prunq.defaults("prune")["structured"] is False
+    assert "Defaults (None): mode='weights', bits=8" in prunq.quantize.__doc__
 
 
 def test_a_missing_file_is_file_not_found_naming_it(tmp_path):

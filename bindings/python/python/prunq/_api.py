@@ -373,3 +373,15 @@ def set_data_options(
     images (``preprocess``, as the CLI's ``--preprocess``), text (a ``tokenizer.json`` and
     ``max_len``), WAV files (``sample_rate``)."""
     _prunq.configure_data(preprocess, _path(tokenizer), max_len, sample_rate)
+
+
+def _document_defaults() -> None:
+    """Appends the library's defaults (read from the Rust configs, the one place they live) to the
+    docstrings of ``quantize`` and ``prune``, so ``help()`` shows what ``None`` means."""
+    skip = {"keep-faster", "decided", "unsigned-weights", "shape"}
+    for function, kind in ((quantize, "quantize"), (prune, "prune")):
+        pairs = [f"{k.replace('-', '_')}={v!r}" for k, v in defaults(kind).items() if k not in skip]
+        function.__doc__ = (function.__doc__ or "") + "\n\n    Defaults (None): " + ", ".join(pairs) + "."
+
+
+_document_defaults()

@@ -288,7 +288,8 @@ fn fp16_halves_the_size_and_keeps_float32_edges() {
         assert!(ratio < 0.6, "{name}: size ratio {ratio}");
         let data = common::data(data);
         // tract runs float16 matmuls in its generic software kernel on x86 (minutes for 500
-        // rows): the output comparison takes the first 64 rows; the accuracy floor below, all.
+        // rows): tract judges the first 64 rows (top-1 agreement over 0.99 there is every row
+        // agreeing with fp32); ONNX Runtime's accuracy floor below takes them all.
         let arrays = prunq::data::npz::read(&data).unwrap();
         let first = arrays.into_iter().map(|(k, a)| (k, a.rows(0, 64.min(a.row_count())))).collect();
         let first = Dataset::from_arrays("the first 64 rows", first);
@@ -309,8 +310,6 @@ fn fp16_halves_the_size_and_keeps_float32_edges() {
         if name.starts_with("digits") {
             let (fp32, fp16) = (common::accuracy_in_ort(&src, &data), common::accuracy_in_ort(&out, &data));
             assert!(fp16 >= fp32 - 0.005, "{name}: accuracy {fp16} in ORT against fp32's {fp32}");
-            let tract = common::accuracy_in_tract(&m, &data);
-            assert!(tract >= fp32 - 0.005, "{name}: accuracy {tract} in tract against fp32's {fp32}");
         }
     }
 }

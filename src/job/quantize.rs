@@ -10,6 +10,8 @@ impl Job<'_> {
     /// the result. Static quantization keeps int8 only where it measures faster when the latency
     /// check is on (`config.keep_faster` is the job's `checks.latency`).
     pub fn quantize(&self, config: &QuantConfig, progress: &dyn Progress) -> Result<Done<QuantReport>> {
+        let (started, timed) = (std::time::Instant::now(), crate::measure::Timed::new(progress));
+        let progress: &dyn Progress = &timed;
         let config = QuantConfig { keep_faster: self.checks.latency, ..config.clone() };
         config.validate()?;
         if config.algorithm == Rounding::Gptq && self.calib.is_none() {
@@ -60,6 +62,7 @@ impl Job<'_> {
             );
         }
         report.latency = self.latency(&model, progress)?;
+        (report.stages, report.seconds) = (timed.stages(), Some(started.elapsed().as_secs_f64()));
         self.write_report(&format!("quantize --mode {}", report.mode), &model, self.check_data(), &report)?;
         Ok(Done { model, report })
     }

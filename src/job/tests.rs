@@ -112,6 +112,21 @@ fn what_a_job_says_reaches_its_caller_line_by_line() {
         done.report.size_after
     );
     assert!(done.report.output_check.expect("checked").synthetic, "no data: made-up inputs");
+    assert!(done.report.seconds.is_some_and(|s| s > 0.0), "the job's time is reported");
+}
+
+/// Where a quantization job's time went, stage by stage, as the progress bar names the stages.
+#[test]
+fn a_quantize_report_says_where_the_time_went() {
+    let original = one_matmul();
+    let calib = varied_rows();
+    let job =
+        Job { calib: Some(&calib), checks: Checks { latency: false, ..Default::default() }, ..Job::new(&original) };
+    let done = job.quantize(&QuantConfig { mode: QuantMode::Static, ..Default::default() }, &Silent).unwrap();
+    let stages: Vec<&str> = done.report.stages.iter().map(|s| s.stage.as_str()).collect();
+    assert!(stages.contains(&"calibrate"), "{stages:?}");
+    let total: f64 = done.report.stages.iter().map(|s| s.seconds).sum();
+    assert!(total <= done.report.seconds.expect("timed") + 1e-9, "stages within the job's time");
 }
 
 #[test]

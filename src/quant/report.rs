@@ -120,6 +120,12 @@ pub struct BiasShift {
 pub struct QuantReport {
     /// `weights`, `dynamic`, `static` or `fp16`.
     pub mode: String,
+    /// Where the job's time went, stage by stage (set by the job).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<crate::measure::StageTime>,
+    /// The job's wall-clock seconds, pass and checks together (set by the job).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
     /// Tensors quantized and how.
     pub tensors: Vec<TensorRecord>,
     /// Tensors or nodes left in float, and why.

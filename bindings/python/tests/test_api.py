@@ -269,6 +269,15 @@ except prunq.RuntimeFailure as e:
     assert lines[3].startswith("RuntimeFailure") and "no_such_library" in lines[3], "asked for by name, it is an error"
 
 
+def test_text_data_through_a_tokenizer_as_the_cli_takes_it():
+    prunq.set_data_options(tokenizer=MODELS / "minilm_l6.tokenizer.json", max_len=32)
+    try:
+        r = prunq.compare(MODELS / "minilm_l6.onnx", MODELS / "minilm_l6.onnx", DATA / "sentences.txt", progress=False)
+    finally:
+        prunq.set_data_options()
+    assert r.report["samples"] == 512 and r.report["outputs"][0]["cosine_mean"] == 1.0, r.report
+
+
 def test_evaluate_and_bench(tmp_path):
     accuracy = prunq.evaluate(MODELS / "digits_mlp.onnx", DATA / "digits_test.npz", progress=False)
     assert accuracy.report["accuracy"] > 0.9, accuracy.report

@@ -123,6 +123,34 @@ def test_defaults_are_the_librarys():
     assert "Defaults (None): mode='weights', bits=8" in prunq.quantize.__doc__
 
 
+def test_progress_shows_as_tqdm_bars_when_tqdm_is_installed(tmp_path, monkeypatch, capsys):
+    """With tqdm importable, each stage is a tqdm bar (what notebooks show) and the lines said are
+    printed on stdout; tqdm is stood in for by a recorder, so the test needs no tqdm install."""
+    import types
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total=None, desc=None, leave=True):
+            self.desc, self.total, self.done, self.closed = desc, total, 0, False
+            bars.append(self)
+
+        def update(self, n):
+            self.done += n
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setitem(sys.modules, "tqdm", types.ModuleType("tqdm"))
+    monkeypatch.setitem(sys.modules, "tqdm.auto", types.SimpleNamespace(tqdm=Bar))
+    prunq.quantize(MODELS / "digits_cnn.onnx", tmp_path / "o.onnx", mode="static", data=DATA / "digits_calib.npz",
+                   latency_check=False)
+    calibrate = [b for b in bars if b.desc == "calibrate"]
+    assert calibrate and calibrate[0].done == calibrate[0].total > 0, [(b.desc, b.done, b.total) for b in bars]
+    assert all(b.closed for b in bars)
+    assert "tensors quantized" in capsys.readouterr().out
+
+
 def test_a_missing_file_is_file_not_found_naming_it(tmp_path):
     missing = tmp_path / "nope.onnx"
     with pytest.raises(FileNotFoundError, match="nope.onnx"):

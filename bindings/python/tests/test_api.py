@@ -223,6 +223,7 @@ def test_ctrl_c_stops_a_running_job_and_writes_nothing(tmp_path):
     out = tmp_path / "out.onnx"
     script = (
         "import sys, prunq\n"
+        "print('ready', flush=True)\n"
         "try:\n"
         f"    prunq.quantize({str(MODELS / 'ppocr_rec_v4.onnx')!r}, {str(out)!r}, mode='static',\n"
         f"                   data={str(DATA / 'ocr_lines_calib.npz')!r}, quiet=True, progress=False)\n"
@@ -231,7 +232,8 @@ def test_ctrl_c_stops_a_running_job_and_writes_nothing(tmp_path):
         "print('finished')\n"
     )
     p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
+    assert p.stdout.readline().strip() == "ready"
+    time.sleep(3)  # inside the calibration (the whole run takes over 40 s)
     p.send_signal(signal.SIGINT)
     started = time.monotonic()
     stdout, stderr = p.communicate(timeout=300)

@@ -44,6 +44,10 @@ impl Observer for Announce<'_> {
         self.0.say(&format!("trying {label} …"));
     }
 
+    fn stopped(&self) -> bool {
+        self.0.stopped()
+    }
+
     fn measured(&self, c: &Candidate, best: Option<&Candidate>) {
         match (&c.error, c.quality) {
             (Some(e), _) => self.0.say(&format!("  {}: not made: {e}", c.label)),

@@ -25,6 +25,11 @@ pub trait Observer {
     fn trying(&self, _label: &str) {}
     /// A candidate was measured; `best` is the best so far that keeps the budget.
     fn measured(&self, _candidate: &Candidate, _best: Option<&Candidate>) {}
+    /// Whether the user asked the search to stop (see `measure::Progress::stopped`): no new
+    /// candidate starts, and the search ends with `Error::Interrupted`.
+    fn stopped(&self) -> bool {
+        false
+    }
 }
 
 impl Observer for Silent {}
@@ -69,6 +74,9 @@ impl Search<'_> {
         if self.started.elapsed() >= self.config.time_budget {
             self.stopped_by_time = true;
             return Ok(None);
+        }
+        if self.observer.stopped() {
+            return Err(crate::Error::Interrupted);
         }
         self.observer.trying(&requested.label());
         let t = Instant::now();

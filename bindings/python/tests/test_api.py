@@ -309,6 +309,21 @@ def test_text_data_through_a_tokenizer_as_the_cli_takes_it():
     assert r.report["samples"] == 512 and r.report["outputs"][0]["cosine_mean"] == 1.0, r.report
 
 
+def test_a_stop_during_optimize_starts_no_new_candidate_and_writes_nothing(tmp_path):
+    tried = []
+
+    def stop_after_the_first(event, text, n):
+        if event == "say" and text.startswith("trying "):
+            tried.append(text)
+            if len(tried) == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prunq.optimize(MODELS / "digits_mlp.onnx", tmp_path / "best.onnx", data=DATA / "digits_calib.npz",
+                       val=DATA / "digits_test.npz", progress=stop_after_the_first)
+    assert len(tried) == 2 and os.listdir(tmp_path) == []
+
+
 def test_evaluate_and_bench(tmp_path):
     accuracy = prunq.evaluate(MODELS / "digits_mlp.onnx", DATA / "digits_test.npz", progress=False)
     assert accuracy.report["accuracy"] > 0.9, accuracy.report

@@ -231,12 +231,7 @@ struct Checks {
 impl Checks {
     /// The library's checks these flags ask for.
     fn job(&self) -> anyhow::Result<crate::job::Checks> {
-        use crate::optimize::Budget;
-        let budget = match (self.max_drop, self.min_quality) {
-            (_, Some(q)) => Some(Budget::MinQuality(q)),
-            (Some(d), None) => Some(Budget::MaxDrop(d)),
-            (None, None) => None,
-        };
+        let budget = crate::optimize::Budget::given(self.max_drop, self.min_quality)?;
         let texts = optimize::read_texts(self.text.as_deref())?;
         Ok(crate::job::Checks {
             latency: !self.no_latency_check,

@@ -64,11 +64,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         None => crate::job::default_metric(&original, &val, texts.is_some())?,
     };
     let data = super::Opened { calib: Some(calib), val: Some(val) };
-    let budget = match (a.max_drop, a.min_quality) {
-        (_, Some(q)) => Budget::MinQuality(q),
-        (Some(d), None) => Budget::MaxDrop(d),
-        (None, None) => crate::job::default_budget(metric),
-    };
+    let budget = Budget::given(a.max_drop, a.min_quality)?.unwrap_or_else(|| crate::job::default_budget(metric));
     let config = OptimizeConfig { metric, budget, objective: a.objective, time_budget: a.time_budget, texts };
     let checks =
         crate::job::Checks { latency: false, external_data: a.external_data, report: a.report.clone(), budget: None };

@@ -54,6 +54,17 @@ pub enum Budget {
 }
 
 impl Budget {
+    /// The budget a front end's two options give: `max_drop` or `min_quality`, not both; `None`
+    /// without either.
+    pub fn given(max_drop: Option<f64>, min_quality: Option<f64>) -> crate::Result<Option<Budget>> {
+        match (max_drop, min_quality) {
+            (Some(_), Some(_)) => Err(crate::Error::Usage("give max-drop or min-quality, not both".into())),
+            (Some(d), None) => Ok(Some(Budget::MaxDrop(d))),
+            (None, Some(q)) => Ok(Some(Budget::MinQuality(q))),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// The worst quality allowed, given the original's.
     pub fn bound(self, metric: Metric, original: f64) -> f64 {
         match self {
@@ -119,5 +130,18 @@ impl Judge<'_> {
                 Quality { value, nn_agreement: first.nn_agreement.map(|a| 100.0 * a) }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Budget;
+
+    #[test]
+    fn a_budget_is_one_limit_or_none() {
+        assert_eq!(Budget::given(Some(1.0), None).unwrap(), Some(Budget::MaxDrop(1.0)));
+        assert_eq!(Budget::given(None, Some(0.9)).unwrap(), Some(Budget::MinQuality(0.9)));
+        assert_eq!(Budget::given(None, None).unwrap(), None);
+        assert!(Budget::given(Some(1.0), Some(0.9)).unwrap_err().to_string().contains("not both"));
     }
 }

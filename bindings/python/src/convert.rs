@@ -82,24 +82,13 @@ pub fn checks(json: &str) -> Result<prunq::job::Checks, Failure> {
         texts: Option<Vec<String>>,
     }
     let g: Given = config(json)?;
-    let budget = budget(g.max_drop, g.min_quality)?;
+    let budget = prunq::optimize::Budget::given(g.max_drop, g.min_quality)?;
     Ok(prunq::job::Checks {
         latency: g.latency,
         external_data: g.external_data,
         report: g.report,
         budget: budget.map(|budget| prunq::job::QualityBudget { metric: g.metric, budget, texts: g.texts }),
     })
-}
-
-/// `max_drop` or `min_quality` (not both) as a budget.
-fn budget(max_drop: Option<f64>, min_quality: Option<f64>) -> Result<Option<prunq::optimize::Budget>, Failure> {
-    use prunq::optimize::Budget;
-    match (max_drop, min_quality) {
-        (Some(_), Some(_)) => Err(prunq::Error::Usage("give max_drop or min_quality, not both".into()).into()),
-        (Some(d), None) => Ok(Some(Budget::MaxDrop(d))),
-        (None, Some(q)) => Ok(Some(Budget::MinQuality(q))),
-        (None, None) => Ok(None),
-    }
 }
 
 /// `optimize`'s options, from `{"metric", "max_drop", "min_quality", "objective", "time_budget"
@@ -138,7 +127,8 @@ pub fn optimize_options(
     }
     Ok(prunq::optimize::OptimizeConfig {
         metric,
-        budget: budget(g.max_drop, g.min_quality)?.unwrap_or_else(|| prunq::job::default_budget(metric)),
+        budget: prunq::optimize::Budget::given(g.max_drop, g.min_quality)?
+            .unwrap_or_else(|| prunq::job::default_budget(metric)),
         objective,
         time_budget: std::time::Duration::from_secs_f64(g.time_budget),
         texts: g.texts,

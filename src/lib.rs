@@ -20,6 +20,7 @@ pub mod eval;
 pub mod ir;
 pub mod job;
 pub mod layerwise;
+pub mod litert;
 pub mod measure;
 pub mod onnx;
 pub mod optimize;

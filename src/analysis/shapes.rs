@@ -1,7 +1,7 @@
 //! Shapes of every tensor for given input shapes, from tract's type analysis.
 
-use crate::ir::{Dim, Model};
-use crate::runtime::{feed_inputs, typed_model};
+use crate::ir::{DataType, Dim, Model};
+use crate::runtime::{data_type_of, feed_inputs, typed_model};
 use crate::Result;
 use std::collections::BTreeMap;
 
@@ -28,30 +28,46 @@ pub fn concrete_input_shapes(model: &Model, given: &BTreeMap<String, Vec<usize>>
 /// The concrete shape of every tensor tract could type, by ONNX name
 /// (constants included).
 pub fn infer_shapes(model: &Model, inputs: &BTreeMap<String, Vec<usize>>) -> Result<BTreeMap<String, Vec<usize>>> {
+    let mut shapes: BTreeMap<String, Vec<usize>> =
+        infer_types(model, inputs)?.into_iter().map(|(name, (_, dims))| (name, dims)).collect();
+    for (name, dims) in inputs {
+        shapes.entry(name.clone()).or_insert_with(|| dims.clone());
+    }
+    Ok(shapes)
+}
+
+/// The element type and concrete shape of every tensor tract could type, by ONNX name
+/// (constants and graph inputs included).
+pub fn infer_types(
+    model: &Model,
+    inputs: &BTreeMap<String, Vec<usize>>,
+) -> Result<BTreeMap<String, (DataType, Vec<usize>)>> {
     let typed = typed_model(model, inputs)?;
-    let mut shapes = BTreeMap::new();
+    let mut types = BTreeMap::new();
     for node in typed.nodes() {
         for (slot, out) in node.outputs.iter().enumerate() {
             let outlet = tract_onnx::prelude::OutletId::new(node.id, slot);
             let Some(label) = typed.outlet_label(outlet) else {
                 continue;
             };
-            if let Some(dims) = out.fact.shape.as_concrete() {
-                shapes.insert(label.to_string(), dims.to_vec());
+            if let (Some(dims), Some(dtype)) = (out.fact.shape.as_concrete(), data_type_of(out.fact.datum_type)) {
+                types.insert(label.to_string(), (dtype, dims.to_vec()));
             }
         }
     }
     for name in model.graph.constant_names() {
         if let Some(Ok(t)) = model.graph.constant(&name) {
-            shapes.entry(name).or_insert_with(|| t.shape());
+            types.entry(name).or_insert_with(|| (t.dtype, t.shape()));
         }
     }
     // tract labels no outlet with a graph input's name: a layer reading the
     // input directly (a MatMul on `x`) needs it from here.
-    for (name, dims) in inputs {
-        shapes.entry(name.clone()).or_insert_with(|| dims.clone());
+    for input in feed_inputs(model) {
+        if let (Some(dims), Some(dtype)) = (inputs.get(&input.name), input.dtype()) {
+            types.entry(input.name.clone()).or_insert_with(|| (dtype, dims.clone()));
+        }
     }
-    Ok(shapes)
+    Ok(types)
 }
 
 /// Rank of every tensor whose rank tract's (partial) analysis can tell with

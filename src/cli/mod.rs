@@ -4,6 +4,7 @@
 mod apply;
 mod bench;
 mod compare;
+mod convert;
 mod demo;
 mod eval;
 mod inspect;
@@ -39,6 +40,10 @@ struct Cli {
     /// package of the active environment or of ./.venv).
     #[arg(long, global = true)]
     ort_lib: Option<std::path::PathBuf>,
+    /// LiteRT's C library (libLiteRt.so) to run .tflite models with (default: $LITERT_LIB, else
+    /// the ai-edge-litert package of the active Python environment or ./.venv).
+    #[arg(long, global = true, value_name = "PATH")]
+    litert_lib: Option<std::path::PathBuf>,
     /// Which axis of a model input is the batch, e.g. `state=1` (default: the symbolic dim the
     /// inputs share; 0 when there is none; scalars are fed whole with every batch).
     #[arg(long, global = true, value_parser = crate::data::parse_batch_axis)]
@@ -85,6 +90,8 @@ enum Command {
     Apply(apply::Args),
     /// Turn a JSON report (`--report R.json`) into a self-contained HTML page with plots.
     Report(report::Args),
+    /// Write a model as LiteRT (TensorFlow Lite, `.tflite`) for phones, checked in LiteRT.
+    Convert(convert::Args),
 }
 
 /// The `prunq` command on this process's arguments.
@@ -117,6 +124,7 @@ where
         return 2;
     }
     crate::runtime::set_ort_library(cli.ort_lib.clone());
+    crate::runtime::set_litert_library(cli.litert_lib.clone());
     crate::data::set_batch_axes(cli.batch_axis.iter().cloned().collect());
     let _ = DATA_OPTIONS.set(crate::data::DataOptions {
         preprocess: cli.preprocess.clone(),
@@ -139,6 +147,7 @@ where
         Command::Report(a) => report::run(a),
         Command::Optimize(a) => optimize::run(a, &progress),
         Command::Apply(a) => apply::run(a, &progress),
+        Command::Convert(a) => convert::run(a, &progress),
     }));
     match run {
         Ok(Ok(())) => 0,

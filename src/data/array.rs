@@ -192,6 +192,42 @@ impl Array {
         })
     }
 
+    /// The values in row-major order as little-endian bytes (bool as one byte), as runtimes'
+    /// C buffers hold them.
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.dtype().byte_len(self.len()).unwrap_or(0));
+        each!(self, a => a.iter().for_each(|v| v.put_le(&mut out)));
+        out
+    }
+
+    /// The array of `dtype` and `shape` whose row-major little-endian values are `bytes`;
+    /// `None` for a type it cannot hold or a length that does not match.
+    pub fn from_le_bytes(dtype: DataType, shape: &[usize], bytes: &[u8]) -> Option<Array> {
+        fn read<T: LeBytes>(shape: &[usize], bytes: &[u8]) -> Option<ArrayD<T>> {
+            let values: Vec<T> = bytes.chunks_exact(T::SIZE).map(T::from_le).collect();
+            ArrayD::from_shape_vec(IxDyn(shape), values).ok()
+        }
+        let count: usize = shape.iter().product();
+        let size = match dtype {
+            DataType::FLOAT | DataType::INT32 => 4,
+            DataType::DOUBLE | DataType::INT64 => 8,
+            DataType::INT8 | DataType::UINT8 | DataType::BOOL => 1,
+            _ => return None,
+        };
+        if bytes.len() != count * size {
+            return None;
+        }
+        Some(match dtype {
+            DataType::FLOAT => Array::F32(read(shape, bytes)?),
+            DataType::DOUBLE => Array::F64(read(shape, bytes)?),
+            DataType::INT64 => Array::I64(read(shape, bytes)?),
+            DataType::INT32 => Array::I32(read(shape, bytes)?),
+            DataType::INT8 => Array::I8(read(shape, bytes)?),
+            DataType::UINT8 => Array::U8(read(shape, bytes)?),
+            _ => Array::Bool(read(shape, bytes)?),
+        })
+    }
+
     /// An array of zeros of `dtype` and `shape`; `None` for types it cannot hold.
     pub fn zeros(dtype: DataType, shape: &[usize]) -> Option<Array> {
         let s = IxDyn(shape);
@@ -205,5 +241,37 @@ impl Array {
             DataType::BOOL => Array::Bool(ArrayD::from_elem(s, false)),
             _ => return None,
         })
+    }
+}
+
+/// An element's little-endian bytes, both ways.
+trait LeBytes: Sized + Clone {
+    const SIZE: usize;
+    fn put_le(&self, out: &mut Vec<u8>);
+    fn from_le(bytes: &[u8]) -> Self;
+}
+
+macro_rules! le_bytes {
+    ($($t:ty),*) => {$(
+        impl LeBytes for $t {
+            const SIZE: usize = std::mem::size_of::<$t>();
+            fn put_le(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn from_le(bytes: &[u8]) -> Self {
+                <$t>::from_le_bytes(bytes.try_into().expect("chunks of the element's size"))
+            }
+        }
+    )*};
+}
+le_bytes!(f32, f64, i64, i32, i8, u8);
+
+impl LeBytes for bool {
+    const SIZE: usize = 1;
+    fn put_le(&self, out: &mut Vec<u8>) {
+        out.push(u8::from(*self));
+    }
+    fn from_le(bytes: &[u8]) -> Self {
+        bytes[0] != 0
     }
 }

@@ -121,46 +121,79 @@ pub fn check_outputs(
         let outputs = Session::new(candidate, &options)
             .and_then(|s| run_all(&s, &batches))
             .map_err(|e| Error::Runtime(format!("{backend} runs the original but not the result: {e}")))?;
-        for (i, name) in original.graph.outputs.iter().map(|o| &o.name).enumerate() {
-            let mut cmp = OutputComparison::new();
-            let (mut values, mut turned) = (0, 0);
-            for (r, c) in reference.iter().zip(&outputs) {
-                let (Some(Array::F32(r)), Some(Array::F32(c))) = (r.get(i), c.get(i)) else { continue };
-                if r.shape() != c.shape() {
-                    return Err(Error::Model(format!(
-                        "output '{name}' has shape {:?} in the result, {:?} in the original ({backend})",
-                        c.shape(),
-                        r.shape()
-                    )));
-                }
-                values += r.len();
-                turned += r.iter().zip(c).filter(|(r, c)| r.is_finite() && !c.is_finite()).count();
-                // The comparison is over the values both have finite.
-                let clean = |a: &ndarray::ArrayD<f32>, b: &ndarray::ArrayD<f32>| {
-                    ndarray::Zip::from(a)
-                        .and(b)
-                        .map_collect(|&x, &y| if x.is_finite() && y.is_finite() { x } else { 0.0 })
-                };
-                cmp.update(&clean(r, c), &clean(c, r));
-            }
-            if values == 0 {
-                continue;
-            }
-            let m = cmp.finish(name);
-            check.outputs.push(CheckedOutput {
-                name: name.clone(),
-                runtime: backend.name().to_string(),
-                turned_non_finite: turned,
-                values,
-                sqnr_db: m.sqnr_db,
-                cosine_min: m.cosine_min,
-                cosine_mean: m.cosine_mean,
-                top1_agreement: m.top1_agreement,
-                worst_slice: m.worst_slice,
-            });
-        }
+        let names: Vec<String> = original.graph.outputs.iter().map(|o| o.name.clone()).collect();
+        check.outputs.extend(judge_outputs(&names, &reference, &outputs, backend.name())?);
     }
     Ok(check)
+}
+
+/// Runs a converted `.tflite` model (`bytes`, in LiteRT) beside `original` (in `backend`) on
+/// `batches` (what [`check_batches`] makes, at the sizes the converted model was written for).
+pub fn check_converted(
+    original: &Model,
+    bytes: &[u8],
+    batches: &[Vec<Array>],
+    backend: Backend,
+    synthetic: bool,
+) -> Result<OutputCheck> {
+    let options = SessionOptions { backend: Some(backend), ..Default::default() };
+    let reference = Session::new(original, &options).and_then(|s| run_all(&s, batches))?;
+    let feeds: Vec<String> = feed_inputs(original).into_iter().map(|i| i.name).collect();
+    let outputs = Session::litert(bytes.to_vec(), Some(&feeds), &SessionOptions::default())
+        .and_then(|s| run_all(&s, batches))
+        .map_err(|e| Error::Runtime(format!("{backend} runs the original but LiteRT does not run the result: {e}")))?;
+    let names: Vec<String> = original.graph.outputs.iter().map(|o| o.name.clone()).collect();
+    let runtime = format!("litert vs {backend}");
+    Ok(OutputCheck { outputs: judge_outputs(&names, &reference, &outputs, &runtime)?, skipped: vec![], synthetic })
+}
+
+/// Each float output of `outputs` judged against the same output of `reference` (batch by
+/// batch): non-finite values where the reference's are finite, and the metrics over the values
+/// both have finite.
+fn judge_outputs(
+    names: &[String],
+    reference: &[Vec<Array>],
+    outputs: &[Vec<Array>],
+    runtime: &str,
+) -> Result<Vec<CheckedOutput>> {
+    let mut judged = vec![];
+    for (i, name) in names.iter().enumerate() {
+        let mut cmp = OutputComparison::new();
+        let (mut values, mut turned) = (0, 0);
+        for (r, c) in reference.iter().zip(outputs) {
+            let (Some(Array::F32(r)), Some(Array::F32(c))) = (r.get(i), c.get(i)) else { continue };
+            if r.shape() != c.shape() {
+                return Err(Error::Model(format!(
+                    "output '{name}' has shape {:?} in the result, {:?} in the original ({runtime})",
+                    c.shape(),
+                    r.shape()
+                )));
+            }
+            values += r.len();
+            turned += r.iter().zip(c).filter(|(r, c)| r.is_finite() && !c.is_finite()).count();
+            // The comparison is over the values both have finite.
+            let clean = |a: &ndarray::ArrayD<f32>, b: &ndarray::ArrayD<f32>| {
+                ndarray::Zip::from(a).and(b).map_collect(|&x, &y| if x.is_finite() && y.is_finite() { x } else { 0.0 })
+            };
+            cmp.update(&clean(r, c), &clean(c, r));
+        }
+        if values == 0 {
+            continue;
+        }
+        let m = cmp.finish(name);
+        judged.push(CheckedOutput {
+            name: name.clone(),
+            runtime: runtime.to_string(),
+            turned_non_finite: turned,
+            values,
+            sqnr_db: m.sqnr_db,
+            cosine_min: m.cosine_min,
+            cosine_mean: m.cosine_mean,
+            top1_agreement: m.top1_agreement,
+            worst_slice: m.worst_slice,
+        });
+    }
+    Ok(judged)
 }
 
 fn run_all(session: &Session, batches: &[Vec<Array>]) -> Result<Vec<Vec<Array>>> {

@@ -9,7 +9,7 @@ mod run;
 
 pub use bench::{bench, latency_check, op_times, BenchOptions, BenchReport, LatencyCheck, ModelLatency, OpTimes};
 pub use ctc::{edit_distance, CtcDecoder};
-pub use guard::{check_batches, check_outputs, CheckedOutput, OutputCheck, DIVERGED_SQNR_DB};
+pub use guard::{check_batches, check_converted, check_outputs, CheckedOutput, OutputCheck, DIVERGED_SQNR_DB};
 pub use layers::{compare_layers, LayerComparison, LayerMetrics};
 pub use metrics::{argmax, cosine, OutputComparison, OutputMetrics, WorstSlice, MAX_SLICES};
 pub use run::{compare, evaluate, CompareReport, EvalReport, RunOptions};

@@ -275,6 +275,14 @@ impl Node {
         }
     }
 
+    /// A `STRING` attribute, read as UTF-8 (lossily).
+    pub fn attr_string(&self, name: &str) -> Option<String> {
+        match self.attr(name)? {
+            AttrValue::String(s) => Some(String::from_utf8_lossy(s).into_owned()),
+            _ => None,
+        }
+    }
+
     /// A `FLOAT` attribute.
     pub fn attr_float(&self, name: &str) -> Option<f32> {
         match self.attr(name)? {

@@ -6,12 +6,14 @@
 //! [`Progress::say`]; the same facts land in the typed report it returns.
 
 mod apply;
+mod convert;
 mod optimize;
 mod prune;
 mod quantize;
 mod report;
 
 pub use apply::ApplyReport;
+pub use convert::{ConvertReport, ConvertedModel};
 pub use optimize::{default_budget, default_metric, Announce, Optimized};
 pub use prune::PruneOutcome;
 
@@ -116,6 +118,16 @@ impl<'a> Job<'a> {
         if let Some(refusal) = check.refusal() {
             return Err(refusal);
         }
+        self.say_quality(&check, progress);
+        if let Some(budget) = &self.checks.budget {
+            self.keep_budget(model, budget, progress)?;
+        }
+        Ok(check)
+    }
+
+    /// Says the check's quality line per output, and a warning for each output (or slice of one)
+    /// that diverges from the original's.
+    fn say_quality(&self, check: &OutputCheck, progress: &dyn Progress) {
         let on = match (self.val, self.calib) {
             (Some(_), _) => "on the validation data",
             (None, Some(_)) => "on the calibration data (what the pass fitted to: pass --val for held-out data)",
@@ -140,10 +152,6 @@ impl<'a> Job<'a> {
                 o.name, o.runtime, o.sqnr_db, o.cosine_min, hint
             ));
         }
-        if let Some(budget) = &self.checks.budget {
-            self.keep_budget(model, budget, progress)?;
-        }
-        Ok(check)
     }
 
     /// Refuses the result when its quality on the validation data is past `budget`.

@@ -1,6 +1,7 @@
 //! Running models: one [`Session`] over two backends — tract (built in) and
 //! ONNX Runtime (loaded at run time from its shared library) — with capture
-//! of named intermediate tensors in both.
+//! of named intermediate tensors in both; and LiteRT (loaded at run time from
+//! `libLiteRt.so`) for the `.tflite` models prunq writes ([`Session::litert`]).
 //!
 //! Which backend runs is chosen once per process ([`set_runtime`], the CLI's
 //! `--runtime auto|ort|tract`, default `auto`) or per session
@@ -10,6 +11,9 @@
 
 mod cpu;
 mod guard;
+mod library_search;
+mod litert;
+mod litert_library;
 mod lower;
 mod onnxruntime;
 mod ort_library;
@@ -19,11 +23,13 @@ mod tract;
 
 pub use cpu::int8_pairs_saturate;
 pub use guard::{guarded, inside_guard, last_panic, remember_panics};
+pub use litert::LiteRtSession;
+pub use litert_library::{litert_info, set_litert_library, LiteRtInfo};
 pub use onnxruntime::OrtSession;
 pub use ort_library::{ort_info, ort_load_error, set_ort_library, OrtInfo};
 pub use profile::{OpTime, Profile};
 pub use symbolic::{symbolic_facts, SymDim, SymValue, SymbolicFact};
-pub use tract::{inference_ranks, typed_model, TractSession};
+pub use tract::{data_type_of, inference_ranks, typed_model, TractSession};
 
 use crate::data::Array;
 use crate::ir::{Model, ValueInfo};
@@ -40,6 +46,9 @@ pub enum Backend {
     /// ONNX Runtime through the `ort` crate, loaded at run time.
     #[serde(rename = "onnxruntime")]
     Ort,
+    /// LiteRT's CPU path (XNNPACK) through its C API, loaded at run time: `.tflite` models.
+    #[serde(rename = "litert")]
+    LiteRt,
 }
 
 impl Backend {
@@ -48,6 +57,7 @@ impl Backend {
         match self {
             Backend::Tract => "tract",
             Backend::Ort => "onnxruntime",
+            Backend::LiteRt => "litert",
         }
     }
 }
@@ -103,9 +113,12 @@ pub struct RuntimeInfo {
 impl RuntimeInfo {
     /// What `backend` is in this process.
     pub fn of(backend: Backend) -> RuntimeInfo {
-        match (backend, ort_info()) {
-            (Backend::Ort, Some(i)) => {
+        match (backend, ort_info(), litert_info()) {
+            (Backend::Ort, Some(i), _) => {
                 RuntimeInfo { backend, version: Some(i.version), library: Some(i.library.display().to_string()) }
+            }
+            (Backend::LiteRt, _, Some(i)) => {
+                RuntimeInfo { backend, version: i.version, library: Some(i.library.display().to_string()) }
             }
             _ => RuntimeInfo { backend, version: None, library: None },
         }
@@ -155,6 +168,8 @@ pub struct Session {
 enum Engine {
     Tract(TractSession),
     Ort(OrtSession),
+    /// The LiteRT session and, for each input `run` takes, its place in the signature.
+    LiteRt(LiteRtSession, Vec<usize>),
 }
 
 /// The graph inputs a caller must feed: those that are not also initializers.
@@ -176,8 +191,36 @@ impl Session {
         let engine = match backend {
             Backend::Tract => Engine::Tract(TractSession::new(model, outputs.clone(), options.profile)?),
             Backend::Ort => Engine::Ort(OrtSession::new(model, outputs.clone(), options)?),
+            Backend::LiteRt => {
+                return Err(Error::Usage("LiteRT runs .tflite models; an ONNX model runs in ort or tract".into()))
+            }
         };
         Ok(Session { engine, outputs, backend })
+    }
+
+    /// A `.tflite` model in LiteRT. `inputs` are the names in the order `run` takes them (the
+    /// ONNX model's, so the same batches feed both); `None` takes the model's signature order.
+    pub fn litert(bytes: Vec<u8>, inputs: Option<&[String]>, options: &SessionOptions) -> Result<Session> {
+        let session = LiteRtSession::new(bytes, options.intra_threads.unwrap_or(1))?;
+        let names = session.input_names();
+        let order = match inputs {
+            None => (0..names.len()).collect(),
+            Some(wanted) => {
+                let mut order = vec![];
+                for name in wanted {
+                    let place = names.iter().position(|n| n == name).ok_or_else(|| {
+                        Error::Usage(format!("the LiteRT model has no input {name} (it takes {})", names.join(", ")))
+                    })?;
+                    order.push(place);
+                }
+                if order.len() != names.len() {
+                    return Err(Error::Usage(format!("the LiteRT model takes inputs {}", names.join(", "))));
+                }
+                order
+            }
+        };
+        let outputs = session.output_names();
+        Ok(Session { engine: Engine::LiteRt(session, order), outputs, backend: Backend::LiteRt })
     }
 
     /// A session returning only `captured` (in the process's runtime), or `None`
@@ -196,6 +239,13 @@ impl Session {
         match &self.engine {
             Engine::Tract(s) => s.run(inputs),
             Engine::Ort(s) => s.run(inputs),
+            Engine::LiteRt(s, order) => {
+                let mut fed: Vec<Option<Array>> = vec![None; order.len()];
+                for (array, &place) in inputs.iter().zip(order) {
+                    fed[place] = Some(array.clone());
+                }
+                s.run(&fed.into_iter().flatten().collect::<Vec<_>>())
+            }
         }
     }
 
@@ -205,6 +255,7 @@ impl Session {
         match &self.engine {
             Engine::Tract(s) => Ok(s.profile()),
             Engine::Ort(s) => s.profile(),
+            Engine::LiteRt(..) => Ok(Profile::default()),
         }
     }
 }

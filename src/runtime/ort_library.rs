@@ -7,6 +7,7 @@
 //! environment (`$VIRTUAL_ENV`, then `python3`'s site-packages), `./.venv`.
 //! The library loads once per process; every session shares its environment.
 
+use super::library_search::LibrarySearch;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -54,7 +55,13 @@ pub(super) fn environment() -> Result<&'static ort::environment::Environment> {
 
 fn load() -> std::result::Result<Loaded, String> {
     let explicit = EXPLICIT.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let (candidates, looked) = candidates(explicit.as_deref());
+    let search = LibrarySearch {
+        explicit: explicit.as_deref(),
+        env_var: "ORT_DYLIB_PATH",
+        package_dir: "onnxruntime/capi",
+        is_library: is_ort_library,
+    };
+    let (candidates, looked) = search.candidates();
     let Some(library) = candidates.into_iter().next() else {
         return Err(format!(
             "ONNX Runtime's library was not found; looked in: {}. Install it (`pip install onnxruntime`) \
@@ -83,78 +90,11 @@ fn load() -> std::result::Result<Loaded, String> {
     Ok(Loaded { env, info: OrtInfo { version, library } })
 }
 
-/// Existing library files in search order, and a description of every place looked.
-fn candidates(explicit: Option<&Path>) -> (Vec<PathBuf>, Vec<String>) {
-    let mut found = vec![];
-    let mut looked = vec![];
-    if let Some(p) = explicit {
-        looked.push(format!("the library asked for, {}", p.display()));
-        if p.is_file() {
-            found.push(p.to_path_buf());
-        }
-        // An explicit choice is final: never fall through to another library.
-        return (found, looked);
-    }
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        looked.push(format!("$ORT_DYLIB_PATH={}", p.display()));
-        if p.is_file() {
-            found.push(p);
-        }
-        return (found, looked);
-    }
-    let mut site_dirs = vec![];
-    if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
-        site_dirs.extend(venv_site_packages(Path::new(&venv)));
-    }
-    site_dirs.extend(python_site_packages());
-    site_dirs.extend(venv_site_packages(Path::new(".venv")));
-    for dir in site_dirs {
-        let capi = dir.join("onnxruntime").join("capi");
-        looked.push(capi.display().to_string());
-        found.extend(library_files(&capi));
-    }
-    if !Path::new(".venv").is_dir() {
-        looked.push("./.venv (none here)".into());
-    }
-    (found, looked)
-}
-
-/// `VENV/lib/python3.*/site-packages` (and Windows' `VENV/Lib/site-packages`).
-fn venv_site_packages(venv: &Path) -> Vec<PathBuf> {
-    let mut dirs = vec![venv.join("Lib").join("site-packages")];
-    if let Ok(entries) = std::fs::read_dir(venv.join("lib")) {
-        let mut pythons: Vec<PathBuf> = entries.flatten().map(|e| e.path().join("site-packages")).collect();
-        pythons.sort();
-        dirs.extend(pythons);
-    }
-    dirs.retain(|d| d.is_dir());
-    dirs
-}
-
-/// The site-packages folders of `python3` on the PATH (asked, not guessed;
-/// importing nothing, so it costs a few milliseconds).
-fn python_site_packages() -> Vec<PathBuf> {
-    let script = "import site, sys\nfor p in site.getsitepackages() + [site.getusersitepackages()]: print(p)";
-    let Ok(out) = std::process::Command::new("python3").args(["-c", script]).output() else { return vec![] };
-    String::from_utf8_lossy(&out.stdout).lines().map(PathBuf::from).filter(|p| p.is_dir()).collect()
-}
-
-/// ONNX Runtime library files in `dir`, newest name first.
-fn library_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            (name.starts_with("libonnxruntime.so") || name == "onnxruntime.dll")
-                || (name.starts_with("libonnxruntime") && name.ends_with(".dylib"))
-        })
-        .collect();
-    files.sort();
-    files.reverse();
-    files
+/// Whether a file is ONNX Runtime's library, by name.
+fn is_ort_library(name: &str) -> bool {
+    name.starts_with("libonnxruntime.so")
+        || name == "onnxruntime.dll"
+        || (name.starts_with("libonnxruntime") && name.ends_with(".dylib"))
 }
 
 /// `1.32.0` from `libonnxruntime.so.1.32.0` or `libonnxruntime.1.32.0.dylib`.

@@ -239,6 +239,23 @@ fn datum_type(dt: DataType) -> Option<DatumType> {
     })
 }
 
+/// The ONNX element type of a tract datum type (`TDim`, tract's shape integer, is int64).
+pub fn data_type_of(dt: DatumType) -> Option<DataType> {
+    [
+        DataType::FLOAT,
+        DataType::DOUBLE,
+        DataType::INT64,
+        DataType::INT32,
+        DataType::INT8,
+        DataType::UINT8,
+        DataType::BOOL,
+        DataType::FLOAT16,
+    ]
+    .into_iter()
+    .find(|&t| datum_type(t) == Some(dt))
+    .or((dt == DatumType::TDim).then_some(DataType::INT64))
+}
+
 fn to_tract(a: &Array) -> Tensor {
     match a {
         Array::F32(a) => a.clone().into_tensor(),

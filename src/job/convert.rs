@@ -1,0 +1,102 @@
+//! The `convert` job: the model written as LiteRT (`.tflite`), run in LiteRT beside the original
+//! before anything is written, then saved and reported.
+
+use super::Job;
+use crate::eval::OutputCheck;
+use crate::litert::{ConvertOptions, Converted};
+use crate::measure::Progress;
+use crate::runtime::RuntimeInfo;
+use crate::{Error, Result};
+use serde::Serialize;
+
+/// What the conversion did and how the written model measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConvertReport {
+    /// The conversion's facts (operators, layout transposes, input sizes).
+    pub conversion: Converted,
+    /// The `.tflite` file's size in bytes.
+    pub output_bytes: u64,
+    /// The input's size in bytes.
+    pub input_bytes: u64,
+    /// The check the output passed before it was written (LiteRT against the original).
+    pub output_check: OutputCheck,
+    /// The LiteRT that ran the output.
+    pub litert: RuntimeInfo,
+    /// The runtime that ran the original.
+    pub reference: RuntimeInfo,
+}
+
+/// A converted model: the `.tflite` bytes (as written, when an output was given) and its report.
+pub struct ConvertedModel {
+    /// The `.tflite` file's bytes.
+    pub bytes: Vec<u8>,
+    /// What was done and measured.
+    pub report: ConvertReport,
+}
+
+impl Job<'_> {
+    /// Converts the original to LiteRT, runs it in LiteRT beside the original (on the
+    /// validation data, else the calibration data, else made-up inputs at the converted sizes),
+    /// refuses it when outputs turn non-finite, then writes it atomically and reports.
+    pub fn convert(&self, options: &ConvertOptions, progress: &dyn Progress) -> Result<ConvertedModel> {
+        self.ensure_output_is_not_input()?;
+        progress.start(1, "convert to LiteRT");
+        let converted = crate::litert::convert(self.original, options)?;
+        progress.finish();
+        progress.say(&format!(
+            "converted: {} ONNX nodes → {} LiteRT operators ({} layout transposes), inputs {}",
+            converted.nodes.1,
+            converted.operators,
+            converted.layout_transposes,
+            converted.input_shapes.iter().map(|(n, s)| format!("{n} {s:?}")).collect::<Vec<_>>().join(", ")
+        ));
+        let fixed = crate::litert::with_fixed_inputs(self.original, &converted.input_shapes);
+        let batches = crate::eval::check_batches(&fixed, self.check_data(), 32, 8)?;
+        let reference = crate::runtime::default_backend()?;
+        let check =
+            crate::eval::check_converted(&fixed, &converted.bytes, &batches, reference, self.check_data().is_none())?;
+        if let Some(refusal) = check.refusal() {
+            return Err(refusal);
+        }
+        self.say_quality(&check, progress);
+        progress.check_stop()?;
+        let output_bytes = match self.output {
+            Some(path) => {
+                crate::onnx::write_atomically(path, &converted.bytes)?;
+                converted.bytes.len() as u64
+            }
+            None => converted.bytes.len() as u64,
+        };
+        let input_bytes = self.input_size()?;
+        progress.say(&format!(
+            "size: {} → {} ({:.2}×)",
+            crate::report::table::bytes(input_bytes),
+            crate::report::table::bytes(output_bytes),
+            output_bytes as f64 / input_bytes.max(1) as f64
+        ));
+        let litert = RuntimeInfo::of(crate::runtime::Backend::LiteRt);
+        progress.say(&format!("measured in {litert} against {}", RuntimeInfo::of(reference)));
+        let bytes = converted.bytes.clone();
+        let report = ConvertReport {
+            conversion: converted,
+            output_bytes,
+            input_bytes,
+            output_check: check,
+            litert,
+            reference: RuntimeInfo::of(reference),
+        };
+        if let Some(path) = self.checks.report.as_deref() {
+            let mut value =
+                serde_json::to_value(&report).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+            if let Some(object) = value.as_object_mut() {
+                object.insert("command".into(), "convert".into());
+                object.insert("model".into(), self.input.map(|p| p.display().to_string()).into());
+                object.insert("output".into(), self.output.map(|p| p.display().to_string()).into());
+            }
+            let text =
+                serde_json::to_string_pretty(&value).map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+            crate::onnx::write_atomically(path, text.as_bytes())?;
+        }
+        Ok(ConvertedModel { bytes, report })
+    }
+}

@@ -1,0 +1,224 @@
+//! The state of one conversion: which LiteRT tensor holds each ONNX value, and in which layout.
+//!
+//! Layout is decided per value, not per model. Ops that LiteRT runs channels-last (convolutions,
+//! pools) produce NHWC values; ops that do not care (element-wise, activations) pass the layout
+//! through; ops whose meaning depends on the axis order (Reshape, Flatten, MatMul, Softmax over an
+//! axis…) get the ONNX order back — by a TRANSPOSE, or by a RESHAPE when the two orders hold the
+//! same bytes (`[N,1,1,C]` after a global pool: the classic Flatten-after-conv case). Each view
+//! of a value is made once and shared by its readers.
+
+use super::builder::{Builder, ElementType, TensorId};
+use crate::ir::{DataType, Graph, GraphIndex, Node, Tensor};
+use crate::{Error, Result};
+use prunq_litert_schema as lt;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// ONNX NCHW → LiteRT NHWC.
+pub(crate) const TO_NHWC: [usize; 4] = [0, 2, 3, 1];
+/// LiteRT NHWC → ONNX NCHW.
+pub(crate) const TO_NCHW: [usize; 4] = [0, 3, 1, 2];
+
+/// A value as written: its tensor and whether its axes are NHWC (rank 4 only).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Value {
+    pub id: TensorId,
+    pub nhwc: bool,
+}
+
+/// Element types, shapes and the tensors written so far.
+pub(crate) struct Lowering<'a> {
+    pub b: Builder,
+    pub g: &'a Graph,
+    pub index: GraphIndex,
+    types: &'a BTreeMap<String, (DataType, Vec<usize>)>,
+    values: BTreeMap<String, Value>,
+    onnx_views: BTreeMap<String, TensorId>,
+    nhwc_views: BTreeMap<String, TensorId>,
+    /// Nodes already written as part of an earlier node (a fused activation).
+    pub absorbed: BTreeSet<usize>,
+    /// Layout transposes written.
+    pub transposes: usize,
+    /// The model's ONNX opset (defaults that changed across opsets).
+    pub opset: i64,
+}
+
+/// `shape` read in the order `perm`.
+pub(crate) fn permute(shape: &[usize], perm: &[usize]) -> Vec<usize> {
+    perm.iter().map(|&p| shape[p]).collect()
+}
+
+pub(crate) fn element_type(dtype: DataType, what: &str) -> Result<ElementType> {
+    Ok(match dtype {
+        DataType::FLOAT => ElementType::F32,
+        DataType::FLOAT16 => ElementType::F16,
+        DataType::INT32 => ElementType::I32,
+        DataType::INT64 => ElementType::I64,
+        DataType::INT8 => ElementType::I8,
+        DataType::UINT8 => ElementType::U8,
+        DataType::BOOL => ElementType::Bool,
+        other => return Err(Error::Model(format!("{what} is {}, which LiteRT models do not hold", other.name()))),
+    })
+}
+
+impl<'a> Lowering<'a> {
+    pub fn new(g: &'a Graph, types: &'a BTreeMap<String, (DataType, Vec<usize>)>, opset: i64) -> Lowering<'a> {
+        Lowering {
+            b: Builder::new(),
+            g,
+            index: GraphIndex::new(g),
+            types,
+            values: BTreeMap::new(),
+            onnx_views: BTreeMap::new(),
+            nhwc_views: BTreeMap::new(),
+            absorbed: BTreeSet::new(),
+            transposes: 0,
+            opset,
+        }
+    }
+
+    /// The ONNX shape of a value.
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        self.types
+            .get(name)
+            .map(|t| t.1.clone())
+            .ok_or_else(|| Error::Model(format!("tensor {name}: its shape is unknown")))
+    }
+
+    /// The element type of a value.
+    pub fn dtype(&self, name: &str) -> Result<DataType> {
+        self.types.get(name).map(|t| t.0).ok_or_else(|| Error::Model(format!("tensor {name}: its type is unknown")))
+    }
+
+    /// The constant's value, when `name` is one.
+    pub fn constant(&self, name: &str) -> Option<Result<Tensor>> {
+        self.g.constant(name)
+    }
+
+    /// The constant's values as float32 (any numeric type), when `name` is one.
+    pub fn constant_f32(&self, name: &str) -> Option<Result<ndarray::ArrayD<f32>>> {
+        self.constant(name).map(|t| t.and_then(|t| t.to_f32()))
+    }
+
+    /// The constant's values as int64, when `name` is an integer constant.
+    pub fn constant_i64(&self, name: &str) -> Option<Result<Vec<i64>>> {
+        self.constant(name).map(|t| t.and_then(|t| t.to_i64_vec()))
+    }
+
+    /// Whether `name` is read by exactly one node and is not a graph output: a node that writes
+    /// it may fold its single reader in.
+    pub fn sole_reader(&self, name: &str) -> Option<usize> {
+        let readers = self.index.consumers(name);
+        let is_output = self.g.outputs.iter().any(|o| o.name == name);
+        (readers.len() == 1 && !is_output).then(|| readers[0].0)
+    }
+
+    /// A value as written (a constant is written on first use, in ONNX order).
+    pub fn get(&mut self, name: &str) -> Result<Value> {
+        if let Some(v) = self.values.get(name) {
+            return Ok(*v);
+        }
+        let Some(t) = self.constant(name) else {
+            return Err(Error::Model(format!("tensor {name} is read before it is computed")));
+        };
+        let t = t?;
+        let dtype = element_type(t.dtype, &format!("constant {name}"))?;
+        let bytes = t.bytes().map(|b| b.to_vec()).unwrap_or_default();
+        let id = self.b.constant(name, dtype, &t.shape(), bytes, None);
+        let v = Value { id, nhwc: false };
+        self.values.insert(name.to_string(), v);
+        Ok(v)
+    }
+
+    /// Records that ONNX value `name` is tensor `v`.
+    pub fn set(&mut self, name: &str, v: Value) {
+        self.values.insert(name.to_string(), v);
+    }
+
+    /// A new tensor for ONNX value `name`, NHWC when `nhwc` (its shape permuted), recorded.
+    pub fn output(&mut self, name: &str, nhwc: bool) -> Result<TensorId> {
+        let shape = self.shape(name)?;
+        let dtype = element_type(self.dtype(name)?, &format!("tensor {name}"))?;
+        let written = if nhwc { permute(&shape, &TO_NHWC) } else { shape };
+        let id = self.b.tensor(name, dtype, &written);
+        self.set(name, Value { id, nhwc });
+        Ok(id)
+    }
+
+    /// A scratch tensor for a step inside one node's lowering.
+    pub fn scratch(&mut self, name: &str, dtype: ElementType, shape: &[usize]) -> TensorId {
+        self.b.tensor(name, dtype, shape)
+    }
+
+    /// `name` in ONNX axis order.
+    pub fn onnx(&mut self, name: &str) -> Result<TensorId> {
+        let v = self.get(name)?;
+        if !v.nhwc {
+            return Ok(v.id);
+        }
+        if let Some(&t) = self.onnx_views.get(name) {
+            return Ok(t);
+        }
+        let shape = self.shape(name)?;
+        let dtype = element_type(self.dtype(name)?, name)?;
+        let t = self.b.tensor(&format!("{name}/nchw"), dtype, &shape);
+        self.relayout(v.id, t, &permute(&shape, &TO_NHWC), &TO_NCHW);
+        self.onnx_views.insert(name.to_string(), t);
+        Ok(t)
+    }
+
+    /// `name` (rank 4) in NHWC order.
+    pub fn nhwc(&mut self, name: &str) -> Result<TensorId> {
+        let v = self.get(name)?;
+        if v.nhwc {
+            return Ok(v.id);
+        }
+        if let Some(&t) = self.nhwc_views.get(name) {
+            return Ok(t);
+        }
+        let shape = self.shape(name)?;
+        if shape.len() != 4 {
+            return Err(Error::Model(format!(
+                "tensor {name} has rank {}, where an image of rank 4 is needed",
+                shape.len()
+            )));
+        }
+        let dtype = element_type(self.dtype(name)?, name)?;
+        let t = self.b.tensor(&format!("{name}/nhwc"), dtype, &permute(&shape, &TO_NHWC));
+        self.relayout(v.id, t, &shape, &TO_NHWC);
+        self.nhwc_views.insert(name.to_string(), t);
+        Ok(t)
+    }
+
+    /// Writes `to = transpose(from, perm)` where `from` has shape `shape`: a RESHAPE when the
+    /// axes that move are all of size 1 (the bytes are already in order), a TRANSPOSE otherwise.
+    pub fn relayout(&mut self, from: TensorId, to: TensorId, shape: &[usize], perm: &[usize]) {
+        let moved: Vec<usize> = perm.iter().copied().filter(|&p| shape[p] != 1).collect();
+        let kept: Vec<usize> = (0..shape.len()).filter(|&p| shape[p] != 1).collect();
+        if moved == kept {
+            self.reshape(from, to);
+        } else {
+            let perm: Vec<i32> = perm.iter().map(|&p| p as i32).collect();
+            let p = self.b.constant_i32("perm", &[perm.len()], &perm);
+            self.b.op(lt::BuiltinOperator::Transpose, &[from, p], &[to], None);
+            self.transposes += 1;
+        }
+    }
+
+    /// Writes `to = reshape(from)` to `to`'s shape.
+    pub fn reshape(&mut self, from: TensorId, to: TensorId) {
+        let target: Vec<i32> = self.b.shape(to).iter().map(|&d| d as i32).collect();
+        let s = self.b.constant_i32("shape", &[target.len()], &target);
+        let options = lt::ReshapeOptions { new_shape: Some(target) };
+        self.b.op(
+            lt::BuiltinOperator::Reshape,
+            &[from, s],
+            &[to],
+            Some(lt::BuiltinOptions::ReshapeOptions(Box::new(options))),
+        );
+    }
+
+    /// An error naming the node.
+    pub fn refuse(&self, node: &Node, why: impl std::fmt::Display) -> Error {
+        Error::Model(format!("node {} ({}): {why}", node.label(), node.op_type))
+    }
+}

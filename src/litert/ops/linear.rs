@@ -1,0 +1,117 @@
+//! Gemm and MatMul: FULLY_CONNECTED where the weight is a constant matrix (its bias and a
+//! following activation fused), BATCH_MATMUL where both sides are computed.
+
+use super::conv::output_with_activation;
+use crate::ir::Node;
+use crate::litert::lower::Lowering;
+use crate::Result;
+use ndarray::{Array2, Ix2};
+use prunq_litert_schema as lt;
+
+/// Writes FULLY_CONNECTED: `x` (ONNX order) times `weight` (`[N, K]`) plus `bias`, for ONNX
+/// value `out_name` (or the activation after it).
+fn fully_connected(
+    cx: &mut Lowering,
+    x: &str,
+    weight: &Array2<f32>,
+    weight_name: &str,
+    bias: Option<Vec<f32>>,
+    out_name: &str,
+) -> Result<()> {
+    let keep_num_dims = cx.shape(x)?.len() > 2;
+    let x = cx.onnx(x)?;
+    let n = weight.nrows();
+    let flat: Vec<f32> = weight.iter().copied().collect();
+    let w = cx.b.constant_f32(weight_name, &[n, weight.ncols()], &flat);
+    let b = cx.b.constant_f32(&format!("{weight_name}/bias"), &[n], &bias.unwrap_or_else(|| vec![0.0; n]));
+    let (out, act) = output_with_activation(cx, out_name, false)?;
+    let options = lt::FullyConnectedOptions { fused_activation_function: act, keep_num_dims, ..Default::default() };
+    cx.b.op(
+        lt::BuiltinOperator::FullyConnected,
+        &[x, w, b],
+        &[out],
+        Some(lt::BuiltinOptions::FullyConnectedOptions(Box::new(options))),
+    );
+    Ok(())
+}
+
+/// Gemm → FULLY_CONNECTED (α folded into the weight, β·C into the bias).
+pub(crate) fn gemm(cx: &mut Lowering, node: &Node) -> Result<()> {
+    if node.attr_int("transA").unwrap_or(0) != 0 {
+        return Err(cx.refuse(node, "transA=1 is not converted"));
+    }
+    let Some(b) = cx.constant_f32(&node.inputs[1]) else {
+        return Err(cx.refuse(node, "its weight is not a constant"));
+    };
+    let b = b?.into_dimensionality::<Ix2>().map_err(|e| cx.refuse(node, e))?;
+    let alpha = node.attr_float("alpha").unwrap_or(1.0);
+    let beta = node.attr_float("beta").unwrap_or(1.0);
+    // FULLY_CONNECTED's weight is [N, K]: B as given with transB=1, B transposed without.
+    let weight = if node.attr_int("transB").unwrap_or(0) != 0 { b } else { b.t().to_owned() };
+    let weight = weight.mapv(|v| v * alpha);
+    let n = weight.nrows();
+    let bias = match node.input(2) {
+        None => None,
+        Some(c) => match cx.constant_f32(c) {
+            Some(c) => {
+                let c = c?;
+                let values: Vec<f32> = c.iter().map(|v| v * beta).collect();
+                match values.len() {
+                    1 => Some(vec![values[0]; n]),
+                    len if len == n => Some(values),
+                    _ => {
+                        return Err(
+                            cx.refuse(node, format!("its bias has shape {:?}; a [N] bias is converted", c.shape()))
+                        )
+                    }
+                }
+            }
+            None => return Err(cx.refuse(node, "its bias is not a constant")),
+        },
+    };
+    fully_connected(cx, &node.inputs[0], &weight, &node.inputs[1], bias, &node.outputs[0])
+}
+
+/// MatMul → FULLY_CONNECTED when B is a constant matrix (a bias Add after it folded in), else
+/// BATCH_MATMUL.
+pub(crate) fn matmul(cx: &mut Lowering, node: &Node) -> Result<()> {
+    if let Some(b) = cx.constant_f32(&node.inputs[1]) {
+        let b = b?;
+        if b.ndim() == 2 && cx.shape(&node.inputs[0])?.len() >= 2 {
+            let weight = b.into_dimensionality::<Ix2>().map_err(|e| cx.refuse(node, e))?.t().to_owned();
+            let (bias, out_name) = bias_after(cx, &node.outputs[0], weight.nrows())?;
+            return fully_connected(cx, &node.inputs[0], &weight, &node.inputs[1], bias, &out_name);
+        }
+    }
+    let a = cx.onnx(&node.inputs[0])?;
+    let b = cx.onnx(&node.inputs[1])?;
+    let out = cx.output(&node.outputs[0], false)?;
+    let options = lt::BatchMatMulOptions { adj_x: false, adj_y: false, asymmetric_quantize_inputs: false };
+    cx.b.op(
+        lt::BuiltinOperator::BatchMatmul,
+        &[a, b],
+        &[out],
+        Some(lt::BuiltinOptions::BatchMatMulOptions(Box::new(options))),
+    );
+    Ok(())
+}
+
+/// The Add of a constant `[N]` vector that alone reads `name`: its values (a bias) and its
+/// output, which the FULLY_CONNECTED then writes.
+fn bias_after(cx: &mut Lowering, name: &str, n: usize) -> Result<(Option<Vec<f32>>, String)> {
+    let Some(reader) = cx.sole_reader(name) else { return Ok((None, name.to_string())) };
+    let add = &cx.g.nodes[reader];
+    if add.op_type != "Add" || add.inputs.len() != 2 {
+        return Ok((None, name.to_string()));
+    }
+    let other = if add.inputs[0] == name { &add.inputs[1] } else { &add.inputs[0] };
+    let Some(c) = cx.constant_f32(other) else { return Ok((None, name.to_string())) };
+    let c = c?;
+    let vector = c.len() == n && c.shape().last() == Some(&n);
+    if !vector || cx.shape(&add.outputs[0])? != cx.shape(name)? {
+        return Ok((None, name.to_string()));
+    }
+    let out = add.outputs[0].clone();
+    cx.absorbed.insert(reader);
+    Ok((Some(c.iter().copied().collect()), out))
+}

@@ -1,0 +1,84 @@
+//! One function per ONNX op family, each writing the LiteRT ops for one node; [`lower_node`]
+//! is the table. An op without an entry is refused with its name and the node's.
+
+mod conv;
+mod elementwise;
+mod linear;
+mod reduce;
+mod shape;
+
+use super::lower::Lowering;
+use crate::ir::Node;
+use crate::Result;
+
+/// The ONNX ops prunq writes as LiteRT ops (each maps to the function [`lower_node`] calls).
+pub const CONVERTED_OPS: &[&str] = &[
+    "Abs",
+    "Add",
+    "AveragePool",
+    "Cast",
+    "Clip",
+    "Concat",
+    "Conv",
+    "Div",
+    "Dropout",
+    "Exp",
+    "Flatten",
+    "Gather",
+    "Gemm",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "HardSigmoid",
+    "HardSwish",
+    "Identity",
+    "LayerNormalization",
+    "MatMul",
+    "Max",
+    "MaxPool",
+    "Min",
+    "Mul",
+    "Neg",
+    "Pow",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceSum",
+    "Relu",
+    "Reshape",
+    "Sigmoid",
+    "Slice",
+    "Softmax",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Tanh",
+    "Transpose",
+    "Unsqueeze",
+];
+
+/// Writes node `ix`.
+pub(crate) fn lower_node(cx: &mut Lowering, node: &Node) -> Result<()> {
+    if !node.is_onnx_op() {
+        return Err(cx.refuse(node, format!("domain {} has no LiteRT mapping", node.domain)));
+    }
+    match node.op_type.as_str() {
+        "Conv" => conv::conv(cx, node),
+        "MaxPool" | "AveragePool" => conv::pool(cx, node),
+        "GlobalAveragePool" | "GlobalMaxPool" => conv::global_pool(cx, node),
+        "Gemm" => linear::gemm(cx, node),
+        "MatMul" => linear::matmul(cx, node),
+        "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Pow" => elementwise::binary(cx, node),
+        "Relu" | "Sigmoid" | "Tanh" | "Sqrt" | "Exp" | "Neg" | "Abs" | "HardSwish" | "HardSigmoid" | "Clip"
+        | "Identity" | "Dropout" => elementwise::unary(cx, node),
+        "Cast" => elementwise::cast(cx, node),
+        "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => shape::reshape(cx, node),
+        "Transpose" => shape::transpose(cx, node),
+        "Concat" => shape::concat(cx, node),
+        "Slice" => shape::slice(cx, node),
+        "Gather" => shape::gather(cx, node),
+        "ReduceMean" | "ReduceSum" | "ReduceMax" => reduce::reduce(cx, node),
+        "Softmax" => reduce::softmax(cx, node),
+        "LayerNormalization" => reduce::layer_norm(cx, node),
+        other => Err(cx
+            .refuse(node, format!("{other} has no LiteRT mapping in prunq (converted: {})", CONVERTED_OPS.join(", ")))),
+    }
+}

@@ -40,8 +40,9 @@ impl Job<'_> {
     /// refuses it when outputs turn non-finite, then writes it atomically and reports.
     pub fn convert(&self, options: &ConvertOptions, progress: &dyn Progress) -> Result<ConvertedModel> {
         self.ensure_output_is_not_input()?;
+        let options = self.sizes_from_data(options)?;
         progress.start(1, "convert to LiteRT");
-        let converted = crate::litert::convert(self.original, options)?;
+        let converted = crate::litert::convert(self.original, &options)?;
         progress.finish();
         progress.say(&format!(
             "converted: {} ONNX nodes → {} LiteRT operators ({} layout transposes), inputs {}",
@@ -50,6 +51,7 @@ impl Job<'_> {
             converted.layout_transposes,
             converted.input_shapes.iter().map(|(n, s)| format!("{n} {s:?}")).collect::<Vec<_>>().join(", ")
         ));
+        super::say_simplified(&Some(converted.simplified.clone()), progress);
         let fixed = crate::litert::with_fixed_inputs(self.original, &converted.input_shapes);
         let batches = crate::eval::check_batches(&fixed, self.check_data(), 32, 8)?;
         let reference = crate::runtime::default_backend()?;
@@ -98,5 +100,31 @@ impl Job<'_> {
             crate::onnx::write_atomically(path, text.as_bytes())?;
         }
         Ok(ConvertedModel { bytes, report })
+    }
+
+    /// `options` with the size of each input that has dynamic dims besides the batch, and was
+    /// given none, taken from the first row of the check data (the sizes the model is checked at).
+    fn sizes_from_data(&self, options: &ConvertOptions) -> Result<ConvertOptions> {
+        let mut options = options.clone();
+        let Some(data) = self.check_data() else { return Ok(options) };
+        let feeds = crate::runtime::feed_inputs(self.original);
+        let open: Vec<&crate::ir::ValueInfo> = feeds
+            .iter()
+            .filter(|i| !options.input_shapes.contains_key(&i.name))
+            .filter(|i| i.shape().unwrap_or_default().iter().skip(1).any(|d| !matches!(d, crate::ir::Dim::Fixed(_))))
+            .collect();
+        if open.is_empty() {
+            return Ok(options);
+        }
+        let bound = data.bind(&feeds, None)?;
+        if let Some(first) = bound.batches_upto(1, 1).next() {
+            let (_, arrays) = first?;
+            for (input, array) in feeds.iter().zip(arrays) {
+                if open.iter().any(|o| o.name == input.name) {
+                    options.input_shapes.insert(input.name.clone(), array.shape().to_vec());
+                }
+            }
+        }
+        Ok(options)
     }
 }

@@ -34,6 +34,15 @@ impl ElementType {
     }
 }
 
+/// The lowest version of an op LiteRT registers (1 for most; BROADCAST_TO's version 1 was
+/// never a builtin).
+fn first_version(code: lt::BuiltinOperator) -> i32 {
+    match code {
+        lt::BuiltinOperator::BroadcastTo => 2,
+        _ => 1,
+    }
+}
+
 /// Builds one subgraph.
 #[derive(Default)]
 pub(crate) struct Builder {
@@ -136,7 +145,7 @@ impl Builder {
                 self.codes.push(lt::OperatorCode {
                     deprecated_builtin_code: deprecated,
                     builtin_code: code,
-                    version: 1,
+                    version: first_version(code),
                     ..Default::default()
                 });
                 let i = (self.codes.len() - 1) as u32;

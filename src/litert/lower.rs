@@ -36,7 +36,7 @@ pub(crate) struct Lowering<'a> {
     nhwc_views: BTreeMap<String, TensorId>,
     /// Nodes already written as part of an earlier node (a fused activation).
     pub absorbed: BTreeSet<usize>,
-    /// Layout transposes written.
+    /// TRANSPOSEs written to change a value's layout (not the model's own Transposes).
     pub transposes: usize,
     /// The model's ONNX opset (defaults that changed across opsets).
     pub opset: i64,
@@ -161,7 +161,7 @@ impl<'a> Lowering<'a> {
         let shape = self.shape(name)?;
         let dtype = element_type(self.dtype(name)?, name)?;
         let t = self.b.tensor(&format!("{name}/nchw"), dtype, &shape);
-        self.relayout(v.id, t, &permute(&shape, &TO_NHWC), &TO_NCHW);
+        self.transposes += usize::from(self.relayout(v.id, t, &permute(&shape, &TO_NHWC), &TO_NCHW));
         self.onnx_views.insert(name.to_string(), t);
         Ok(t)
     }
@@ -184,23 +184,25 @@ impl<'a> Lowering<'a> {
         }
         let dtype = element_type(self.dtype(name)?, name)?;
         let t = self.b.tensor(&format!("{name}/nhwc"), dtype, &permute(&shape, &TO_NHWC));
-        self.relayout(v.id, t, &shape, &TO_NHWC);
+        self.transposes += usize::from(self.relayout(v.id, t, &shape, &TO_NHWC));
         self.nhwc_views.insert(name.to_string(), t);
         Ok(t)
     }
 
     /// Writes `to = transpose(from, perm)` where `from` has shape `shape`: a RESHAPE when the
-    /// axes that move are all of size 1 (the bytes are already in order), a TRANSPOSE otherwise.
-    pub fn relayout(&mut self, from: TensorId, to: TensorId, shape: &[usize], perm: &[usize]) {
+    /// axes that move are all of size 1 (the bytes are already in order), a TRANSPOSE otherwise
+    /// (then `true`).
+    pub fn relayout(&mut self, from: TensorId, to: TensorId, shape: &[usize], perm: &[usize]) -> bool {
         let moved: Vec<usize> = perm.iter().copied().filter(|&p| shape[p] != 1).collect();
         let kept: Vec<usize> = (0..shape.len()).filter(|&p| shape[p] != 1).collect();
         if moved == kept {
             self.reshape(from, to);
+            false
         } else {
             let perm: Vec<i32> = perm.iter().map(|&p| p as i32).collect();
             let p = self.b.constant_i32("perm", &[perm.len()], &perm);
             self.b.op(lt::BuiltinOperator::Transpose, &[from, p], &[to], None);
-            self.transposes += 1;
+            true
         }
     }
 

@@ -18,7 +18,7 @@ pub use ops::CONVERTED_OPS;
 use crate::analysis::infer_types;
 use crate::ir::{Dim, Model};
 use crate::runtime::feed_inputs;
-use crate::transform::{fold_batchnorm, remove_unused_constants, simplify};
+use crate::transform::{fold_batchnorm, fold_constants, remove_unused_constants, simplify, Simplification};
 use crate::{Error, Result};
 use lower::Lowering;
 use serde::Serialize;
@@ -46,12 +46,14 @@ pub struct Converted {
     pub input_shapes: BTreeMap<String, Vec<usize>>,
     /// ONNX nodes before the clean-up, and after (what was written).
     pub nodes: (usize, usize),
+    /// What the clean-up at the fixed sizes folded (or why it could not).
+    pub simplified: Simplification,
 }
 
 /// Converts `model` to a LiteRT flatbuffer (float32, as the model computes).
 pub fn convert(model: &Model, options: &ConvertOptions) -> Result<Converted> {
-    let (prepared, shapes) = prepare(model, options)?;
-    let types = infer_types(&prepared, &shapes)?;
+    let (prepared, shapes, simplified) = prepare(model, options)?;
+    let types = value_types(&prepared, &shapes)?;
     let opset = prepared.onnx_opset().unwrap_or(1);
     let g = &prepared.graph;
     let mut cx = Lowering::new(g, &types, opset);
@@ -79,11 +81,35 @@ pub fn convert(model: &Model, options: &ConvertOptions) -> Result<Converted> {
         layout_transposes,
         input_shapes: shapes,
         nodes: (model.graph.nodes.len(), g.nodes.len()),
+        simplified,
     })
 }
 
+/// The element type and size of every value: from tract's type analysis, and where it labels a
+/// value no outlet (an op it rewrote), from one run on made-up inputs capturing those values.
+fn value_types(model: &Model, shapes: &BTreeMap<String, Vec<usize>>) -> Result<BTreeMap<String, (crate::ir::DataType, Vec<usize>)>> {
+    let mut types = infer_types(model, shapes)?;
+    let missing: Vec<String> = model
+        .graph
+        .nodes
+        .iter()
+        .flat_map(|n| n.outputs.iter())
+        .filter(|o| !o.is_empty() && !types.contains_key(o.as_str()))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok(types);
+    }
+    let inputs = crate::measure::made_up_inputs(model, 1, crate::measure::Fill::Spread).map_err(Error::Model)?;
+    let Some(session) = crate::runtime::Session::capturing(model, &missing)? else { return Ok(types) };
+    for (name, value) in missing.iter().zip(session.run(&inputs)?) {
+        types.insert(name.clone(), (value.dtype(), value.shape().to_vec()));
+    }
+    Ok(types)
+}
+
 /// The model with fixed input sizes and what they make constant folded, and those sizes.
-fn prepare(model: &Model, options: &ConvertOptions) -> Result<(Model, BTreeMap<String, Vec<usize>>)> {
+fn prepare(model: &Model, options: &ConvertOptions) -> Result<(Model, BTreeMap<String, Vec<usize>>, Simplification)> {
     for node in &model.graph.nodes {
         if node.subgraphs().next().is_some() {
             return Err(Error::Model(format!(
@@ -95,10 +121,12 @@ fn prepare(model: &Model, options: &ConvertOptions) -> Result<(Model, BTreeMap<S
     }
     let shapes = fixed_input_shapes(model, options)?;
     let mut m = with_fixed_inputs(model, &shapes);
-    simplify(&mut m)?;
+    let simplified = simplify(&mut m)?;
+    let sizes = crate::analysis::infer_shapes(&m, &shapes)?;
+    fold_constants(&mut m, &sizes)?;
     fold_batchnorm(&mut m)?;
     remove_unused_constants(&mut m.graph);
-    Ok((m, shapes))
+    Ok((m, shapes, simplified))
 }
 
 /// The size of every input the converted model is written for: the user's, else the declared
@@ -148,7 +176,7 @@ fn fixed_shape(name: &str, dims: &[Dim]) -> Result<Vec<usize>> {
             Dim::Fixed(n) if *n > 0 => Ok(*n as usize),
             _ if axis == 0 => Ok(1),
             _ => Err(Error::Usage(format!(
-                "input {name} has a dynamic size on axis {axis}; LiteRT models have fixed sizes: give them (input-shape {name}=…)"
+                "input {name} has a dynamic size on axis {axis}; LiteRT models have fixed sizes: give them (input-shape {name}=…) or data to take them from"
             ))),
         })
         .collect()

@@ -2,11 +2,12 @@
 //! `simplify` (the clean-up before every pass: shape computations folded, Reshape targets made
 //! constant, checked against the input's outputs), `upgrade_opset` (attributes that became inputs),
 //! `fold_batchnorm` and `fold_affine` (per-channel scales into the conv before them),
-//! `fold_constant_reshapes`, `gemm_to_matmul`, `transpose_after_matmul`, `fuse_hardswish`, and
+//! `fold_constants` (nodes that read only constants, run once), `fold_constant_reshapes`, `gemm_to_matmul`, `transpose_after_matmul`, `fuse_hardswish`, and
 //! `fuse` — the recipe step that runs the folds and fusions together.
 
 mod fold_affine;
 mod fold_batchnorm;
+mod fold_constants;
 mod fold_reshapes;
 mod fuse;
 mod gemm;
@@ -17,6 +18,7 @@ mod transpose_after_matmul;
 
 pub use fold_affine::fold_affine;
 pub use fold_batchnorm::fold_batchnorm;
+pub use fold_constants::fold_constants;
 pub use fold_reshapes::fold_constant_reshapes;
 pub use fuse::{fuse, FuseConfig, Fused};
 pub use gemm::gemm_to_matmul;

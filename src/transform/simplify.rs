@@ -18,7 +18,7 @@ use crate::Result;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Ops whose output is not a function of their inputs: never folded.
-const NONDETERMINISTIC: &[&str] =
+pub(super) const NONDETERMINISTIC: &[&str] =
     &["RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"];
 
 /// A folded value larger than this stays computed (a `ConstantOfShape` or

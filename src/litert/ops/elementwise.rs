@@ -91,6 +91,9 @@ pub(crate) fn permute_bytes(bytes: &[u8], shape: &[usize], perm: &[usize], size:
 
 /// Add, Sub, Mul, Div (with a following Relu fused), Max, Min, Pow.
 pub(crate) fn binary(cx: &mut Lowering, node: &Node) -> Result<()> {
+    if gelu(cx, node)? {
+        return Ok(());
+    }
     if node.op_type == "Pow" {
         if let Some(e) = node.input(1).and_then(|e| cx.constant_f32(e)) {
             let e = e?;
@@ -256,4 +259,44 @@ fn hard_sigmoid(cx: &mut Lowering, node: &Node) -> Result<()> {
 /// Cast → CAST.
 pub(crate) fn cast(cx: &mut Lowering, node: &Node) -> Result<()> {
     unary_as(cx, node, lt::BuiltinOperator::Cast)
+}
+
+/// The exact GELU as exporters write it — `Mul(Mul(x, Add(Erf(Div(x, √2)), 1)), ½)` — matched
+/// from its Div: the nodes after it are absorbed and one GELU writes the last Mul's output.
+/// `false` when `node` does not start one.
+pub(crate) fn gelu(cx: &mut Lowering, node: &Node) -> Result<bool> {
+    let is_const = |cx: &Lowering, name: &str, value: f32, tolerance: f32| -> bool {
+        cx.constant_f32(name).and_then(|v| v.ok()).is_some_and(|v| v.len() == 1 && v.iter().all(|&c| (c - value).abs() <= tolerance))
+    };
+    let x = &node.inputs[0];
+    if node.op_type != "Div" || node.inputs.len() != 2 || !is_const(cx, &node.inputs[1], std::f32::consts::SQRT_2, 1e-3) {
+        return Ok(false);
+    }
+    let step = |cx: &Lowering, from: &str, op: &str| -> Option<usize> {
+        cx.sole_reader(from).filter(|&r| cx.g.nodes[r].op_type == op && cx.g.nodes[r].inputs.iter().any(|i| i == from))
+    };
+    let Some(erf) = step(cx, &node.outputs[0], "Erf") else { return Ok(false) };
+    let Some(add) = step(cx, &cx.g.nodes[erf].outputs[0], "Add") else { return Ok(false) };
+    let add_node = &cx.g.nodes[add];
+    let one = add_node.inputs.iter().find(|i| **i != cx.g.nodes[erf].outputs[0]);
+    if !one.is_some_and(|o| is_const(cx, o, 1.0, 0.0)) {
+        return Ok(false);
+    }
+    let Some(mul) = step(cx, &add_node.outputs[0], "Mul") else { return Ok(false) };
+    if !cx.g.nodes[mul].inputs.contains(x) {
+        return Ok(false);
+    }
+    let Some(half) = step(cx, &cx.g.nodes[mul].outputs[0], "Mul") else { return Ok(false) };
+    let half_node = &cx.g.nodes[half];
+    let other = half_node.inputs.iter().find(|i| **i != cx.g.nodes[mul].outputs[0]);
+    if !other.is_some_and(|o| is_const(cx, o, 0.5, 0.0)) {
+        return Ok(false);
+    }
+    let out_name = half_node.outputs[0].clone();
+    cx.absorbed.extend([erf, add, mul, half]);
+    let v = cx.get(x)?;
+    let out = cx.output(&out_name, v.nhwc)?;
+    let options = lt::BuiltinOptions::GeluOptions(Box::new(lt::GeluOptions { approximate: false }));
+    cx.b.op(lt::BuiltinOperator::Gelu, &[v.id], &[out], Some(options));
+    Ok(true)
 }

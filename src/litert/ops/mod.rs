@@ -4,6 +4,7 @@
 mod conv;
 mod elementwise;
 mod linear;
+mod logic;
 mod reduce;
 mod shape;
 
@@ -75,7 +76,9 @@ pub(crate) fn lower_node(cx: &mut Lowering, node: &Node) -> Result<()> {
         "Concat" => shape::concat(cx, node),
         "Slice" => shape::slice(cx, node),
         "Gather" => shape::gather(cx, node),
-        "ReduceMean" | "ReduceSum" | "ReduceMax" => reduce::reduce(cx, node),
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceL2" => reduce::reduce(cx, node),
+        "And" | "Or" | "Not" | "Equal" | "Greater" | "Less" | "GreaterOrEqual" | "LessOrEqual" | "Where" | "IsNaN"
+        | "Expand" => logic::logic(cx, node),
         "Softmax" => reduce::softmax(cx, node),
         "LayerNormalization" => reduce::layer_norm(cx, node),
         other => Err(cx

@@ -31,6 +31,23 @@ pub(crate) fn reduce(cx: &mut Lowering, node: &Node) -> Result<()> {
     }
     let axes: Vec<i32> = axes.iter().map(|&a| a as i32).collect();
     let a = cx.b.constant_i32("axes", &[axes.len()], &axes);
+    let options = || Some(lt::BuiltinOptions::ReducerOptions(Box::new(lt::ReducerOptions { keep_dims: keep })));
+    if node.op_type == "ReduceL2" {
+        // √(Σ x²)
+        let f = ElementType::F32;
+        let name = &node.outputs[0];
+        let squared = cx.scratch(&format!("{name}/squared"), f, &cx.b.shape(x));
+        cx.b.op(lt::BuiltinOperator::Square, &[x], &[squared], None);
+        let summed_shape = {
+            let written = cx.shape(name)?;
+            if nhwc { crate::litert::lower::permute(&written, &crate::litert::lower::TO_NHWC) } else { written }
+        };
+        let summed = cx.scratch(&format!("{name}/sum"), f, &summed_shape);
+        cx.b.op(lt::BuiltinOperator::Sum, &[squared, a], &[summed], options());
+        let out = cx.output(name, nhwc)?;
+        cx.b.op(lt::BuiltinOperator::Sqrt, &[summed], &[out], None);
+        return Ok(());
+    }
     let out = cx.output(&node.outputs[0], nhwc)?;
     let code = match node.op_type.as_str() {
         "ReduceMean" => lt::BuiltinOperator::Mean,

@@ -1,0 +1,125 @@
+//! LiteRT: `.tflite` files written from the IR and run in LiteRT (libLiteRt.so of the
+//! ai-edge-litert wheel in the test venv), judged against ONNX Runtime on the same inputs.
+
+mod common;
+
+use prunq::data::{Array, Dataset};
+use prunq::litert::{convert, ConvertOptions};
+use prunq::runtime::{feed_inputs, Backend, Session, SessionOptions};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The first `rows` rows of `data` for `model`, one row per batch (the converted model's batch).
+fn rows(model: &prunq::ir::Model, data: &Path, rows: usize) -> Vec<Vec<Array>> {
+    let data = Dataset::open(data).unwrap();
+    let bound = data.bind(&feed_inputs(model), None).unwrap();
+    bound.batches_upto(1, rows).map(|b| b.unwrap().1).collect()
+}
+
+/// Converts `model` at the size of `batches`' rows, runs it in LiteRT and the original in ONNX
+/// Runtime, and asserts every output within `1e-4` of the output's largest magnitude.
+fn assert_converts_exactly(what: &str, model: &prunq::ir::Model, batches: &[Vec<Array>]) -> usize {
+    let shapes: BTreeMap<String, Vec<usize>> =
+        feed_inputs(model).into_iter().zip(&batches[0]).map(|(i, a)| (i.name, a.shape().to_vec())).collect();
+    let converted = convert(model, &ConvertOptions { input_shapes: shapes }).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let feeds: Vec<String> = feed_inputs(model).into_iter().map(|i| i.name).collect();
+    let lite = Session::litert(converted.bytes.clone(), Some(&feeds), &SessionOptions::default())
+        .unwrap_or_else(|e| panic!("{what}: LiteRT: {e}"));
+    let ort = Session::new(model, &SessionOptions { backend: Some(Backend::Ort), ..Default::default() }).unwrap();
+    for batch in batches {
+        let (a, b) = (ort.run(batch).unwrap(), lite.run(batch).unwrap());
+        for ((x, y), name) in a.iter().zip(&b).zip(&ort.outputs) {
+            let (x, y) = (x.to_f32(), y.to_f32());
+            assert_eq!(x.shape(), y.shape(), "{what} {name}");
+            let scale = x.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+            let worst = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+            assert!(worst <= 1e-4 * scale, "{what} {name}: max |Δ| {worst} against a scale of {scale}");
+        }
+    }
+    converted.bytes.len()
+}
+
+#[test]
+fn every_shared_model_converts_within_1e4_of_onnx_runtime() {
+    for name in common::ALL_MODELS {
+        let model = prunq::onnx::load(common::model(name)).unwrap();
+        let batches = rows(&model, &common::data_for(name), 4);
+        let bytes = assert_converts_exactly(name, &model, &batches);
+        let onnx = std::fs::metadata(common::model(name)).unwrap().len() as f64;
+        // Float32 weights either way: the file is the model's size, give or take its graph.
+        assert!((bytes as f64 - onnx).abs() < 0.1 * onnx, "{name}: {bytes} bytes against {onnx}");
+    }
+}
+
+#[test]
+fn layout_traps_convert_exactly() {
+    let dir = common::tempdir();
+    common::ort("litert_layouts.py", &[dir.path().as_os_str()]);
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let model = prunq::onnx::load(&path).unwrap();
+        let shape: Vec<usize> = feed_inputs(&model)[0].shape().unwrap().iter().map(|d| match d {
+            prunq::ir::Dim::Fixed(n) => *n as usize,
+            _ => 1,
+        }).collect();
+        let batches: Vec<Vec<Array>> = (0..3)
+            .map(|k| {
+                let n: usize = shape.iter().product();
+                let values = (0..n).map(|i| ((i * 7 + k * 13) % 23) as f32 / 11.0 - 1.0).collect();
+                vec![Array::F32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), values).unwrap())]
+            })
+            .collect();
+        assert_converts_exactly(&path.display().to_string(), &model, &batches);
+        seen += 1;
+    }
+    assert_eq!(seen, 6);
+}
+
+fn prunq(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    common::prunq_quiet(args)
+}
+
+#[test]
+fn convert_checks_in_litert_before_writing_and_is_deterministic() {
+    use common::os;
+    let dir = common::tempdir();
+    let (model, test) = (common::model("digits_cnn.onnx"), common::data("digits_test.npz"));
+    let out = dir.path().join("cnn.tflite");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_prunq"))
+        .args([os("convert"), model.as_os_str(), os("-o"), out.as_os_str(), os("--val"), test.as_os_str()])
+        .env("VIRTUAL_ENV", common::python().parent().and_then(Path::parent).unwrap())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{said}{}", String::from_utf8_lossy(&run.stderr));
+    assert!(said.contains("quality on the validation data in litert vs onnxruntime: output 'output': top-1 agreement 100.00 %"), "{said}");
+    // LiteRT's own INFO lines stay off the terminal.
+    assert!(!String::from_utf8_lossy(&run.stderr).contains("XNNPACK"), "{}", String::from_utf8_lossy(&run.stderr));
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[4..8], b"TFL3");
+    let again = dir.path().join("again.tflite");
+    assert!(prunq(&[os("convert"), model.as_os_str(), os("-o"), again.as_os_str()]).status.success());
+    assert_eq!(bytes, std::fs::read(&again).unwrap(), "same input and options, same bytes");
+
+    // An op without a LiteRT form: refused naming the node and the op, nothing written.
+    let mut odd = prunq::onnx::load(common::model("digits_mlp.onnx")).unwrap();
+    let relu = odd.graph.nodes.iter_mut().find(|n| n.op_type == "Relu").unwrap();
+    relu.op_type = "Softsign".into();
+    let label = relu.label();
+    let odd_path = dir.path().join("odd.onnx");
+    prunq::onnx::save(&odd, &odd_path, &Default::default()).unwrap();
+    let refused = dir.path().join("odd.tflite");
+    let run = prunq(&[os("convert"), odd_path.as_os_str(), os("-o"), refused.as_os_str()]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("node {label} (Softsign): Softsign has no LiteRT mapping")), "{err}");
+    assert!(!refused.exists());
+
+    // Dynamic sizes besides the batch need a size: said, with the way to give one.
+    let rec = common::model("ppocr_rec_v4.onnx");
+    let run = prunq(&[os("convert"), rec.as_os_str(), os("-o"), dir.path().join("rec.tflite").as_os_str()]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{err}");
+    assert!(err.contains("input x has a dynamic size on axis 2") && err.contains("input-shape x="), "{err}");
+}

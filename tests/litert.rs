@@ -59,10 +59,15 @@ fn layout_traps_convert_exactly() {
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
         let model = prunq::onnx::load(&path).unwrap();
-        let shape: Vec<usize> = feed_inputs(&model)[0].shape().unwrap().iter().map(|d| match d {
-            prunq::ir::Dim::Fixed(n) => *n as usize,
-            _ => 1,
-        }).collect();
+        let shape: Vec<usize> = feed_inputs(&model)[0]
+            .shape()
+            .unwrap()
+            .iter()
+            .map(|d| match d {
+                prunq::ir::Dim::Fixed(n) => *n as usize,
+                _ => 1,
+            })
+            .collect();
         let batches: Vec<Vec<Array>> = (0..3)
             .map(|k| {
                 let n: usize = shape.iter().product();
@@ -93,7 +98,12 @@ fn convert_checks_in_litert_before_writing_and_is_deterministic() {
         .unwrap();
     let said = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{said}{}", String::from_utf8_lossy(&run.stderr));
-    assert!(said.contains("quality on the validation data in litert vs onnxruntime: output 'output': top-1 agreement 100.00 %"), "{said}");
+    assert!(
+        said.contains(
+            "quality on the validation data in litert vs onnxruntime: output 'output': top-1 agreement 100.00 %"
+        ),
+        "{said}"
+    );
     // LiteRT's own INFO lines stay off the terminal.
     assert!(!String::from_utf8_lossy(&run.stderr).contains("XNNPACK"), "{}", String::from_utf8_lossy(&run.stderr));
     let bytes = std::fs::read(&out).unwrap();
@@ -101,6 +111,26 @@ fn convert_checks_in_litert_before_writing_and_is_deterministic() {
     let again = dir.path().join("again.tflite");
     assert!(prunq(&[os("convert"), model.as_os_str(), os("-o"), again.as_os_str()]).status.success());
     assert_eq!(bytes, std::fs::read(&again).unwrap(), "same input and options, same bytes");
+
+    // The written file is judged, evaluated and timed beside the ONNX model, in LiteRT.
+    let run = prunq(&[os("compare"), model.as_os_str(), out.as_os_str(), os("--data"), test.as_os_str()]);
+    let table = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(table.contains("candidate in litert") && table.contains("100.00 %"), "{table}");
+    let run = prunq(&[os("eval"), out.as_os_str(), os("--data"), test.as_os_str(), os("--labels"), os("label")]);
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(said.contains("litert") && said.contains("accuracy    99.80 %"), "{said}");
+    let run = prunq(&[
+        os("bench"),
+        model.as_os_str(),
+        out.as_os_str(),
+        os("--data"),
+        test.as_os_str(),
+        os("--runs"),
+        os("5"),
+    ]);
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success() && said.contains("cnn.tflite (in litert)"), "{said}");
 
     // An op without a LiteRT form: refused naming the node and the op, nothing written.
     let mut odd = prunq::onnx::load(common::model("digits_mlp.onnx")).unwrap();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The models to time; the first is the reference of every ratio.
+    /// The models to time; the first is the reference of every ratio. A `.tflite` runs in LiteRT.
     #[arg(required = true)]
     models: Vec<PathBuf>,
     /// Input data (`.npz` named like the models' inputs, or `.npy`); batches cycle through it.
@@ -40,8 +40,8 @@ pub fn run(a: Args, runtime: RuntimeArg, threads: Option<usize>, progress: &dyn 
         crate::runtime::set_runtime(crate::runtime::RuntimeChoice::Ort);
         crate::runtime::default_backend()?;
     }
-    let loaded = a.models.iter().map(crate::onnx::load).collect::<Result<Vec<_>, _>>()?;
-    let named: Vec<(String, &crate::ir::Model)> =
+    let loaded = a.models.iter().map(crate::runtime::ModelFile::open).collect::<Result<Vec<_>, _>>()?;
+    let named: Vec<(String, &crate::runtime::ModelFile)> =
         a.models.iter().zip(&loaded).map(|(p, m)| (p.display().to_string(), m)).collect();
     let data = super::open_data(&a.data)?;
     let options = BenchOptions {

@@ -1,12 +1,13 @@
 use crate::eval::{compare, compare_layers, RunOptions};
 use crate::measure::Progress;
+use crate::runtime::ModelFile;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// The reference model (usually the original).
     reference: PathBuf,
-    /// The model to judge against it.
+    /// The model to judge against it (ONNX, or a `.tflite` run in LiteRT).
     candidate: PathBuf,
     /// Input data: `.npz` (arrays named like the model's inputs) or `.npy`.
     #[arg(long)]
@@ -26,12 +27,15 @@ pub struct Args {
 }
 
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
-    let reference = crate::onnx::load(&a.reference)?;
-    let candidate = crate::onnx::load(&a.candidate)?;
+    let reference = ModelFile::open(&a.reference)?;
+    let candidate = ModelFile::open(&a.candidate)?;
     let data = super::open_data(&a.data)?;
     let options = RunOptions { batch_size: a.batch_size, ..Default::default() };
     if a.per_layer {
-        let report = compare_layers(&reference, &candidate, &data, &options, progress)?;
+        let (ModelFile::Onnx(reference), ModelFile::Onnx(candidate)) = (&reference, &candidate) else {
+            return Err(crate::Error::Usage("--per-layer compares the tensors of two ONNX models".into()).into());
+        };
+        let report = compare_layers(reference, candidate, &data, &options, progress)?;
         if a.json {
             return super::print_json(&report);
         }

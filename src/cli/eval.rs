@@ -24,7 +24,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
-    let model = crate::onnx::load(&a.model)?;
+    let model = crate::runtime::ModelFile::open(&a.model)?;
     let data = super::open_data(&a.data)?;
     let texts = match &a.text {
         Some(p) => {

@@ -5,7 +5,7 @@
 use crate::data::{Array, Dataset};
 use crate::ir::Model;
 use crate::measure::Progress;
-use crate::runtime::{feed_inputs, Backend, Profile, RuntimeInfo, Session, SessionOptions};
+use crate::runtime::{feed_inputs, Backend, Profile, Runnable, RuntimeInfo, Session, SessionOptions};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::time::Instant;
@@ -62,14 +62,17 @@ pub struct ModelLatency {
     pub time_ratio: f64,
     /// 1 / time_ratio: how many times faster than the first model.
     pub speedup: f64,
+    /// The engine that ran it (LiteRT for a `.tflite`, else the report's runtime).
+    pub runtime: String,
     /// Time per op type, when profiled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<Profile>,
 }
 
-/// Times `models` (name, model) on `backend`, taking turns, on batches of `data`.
-pub fn bench(
-    models: &[(String, &Model)],
+/// Times `models` (name, model) on `backend`, taking turns, on batches of `data`. A LiteRT
+/// model among them runs in LiteRT (one thread as well), fed the same rows by input name.
+pub fn bench<'m, M: Into<Runnable<'m>> + Copy>(
+    models: &[(String, M)],
     data: &Dataset,
     backend: Backend,
     options: &BenchOptions,
@@ -88,8 +91,9 @@ pub fn bench(
     let prepared = models
         .iter()
         .map(|(name, m)| {
+            let m: Runnable = (*m).into();
             let batches = batches_of(m, data, options.batch_size)?;
-            let session = Session::new(m, &session_options(false)).map_err(|e| named(name, e))?;
+            let session = m.session(&session_options(false), None).map_err(|e| named(name, e))?;
             Ok((session, batches))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -119,12 +123,12 @@ pub fn bench(
     for (k, (name, model)) in models.iter().enumerate() {
         let ratios: Vec<f64> = times[k].iter().zip(&times[0]).map(|(t, r)| t / r.max(1e-9)).collect();
         let time_ratio = percentile(&ratios, 0.5);
-        let profile = match options.profile {
-            true => Some(
+        let profile = match (options.profile, (*model).into()) {
+            (true, Runnable::Onnx(model)) => Some(
                 profile_of(model, &prepared[k].1, &session_options(true), runs.div_ceil(4))
                     .map_err(|e| named(name, e))?,
             ),
-            false => None,
+            _ => None,
         };
         out.push(ModelLatency {
             name: name.clone(),
@@ -133,6 +137,7 @@ pub fn bench(
             p90_ms: percentile(&times[k], 0.9),
             time_ratio,
             speedup: 1.0 / time_ratio.max(1e-12),
+            runtime: prepared[k].0.backend.name().to_string(),
             profile,
         });
     }
@@ -271,8 +276,8 @@ fn ones_for(model: &Model) -> Result<Dataset> {
 }
 
 /// The data cut into batches of `size` rows (at most 64 distinct batches).
-fn batches_of(model: &Model, data: &Dataset, size: usize) -> Result<Vec<Vec<Array>>> {
-    let bound = data.bind(&feed_inputs(model), None)?;
+fn batches_of(model: Runnable, data: &Dataset, size: usize) -> Result<Vec<Vec<Array>>> {
+    let bound = data.bind(&model.feeds()?, None)?;
     let size = size.max(1);
     if bound.rows < size {
         return Err(Error::Data(format!("the data has {} rows, fewer than a batch of {size}", bound.rows)));

@@ -3,9 +3,8 @@
 
 use super::metrics::{argmax, OutputComparison, OutputMetrics};
 use crate::data::{Array, Dataset};
-use crate::ir::Model;
 use crate::measure::Progress;
-use crate::runtime::{feed_inputs, RuntimeInfo, Session, SessionOptions};
+use crate::runtime::{Runnable, RuntimeInfo, SessionOptions};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -58,15 +57,32 @@ pub struct CompareReport {
     pub samples: usize,
     /// What ran both models.
     pub runtime: RuntimeInfo,
+    /// The runtime that ran the candidate (LiteRT for a `.tflite`, else the same).
+    pub candidate_runtime: RuntimeInfo,
     /// Each output compared.
     pub outputs: Vec<OutputMetrics>,
 }
 
 /// Runs the model over the data: accuracy when there are labels, latency per batch.
-pub fn evaluate(model: &Model, data: &Dataset, options: &RunOptions, progress: &dyn Progress) -> Result<EvalReport> {
-    let bound = data.bind(&feed_inputs(model), options.labels.as_deref())?;
-    let session = Session::new(model, &SessionOptions::default())?;
-    let decoder = options.texts.as_ref().map(|_| super::CtcDecoder::from_model(model)).transpose()?;
+/// A LiteRT model runs in LiteRT (texts need an ONNX model: its metadata holds the alphabet).
+pub fn evaluate<'m>(
+    model: impl Into<Runnable<'m>>,
+    data: &Dataset,
+    options: &RunOptions,
+    progress: &dyn Progress,
+) -> Result<EvalReport> {
+    let model = model.into();
+    let bound = data.bind(&model.feeds()?, options.labels.as_deref())?;
+    let session = model.session(&SessionOptions::default(), None)?;
+    let decoder = match (&options.texts, model.onnx()) {
+        (None, _) => None,
+        (Some(_), Some(m)) => Some(super::CtcDecoder::from_model(m)?),
+        (Some(_), None) => {
+            return Err(Error::Usage(
+                "texts are decoded with the ONNX model's alphabet; evaluate the ONNX model".into(),
+            ))
+        }
+    };
     if let Some(t) = &options.texts {
         if t.len() != bound.rows {
             return Err(Error::Data(format!("{} expected texts for {} samples", t.len(), bound.rows)));
@@ -115,31 +131,49 @@ pub fn evaluate(model: &Model, data: &Dataset, options: &RunOptions, progress: &
     })
 }
 
-/// Runs both models on the same batches and compares every output.
-pub fn compare(
-    reference: &Model,
-    candidate: &Model,
+/// Runs both models on the same batches and compares every output. Either may be a LiteRT
+/// model (run in LiteRT, fed the reference's batches by input name).
+pub fn compare<'r, 'c>(
+    reference: impl Into<Runnable<'r>>,
+    candidate: impl Into<Runnable<'c>>,
     data: &Dataset,
     options: &RunOptions,
     progress: &dyn Progress,
 ) -> Result<CompareReport> {
-    let feeds = feed_inputs(reference);
-    let names = |m: &Model| m.graph.outputs.iter().map(|o| o.name.clone()).collect::<Vec<_>>();
-    if feed_inputs(candidate).iter().map(|i| &i.name).ne(feeds.iter().map(|i| &i.name)) {
+    let (reference, candidate) = (reference.into(), candidate.into());
+    let feeds = reference.feeds()?;
+    let names: Vec<String> = feeds.iter().map(|i| i.name.clone()).collect();
+    let mut theirs: Vec<String> = candidate.feeds()?.into_iter().map(|i| i.name).collect();
+    let mut ours = names.clone();
+    let onnx_pair = reference.onnx().is_some() && candidate.onnx().is_some();
+    if !onnx_pair {
+        // Across formats the inputs are matched by name, in any order.
+        theirs.sort();
+        ours.sort();
+    }
+    if theirs != ours {
         return Err(Error::Usage("the two models take different inputs".into()));
     }
-    if names(reference) != names(candidate) {
-        return Err(Error::Usage(format!(
-            "the two models have different outputs: {:?} vs {:?}",
-            names(reference),
-            names(candidate)
-        )));
-    }
     let bound = data.bind(&feeds, options.labels.as_deref())?;
-    let (a, b) = (Session::new(reference, &Default::default())?, Session::new(candidate, &Default::default())?);
+    let a = reference.session(&Default::default(), None)?;
+    let b = candidate.session(&Default::default(), Some(&names))?;
+    let (mut x, mut y) = (a.outputs.clone(), b.outputs.clone());
+    if !onnx_pair {
+        x.sort();
+        y.sort();
+    }
+    if x != y {
+        return Err(Error::Usage(format!("the two models have different outputs: {:?} vs {:?}", a.outputs, b.outputs)));
+    }
+    // The candidate's outputs in the reference's order.
+    let order: Vec<usize> =
+        a.outputs.iter().map(|n| b.outputs.iter().position(|m| m == n).expect("same names")).collect();
     let mut cmps: Vec<OutputComparison> = a.outputs.iter().map(|_| OutputComparison::new()).collect();
     progress.start(bound.rows as u64, "compare");
-    let run = |(_, batch): &(usize, Vec<Array>)| Ok((a.run(batch)?, b.run(batch)?));
+    let run = |(_, batch): &(usize, Vec<Array>)| {
+        let theirs = b.run(batch)?;
+        Ok((a.run(batch)?, order.iter().map(|&k| theirs[k].clone()).collect::<Vec<_>>()))
+    };
     crate::parallel::ordered(bound.batches(options.batch_size), run, |(_, batch), (ra, rb)| {
         for ((cmp, x), (y, name)) in cmps.iter_mut().zip(&ra).zip(rb.iter().zip(&a.outputs)) {
             if x.shape() != y.shape() {
@@ -157,7 +191,12 @@ pub fn compare(
     })?;
     progress.finish();
     let outputs = cmps.into_iter().zip(&a.outputs).map(|(c, n)| c.finish(n)).collect();
-    Ok(CompareReport { samples: bound.rows, runtime: RuntimeInfo::of(a.backend), outputs })
+    Ok(CompareReport {
+        samples: bound.rows,
+        runtime: RuntimeInfo::of(a.backend),
+        candidate_runtime: RuntimeInfo::of(b.backend),
+        outputs,
+    })
 }
 
 /// Arg-max of each row of a [rows, …] output, over everything after the batch axis.

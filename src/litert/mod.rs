@@ -87,7 +87,10 @@ pub fn convert(model: &Model, options: &ConvertOptions) -> Result<Converted> {
 
 /// The element type and size of every value: from tract's type analysis, and where it labels a
 /// value no outlet (an op it rewrote), from one run on made-up inputs capturing those values.
-fn value_types(model: &Model, shapes: &BTreeMap<String, Vec<usize>>) -> Result<BTreeMap<String, (crate::ir::DataType, Vec<usize>)>> {
+fn value_types(
+    model: &Model,
+    shapes: &BTreeMap<String, Vec<usize>>,
+) -> Result<BTreeMap<String, (crate::ir::DataType, Vec<usize>)>> {
     let mut types = infer_types(model, shapes)?;
     let missing: Vec<String> = model
         .graph

@@ -91,7 +91,11 @@ pub fn compare(r: &CompareReport) -> String {
             },
         ]);
     }
-    format!("{} samples, {}\n{}", r.samples, r.runtime, t.render())
+    let runtime = match r.candidate_runtime.backend == r.runtime.backend {
+        true => r.runtime.to_string(),
+        false => format!("reference in {}, candidate in {}", r.runtime, r.candidate_runtime),
+    };
+    format!("{} samples, {runtime}\n{}", r.samples, t.render())
 }
 
 /// SQNR of a tensor below which `compare --per-layer` says the error starts there.
@@ -233,8 +237,12 @@ pub fn bench(r: &crate::eval::BenchReport) -> String {
         format!("{}, batch size {}, {threads}, {} runs each, taking turns\n", r.runtime, r.batch_size, r.runs);
     let mut t = Table::new(&["model", "median ms", "p10 ms", "p90 ms", "time ratio", "speed-up"]);
     for m in &r.models {
+        let name = match m.runtime == r.runtime.backend.name() {
+            true => m.name.clone(),
+            false => format!("{} (in {})", m.name, m.runtime),
+        };
         t.row(&[
-            m.name.clone(),
+            name,
             format!("{:.3}", m.median_ms),
             format!("{:.3}", m.p10_ms),
             format!("{:.3}", m.p90_ms),

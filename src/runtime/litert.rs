@@ -173,6 +173,17 @@ impl LiteRtSession {
         self.inputs.iter().map(|p| p.name.clone()).collect()
     }
 
+    /// The signature's inputs as declarations (name, element type, shape), in its order.
+    pub fn input_infos(&self) -> Vec<crate::ir::ValueInfo> {
+        self.inputs
+            .iter()
+            .map(|p| {
+                let dims: Vec<crate::ir::Dim> = p.dims().iter().map(|&d| crate::ir::Dim::Fixed(d as i64)).collect();
+                crate::ir::ValueInfo::tensor(&p.name, Some(p.dtype), Some(&dims))
+            })
+            .collect()
+    }
+
     /// The signature's output names, in its order.
     pub fn output_names(&self) -> Vec<String> {
         self.outputs.iter().map(|p| p.name.clone()).collect()

@@ -18,6 +18,7 @@ mod lower;
 mod onnxruntime;
 mod ort_library;
 mod profile;
+mod runnable;
 mod symbolic;
 mod tract;
 
@@ -28,6 +29,7 @@ pub use litert_library::{litert_info, set_litert_library, LiteRtInfo};
 pub use onnxruntime::OrtSession;
 pub use ort_library::{ort_info, ort_load_error, set_ort_library, OrtInfo};
 pub use profile::{OpTime, Profile};
+pub use runnable::{ModelFile, Runnable};
 pub use symbolic::{symbolic_facts, SymDim, SymValue, SymbolicFact};
 pub use tract::{data_type_of, inference_ranks, typed_model, TractSession};
 

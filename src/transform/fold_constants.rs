@@ -86,7 +86,8 @@ fn fold_shapes(g: &mut Graph, shapes: &BTreeMap<String, Vec<usize>>) -> usize {
 
 /// Runs the foldable nodes alone (their constants as initializers, no inputs) in tract.
 fn run_foldable(g: &Graph, foldable: &[bool], wanted: &[String]) -> Result<Vec<Array>> {
-    let nodes: Vec<_> = g.nodes.iter().enumerate().filter(|(n, _)| foldable[*n]).map(|(_, node)| node.clone()).collect();
+    let nodes: Vec<_> =
+        g.nodes.iter().enumerate().filter(|(n, _)| foldable[*n]).map(|(_, node)| node.clone()).collect();
     let read: BTreeSet<String> = nodes.iter().flat_map(|n| n.inputs.iter().cloned()).collect();
     let mut sub = Graph { name: "constants".into(), nodes, ..Default::default() };
     for name in &read {

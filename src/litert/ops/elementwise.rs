@@ -266,10 +266,13 @@ pub(crate) fn cast(cx: &mut Lowering, node: &Node) -> Result<()> {
 /// `false` when `node` does not start one.
 pub(crate) fn gelu(cx: &mut Lowering, node: &Node) -> Result<bool> {
     let is_const = |cx: &Lowering, name: &str, value: f32, tolerance: f32| -> bool {
-        cx.constant_f32(name).and_then(|v| v.ok()).is_some_and(|v| v.len() == 1 && v.iter().all(|&c| (c - value).abs() <= tolerance))
+        cx.constant_f32(name)
+            .and_then(|v| v.ok())
+            .is_some_and(|v| v.len() == 1 && v.iter().all(|&c| (c - value).abs() <= tolerance))
     };
     let x = &node.inputs[0];
-    if node.op_type != "Div" || node.inputs.len() != 2 || !is_const(cx, &node.inputs[1], std::f32::consts::SQRT_2, 1e-3) {
+    if node.op_type != "Div" || node.inputs.len() != 2 || !is_const(cx, &node.inputs[1], std::f32::consts::SQRT_2, 1e-3)
+    {
         return Ok(false);
     }
     let step = |cx: &Lowering, from: &str, op: &str| -> Option<usize> {

@@ -40,7 +40,11 @@ pub(crate) fn reduce(cx: &mut Lowering, node: &Node) -> Result<()> {
         cx.b.op(lt::BuiltinOperator::Square, &[x], &[squared], None);
         let summed_shape = {
             let written = cx.shape(name)?;
-            if nhwc { crate::litert::lower::permute(&written, &crate::litert::lower::TO_NHWC) } else { written }
+            if nhwc {
+                crate::litert::lower::permute(&written, &crate::litert::lower::TO_NHWC)
+            } else {
+                written
+            }
         };
         let summed = cx.scratch(&format!("{name}/sum"), f, &summed_shape);
         cx.b.op(lt::BuiltinOperator::Sum, &[squared, a], &[summed], options());

@@ -21,7 +21,8 @@ fn rows(model: &prunq::ir::Model, data: &Path, rows: usize) -> Vec<Vec<Array>> {
 fn assert_converts_exactly(what: &str, model: &prunq::ir::Model, batches: &[Vec<Array>]) -> usize {
     let shapes: BTreeMap<String, Vec<usize>> =
         feed_inputs(model).into_iter().zip(&batches[0]).map(|(i, a)| (i.name, a.shape().to_vec())).collect();
-    let converted = convert(model, &ConvertOptions { input_shapes: shapes }).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let converted = convert(model, &ConvertOptions { input_shapes: shapes, ..Default::default() })
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
     let feeds: Vec<String> = feed_inputs(model).into_iter().map(|i| i.name).collect();
     let lite = Session::litert(converted.bytes.clone(), Some(&feeds), &SessionOptions::default())
         .unwrap_or_else(|e| panic!("{what}: LiteRT: {e}"));
@@ -152,4 +153,23 @@ fn convert_checks_in_litert_before_writing_and_is_deterministic() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{err}");
     assert!(err.contains("input x has a dynamic size on axis 2") && err.contains("input-shape x="), "{err}");
+}
+
+#[test]
+fn fp16_halves_the_file_and_keeps_the_outputs() {
+    for (name, min_db) in [("digits_cnn.onnx", 60.0), ("ppocr_rec_v4.onnx", 35.0), ("minilm_l6.onnx", 60.0)] {
+        let model = prunq::onnx::load(common::model(name)).unwrap();
+        let batches = rows(&model, &common::data_for(name), 4);
+        let shapes =
+            feed_inputs(&model).into_iter().zip(&batches[0]).map(|(i, a)| (i.name, a.shape().to_vec())).collect();
+        let full = convert(&model, &ConvertOptions { input_shapes: shapes, ..Default::default() }).unwrap();
+        let options = ConvertOptions { input_shapes: full.input_shapes.clone(), fp16: true };
+        let half = convert(&model, &options).unwrap();
+        let ratio = half.bytes.len() as f64 / full.bytes.len() as f64;
+        assert!(ratio < 0.52, "{name}: fp16 file {ratio:.3}× the float32 one");
+        let check = prunq::eval::check_converted(&model, &half.bytes, &batches, Backend::Ort, false).unwrap();
+        for o in &check.outputs {
+            assert!(o.sqnr_db >= min_db && o.turned_non_finite == 0, "{name}: {}", o.quality());
+        }
+    }
 }

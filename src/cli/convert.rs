@@ -12,6 +12,10 @@ pub struct Args {
     /// (the batch is 1 by default: LiteRT models have fixed sizes).
     #[arg(long = "input-shape", value_parser = crate::analysis::parse_shape)]
     input_shape: Vec<(String, Vec<usize>)>,
+    /// Store weights as float16: half the size, computed in float32 (or float16 where the CPU
+    /// has it).
+    #[arg(long)]
+    fp16: bool,
     /// Data to run the output beside the original on before it is written (else --calib,
     /// else made-up inputs).
     #[arg(long)]
@@ -30,7 +34,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let data = super::Opened::new(a.calib.as_ref(), a.val.as_ref())?;
     let checks = crate::job::Checks { report: a.report.clone(), ..Default::default() };
     let job = data.job(&original, &a.model, &a.output, checks);
-    let options = crate::litert::ConvertOptions { input_shapes: a.input_shape.into_iter().collect() };
+    let options = crate::litert::ConvertOptions { input_shapes: a.input_shape.into_iter().collect(), fp16: a.fp16 };
     job.convert(&options, progress)?;
     Ok(())
 }

@@ -40,7 +40,13 @@ pub(crate) struct Lowering<'a> {
     pub transposes: usize,
     /// The model's ONNX opset (defaults that changed across opsets).
     pub opset: i64,
+    /// Weights (and float constants of at least [`FP16_FROM`] values) stored as float16, each
+    /// read through a DEQUANTIZE to float32 (LiteRT's float16 form; XNNPACK unpacks it at load).
+    pub fp16: bool,
 }
+
+/// Float constants this large or larger are stored as float16 when converting to fp16.
+pub(crate) const FP16_FROM: usize = 1024;
 
 /// `shape` read in the order `perm`.
 pub(crate) fn permute(shape: &[usize], perm: &[usize]) -> Vec<usize> {
@@ -73,6 +79,7 @@ impl<'a> Lowering<'a> {
             absorbed: BTreeSet::new(),
             transposes: 0,
             opset,
+            fp16: false,
         }
     }
 
@@ -121,12 +128,30 @@ impl<'a> Lowering<'a> {
             return Err(Error::Model(format!("tensor {name} is read before it is computed")));
         };
         let t = t?;
-        let dtype = element_type(t.dtype, &format!("constant {name}"))?;
-        let bytes = t.bytes().map(|b| b.to_vec()).unwrap_or_default();
-        let id = self.b.constant(name, dtype, &t.shape(), bytes, None);
+        let id = if t.dtype == DataType::FLOAT && self.fp16 && t.numel().unwrap_or(0) >= FP16_FROM {
+            let values: Vec<f32> = t.to_f32()?.iter().copied().collect();
+            self.weight(name, &t.shape(), &values)
+        } else {
+            let dtype = element_type(t.dtype, &format!("constant {name}"))?;
+            let bytes = t.bytes().map(|b| b.to_vec()).unwrap_or_default();
+            self.b.constant(name, dtype, &t.shape(), bytes, None)
+        };
         let v = Value { id, nhwc: false };
         self.values.insert(name.to_string(), v);
         Ok(v)
+    }
+
+    /// A float32 weight: stored as float32, or (converting to fp16) as float16 behind a
+    /// DEQUANTIZE.
+    pub fn weight(&mut self, name: &str, shape: &[usize], values: &[f32]) -> TensorId {
+        if !self.fp16 {
+            return self.b.constant_f32(name, shape, values);
+        }
+        let halves: Vec<u8> = values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+        let stored = self.b.constant(&format!("{name}/fp16"), ElementType::F16, shape, halves, None);
+        let out = self.b.tensor(name, ElementType::F32, shape);
+        self.b.op(lt::BuiltinOperator::Dequantize, &[stored], &[out], None);
+        out
     }
 
     /// Records that ONNX value `name` is tensor `v`.

@@ -30,6 +30,9 @@ pub struct ConvertOptions {
     /// Sizes for inputs whose declared shape has dynamic dims other than the batch
     /// (`--input-shape x=1,3,48,320`); the batch (a dynamic first dim) is 1 otherwise.
     pub input_shapes: BTreeMap<String, Vec<usize>>,
+    /// Store weights as float16 (half the size; LiteRT computes in float32, or in float16 where
+    /// the CPU can).
+    pub fp16: bool,
 }
 
 /// A converted model and what the conversion did.
@@ -57,6 +60,7 @@ pub fn convert(model: &Model, options: &ConvertOptions) -> Result<Converted> {
     let opset = prepared.onnx_opset().unwrap_or(1);
     let g = &prepared.graph;
     let mut cx = Lowering::new(g, &types, opset);
+    cx.fp16 = options.fp16;
     for input in feed_inputs(&prepared) {
         let id = cx.output(&input.name, false)?;
         cx.b.input(&input.name, id);

@@ -208,7 +208,7 @@ pub(crate) fn conv(cx: &mut Lowering, node: &Node) -> Result<()> {
 
 fn constant(cx: &mut Lowering, name: &str, values: &ArrayD<f32>) -> i32 {
     let flat: Vec<f32> = values.iter().copied().collect();
-    cx.b.constant_f32(name, values.shape(), &flat)
+    cx.weight(name, values.shape(), &flat)
 }
 
 /// MaxPool / AveragePool → MAX_POOL_2D / AVERAGE_POOL_2D.

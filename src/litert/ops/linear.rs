@@ -22,7 +22,7 @@ fn fully_connected(
     let x = cx.onnx(x)?;
     let n = weight.nrows();
     let flat: Vec<f32> = weight.iter().copied().collect();
-    let w = cx.b.constant_f32(weight_name, &[n, weight.ncols()], &flat);
+    let w = cx.weight(weight_name, &[n, weight.ncols()], &flat);
     let b = cx.b.constant_f32(&format!("{weight_name}/bias"), &[n], &bias.unwrap_or_else(|| vec![0.0; n]));
     let (out, act) = output_with_activation(cx, out_name, false)?;
     let options = lt::FullyConnectedOptions { fused_activation_function: act, keep_num_dims, ..Default::default() };

@@ -43,6 +43,16 @@ fn first_version(code: lt::BuiltinOperator) -> i32 {
     }
 }
 
+/// LiteRT's quantization parameters.
+pub(crate) fn quantization(scales: &[f32], zero_points: &[i64], axis: usize) -> lt::QuantizationParameters {
+    lt::QuantizationParameters {
+        scale: Some(scales.to_vec()),
+        zero_point: Some(zero_points.to_vec()),
+        quantized_dimension: axis as i32,
+        ..Default::default()
+    }
+}
+
 /// Builds one subgraph.
 #[derive(Default)]
 pub(crate) struct Builder {
@@ -77,6 +87,34 @@ impl Builder {
     /// A tensor computed at run time.
     pub fn tensor(&mut self, name: &str, dtype: ElementType, shape: &[usize]) -> TensorId {
         self.push_tensor(name, dtype, shape, 0, None)
+    }
+
+    /// An int8 tensor computed at run time with per-tensor (or per-channel along `axis`)
+    /// parameters.
+    pub fn quantized(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        scales: &[f32],
+        zero_points: &[i64],
+        axis: usize,
+    ) -> TensorId {
+        self.push_tensor(name, ElementType::I8, shape, 0, Some(quantization(scales, zero_points, axis)))
+    }
+
+    /// A tensor's quantization parameters, if it has any.
+    pub fn quantization_of(&self, t: TensorId) -> Option<lt::QuantizationParameters> {
+        self.tensors[t as usize].quantization.as_deref().cloned()
+    }
+
+    /// A tensor of the same type and parameters as `t`, with another shape.
+    pub fn like(&mut self, t: TensorId, name: &str, shape: &[usize]) -> TensorId {
+        let mut copy = self.tensors[t as usize].clone();
+        copy.name = Some(self.unique(name));
+        copy.shape = Some(shape.iter().map(|&d| d as i32).collect());
+        copy.buffer = 0;
+        self.tensors.push(copy);
+        (self.tensors.len() - 1) as TensorId
     }
 
     /// A constant holding `bytes` (little-endian, row-major).

@@ -8,6 +8,7 @@
 //! of a value is made once and shared by its readers.
 
 use super::builder::{Builder, ElementType, TensorId};
+use super::qdq::{QParams, QdqTable};
 use crate::ir::{DataType, Graph, GraphIndex, Node, Tensor};
 use crate::{Error, Result};
 use prunq_litert_schema as lt;
@@ -23,6 +24,8 @@ pub(crate) const TO_NCHW: [usize; 4] = [0, 3, 1, 2];
 pub(crate) struct Value {
     pub id: TensorId,
     pub nhwc: bool,
+    /// Int8 with these parameters; float otherwise.
+    pub q: Option<QParams>,
 }
 
 /// Element types, shapes and the tensors written so far.
@@ -32,8 +35,10 @@ pub(crate) struct Lowering<'a> {
     pub index: GraphIndex,
     types: &'a BTreeMap<String, (DataType, Vec<usize>)>,
     values: BTreeMap<String, Value>,
-    onnx_views: BTreeMap<String, TensorId>,
-    nhwc_views: BTreeMap<String, TensorId>,
+    /// Views of a value by (name, NHWC, int8), each made once.
+    views: BTreeMap<(String, bool, bool), TensorId>,
+    /// The Q/DQ pairs of a static int8 model (empty for a float one).
+    pub qdq: QdqTable,
     /// Nodes already written as part of an earlier node (a fused activation).
     pub absorbed: BTreeSet<usize>,
     /// TRANSPOSEs written to change a value's layout (not the model's own Transposes).
@@ -74,8 +79,8 @@ impl<'a> Lowering<'a> {
             index: GraphIndex::new(g),
             types,
             values: BTreeMap::new(),
-            onnx_views: BTreeMap::new(),
-            nhwc_views: BTreeMap::new(),
+            views: BTreeMap::new(),
+            qdq: QdqTable::default(),
             absorbed: BTreeSet::new(),
             transposes: 0,
             opset,
@@ -136,7 +141,7 @@ impl<'a> Lowering<'a> {
             let bytes = t.bytes().map(|b| b.to_vec()).unwrap_or_default();
             self.b.constant(name, dtype, &t.shape(), bytes, None)
         };
-        let v = Value { id, nhwc: false };
+        let v = Value { id, nhwc: false, q: None };
         self.values.insert(name.to_string(), v);
         Ok(v)
     }
@@ -165,8 +170,30 @@ impl<'a> Lowering<'a> {
         let dtype = element_type(self.dtype(name)?, &format!("tensor {name}"))?;
         let written = if nhwc { permute(&shape, &TO_NHWC) } else { shape };
         let id = self.b.tensor(name, dtype, &written);
-        self.set(name, Value { id, nhwc });
+        self.set(name, Value { id, nhwc, q: None });
         Ok(id)
+    }
+
+    /// A new int8 tensor for ONNX value `name` with its parameters from the QDQ table, NHWC when
+    /// `nhwc`, recorded.
+    pub fn output_q(&mut self, name: &str, nhwc: bool, q: QParams) -> Result<TensorId> {
+        let shape = self.shape(name)?;
+        let written = if nhwc { permute(&shape, &TO_NHWC) } else { shape };
+        let id = self.b.quantized(name, &written, &[q.scale], &[q.zero_point as i64], 0);
+        self.set(name, Value { id, nhwc, q: Some(q) });
+        Ok(id)
+    }
+
+    /// The int8 parameters of ONNX value `name`: as written, else from the QDQ table.
+    pub fn params(&self, name: &str) -> Option<QParams> {
+        self.values.get(name).and_then(|v| v.q).or_else(|| self.qdq.activations.get(name).copied())
+    }
+
+    /// `name` as int8 in the layout asked for, when it has int8 parameters (a float value is
+    /// quantized once).
+    pub fn int8(&mut self, name: &str, nhwc: bool) -> Result<Option<(TensorId, QParams)>> {
+        let Some(q) = self.params(name) else { return Ok(None) };
+        Ok(Some((self.view(name, nhwc, true)?, q)))
     }
 
     /// A scratch tensor for a step inside one node's lowering.
@@ -174,43 +201,74 @@ impl<'a> Lowering<'a> {
         self.b.tensor(name, dtype, shape)
     }
 
-    /// `name` in ONNX axis order.
-    pub fn onnx(&mut self, name: &str) -> Result<TensorId> {
+    /// `name` as float (as computed) in the layout it has: the value, or its DEQUANTIZE view.
+    pub fn float_value(&mut self, name: &str) -> Result<Value> {
         let v = self.get(name)?;
-        if !v.nhwc {
-            return Ok(v.id);
+        if v.q.is_none() {
+            return Ok(v);
         }
-        if let Some(&t) = self.onnx_views.get(name) {
-            return Ok(t);
-        }
-        let shape = self.shape(name)?;
-        let dtype = element_type(self.dtype(name)?, name)?;
-        let t = self.b.tensor(&format!("{name}/nchw"), dtype, &shape);
-        self.transposes += usize::from(self.relayout(v.id, t, &permute(&shape, &TO_NHWC), &TO_NCHW));
-        self.onnx_views.insert(name.to_string(), t);
-        Ok(t)
+        Ok(Value { id: self.view(name, v.nhwc, false)?, nhwc: v.nhwc, q: None })
     }
 
-    /// `name` (rank 4) in NHWC order.
+    /// `name` as float32 (any float dtype as computed) in ONNX axis order.
+    pub fn onnx(&mut self, name: &str) -> Result<TensorId> {
+        self.view(name, false, false)
+    }
+
+    /// `name` (rank 4) as float in NHWC order.
     pub fn nhwc(&mut self, name: &str) -> Result<TensorId> {
+        if self.shape(name)?.len() != 4 {
+            return Err(Error::Model(format!(
+                "tensor {name} has rank {}, where an image of rank 4 is needed",
+                self.shape(name)?.len()
+            )));
+        }
+        self.view(name, true, false)
+    }
+
+    /// `name` in a layout (NHWC or ONNX order) and a type (int8 or as computed): the value
+    /// itself when it is that, else a view made once — a DEQUANTIZE or QUANTIZE for the type, then
+    /// a TRANSPOSE (or RESHAPE) for the layout.
+    fn view(&mut self, name: &str, nhwc: bool, int8: bool) -> Result<TensorId> {
         let v = self.get(name)?;
-        if v.nhwc {
+        if v.nhwc == nhwc && v.q.is_some() == int8 {
             return Ok(v.id);
         }
-        if let Some(&t) = self.nhwc_views.get(name) {
+        let key = (name.to_string(), nhwc, int8);
+        if let Some(&t) = self.views.get(&key) {
             return Ok(t);
         }
         let shape = self.shape(name)?;
-        if shape.len() != 4 {
-            return Err(Error::Model(format!(
-                "tensor {name} has rank {}, where an image of rank 4 is needed",
-                shape.len()
-            )));
+        let here = if v.nhwc { permute(&shape, &TO_NHWC) } else { shape.clone() };
+        // The type first, in the value's own layout.
+        let typed = if v.q.is_some() == int8 {
+            v.id
+        } else if let Some(&t) = self.views.get(&(name.to_string(), v.nhwc, int8)) {
+            t
+        } else {
+            let t = if int8 {
+                let q =
+                    self.params(name).ok_or_else(|| Error::Model(format!("tensor {name} has no int8 parameters")))?;
+                let t = self.b.quantized(&format!("{name}/int8"), &here, &[q.scale], &[q.zero_point as i64], 0);
+                self.b.op(lt::BuiltinOperator::Quantize, &[v.id], &[t], None);
+                t
+            } else {
+                let dtype = element_type(self.dtype(name)?, name)?;
+                let t = self.b.tensor(&format!("{name}/float"), dtype, &here);
+                self.b.op(lt::BuiltinOperator::Dequantize, &[v.id], &[t], None);
+                t
+            };
+            self.views.insert((name.to_string(), v.nhwc, int8), t);
+            t
+        };
+        if v.nhwc == nhwc {
+            return Ok(typed);
         }
-        let dtype = element_type(self.dtype(name)?, name)?;
-        let t = self.b.tensor(&format!("{name}/nhwc"), dtype, &permute(&shape, &TO_NHWC));
-        self.transposes += usize::from(self.relayout(v.id, t, &shape, &TO_NHWC));
-        self.nhwc_views.insert(name.to_string(), t);
+        let (perm, there, suffix) =
+            if nhwc { (TO_NHWC, permute(&shape, &TO_NHWC), "nhwc") } else { (TO_NCHW, shape.clone(), "nchw") };
+        let t = self.b.like(typed, &format!("{name}/{suffix}"), &there);
+        self.transposes += usize::from(self.relayout(typed, t, &here, &perm));
+        self.views.insert(key, t);
         Ok(t)
     }
 

@@ -12,6 +12,7 @@
 mod builder;
 mod lower;
 mod ops;
+mod qdq;
 
 pub use ops::CONVERTED_OPS;
 
@@ -55,12 +56,13 @@ pub struct Converted {
 
 /// Converts `model` to a LiteRT flatbuffer (float32, as the model computes).
 pub fn convert(model: &Model, options: &ConvertOptions) -> Result<Converted> {
-    let (prepared, shapes, simplified) = prepare(model, options)?;
+    let (prepared, shapes, simplified, qdq) = prepare(model, options)?;
     let types = value_types(&prepared, &shapes)?;
     let opset = prepared.onnx_opset().unwrap_or(1);
     let g = &prepared.graph;
     let mut cx = Lowering::new(g, &types, opset);
     cx.fp16 = options.fp16;
+    cx.qdq = qdq;
     for input in feed_inputs(&prepared) {
         let id = cx.output(&input.name, false)?;
         cx.b.input(&input.name, id);
@@ -116,7 +118,10 @@ fn value_types(
 }
 
 /// The model with fixed input sizes and what they make constant folded, and those sizes.
-fn prepare(model: &Model, options: &ConvertOptions) -> Result<(Model, BTreeMap<String, Vec<usize>>, Simplification)> {
+fn prepare(
+    model: &Model,
+    options: &ConvertOptions,
+) -> Result<(Model, BTreeMap<String, Vec<usize>>, Simplification, qdq::QdqTable)> {
     for node in &model.graph.nodes {
         if node.subgraphs().next().is_some() {
             return Err(Error::Model(format!(
@@ -128,12 +133,14 @@ fn prepare(model: &Model, options: &ConvertOptions) -> Result<(Model, BTreeMap<S
     }
     let shapes = fixed_input_shapes(model, options)?;
     let mut m = with_fixed_inputs(model, &shapes);
+    // A static int8 model (prunq's QDQ output): its pairs become the table int8 ops are made from.
+    let table = if qdq::has_qdq(&m) { qdq::strip_qdq(&mut m)? } else { Default::default() };
     let simplified = simplify(&mut m)?;
     let sizes = crate::analysis::infer_shapes(&m, &shapes)?;
     fold_constants(&mut m, &sizes)?;
     fold_batchnorm(&mut m)?;
     remove_unused_constants(&mut m.graph);
-    Ok((m, shapes, simplified))
+    Ok((m, shapes, simplified, table))
 }
 
 /// The size of every input the converted model is written for: the user's, else the declared

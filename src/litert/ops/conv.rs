@@ -3,8 +3,9 @@
 //! where it is not, and a Relu/Clip after the op fused into it.
 
 use crate::ir::Node;
-use crate::litert::builder::ElementType;
+use crate::litert::builder::{quantization, ElementType};
 use crate::litert::lower::Lowering;
+use crate::litert::qdq::QParams;
 use crate::Result;
 use ndarray::{ArrayD, IxDyn};
 use prunq_litert_schema as lt;
@@ -85,9 +86,20 @@ fn same_total(size: usize, kernel: usize, stride: usize, dilation: usize) -> usi
     ((out - 1) * stride + span).saturating_sub(size)
 }
 
-/// Writes the padding a window needs before the op and returns the op's input and padding kind.
-fn padded_input(cx: &mut Lowering, input: &str, window: &Window, fill: Option<f32>) -> Result<(i32, lt::Padding)> {
-    let x = cx.nhwc(input)?;
+/// Writes the padding a window needs before the op and returns the op's input and padding kind;
+/// `int8` reads the input as int8 (padded with its zero point, or with −128 before a max pool).
+fn padded_input(
+    cx: &mut Lowering,
+    input: &str,
+    window: &Window,
+    fill: Option<f32>,
+    int8: bool,
+) -> Result<(i32, lt::Padding)> {
+    let x = if int8 {
+        cx.int8(input, true)?.expect("int8 is asked for a value with parameters").0
+    } else {
+        cx.nhwc(input)?
+    };
     let shape = cx.shape(input)?;
     match window.pads([shape[2], shape[3]]) {
         Pads::Same => Ok((x, lt::Padding::Same)),
@@ -96,11 +108,16 @@ fn padded_input(cx: &mut Lowering, input: &str, window: &Window, fill: Option<f3
             let padded = [shape[0], shape[2] + top + bottom, shape[3] + left + right, shape[1]];
             let p =
                 cx.b.constant_i32("pads", &[4, 2], &[0, 0, top as i32, bottom as i32, left as i32, right as i32, 0, 0]);
-            let out = cx.scratch(&format!("{input}/padded"), ElementType::F32, &padded);
-            match fill {
-                None => cx.b.op(lt::BuiltinOperator::Pad, &[x, p], &[out], None),
-                Some(v) => {
+            let out = cx.b.like(x, &format!("{input}/padded"), &padded);
+            match (fill, int8) {
+                (None, _) => cx.b.op(lt::BuiltinOperator::Pad, &[x, p], &[out], None),
+                (Some(v), false) => {
                     let value = cx.b.constant_f32("pad_value", &[], &[v]);
+                    cx.b.op(lt::BuiltinOperator::Padv2, &[x, p, value], &[out], None)
+                }
+                (Some(_), true) => {
+                    let q = cx.b.quantization_of(x);
+                    let value = cx.b.constant("pad_value", ElementType::I8, &[], vec![0x80], q);
                     cx.b.op(lt::BuiltinOperator::Padv2, &[x, p, value], &[out], None)
                 }
             }
@@ -134,13 +151,49 @@ pub(crate) fn output_with_activation(
     name: &str,
     nhwc: bool,
 ) -> Result<(i32, lt::ActivationFunctionType)> {
-    match fusable_activation(cx, name)? {
-        Some((kind, reader, out)) => {
-            cx.absorbed.insert(reader);
-            Ok((cx.output(&out, nhwc)?, kind))
-        }
-        None => Ok((cx.output(name, nhwc)?, lt::ActivationFunctionType::None)),
+    let (target, kind, reader) = activation_target(cx, name)?;
+    if let Some(r) = reader {
+        cx.absorbed.insert(r);
     }
+    Ok((cx.output(&target, nhwc)?, kind))
+}
+
+/// The ONNX value an op writing `name` ends up writing (the fusable activation's output, or
+/// `name`), the activation, and the reader to absorb.
+pub(crate) fn activation_target(
+    cx: &Lowering,
+    name: &str,
+) -> Result<(String, lt::ActivationFunctionType, Option<usize>)> {
+    Ok(match fusable_activation(cx, name)? {
+        Some((kind, reader, out)) => (out, kind, Some(reader)),
+        None => (name.to_string(), lt::ActivationFunctionType::None, None),
+    })
+}
+
+/// The int8 output of an op writing `name` (its fused activation's, when there is one), when
+/// that value and every input in `inputs` have int8 parameters: its tensor, the activation and
+/// the input parameters. `None` keeps the op float.
+pub(crate) fn int8_output(
+    cx: &mut Lowering,
+    name: &str,
+    inputs: &[&str],
+    nhwc: bool,
+    fuse: bool,
+) -> Result<Option<(i32, lt::ActivationFunctionType, Vec<QParams>)>> {
+    let (target, kind, reader) =
+        if fuse { activation_target(cx, name)? } else { (name.to_string(), lt::ActivationFunctionType::None, None) };
+    let Some(out_q) = cx.params(&target) else { return Ok(None) };
+    let mut params = vec![];
+    for input in inputs {
+        match cx.params(input) {
+            Some(q) => params.push(q),
+            None => return Ok(None),
+        }
+    }
+    if let Some(r) = reader {
+        cx.absorbed.insert(r);
+    }
+    Ok(Some((cx.output_q(&target, nhwc, out_q)?, kind, params)))
 }
 
 /// Conv → CONV_2D, DEPTHWISE_CONV_2D, or (grouped) CONV_2D with the group's input channels.
@@ -166,18 +219,38 @@ pub(crate) fn conv(cx: &mut Lowering, node: &Node) -> Result<()> {
         None => vec![0.0; m],
     };
     let window = Window::of(cx, node, [kh, kw], [x_shape[2], x_shape[3]])?;
-    let (x, padding) = padded_input(cx, &node.inputs[0], &window, None)?;
     let depthwise = group == c && group > 1 && cg == 1 && m % c == 0;
-    let filter = if depthwise {
-        // [C·M, 1, kh, kw] → [1, kh, kw, C·M]
-        w.permuted_axes(IxDyn(&[1, 2, 3, 0])).as_standard_layout().to_owned()
-    } else {
-        // [O, I/g, kh, kw] → [O, kh, kw, I/g]
-        w.permuted_axes(IxDyn(&[0, 2, 3, 1])).as_standard_layout().to_owned()
+    // OIHW → OHWI, or for a depthwise conv [C·M, 1, kh, kw] → [1, kh, kw, C·M].
+    let (perm, channel_axis) = if depthwise { ([1, 2, 3, 0], 3) } else { ([0, 2, 3, 1], 0) };
+    let quantized = cx.qdq.weights.get(&node.inputs[1]).filter(|q| q.symmetric_int8 && q.axis == 0).cloned();
+    let int8 = match quantized {
+        Some(_) => int8_output(cx, &node.outputs[0], &[&node.inputs[0]], true, true)?,
+        None => None,
     };
-    let f = constant(cx, &node.inputs[1], &filter);
-    let b = cx.b.constant_f32(&format!("{}/bias", node.inputs[1]), &[m], &bias);
-    let (out, act) = output_with_activation(cx, &node.outputs[0], true)?;
+    let (x, f, b, out, act, padding);
+    if let (Some((o, a, params)), Some(qw)) = (int8, quantized) {
+        // int8: per-channel symmetric weights, int32 bias at input scale × weight scale.
+        (out, act) = (o, a);
+        let s_in = params[0].scale;
+        let scales: Vec<f32> = if qw.scales.len() == 1 { vec![qw.scales[0]; m] } else { qw.scales.clone() };
+        let bytes: Vec<u8> = qw.values.iter().map(|&v| v as i8 as u8).collect();
+        let filter = super::elementwise::permute_bytes(&bytes, w.shape(), &perm, 1);
+        let shape = crate::litert::lower::permute(w.shape(), &perm);
+        let q = quantization(&scales, &vec![0; m], channel_axis);
+        f = cx.b.constant(&node.inputs[1], ElementType::I8, &shape, filter, Some(q));
+        let bias_scales: Vec<f32> = scales.iter().map(|s| s * s_in).collect();
+        let ints: Vec<u8> =
+            bias.iter().zip(&bias_scales).flat_map(|(b, s)| ((b / s).round() as i32).to_le_bytes()).collect();
+        let qb = quantization(&bias_scales, &vec![0; m], 0);
+        b = cx.b.constant(&format!("{}/bias", node.inputs[1]), ElementType::I32, &[m], ints, Some(qb));
+        (x, padding) = padded_input(cx, &node.inputs[0], &window, None, true)?;
+    } else {
+        (x, padding) = padded_input(cx, &node.inputs[0], &window, None, false)?;
+        let filter = w.permuted_axes(IxDyn(&perm)).as_standard_layout().to_owned();
+        f = constant(cx, &node.inputs[1], &filter);
+        b = cx.b.constant_f32(&format!("{}/bias", node.inputs[1]), &[m], &bias);
+        (out, act) = output_with_activation(cx, &node.outputs[0], true)?;
+    }
     let [sh, sw] = window.strides;
     let [dh, dw] = window.dilations;
     let options = if depthwise {
@@ -240,8 +313,16 @@ pub(crate) fn pool(cx: &mut Lowering, node: &Node) -> Result<()> {
             cx.refuse(node, "this average pool's padding rule (count_include_pad) has no LiteRT form at these pads")
         );
     }
-    let (x, padding) = padded_input(cx, &node.inputs[0], &window, max.then_some(f32::MIN))?;
-    let (out, act) = output_with_activation(cx, &node.outputs[0], true)?;
+    // int8 pools keep their input's parameters (LiteRT's spec ties them): the values are the
+    // input's own, picked or averaged.
+    let (out, act, int8) = match cx.params(&node.inputs[0]).filter(|_| cx.params(&node.outputs[0]).is_some()) {
+        Some(q) => (cx.output_q(&node.outputs[0], true, q)?, lt::ActivationFunctionType::None, true),
+        None => {
+            let (out, act) = output_with_activation(cx, &node.outputs[0], true)?;
+            (out, act, false)
+        }
+    };
+    let (x, padding) = padded_input(cx, &node.inputs[0], &window, max.then_some(f32::MIN), int8)?;
     let options = lt::Pool2DOptions {
         padding,
         stride_w: window.strides[1] as i32,
@@ -269,9 +350,11 @@ pub(crate) fn global_pool(cx: &mut Lowering, node: &Node) -> Result<()> {
     if cx.shape(&node.inputs[0])?.len() != 4 {
         return Err(cx.refuse(node, "only 2-D pools are converted"));
     }
-    let x = cx.nhwc(&node.inputs[0])?;
     let axes = cx.b.constant_i32("axes", &[2], &[1, 2]);
-    let out = cx.output(&node.outputs[0], true)?;
+    let (x, out) = match int8_output(cx, &node.outputs[0], &[&node.inputs[0]], true, false)? {
+        Some((out, _, _)) => (cx.int8(&node.inputs[0], true)?.expect("checked").0, out),
+        None => (cx.nhwc(&node.inputs[0])?, cx.output(&node.outputs[0], true)?),
+    };
     let code = if node.op_type == "GlobalMaxPool" { lt::BuiltinOperator::ReduceMax } else { lt::BuiltinOperator::Mean };
     let options = lt::BuiltinOptions::ReducerOptions(Box::new(lt::ReducerOptions { keep_dims: true }));
     cx.b.op(code, &[x, axes], &[out], Some(options));

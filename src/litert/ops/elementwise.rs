@@ -105,6 +105,9 @@ pub(crate) fn binary(cx: &mut Lowering, node: &Node) -> Result<()> {
             }
         }
     }
+    if matches!(node.op_type.as_str(), "Add" | "Sub" | "Mul") && int8_binary(cx, node)? {
+        return Ok(());
+    }
     let (ids, nhwc) = operands(cx, node)?;
     let fuses = matches!(node.op_type.as_str(), "Add" | "Sub" | "Mul" | "Div");
     let (out, act) = if fuses {
@@ -148,7 +151,7 @@ pub(crate) fn binary(cx: &mut Lowering, node: &Node) -> Result<()> {
 
 /// A one-input op written as `code`, in its input's layout.
 fn unary_as(cx: &mut Lowering, node: &Node, code: lt::BuiltinOperator) -> Result<()> {
-    let v = cx.get(&node.inputs[0])?;
+    let v = cx.float_value(&node.inputs[0])?;
     let out = cx.output(&node.outputs[0], v.nhwc)?;
     cx.b.op(code, &[v.id], &[out], None);
     Ok(())
@@ -191,7 +194,7 @@ fn clip(cx: &mut Lowering, node: &Node) -> Result<()> {
     if let Some(code) = fixed {
         return unary_as(cx, node, code);
     }
-    let v = cx.get(&node.inputs[0])?;
+    let v = cx.float_value(&node.inputs[0])?;
     let shape = cx.b.shape(v.id);
     let steps: Vec<(f32, lt::BuiltinOperator)> =
         [(lo, lt::BuiltinOperator::Maximum), (hi, lt::BuiltinOperator::Minimum)]
@@ -227,7 +230,7 @@ fn hard_sigmoid(cx: &mut Lowering, node: &Node) -> Result<()> {
             if mul.op_type == "Mul" && mul.inputs.contains(&x) && mul.inputs.contains(&node.outputs[0]) {
                 let out_name = mul.outputs[0].clone();
                 cx.absorbed.insert(reader);
-                let v = cx.get(&x)?;
+                let v = cx.float_value(&x)?;
                 let out = cx.output(&out_name, v.nhwc)?;
                 cx.b.op(lt::BuiltinOperator::HardSwish, &[v.id], &[out], None);
                 return Ok(());
@@ -235,7 +238,7 @@ fn hard_sigmoid(cx: &mut Lowering, node: &Node) -> Result<()> {
         }
     }
     // max(0, min(1, αx + β))
-    let v = cx.get(&x)?;
+    let v = cx.float_value(&x)?;
     let shape = cx.b.shape(v.id);
     let f32t = crate::litert::builder::ElementType::F32;
     let name = &node.outputs[0];
@@ -297,9 +300,43 @@ pub(crate) fn gelu(cx: &mut Lowering, node: &Node) -> Result<bool> {
     }
     let out_name = half_node.outputs[0].clone();
     cx.absorbed.extend([erf, add, mul, half]);
-    let v = cx.get(x)?;
+    let v = cx.float_value(x)?;
     let out = cx.output(&out_name, v.nhwc)?;
     let options = lt::BuiltinOptions::GeluOptions(Box::new(lt::GeluOptions { approximate: false }));
     cx.b.op(lt::BuiltinOperator::Gelu, &[v.id], &[out], Some(options));
+    Ok(true)
+}
+
+/// Add, Sub or Mul of two computed int8 values of one shape, written int8 (in the first
+/// input's layout). `false` when the node stays float.
+fn int8_binary(cx: &mut Lowering, node: &Node) -> Result<bool> {
+    let (a, b) = (&node.inputs[0], &node.inputs[1]);
+    let computed = |cx: &Lowering, n: &str| cx.constant(n).is_none();
+    if node.inputs.len() != 2 || !computed(cx, a) || !computed(cx, b) || cx.shape(a)? != cx.shape(b)? {
+        return Ok(false);
+    }
+    let nhwc = cx.get(a)?.nhwc && cx.shape(a)?.len() == 4;
+    let Some((out, act, _)) = super::conv::int8_output(cx, &node.outputs[0], &[a, b], nhwc, true)? else {
+        return Ok(false);
+    };
+    let x = cx.int8(a, nhwc)?.expect("checked").0;
+    let y = cx.int8(b, nhwc)?.expect("checked").0;
+    let options = match node.op_type.as_str() {
+        "Add" => lt::BuiltinOptions::AddOptions(Box::new(lt::AddOptions {
+            fused_activation_function: act,
+            ..Default::default()
+        })),
+        "Sub" => lt::BuiltinOptions::SubOptions(Box::new(lt::SubOptions {
+            fused_activation_function: act,
+            ..Default::default()
+        })),
+        _ => lt::BuiltinOptions::MulOptions(Box::new(lt::MulOptions { fused_activation_function: act })),
+    };
+    let code = match node.op_type.as_str() {
+        "Add" => lt::BuiltinOperator::Add,
+        "Sub" => lt::BuiltinOperator::Sub,
+        _ => lt::BuiltinOperator::Mul,
+    };
+    cx.b.op(code, &[x, y], &[out], Some(options));
     Ok(true)
 }

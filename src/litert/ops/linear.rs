@@ -1,37 +1,65 @@
 //! Gemm and MatMul: FULLY_CONNECTED where the weight is a constant matrix (its bias and a
 //! following activation fused), BATCH_MATMUL where both sides are computed.
 
-use super::conv::output_with_activation;
+use super::conv::{int8_output, output_with_activation};
+use super::elementwise::permute_bytes;
 use crate::ir::Node;
+use crate::litert::builder::{quantization, ElementType};
 use crate::litert::lower::Lowering;
 use crate::Result;
 use ndarray::{Array2, Ix2};
 use prunq_litert_schema as lt;
 
 /// Writes FULLY_CONNECTED: `x` (ONNX order) times `weight` (`[N, K]`) plus `bias`, for ONNX
-/// value `out_name` (or the activation after it).
+/// value `out_name` (or the activation after it). `transposed` says the ONNX weight is `[K, N]`
+/// (its int8 form, when the QDQ table has one, is transposed the same way).
 fn fully_connected(
     cx: &mut Lowering,
     x: &str,
     weight: &Array2<f32>,
     weight_name: &str,
+    transposed: bool,
     bias: Option<Vec<f32>>,
     out_name: &str,
 ) -> Result<()> {
     let keep_num_dims = cx.shape(x)?.len() > 2;
+    let (n, k) = (weight.nrows(), weight.ncols());
+    let bias = bias.unwrap_or_else(|| vec![0.0; n]);
+    let options = |act| {
+        let options = lt::FullyConnectedOptions { fused_activation_function: act, keep_num_dims, ..Default::default() };
+        Some(lt::BuiltinOptions::FullyConnectedOptions(Box::new(options)))
+    };
+    // int8: the per-output-channel symmetric weight as quantized, int32 bias at s_in × s_w.
+    let quantized =
+        cx.qdq.weights.get(weight_name).filter(|q| q.symmetric_int8 && q.axis == usize::from(transposed)).cloned();
+    if let Some(qw) = quantized {
+        if let Some((out, act, params)) = int8_output(cx, out_name, &[x], false, true)? {
+            let scales: Vec<f32> = if qw.scales.len() == 1 { vec![qw.scales[0]; n] } else { qw.scales.clone() };
+            let bytes: Vec<u8> = qw.values.iter().map(|&v| v as i8 as u8).collect();
+            let bytes = if transposed { permute_bytes(&bytes, &[k, n], &[1, 0], 1) } else { bytes };
+            let w = cx.b.constant(
+                weight_name,
+                ElementType::I8,
+                &[n, k],
+                bytes,
+                Some(quantization(&scales, &vec![0; n], 0)),
+            );
+            let bias_scales: Vec<f32> = scales.iter().map(|s| s * params[0].scale).collect();
+            let ints: Vec<u8> =
+                bias.iter().zip(&bias_scales).flat_map(|(b, s)| ((b / s).round() as i32).to_le_bytes()).collect();
+            let qb = quantization(&bias_scales, &vec![0; n], 0);
+            let b = cx.b.constant(&format!("{weight_name}/bias"), ElementType::I32, &[n], ints, Some(qb));
+            let xq = cx.int8(x, false)?.expect("checked").0;
+            cx.b.op(lt::BuiltinOperator::FullyConnected, &[xq, w, b], &[out], options(act));
+            return Ok(());
+        }
+    }
     let x = cx.onnx(x)?;
-    let n = weight.nrows();
     let flat: Vec<f32> = weight.iter().copied().collect();
-    let w = cx.weight(weight_name, &[n, weight.ncols()], &flat);
-    let b = cx.b.constant_f32(&format!("{weight_name}/bias"), &[n], &bias.unwrap_or_else(|| vec![0.0; n]));
+    let w = cx.weight(weight_name, &[n, k], &flat);
+    let b = cx.b.constant_f32(&format!("{weight_name}/bias"), &[n], &bias);
     let (out, act) = output_with_activation(cx, out_name, false)?;
-    let options = lt::FullyConnectedOptions { fused_activation_function: act, keep_num_dims, ..Default::default() };
-    cx.b.op(
-        lt::BuiltinOperator::FullyConnected,
-        &[x, w, b],
-        &[out],
-        Some(lt::BuiltinOptions::FullyConnectedOptions(Box::new(options))),
-    );
+    cx.b.op(lt::BuiltinOperator::FullyConnected, &[x, w, b], &[out], options(act));
     Ok(())
 }
 
@@ -47,7 +75,8 @@ pub(crate) fn gemm(cx: &mut Lowering, node: &Node) -> Result<()> {
     let alpha = node.attr_float("alpha").unwrap_or(1.0);
     let beta = node.attr_float("beta").unwrap_or(1.0);
     // FULLY_CONNECTED's weight is [N, K]: B as given with transB=1, B transposed without.
-    let weight = if node.attr_int("transB").unwrap_or(0) != 0 { b } else { b.t().to_owned() };
+    let transposed = node.attr_int("transB").unwrap_or(0) == 0;
+    let weight = if transposed { b.t().to_owned() } else { b };
     let weight = weight.mapv(|v| v * alpha);
     let n = weight.nrows();
     let bias = match node.input(2) {
@@ -69,7 +98,9 @@ pub(crate) fn gemm(cx: &mut Lowering, node: &Node) -> Result<()> {
             None => return Err(cx.refuse(node, "its bias is not a constant")),
         },
     };
-    fully_connected(cx, &node.inputs[0], &weight, &node.inputs[1], bias, &node.outputs[0])
+    // α ≠ 1 scales the weight: its int8 form no longer matches.
+    let name = if alpha == 1.0 { node.inputs[1].clone() } else { format!("{}/scaled", node.inputs[1]) };
+    fully_connected(cx, &node.inputs[0], &weight, &name, transposed, bias, &node.outputs[0])
 }
 
 /// MatMul → FULLY_CONNECTED when B is a constant matrix (a bias Add after it folded in), else
@@ -80,7 +111,7 @@ pub(crate) fn matmul(cx: &mut Lowering, node: &Node) -> Result<()> {
         if b.ndim() == 2 && cx.shape(&node.inputs[0])?.len() >= 2 {
             let weight = b.into_dimensionality::<Ix2>().map_err(|e| cx.refuse(node, e))?.t().to_owned();
             let (bias, out_name) = bias_after(cx, &node.outputs[0], weight.nrows())?;
-            return fully_connected(cx, &node.inputs[0], &weight, &node.inputs[1], bias, &out_name);
+            return fully_connected(cx, &node.inputs[0], &weight, &node.inputs[1], true, bias, &out_name);
         }
     }
     let a = cx.onnx(&node.inputs[0])?;

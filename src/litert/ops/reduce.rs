@@ -23,7 +23,7 @@ pub(crate) fn reduce(cx: &mut Lowering, node: &Node) -> Result<()> {
     };
     let keep = node.attr_int("keepdims").unwrap_or(1) != 0;
     let mut axes: Vec<usize> = axes.iter().map(|&a| if a < 0 { a + rank } else { a } as usize).collect();
-    let v = cx.get(&node.inputs[0])?;
+    let v = cx.float_value(&node.inputs[0])?;
     let nhwc = v.nhwc && keep;
     let x = if nhwc { v.id } else { cx.onnx(&node.inputs[0])? };
     if nhwc {
@@ -75,7 +75,7 @@ pub(crate) fn softmax(cx: &mut Lowering, node: &Node) -> Result<()> {
     // same as ours only where that axis is the last.
     let axis = node.attr_int("axis").unwrap_or(if cx.opset >= 13 { -1 } else { 1 });
     let axis = if axis < 0 { axis + rank } else { axis };
-    let v = cx.get(&node.inputs[0])?;
+    let v = cx.float_value(&node.inputs[0])?;
     let (x, nhwc) = if v.nhwc && axis == 1 {
         (v.id, true)
     } else if axis == rank - 1 {

@@ -9,6 +9,13 @@ use prunq_litert_schema as lt;
 
 /// Reshape, Flatten, Squeeze, Unsqueeze → RESHAPE to the output's shape.
 pub(crate) fn reshape(cx: &mut Lowering, node: &Node) -> Result<()> {
+    // An int8 value stays int8 with its parameters (a reshape moves no value).
+    if let Some(q) = cx.get(&node.inputs[0])?.q {
+        let x = cx.int8(&node.inputs[0], false)?.expect("int8").0;
+        let out = cx.output_q(&node.outputs[0], false, q)?;
+        cx.reshape(x, out);
+        return Ok(());
+    }
     let x = cx.onnx(&node.inputs[0])?;
     let out = cx.output(&node.outputs[0], false)?;
     cx.reshape(x, out);
@@ -23,7 +30,7 @@ pub(crate) fn transpose(cx: &mut Lowering, node: &Node) -> Result<()> {
         Some(p) => p.iter().map(|&a| a as usize).collect(),
         None => (0..shape.len()).rev().collect(),
     };
-    let v = cx.get(&node.inputs[0])?;
+    let v = cx.float_value(&node.inputs[0])?;
     let (perm, from_shape) =
         if v.nhwc { (perm.iter().map(|&a| TO_NCHW[a]).collect::<Vec<_>>(), cx.b.shape(v.id)) } else { (perm, shape) };
     let out = cx.output(&node.outputs[0], false)?;

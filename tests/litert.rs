@@ -173,3 +173,40 @@ fn fp16_halves_the_file_and_keeps_the_outputs() {
         }
     }
 }
+
+/// Top-1 accuracy of a LiteRT model on a labelled .npz, through the library.
+fn litert_accuracy(bytes: &[u8], data: &Path) -> f64 {
+    let data = Dataset::open(data).unwrap();
+    let options = prunq::eval::RunOptions { labels: Some("label".into()), ..Default::default() };
+    prunq::eval::evaluate(prunq::runtime::Runnable::LiteRt(bytes), &data, &options, &prunq::measure::Silent).unwrap().accuracy.unwrap()
+}
+
+/// How many of a LiteRT model's tensors are int8.
+fn int8_tensors(bytes: &[u8]) -> usize {
+    use prunq_litert_schema::planus::ReadAsRoot;
+    let model = prunq_litert_schema::ModelRef::read_as_root(bytes).unwrap();
+    let graph = model.subgraphs().unwrap().unwrap().get(0).unwrap().unwrap();
+    graph.tensors().unwrap().unwrap().iter().filter(|t| t.as_ref().unwrap().type_().unwrap() == prunq_litert_schema::TensorType::Int8).count()
+}
+
+#[test]
+fn static_int8_keeps_the_digits_accuracy_in_litert() {
+    use common::os;
+    let dir = common::tempdir();
+    let (calib, test) = (common::data("digits_calib.npz"), common::data("digits_test.npz"));
+    for name in ["digits_cnn", "digits_resnet"] {
+        let model = common::model(&format!("{name}.onnx"));
+        // In one step: quantize writes the .tflite, checked and timed in LiteRT.
+        let out = dir.path().join(format!("{name}.int8.tflite"));
+        let run = prunq(&[os("quantize"), model.as_os_str(), os("-o"), out.as_os_str(), os("--mode"), os("static"), os("--calib"), calib.as_os_str(), os("--val"), test.as_os_str()]);
+        let said = String::from_utf8_lossy(&run.stdout);
+        assert!(run.status.success(), "{said}{}", String::from_utf8_lossy(&run.stderr));
+        assert!(said.contains("in litert vs onnxruntime") && said.contains("; litert "), "{said}");
+        let int8 = std::fs::read(&out).unwrap();
+        let float = convert(&prunq::onnx::load(&model).unwrap(), &ConvertOptions::default()).unwrap().bytes;
+        let (a8, a32) = (litert_accuracy(&int8, &test), litert_accuracy(&float, &test));
+        assert!(a8 >= a32 - 0.005, "{name}: int8 {a8} against float32 {a32} in LiteRT");
+        assert!(int8_tensors(&int8) >= 10, "{name}: {} int8 tensors", int8_tensors(&int8));
+        assert!((int8.len() as f64) < 0.45 * float.len() as f64, "{name}: {} bytes against {}", int8.len(), float.len());
+    }
+}

@@ -141,8 +141,10 @@ pub fn bench<'m, M: Into<Runnable<'m>> + Copy>(
             profile,
         });
     }
+    // Models that all ran in LiteRT (`.tflite` files) were timed there, whatever `backend` says.
+    let all_litert = prepared.iter().all(|(s, _)| s.backend == Backend::LiteRt);
     Ok(BenchReport {
-        runtime: RuntimeInfo::of(backend),
+        runtime: RuntimeInfo::of(if all_litert { Backend::LiteRt } else { backend }),
         batch_size: options.batch_size,
         threads: options.threads,
         runs,
@@ -181,18 +183,19 @@ impl LatencyCheck {
 /// Times `output` against `input` in the process's runtime at batch 1 on one
 /// thread, the models taking turns, on `data` (or inputs of ones shaped as the
 /// model declares, symbolic dims 1, when there is none), for about three seconds.
-pub fn latency_check(
-    input: &Model,
-    output: &Model,
+pub fn latency_check<'i, 'o>(
+    input: impl Into<Runnable<'i>>,
+    output: impl Into<Runnable<'o>>,
     data: Option<&Dataset>,
     progress: &dyn Progress,
 ) -> Result<LatencyCheck> {
+    let (input, output): (Runnable, Runnable) = (input.into(), output.into());
     let backend = crate::runtime::default_backend()?;
     let ones;
     let (data, inputs) = match data {
         Some(d) => (d, "the given data"),
         None => {
-            ones = ones_for(input)?;
+            ones = ones_for(&Model::from_graph(crate::ir::Graph { inputs: input.feeds()?, ..Default::default() }, 17))?;
             (&ones, "inputs of ones")
         }
     };

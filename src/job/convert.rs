@@ -102,9 +102,43 @@ impl Job<'_> {
         Ok(ConvertedModel { bytes, report })
     }
 
+    /// Whether the output is a LiteRT file (`.tflite`): the result is then converted, checked in
+    /// LiteRT and written as one, and timed in LiteRT against the input converted as it is.
+    pub(super) fn writes_litert(&self) -> bool {
+        self.output.and_then(|p| p.extension()).is_some_and(|e| e.eq_ignore_ascii_case("tflite"))
+    }
+
+    /// The result as LiteRT bytes, run in LiteRT beside the original first (refused when its
+    /// outputs turn non-finite; its quality line said).
+    pub(super) fn litert_of(&self, model: &crate::ir::Model, progress: &dyn Progress) -> Result<Vec<u8>> {
+        let options = self.sizes_from_data(&ConvertOptions::default())?;
+        let converted = crate::litert::convert(model, &options)?;
+        progress.say(&format!(
+            "written as LiteRT: {} operators ({} layout transposes), inputs {}",
+            converted.operators,
+            converted.layout_transposes,
+            converted.input_shapes.iter().map(|(n, s)| format!("{n} {s:?}")).collect::<Vec<_>>().join(", ")
+        ));
+        let fixed = crate::litert::with_fixed_inputs(self.original, &converted.input_shapes);
+        let batches = crate::eval::check_batches(&fixed, self.check_data(), 32, 8)?;
+        let reference = crate::runtime::default_backend()?;
+        let check = crate::eval::check_converted(&fixed, &converted.bytes, &batches, reference, self.check_data().is_none())?;
+        if let Some(refusal) = check.refusal() {
+            return Err(refusal);
+        }
+        self.say_quality(&check, progress);
+        Ok(converted.bytes)
+    }
+
+    /// The input and the result as LiteRT models at the same sizes (for timing them there).
+    pub(super) fn litert_pair(&self, model: &crate::ir::Model) -> Result<(Vec<u8>, Vec<u8>)> {
+        let options = self.sizes_from_data(&ConvertOptions::default())?;
+        Ok((crate::litert::convert(self.original, &options)?.bytes, crate::litert::convert(model, &options)?.bytes))
+    }
+
     /// `options` with the size of each input that has dynamic dims besides the batch, and was
     /// given none, taken from the first row of the check data (the sizes the model is checked at).
-    fn sizes_from_data(&self, options: &ConvertOptions) -> Result<ConvertOptions> {
+    pub(super) fn sizes_from_data(&self, options: &ConvertOptions) -> Result<ConvertOptions> {
         let mut options = options.clone();
         let Some(data) = self.check_data() else { return Ok(options) };
         let feeds = crate::runtime::feed_inputs(self.original);

@@ -187,6 +187,12 @@ impl<'a> Job<'a> {
     fn save(&self, model: &Model, progress: &dyn Progress) -> Result<u64> {
         progress.check_stop()?;
         let Some(output) = self.output else { return crate::onnx::file_size(model) };
+        if self.writes_litert() {
+            let bytes = self.litert_of(model, progress)?;
+            progress.check_stop()?;
+            crate::onnx::write_atomically(output, &bytes)?;
+            return Ok(bytes.len() as u64);
+        }
         let external = if self.checks.external_data { crate::onnx::ExternalMode::Always } else { Default::default() };
         crate::onnx::save(model, output, &crate::onnx::SaveOptions { external })?;
         Ok(std::fs::metadata(output).map_err(|e| crate::Error::io(output, e))?.len())
@@ -195,7 +201,14 @@ impl<'a> Job<'a> {
     /// Compares the result with the original on `data` (when given) and says the table.
     fn compare(&self, model: &Model, data: Option<&Dataset>, progress: &dyn Progress) -> Result<Option<CompareReport>> {
         let Some(data) = data else { return Ok(None) };
-        let c = crate::eval::compare(self.original, model, data, &Default::default(), progress)?;
+        let c = match self.writes_litert() {
+            false => crate::eval::compare(self.original, model, data, &Default::default(), progress)?,
+            true => {
+                let (_, written) = self.litert_pair(model)?;
+                let written = crate::runtime::Runnable::LiteRt(&written);
+                crate::eval::compare(self.original, written, data, &Default::default(), progress)?
+            }
+        };
         say_block(progress, &crate::report::text::compare(&c));
         Ok(Some(c))
     }
@@ -229,9 +242,21 @@ impl<'a> Job<'a> {
             ));
             return Ok(None);
         }
+        // A LiteRT output is timed in LiteRT against the input converted as it is (float32).
+        let timed = match self.writes_litert() {
+            false => crate::eval::latency_check(self.original, model, self.check_data(), progress),
+            true => self.litert_pair(model).and_then(|(input, output)| {
+                crate::eval::latency_check(
+                    crate::runtime::Runnable::LiteRt(&input),
+                    crate::runtime::Runnable::LiteRt(&output),
+                    self.check_data(),
+                    progress,
+                )
+            }),
+        };
         // A model the runtime cannot run (a custom op) is still written: its speed is then
         // unknown, which is said, not an error.
-        let c = match crate::eval::latency_check(self.original, model, self.check_data(), progress) {
+        let c = match timed {
             Ok(c) => c,
             Err(e) => {
                 progress.say(&format!("note: the output's speed was not measured: {e}"));

@@ -133,7 +133,9 @@ impl<'a> Lowering<'a> {
             return Err(Error::Model(format!("tensor {name} is read before it is computed")));
         };
         let t = t?;
-        let id = if t.dtype == DataType::FLOAT && self.fp16 && t.numel().unwrap_or(0) >= FP16_FROM {
+        let id = if let Some(id) = self.dequantized_weight(name, &t.shape(), None) {
+            id
+        } else if t.dtype == DataType::FLOAT && self.fp16 && t.numel().unwrap_or(0) >= FP16_FROM {
             let values: Vec<f32> = t.to_f32()?.iter().copied().collect();
             self.weight(name, &t.shape(), &values)
         } else {
@@ -157,6 +159,24 @@ impl<'a> Lowering<'a> {
         let out = self.b.tensor(name, ElementType::F32, shape);
         self.b.op(lt::BuiltinOperator::Dequantize, &[stored], &[out], None);
         out
+    }
+
+    /// A weight the QDQ table holds as integers, read as float: the int8 values stored (as the
+    /// ONNX file stores them, so the file keeps its size) behind a DEQUANTIZE. `perm` rearranges
+    /// the ONNX layout (the quantized axis follows). `None` when the table has no such weight.
+    pub fn dequantized_weight(&mut self, name: &str, shape: &[usize], perm: Option<&[usize]>) -> Option<TensorId> {
+        let qw = self.qdq.weights.get(name).filter(|q| q.int8).cloned()?;
+        let bytes: Vec<u8> = qw.values.iter().map(|&v| v as i8 as u8).collect();
+        let (bytes, written, axis) = match perm {
+            Some(p) => (super::ops::permute_bytes(&bytes, shape, p, 1), permute(shape, p), p.iter().position(|&a| a == qw.axis)?),
+            None => (bytes, shape.to_vec(), qw.axis),
+        };
+        let zps: Vec<i64> = qw.zero_points.iter().map(|&z| z as i64).collect();
+        let q = super::builder::quantization(&qw.scales, &zps, axis);
+        let stored = self.b.constant(&format!("{name}/int8"), ElementType::I8, &written, bytes, Some(q));
+        let out = self.b.tensor(name, ElementType::F32, &written);
+        self.b.op(lt::BuiltinOperator::Dequantize, &[stored], &[out], None);
+        Some(out)
     }
 
     /// Records that ONNX value `name` is tensor `v`.

@@ -24,8 +24,11 @@ pub(crate) struct QParams {
 pub(crate) struct QWeight {
     pub values: Vec<i32>,
     pub scales: Vec<f32>,
+    pub zero_points: Vec<i32>,
     pub axis: usize,
     pub symmetric_int8: bool,
+    /// Stored as int8 (not uint8 or int32): LiteRT can hold it as it is.
+    pub int8: bool,
 }
 
 /// What the Q/DQ pairs said.
@@ -125,8 +128,10 @@ pub(crate) fn strip_qdq(model: &mut Model) -> Result<QdqTable> {
                     QWeight {
                         values: values.iter().map(|&v| v as i32).collect(),
                         scales: scales.clone(),
+                        zero_points: zps.iter().map(|&z| z as i32).collect(),
                         axis: if per_channel { axis } else { 0 },
                         symmetric_int8: q.dtype == DataType::INT8 && zps.iter().all(|&z| z == 0),
+                        int8: q.dtype == DataType::INT8,
                     },
                 );
                 removed[i] = true;

@@ -246,8 +246,10 @@ pub(crate) fn conv(cx: &mut Lowering, node: &Node) -> Result<()> {
         (x, padding) = padded_input(cx, &node.inputs[0], &window, None, true)?;
     } else {
         (x, padding) = padded_input(cx, &node.inputs[0], &window, None, false)?;
-        let filter = w.permuted_axes(IxDyn(&perm)).as_standard_layout().to_owned();
-        f = constant(cx, &node.inputs[1], &filter);
+        f = match cx.dequantized_weight(&node.inputs[1], w.shape(), Some(&perm)) {
+            Some(f) => f,
+            None => constant(cx, &node.inputs[1], &w.permuted_axes(IxDyn(&perm)).as_standard_layout().to_owned()),
+        };
         b = cx.b.constant_f32(&format!("{}/bias", node.inputs[1]), &[m], &bias);
         (out, act) = output_with_activation(cx, &node.outputs[0], true)?;
     }

@@ -55,8 +55,15 @@ fn fully_connected(
         }
     }
     let x = cx.onnx(x)?;
-    let flat: Vec<f32> = weight.iter().copied().collect();
-    let w = cx.weight(weight_name, &[n, k], &flat);
+    let perm: &[usize] = if transposed { &[1, 0] } else { &[0, 1] };
+    let onnx_shape = if transposed { [k, n] } else { [n, k] };
+    let w = match cx.dequantized_weight(weight_name, &onnx_shape, Some(perm)) {
+        Some(w) => w,
+        None => {
+            let flat: Vec<f32> = weight.iter().copied().collect();
+            cx.weight(weight_name, &[n, k], &flat)
+        }
+    };
     let b = cx.b.constant_f32(&format!("{weight_name}/bias"), &[n], &bias);
     let (out, act) = output_with_activation(cx, out_name, false)?;
     cx.b.op(lt::BuiltinOperator::FullyConnected, &[x, w, b], &[out], options(act));

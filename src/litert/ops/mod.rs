@@ -8,6 +8,8 @@ mod logic;
 mod reduce;
 mod shape;
 
+pub(crate) use elementwise::permute_bytes;
+
 use super::lower::Lowering;
 use crate::ir::Node;
 use crate::Result;

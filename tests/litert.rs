@@ -210,3 +210,29 @@ fn static_int8_keeps_the_digits_accuracy_in_litert() {
         assert!((int8.len() as f64) < 0.45 * float.len() as f64, "{name}: {} bytes against {}", int8.len(), float.len());
     }
 }
+
+#[test]
+fn static_int8_ppocr_rec_reads_the_lines_in_litert() {
+    use common::os;
+    let dir = common::tempdir();
+    let (calib, test) = (common::data("ocr_lines_calib.npz"), common::data("ocr_lines_test.npz"));
+    let rec = common::model("ppocr_rec_v4.onnx");
+    let qdq = dir.path().join("rec.int8.onnx");
+    let run = prunq(&[os("quantize"), rec.as_os_str(), os("-o"), qdq.as_os_str(), os("--mode"), os("static"), os("--calib"), calib.as_os_str()]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let original = prunq::onnx::load(&rec).unwrap();
+    let options = ConvertOptions { input_shapes: [("x".to_string(), vec![1, 3, 48, 320])].into(), ..Default::default() };
+    let bytes = convert(&prunq::onnx::load(&qdq).unwrap(), &options).unwrap().bytes;
+    assert!(int8_tensors(&bytes) > 50);
+    let session = Session::litert(bytes, None, &SessionOptions::default()).unwrap();
+    let decoder = prunq::eval::CtcDecoder::from_model(&original).unwrap();
+    let texts: Vec<String> = std::fs::read_to_string(common::data("ocr_lines_test.txt")).unwrap().lines().map(str::to_string).collect();
+    let mut exact = 0;
+    for (k, batch) in rows(&original, &test, 128).iter().enumerate() {
+        let read = decoder.decode(&session.run(batch).unwrap()[0]).unwrap();
+        exact += usize::from(read[0] == texts[k]);
+    }
+    let share = exact as f64 / texts.len() as f64;
+    eprintln!("ppocr_rec_v4 static int8 in LiteRT: {:.1} % exact lines", 100.0 * share);
+    assert!(share >= 0.80, "{:.1} % exact lines", 100.0 * share);
+}

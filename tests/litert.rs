@@ -178,7 +178,10 @@ fn fp16_halves_the_file_and_keeps_the_outputs() {
 fn litert_accuracy(bytes: &[u8], data: &Path) -> f64 {
     let data = Dataset::open(data).unwrap();
     let options = prunq::eval::RunOptions { labels: Some("label".into()), ..Default::default() };
-    prunq::eval::evaluate(prunq::runtime::Runnable::LiteRt(bytes), &data, &options, &prunq::measure::Silent).unwrap().accuracy.unwrap()
+    prunq::eval::evaluate(prunq::runtime::Runnable::LiteRt(bytes), &data, &options, &prunq::measure::Silent)
+        .unwrap()
+        .accuracy
+        .unwrap()
 }
 
 /// How many of a LiteRT model's tensors are int8.
@@ -186,7 +189,13 @@ fn int8_tensors(bytes: &[u8]) -> usize {
     use prunq_litert_schema::planus::ReadAsRoot;
     let model = prunq_litert_schema::ModelRef::read_as_root(bytes).unwrap();
     let graph = model.subgraphs().unwrap().unwrap().get(0).unwrap().unwrap();
-    graph.tensors().unwrap().unwrap().iter().filter(|t| t.as_ref().unwrap().type_().unwrap() == prunq_litert_schema::TensorType::Int8).count()
+    graph
+        .tensors()
+        .unwrap()
+        .unwrap()
+        .iter()
+        .filter(|t| t.as_ref().unwrap().type_().unwrap() == prunq_litert_schema::TensorType::Int8)
+        .count()
 }
 
 #[test]
@@ -198,7 +207,18 @@ fn static_int8_keeps_the_digits_accuracy_in_litert() {
         let model = common::model(&format!("{name}.onnx"));
         // In one step: quantize writes the .tflite, checked and timed in LiteRT.
         let out = dir.path().join(format!("{name}.int8.tflite"));
-        let run = prunq(&[os("quantize"), model.as_os_str(), os("-o"), out.as_os_str(), os("--mode"), os("static"), os("--calib"), calib.as_os_str(), os("--val"), test.as_os_str()]);
+        let run = prunq(&[
+            os("quantize"),
+            model.as_os_str(),
+            os("-o"),
+            out.as_os_str(),
+            os("--mode"),
+            os("static"),
+            os("--calib"),
+            calib.as_os_str(),
+            os("--val"),
+            test.as_os_str(),
+        ]);
         let said = String::from_utf8_lossy(&run.stdout);
         assert!(run.status.success(), "{said}{}", String::from_utf8_lossy(&run.stderr));
         assert!(said.contains("in litert vs onnxruntime") && said.contains("; litert "), "{said}");
@@ -207,7 +227,12 @@ fn static_int8_keeps_the_digits_accuracy_in_litert() {
         let (a8, a32) = (litert_accuracy(&int8, &test), litert_accuracy(&float, &test));
         assert!(a8 >= a32 - 0.005, "{name}: int8 {a8} against float32 {a32} in LiteRT");
         assert!(int8_tensors(&int8) >= 10, "{name}: {} int8 tensors", int8_tensors(&int8));
-        assert!((int8.len() as f64) < 0.45 * float.len() as f64, "{name}: {} bytes against {}", int8.len(), float.len());
+        assert!(
+            (int8.len() as f64) < 0.45 * float.len() as f64,
+            "{name}: {} bytes against {}",
+            int8.len(),
+            float.len()
+        );
     }
 }
 
@@ -218,15 +243,26 @@ fn static_int8_ppocr_rec_reads_the_lines_in_litert() {
     let (calib, test) = (common::data("ocr_lines_calib.npz"), common::data("ocr_lines_test.npz"));
     let rec = common::model("ppocr_rec_v4.onnx");
     let qdq = dir.path().join("rec.int8.onnx");
-    let run = prunq(&[os("quantize"), rec.as_os_str(), os("-o"), qdq.as_os_str(), os("--mode"), os("static"), os("--calib"), calib.as_os_str()]);
+    let run = prunq(&[
+        os("quantize"),
+        rec.as_os_str(),
+        os("-o"),
+        qdq.as_os_str(),
+        os("--mode"),
+        os("static"),
+        os("--calib"),
+        calib.as_os_str(),
+    ]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let original = prunq::onnx::load(&rec).unwrap();
-    let options = ConvertOptions { input_shapes: [("x".to_string(), vec![1, 3, 48, 320])].into(), ..Default::default() };
+    let options =
+        ConvertOptions { input_shapes: [("x".to_string(), vec![1, 3, 48, 320])].into(), ..Default::default() };
     let bytes = convert(&prunq::onnx::load(&qdq).unwrap(), &options).unwrap().bytes;
     assert!(int8_tensors(&bytes) > 50);
     let session = Session::litert(bytes, None, &SessionOptions::default()).unwrap();
     let decoder = prunq::eval::CtcDecoder::from_model(&original).unwrap();
-    let texts: Vec<String> = std::fs::read_to_string(common::data("ocr_lines_test.txt")).unwrap().lines().map(str::to_string).collect();
+    let texts: Vec<String> =
+        std::fs::read_to_string(common::data("ocr_lines_test.txt")).unwrap().lines().map(str::to_string).collect();
     let mut exact = 0;
     for (k, batch) in rows(&original, &test, 128).iter().enumerate() {
         let read = decoder.decode(&session.run(batch).unwrap()[0]).unwrap();

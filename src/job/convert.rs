@@ -40,27 +40,11 @@ impl Job<'_> {
     /// refuses it when outputs turn non-finite, then writes it atomically and reports.
     pub fn convert(&self, options: &ConvertOptions, progress: &dyn Progress) -> Result<ConvertedModel> {
         self.ensure_output_is_not_input()?;
-        let options = self.sizes_from_data(options)?;
         progress.start(1, "convert to LiteRT");
-        let converted = crate::litert::convert(self.original, &options)?;
+        let (converted, check) = self.checked_litert(self.original, options, progress)?;
         progress.finish();
-        progress.say(&format!(
-            "converted: {} ONNX nodes → {} LiteRT operators ({} layout transposes), inputs {}",
-            converted.nodes.1,
-            converted.operators,
-            converted.layout_transposes,
-            converted.input_shapes.iter().map(|(n, s)| format!("{n} {s:?}")).collect::<Vec<_>>().join(", ")
-        ));
-        super::say_simplified(&Some(converted.simplified.clone()), progress);
-        let fixed = crate::litert::with_fixed_inputs(self.original, &converted.input_shapes);
-        let batches = crate::eval::check_batches(&fixed, self.check_data(), 32, 8)?;
         let reference = crate::runtime::default_backend()?;
-        let check =
-            crate::eval::check_converted(&fixed, &converted.bytes, &batches, reference, self.check_data().is_none())?;
-        if let Some(refusal) = check.refusal() {
-            return Err(refusal);
-        }
-        self.say_quality(&check, progress);
+        super::say_simplified(&Some(converted.simplified.clone()), progress);
         progress.check_stop()?;
         let output_bytes = match self.output {
             Some(path) => {
@@ -111,10 +95,23 @@ impl Job<'_> {
     /// The result as LiteRT bytes, run in LiteRT beside the original first (refused when its
     /// outputs turn non-finite; its quality line said).
     pub(super) fn litert_of(&self, model: &crate::ir::Model, progress: &dyn Progress) -> Result<Vec<u8>> {
-        let options = self.sizes_from_data(&ConvertOptions::default())?;
+        Ok(self.checked_litert(model, &ConvertOptions::default(), progress)?.0.bytes)
+    }
+
+    /// `model` converted (sizes from the check data where `options` gives none), said, and run in
+    /// LiteRT beside the original on the check data; refused when its outputs turn non-finite,
+    /// its quality line said.
+    fn checked_litert(
+        &self,
+        model: &crate::ir::Model,
+        options: &ConvertOptions,
+        progress: &dyn Progress,
+    ) -> Result<(Converted, OutputCheck)> {
+        let options = self.sizes_from_data(options)?;
         let converted = crate::litert::convert(model, &options)?;
         progress.say(&format!(
-            "written as LiteRT: {} operators ({} layout transposes), inputs {}",
+            "converted to LiteRT: {} ONNX nodes → {} operators ({} layout transposes), inputs {}",
+            converted.nodes.1,
             converted.operators,
             converted.layout_transposes,
             converted.input_shapes.iter().map(|(n, s)| format!("{n} {s:?}")).collect::<Vec<_>>().join(", ")
@@ -122,12 +119,13 @@ impl Job<'_> {
         let fixed = crate::litert::with_fixed_inputs(self.original, &converted.input_shapes);
         let batches = crate::eval::check_batches(&fixed, self.check_data(), 32, 8)?;
         let reference = crate::runtime::default_backend()?;
-        let check = crate::eval::check_converted(&fixed, &converted.bytes, &batches, reference, self.check_data().is_none())?;
+        let check =
+            crate::eval::check_converted(&fixed, &converted.bytes, &batches, reference, self.check_data().is_none())?;
         if let Some(refusal) = check.refusal() {
             return Err(refusal);
         }
         self.say_quality(&check, progress);
-        Ok(converted.bytes)
+        Ok((converted, check))
     }
 
     /// The input and the result as LiteRT models at the same sizes (for timing them there).

@@ -168,7 +168,11 @@ impl<'a> Lowering<'a> {
         let qw = self.qdq.weights.get(name).filter(|q| q.int8).cloned()?;
         let bytes: Vec<u8> = qw.values.iter().map(|&v| v as i8 as u8).collect();
         let (bytes, written, axis) = match perm {
-            Some(p) => (super::ops::permute_bytes(&bytes, shape, p, 1), permute(shape, p), p.iter().position(|&a| a == qw.axis)?),
+            Some(p) => (
+                super::ops::permute_bytes(&bytes, shape, p, 1),
+                permute(shape, p),
+                p.iter().position(|&a| a == qw.axis)?,
+            ),
             None => (bytes, shape.to_vec(), qw.axis),
         };
         let zps: Vec<i64> = qw.zero_points.iter().map(|&z| z as i64).collect();

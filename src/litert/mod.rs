@@ -117,11 +117,14 @@ fn value_types(
     Ok(types)
 }
 
+/// What `prepare` hands the writer: the model, its input sizes, the clean-up's record, the QDQ table.
+type Prepared = (Model, BTreeMap<String, Vec<usize>>, Simplification, qdq::QdqTable);
+
 /// The model with fixed input sizes and what they make constant folded, and those sizes.
 fn prepare(
     model: &Model,
     options: &ConvertOptions,
-) -> Result<(Model, BTreeMap<String, Vec<usize>>, Simplification, qdq::QdqTable)> {
+) -> Result<Prepared> {
     for node in &model.graph.nodes {
         if node.subgraphs().next().is_some() {
             return Err(Error::Model(format!(

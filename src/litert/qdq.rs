@@ -168,14 +168,15 @@ pub(crate) fn strip_qdq(model: &mut Model) -> Result<QdqTable> {
                 table.activations.insert(x.clone(), QParams { scale, zero_point });
                 removed[i] = true;
             }
-            "DequantizeLinear" if !removed[i] => {
-                // A DQ of a computed tensor not written by a QuantizeLinear: not prunq's form.
-                if !index.producer(&node.inputs[0]).is_some_and(|p| g.nodes[p].op_type == "QuantizeLinear") {
-                    return Err(Error::Model(format!(
-                        "{}: dequantizes a computed tensor that no QuantizeLinear wrote",
-                        label()
-                    )));
-                }
+            // A DQ of a computed tensor not written by a QuantizeLinear: not prunq's form.
+            "DequantizeLinear"
+                if !removed[i]
+                    && index.producer(&node.inputs[0]).is_none_or(|p| g.nodes[p].op_type != "QuantizeLinear") =>
+            {
+                return Err(Error::Model(format!(
+                    "{}: dequantizes a computed tensor that no QuantizeLinear wrote",
+                    label()
+                )));
             }
             _ => {}
         }

@@ -10,7 +10,7 @@ use std::path::Path;
 /// A model held in memory, of either format.
 pub enum ModelFile {
     /// An ONNX model.
-    Onnx(Model),
+    Onnx(Box<Model>),
     /// A LiteRT flatbuffer's bytes.
     LiteRt(Vec<u8>),
 }
@@ -26,7 +26,7 @@ impl ModelFile {
         if is_litert {
             return Ok(ModelFile::LiteRt(std::fs::read(path).map_err(|e| crate::Error::io(path, e))?));
         }
-        crate::onnx::load(path).map(ModelFile::Onnx)
+        crate::onnx::load(path).map(|m| ModelFile::Onnx(Box::new(m)))
     }
 
     /// The model to run.

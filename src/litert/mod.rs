@@ -121,10 +121,7 @@ fn value_types(
 type Prepared = (Model, BTreeMap<String, Vec<usize>>, Simplification, qdq::QdqTable);
 
 /// The model with fixed input sizes and what they make constant folded, and those sizes.
-fn prepare(
-    model: &Model,
-    options: &ConvertOptions,
-) -> Result<Prepared> {
+fn prepare(model: &Model, options: &ConvertOptions) -> Result<Prepared> {
     for node in &model.graph.nodes {
         if node.subgraphs().next().is_some() {
             return Err(Error::Model(format!(

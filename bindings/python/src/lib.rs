@@ -236,12 +236,21 @@ fn run_cli(py: Python<'_>, args: Vec<String>) -> u8 {
     py.detach(|| prunq::cli::run(args))
 }
 
-/// Where ONNX Runtime's library is (the running interpreter's `onnxruntime` package), and which
-/// runtime measures: `auto` (ONNX Runtime when it loads, else tract), `ort` or `tract`.
+/// Where ONNX Runtime's library is (the running interpreter's `onnxruntime` package), which
+/// runtime measures: `auto` (ONNX Runtime when it loads, else tract), `ort` or `tract`; and where
+/// LiteRT's is (its `ai_edge_litert` package), for `.tflite` outputs.
 #[pyfunction]
-#[pyo3(signature = (runtime, ort_library=None, threads=None))]
-fn configure(runtime: &str, ort_library: Option<PathBuf>, threads: Option<usize>) -> PyResult<()> {
+#[pyo3(signature = (runtime, ort_library=None, threads=None, litert_library=None))]
+fn configure(
+    runtime: &str,
+    ort_library: Option<PathBuf>,
+    threads: Option<usize>,
+    litert_library: Option<PathBuf>,
+) -> PyResult<()> {
     prunq::runtime::set_ort_library(ort_library);
+    if litert_library.is_some() {
+        prunq::runtime::set_litert_library(litert_library);
+    }
     prunq::runtime::set_runtime(convert::runtime_choice(runtime).map_err(to_py)?);
     if let Some(n) = threads {
         prunq::parallel::set_threads(n);

@@ -338,3 +338,15 @@ def test_the_command_runs_from_the_wheel():
                        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
     assert r.returncode == 0 and r.stdout.startswith("prunq "), r.stderr
     assert cli("quantize").returncode == 2, "a usage error is status 2"
+
+
+def test_quantize_writes_litert_checked_and_timed_there(tmp_path):
+    # A .tflite output: converted, run in LiteRT (this interpreter's ai_edge_litert) beside the
+    # original, written as LiteRT, and timed in LiteRT against the input converted as it is.
+    out = tmp_path / "cnn.int8.tflite"
+    result = prunq.quantize(MODELS / "digits_cnn.onnx", out, mode="static", data=DATA / "digits_calib.npz",
+                            val=DATA / "digits_test.npz", quiet=True)
+    assert out.read_bytes()[4:8] == b"TFL3"
+    assert result.latency["runtime"]["backend"] == "litert"
+    assert result.latency["speedup"] > 1.5
+    assert result.comparison["outputs"][0]["top1_agreement"] > 0.99

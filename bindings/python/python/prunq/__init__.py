@@ -14,11 +14,11 @@ ONNX Runtime is used from this interpreter's ``onnxruntime`` package when instal
 from ._prunq import DataError, ModelError, PrunqError, RuntimeFailure, UsageError, __version__
 from ._api import apply, bench, compare, defaults, evaluate, optimize, prune, quantize, set_data_options
 from ._results import Result
-from ._runtime import ort_library, set_runtime
+from ._runtime import litert_library, ort_library, set_runtime
 from . import _prunq as _core
 
-# This interpreter's ONNX Runtime (found, not loaded: the first model run loads it).
-_core.configure("auto", ort_library(), None)
+# This interpreter's ONNX Runtime and LiteRT (found, not loaded: the first model run loads them).
+_core.configure("auto", ort_library(), None, litert_library())
 
 __all__ = [
     "__version__",

@@ -30,11 +30,27 @@ def ort_library() -> str | None:
     return None
 
 
+def litert_library() -> str | None:
+    """LiteRT's C library (``libLiteRt.so``) of this interpreter's ``ai_edge_litert`` package, if
+    installed (``$LITERT_LIB`` first): what runs the ``.tflite`` files prunq writes."""
+    explicit = os.environ.get("LITERT_LIB")
+    if explicit:
+        return explicit
+    spec = importlib.util.find_spec("ai_edge_litert")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        for name in ("libLiteRt.so", "libLiteRt.dylib", "LiteRt.dll"):
+            if os.path.isfile(os.path.join(folder, name)):
+                return os.path.join(folder, name)
+    return None
+
+
 def set_runtime(runtime: str = "auto", threads: int | None = None) -> str:
     """Choose what measures every later call: ``"auto"`` (ONNX Runtime when it loads, else tract,
     with a warning saying why), ``"ort"`` or ``"tract"``; ``threads`` caps prunq's own threads.
     Returns the runtime now in use, e.g. ``"onnxruntime 1.32.0"``."""
-    _prunq.configure(runtime, ort_library(), threads)
+    _prunq.configure(runtime, ort_library(), threads, litert_library())
     used, why = _prunq.runtime_in_use()
     if runtime == "auto" and why is not None:
         warnings.warn(f"prunq measures in tract: ONNX Runtime did not load ({why})", RuntimeWarning, stacklevel=2)

@@ -70,6 +70,27 @@ fn scalar_params(model: &Model, scale: &str, zero_point: Option<&str>) -> Result
     Ok((s.iter().copied().next().unwrap_or(1.0), zp as i32, dtype))
 }
 
+/// `Mul(Cast(int8 constant), float constant)` where the Cast is read by this Mul alone and the
+/// scale is one value or one per entry of the weight's last axis: (the Cast's index, the int8
+/// weight, the scale).
+fn portable_weight(
+    g: &crate::ir::Graph,
+    index: &GraphIndex,
+    node: &crate::ir::Node,
+) -> Option<(usize, Tensor, Tensor)> {
+    let cast = index.producer(node.inputs.first()?)?;
+    let cast_node = &g.nodes[cast];
+    if cast_node.op_type != "Cast" || index.consumers(&cast_node.outputs[0]).len() != 1 {
+        return None;
+    }
+    let q = g.constant(&cast_node.inputs[0])?.ok()?;
+    let scale = g.constant(node.inputs.get(1)?)?.ok()?;
+    let last = *q.shape().last()?;
+    let fits = scale.dtype == DataType::FLOAT
+        && (scale.numel() == Some(1) || scale.numel() == Some(last) && scale.shape().last() == Some(&last));
+    (q.dtype == DataType::INT8 && fits).then_some((cast, q, scale))
+}
+
 /// Takes the Q/DQ pairs out of `model` (see the module comment) and returns what they said.
 pub(crate) fn strip_qdq(model: &mut Model) -> Result<QdqTable> {
     let mut table = QdqTable::default();
@@ -135,6 +156,38 @@ pub(crate) fn strip_qdq(model: &mut Model) -> Result<QdqTable> {
                     },
                 );
                 removed[i] = true;
+            }
+            // prunq's portable weight form, `Mul(Cast(int8 W), scale)` (layers the runtime reads
+            // in float): the same table entry as a DQ'd weight, the scale per output channel along
+            // the last axis (or one for all).
+            "Mul" if portable_weight(g, &index, node).is_some() => {
+                let (cast, q, scale) = portable_weight(g, &index, node).expect("checked");
+                let values = integers(&q)?;
+                let shape = q.shape();
+                let last = *shape.last().unwrap_or(&1);
+                let scales: Vec<f32> = scale.to_f32()?.iter().copied().collect();
+                let per_channel = scales.len() > 1;
+                let floats: Vec<f32> = values
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &v)| v as f32 * scales[if per_channel { k % last } else { 0 }])
+                    .collect();
+                let array = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), floats)
+                    .map_err(|e| Error::Model(e.to_string()))?;
+                new_constants.push(Tensor::from_array(&node.outputs[0], &array));
+                table.weights.insert(
+                    node.outputs[0].clone(),
+                    QWeight {
+                        values: values.iter().map(|&v| v as i32).collect(),
+                        zero_points: vec![0; scales.len()],
+                        axis: if per_channel { shape.len().saturating_sub(1) } else { 0 },
+                        symmetric_int8: true,
+                        int8: true,
+                        scales,
+                    },
+                );
+                removed[i] = true;
+                removed[cast] = true;
             }
             "QuantizeLinear" => {
                 let x = &node.inputs[0];

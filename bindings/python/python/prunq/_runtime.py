@@ -12,38 +12,34 @@ import warnings
 from . import _prunq
 
 
-def ort_library() -> str | None:
-    """The ONNX Runtime shared library of this interpreter's ``onnxruntime`` package, if installed."""
-    explicit = os.environ.get("ORT_DYLIB_PATH")
+def _library(env_var: str, package: str, patterns: tuple[str, ...]) -> str | None:
+    """The file ``$env_var`` names, else the first file matching ``patterns`` (relative to the
+    package's folder) in this interpreter's ``package`` — found, not imported."""
+    explicit = os.environ.get(env_var)
     if explicit:
         return explicit
-    spec = importlib.util.find_spec("onnxruntime")
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
     for folder in spec.submodule_search_locations:
-        names = ("libonnxruntime.so*", "libonnxruntime*.dylib", "onnxruntime.dll")
-        found = sorted(f for n in names for f in glob.glob(os.path.join(folder, "capi", n)))
-        # The versioned file (libonnxruntime.so.1.x.y) over the bare link name.
+        found = sorted(f for n in patterns for f in glob.glob(os.path.join(folder, n)))
+        # A versioned file (libonnxruntime.so.1.x.y) over the bare link name.
         found.sort(key=lambda f: (not os.path.basename(f).count("."), len(f)), reverse=True)
         if found:
             return found[0]
     return None
 
 
+def ort_library() -> str | None:
+    """The ONNX Runtime shared library of this interpreter's ``onnxruntime`` package, if installed."""
+    return _library("ORT_DYLIB_PATH", "onnxruntime",
+                    ("capi/libonnxruntime.so*", "capi/libonnxruntime*.dylib", "capi/onnxruntime.dll"))
+
+
 def litert_library() -> str | None:
     """LiteRT's C library (``libLiteRt.so``) of this interpreter's ``ai_edge_litert`` package, if
     installed (``$LITERT_LIB`` first): what runs the ``.tflite`` files prunq writes."""
-    explicit = os.environ.get("LITERT_LIB")
-    if explicit:
-        return explicit
-    spec = importlib.util.find_spec("ai_edge_litert")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        for name in ("libLiteRt.so", "libLiteRt.dylib", "LiteRt.dll"):
-            if os.path.isfile(os.path.join(folder, name)):
-                return os.path.join(folder, name)
-    return None
+    return _library("LITERT_LIB", "ai_edge_litert", ("libLiteRt.so", "libLiteRt.dylib", "LiteRt.dll"))
 
 
 def set_runtime(runtime: str = "auto", threads: int | None = None) -> str:

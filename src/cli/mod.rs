@@ -270,14 +270,13 @@ impl Opened {
         output: &'a std::path::Path,
         checks: crate::job::Checks,
     ) -> crate::job::Job<'a> {
-        crate::job::Job {
-            original,
-            input: Some(input),
-            output: Some(output),
-            calib: self.calib.as_ref(),
-            val: self.val.as_ref(),
-            checks,
-        }
+        let mut job = crate::job::Job::new(original);
+        job.input = Some(input);
+        job.output = Some(output);
+        job.calib = self.calib.as_ref();
+        job.val = self.val.as_ref();
+        job.checks = checks;
+        job
     }
 }
 

@@ -95,7 +95,11 @@ impl Job<'_> {
     /// The result as LiteRT bytes, run in LiteRT beside the original first (refused when its
     /// outputs turn non-finite; its quality line said).
     pub(super) fn litert_of(&self, model: &crate::ir::Model, progress: &dyn Progress) -> Result<Vec<u8>> {
-        Ok(self.checked_litert(model, &ConvertOptions::default(), progress)?.0.bytes)
+        let converted = self.checked_litert(model, &ConvertOptions::default(), progress)?.0;
+        let options = ConvertOptions { input_shapes: converted.input_shapes.clone(), ..Default::default() };
+        let input = crate::litert::convert(self.original, &options)?.bytes;
+        let _ = self.litert.set((input, converted.bytes.clone()));
+        Ok(converted.bytes)
     }
 
     /// `model` converted (sizes from the check data where `options` gives none), said, and run in
@@ -128,10 +132,17 @@ impl Job<'_> {
         Ok((converted, check))
     }
 
-    /// The input and the result as LiteRT models at the same sizes (for timing them there).
+    /// The input and the result as LiteRT models at the same sizes (for comparing and timing
+    /// them there): those the save made, else made now (when nothing was written).
     pub(super) fn litert_pair(&self, model: &crate::ir::Model) -> Result<(Vec<u8>, Vec<u8>)> {
+        if let Some(pair) = self.litert.get() {
+            return Ok(pair.clone());
+        }
         let options = self.sizes_from_data(&ConvertOptions::default())?;
-        Ok((crate::litert::convert(self.original, &options)?.bytes, crate::litert::convert(model, &options)?.bytes))
+        let pair =
+            (crate::litert::convert(self.original, &options)?.bytes, crate::litert::convert(model, &options)?.bytes);
+        let _ = self.litert.set(pair.clone());
+        Ok(pair)
     }
 
     /// `options` with the size of each input that has dynamic dims besides the batch, and was

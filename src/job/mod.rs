@@ -73,6 +73,9 @@ pub struct Job<'a> {
     pub val: Option<&'a Dataset>,
     /// What is checked and written besides the model.
     pub checks: Checks,
+    /// A `.tflite` output's LiteRT form of the input and of the result, converted once and
+    /// shared by the save, the comparison and the timing.
+    litert: std::sync::OnceLock<(Vec<u8>, Vec<u8>)>,
 }
 
 /// A job's result: the model (as written, when an output was given) and its report.
@@ -86,7 +89,15 @@ pub struct Done<R> {
 impl<'a> Job<'a> {
     /// A job on `original` that writes nothing and runs the default checks.
     pub fn new(original: &'a Model) -> Self {
-        Job { original, input: None, output: None, calib: None, val: None, checks: Checks::default() }
+        Job {
+            original,
+            input: None,
+            output: None,
+            calib: None,
+            val: None,
+            checks: Checks::default(),
+            litert: Default::default(),
+        }
     }
 
     /// Fails before any work when the output would overwrite the input.

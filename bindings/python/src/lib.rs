@@ -52,14 +52,13 @@ impl Files {
     }
 
     fn job(&self) -> Job<'_> {
-        Job {
-            original: &self.original,
-            input: self.input.as_deref(),
-            output: self.output.as_deref(),
-            calib: self.calib.as_ref(),
-            val: self.val.as_ref(),
-            checks: self.checks.clone(),
-        }
+        let mut job = Job::new(&self.original);
+        job.input = self.input.as_deref();
+        job.output = self.output.as_deref();
+        job.calib = self.calib.as_ref();
+        job.val = self.val.as_ref();
+        job.checks = self.checks.clone();
+        job
     }
 }
 

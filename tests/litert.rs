@@ -272,3 +272,53 @@ fn static_int8_ppocr_rec_reads_the_lines_in_litert() {
     eprintln!("ppocr_rec_v4 static int8 in LiteRT: {:.1} % exact lines", 100.0 * share);
     assert!(share >= 0.80, "{:.1} % exact lines", 100.0 * share);
 }
+
+#[test]
+fn runtime_litert_runs_onnx_models_converted() {
+    use common::os;
+    let (rec, test, texts) =
+        (common::model("ppocr_rec_v4.onnx"), common::data("ocr_lines_test.npz"), common::data("ocr_lines_test.txt"));
+    let eval = |runtime: &str| {
+        let run = prunq(&[
+            os("--runtime"),
+            os(runtime),
+            os("eval"),
+            rec.as_os_str(),
+            os("--data"),
+            test.as_os_str(),
+            os("--text"),
+            texts.as_os_str(),
+        ]);
+        let said = String::from_utf8_lossy(&run.stdout).to_string();
+        assert!(run.status.success(), "{said}{}", String::from_utf8_lossy(&run.stderr));
+        said
+    };
+    // Converted at the data's size, run in LiteRT, the lines decoded with the alphabet the
+    // converter carried into the .tflite's metadata: the lines ONNX Runtime reads.
+    let (litert, ort) = (eval("litert"), eval("ort"));
+    let lines = |s: &str| s.lines().find(|l| l.starts_with("exact lines")).map(str::to_string);
+    assert!(litert.contains("litert 2.") && litert.contains("batch size 1"), "{litert}");
+    assert!(lines(&litert).is_some() && lines(&litert) == lines(&ort), "{litert}\n{ort}");
+
+    let mlp = common::model("digits_mlp.onnx");
+    let digits = common::data("digits_test.npz");
+    let run = prunq(&[
+        os("--runtime"),
+        os("litert"),
+        os("bench"),
+        mlp.as_os_str(),
+        os("--data"),
+        digits.as_os_str(),
+        os("--runs"),
+        os("3"),
+    ]);
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success() && said.starts_with("litert 2."), "{said}");
+    // A writing command checks in LiteRT only what it writes as LiteRT.
+    let dir = common::tempdir();
+    let onnx_out = dir.path().join("mlp.onnx");
+    let run = prunq(&[os("--runtime"), os("litert"), os("quantize"), mlp.as_os_str(), os("-o"), onnx_out.as_os_str()]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{err}");
+    assert!(err.contains("name it with .tflite"), "{err}");
+}

@@ -20,6 +20,12 @@ pub struct Args {
     calib: Option<PathBuf>,
 }
 
+impl Args {
+    pub(super) fn output(&self) -> &std::path::Path {
+        &self.output
+    }
+}
+
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let recipe = Recipe::read(&a.recipe)?;
     crate::onnx::ensure_not_input(&a.model, &a.output)?;

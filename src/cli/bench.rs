@@ -35,15 +35,20 @@ pub fn run(a: Args, runtime: RuntimeArg, threads: Option<usize>, progress: &dyn 
         RuntimeArg::Ort => vec![Backend::Ort],
         RuntimeArg::Tract => vec![Backend::Tract],
         RuntimeArg::Auto => vec![crate::runtime::default_backend()?],
+        RuntimeArg::Litert => vec![Backend::LiteRt],
     };
     if backends.contains(&Backend::Ort) {
         crate::runtime::set_runtime(crate::runtime::RuntimeChoice::Ort);
         crate::runtime::default_backend()?;
     }
-    let loaded = a.models.iter().map(crate::runtime::ModelFile::open).collect::<Result<Vec<_>, _>>()?;
+    let data = super::open_data(&a.data)?;
+    let loaded = a
+        .models
+        .iter()
+        .map(|p| super::model_in(crate::runtime::ModelFile::open(p)?, runtime, &data))
+        .collect::<Result<Vec<_>, _>>()?;
     let named: Vec<(String, &crate::runtime::ModelFile)> =
         a.models.iter().zip(&loaded).map(|(p, m)| (p.display().to_string(), m)).collect();
-    let data = super::open_data(&a.data)?;
     let options = BenchOptions {
         batch_size: a.batch_size,
         runs: a.runs,

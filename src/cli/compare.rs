@@ -26,10 +26,10 @@ pub struct Args {
     top: usize,
 }
 
-pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
-    let reference = ModelFile::open(&a.reference)?;
-    let candidate = ModelFile::open(&a.candidate)?;
+pub fn run(a: Args, runtime: super::RuntimeArg, progress: &dyn Progress) -> anyhow::Result<()> {
     let data = super::open_data(&a.data)?;
+    let reference = super::model_in(ModelFile::open(&a.reference)?, runtime, &data)?;
+    let candidate = super::model_in(ModelFile::open(&a.candidate)?, runtime, &data)?;
     let options = RunOptions { batch_size: a.batch_size, ..Default::default() };
     if a.per_layer {
         let (ModelFile::Onnx(reference), ModelFile::Onnx(candidate)) = (&reference, &candidate) else {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The ONNX model.
+    /// The model: ONNX, or a `.tflite` run in LiteRT.
     model: PathBuf,
     /// Input data: `.npz` (arrays named like the model's inputs) or `.npy`.
     #[arg(long)]
@@ -23,9 +23,9 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
-    let model = crate::runtime::ModelFile::open(&a.model)?;
+pub fn run(a: Args, runtime: super::RuntimeArg, progress: &dyn Progress) -> anyhow::Result<()> {
     let data = super::open_data(&a.data)?;
+    let model = super::model_in(crate::runtime::ModelFile::open(&a.model)?, runtime, &data)?;
     let texts = match &a.text {
         Some(p) => {
             Some(std::fs::read_to_string(p).map_err(|e| crate::Error::io(p, e))?.lines().map(str::to_string).collect())

@@ -33,7 +33,8 @@ struct Cli {
     #[arg(long, global = true, value_parser = crate::onnx::limits::parse_size)]
     memory_limit: Option<u64>,
     /// Which engine runs models: auto (ONNX Runtime when its library loads, else tract), ort,
-    /// tract; `both` only with `bench`.
+    /// tract; `both` only with `bench`; `litert` runs `eval`, `compare` and `bench` in LiteRT (an
+    /// ONNX model converted first) and, on a command that writes `-o x.tflite`, its checks.
     #[arg(long, global = true, value_enum, default_value = "auto")]
     runtime: RuntimeArg,
     /// ONNX Runtime's shared library (default: $ORT_DYLIB_PATH, then the `onnxruntime` Python
@@ -120,7 +121,11 @@ where
         crate::onnx::limits::set_memory_limit(limit);
     }
     if cli.runtime == RuntimeArg::Both && !matches!(cli.command, Command::Bench(_)) {
-        eprintln!("error: --runtime both is for `prunq bench`; other commands take auto, ort or tract");
+        eprintln!("error: --runtime both is for `prunq bench`; other commands take auto, ort, tract or litert");
+        return 2;
+    }
+    if let Err(e) = cli.command.runs_in(cli.runtime) {
+        eprintln!("error: {e}");
         return 2;
     }
     crate::runtime::set_ort_library(cli.ort_lib.clone());
@@ -138,8 +143,8 @@ where
     let progress = progress::Bar::new(cli.quiet, cli.verbose);
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cli.command {
         Command::Inspect(a) => inspect::run(a),
-        Command::Eval(a) => eval::run(a, &progress),
-        Command::Compare(a) => compare::run(a, &progress),
+        Command::Eval(a) => eval::run(a, cli.runtime, &progress),
+        Command::Compare(a) => compare::run(a, cli.runtime, &progress),
         Command::Quantize(a) => quantize::run(a, &progress),
         Command::Prune(a) => prune::run(a, &progress),
         Command::Bench(a) => bench::run(a, cli.runtime, cli.threads, &progress),
@@ -174,19 +179,59 @@ where
     }
 }
 
+impl Command {
+    /// Whether the command can run in `runtime`: `litert` is for the commands that run models
+    /// (which then run in LiteRT) and for those that write a `.tflite` (whose checks run there).
+    fn runs_in(&self, runtime: RuntimeArg) -> Result<(), String> {
+        if runtime != RuntimeArg::Litert {
+            return Ok(());
+        }
+        let output = match self {
+            Command::Eval(_) | Command::Compare(_) | Command::Bench(_) | Command::Convert(_) => return Ok(()),
+            Command::Quantize(a) => a.output(),
+            Command::Prune(a) => a.output(),
+            Command::Apply(a) => a.output(),
+            Command::Optimize(a) => a.output(),
+            _ => return Err("--runtime litert is for eval, compare, bench and commands that write a .tflite".into()),
+        };
+        match output.extension().is_some_and(|e| e.eq_ignore_ascii_case("tflite")) {
+            true => Ok(()),
+            false => Err(format!(
+                "--runtime litert checks and times a LiteRT output: name it with .tflite (not {})",
+                output.display()
+            )),
+        }
+    }
+}
+
+/// `file` to run in `runtime`: converted to LiteRT (at the sizes of `data`) when that is LiteRT.
+fn model_in(
+    file: crate::runtime::ModelFile,
+    runtime: RuntimeArg,
+    data: &crate::data::Dataset,
+) -> crate::Result<crate::runtime::ModelFile> {
+    match runtime {
+        RuntimeArg::Litert => crate::job::in_litert(file, Some(data)),
+        _ => Ok(file),
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum RuntimeArg {
     Auto,
     Ort,
     Tract,
     Both,
+    Litert,
 }
 
 impl RuntimeArg {
     fn choice(self) -> crate::runtime::RuntimeChoice {
         use crate::runtime::RuntimeChoice;
         match self {
-            RuntimeArg::Auto | RuntimeArg::Both => RuntimeChoice::Auto,
+            // LiteRT runs .tflite models; ONNX models (a pass's own measurements, the original a
+            // converted model is checked against) run where `auto` says.
+            RuntimeArg::Auto | RuntimeArg::Both | RuntimeArg::Litert => RuntimeChoice::Auto,
             RuntimeArg::Ort => RuntimeChoice::Ort,
             RuntimeArg::Tract => RuntimeChoice::Tract,
         }

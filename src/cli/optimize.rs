@@ -54,6 +54,12 @@ pub(super) fn read_texts(path: Option<&Path>) -> anyhow::Result<Option<Vec<Strin
     Ok(Some(text.lines().map(str::to_string).collect()))
 }
 
+impl Args {
+    pub(super) fn output(&self) -> &std::path::Path {
+        &self.output
+    }
+}
+
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     crate::onnx::ensure_not_input(&a.model, &a.output)?;
     let original = crate::onnx::load(&a.model)?;

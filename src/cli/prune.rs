@@ -27,6 +27,12 @@ impl Args {
     }
 }
 
+impl Args {
+    pub(super) fn output(&self) -> &std::path::Path {
+        &self.output
+    }
+}
+
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     crate::onnx::ensure_not_input(&a.model, &a.output)?;
     let original = crate::onnx::load(&a.model)?;

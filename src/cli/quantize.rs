@@ -36,6 +36,12 @@ impl Args {
     }
 }
 
+impl Args {
+    pub(super) fn output(&self) -> &std::path::Path {
+        &self.output
+    }
+}
+
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let config = a.config();
     config.validate()?;

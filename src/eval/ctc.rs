@@ -3,7 +3,6 @@
 //! match and character error rate.
 
 use crate::data::Array;
-use crate::ir::Model;
 use crate::{Error, Result};
 
 /// CTC index 0 is the blank; index i is dictionary line i−1; one past the
@@ -15,8 +14,9 @@ pub struct CtcDecoder {
 
 impl CtcDecoder {
     /// From the model's `character` metadata (one character a line).
-    pub fn from_model(model: &Model) -> Result<CtcDecoder> {
+    pub fn from_model<'m>(model: impl Into<crate::runtime::Runnable<'m>>) -> Result<CtcDecoder> {
         let dict = model
+            .into()
             .metadata("character")
             .ok_or_else(|| Error::Usage("the model has no 'character' metadata to decode text with".into()))?;
         Ok(CtcDecoder { characters: dict.split('\n').map(str::to_string).collect() })

@@ -64,7 +64,8 @@ pub struct CompareReport {
 }
 
 /// Runs the model over the data: accuracy when there are labels, latency per batch.
-/// A LiteRT model runs in LiteRT (texts need an ONNX model: its metadata holds the alphabet).
+/// A LiteRT model runs in LiteRT (texts are decoded with the alphabet prunq's converter carried
+/// over from the ONNX model's metadata).
 pub fn evaluate<'m>(
     model: impl Into<Runnable<'m>>,
     data: &Dataset,
@@ -74,14 +75,9 @@ pub fn evaluate<'m>(
     let model = model.into();
     let bound = data.bind(&model.feeds()?, options.labels.as_deref())?;
     let session = model.session(&SessionOptions::default(), None)?;
-    let decoder = match (&options.texts, model.onnx()) {
-        (None, _) => None,
-        (Some(_), Some(m)) => Some(super::CtcDecoder::from_model(m)?),
-        (Some(_), None) => {
-            return Err(Error::Usage(
-                "texts are decoded with the ONNX model's alphabet; evaluate the ONNX model".into(),
-            ))
-        }
+    let decoder = match &options.texts {
+        None => None,
+        Some(_) => Some(super::CtcDecoder::from_model(model)?),
     };
     if let Some(t) = &options.texts {
         if t.len() != bound.rows {
@@ -92,6 +88,8 @@ pub fn evaluate<'m>(
     let mut correct = 0usize;
     let mut times = Vec::new();
     let mut shapes = Vec::new();
+    // A model with a fixed batch (a .tflite's is 1) runs fewer rows at a time than asked.
+    let mut largest_batch = 0usize;
     progress.start(bound.rows as u64, "eval");
     let started = Instant::now();
     for batch in bound.batches(options.batch_size) {
@@ -100,6 +98,7 @@ pub fn evaluate<'m>(
         let outputs = session.run(&batch)?;
         times.push(t.elapsed());
         let rows = bound.rows_in(&batch);
+        largest_batch = largest_batch.max(rows);
         if let (Some(labels), Some(first)) = (&bound.labels, outputs.first()) {
             let predicted = row_argmax(first, rows)?;
             correct += predicted.iter().enumerate().filter(|(i, p)| labels[[start + i]] == **p as i64).count();
@@ -123,7 +122,7 @@ pub fn evaluate<'m>(
         accuracy: bound.labels.as_ref().map(|_| correct as f64 / bound.rows.max(1) as f64),
         exact_match: decoder.as_ref().map(|_| exact as f64 / bound.rows.max(1) as f64),
         cer: decoder.as_ref().map(|_| edits as f64 / chars.max(1) as f64),
-        batch_size: options.batch_size,
+        batch_size: largest_batch.max(1),
         runtime: RuntimeInfo::of(session.backend),
         latency_ms_median: median_ms(&mut times),
         throughput_per_s: bound.rows as f64 / total.as_secs_f64().max(1e-9),

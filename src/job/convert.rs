@@ -2,10 +2,11 @@
 //! before anything is written, then saved and reported.
 
 use super::Job;
+use crate::data::Dataset;
 use crate::eval::OutputCheck;
 use crate::litert::{ConvertOptions, Converted};
 use crate::measure::Progress;
-use crate::runtime::RuntimeInfo;
+use crate::runtime::{ModelFile, RuntimeInfo};
 use crate::{Error, Result};
 use serde::Serialize;
 
@@ -111,7 +112,7 @@ impl Job<'_> {
         options: &ConvertOptions,
         progress: &dyn Progress,
     ) -> Result<(Converted, OutputCheck)> {
-        let options = self.sizes_from_data(options)?;
+        let options = sizes_from(self.original, self.check_data(), options)?;
         let converted = crate::litert::convert(model, &options)?;
         progress.say(&format!(
             "converted to LiteRT: {} ONNX nodes → {} operators ({} layout transposes), inputs {}",
@@ -138,36 +139,49 @@ impl Job<'_> {
         if let Some(pair) = self.litert.get() {
             return Ok(pair.clone());
         }
-        let options = self.sizes_from_data(&ConvertOptions::default())?;
+        let options = sizes_from(self.original, self.check_data(), &ConvertOptions::default())?;
         let pair =
             (crate::litert::convert(self.original, &options)?.bytes, crate::litert::convert(model, &options)?.bytes);
         let _ = self.litert.set(pair.clone());
         Ok(pair)
     }
+}
 
-    /// `options` with the size of each input that has dynamic dims besides the batch, and was
-    /// given none, taken from the first row of the check data (the sizes the model is checked at).
-    pub(super) fn sizes_from_data(&self, options: &ConvertOptions) -> Result<ConvertOptions> {
-        let mut options = options.clone();
-        let Some(data) = self.check_data() else { return Ok(options) };
-        let feeds = crate::runtime::feed_inputs(self.original);
-        let open: Vec<&crate::ir::ValueInfo> = feeds
-            .iter()
-            .filter(|i| !options.input_shapes.contains_key(&i.name))
-            .filter(|i| i.shape().unwrap_or_default().iter().skip(1).any(|d| !matches!(d, crate::ir::Dim::Fixed(_))))
-            .collect();
-        if open.is_empty() {
-            return Ok(options);
+/// `file` as LiteRT runs it: an ONNX model converted (batch 1; inputs with other open sizes at
+/// those of `data`'s first row), a `.tflite` as it is — how `eval`, `compare` and `bench` run any
+/// model in LiteRT (`--runtime litert`).
+pub fn in_litert(file: ModelFile, data: Option<&Dataset>) -> Result<ModelFile> {
+    match file {
+        ModelFile::Onnx(model) => {
+            let options = sizes_from(&model, data, &ConvertOptions::default())?;
+            Ok(ModelFile::LiteRt(crate::litert::convert(&model, &options)?.bytes))
         }
-        let bound = data.bind(&feeds, None)?;
-        if let Some(first) = bound.batches_upto(1, 1).next() {
-            let (_, arrays) = first?;
-            for (input, array) in feeds.iter().zip(arrays) {
-                if open.iter().any(|o| o.name == input.name) {
-                    options.input_shapes.insert(input.name.clone(), array.shape().to_vec());
-                }
+        litert => Ok(litert),
+    }
+}
+
+/// `options` with the size of each input of `model` that has dynamic dims besides the batch, and
+/// was given none, taken from the first row of `data` (the sizes the model is checked at).
+fn sizes_from(model: &crate::ir::Model, data: Option<&Dataset>, options: &ConvertOptions) -> Result<ConvertOptions> {
+    let mut options = options.clone();
+    let Some(data) = data else { return Ok(options) };
+    let feeds = crate::runtime::feed_inputs(model);
+    let open: Vec<&crate::ir::ValueInfo> = feeds
+        .iter()
+        .filter(|i| !options.input_shapes.contains_key(&i.name))
+        .filter(|i| i.shape().unwrap_or_default().iter().skip(1).any(|d| !matches!(d, crate::ir::Dim::Fixed(_))))
+        .collect();
+    if open.is_empty() {
+        return Ok(options);
+    }
+    let bound = data.bind(&feeds, None)?;
+    if let Some(first) = bound.batches_upto(1, 1).next() {
+        let (_, arrays) = first?;
+        for (input, array) in feeds.iter().zip(arrays) {
+            if open.iter().any(|o| o.name == input.name) {
+                options.input_shapes.insert(input.name.clone(), array.shape().to_vec());
             }
         }
-        Ok(options)
     }
+    Ok(options)
 }

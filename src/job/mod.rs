@@ -13,7 +13,7 @@ mod quantize;
 mod report;
 
 pub use apply::ApplyReport;
-pub use convert::{ConvertReport, ConvertedModel};
+pub use convert::{in_litert, ConvertReport, ConvertedModel};
 pub use optimize::{default_budget, default_metric, Announce, Optimized};
 pub use prune::PruneOutcome;
 

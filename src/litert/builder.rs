@@ -59,6 +59,7 @@ pub(crate) struct Builder {
     tensors: Vec<lt::Tensor>,
     // Buffer 0 is the empty buffer every non-constant tensor points at.
     buffers: Vec<lt::Buffer>,
+    metadata: Vec<lt::Metadata>,
     operators: Vec<lt::Operator>,
     codes: Vec<lt::OperatorCode>,
     code_index: BTreeMap<i32, u32>,
@@ -210,6 +211,13 @@ impl Builder {
         self.outputs.push((name.to_string(), t));
     }
 
+    /// Names `bytes` as the model's metadata `name` (LiteRT keeps a name → buffer table).
+    pub fn metadata(&mut self, name: &str, bytes: Vec<u8>) {
+        self.buffers.push(lt::Buffer { data: Some(bytes), ..Default::default() });
+        let buffer = (self.buffers.len() - 1) as u32;
+        self.metadata.push(lt::Metadata { name: Some(name.to_string()), buffer });
+    }
+
     /// How many operators were written.
     pub fn operator_count(&self) -> usize {
         self.operators.len()
@@ -241,6 +249,7 @@ impl Builder {
             description: Some(description.into()),
             buffers: Some(self.buffers),
             signature_defs: Some(vec![signature]),
+            metadata: (!self.metadata.is_empty()).then_some(self.metadata),
             ..Default::default()
         };
         lt::finish_model(&model)

@@ -79,6 +79,10 @@ pub fn convert(model: &Model, options: &ConvertOptions) -> Result<Converted> {
     }
     let operators = cx.b.operator_count();
     let layout_transposes = cx.transposes;
+    // The ONNX model's metadata (a recogniser's alphabet …) goes along under the same keys.
+    for (key, value) in &model.metadata_props {
+        cx.b.metadata(key, value.as_bytes().to_vec());
+    }
     let description = format!("prunq {} from ONNX graph {}", env!("CARGO_PKG_VERSION"), g.name);
     let bytes = cx.b.finish(&description);
     Ok(Converted {

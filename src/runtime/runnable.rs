@@ -68,6 +68,17 @@ impl<'a> Runnable<'a> {
         }
     }
 
+    /// The model's metadata entry `key` (ONNX `metadata_props`; a `.tflite`'s metadata table,
+    /// where prunq's converter carries the ONNX model's entries).
+    pub fn metadata(&self, key: &str) -> Option<String> {
+        match self {
+            Runnable::Onnx(m) => m.metadata(key).map(str::to_string),
+            Runnable::LiteRt(bytes) => {
+                prunq_litert_schema::metadata(bytes, key).and_then(|b| String::from_utf8(b).ok())
+            }
+        }
+    }
+
     /// The ONNX model, when it is one.
     pub fn onnx(&self) -> Option<&'a Model> {
         match self {

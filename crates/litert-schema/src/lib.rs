@@ -28,6 +28,17 @@ pub fn finish_model(model: &Model) -> Vec<u8> {
     bytes
 }
 
+/// The bytes of the metadata entry `name` of the LiteRT model `bytes` (None when the model has
+/// none of that name, or the bytes are not a LiteRT model).
+pub fn metadata(bytes: &[u8], name: &str) -> Option<Vec<u8>> {
+    use planus::ReadAsRoot;
+    let model = ModelRef::read_as_root(bytes).ok()?;
+    let entry =
+        model.metadata().ok()??.iter().filter_map(|m| m.ok()).find(|m| m.name().ok().flatten() == Some(name))?;
+    let buffer = model.buffers().ok()??.get(entry.buffer().ok()? as usize)?.ok()?;
+    Some(buffer.data().ok()??.to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

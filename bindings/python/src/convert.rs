@@ -39,6 +39,22 @@ pub fn model(from: Data) -> Result<(Model, Option<PathBuf>), Failure> {
     })
 }
 
+/// A model of either format to run: ONNX (a path or encoded bytes), or a LiteRT `.tflite` (its
+/// bytes say so); an ONNX model converted to LiteRT when `litert` asks it to run there (at the
+/// sizes of `data`).
+pub fn runnable(from: Data, litert: bool, data: Option<&Dataset>) -> Result<prunq::runtime::ModelFile, Failure> {
+    use prunq::runtime::ModelFile;
+    let file = match from {
+        Data::Path(p) => ModelFile::open(&p)?,
+        Data::Bytes(b) if b.get(4..8) == Some(b"TFL3".as_slice()) => ModelFile::LiteRt(b),
+        Data::Bytes(b) => ModelFile::Onnx(Box::new(prunq::onnx::decode(b)?)),
+    };
+    match litert {
+        true => Ok(prunq::job::in_litert(file, data)?),
+        false => Ok(file),
+    }
+}
+
 /// How files that are not arrays become inputs (images, text, audio), set by `configure_data`.
 static DATA_OPTIONS: std::sync::Mutex<Option<DataOptions>> = std::sync::Mutex::new(None);
 
@@ -159,6 +175,9 @@ pub fn backends(name: &str) -> Result<Vec<prunq::runtime::Backend>, Failure> {
         "ort" | "onnxruntime" => vec![Backend::Ort],
         "tract" => vec![Backend::Tract],
         "auto" => vec![prunq::runtime::default_backend()?],
-        other => return Err(prunq::Error::Usage(format!("runtime {other:?}: use auto, ort, tract or both")).into()),
+        "litert" => vec![Backend::LiteRt],
+        other => {
+            return Err(prunq::Error::Usage(format!("runtime {other:?}: use auto, ort, tract, litert or both")).into())
+        }
     })
 }

@@ -146,8 +146,10 @@ fn job(
     Ok((json, bytes.map(|b: Vec<u8>| PyBytes::new(py, &b).unbind())))
 }
 
-/// `compare(reference, candidate, data, batch_size, per_layer, report)`: the report as JSON.
+/// `compare(reference, candidate, data, batch_size, per_layer, litert, report)`: the report as
+/// JSON. Either model may be a `.tflite` (run in LiteRT); `litert` runs ONNX ones there too.
 #[pyfunction]
+#[allow(clippy::too_many_arguments)]
 fn compare(
     py: Python<'_>,
     reference: &Bound<'_, PyAny>,
@@ -155,25 +157,29 @@ fn compare(
     data_in: &Bound<'_, PyAny>,
     batch_size: usize,
     per_layer: bool,
+    litert: bool,
     report: Py<PyAny>,
 ) -> PyResult<String> {
     let reporter = Reporter::new(report);
     let (reference, candidate, data_in) = (source(reference)?, source(candidate)?, source(data_in)?);
     let json = reporter.outcome(detached(py, Some(&reporter), || {
-        let (reference, _) = model(reference)?;
-        let (candidate, _) = model(candidate)?;
         let data = data(data_in, "data")?;
         let options = prunq::eval::RunOptions { batch_size, ..Default::default() };
-        Ok(match per_layer {
-            true => convert::json(&prunq::eval::compare_layers(&reference, &candidate, &data, &options, &reporter)?)?,
-            false => convert::json(&prunq::eval::compare(&reference, &candidate, &data, &options, &reporter)?)?,
-        })
+        if per_layer {
+            let (reference, candidate) = (model(reference)?.0, model(candidate)?.0);
+            return convert::json(&prunq::eval::compare_layers(&reference, &candidate, &data, &options, &reporter)?);
+        }
+        let reference = convert::runnable(reference, litert, Some(&data))?;
+        let candidate = convert::runnable(candidate, litert, Some(&data))?;
+        convert::json(&prunq::eval::compare(&reference, &candidate, &data, &options, &reporter)?)
     }))?;
     Ok(json)
 }
 
-/// `evaluate(model, data, batch_size, labels, texts, report)`: the report as JSON.
+/// `evaluate(model, data, batch_size, labels, texts, litert, report)`: the report as JSON. The
+/// model may be a `.tflite` (run in LiteRT); `litert` runs an ONNX one there too.
 #[pyfunction]
+#[allow(clippy::too_many_arguments)]
 fn evaluate(
     py: Python<'_>,
     model_in: &Bound<'_, PyAny>,
@@ -181,17 +187,56 @@ fn evaluate(
     batch_size: usize,
     labels: Option<String>,
     texts: Option<Vec<String>>,
+    litert: bool,
     report: Py<PyAny>,
 ) -> PyResult<String> {
     let reporter = Reporter::new(report);
     let (model_in, data_in) = (source(model_in)?, source(data_in)?);
     let json = reporter.outcome(detached(py, Some(&reporter), || {
-        let (model, _) = model(model_in)?;
         let data = data(data_in, "data")?;
+        let model = convert::runnable(model_in, litert, Some(&data))?;
         let options = prunq::eval::RunOptions { batch_size, labels, texts };
         convert::json(&prunq::eval::evaluate(&model, &data, &options, &reporter)?)
     }))?;
     Ok(json)
+}
+
+/// `convert(model, output, options_json, calib, val, report_path, report)`: the model as LiteRT,
+/// run in LiteRT beside the original before it is written (`prunq convert`); the report as JSON
+/// and, when nothing was written, the `.tflite` bytes. `options_json` is `{"input_shapes":
+/// {name: [dims]}, "fp16": bool}`.
+#[pyfunction(name = "convert")]
+#[pyo3(signature = (model, output, options_json, calib, val, report_path, report))]
+#[allow(clippy::too_many_arguments)]
+fn convert_model(
+    py: Python<'_>,
+    model: &Bound<'_, PyAny>,
+    output: Option<PathBuf>,
+    options_json: &str,
+    calib: Option<&Bound<'_, PyAny>>,
+    val: Option<&Bound<'_, PyAny>>,
+    report_path: Option<PathBuf>,
+    report: Py<PyAny>,
+) -> PyResult<Handed> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Given {
+        input_shapes: std::collections::BTreeMap<String, Vec<usize>>,
+        fp16: bool,
+    }
+    let reporter = Reporter::new(report);
+    let (model, calib, val) = (source(model)?, maybe_source(calib)?, maybe_source(val)?);
+    let (json, bytes) = reporter.outcome(detached(py, Some(&reporter), || {
+        let given: Given = config(options_json)?;
+        let mut files = Files::open(model, output, calib, val, "{\"latency\": false, \"external_data\": false}")?;
+        files.checks.report = report_path;
+        let options =
+            prunq::litert::ConvertOptions { input_shapes: given.input_shapes.into_iter().collect(), fp16: given.fp16 };
+        let done = files.job().convert(&options, &reporter)?;
+        let bytes = files.output.is_none().then_some(done.bytes);
+        Ok((convert::json(&done.report)?, bytes))
+    }))?;
+    Ok((json, bytes.map(|b: Vec<u8>| PyBytes::new(py, &b).unbind())))
 }
 
 /// `bench(models, data, runtime, batch_size, runs, warmup, threads, report)`: one report per
@@ -215,10 +260,13 @@ fn bench_models(
     let data_in = source(data_in)?;
     let json = reporter.outcome(detached(py, Some(&reporter), || {
         let backends = convert::backends(&runtime)?;
-        let loaded =
-            models.into_iter().map(|(name, m)| Ok((name, model(m)?.0))).collect::<Result<Vec<_>, Failure>>()?;
-        let named: Vec<(String, &prunq::ir::Model)> = loaded.iter().map(|(n, m)| (n.clone(), m)).collect();
         let data = data(data_in, "data")?;
+        let litert = runtime == "litert";
+        let loaded = models
+            .into_iter()
+            .map(|(name, m)| Ok((name, convert::runnable(m, litert, Some(&data))?)))
+            .collect::<Result<Vec<_>, Failure>>()?;
+        let named: Vec<(String, &prunq::runtime::ModelFile)> = loaded.iter().map(|(n, m)| (n.clone(), m)).collect();
         let options = prunq::eval::BenchOptions { batch_size, runs, warmup, threads, profile: false };
         let reports = backends
             .iter()
@@ -312,6 +360,7 @@ fn _prunq(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(compare, m)?,
         wrap_pyfunction!(evaluate, m)?,
         wrap_pyfunction!(bench_models, m)?,
+        wrap_pyfunction!(convert_model, m)?,
         wrap_pyfunction!(run_cli, m)?,
         wrap_pyfunction!(configure, m)?,
         wrap_pyfunction!(configure_data, m)?,

@@ -351,3 +351,27 @@ def test_quantize_writes_litert_checked_and_timed_there(tmp_path):
     # Speed floors live in bench/ (CI machines vary); here the timing must have run, both models.
     assert result.latency["runs"] > 0 and result.latency["input_ms"] > 0 and result.latency["output_ms"] > 0
     assert result.comparison["outputs"][0]["top1_agreement"] > 0.99
+
+
+def test_convert_to_litert_and_run_it_there(tmp_path):
+    # prunq.convert is `prunq convert`: checked in LiteRT before anything is written; without an
+    # output the .tflite's bytes come back. compare/evaluate/bench take a .tflite, and
+    # runtime="litert" runs an ONNX model there (converted first).
+    result = prunq.convert(MODELS / "digits_cnn.onnx", val=DATA / "digits_test.npz", quiet=True)
+    tflite = result.model_bytes
+    assert tflite[4:8] == b"TFL3" and result.model is None
+    assert result.output_check["outputs"][0]["top1_agreement"] == 1.0
+    out = tmp_path / "cnn.tflite"
+    prunq.convert(MODELS / "digits_cnn.onnx", out, val=DATA / "digits_test.npz", quiet=True)
+    assert out.read_bytes() == tflite, "same input and options, same bytes"
+    compared = prunq.compare(MODELS / "digits_cnn.onnx", tflite, DATA / "digits_test.npz", progress=False)
+    assert compared.candidate_runtime["backend"] == "litert"
+    assert compared.outputs[0]["top1_agreement"] == 1.0
+    evaluated = prunq.evaluate(MODELS / "digits_cnn.onnx", DATA / "digits_test.npz", runtime="litert", progress=False)
+    assert evaluated.runtime["backend"] == "litert" and abs(evaluated.accuracy - 0.998) < 1e-9
+    timed = prunq.bench([MODELS / "digits_cnn.onnx", out], DATA / "digits_test.npz", runtime="litert", runs=3,
+                        warmup=1, progress=False)
+    assert timed.report[0]["runtime"]["backend"] == "litert"
+    with pytest.raises(prunq.UsageError, match="input x has a dynamic size"):
+        prunq.convert(MODELS / "ppocr_rec_v4.onnx", tmp_path / "rec.tflite", quiet=True)
+    assert not (tmp_path / "rec.tflite").exists()

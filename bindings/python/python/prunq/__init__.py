@@ -12,7 +12,7 @@ ONNX Runtime is used from this interpreter's ``onnxruntime`` package when instal
 """
 
 from ._prunq import DataError, ModelError, PrunqError, RuntimeFailure, UsageError, __version__
-from ._api import apply, bench, compare, defaults, evaluate, optimize, prune, quantize, set_data_options
+from ._api import apply, bench, compare, convert, defaults, evaluate, optimize, prune, quantize, set_data_options
 from ._results import Result
 from ._runtime import litert_library, ort_library, set_runtime
 from . import _prunq as _core
@@ -25,6 +25,7 @@ __all__ = [
     "apply",
     "bench",
     "compare",
+    "convert",
     "defaults",
     "evaluate",
     "optimize",

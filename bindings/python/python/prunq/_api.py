@@ -75,9 +75,13 @@ def _checks(
     )
 
 
-def _prepared(runtime: Optional[str], threads: Optional[int]) -> None:
+def _prepared(runtime: Optional[str], threads: Optional[int]) -> bool:
+    """Sets the runtime; whether models run in LiteRT (``"litert"``: an ONNX model is converted
+    first; ONNX models a job measures itself keep running where ``"auto"`` says)."""
+    litert = runtime == "litert"
     if runtime is not None or threads is not None:
-        set_runtime(runtime or "auto", threads)
+        set_runtime("auto" if litert else (runtime or "auto"), threads)
+    return litert
 
 
 def _result(kind: str, handed: tuple[str, Optional[bytes]], output: Optional[PathLike]) -> Result:
@@ -302,11 +306,12 @@ def compare(
     progress: Union[bool, ProgressCallback] = True,
 ) -> Result:
     """Compare two models' outputs on ``data`` (as ``prunq compare``): agreement, cosine, SQNR,
-    worst slice; ``per_layer=True`` compares every shared intermediate tensor."""
-    _prepared(runtime, threads)
+    worst slice; ``per_layer=True`` compares every shared intermediate tensor. A ``.tflite``
+    runs in LiteRT; ``runtime="litert"`` runs ONNX models there too, converted first."""
+    litert = _prepared(runtime, threads)
     report = _prunq.compare(
         _model(reference, "reference"), _model(candidate, "candidate"), pack(data, "data"), batch_size, per_layer,
-        Reporter(progress, True),
+        litert, Reporter(progress, True),
     )
     return Result("compare", json.loads(report))
 
@@ -323,10 +328,11 @@ def evaluate(
     progress: Union[bool, ProgressCallback] = True,
 ) -> Result:
     """Accuracy on labelled ``data`` (labels in the array ``labels``, default ``label``/``labels``/
-    ``y``), or exact lines and CER with ``texts`` (as ``prunq eval``)."""
-    _prepared(runtime, threads)
+    ``y``), or exact lines and CER with ``texts`` (as ``prunq eval``). A ``.tflite`` runs in
+    LiteRT; ``runtime="litert"`` runs an ONNX model there too, converted first."""
+    litert = _prepared(runtime, threads)
     report = _prunq.evaluate(
-        _model(model), pack(data, "data"), batch_size, labels, _texts(texts), Reporter(progress, True)
+        _model(model), pack(data, "data"), batch_size, labels, _texts(texts), litert, Reporter(progress, True)
     )
     return Result("evaluate", json.loads(report))
 
@@ -343,9 +349,10 @@ def bench(
     progress: Union[bool, ProgressCallback] = True,
 ) -> Result:
     """Time models side by side on ``data`` (as ``prunq bench``: taking turns, the ratios in one
-    run). ``runtime``: ``"auto"``, ``"ort"``, ``"tract"`` or ``"both"``. The report is a list,
-    one entry per runtime."""
-    if runtime != "both":
+    run). ``runtime``: ``"auto"``, ``"ort"``, ``"tract"``, ``"both"`` or ``"litert"`` (ONNX
+    models converted first; a ``.tflite`` always runs there). The report is a list, one entry per
+    runtime."""
+    if runtime not in ("both", "litert"):
         _prepared(runtime, None)
     if isinstance(models, (str, os.PathLike, bytes)) or hasattr(models, "SerializeToString"):
         models = [models]
@@ -355,6 +362,32 @@ def bench(
     ]
     report = _prunq.bench(named, pack(data, "data"), runtime, batch_size, runs, warmup, threads, Reporter(progress, True))
     return Result("bench", json.loads(report))
+
+
+def convert(
+    model: ModelLike,
+    output: Optional[PathLike] = None,
+    *,
+    fp16: bool = False,
+    input_shapes: Optional[dict[str, Sequence[int]]] = None,
+    val: Optional[DataLike] = None,
+    data: Optional[DataLike] = None,
+    report: Optional[PathLike] = None,
+    quiet: bool = False,
+    progress: Union[bool, ProgressCallback] = True,
+) -> Result:
+    """The model as LiteRT (TensorFlow Lite), as ``prunq convert``: run in LiteRT beside the
+    original (on ``val``, else ``data``, else made-up inputs) before it is written, one quality
+    line, refused when its outputs turn non-finite. ``input_shapes`` fixes inputs whose sizes
+    are open besides the batch (else the data's first row gives them); ``fp16`` stores weights
+    as float16. Without ``output`` the ``.tflite`` bytes are ``result.model_bytes``."""
+    options = json.dumps({"input_shapes": {k: [int(d) for d in v] for k, v in (input_shapes or {}).items()},
+                          "fp16": bool(fp16)})
+    handed = _prunq.convert(
+        _model(model), _path(output), options, pack(data, "data"), pack(val, "val"), _path(report),
+        Reporter(progress, quiet),
+    )
+    return _result("convert", handed, output)
 
 
 def defaults(kind: str = "quantize") -> dict[str, Any]:

@@ -26,9 +26,12 @@ class Result:
 
     @property
     def model(self) -> Any:
-        """The model as an ``onnx.ModelProto``: decoded from the returned bytes, else read from the output."""
+        """The model as an ``onnx.ModelProto``: decoded from the returned bytes, else read from the
+        output (None for ``convert``, whose model is LiteRT: ``model_bytes`` or the file)."""
         import onnx
 
+        if self.kind == "convert":
+            return None
         if self.model_bytes is not None:
             return onnx.ModelProto.FromString(self.model_bytes)
         if self.output is not None:

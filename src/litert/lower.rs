@@ -220,6 +220,19 @@ impl<'a> Lowering<'a> {
         Ok(Some((self.view(name, nhwc, true)?, q)))
     }
 
+    /// `name` as int8 with parameters `q` in the layout asked for: its int8 view, requantized
+    /// (an int8 → int8 QUANTIZE) when its own parameters differ.
+    pub fn requantized(&mut self, name: &str, nhwc: bool, q: QParams) -> Result<TensorId> {
+        let (x, own) = self.int8(name, nhwc)?.ok_or_else(|| Error::Model(format!("tensor {name} is not int8")))?;
+        if own == q {
+            return Ok(x);
+        }
+        let shape = self.b.shape(x);
+        let t = self.b.quantized(&format!("{name}/requantized"), &shape, &[q.scale], &[q.zero_point as i64], 0);
+        self.b.op(lt::BuiltinOperator::Quantize, &[x], &[t], None);
+        Ok(t)
+    }
+
     /// A scratch tensor for a step inside one node's lowering.
     pub fn scratch(&mut self, name: &str, dtype: ElementType, shape: &[usize]) -> TensorId {
         self.b.tensor(name, dtype, shape)

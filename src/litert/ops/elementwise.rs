@@ -5,6 +5,7 @@
 use super::conv::output_with_activation;
 use crate::ir::Node;
 use crate::litert::builder::TensorId;
+use crate::litert::qdq::QParams;
 use crate::litert::lower::{element_type, permute, Lowering, TO_NHWC};
 use crate::Result;
 use prunq_litert_schema as lt;
@@ -149,8 +150,24 @@ pub(crate) fn binary(cx: &mut Lowering, node: &Node) -> Result<()> {
     Ok(())
 }
 
-/// A one-input op written as `code`, in its input's layout.
+/// A one-input op written as `code`, in its input's layout: int8 when the quantizer made its input
+/// and output int8 and LiteRT's spec fixes the output's parameters for `code` (LOGISTIC: 1/256
+/// and −128, TANH: 1/128 and 0 — the calibrated ones give way), float otherwise.
 fn unary_as(cx: &mut Lowering, node: &Node, code: lt::BuiltinOperator) -> Result<()> {
+    use lt::BuiltinOperator as Op;
+    let fixed = match code {
+        Op::Logistic => Some(QParams { scale: 1.0 / 256.0, zero_point: -128 }),
+        Op::Tanh => Some(QParams { scale: 1.0 / 128.0, zero_point: 0 }),
+        _ => None,
+    };
+    let int8 = cx.params(&node.inputs[0]).is_some() && cx.params(&node.outputs[0]).is_some();
+    if let (Some(q), true) = (fixed, int8) {
+        let nhwc = cx.get(&node.inputs[0])?.nhwc;
+        let x = cx.int8(&node.inputs[0], nhwc)?.expect("int8 parameters checked").0;
+        let out = cx.output_q(&node.outputs[0], nhwc, q)?;
+        cx.b.op(code, &[x], &[out], None);
+        return Ok(());
+    }
     let v = cx.float_value(&node.inputs[0])?;
     let out = cx.output(&node.outputs[0], v.nhwc)?;
     cx.b.op(code, &[v.id], &[out], None);

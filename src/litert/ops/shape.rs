@@ -30,10 +30,15 @@ pub(crate) fn transpose(cx: &mut Lowering, node: &Node) -> Result<()> {
         Some(p) => p.iter().map(|&a| a as usize).collect(),
         None => (0..shape.len()).rev().collect(),
     };
-    let v = cx.float_value(&node.inputs[0])?;
+    // An int8 value stays int8 with its parameters (LiteRT's spec ties a TRANSPOSE's).
+    let v = cx.get(&node.inputs[0])?;
+    let v = if v.q.is_some() { v } else { cx.float_value(&node.inputs[0])? };
     let (perm, from_shape) =
         if v.nhwc { (perm.iter().map(|&a| TO_NCHW[a]).collect::<Vec<_>>(), cx.b.shape(v.id)) } else { (perm, shape) };
-    let out = cx.output(&node.outputs[0], false)?;
+    let out = match v.q {
+        Some(q) => cx.output_q(&node.outputs[0], false, q)?,
+        None => cx.output(&node.outputs[0], false)?,
+    };
     cx.relayout(v.id, out, &from_shape, &perm);
     Ok(())
 }
@@ -47,13 +52,23 @@ pub(crate) fn concat(cx: &mut Lowering, node: &Node) -> Result<()> {
     for name in &node.inputs {
         all_nhwc &= cx.constant(name).is_none() && cx.get(name)?.nhwc;
     }
+    // Int8 when the quantizer made every input and the output int8: LiteRT's spec ties the
+    // parameters, so an input with other ones is requantized to the output's first.
+    let out_q = cx.params(&node.outputs[0]).filter(|_| node.inputs.iter().all(|i| cx.params(i).is_some()));
     let mut ids = vec![];
     for name in &node.inputs {
-        ids.push(if all_nhwc { cx.nhwc(name)? } else { cx.onnx(name)? });
+        ids.push(match out_q {
+            Some(q) => cx.requantized(name, all_nhwc, q)?,
+            None if all_nhwc => cx.nhwc(name)?,
+            None => cx.onnx(name)?,
+        });
     }
     // Where ONNX axis `axis` sits in NHWC order.
     let written_axis = if all_nhwc { [0, 3, 1, 2][axis] } else { axis };
-    let out = cx.output(&node.outputs[0], all_nhwc)?;
+    let out = match out_q {
+        Some(q) => cx.output_q(&node.outputs[0], all_nhwc, q)?,
+        None => cx.output(&node.outputs[0], all_nhwc)?,
+    };
     let options = lt::ConcatenationOptions { axis: written_axis as i32, ..Default::default() };
     cx.b.op(
         lt::BuiltinOperator::Concatenation,

@@ -31,6 +31,7 @@ SHARED = os.environ.get("PRUNQ_SHARED", os.path.join(ROOT, "..", "shared"))
 PRUNQ = os.environ.get("PRUNQ", os.path.join(ROOT, "target", "release", "prunq"))
 ONNX2TF = os.environ.get("ONNX2TF", "onnx2tf")
 # prunq checks and times its .tflite in the LiteRT this script measures with.
+os.environ.setdefault("VIRTUAL_ENV", sys.prefix)  # prunq's ONNX Runtime: this venv's, as a user's
 os.environ.setdefault("LITERT_LIB", os.path.join(os.path.dirname(ai_edge_litert.__file__), "libLiteRt.so"))
 
 # model: (calibration, test, the quality judged, fixed input size or None)

@@ -112,7 +112,7 @@ impl Job<'_> {
         options: &ConvertOptions,
         progress: &dyn Progress,
     ) -> Result<(Converted, OutputCheck)> {
-        let options = sizes_from(self.original, self.check_data(), options)?;
+        let options = crate::litert::sizes_from_data(self.original, self.check_data(), options)?;
         let converted = crate::litert::convert(model, &options)?;
         progress.say(&format!(
             "converted to LiteRT: {} ONNX nodes → {} operators ({} layout transposes), inputs {}",
@@ -139,7 +139,7 @@ impl Job<'_> {
         if let Some(pair) = self.litert.get() {
             return Ok(pair.clone());
         }
-        let options = sizes_from(self.original, self.check_data(), &ConvertOptions::default())?;
+        let options = crate::litert::sizes_from_data(self.original, self.check_data(), &ConvertOptions::default())?;
         let pair =
             (crate::litert::convert(self.original, &options)?.bytes, crate::litert::convert(model, &options)?.bytes);
         let _ = self.litert.set(pair.clone());
@@ -153,35 +153,9 @@ impl Job<'_> {
 pub fn in_litert(file: ModelFile, data: Option<&Dataset>) -> Result<ModelFile> {
     match file {
         ModelFile::Onnx(model) => {
-            let options = sizes_from(&model, data, &ConvertOptions::default())?;
+            let options = crate::litert::sizes_from_data(&model, data, &ConvertOptions::default())?;
             Ok(ModelFile::LiteRt(crate::litert::convert(&model, &options)?.bytes))
         }
         litert => Ok(litert),
     }
-}
-
-/// `options` with the size of each input of `model` that has dynamic dims besides the batch, and
-/// was given none, taken from the first row of `data` (the sizes the model is checked at).
-fn sizes_from(model: &crate::ir::Model, data: Option<&Dataset>, options: &ConvertOptions) -> Result<ConvertOptions> {
-    let mut options = options.clone();
-    let Some(data) = data else { return Ok(options) };
-    let feeds = crate::runtime::feed_inputs(model);
-    let open: Vec<&crate::ir::ValueInfo> = feeds
-        .iter()
-        .filter(|i| !options.input_shapes.contains_key(&i.name))
-        .filter(|i| i.shape().unwrap_or_default().iter().skip(1).any(|d| !matches!(d, crate::ir::Dim::Fixed(_))))
-        .collect();
-    if open.is_empty() {
-        return Ok(options);
-    }
-    let bound = data.bind(&feeds, None)?;
-    if let Some(first) = bound.batches_upto(1, 1).next() {
-        let (_, arrays) = first?;
-        for (input, array) in feeds.iter().zip(arrays) {
-            if open.iter().any(|o| o.name == input.name) {
-                options.input_shapes.insert(input.name.clone(), array.shape().to_vec());
-            }
-        }
-    }
-    Ok(options)
 }

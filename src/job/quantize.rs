@@ -8,11 +8,23 @@ use crate::{Error, Result};
 impl Job<'_> {
     /// Quantizes the original as `config` says, then checks, writes, compares, times and reports
     /// the result. Static quantization keeps int8 only where it measures faster when the latency
-    /// check is on (`config.keep_faster` is the job's `checks.latency`).
+    /// check is on (`config.keep_faster` is the job's `checks.latency`) — timed in LiteRT for a
+    /// `.tflite` output, whose weights are then int8 whatever the CPU.
     pub fn quantize(&self, config: &QuantConfig, progress: &dyn Progress) -> Result<Done<QuantReport>> {
         let (started, timed) = (std::time::Instant::now(), crate::measure::Timed::new(progress));
         let progress: &dyn Progress = &timed;
-        let config = QuantConfig { keep_faster: self.checks.latency, ..config.clone() };
+        let mut config = QuantConfig { keep_faster: self.checks.latency, ..config.clone() };
+        if self.writes_litert() {
+            // A .tflite runs in LiteRT: its speed trials are timed there, and its int8 kernels
+            // take symmetric int8 weights (uint8 ones are ONNX Runtime's remedy on x86 without VNNI).
+            if config.unsigned_weights == Some(true) {
+                return Err(Error::Usage(
+                    "LiteRT's int8 kernels take int8 weights: --weight-type uint8 is for ONNX outputs".into(),
+                ));
+            }
+            config.unsigned_weights = Some(false);
+            config.timed_in_litert = true;
+        }
         config.validate()?;
         if config.algorithm == Rounding::Gptq && self.calib.is_none() {
             return Err(Error::Usage("algorithm gptq needs calibration data (--calib DATA)".into()));

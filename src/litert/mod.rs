@@ -199,3 +199,33 @@ fn fixed_shape(name: &str, dims: &[Dim]) -> Result<Vec<usize>> {
         })
         .collect()
 }
+
+/// `options` with the size of each input of `model` that has dynamic dims besides the batch, and
+/// was given none, taken from the first row of `data` (the sizes the model is checked at).
+pub fn sizes_from_data(
+    model: &crate::ir::Model,
+    data: Option<&crate::data::Dataset>,
+    options: &ConvertOptions,
+) -> Result<ConvertOptions> {
+    let mut options = options.clone();
+    let Some(data) = data else { return Ok(options) };
+    let feeds = crate::runtime::feed_inputs(model);
+    let open: Vec<&crate::ir::ValueInfo> = feeds
+        .iter()
+        .filter(|i| !options.input_shapes.contains_key(&i.name))
+        .filter(|i| i.shape().unwrap_or_default().iter().skip(1).any(|d| !matches!(d, crate::ir::Dim::Fixed(_))))
+        .collect();
+    if open.is_empty() {
+        return Ok(options);
+    }
+    let bound = data.bind(&feeds, None)?;
+    if let Some(first) = bound.batches_upto(1, 1).next() {
+        let (_, arrays) = first?;
+        for (input, array) in feeds.iter().zip(arrays) {
+            if open.iter().any(|o| o.name == input.name) {
+                options.input_shapes.insert(input.name.clone(), array.shape().to_vec());
+            }
+        }
+    }
+    Ok(options)
+}

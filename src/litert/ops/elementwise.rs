@@ -5,8 +5,8 @@
 use super::conv::output_with_activation;
 use crate::ir::Node;
 use crate::litert::builder::TensorId;
-use crate::litert::qdq::QParams;
 use crate::litert::lower::{element_type, permute, Lowering, TO_NHWC};
+use crate::litert::qdq::QParams;
 use crate::Result;
 use prunq_litert_schema as lt;
 

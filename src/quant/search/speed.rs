@@ -14,6 +14,7 @@ use crate::ir::{fingerprint, Model};
 use crate::measure::memo::{self, Memo};
 use crate::measure::{Progress, Silent};
 use crate::quant::report::{QuantReport, Skipped};
+use crate::runtime::Runnable;
 use crate::Result;
 use std::collections::BTreeMap;
 
@@ -43,7 +44,18 @@ impl<'a> Timer<'a> {
 
     /// The speed-up of `b` over `a` when it measures past REVERT_ABOVE twice.
     fn faster(&self, a: &Model, b: &Model) -> Result<Option<f64>> {
-        let pair = [("a".to_string(), a), ("b".to_string(), b)];
+        // In LiteRT the two run as the converter writes them (at the data's sizes).
+        let converted = match self.backend {
+            crate::runtime::Backend::LiteRt => {
+                let options = crate::litert::sizes_from_data(a, Some(self.data), &Default::default())?;
+                Some((crate::litert::convert(a, &options)?.bytes, crate::litert::convert(b, &options)?.bytes))
+            }
+            _ => None,
+        };
+        let pair: [(String, Runnable); 2] = match &converted {
+            Some((a, b)) => [("a".into(), Runnable::LiteRt(a)), ("b".into(), Runnable::LiteRt(b))],
+            None => [("a".into(), Runnable::Onnx(a)), ("b".into(), Runnable::Onnx(b))],
+        };
         let time = |runs: usize| -> Result<(f64, f64)> {
             let options = BenchOptions { runs, warmup: (runs / 10).max(3), ..Default::default() };
             let r = bench(&pair, self.data, self.backend, &options, &Silent)?;
@@ -104,12 +116,14 @@ fn kind(model: &Model, node: usize) -> String {
 /// faster: with everything quantized, groups are kept float one by one while
 /// that is faster; when everything float is faster (float kernels beat integer
 /// ones and every Q/DQ boundary costs), groups are quantized one by one only
-/// where that is faster.
+/// where that is faster. `litert`: timed in LiteRT (each model converted) rather than in the
+/// process's ONNX runtime.
 pub fn keep_faster(
     prepared: &Model,
     chosen: &[usize],
     build: &dyn Fn(&[usize]) -> Result<Model>,
     data: &Dataset,
+    litert: bool,
     report: &mut QuantReport,
     progress: &dyn Progress,
 ) -> Result<Vec<usize>> {
@@ -117,7 +131,7 @@ pub fn keep_faster(
     for &n in chosen {
         groups.entry(kind(prepared, n)).or_default().push(n);
     }
-    let backend = crate::runtime::default_backend()?;
+    let backend = if litert { crate::runtime::Backend::LiteRt } else { crate::runtime::default_backend()? };
     let runtime = crate::runtime::RuntimeInfo::of(backend);
     let quantized = build(chosen)?;
     // Timed once per process for the same models and data (see `memo`).

@@ -126,9 +126,10 @@ pub(super) fn choose_nodes(
     if options.keep_faster && !chosen.is_empty() {
         let build =
             |nodes: &[usize]| apply(model, plan, nodes, &plan.nodes, params, options, &mut QuantReport::default());
-        chosen = crate::quant::speed::keep_faster(model, &chosen, &build, calib, report, progress)?;
+        let litert = options.timed_in_litert;
+        chosen = crate::quant::speed::keep_faster(model, &chosen, &build, calib, litert, report, progress)?;
     }
-    let dynamic = if options.keep_faster {
+    let dynamic = if options.keep_faster && !options.timed_in_litert {
         dynamic_where_faster(model, plan, &chosen, params, options, calib, report, progress)?
     } else {
         vec![]

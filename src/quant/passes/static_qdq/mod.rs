@@ -68,6 +68,8 @@ pub struct StaticOptions {
     /// (see `speed.rs`). Off by default in the library, whose results then never
     /// depend on the machine; the CLI turns it on unless `--no-latency-check`.
     pub keep_faster: bool,
+    /// Time those trials in LiteRT (a `.tflite` output), not in the process's ONNX runtime.
+    pub timed_in_litert: bool,
     /// Take each Conv/Gemm's mean output drift on the calibration data out of its
     /// bias (kept when the output SQNR on held-out calibration rows improves; see
     /// `bias_correction.rs`). Off by default: measured, it raises the output SQNR
@@ -119,6 +121,7 @@ impl Default for StaticOptions {
             reduce_range: false,
             unsigned_weights: false,
             keep_faster: false,
+            timed_in_litert: false,
             bias_correction: false,
             smooth: None,
             gptq: false,

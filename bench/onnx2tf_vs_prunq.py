@@ -128,6 +128,7 @@ def speed(a, b, test, runs=200):
 
 def onnx2tf(model, calib, size, work):
     src = os.path.join(SHARED, "models", model + ".onnx")
+    os.makedirs(work, exist_ok=True)
     args = [ONNX2TF, "-i", src, "-o", work, "-oiqt", "-b", "1"]
     for name, x in calib.items():
         if name == "label":
@@ -135,7 +136,6 @@ def onnx2tf(model, calib, size, work):
         if x.ndim == 4:
             x = x.transpose(0, 2, 3, 1)
         npy = os.path.join(work, name + ".calib.npy")
-        os.makedirs(work, exist_ok=True)
         np.save(npy, x)
         zero = "[" * x.ndim + "0.0" + "]" * x.ndim
         one = "[" * x.ndim + "1.0" + "]" * x.ndim
@@ -144,12 +144,23 @@ def onnx2tf(model, calib, size, work):
             args += ["-ois", f"{name}:{','.join(map(str, size))}"]
     # onnx2tf runs its venv's onnxsim (the simplification its README installs it with).
     env = dict(os.environ, PATH=os.path.dirname(os.path.abspath(ONNX2TF)) + os.pathsep + os.environ["PATH"])
-    done = subprocess.run(args, capture_output=True, text=True, timeout=3600, env=env)
+    # For 3-channel image inputs onnx2tf checks its conversion on 20 sample images it downloads from
+    # GitHub into the working directory unless they are there; offline, seeded noise stands in (its
+    # int8 calibration is our -cind rows either way).
+    sample = os.path.join(work, "calibration_image_sample_data_20x128x128x3_float32.npy")
+    np.save(sample, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
     found = lambda suffix: next((os.path.join(work, f) for f in os.listdir(work) if f == model + suffix), None)
-    int8, fp32 = found("_integer_quant.tflite"), found("_float32.tflite")
+    # Its best try: as documented, then with its automatic parameter-replacement JSON on error.
+    for extra in ([], ["--auto_generate_json_on_error"]):
+        done = subprocess.run(args + extra, capture_output=True, text=True, timeout=3600, env=env, cwd=work)
+        int8, fp32 = found("_integer_quant.tflite"), found("_float32.tflite")
+        if done.returncode == 0 and int8 is not None:
+            break
     if done.returncode != 0 or int8 is None:
-        tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
-        return None, None, " / ".join(t.strip()[:120] for t in tail)
+        lines = [l.strip() for l in (done.stdout + done.stderr).splitlines()]
+        said = [l for l in lines if "Error" in l and not l.startswith(("File", "raise", "Traceback"))]
+        op = [l for l in lines if "onnx_op_name:" in l]
+        return None, None, ((op[-1].split("onnx_op_name:")[-1].strip() + ": ") if op else "") + (said or lines)[-1][:160]
     return int8, fp32, None
 
 

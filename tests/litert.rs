@@ -343,3 +343,36 @@ fn runtime_litert_runs_onnx_models_converted() {
     assert_eq!(run.status.code(), Some(2), "{err}");
     assert!(err.contains("name it with .tflite"), "{err}");
 }
+
+#[test]
+fn optimize_judges_and_times_candidates_as_tflite_files() {
+    use common::os;
+    let dir = common::tempdir();
+    let (model, calib, test) =
+        (common::model("digits_cnn.onnx"), common::data("digits_calib.npz"), common::data("digits_test.npz"));
+    let out = dir.path().join("cnn.tflite");
+    let run = prunq(&[
+        os("optimize"),
+        model.as_os_str(),
+        os("-o"),
+        out.as_os_str(),
+        os("--calib"),
+        calib.as_os_str(),
+        os("--val"),
+        test.as_os_str(),
+        os("--time-budget"),
+        os("20s"),
+    ]);
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{said}{}", String::from_utf8_lossy(&run.stderr));
+    // Only what a LiteRT model holds was tried, each candidate measured there.
+    assert!(said.contains("dynamic, 4-bit, codebook and fp16 quantization were not tried"), "{said}");
+    assert!(!said.contains("trying dynamic") && said.contains("trying static"), "{said}");
+    assert!(said.contains("; measured in litert 2."), "{said}");
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[4..8], b"TFL3");
+    // The winner keeps the default budget (one point of accuracy) in LiteRT.
+    let float = convert(&prunq::onnx::load(&model).unwrap(), &ConvertOptions::default()).unwrap().bytes;
+    let (won, original) = (litert_accuracy(&bytes, &test), litert_accuracy(&float, &test));
+    assert!(won >= original - 0.01, "{won} against {original}");
+}

@@ -123,6 +123,7 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
         objective: crate::optimize::Objective::Latency,
         time_budget: std::time::Duration::from_secs(120),
         texts: None,
+        litert: false,
     };
     let (search, best) =
         crate::optimize::optimize(&model, &config, &calib, &data, &crate::job::Announce(progress, config.metric))?;

@@ -83,6 +83,8 @@ impl Job<'_> {
         };
         self.ensure_output_is_not_input()?;
         let metric = config.metric;
+        // A .tflite output: every candidate judged and timed as the LiteRT file it would be.
+        let config = &OptimizeConfig { litert: self.writes_litert(), ..config.clone() };
         let (search, model) = crate::optimize::optimize(self.original, config, calib, val, observer)?;
         let (model, recipe) = match (model, search.chosen) {
             (Some(m), Some(i)) => (m, search.candidates[i].recipe.clone()),

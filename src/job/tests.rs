@@ -151,6 +151,7 @@ fn apply_and_optimize_say_which_data_they_need() {
         objective: crate::optimize::Objective::Latency,
         time_budget: std::time::Duration::from_secs(1),
         texts: None,
+        litert: false,
     };
     let announce = super::Announce(&Silent, config.metric);
     let e = job.optimize(&config, &announce, None, &Silent).err().expect("refused").to_string();

@@ -61,6 +61,9 @@ pub struct OptimizeConfig {
     pub time_budget: std::time::Duration,
     /// Expected texts of the validation samples (exact lines, CER).
     pub texts: Option<Vec<String>>,
+    /// Judge and time every candidate in LiteRT, converted (the job sets it for a `.tflite`
+    /// output); only what a LiteRT model holds is tried.
+    pub litert: bool,
 }
 
 /// One measured candidate.

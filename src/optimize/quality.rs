@@ -98,8 +98,13 @@ pub struct Judge<'a> {
 }
 
 impl Judge<'_> {
-    /// Scores `model` on the validation data.
-    pub fn measure(&self, model: &Model, progress: &dyn Progress) -> Result<Quality> {
+    /// Scores `model` (ONNX, or a `.tflite` run in LiteRT) on the validation data.
+    pub fn measure<'m>(
+        &self,
+        model: impl Into<crate::runtime::Runnable<'m>>,
+        progress: &dyn Progress,
+    ) -> Result<Quality> {
+        let model = model.into();
         let run = RunOptions { texts: self.texts.clone(), ..Default::default() };
         Ok(match self.metric {
             Metric::Accuracy => {

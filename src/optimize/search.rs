@@ -11,6 +11,7 @@ use crate::ir::Model;
 use crate::measure::Silent;
 use crate::prune::PruneConfig;
 use crate::quant::{Activations, QuantConfig, QuantMode};
+use crate::runtime::Runnable;
 use crate::transform::{FuseConfig, Fused};
 use crate::Result;
 use std::collections::BTreeMap;
@@ -51,6 +52,8 @@ struct Search<'a> {
     best: Option<(usize, Model)>,
     stopped_by_time: bool,
     observer: &'a dyn Observer,
+    /// The original as LiteRT runs it, when candidates are judged there.
+    original_litert: Option<Vec<u8>>,
 }
 
 impl Search<'_> {
@@ -66,7 +69,7 @@ impl Search<'_> {
 
     /// Builds, judges and times the recipe (once); `None` once time is up.
     fn try_recipe(&mut self, steps: Vec<Step>) -> Result<Option<usize>> {
-        let requested = Recipe { steps };
+        let requested = Recipe { steps: self.for_target(steps) };
         let key = requested.to_toml()?;
         if let Some(&i) = self.tried.get(&key) {
             return Ok(Some(i));
@@ -137,12 +140,42 @@ impl Search<'_> {
         Ok((model, Recipe { steps: replay }))
     }
 
+    /// `steps` as the target runtime takes them: for LiteRT, static quantization timed there with
+    /// int8 weights (LiteRT's int8 kernels take no other).
+    fn for_target(&self, steps: Vec<Step>) -> Vec<Step> {
+        if !self.config.litert {
+            return steps;
+        }
+        let for_litert = |q: QuantConfig| QuantConfig { timed_in_litert: true, unsigned_weights: Some(false), ..q };
+        steps
+            .into_iter()
+            .map(|step| match step {
+                Step::Quantize(q) if q.mode == QuantMode::Static => Step::Quantize(for_litert(q)),
+                step => step,
+            })
+            .collect()
+    }
+
     fn measure(&self, model: &Model, recipe: Recipe, c: &mut Candidate) -> Result<()> {
         c.recipe = recipe;
-        let quality = self.judge.measure(model, &Silent)?;
-        c.size_bytes = crate::onnx::file_size(model)?;
+        let val = Some(self.judge.val);
+        let quality = match &self.original_litert {
+            None => {
+                c.size_bytes = crate::onnx::file_size(model)?;
+                c.speedup = crate::eval::latency_check(self.judge.original, model, val, &Silent)?.speedup;
+                self.judge.measure(model, &Silent)?
+            }
+            // Judged, sized and timed as the .tflite it would be written as.
+            Some(original) => {
+                let options = crate::litert::sizes_from_data(model, val, &Default::default())?;
+                let bytes = crate::litert::convert(model, &options)?.bytes;
+                let (input, output) = (Runnable::LiteRt(original), Runnable::LiteRt(&bytes));
+                c.size_bytes = bytes.len() as u64;
+                c.speedup = crate::eval::latency_check(input, output, val, &Silent)?.speedup;
+                self.judge.measure(output, &Silent)?
+            }
+        };
         c.size_ratio = c.size_bytes as f64 / self.original_size.max(1) as f64;
-        c.speedup = crate::eval::latency_check(self.judge.original, model, Some(self.judge.val), &Silent)?.speedup;
         c.meets_budget = if self.judge.metric.higher_is_better() {
             quality.value >= self.bound
         } else {
@@ -186,8 +219,19 @@ impl Search<'_> {
     }
 }
 
-/// The quantizations tried alone, most promising first for the objective.
-fn quantizations(objective: Objective) -> Vec<QuantConfig> {
+/// The quantizations tried alone, most promising first for the objective; for LiteRT those a
+/// LiteRT model holds (no dynamic, 4-bit or codebook forms: its builtin ops have none).
+fn quantizations(objective: Objective, litert: bool) -> Vec<QuantConfig> {
+    let mut list = all_quantizations(objective);
+    if litert {
+        list.retain(|q| {
+            matches!(q.mode, QuantMode::Static | QuantMode::Weights) && q.bits == 8 && q.codebook.is_none()
+        });
+    }
+    list
+}
+
+fn all_quantizations(objective: Objective) -> Vec<QuantConfig> {
     let fast = QuantConfig { keep_faster: true, ..Default::default() };
     let statics = QuantConfig { mode: QuantMode::Static, ..fast.clone() };
     let mut list = vec![
@@ -253,6 +297,13 @@ pub fn optimize(
     let original_quality = judge.measure(original, &Silent)?.value;
     let bound = config.budget.bound(config.metric, original_quality);
     let original_size = crate::onnx::file_size(original)?;
+    let original_litert = match config.litert {
+        true => {
+            let options = crate::litert::sizes_from_data(original, Some(val), &Default::default())?;
+            Some(crate::litert::convert(original, &options)?.bytes)
+        }
+        false => None,
+    };
     let mut s = Search {
         config,
         judge,
@@ -267,11 +318,19 @@ pub fn optimize(
         best: None,
         stopped_by_time: false,
         observer,
+        original_litert,
     };
     let mut notes = vec![];
     // 1. Quantization alone; when static with its default fallback loses too
     // much, more layers float.
-    for q in quantizations(config.objective) {
+    if config.litert {
+        notes.push(
+            "judged and timed in LiteRT as .tflite files: dynamic, 4-bit, codebook and fp16 quantization were not \
+             tried (LiteRT's builtin ops hold none of them; `prunq convert --fp16` writes LiteRT's float16 form)"
+                .into(),
+        );
+    }
+    for q in quantizations(config.objective, config.litert) {
         s.try_steps(vec![Step::Quantize(q)])?;
     }
     // The per-layer choice: the fallback keeps groups float most sensitive first
@@ -404,7 +463,10 @@ pub fn optimize(
         bound,
         candidates,
         chosen,
-        runtime: crate::runtime::RuntimeInfo::current()?,
+        runtime: match config.litert {
+            true => crate::runtime::RuntimeInfo::of(crate::runtime::Backend::LiteRt),
+            false => crate::runtime::RuntimeInfo::current()?,
+        },
         seconds: started.elapsed().as_secs_f64(),
         stopped_by_time,
         notes,

@@ -148,6 +148,7 @@ pub fn optimize_options(
         objective,
         time_budget: std::time::Duration::from_secs_f64(g.time_budget),
         texts: g.texts,
+        litert: false,
     })
 }
 

@@ -81,7 +81,7 @@ fn layout_traps_convert_exactly() {
         assert_converts_exactly(&path.display().to_string(), &model, &batches);
         seen += 1;
     }
-    assert_eq!(seen, 6);
+    assert_eq!(seen, 7);
 }
 
 fn prunq(args: &[&std::ffi::OsStr]) -> std::process::Output {

@@ -55,6 +55,22 @@ def main(d):
         helper.make_node("GlobalAveragePool", ["p"], ["g"]),
         helper.make_node("Reshape", ["g", "shape"], ["y"]),
     ], [const("s", [1, 3, 1, 1]), numpy_helper.from_array(np.array([1, 3], np.int64), "shape")], [1, 3, 8, 8], [1, 3])
+    # Pad (reflect, then a constant) and Resize (PyTorch's nearest ×2, bilinear half-pixel to odd sizes,
+    # bilinear align-corners) on NHWC values, pads permuted with the layout.
+    save(d, "pad_resize", [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("Pad", ["c", "p1"], ["r"], mode="reflect"),
+        helper.make_node("Resize", ["r", "", "s2"], ["n"], mode="nearest", coordinate_transformation_mode="asymmetric",
+                         nearest_mode="floor"),
+        helper.make_node("Pad", ["n", "p2", "half"], ["k"], mode="constant"),
+        helper.make_node("Resize", ["k", "", "", "z1"], ["l"], mode="linear"),
+        helper.make_node("Resize", ["l", "", "", "z2"], ["y"], mode="linear", coordinate_transformation_mode="align_corners"),
+    ], [const("w", [4, 3, 3, 3]), numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "p1"),
+        numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "s2"),
+        numpy_helper.from_array(np.array([0, 0, 0, 2, 0, 0, 1, 0], np.int64), "p2"),
+        numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+        numpy_helper.from_array(np.array([1, 4, 7, 9], np.int64), "z1"),
+        numpy_helper.from_array(np.array([1, 4, 10, 8], np.int64), "z2")], [1, 3, 6, 5], [1, 4, 10, 8])
     # Channel-axis ops on an NHWC value: Concat of two convs, Softmax over channels, Transpose out.
     save(d, "channel_axis", [
         helper.make_node("Conv", ["x", "w1"], ["a"]),

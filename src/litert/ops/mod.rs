@@ -7,6 +7,7 @@ mod linear;
 mod logic;
 mod reduce;
 mod shape;
+mod spatial;
 
 pub(crate) use elementwise::permute_bytes;
 
@@ -18,6 +19,7 @@ use crate::Result;
 pub const CONVERTED_OPS: &[&str] = &[
     "Abs",
     "Add",
+    "And",
     "AveragePool",
     "Cast",
     "Clip",
@@ -25,28 +27,40 @@ pub const CONVERTED_OPS: &[&str] = &[
     "Conv",
     "Div",
     "Dropout",
+    "Equal",
     "Exp",
+    "Expand",
     "Flatten",
     "Gather",
     "Gemm",
     "GlobalAveragePool",
     "GlobalMaxPool",
+    "Greater",
+    "GreaterOrEqual",
     "HardSigmoid",
     "HardSwish",
     "Identity",
+    "IsNaN",
     "LayerNormalization",
+    "Less",
+    "LessOrEqual",
     "MatMul",
     "Max",
     "MaxPool",
     "Min",
     "Mul",
     "Neg",
+    "Not",
+    "Or",
+    "Pad",
     "Pow",
+    "ReduceL2",
     "ReduceMax",
     "ReduceMean",
     "ReduceSum",
     "Relu",
     "Reshape",
+    "Resize",
     "Sigmoid",
     "Slice",
     "Softmax",
@@ -56,6 +70,7 @@ pub const CONVERTED_OPS: &[&str] = &[
     "Tanh",
     "Transpose",
     "Unsqueeze",
+    "Where",
 ];
 
 /// Writes node `ix`.
@@ -83,6 +98,8 @@ pub(crate) fn lower_node(cx: &mut Lowering, node: &Node) -> Result<()> {
         | "Expand" => logic::logic(cx, node),
         "Softmax" => reduce::softmax(cx, node),
         "LayerNormalization" => reduce::layer_norm(cx, node),
+        "Pad" => spatial::pad(cx, node),
+        "Resize" => spatial::resize(cx, node),
         other => Err(cx
             .refuse(node, format!("{other} has no LiteRT mapping in prunq (converted: {})", CONVERTED_OPS.join(", ")))),
     }

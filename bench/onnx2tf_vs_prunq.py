@@ -16,6 +16,7 @@ cosine with fp32) and the speed is each int8 model against its own tool's float3
 timed taking turns. A failed conversion is a row saying so. Prints a Markdown table.
 """
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -127,8 +128,11 @@ def speed(a, b, test, runs=200):
 
 
 def onnx2tf(model, calib, size, work):
-    src = os.path.join(SHARED, "models", model + ".onnx")
     os.makedirs(work, exist_ok=True)
+    # onnx2tf simplifies its input file in place (onnxsim overwrites it, read-only bits or not):
+    # it gets a copy, never ../shared's model.
+    src = os.path.join(work, model + ".onnx")
+    shutil.copyfile(os.path.join(SHARED, "models", model + ".onnx"), src)
     args = [ONNX2TF, "-i", src, "-o", work, "-oiqt", "-b", "1"]
     for name, x in calib.items():
         if name == "label":

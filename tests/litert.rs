@@ -165,7 +165,7 @@ fn fp16_halves_the_file_and_keeps_the_outputs() {
         let shapes =
             feed_inputs(&model).into_iter().zip(&batches[0]).map(|(i, a)| (i.name, a.shape().to_vec())).collect();
         let full = convert(&model, &ConvertOptions { input_shapes: shapes, ..Default::default() }).unwrap();
-        let options = ConvertOptions { input_shapes: full.input_shapes.clone(), fp16: true };
+        let options = ConvertOptions { input_shapes: full.input_shapes.clone(), fp16: true, ..Default::default() };
         let half = convert(&model, &options).unwrap();
         let ratio = half.bytes.len() as f64 / full.bytes.len() as f64;
         assert!(ratio < 0.52, "{name}: fp16 file {ratio:.3}× the float32 one");
@@ -375,4 +375,44 @@ fn optimize_judges_and_times_candidates_as_tflite_files() {
     let float = convert(&prunq::onnx::load(&model).unwrap(), &ConvertOptions::default()).unwrap().bytes;
     let (won, original) = (litert_accuracy(&bytes, &test), litert_accuracy(&float, &test));
     assert!(won >= original - 0.01, "{won} against {original}");
+}
+
+#[test]
+fn minilm_int8_tflite_keeps_its_cosine_with_dynamic_range_layers() {
+    use common::os;
+    let dir = common::tempdir();
+    let (model, calib, test) =
+        (common::model("minilm_l6.onnx"), common::data("sentences_calib.npz"), common::data("sentences_test.npz"));
+    for mode in ["static", "weights"] {
+        let (out, report) = (dir.path().join(format!("{mode}.tflite")), dir.path().join(format!("{mode}.json")));
+        let run = prunq(&[
+            os("quantize"),
+            model.as_os_str(),
+            os("-o"),
+            out.as_os_str(),
+            os("--mode"),
+            os(mode),
+            os("--calib"),
+            calib.as_os_str(),
+            os("--val"),
+            test.as_os_str(),
+            os("--report"),
+            report.as_os_str(),
+            os("--no-latency-check"),
+        ]);
+        let said = String::from_utf8_lossy(&run.stdout);
+        assert!(run.status.success(), "{said}{}", String::from_utf8_lossy(&run.stderr));
+        // The layers left float compute from their int8 weights in LiteRT's dynamic-range form,
+        // said, and the embedding keeps the floor (cosine ≥ 0.99 with the float model).
+        assert!(
+            said.contains("fully connected layers with float activations and int8 weights run in LiteRT's"),
+            "{said}"
+        );
+        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let cosine = r["comparison"]["outputs"][0]["cosine_mean"].as_f64().unwrap();
+        assert!(cosine >= 0.99, "{mode}: cosine {cosine}");
+        let bytes = std::fs::metadata(&out).unwrap().len() as f64;
+        let onnx = std::fs::metadata(&model).unwrap().len() as f64;
+        assert!(bytes < 0.3 * onnx, "{mode}: {bytes} bytes against {onnx}");
+    }
 }

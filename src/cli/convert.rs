@@ -16,6 +16,11 @@ pub struct Args {
     /// has it).
     #[arg(long)]
     fp16: bool,
+    /// Fully connected layers with float activations and int8 weights (weight-only quantization,
+    /// static's float fallback) compute in float from their weights, not in LiteRT's
+    /// dynamic-range form (activations quantized per row at run time).
+    #[arg(long)]
+    no_dynamic_range: bool,
     /// Data to run the output beside the original on before it is written (else --calib,
     /// else made-up inputs).
     #[arg(long)]
@@ -34,7 +39,11 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let data = super::Opened::new(a.calib.as_ref(), a.val.as_ref())?;
     let checks = crate::job::Checks { report: a.report.clone(), ..Default::default() };
     let job = data.job(&original, &a.model, &a.output, checks);
-    let options = crate::litert::ConvertOptions { input_shapes: a.input_shape.into_iter().collect(), fp16: a.fp16 };
+    let options = crate::litert::ConvertOptions {
+        input_shapes: a.input_shape.into_iter().collect(),
+        fp16: a.fp16,
+        dynamic_range: !a.no_dynamic_range,
+    };
     job.convert(&options, progress)?;
     Ok(())
 }

@@ -113,7 +113,32 @@ impl Job<'_> {
         progress: &dyn Progress,
     ) -> Result<(Converted, OutputCheck)> {
         let options = crate::litert::sizes_from_data(self.original, self.check_data(), options)?;
-        let converted = crate::litert::convert(model, &options)?;
+        let mut converted = crate::litert::convert(model, &options)?;
+        // The dynamic-range form quantizes float layers' activations at run time: kept only while
+        // the result keeps the quantizer's output target (a quantize job's `--target-sqnr`).
+        if let (Some(floor), true) = (self.litert_floor_db.get(), converted.dynamic_range_layers > 0) {
+            let fixed = crate::litert::with_fixed_inputs(self.original, &converted.input_shapes);
+            let batches = crate::eval::check_batches(&fixed, self.check_data(), 32, 8)?;
+            let reference = crate::runtime::default_backend()?;
+            let synthetic = self.check_data().is_none();
+            let check = crate::eval::check_converted(&fixed, &converted.bytes, &batches, reference, synthetic)?;
+            let worst = check.outputs.iter().map(|o| o.sqnr_db).fold(f64::INFINITY, f64::min);
+            let layers = converted.dynamic_range_layers;
+            if worst < floor {
+                converted = crate::litert::convert(model, &ConvertOptions { dynamic_range: false, ..options.clone() })?;
+                progress.say(&format!(
+                    "note: {layers} float fully connected layers compute in float from their int8 weights: LiteRT's \
+                     dynamic-range form (activations quantized per row at run time) measured {worst:.1} dB, under the \
+                     {floor:.0} dB target"
+                ));
+            } else {
+                progress.say(&format!(
+                    "note: {layers} fully connected layers with float activations and int8 weights run in LiteRT's \
+                     dynamic-range form (activations quantized per row at run time): {worst:.1} dB, within the \
+                     {floor:.0} dB target"
+                ));
+            }
+        }
         progress.say(&format!(
             "converted to LiteRT: {} ONNX nodes → {} operators ({} layout transposes), inputs {}",
             converted.nodes.1,

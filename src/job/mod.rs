@@ -76,6 +76,9 @@ pub struct Job<'a> {
     /// A `.tflite` output's LiteRT form of the input and of the result, converted once and
     /// shared by the save, the comparison and the timing.
     litert: std::sync::OnceLock<(Vec<u8>, Vec<u8>)>,
+    /// The output SQNR a `.tflite` output's dynamic-range layers must keep (a quantize job's
+    /// fallback target), else they compute in float.
+    litert_floor_db: std::cell::Cell<Option<f64>>,
 }
 
 /// A job's result: the model (as written, when an output was given) and its report.
@@ -97,6 +100,7 @@ impl<'a> Job<'a> {
             val: None,
             checks: Checks::default(),
             litert: Default::default(),
+            litert_floor_db: Default::default(),
         }
     }
 

@@ -24,6 +24,7 @@ impl Job<'_> {
             }
             config.unsigned_weights = Some(false);
             config.timed_in_litert = true;
+            self.litert_floor_db.set((config.target_sqnr > 0.0).then_some(config.target_sqnr));
         }
         config.validate()?;
         if config.algorithm == Rounding::Gptq && self.calib.is_none() {

@@ -48,6 +48,10 @@ pub(crate) struct Lowering<'a> {
     /// Weights (and float constants of at least [`FP16_FROM`] values) stored as float16, each
     /// read through a DEQUANTIZE to float32 (LiteRT's float16 form; XNNPACK unpacks it at load).
     pub fp16: bool,
+    /// Float fully connected layers with symmetric int8 weights read them as int8 (LiteRT's
+    /// dynamic-range form; see `ConvertOptions::dynamic_range`), counted.
+    pub dynamic_range: bool,
+    pub dynamic_range_layers: usize,
 }
 
 /// Float constants this large or larger are stored as float16 when converting to fp16.
@@ -85,6 +89,8 @@ impl<'a> Lowering<'a> {
             transposes: 0,
             opset,
             fp16: false,
+            dynamic_range: false,
+            dynamic_range_layers: 0,
         }
     }
 

@@ -40,9 +40,15 @@ pub(crate) struct QdqTable {
     pub weights: BTreeMap<String, QWeight>,
 }
 
-/// Whether `model` is a QDQ model.
+/// Whether `model` holds quantized parts: Q/DQ pairs, or weights in prunq's portable int8 form
+/// (weight-only quantization's output).
 pub(crate) fn has_qdq(model: &Model) -> bool {
-    model.graph.nodes.iter().any(|n| n.op_type == "QuantizeLinear" || n.op_type == "DequantizeLinear")
+    let g = &model.graph;
+    if g.nodes.iter().any(|n| n.op_type == "QuantizeLinear" || n.op_type == "DequantizeLinear") {
+        return true;
+    }
+    let index = GraphIndex::new(g);
+    g.nodes.iter().any(|n| n.op_type == "Mul" && portable_weight(g, &index, n).is_some())
 }
 
 /// Any integer tensor's values.

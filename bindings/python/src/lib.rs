@@ -204,7 +204,7 @@ fn evaluate(
 /// `convert(model, output, options_json, calib, val, report_path, report)`: the model as LiteRT,
 /// run in LiteRT beside the original before it is written (`prunq convert`); the report as JSON
 /// and, when nothing was written, the `.tflite` bytes. `options_json` is `{"input_shapes":
-/// {name: [dims]}, "fp16": bool}`.
+/// {name: [dims]}, "fp16": bool, "dynamic_range": bool}`.
 #[pyfunction(name = "convert")]
 #[pyo3(signature = (model, output, options_json, calib, val, report_path, report))]
 #[allow(clippy::too_many_arguments)]
@@ -223,6 +223,7 @@ fn convert_model(
     struct Given {
         input_shapes: std::collections::BTreeMap<String, Vec<usize>>,
         fp16: bool,
+        dynamic_range: bool,
     }
     let reporter = Reporter::new(report);
     let (model, calib, val) = (source(model)?, maybe_source(calib)?, maybe_source(val)?);
@@ -230,8 +231,11 @@ fn convert_model(
         let given: Given = config(options_json)?;
         let mut files = Files::open(model, output, calib, val, "{\"latency\": false, \"external_data\": false}")?;
         files.checks.report = report_path;
-        let options =
-            prunq::litert::ConvertOptions { input_shapes: given.input_shapes.into_iter().collect(), fp16: given.fp16 };
+        let options = prunq::litert::ConvertOptions {
+            input_shapes: given.input_shapes.into_iter().collect(),
+            fp16: given.fp16,
+            dynamic_range: given.dynamic_range,
+        };
         let done = files.job().convert(&options, &reporter)?;
         let bytes = files.output.is_none().then_some(done.bytes);
         Ok((convert::json(&done.report)?, bytes))

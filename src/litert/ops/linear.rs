@@ -25,34 +25,43 @@ fn fully_connected(
     let keep_num_dims = cx.shape(x)?.len() > 2;
     let (n, k) = (weight.nrows(), weight.ncols());
     let bias = bias.unwrap_or_else(|| vec![0.0; n]);
-    let options = |act| {
-        let options = lt::FullyConnectedOptions { fused_activation_function: act, keep_num_dims, ..Default::default() };
+    let options = |act, asymmetric_quantize_inputs| {
+        let options = lt::FullyConnectedOptions {
+            fused_activation_function: act,
+            keep_num_dims,
+            asymmetric_quantize_inputs,
+            ..Default::default()
+        };
         Some(lt::BuiltinOptions::FullyConnectedOptions(Box::new(options)))
     };
     // int8: the per-output-channel symmetric weight as quantized, int32 bias at s_in × s_w.
     let quantized =
         cx.qdq.weights.get(weight_name).filter(|q| q.symmetric_int8 && q.axis == usize::from(transposed)).cloned();
-    if let Some(qw) = quantized {
+    if let Some(qw) = &quantized {
         if let Some((out, act, params)) = int8_output(cx, out_name, &[x], false, true)? {
             let scales: Vec<f32> = if qw.scales.len() == 1 { vec![qw.scales[0]; n] } else { qw.scales.clone() };
-            let bytes: Vec<u8> = qw.values.iter().map(|&v| v as i8 as u8).collect();
-            let bytes = if transposed { permute_bytes(&bytes, &[k, n], &[1, 0], 1) } else { bytes };
-            let w = cx.b.constant(
-                weight_name,
-                ElementType::I8,
-                &[n, k],
-                bytes,
-                Some(quantization(&scales, &vec![0; n], 0)),
-            );
+            let w = int8_weight(cx, qw, weight_name, n, k, transposed);
             let bias_scales: Vec<f32> = scales.iter().map(|s| s * params[0].scale).collect();
             let ints: Vec<u8> =
                 bias.iter().zip(&bias_scales).flat_map(|(b, s)| ((b / s).round() as i32).to_le_bytes()).collect();
             let qb = quantization(&bias_scales, &vec![0; n], 0);
             let b = cx.b.constant(&format!("{weight_name}/bias"), ElementType::I32, &[n], ints, Some(qb));
             let xq = cx.int8(x, false)?.expect("checked").0;
-            cx.b.op(lt::BuiltinOperator::FullyConnected, &[xq, w, b], &[out], options(act));
+            cx.b.op(lt::BuiltinOperator::FullyConnected, &[xq, w, b], &[out], options(act, false));
             return Ok(());
         }
+    }
+    // A float layer whose weight the quantizer made symmetric int8: the int8 weight is read by
+    // the FULLY_CONNECTED itself — LiteRT's dynamic-range form, whose activations XNNPACK
+    // quantizes per row at run time.
+    if let Some(qw) = quantized.filter(|_| cx.dynamic_range) {
+        let w = int8_weight(cx, &qw, weight_name, n, k, transposed);
+        let x = cx.onnx(x)?;
+        let b = cx.b.constant_f32(&format!("{weight_name}/bias"), &[n], &bias);
+        let (out, act) = output_with_activation(cx, out_name, false)?;
+        cx.b.op(lt::BuiltinOperator::FullyConnected, &[x, w, b], &[out], options(act, true));
+        cx.dynamic_range_layers += 1;
+        return Ok(());
     }
     let x = cx.onnx(x)?;
     let perm: &[usize] = if transposed { &[1, 0] } else { &[0, 1] };
@@ -66,8 +75,24 @@ fn fully_connected(
     };
     let b = cx.b.constant_f32(&format!("{weight_name}/bias"), &[n], &bias);
     let (out, act) = output_with_activation(cx, out_name, false)?;
-    cx.b.op(lt::BuiltinOperator::FullyConnected, &[x, w, b], &[out], options(act));
+    cx.b.op(lt::BuiltinOperator::FullyConnected, &[x, w, b], &[out], options(act, false));
     Ok(())
+}
+
+/// The `[N, K]` int8 tensor of a symmetric weight (per output channel), from the QDQ table's
+/// values in ONNX layout (`[K, N]` when `transposed`).
+fn int8_weight(
+    cx: &mut Lowering,
+    qw: &crate::litert::qdq::QWeight,
+    name: &str,
+    n: usize,
+    k: usize,
+    transposed: bool,
+) -> crate::litert::builder::TensorId {
+    let scales: Vec<f32> = if qw.scales.len() == 1 { vec![qw.scales[0]; n] } else { qw.scales.clone() };
+    let bytes: Vec<u8> = qw.values.iter().map(|&v| v as i8 as u8).collect();
+    let bytes = if transposed { permute_bytes(&bytes, &[k, n], &[1, 0], 1) } else { bytes };
+    cx.b.constant(name, ElementType::I8, &[n, k], bytes, Some(quantization(&scales, &vec![0; n], 0)))
 }
 
 /// Gemm → FULLY_CONNECTED (α folded into the weight, β·C into the bias).

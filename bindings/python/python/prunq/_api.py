@@ -369,6 +369,7 @@ def convert(
     output: Optional[PathLike] = None,
     *,
     fp16: bool = False,
+    dynamic_range: bool = True,
     input_shapes: Optional[dict[str, Sequence[int]]] = None,
     val: Optional[DataLike] = None,
     data: Optional[DataLike] = None,
@@ -380,9 +381,11 @@ def convert(
     original (on ``val``, else ``data``, else made-up inputs) before it is written, one quality
     line, refused when its outputs turn non-finite. ``input_shapes`` fixes inputs whose sizes
     are open besides the batch (else the data's first row gives them); ``fp16`` stores weights
-    as float16. Without ``output`` the ``.tflite`` bytes are ``result.model_bytes``."""
+    as float16; ``dynamic_range=False`` computes float layers with int8 weights in float rather than
+    in LiteRT's dynamic-range form. Without ``output`` the ``.tflite`` bytes are
+    ``result.model_bytes``."""
     options = json.dumps({"input_shapes": {k: [int(d) for d in v] for k, v in (input_shapes or {}).items()},
-                          "fp16": bool(fp16)})
+                          "fp16": bool(fp16), "dynamic_range": bool(dynamic_range)})
     handed = _prunq.convert(
         _model(model), _path(output), options, pack(data, "data"), pack(val, "val"), _path(report),
         Reporter(progress, quiet),

@@ -115,7 +115,6 @@ pub(crate) fn resize(cx: &mut Lowering, node: &Node) -> Result<()> {
             lt::BuiltinOptions::ResizeBilinearOptions(Box::new(lt::ResizeBilinearOptions {
                 align_corners,
                 half_pixel_centers,
-                ..Default::default()
             }))
         }
         _ => lt::BuiltinOptions::ResizeNearestNeighborOptions(Box::new(lt::ResizeNearestNeighborOptions {

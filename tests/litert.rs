@@ -88,6 +88,15 @@ fn prunq(args: &[&std::ffi::OsStr]) -> std::process::Output {
     common::prunq_quiet(args)
 }
 
+/// `prunq quantize MODEL -o OUT --mode MODE --calib CALIB` with `extra` options.
+fn quantize(model: &Path, out: &Path, mode: &str, calib: &Path, extra: &[&std::ffi::OsStr]) -> std::process::Output {
+    use common::os;
+    let args = [os("quantize"), model.as_os_str(), os("-o"), out.as_os_str(), os("--mode"), os(mode), os("--calib")];
+    let args: Vec<&std::ffi::OsStr> =
+        args.into_iter().chain([calib.as_os_str()]).chain(extra.iter().copied()).collect();
+    prunq(&args)
+}
+
 #[test]
 fn convert_checks_in_litert_before_writing_and_is_deterministic() {
     use common::os;
@@ -209,18 +218,7 @@ fn static_int8_keeps_the_digits_accuracy_in_litert() {
         let model = common::model(&format!("{name}.onnx"));
         // In one step: quantize writes the .tflite, checked and timed in LiteRT.
         let out = dir.path().join(format!("{name}.int8.tflite"));
-        let run = prunq(&[
-            os("quantize"),
-            model.as_os_str(),
-            os("-o"),
-            out.as_os_str(),
-            os("--mode"),
-            os("static"),
-            os("--calib"),
-            calib.as_os_str(),
-            os("--val"),
-            test.as_os_str(),
-        ]);
+        let run = quantize(&model, &out, "static", &calib, &[os("--val"), test.as_os_str()]);
         let said = String::from_utf8_lossy(&run.stdout);
         assert!(run.status.success(), "{said}{}", String::from_utf8_lossy(&run.stderr));
         assert!(said.contains("in litert vs onnxruntime") && said.contains("; litert "), "{said}");
@@ -240,18 +238,7 @@ fn static_int8_keeps_the_digits_accuracy_in_litert() {
     // VNNI, chosen by default there for ONNX outputs) are refused for a .tflite, naming why.
     let model = common::model("digits_mlp.onnx");
     let out = dir.path().join("mlp.tflite");
-    let run = prunq(&[
-        os("quantize"),
-        model.as_os_str(),
-        os("-o"),
-        out.as_os_str(),
-        os("--mode"),
-        os("static"),
-        os("--calib"),
-        calib.as_os_str(),
-        os("--weight-type"),
-        os("uint8"),
-    ]);
+    let run = quantize(&model, &out, "static", &calib, &[os("--weight-type"), os("uint8")]);
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{err}");
     assert!(err.contains("LiteRT's int8 kernels take int8 weights") && !out.exists(), "{err}");
@@ -259,21 +246,11 @@ fn static_int8_keeps_the_digits_accuracy_in_litert() {
 
 #[test]
 fn static_int8_ppocr_rec_reads_the_lines_in_litert() {
-    use common::os;
     let dir = common::tempdir();
     let (calib, test) = (common::data("ocr_lines_calib.npz"), common::data("ocr_lines_test.npz"));
     let rec = common::model("ppocr_rec_v4.onnx");
     let qdq = dir.path().join("rec.int8.onnx");
-    let run = prunq(&[
-        os("quantize"),
-        rec.as_os_str(),
-        os("-o"),
-        qdq.as_os_str(),
-        os("--mode"),
-        os("static"),
-        os("--calib"),
-        calib.as_os_str(),
-    ]);
+    let run = quantize(&rec, &qdq, "static", &calib, &[]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let original = prunq::onnx::load(&rec).unwrap();
     let options =
@@ -385,21 +362,13 @@ fn minilm_int8_tflite_keeps_its_cosine_with_dynamic_range_layers() {
         (common::model("minilm_l6.onnx"), common::data("sentences_calib.npz"), common::data("sentences_test.npz"));
     for mode in ["static", "weights"] {
         let (out, report) = (dir.path().join(format!("{mode}.tflite")), dir.path().join(format!("{mode}.json")));
-        let run = prunq(&[
-            os("quantize"),
-            model.as_os_str(),
-            os("-o"),
-            out.as_os_str(),
-            os("--mode"),
-            os(mode),
-            os("--calib"),
-            calib.as_os_str(),
-            os("--val"),
-            test.as_os_str(),
-            os("--report"),
-            report.as_os_str(),
-            os("--no-latency-check"),
-        ]);
+        let run = quantize(
+            &model,
+            &out,
+            mode,
+            &calib,
+            &[os("--val"), test.as_os_str(), os("--report"), report.as_os_str(), os("--no-latency-check")],
+        );
         let said = String::from_utf8_lossy(&run.stdout);
         assert!(run.status.success(), "{said}{}", String::from_utf8_lossy(&run.stderr));
         // The layers left float compute from their int8 weights in LiteRT's dynamic-range form,

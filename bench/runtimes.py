@@ -105,8 +105,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         agreement = bench_agreement(tmp)
         times = [] if "--skip-quantize" in sys.argv else quantize_times(tmp)
+    cpu = "AVX-512 VNNI" if "avx512_vnni" in open("/proc/cpuinfo").read() else "AVX2, no VNNI"
     lines = [f"# Runtimes benchmark ({time.strftime('%Y-%m-%d')}, onnxruntime {ort.__version__}, "
-             f"{os.cpu_count()} cores)", "",
+             f"{os.cpu_count()} cores, {cpu})", "",
              "## prunq bench vs Python ONNX Runtime: digits_cnn fp32 vs prunq static int8 (batch 1, 1 thread)", "",
              "| trial | prunq bench time ratio | Python ORT time ratio | difference |", "| --- | --- | --- | --- |"]
     lines += [f"| {i + 1} | {a:.3f} | {b:.3f} | {d * 100:.1f} % |" for i, (a, b, d) in enumerate(agreement)]

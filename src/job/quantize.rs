@@ -27,7 +27,7 @@ impl Job<'_> {
                 ));
             }
             config.unsigned_weights = Some(false);
-            config.timed_in_litert = true;
+            config.in_litert = true;
         }
         config.validate()?;
         if config.algorithm == Rounding::Gptq && self.calib.is_none() {

@@ -146,7 +146,7 @@ impl Search<'_> {
         if !self.config.litert {
             return steps;
         }
-        let for_litert = |q: QuantConfig| QuantConfig { timed_in_litert: true, unsigned_weights: Some(false), ..q };
+        let for_litert = |q: QuantConfig| QuantConfig { in_litert: true, unsigned_weights: Some(false), ..q };
         steps
             .into_iter()
             .map(|step| match step {

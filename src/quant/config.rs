@@ -173,12 +173,13 @@ pub struct QuantConfig {
     /// A job sets it from its latency check (`--no-latency-check` turns both off).
     #[cfg_attr(feature = "cli", arg(skip))]
     pub keep_faster: bool,
-    /// Static: time `keep_faster`'s trials in LiteRT (each candidate converted), the runtime a
-    /// `.tflite` output runs in; a job sets it from its output's name. Dynamic MatMuls, which
-    /// LiteRT models do not hold, are then not tried.
+    /// Static: the result runs in LiteRT (a `.tflite` output; a job sets it from its output's
+    /// name): `keep_faster`'s trials are timed there and the fallback's choice is checked there
+    /// (each candidate converted). Dynamic MatMuls, which LiteRT models do not hold, are then
+    /// not tried.
     #[serde(skip)]
     #[cfg_attr(feature = "cli", arg(skip))]
-    pub timed_in_litert: bool,
+    pub in_litert: bool,
     /// Fold the graph's shape computations into constants first (kept only when the outputs are
     /// unchanged); `--no-simplify` leaves the graph as it is.
     #[cfg_attr(feature = "cli", arg(long = "no-simplify", action = clap::ArgAction::SetFalse))]
@@ -216,7 +217,7 @@ impl Default for QuantConfig {
             bias_correction: false,
             smooth: None,
             keep_faster: false,
-            timed_in_litert: false,
+            in_litert: false,
             simplify: true,
             decided: None,
         }
@@ -313,7 +314,7 @@ impl QuantConfig {
             reduce_range: self.reduce_range,
             unsigned_weights: self.uses_unsigned_weights(),
             keep_faster: self.keep_faster,
-            timed_in_litert: self.timed_in_litert,
+            in_litert: self.in_litert,
             bias_correction: self.bias_correction,
             smooth: self.smooth,
             gptq: self.algorithm == Rounding::Gptq,

@@ -33,6 +33,7 @@ mod refine {
 }
 /// The search: the measured per-layer float fallback, speed trials.
 mod search {
+    pub mod in_litert;
     pub mod sensitivity;
     pub mod speed;
 }

@@ -204,7 +204,7 @@ pub fn quantize_dynamic_with_fallback(
         quantize_dynamic(&mut m, &o, &mut QuantReport::default())?;
         Ok(m)
     };
-    let trials = crate::quant::sensitivity::Trials { build: &build, switched: None, by_size: false };
+    let trials = crate::quant::sensitivity::Trials { build: &build, switched: None, by_size: false, in_litert: false };
     let float =
         crate::quant::sensitivity::fallback(&prepared, &nodes, calib, target_sqnr_db, &trials, report, progress)?;
     let exclude: Vec<String> = float.iter().map(|&n| g.nodes[n].name.clone()).filter(|n| !n.is_empty()).collect();

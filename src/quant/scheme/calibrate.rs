@@ -118,6 +118,23 @@ enum Choose {
     Mse,
 }
 
+/// The bin of `v` in a histogram starting at `lo` with bins `w` wide.
+fn bin(v: f32, lo: f32, w: f64) -> usize {
+    (((v - lo) as f64 / w) as usize).min(BINS - 1)
+}
+
+/// The range percentile calibration gives a tensor spanning [`min`, `max`] whose values ranked
+/// at the percentile from either end are `low` and `high` (found exactly elsewhere, without a
+/// histogram): the outer edges of their histogram bins, as counting every value would give.
+/// The bin's width is a margin the method has always kept: the exact values themselves measured
+/// 1.4 dB worse on ppocr_rec_v4 (everything int8, calibration rows).
+pub fn percentile_range_of_ranked(min: f32, max: f32, low: f32, high: f32) -> (f32, f32) {
+    let mut h = Histogram::new(Choose::Percentile(0.0));
+    h.know_range(min, max);
+    let (lo, w) = (h.span().0, h.bin_width());
+    (h.edge(bin(low, lo, w)).min(0.0), h.edge(bin(high, lo, w) + 1).max(0.0))
+}
+
 /// A histogram over [min, max] (from the first pass), plus the rule that picks
 /// a range from it.
 struct Histogram {
@@ -137,8 +154,7 @@ impl Histogram {
         let (lo, _) = self.span();
         let w = self.bin_width();
         for &v in values.iter().filter(|v| v.is_finite()) {
-            let b = (((v - lo) as f64 / w) as usize).min(BINS - 1);
-            self.counts[b] += 1;
+            self.counts[bin(v, lo, w)] += 1;
         }
     }
 

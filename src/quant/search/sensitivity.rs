@@ -9,6 +9,7 @@ use crate::ir::{fingerprint, Model};
 use crate::measure::memo::{self, Memo};
 use crate::measure::{Noise, Progress, Reference};
 use crate::quant::registry;
+use crate::quant::search::in_litert::{checked_in_litert, InLiteRt};
 use crate::runtime::{feed_inputs, Session};
 use crate::Result;
 
@@ -80,6 +81,11 @@ pub struct Trials<'a> {
     /// 30522×384 word table, half the model, is the 2nd noisiest layer but
     /// 20× costlier than a 384×1536 MatMul per unit of noise removed).
     pub by_size: bool,
+    /// The result runs in LiteRT: the chosen set is checked there — each candidate converted
+    /// and run at batch 1 — and groups fall back, or come back, by what LiteRT measures
+    /// (its int8 kernels round differently from ONNX Runtime's, and the converter may compute
+    /// a float-kept FULLY_CONNECTED from its int8 weights).
+    pub in_litert: bool,
 }
 
 /// The extra input of a switched model: one element per group, 1 quantized, 0 float.
@@ -117,6 +123,8 @@ pub struct Measured {
     pub all_sqnr_db: f64,
     /// Empty when quantizing everything already met the target (no trial ran).
     pub groups: Vec<crate::quant::GroupSensitivity>,
+    /// What the report should say besides (the check in LiteRT).
+    pub notes: Vec<String>,
 }
 
 /// Output noise power relative to the signal's, in dB (300 dB for none).
@@ -174,8 +182,31 @@ pub fn choose_fallback(
         simulated = Some(sim);
         real_all
     })?;
+    // A `.tflite` output is judged in LiteRT as well, on more rows (see `in_litert`).
+    let litert = match trials.in_litert {
+        true => Some(InLiteRt::new(model, &float_model, &bound, calib, SENSITIVITY_SAMPLES.min(bound.rows))?),
+        false => None,
+    };
+    let in_litert = |float_groups: &[usize], groups: &[Group]| -> Result<f64> {
+        let quantized: Vec<usize> = (0..groups.len())
+            .filter(|g| !float_groups.contains(g))
+            .flat_map(|g| groups[g].nodes.iter().copied())
+            .collect();
+        let judge = litert.as_ref().expect("only called for a LiteRT output");
+        Ok(judge.noise(&(trials.build)(&quantized)?)?.against(budget))
+    };
     if real_all.against(budget) <= budget {
-        return Ok(Measured { float: vec![], all_sqnr_db: db(real_all.whole), groups: vec![] });
+        let litert_met = match &litert {
+            None => None,
+            Some(judge) => Some(in_litert(&[], groups)? <= budget).filter(|met| *met).map(|_| judge.rows),
+        };
+        if litert.is_none() || litert_met.is_some() {
+            let mut notes = vec![];
+            if let Some(rows) = litert_met {
+                notes.push(format!("everything int8 meets the target in LiteRT too ({rows} calibration samples)"));
+            }
+            return Ok(Measured { float: vec![], all_sqnr_db: db(real_all.whole), groups: vec![], notes });
+        }
     }
     let (measured, simulated) = GROUP_NOISE.get_or_measure(key, || {
         // A simulation the runtime cannot run only costs speed: each trial is then built for real.
@@ -200,8 +231,35 @@ pub fn choose_fallback(
     let how = if simulated { "simulated on" } else { "on" };
     let noise: Vec<f64> = measured.iter().map(|n| n.against(budget)).collect();
     let cost: Vec<f64> = groups.iter().map(|g| if trials.by_size { g.weights } else { 1.0 }).collect();
-    let mut kept = most_sensitive(&noise, &cost, budget, cost.iter().sum::<f64>() * MAX_FALLBACK_FRACTION);
-    if !kept.is_empty() {
+    let max_cost = cost.iter().sum::<f64>() * MAX_FALLBACK_FRACTION;
+    let mut kept = most_sensitive(&noise, &cost, budget, max_cost);
+    let mut notes = vec![];
+    if let Some(judge) = &litert {
+        let estimate = kept.len();
+        progress.start(MAX_READMISSIONS as u64 + 4, "LiteRT checks");
+        let mut measure = |float: &[usize]| {
+            progress.advance(1);
+            progress.check_stop()?;
+            in_litert(float, groups)
+        };
+        let (float, lt) = checked_in_litert(kept, &noise, &cost, max_cost, budget, &mut measure)?;
+        progress.finish();
+        notes.push(format!(
+            "the float fallback was checked in LiteRT (the .tflite at batch 1, {} calibration samples): output SQNR \
+             {:.1} dB (the worst slice weighed in) with {} of {} groups float ({} by ONNX Runtime's estimate){}",
+            judge.rows,
+            db(lt),
+            float.len(),
+            groups.len(),
+            estimate,
+            if lt > budget {
+                " — short of the target with as many groups float as the fallback may keep"
+            } else {
+                ""
+            }
+        ));
+        kept = float;
+    } else if !kept.is_empty() {
         progress.start(kept.len().min(MAX_READMISSIONS) as u64 + 1, "re-admission");
         let mut wide = None;
         let quantized_without = |float: &[usize]| -> Vec<usize> {
@@ -249,7 +307,7 @@ pub fn choose_fallback(
             kept_float: kept.contains(&g),
         })
         .collect();
-    Ok(Measured { float, all_sqnr_db: db(real_all.whole), groups: measured })
+    Ok(Measured { float, all_sqnr_db: db(real_all.whole), groups: measured, notes })
 }
 
 /// Each candidate's output noise against `model`'s, on the calibration samples
@@ -318,7 +376,7 @@ fn switches(groups: usize, on: Option<usize>) -> Array {
 }
 
 /// Group indices, most noise per unit of cost first (ties by index).
-fn noisiest(noise: &[f64], cost: &[f64]) -> Vec<usize> {
+pub(super) fn noisiest(noise: &[f64], cost: &[f64]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..noise.len()).collect();
     order.sort_by(|&a, &b| (noise[b] / cost[b]).total_cmp(&(noise[a] / cost[a])).then(a.cmp(&b)));
     order
@@ -355,7 +413,7 @@ const MAX_READMISSIONS: usize = 8;
 /// estimate kept 7 of 36 weight MatMuls float at 23 dB (test cosine 0.9991), the
 /// real model met 23 dB with 2 (0.9976); at 25 dB, 4 (0.9985, NN 95.3 %).
 /// Nothing changes when the chosen set itself misses the budget.
-fn readmit(
+pub(super) fn readmit(
     kept: Vec<usize>,
     noise: &[f64],
     cost: &[f64],
@@ -395,6 +453,7 @@ pub fn fallback(
         report.skipped.push(crate::quant::Skipped::new(&model.graph.nodes[*n].label(), why.clone()));
     }
     report.sensitivity = measured.groups;
+    report.notes.extend(measured.notes);
     report.quantized_sqnr_db = Some(measured.all_sqnr_db);
     Ok(measured.float.into_iter().map(|(n, _)| n).collect())
 }
@@ -422,7 +481,7 @@ pub fn quantize_with_fallback(
         quantize(&mut m, only.to_vec(), &mut crate::quant::QuantReport::default())?;
         Ok(m)
     };
-    let trials = Trials { build: &build, switched: None, by_size: true };
+    let trials = Trials { build: &build, switched: None, by_size: true, in_litert: false };
     let float = fallback(&prepared, nodes, calib, target_sqnr_db, &trials, report, progress)?;
     let keep: Vec<usize> = nodes.iter().copied().filter(|n| !float.contains(n)).collect();
     quantize(model, keep, report)?;
@@ -472,7 +531,7 @@ mod tests {
         let x = ndarray::ArrayD::from_shape_fn(vec![8, 3], |i| wavy(i[0] * 3 + i[1]).abs() + 0.1);
         let calib = Dataset::from_arrays("made up", [("x".to_string(), Array::F32(x))].into());
         let groups = candidate_groups(&head, &[0, 1]);
-        let trials = Trials { build: &build, switched: None, by_size: false };
+        let trials = Trials { build: &build, switched: None, by_size: false, in_litert: false };
         let measured = choose_fallback(&head, &calib, &groups, &trials, 23.0, 8, &crate::measure::Silent).unwrap();
         let float: Vec<usize> = measured.float.iter().map(|(n, _)| *n).collect();
         assert_eq!(float, vec![1], "{:?}", measured.float);

@@ -73,15 +73,13 @@ impl<'a> Timer<'a> {
     }
 }
 
-/// The first of `trials` (label, model) that measures faster than `current` on `data`
-/// and whose output SQNR by `judge` (the reference's outputs) is at least `min_sqnr_db`;
-/// its index, the speed-up and the SQNR. Used for MatMuls with activations
-/// quantized at run time (dynamic) inside a static model.
+/// The first of `trials` (label, model) that measures faster than `current` on `data` and
+/// whose output SQNR `sqnr_of` accepts (`None`: under its floor); its index, the speed-up and the
+/// SQNR. Used for MatMuls with activations quantized at run time (dynamic) inside a static model.
 pub fn first_faster_trial(
-    judge: &crate::measure::Reference,
     current: &Model,
     trials: &[(String, Model)],
-    min_sqnr_db: f64,
+    sqnr_of: &dyn Fn(&Model) -> Result<Option<f64>>,
     data: &Dataset,
     progress: &dyn Progress,
 ) -> Result<Option<(usize, f64, f64)>> {
@@ -92,8 +90,7 @@ pub fn first_faster_trial(
         progress.advance(1);
         progress.check_stop()?;
         let Some(speedup) = timer.faster(current, model)? else { continue };
-        let sqnr = judge.noise(&crate::runtime::Session::new(model, &Default::default())?, None)?.sqnr_db();
-        if sqnr >= min_sqnr_db {
+        if let Some(sqnr) = sqnr_of(model)? {
             progress.finish();
             return Ok(Some((k, speedup, sqnr)));
         }

@@ -68,8 +68,9 @@ pub struct StaticOptions {
     /// (see `speed.rs`). Off by default in the library, whose results then never
     /// depend on the machine; the CLI turns it on unless `--no-latency-check`.
     pub keep_faster: bool,
-    /// Time those trials in LiteRT (a `.tflite` output), not in the process's ONNX runtime.
-    pub timed_in_litert: bool,
+    /// The result runs in LiteRT (a `.tflite` output): those trials are timed there, not in the
+    /// process's ONNX runtime, and the fallback's choice is checked there.
+    pub in_litert: bool,
     /// Take each Conv/Gemm's mean output drift on the calibration data out of its
     /// bias (kept when the output SQNR on held-out calibration rows improves; see
     /// `bias_correction.rs`). Off by default: measured, it raises the output SQNR
@@ -121,7 +122,7 @@ impl Default for StaticOptions {
             reduce_range: false,
             unsigned_weights: false,
             keep_faster: false,
-            timed_in_litert: false,
+            in_litert: false,
             bias_correction: false,
             smooth: None,
             gptq: false,

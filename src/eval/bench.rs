@@ -78,78 +78,110 @@ pub fn bench<'m, M: Into<Runnable<'m>> + Copy>(
     options: &BenchOptions,
     progress: &dyn Progress,
 ) -> Result<BenchReport> {
-    if models.is_empty() {
-        return Err(Error::Usage("no model to time".into()));
+    Contest::new(models, data, backend, options)?.time(options.runs, options.warmup, progress)
+}
+
+/// Models ready to be timed side by side: each one's session and batches, built once for any
+/// number of timings (a speed trial times the same pair two or three times).
+pub struct Contest<'m> {
+    models: Vec<(String, Runnable<'m>)>,
+    prepared: Vec<(Session, Vec<Vec<Array>>)>,
+    backend: Backend,
+    options: BenchOptions,
+}
+
+impl<'m> Contest<'m> {
+    /// Sessions and batches for `models` (see [`bench`]).
+    pub fn new<M: Into<Runnable<'m>> + Copy>(
+        models: &[(String, M)],
+        data: &Dataset,
+        backend: Backend,
+        options: &BenchOptions,
+    ) -> Result<Contest<'m>> {
+        if models.is_empty() {
+            return Err(Error::Usage("no model to time".into()));
+        }
+        let models: Vec<(String, Runnable<'m>)> = models.iter().map(|(n, m)| (n.clone(), (*m).into())).collect();
+        let session_options = session_options(backend, options, false);
+        let prepared = models
+            .iter()
+            .map(|(name, m)| {
+                let batches = batches_of(*m, data, options.batch_size)?;
+                let session = m.session(&session_options, None).map_err(|e| named(name, e))?;
+                Ok((session, batches))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Contest { models, prepared, backend, options: options.clone() })
     }
-    let runs = options.runs.max(1);
-    let session_options = |profile| SessionOptions {
+
+    /// `runs` timed rounds after `warmup` untimed ones, the models taking turns.
+    pub fn time(&self, runs: usize, warmup: usize, progress: &dyn Progress) -> Result<BenchReport> {
+        let (models, prepared, options) = (&self.models, &self.prepared, &self.options);
+        let runs = runs.max(1);
+        let mut times = vec![Vec::with_capacity(runs); models.len()];
+        progress.start((warmup + runs) as u64, "bench");
+        for round in 0..warmup + runs {
+            // Every other round in reverse order, so that no model always runs right after
+            // another (warm or cold caches, a clock that just rose) and biases the ratio.
+            let order: Vec<usize> = match round % 2 {
+                0 => (0..prepared.len()).collect(),
+                _ => (0..prepared.len()).rev().collect(),
+            };
+            for k in order {
+                let (session, batches) = &prepared[k];
+                let batch = &batches[round % batches.len()];
+                let started = Instant::now();
+                session.run(batch).map_err(|e| named(&models[k].0, e))?;
+                if round >= warmup {
+                    times[k].push(started.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            progress.advance(1);
+            progress.check_stop()?;
+        }
+        progress.finish();
+        let mut out = vec![];
+        for (k, (name, model)) in models.iter().enumerate() {
+            let ratios: Vec<f64> = times[k].iter().zip(&times[0]).map(|(t, r)| t / r.max(1e-9)).collect();
+            let time_ratio = percentile(&ratios, 0.5);
+            let profile = match (options.profile, model) {
+                (true, Runnable::Onnx(model)) => Some(
+                    profile_of(model, &prepared[k].1, &session_options(self.backend, options, true), runs.div_ceil(4))
+                        .map_err(|e| named(name, e))?,
+                ),
+                _ => None,
+            };
+            out.push(ModelLatency {
+                name: name.clone(),
+                median_ms: percentile(&times[k], 0.5),
+                p10_ms: percentile(&times[k], 0.1),
+                p90_ms: percentile(&times[k], 0.9),
+                time_ratio,
+                speedup: 1.0 / time_ratio.max(1e-12),
+                runtime: prepared[k].0.backend.name().to_string(),
+                profile,
+            });
+        }
+        // Models that all ran in LiteRT (`.tflite` files) were timed there, whatever `backend` says.
+        let all_litert = prepared.iter().all(|(s, _)| s.backend == Backend::LiteRt);
+        Ok(BenchReport {
+            runtime: RuntimeInfo::of(if all_litert { Backend::LiteRt } else { self.backend }),
+            batch_size: options.batch_size,
+            threads: options.threads,
+            runs,
+            models: out,
+        })
+    }
+}
+
+/// How a timed (or profiled) session runs: `backend`, the threads asked for.
+fn session_options(backend: Backend, options: &BenchOptions, profile: bool) -> SessionOptions {
+    SessionOptions {
         backend: Some(backend),
         intra_threads: Some(options.threads.max(1)),
         profile,
         ..Default::default()
-    };
-    let prepared = models
-        .iter()
-        .map(|(name, m)| {
-            let m: Runnable = (*m).into();
-            let batches = batches_of(m, data, options.batch_size)?;
-            let session = m.session(&session_options(false), None).map_err(|e| named(name, e))?;
-            Ok((session, batches))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut times = vec![Vec::with_capacity(runs); models.len()];
-    progress.start((options.warmup + runs) as u64, "bench");
-    for round in 0..options.warmup + runs {
-        // Every other round in reverse order, so that no model always runs right after
-        // another (warm or cold caches, a clock that just rose) and biases the ratio.
-        let order: Vec<usize> = match round % 2 {
-            0 => (0..prepared.len()).collect(),
-            _ => (0..prepared.len()).rev().collect(),
-        };
-        for k in order {
-            let (session, batches) = &prepared[k];
-            let batch = &batches[round % batches.len()];
-            let started = Instant::now();
-            session.run(batch).map_err(|e| named(&models[k].0, e))?;
-            if round >= options.warmup {
-                times[k].push(started.elapsed().as_secs_f64() * 1e3);
-            }
-        }
-        progress.advance(1);
-        progress.check_stop()?;
     }
-    progress.finish();
-    let mut out = vec![];
-    for (k, (name, model)) in models.iter().enumerate() {
-        let ratios: Vec<f64> = times[k].iter().zip(&times[0]).map(|(t, r)| t / r.max(1e-9)).collect();
-        let time_ratio = percentile(&ratios, 0.5);
-        let profile = match (options.profile, (*model).into()) {
-            (true, Runnable::Onnx(model)) => Some(
-                profile_of(model, &prepared[k].1, &session_options(true), runs.div_ceil(4))
-                    .map_err(|e| named(name, e))?,
-            ),
-            _ => None,
-        };
-        out.push(ModelLatency {
-            name: name.clone(),
-            median_ms: percentile(&times[k], 0.5),
-            p10_ms: percentile(&times[k], 0.1),
-            p90_ms: percentile(&times[k], 0.9),
-            time_ratio,
-            speedup: 1.0 / time_ratio.max(1e-12),
-            runtime: prepared[k].0.backend.name().to_string(),
-            profile,
-        });
-    }
-    // Models that all ran in LiteRT (`.tflite` files) were timed there, whatever `backend` says.
-    let all_litert = prepared.iter().all(|(s, _)| s.backend == Backend::LiteRt);
-    Ok(BenchReport {
-        runtime: RuntimeInfo::of(if all_litert { Backend::LiteRt } else { backend }),
-        batch_size: options.batch_size,
-        threads: options.threads,
-        runs,
-        models: out,
-    })
 }
 
 /// A written model's speed against its input, measured where it will run.

@@ -7,7 +7,9 @@ mod layers;
 mod metrics;
 mod run;
 
-pub use bench::{bench, latency_check, op_times, BenchOptions, BenchReport, LatencyCheck, ModelLatency, OpTimes};
+pub use bench::{
+    bench, latency_check, op_times, BenchOptions, BenchReport, Contest, LatencyCheck, ModelLatency, OpTimes,
+};
 pub use ctc::{edit_distance, CtcDecoder};
 pub use guard::{check_batches, check_converted, check_outputs, CheckedOutput, OutputCheck, DIVERGED_SQNR_DB};
 pub use layers::{compare_layers, LayerComparison, LayerMetrics};

@@ -9,7 +9,7 @@
 //! so this is measured, not looked up.
 
 use crate::data::Dataset;
-use crate::eval::{bench, BenchOptions};
+use crate::eval::{BenchOptions, Contest};
 use crate::ir::{fingerprint, Model};
 use crate::measure::memo::{self, Memo};
 use crate::measure::{Progress, Silent};
@@ -56,9 +56,10 @@ impl<'a> Timer<'a> {
             Some((a, b)) => [("a".into(), Runnable::LiteRt(a)), ("b".into(), Runnable::LiteRt(b))],
             None => [("a".into(), Runnable::Onnx(a)), ("b".into(), Runnable::Onnx(b))],
         };
+        // The two sessions are built once for the sizing run and both measurements.
+        let contest = Contest::new(&pair, self.data, self.backend, &BenchOptions::default())?;
         let time = |runs: usize| -> Result<(f64, f64)> {
-            let options = BenchOptions { runs, warmup: (runs / 10).max(3), ..Default::default() };
-            let r = bench(&pair, self.data, self.backend, &options, &Silent)?;
+            let r = contest.time(runs, (runs / 10).max(3), &Silent)?;
             Ok((r.models[1].speedup, r.models.iter().map(|m| m.median_ms).sum::<f64>()))
         };
         let round_ms = match self.round_ms.get() {

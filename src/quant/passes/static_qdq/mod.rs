@@ -141,6 +141,8 @@ pub(in crate::quant) struct Plan {
     pub calibrated: BTreeSet<String>,
     /// Pass-through outputs and the tensor whose parameters they reuse.
     pub followers: Vec<(String, String)>,
+    /// The weights' int8 forms, shared by every model the pass builds.
+    pub weights: WeightCache,
 }
 
 pub(in crate::quant) fn plan(model: &Model, options: &StaticOptions) -> Result<Plan> {
@@ -206,7 +208,7 @@ pub(in crate::quant) fn plan(model: &Model, options: &StaticOptions) -> Result<P
     for tensors in node_tensors.values_mut() {
         tensors.retain(|t| calibrated.contains(t));
     }
-    Ok(Plan { nodes, node_tensors, calibrated, followers })
+    Ok(Plan { nodes, node_tensors, calibrated, followers, weights: WeightCache::default() })
 }
 
 /// The output of a Relu or Clip that alone consumes `y`, if there is one.

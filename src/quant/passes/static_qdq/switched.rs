@@ -15,7 +15,7 @@
 //! Biases stay float (their int32 rounding is below the simulation's noise);
 //! Gather tables are dequantized in every trial, as the real trials quantize them.
 
-use super::{gathers, int8_weight, weight_inputs, Plan, StaticOptions};
+use super::{gathers, weight_inputs, Plan, StaticOptions};
 use crate::ir::{Attribute, DataType, Dim, Model, Node, Tensor, ValueInfo};
 use crate::quant::pack::int_tensor;
 use crate::quant::scheme::dequantize;
@@ -61,7 +61,7 @@ pub(super) fn switched_model(
             let mut twin = node.clone();
             for (slot, w, axis) in weight_inputs(&m.graph, &node) {
                 let Some(Ok(t)) = m.graph.constant(&w) else { continue };
-                let Some(iw) = int8_weight(&t, axis, options)? else { continue };
+                let Some(iw) = plan.weights.int8_weight(&t, axis, options)? else { continue };
                 let name = format!("{w}_prunq_dequantized_{n}");
                 let dequantized = dequantize(&iw.q, &iw.params, iw.scheme.granularity);
                 m.graph.initializers.push(Tensor::from_array(&name, &dequantized));
@@ -82,7 +82,7 @@ pub(super) fn switched_model(
     for n in gathers(&prepared.graph).collect::<Vec<_>>() {
         for (slot, w, axis) in weight_inputs(&m.graph, &m.graph.nodes[n]) {
             let Some(Ok(t)) = m.graph.constant(&w) else { continue };
-            let Some(iw) = int8_weight(&t, axis, options)? else { continue };
+            let Some(iw) = plan.weights.int8_weight(&t, axis, options)? else { continue };
             let name = format!("{w}_prunq_dequantized");
             m.graph.initializers.push(Tensor::from_array(&name, &dequantize(&iw.q, &iw.params, iw.scheme.granularity)));
             m.graph.nodes[n].inputs[slot] = name;

@@ -2,6 +2,7 @@
 //! s_x · s_w, and the Q/DQ pairs on activations.
 
 use super::*;
+use std::sync::Arc;
 
 /// The prepared float model with `nodes` quantized (the QDQ pairs on their
 /// tensors and on pass-through outputs of those) and the weights of
@@ -24,7 +25,7 @@ pub(super) fn apply(
             params.insert(y.clone(), p);
         }
     }
-    quantize_node_weights(&mut model, weight_nodes, nodes, &params, options, report)?;
+    quantize_node_weights(&mut model, &plan.weights, weight_nodes, nodes, &params, options, report)?;
     insert_qdq(&mut model, &params, options.activation_type)?;
     for (name, &(s, z)) in &params {
         let scheme = QScheme {
@@ -50,6 +51,7 @@ pub(super) fn apply(
 /// MatMulNBits, slower than the float MatMul here).
 pub(super) fn quantize_node_weights(
     model: &mut Model,
+    cache: &WeightCache,
     nodes: &[usize],
     quantized: &[usize],
     params: &BTreeMap<String, (f32, i32)>,
@@ -81,20 +83,20 @@ pub(super) fn quantize_node_weights(
             continue;
         }
         let Some(Ok(t)) = model.graph.constant(&w) else { continue };
-        let Some(quantized) = int8_weight(&t, axis, options)? else {
+        let Some(quantized) = cache.int8_weight(&t, axis, options)? else {
             if t.to_f32().is_ok_and(|wf| wf.iter().any(|v| !v.is_finite())) {
                 report.skipped.push(Skipped::new(&w, "contains NaN or infinite values".into()));
             }
             continue;
         };
-        let Int8Weight { float: wf, q, params: p, scheme, gptq } = quantized;
-        let mut record = TensorRecord::new(&w, &scheme, &p, t.byte_size(), wf.shape());
-        record.gptq = gptq;
+        let Int8Weight { shape, q, params: p, scheme, gptq } = &*quantized;
+        let mut record = TensorRecord::new(&w, scheme, p, t.byte_size(), shape);
+        record.gptq = *gptq;
         report.tensors.push(record);
         let format = if integer.contains(&w) { WeightFormat::Qdq } else { WeightFormat::Portable };
-        replace_weight(model, &w, &q, &p, scheme.qtype, scheme.granularity, format)?;
+        replace_weight(model, &w, q, p, scheme.qtype, scheme.granularity, format)?;
         if let (Some((b, x)), Some(_)) = (bias, axis) {
-            quantize_bias(model, &b, params[&x].0, &p, report)?;
+            quantize_bias(model, &b, params[&x].0, p, report)?;
         }
     }
     Ok(())
@@ -120,12 +122,37 @@ pub(in crate::quant) fn weight_inputs(g: &Graph, node: &Node) -> Vec<(usize, Str
 
 /// A weight in int8 as the static pass stores it.
 pub(in crate::quant) struct Int8Weight {
-    pub float: ArrayD<f32>,
+    /// The weight's shape.
+    pub shape: Vec<usize>,
     pub q: ArrayD<i32>,
     pub params: QParams,
     pub scheme: QScheme,
     /// Rounded by GPTQ.
     pub gptq: bool,
+}
+
+/// Each weight's int8 form by (name, channel axis), made once per pass for its many trial
+/// models: every one of them holds the same weights of the same prepared model (minilm_l6:
+/// 1.7 s a trial model before, most of it rounding the same weights again).
+#[derive(Default)]
+pub(in crate::quant) struct WeightCache(std::sync::Mutex<BTreeMap<(String, Option<usize>), Option<Arc<Int8Weight>>>>);
+
+impl WeightCache {
+    /// [`int8_weight`] of `t`, made on first use.
+    pub(in crate::quant) fn int8_weight(
+        &self,
+        t: &Tensor,
+        axis: Option<usize>,
+        options: &StaticOptions,
+    ) -> Result<Option<Arc<Int8Weight>>> {
+        let key = (t.name.clone(), axis);
+        if let Some(w) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(w.clone());
+        }
+        let w = int8_weight(t, axis, options)?.map(Arc::new);
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(key, w.clone());
+        Ok(w)
+    }
 }
 
 /// The weight type static quantization writes.
@@ -181,11 +208,11 @@ pub(in crate::quant) fn int8_weight(
                 scale: r.grid.scale.column(0).to_owned().into_dyn(),
                 zero_point: r.grid.zero.column(0).to_owned().into_dyn(),
             };
-            return Ok(Some(Int8Weight { float: wf, q, params, scheme, gptq: true }));
+            return Ok(Some(Int8Weight { shape: wf.shape().to_vec(), q, params, scheme, gptq: true }));
         }
     }
     let (q, params) = scheme.quantize_weight(&wf)?;
-    Ok(Some(Int8Weight { float: wf, q, params, scheme, gptq: false }))
+    Ok(Some(Int8Weight { shape: wf.shape().to_vec(), q, params, scheme, gptq: false }))
 }
 
 /// Bias as int32 with scale s_x · s_w per output channel, zero point 0.

@@ -135,7 +135,10 @@ pub(in crate::quant) struct Int8Weight {
 /// models: every one of them holds the same weights of the same prepared model (minilm_l6:
 /// 1.7 s a trial model before, most of it rounding the same weights again).
 #[derive(Default)]
-pub(in crate::quant) struct WeightCache(std::sync::Mutex<BTreeMap<(String, Option<usize>), Option<Arc<Int8Weight>>>>);
+pub(in crate::quant) struct WeightCache(std::sync::Mutex<BTreeMap<WeightKey, Option<Arc<Int8Weight>>>>);
+
+/// A weight's name and channel axis.
+type WeightKey = (String, Option<usize>);
 
 impl WeightCache {
     /// [`int8_weight`] of `t`, made on first use.

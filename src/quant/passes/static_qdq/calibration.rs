@@ -234,7 +234,9 @@ pub(super) fn measure_ranges(
         None => (options.batch_size, crate::parallel::threads()),
     };
     let passes = if cals.values().any(|c| c.needs_second_pass()) { 2 } else { 1 };
-    progress.start((rows * passes) as u64, "calibrate");
+    // With nothing captured, only the graph inputs' ranges are read from the data here.
+    let stage = if session.is_some() { "calibrate" } else { "input ranges" };
+    progress.start((rows * passes) as u64, stage);
     for pass in 0..passes {
         // A second pass runs the model again only for captured tensors that need it.
         let again: BTreeSet<String> =

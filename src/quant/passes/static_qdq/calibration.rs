@@ -196,6 +196,7 @@ pub(super) fn measure_ranges(
 ) -> Result<Calibrated> {
     let feeds: BTreeSet<&str> = bound.names.iter().map(String::as_str).collect();
     let mut captured: Vec<String> = tensors.iter().filter(|t| !feeds.contains(t.as_str())).cloned().collect();
+    let reduced_in_graph = !captured.is_empty();
     let mut cals: BTreeMap<String, Box<dyn Calibrator + Send>> =
         tensors.iter().map(|t| (t.clone(), calibrator(options.method, options.percentile))).collect();
     let mut float = BTreeSet::new();
@@ -234,8 +235,9 @@ pub(super) fn measure_ranges(
         None => (options.batch_size, crate::parallel::threads()),
     };
     let passes = if cals.values().any(|c| c.needs_second_pass()) { 2 } else { 1 };
-    // With nothing captured, only the graph inputs' ranges are read from the data here.
-    let stage = if session.is_some() { "calibrate" } else { "input ranges" };
+    // After the in-graph passes, with nothing captured, only the graph inputs' ranges are read
+    // from the data here (a model whose only calibrated tensors are inputs calibrates here).
+    let stage = if session.is_some() || !reduced_in_graph { "calibrate" } else { "input ranges" };
     progress.start((rows * passes) as u64, stage);
     for pass in 0..passes {
         // A second pass runs the model again only for captured tensors that need it.

@@ -194,8 +194,8 @@ fn bias_correction_recovers_ppocr_static_without_fallback() {
 }
 
 /// ppocr_rec_v4 static with the defaults (ranges `auto`, the 23 dB fallback) reads ≥ 85 % of the
-/// test lines in both runtimes (fp32 82.8 %): `auto` chooses percentile ranges here — min-max
-/// read 83.6 % in ONNX Runtime. The speed search is off, as above (on an AVX-512 VNNI EPYC the
+/// test lines in both runtimes (fp32 82.8 %). `auto` chose percentile ranges here until static
+/// computed the written-out hard-swishes as one op each; it now measures min-max closer. The speed search is off, as above (on an AVX-512 VNNI EPYC the
 /// CLI's default with it read 85.9 % as well).
 #[test]
 fn ppocr_static_with_defaults_reads_85_percent_of_lines() {
@@ -204,8 +204,11 @@ fn ppocr_static_with_defaults_reads_85_percent_of_lines() {
     let out = dir.path().join("rec.onnx");
     let json = quantize_static(&model, &out, &calib, &[]);
     let notes = json["notes"].as_array().unwrap();
-    assert!(notes.iter().any(|n| n.as_str().unwrap().starts_with("activation ranges: percentile")), "{notes:?}");
-    assert_eq!(json["decided"]["ranges"], "percentile", "the recipe records the choice");
+    // The recipe records the choice the note names (min-max since the hard-swishes are one op
+    // each: 10.3 dB against 9.8 with the percentile, everything int8; percentile before).
+    let said = notes.iter().filter_map(|n| n.as_str()?.strip_prefix("activation ranges: ")).next().expect("said");
+    let recorded = json["decided"]["ranges"].as_str().expect("recorded");
+    assert!(said.starts_with(if recorded == "minmax" { "min-max" } else { recorded }), "{said} / {recorded}");
     let ort = common::ocr_exact_lines_in_ort(&out);
     let tract = common::ocr_exact_lines_in_tract(&prunq::onnx::load(&out).unwrap());
     assert!(ort >= 0.85 && tract >= 0.85, "exact lines: {ort} in ONNX Runtime, {tract} in tract");

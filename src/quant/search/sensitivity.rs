@@ -187,18 +187,18 @@ pub fn choose_fallback(
         true => Some(InLiteRt::new(model, &float_model, &bound, calib, SENSITIVITY_SAMPLES.min(bound.rows))?),
         false => None,
     };
-    let in_litert = |float_groups: &[usize], groups: &[Group]| -> Result<f64> {
-        let quantized: Vec<usize> = (0..groups.len())
-            .filter(|g| !float_groups.contains(g))
-            .flat_map(|g| groups[g].nodes.iter().copied())
-            .collect();
+    // The nodes quantized when the groups in `float` stay float.
+    let quantized_without = |float: &[usize]| -> Vec<usize> {
+        (0..groups.len()).filter(|g| !float.contains(g)).flat_map(|g| groups[g].nodes.iter().copied()).collect()
+    };
+    let in_litert = |float: &[usize]| -> Result<f64> {
         let judge = litert.as_ref().expect("only called for a LiteRT output");
-        Ok(judge.noise(&(trials.build)(&quantized)?)?.against(budget))
+        Ok(judge.noise(&(trials.build)(&quantized_without(float))?)?.against(budget))
     };
     if real_all.against(budget) <= budget {
         let litert_met = match &litert {
             None => None,
-            Some(judge) => Some(in_litert(&[], groups)? <= budget).filter(|met| *met).map(|_| judge.rows),
+            Some(judge) => Some(in_litert(&[])? <= budget).filter(|met| *met).map(|_| judge.rows),
         };
         if litert.is_none() || litert_met.is_some() {
             let mut notes = vec![];
@@ -240,7 +240,7 @@ pub fn choose_fallback(
         let mut measure = |float: &[usize]| {
             progress.advance(1);
             progress.check_stop()?;
-            in_litert(float, groups)
+            in_litert(float)
         };
         let (float, lt) = checked_in_litert(kept, &noise, &cost, max_cost, budget, &mut measure)?;
         progress.finish();
@@ -262,9 +262,6 @@ pub fn choose_fallback(
     } else if !kept.is_empty() {
         progress.start(kept.len().min(MAX_READMISSIONS) as u64 + 1, "re-admission");
         let mut wide = None;
-        let quantized_without = |float: &[usize]| -> Vec<usize> {
-            (0..groups.len()).filter(|g| !float.contains(g)).flat_map(|g| groups[g].nodes.iter().copied()).collect()
-        };
         kept = readmit(kept, &noise, &cost, budget, &mut |float| {
             progress.advance(1);
             progress.check_stop()?;

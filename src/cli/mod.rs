@@ -49,21 +49,8 @@ struct Cli {
     /// inputs share; 0 when there is none; scalars are fed whole with every batch).
     #[arg(long, global = true, value_parser = crate::data::parse_batch_axis)]
     batch_axis: Vec<(String, usize)>,
-    /// How images become inputs when data is a folder of images: e.g.
-    /// "resize=48x320,keep-aspect,pad=0,layout=NCHW,bgr,scale=1/255,mean=0.5,std=0.5", or a TOML
-    /// file with those keys (default: the model's size, RGB, pixels 0–255 as they are).
-    #[arg(long, global = true, value_parser = parse_preprocess)]
-    preprocess: Option<crate::data::Preprocess>,
-    /// The model's Hugging Face tokenizer.json, for data given as a .txt (one sentence a line).
-    #[arg(long, global = true)]
-    tokenizer: Option<std::path::PathBuf>,
-    /// Tokens a line of text is cut or padded to; samples in a frame of audio (default: the
-    /// input's fixed length).
-    #[arg(long, global = true)]
-    max_len: Option<usize>,
-    /// The sample rate WAV files must have (default: whatever they share).
-    #[arg(long, global = true)]
-    sample_rate: Option<u32>,
+    #[command(flatten)]
+    data: crate::data::DataOptions,
     #[command(subcommand)]
     command: Command,
 }
@@ -131,12 +118,7 @@ where
     crate::runtime::set_ort_library(cli.ort_lib.clone());
     crate::runtime::set_litert_library(cli.litert_lib.clone());
     crate::data::set_batch_axes(cli.batch_axis.iter().cloned().collect());
-    let _ = DATA_OPTIONS.set(crate::data::DataOptions {
-        preprocess: cli.preprocess.clone(),
-        tokenizer: cli.tokenizer.clone(),
-        max_len: cli.max_len,
-        sample_rate: cli.sample_rate,
-    });
+    let _ = DATA_OPTIONS.set(cli.data.clone());
     // A library named by hand is meant to be used: failing to load it is an error, not tract.
     let runtime = if cli.ort_lib.is_some() && cli.runtime == RuntimeArg::Auto { RuntimeArg::Ort } else { cli.runtime };
     crate::runtime::set_runtime(runtime.choice());
@@ -236,10 +218,6 @@ impl RuntimeArg {
             RuntimeArg::Tract => RuntimeChoice::Tract,
         }
     }
-}
-
-fn parse_preprocess(s: &str) -> Result<crate::data::Preprocess, String> {
-    crate::data::Preprocess::parse(s).map_err(|e| e.to_string())
 }
 
 /// How images, text and audio become inputs (`--preprocess`, `--tokenizer` …), set once by `main`.

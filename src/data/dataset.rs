@@ -16,16 +16,24 @@ use std::path::{Path, PathBuf};
 /// Names tried, in order, for the label array when none is given.
 pub const DEFAULT_LABEL_NAMES: [&str; 3] = ["label", "labels", "y"];
 
-/// How files that are not arrays become model inputs.
+/// How files that are not arrays become model inputs (the command line's global data flags).
 #[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct DataOptions {
-    /// Image preprocessing; what it leaves out comes from the model's input.
+    /// How images become inputs when data is a folder of images: e.g.
+    /// "resize=48x320,keep-aspect,pad=0,layout=NCHW,bgr,scale=1/255,mean=0.5,std=0.5", or a TOML
+    /// file with those keys (default: the model's size, RGB, pixels 0–255 as they are).
+    #[cfg_attr(feature = "cli", arg(long, global = true, value_parser = Preprocess::parse))]
     pub preprocess: Option<Preprocess>,
-    /// A Hugging Face `tokenizer.json`, needed for text.
+    /// The model's Hugging Face tokenizer.json, for data given as a .txt (one sentence a line).
+    #[cfg_attr(feature = "cli", arg(long, global = true))]
     pub tokenizer: Option<PathBuf>,
-    /// Tokens per line of text, samples per frame of audio (default: the input's fixed length).
+    /// Tokens a line of text is cut or padded to; samples in a frame of audio (default: the
+    /// input's fixed length).
+    #[cfg_attr(feature = "cli", arg(long, global = true))]
     pub max_len: Option<usize>,
-    /// The sample rate every WAV file must have.
+    /// The sample rate WAV files must have (default: whatever they share).
+    #[cfg_attr(feature = "cli", arg(long, global = true))]
     pub sample_rate: Option<u32>,
 }
 

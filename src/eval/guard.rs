@@ -12,7 +12,7 @@ use crate::{Error, Result};
 use serde::Serialize;
 
 /// Rows of data the check runs (the first ones; all of them when fewer).
-const CHECK_ROWS: usize = 32;
+pub const CHECK_ROWS: usize = 32;
 /// Below this output SQNR the output is said to diverge (a warning, not an error:
 /// an aggressive pruning may want it).
 pub const DIVERGED_SQNR_DB: f64 = 10.0;
@@ -78,6 +78,8 @@ pub struct OutputCheck {
     pub skipped: Vec<String>,
     /// Whether made-up inputs were used (no data given).
     pub synthetic: bool,
+    /// Rows of data the check ran (the data's first ones); none on made-up inputs.
+    pub rows: Option<usize>,
 }
 
 impl OutputCheck {
@@ -108,7 +110,8 @@ pub fn check_outputs(
     backends: &[Backend],
 ) -> Result<OutputCheck> {
     let batches = check_batches(original, data, CHECK_ROWS, 8)?;
-    let mut check = OutputCheck { synthetic: data.is_none(), ..Default::default() };
+    let rows = checked_rows(original, data, CHECK_ROWS)?;
+    let mut check = OutputCheck { synthetic: data.is_none(), rows, ..Default::default() };
     for &backend in backends {
         let options = SessionOptions { backend: Some(backend), ..Default::default() };
         let reference = match Session::new(original, &options).and_then(|s| run_all(&s, &batches)) {
@@ -128,13 +131,14 @@ pub fn check_outputs(
 }
 
 /// Runs a converted `.tflite` model (`bytes`, in LiteRT) beside `original` (in `backend`) on
-/// `batches` (what [`check_batches`] makes, at the sizes the converted model was written for).
+/// `batches` (what [`check_batches`] makes, at the sizes the converted model was written for) —
+/// `rows` of data, none when made up.
 pub fn check_converted(
     original: &Model,
     bytes: &[u8],
     batches: &[Vec<Array>],
     backend: Backend,
-    synthetic: bool,
+    rows: Option<usize>,
 ) -> Result<OutputCheck> {
     let options = SessionOptions { backend: Some(backend), ..Default::default() };
     let reference = Session::new(original, &options).and_then(|s| run_all(&s, batches))?;
@@ -144,7 +148,8 @@ pub fn check_converted(
         .map_err(|e| Error::Runtime(format!("{backend} runs the original but LiteRT does not run the result: {e}")))?;
     let names: Vec<String> = original.graph.outputs.iter().map(|o| o.name.clone()).collect();
     let runtime = format!("litert vs {backend}");
-    Ok(OutputCheck { outputs: judge_outputs(&names, &reference, &outputs, &runtime)?, skipped: vec![], synthetic })
+    let outputs = judge_outputs(&names, &reference, &outputs, &runtime)?;
+    Ok(OutputCheck { outputs, skipped: vec![], synthetic: rows.is_none(), rows })
 }
 
 /// Each float output of `outputs` judged against the same output of `reference` (batch by
@@ -213,6 +218,11 @@ pub fn check_batches(model: &Model, data: Option<&Dataset>, rows: usize, batch: 
     };
     let bound = data.bind(&feed_inputs(model), None)?;
     bound.batches_upto(batch, rows).map(|b| b.map(|(_, b)| b)).collect()
+}
+
+/// How many rows [`check_batches`] takes from `data` when asked for `rows`: none without data.
+pub fn checked_rows(model: &Model, data: Option<&Dataset>, rows: usize) -> Result<Option<usize>> {
+    data.map(|d| Ok(d.bind(&feed_inputs(model), None)?.rows.min(rows))).transpose()
 }
 
 #[cfg(test)]

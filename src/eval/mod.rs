@@ -11,7 +11,10 @@ pub use bench::{
     bench, latency_check, op_times, BenchOptions, BenchReport, Contest, LatencyCheck, ModelLatency, OpTimes,
 };
 pub use ctc::{edit_distance, CtcDecoder};
-pub use guard::{check_batches, check_converted, check_outputs, CheckedOutput, OutputCheck, DIVERGED_SQNR_DB};
+pub use guard::{
+    check_batches, check_converted, check_outputs, checked_rows, CheckedOutput, OutputCheck, CHECK_ROWS,
+    DIVERGED_SQNR_DB,
+};
 pub use layers::{compare_layers, LayerComparison, LayerMetrics};
 pub use metrics::{argmax, cosine, OutputComparison, OutputMetrics, WorstSlice, MAX_SLICES};
 pub use run::{compare, evaluate, CompareReport, EvalReport, RunOptions};

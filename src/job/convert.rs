@@ -165,9 +165,11 @@ impl Job<'_> {
     /// check data, else made-up inputs.
     fn litert_check(&self, converted: &Converted) -> Result<OutputCheck> {
         let fixed = crate::litert::with_fixed_inputs(self.original, &converted.input_shapes);
-        let batches = crate::eval::check_batches(&fixed, self.check_data(), 32, 8)?;
+        let (data, rows) = (self.check_data(), crate::eval::CHECK_ROWS);
+        let batches = crate::eval::check_batches(&fixed, data, rows, 8)?;
         let reference = crate::runtime::default_backend()?;
-        crate::eval::check_converted(&fixed, &converted.bytes, &batches, reference, self.check_data().is_none())
+        let rows = crate::eval::checked_rows(&fixed, data, rows)?;
+        crate::eval::check_converted(&fixed, &converted.bytes, &batches, reference, rows)
     }
 
     /// The input and the result as LiteRT models at the same sizes (for comparing and timing

@@ -7,6 +7,7 @@
 
 mod apply;
 mod convert;
+mod demo;
 mod optimize;
 mod prune;
 mod quantize;
@@ -14,6 +15,7 @@ mod report;
 
 pub use apply::ApplyReport;
 pub use convert::{in_litert, ConvertReport, ConvertedModel};
+pub use demo::demo;
 pub use optimize::{default_budget, default_metric, Announce, Optimized};
 pub use prune::PruneOutcome;
 
@@ -143,10 +145,13 @@ impl<'a> Job<'a> {
     /// Says the check's quality line per output, and a warning for each output (or slice of one)
     /// that diverges from the original's.
     fn say_quality(&self, check: &OutputCheck, progress: &dyn Progress) {
+        let rows = check.rows.map(|n| format!("{n} rows of ")).unwrap_or_default();
         let on = match (self.val, self.calib) {
-            (Some(_), _) => "on the validation data",
-            (None, Some(_)) => "on the calibration data (what the pass fitted to: pass --val for held-out data)",
-            (None, None) => "on made-up inputs (pass --val to judge on data)",
+            (Some(_), _) => format!("on {rows}the validation data"),
+            (None, Some(_)) => {
+                format!("on {rows}the calibration data (what the pass fitted to: pass --val for held-out data)")
+            }
+            (None, None) => "on made-up inputs (pass --val to judge on data)".into(),
         };
         for o in &check.outputs {
             progress.say(&format!("quality {on} in {}: {}", o.runtime, o.quality()));

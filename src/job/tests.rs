@@ -213,7 +213,7 @@ fn a_quality_budget_refuses_a_result_past_it_before_anything_is_written() {
     assert!(out.exists());
     let lines = said.0.borrow();
     assert!(
-        lines.iter().any(|l| l.starts_with("quality on the validation data in tract: output 'y': top-1")),
+        lines.iter().any(|l| l.starts_with("quality on 32 rows of the validation data in tract: output 'y': top-1")),
         "{lines:?}"
     );
     assert!(lines.iter().any(|l| l.starts_with("quality budget kept: cosine")), "{lines:?}");

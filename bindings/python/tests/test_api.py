@@ -47,7 +47,7 @@ def test_static_quantize_from_numpy_writes_the_clis_bytes(tmp_path):
     )
     assert (tmp_path / "py.onnx").read_bytes() == (tmp_path / "cli.onnx").read_bytes()
     lines = [text for event, text in said if event == "say"]
-    assert any(line.startswith("quality on the calibration data") for line in lines), lines
+    assert any(line.startswith("quality on ") and "rows of the calibration data" in line for line in lines), lines
     assert any(event == "start" for event, _ in said), "no progress reported"
     assert result.output == str(tmp_path / "py.onnx") and result.model_bytes is None
     assert result.report["mode"] == "static" and result.size_after < result.size_before

@@ -1,6 +1,7 @@
 //! Statistics reduced inside the graph: nodes that reduce each wanted tensor (its extremes, its
 //! largest values …) are added to a copy of the model, and the runtime hands back a few numbers
-//! per tensor and batch instead of the tensor (gigabytes per batch on ppocr_rec).
+//! per tensor and batch instead of the tensor (gigabytes per batch on ppocr_rec). A pass declares
+//! what it needs as [`Statistic`]s; [`collect`] serves all of them in one run over the data.
 
 use crate::data::{Array, Bound};
 use crate::ir::{Model, Node, Tensor};
@@ -11,46 +12,67 @@ use std::collections::BTreeSet;
 
 /// How one tensor is reduced: the nodes added for it and the outputs handed back, in order.
 pub struct Reduction {
-    /// Nodes reading the tensor (and each other's outputs).
+    /// Nodes reading the tensor (and each other's outputs, and the statistic's shared nodes).
     pub nodes: Vec<Node>,
     /// The reduced values returned for the tensor on each batch.
     pub outputs: Vec<String>,
 }
 
-/// Runs the first `rows` rows of `bound` through `model` with `reduce(t)` added for each of
-/// `tensors` (and `constants` as initializers), `batch_size` rows at a time, and hands each
-/// batch's outputs of each tensor to `visit(tensor, outputs)` in the data's order, then calls
-/// `batch_done(rows in the batch)`. `Ok(false)` when the runtime will not build or run the
-/// augmented copy (an op that does not take the tensor's type): the caller measures otherwise.
-#[allow(clippy::too_many_arguments)]
-pub fn reduce_in_graph(
+/// One statistic a pass asks of some tensors: how each is reduced inside the graph, and what is
+/// done with each batch's reduced values. Names it adds start with the tensor's name or `prunq_`.
+pub trait Statistic {
+    /// The tensors it reduces.
+    fn tensors(&self) -> Vec<String>;
+    /// Constants and nodes its reductions share (the nodes read only graph inputs and constants).
+    fn shared(&self) -> (Vec<Tensor>, Vec<Node>) {
+        (vec![], vec![])
+    }
+    /// The nodes reducing `t` and the outputs handed back for it.
+    fn reduce(&self, t: &str) -> Reduction;
+    /// One batch's reduced values of `t` (as many as [`Reduction::outputs`]), in the data's order.
+    fn visit(&mut self, t: &str, reduced: &[Array]);
+}
+
+/// Runs the first `rows` rows of `bound` through `model`, `batch_size` rows at a time, with every
+/// statistic's reductions added to one copy of it, and hands each batch's reduced values to each
+/// statistic in the data's order; `progress` advances by the rows of each batch. `Ok(false)` when
+/// the runtime will not build or run the augmented copy (an op that does not take a tensor's
+/// type): the statistics may then hold part of the data, and the caller measures otherwise.
+pub fn collect(
     model: &Model,
     bound: &Bound,
     rows: usize,
-    tensors: &[String],
     batch_size: usize,
-    reduce: impl Fn(&String) -> Reduction,
-    constants: Vec<Tensor>,
-    mut visit: impl FnMut(&String, &[Array]),
+    statistics: &mut [&mut dyn Statistic],
     progress: &dyn Progress,
 ) -> Result<bool> {
+    let asked: Vec<Vec<(String, Reduction)>> =
+        statistics.iter().map(|s| s.tensors().into_iter().map(|t| (t.clone(), s.reduce(&t))).collect()).collect();
     // The reductions go at the end, the last-made tensor's first. ONNX Runtime's default
     // execution order is a depth-first walk up from the graph's leaves taken from the last node
     // back: so the first activation's reduction is reached first, runs as soon as its producer
     // has, and each tensor is freed right after it is reduced. ppocr_rec at batch 8: 136 MB and
     // 3.5× faster, against 1.7 GB with the reductions in production order at the end (every
     // activation held to the end) and 3.1 GB (prunq) with each right after its producer.
-    let wanted: BTreeSet<&String> = tensors.iter().collect();
+    let wanted: BTreeSet<&String> = asked.iter().flatten().map(|(t, _)| t).collect();
     let produced: Vec<&String> =
         model.graph.nodes.iter().flat_map(|n| n.outputs.iter()).filter(|t| wanted.contains(t)).collect();
     let placed: BTreeSet<&String> = produced.iter().copied().collect();
     let mut m = model.clone();
-    m.graph.initializers.extend(constants);
-    for t in tensors.iter().filter(|t| !placed.contains(t)).chain(produced.into_iter().rev()) {
-        m.graph.nodes.extend(reduce(t).nodes);
+    let mut shared_nodes = vec![];
+    for s in statistics.iter() {
+        let (constants, nodes) = s.shared();
+        let known: BTreeSet<String> = m.graph.initializers.iter().map(|i| i.name.clone()).collect();
+        m.graph.initializers.extend(constants.into_iter().filter(|c| !known.contains(&c.name)));
+        shared_nodes.extend(nodes);
     }
-    let per_tensor: Vec<usize> = tensors.iter().map(|t| reduce(t).outputs.len()).collect();
-    let capture: Vec<String> = tensors.iter().flat_map(|t| reduce(t).outputs).collect();
+    m.graph.nodes.splice(0..0, shared_nodes);
+    for t in wanted.iter().filter(|t| !placed.contains(*t)).copied().chain(produced.into_iter().rev()) {
+        for (_, r) in asked.iter().flatten().filter(|(name, _)| name == t) {
+            m.graph.nodes.extend(r.nodes.iter().cloned());
+        }
+    }
+    let capture: Vec<String> = asked.iter().flatten().flat_map(|(_, r)| r.outputs.iter().cloned()).collect();
     let session = match Session::new(&m, &SessionOptions { capture, capture_only: true, ..Default::default() }) {
         Ok(s) => s,
         Err(_) => return Ok(false),
@@ -61,10 +83,12 @@ pub fn reduce_in_graph(
         |batch| session.run(batch),
         |batch, outputs| {
             let mut rest = &outputs[..];
-            for (t, &n) in tensors.iter().zip(&per_tensor) {
-                let (mine, after) = rest.split_at(n.min(rest.len()));
-                visit(t, mine);
-                rest = after;
+            for (statistic, reductions) in statistics.iter_mut().zip(&asked) {
+                for (t, r) in reductions {
+                    let (mine, after) = rest.split_at(r.outputs.len().min(rest.len()));
+                    statistic.visit(t, mine);
+                    rest = after;
+                }
             }
             progress.advance(bound.rows_in(&batch) as u64);
             progress.check_stop()

@@ -2,151 +2,56 @@
 //! the graph, histograms (entropy, MSE) captured in batches under a memory budget.
 
 use super::*;
+use crate::measure::{collect, Extremes, Ranked};
 
-/// Extremes of tensors computed inside the graph.
-pub(super) struct Reduced {
-    /// Float tensors with finite extremes: their minimum and maximum.
-    pub(super) ranges: BTreeMap<String, (f32, f32)>,
-    /// How many values each of them held over the rows.
-    pub(super) counts: BTreeMap<String, u64>,
-    /// Tensors that turned out not to be float (shapes, indices): nothing to calibrate.
-    pub(super) not_float: BTreeSet<String>,
-}
-
-/// The minimum, maximum and number of values of each float tensor in `tensors` over the first
-/// `rows` rows, by ReduceMin/ReduceMax/Size nodes added to a copy of the model; tensors with a
-/// non-finite extreme are in neither set. `None` when the runtime will not run the augmented
-/// copy (a tensor ReduceMin does not take).
-pub(super) fn reduced_min_max(
+/// The minimum, maximum and number of values of each tensor in `tensors` over the first `rows`
+/// rows, and with `ranked` (`Percentile` and `Auto`) the values ranked at the percentile from
+/// either end — all reduced inside the graph in one run over the data (ppocr_rec: 17.5 s of
+/// capture and histograms once, then two in-graph runs of 1.5 s and 3.7 s, now one). `None` when
+/// the runtime will not run the augmented copy (a tensor ReduceMin does not take). The ranked
+/// values need ONNX Runtime (tract's TopK sorts the whole tensor: minilm_l6 took 224 s against
+/// 17 s of capture) and opset 10; without them only the extremes are reduced here.
+fn reduced_in_graph(
     model: &Model,
     bound: &crate::data::Bound,
     rows: usize,
     tensors: &[String],
-    batch_size: usize,
+    options: &StaticOptions,
     progress: &dyn Progress,
-) -> Result<Option<Reduced>> {
-    let mut reduced = Reduced { ranges: BTreeMap::new(), counts: BTreeMap::new(), not_float: BTreeSet::new() };
+) -> Result<Option<(Extremes, Option<Ranked>)>> {
     if tensors.is_empty() {
-        return Ok(Some(reduced));
+        return Ok(Some((Extremes::new(tensors), None)));
     }
-    let reduce = |t: &String| {
-        let nodes = [("ReduceMin", true), ("ReduceMax", true), ("Size", false)].map(|(op, attr)| {
-            let keepdims = if attr { vec![crate::ir::Attribute::int("keepdims", 0)] } else { vec![] };
-            crate::measure::node(op, &[t], format!("{t}_prunq_{op}"), keepdims)
-        });
-        let outputs = nodes.iter().map(|n| n.outputs[0].clone()).collect();
-        crate::measure::Reduction { nodes: nodes.into(), outputs }
-    };
-    let Reduced { ranges, counts, not_float } = &mut reduced;
-    let visit = |t: &String, out: &[Array]| {
-        let (Some(Array::F32(lo)), Some(Array::F32(hi)), Some(Array::I64(n))) = (out.first(), out.get(1), out.get(2))
-        else {
-            not_float.insert(t.clone());
-            return;
-        };
-        let (lo, hi) = (lo.iter().copied().fold(f32::NAN, f32::min), hi.iter().copied().fold(f32::NAN, f32::max));
-        let r = ranges.entry(t.clone()).or_insert((lo, hi));
-        // NaN wins here on purpose: any non-finite extreme sends the tensor to the full capture.
-        r.0 = if r.0.is_nan() || lo.is_nan() { f32::NAN } else { r.0.min(lo) };
-        r.1 = if r.1.is_nan() || hi.is_nan() { f32::NAN } else { r.1.max(hi) };
-        *counts.entry(t.clone()).or_default() += n.iter().sum::<i64>().max(0) as u64;
-    };
+    let opset = model.onnx_opset().unwrap_or(0);
+    let fast_top_k = crate::runtime::default_backend()? == crate::runtime::Backend::Ort;
+    let ranks = matches!(options.method, Method::Percentile | Method::Auto) && fast_top_k && opset >= 10;
+    let share = 1.0 - options.percentile / 100.0;
+    let batch = options.batch_size;
     progress.start(rows as u64, "calibrate");
-    let ran =
-        crate::measure::reduce_in_graph(model, bound, rows, tensors, batch_size, reduce, vec![], visit, progress)?;
-    progress.finish();
-    if !ran {
-        return Ok(None);
+    let mut extremes = Extremes::new(tensors);
+    let mut ranked = Ranked::new(tensors, share, rows, bound, opset);
+    if ranks && collect(model, bound, rows, batch, &mut [&mut extremes, &mut ranked], progress)? {
+        progress.finish();
+        return Ok(Some((extremes, Some(ranked))));
     }
-    reduced.ranges.retain(|t, (lo, hi)| lo.is_finite() && hi.is_finite() && !reduced.not_float.contains(t));
-    Ok(Some(reduced))
+    // The ranked values would not build (a type TopK does not take): the extremes alone.
+    progress.start(rows as u64, "calibrate");
+    let mut extremes = Extremes::new(tensors);
+    let ran = collect(model, bound, rows, batch, &mut [&mut extremes], progress)?;
+    progress.finish();
+    Ok(ran.then_some((extremes, None)))
 }
 
-/// The `percentile` ranges of the finite float tensors in `counts` (each with its number of
-/// values over the rows, its extremes in `extremes`) from the values ranked `(1 − p/100)·n` from
-/// either end (see [`crate::quant::calibrate::percentile_range_of_ranked`]), found by
-/// TopK nodes added to a copy of the model — each batch hands back the tensor's largest and
-/// smallest values, as many as the rank needs, instead of the tensor (ppocr_rec: 17.5 s of
-/// capture and histograms before, 4.6 s now, in ONNX Runtime). `None` when the runtime will
-/// not run the copy (opset under 10 has no TopK with a tensor `k`) or is tract.
-pub(super) fn percentile_ranges(
-    model: &Model,
-    bound: &crate::data::Bound,
-    rows: usize,
-    reduced: &Reduced,
-    percentile: f64,
-    batch_size: usize,
-    progress: &dyn Progress,
-) -> Result<Option<BTreeMap<String, (f32, f32)>>> {
-    // tract sorts the whole tensor for a TopK: minilm_l6 took 224 s here against 17 s of capture.
-    let fast_top_k = crate::runtime::default_backend()? == crate::runtime::Backend::Ort;
-    let (extremes, counts) = (&reduced.ranges, &reduced.counts);
-    let counts: BTreeMap<&String, u64> =
-        counts.iter().filter(|(t, _)| extremes.contains_key(*t)).map(|(t, &n)| (t, n)).collect();
-    if counts.is_empty() || !fast_top_k || model.onnx_opset().unwrap_or(0) < 10 {
-        return Ok(None);
-    }
-    // The value ranked r from the top is among the r + 1 largest of the batch holding it.
-    let rank = |n: u64| ((1.0 - percentile / 100.0).max(0.0) * n as f64).floor() as u64;
-    let keep: BTreeMap<&String, usize> =
-        counts.iter().map(|(&t, &n)| (t, (rank(n) + 1).min(n.max(1)) as usize)).collect();
-    let most = keep.values().copied().max().unwrap_or(1);
-    // A batch may hold fewer values than k: the flattened tensor gets k infinities appended,
-    // which no finite value loses to, and which are dropped here.
-    let constants = vec![
-        Tensor::from_array("prunq_flat", &ndarray::arr1(&[-1i64]).into_dyn()),
-        Tensor::from_array("prunq_pad", &ArrayD::from_elem(vec![most], f32::NEG_INFINITY)),
-    ];
-    let mut constants = constants;
-    for (t, &k) in &keep {
-        constants.push(Tensor::from_array(format!("{t}_prunq_k"), &ndarray::arr1(&[k as i64]).into_dyn()));
-    }
-    let reduce = |t: &String| {
-        let n = |what: &str| format!("{t}_prunq_{what}");
-        let node = crate::measure::node;
-        let topk = |input: &str, what: &str| crate::ir::Node {
-            outputs: vec![n(what), n(&format!("{what}_at"))],
-            ..node("TopK", &[input, &n("k")], n(what), vec![])
-        };
-        let nodes = vec![
-            node("Reshape", &[t, "prunq_flat"], n("flat"), vec![]),
-            node("Concat", &[&n("flat"), "prunq_pad"], n("high_in"), vec![crate::ir::Attribute::int("axis", 0)]),
-            topk(&n("high_in"), "high"),
-            // The smallest values are the largest of the negated tensor (TopK's `largest` is opset 11).
-            node("Neg", &[&n("flat")], n("negated"), vec![]),
-            node("Concat", &[&n("negated"), "prunq_pad"], n("low_in"), vec![crate::ir::Attribute::int("axis", 0)]),
-            topk(&n("low_in"), "low"),
-        ];
-        crate::measure::Reduction { nodes, outputs: vec![n("high"), n("low")] }
-    };
-    // Each tensor's k largest and k largest-negated values so far.
-    let mut tails: BTreeMap<String, (Vec<f32>, Vec<f32>)> = BTreeMap::new();
-    let visit = |t: &String, out: &[Array]| {
-        let (Some(Array::F32(high)), Some(Array::F32(low))) = (out.first(), out.get(1)) else { return };
-        let k = keep[t];
-        let (h, l) = tails.entry(t.clone()).or_default();
-        for (kept, new) in [(h, high), (l, low)] {
-            kept.extend(new.iter().copied().filter(|v| v.is_finite()));
-            kept.sort_unstable_by(|a, b| b.total_cmp(a));
-            kept.truncate(k);
-        }
-    };
-    let tensors: Vec<String> = counts.keys().map(|t| t.to_string()).collect();
-    progress.start(rows as u64, "percentile ranges");
-    let ran =
-        crate::measure::reduce_in_graph(model, bound, rows, &tensors, batch_size, reduce, constants, visit, progress)?;
-    progress.finish();
-    if !ran {
-        return Ok(None);
-    }
+/// Each finite float tensor's percentile range from its values ranked `(1 − p/100)·n` from either
+/// end (see [`crate::quant::calibrate::percentile_range_of_ranked`]).
+fn percentile_ranges(extremes: &Extremes, ranked: &Ranked, percentile: f64) -> BTreeMap<String, (f32, f32)> {
+    let rank = |n: u64| ((1.0 - percentile / 100.0).max(0.0) * n as f64).floor() as usize;
     let mut ranges = BTreeMap::new();
-    for (t, (high, low)) in tails {
-        let r = rank(counts[&&t]) as usize;
-        let (Some(&hi), Some(&neg_lo)) = (high.get(r).or(high.last()), low.get(r).or(low.last())) else { continue };
-        let (min, max) = extremes[&t];
-        ranges.insert(t, crate::quant::calibrate::percentile_range_of_ranked(min, max, -neg_lo, hi));
+    for (t, &(min, max)) in &extremes.ranges {
+        let Some((hi, lo)) = extremes.counts.get(t).and_then(|&n| ranked.ranked(t, rank(n))) else { continue };
+        ranges.insert(t.clone(), crate::quant::calibrate::percentile_range_of_ranked(min, max, lo, hi));
     }
-    Ok(Some(ranges))
+    ranges
 }
 
 /// What calibration found.
@@ -196,7 +101,7 @@ pub(super) fn measure_ranges(
 ) -> Result<Calibrated> {
     let feeds: BTreeSet<&str> = bound.names.iter().map(String::as_str).collect();
     let mut captured: Vec<String> = tensors.iter().filter(|t| !feeds.contains(t.as_str())).cloned().collect();
-    let reduced_in_graph = !captured.is_empty();
+    let ran_in_graph = !captured.is_empty();
     let mut cals: BTreeMap<String, Box<dyn Calibrator + Send>> =
         tensors.iter().map(|t| (t.clone(), calibrator(options.method, options.percentile))).collect();
     let mut float = BTreeSet::new();
@@ -206,22 +111,17 @@ pub(super) fn measure_ranges(
     // (gigabytes per batch on ppocr_rec). Min and max are exact, so for MinMax
     // these are the ranges of a full capture; the histogram methods capture
     // only the finite float tensors whole below.
-    // The percentile (and `auto`'s) ranges come exact from a second in-graph pass.
+    // The percentile (and `auto`'s) ranges come exact from the same in-graph run.
     let mut exact = BTreeMap::new();
-    if let Some(reduced) = reduced_min_max(model, bound, rows, &captured, options.batch_size, progress)? {
-        non_finite.extend(
-            captured.iter().filter(|t| !reduced.ranges.contains_key(*t) && !reduced.not_float.contains(*t)).cloned(),
-        );
-        if matches!(options.method, Method::Percentile | Method::Auto) {
-            let (p, batch) = (options.percentile, options.batch_size);
-            if let Some(ranges) = percentile_ranges(model, bound, rows, &reduced, p, batch, progress)? {
-                exact = ranges;
-            }
+    if let Some((mut extremes, ranked)) = reduced_in_graph(model, bound, rows, &captured, options, progress)? {
+        non_finite.extend(extremes.keep_finite());
+        if let Some(ranked) = &ranked {
+            exact = percentile_ranges(&extremes, ranked, options.percentile);
         }
         captured
-            .retain(|t| reduced.ranges.contains_key(t) && options.method != Method::MinMax && !exact.contains_key(t));
+            .retain(|t| extremes.ranges.contains_key(t) && options.method != Method::MinMax && !exact.contains_key(t));
         // The histogram methods still count every value, but need no pass to find the range.
-        for (name, (lo, hi)) in reduced.ranges {
+        for (name, (lo, hi)) in extremes.ranges {
             if let Some(cal) = cals.get_mut(&name) {
                 cal.know_range(lo, hi);
                 float.insert(name);
@@ -237,7 +137,7 @@ pub(super) fn measure_ranges(
     let passes = if cals.values().any(|c| c.needs_second_pass()) { 2 } else { 1 };
     // After the in-graph passes, with nothing captured, only the graph inputs' ranges are read
     // from the data here (a model whose only calibrated tensors are inputs calibrates here).
-    let stage = if session.is_some() || !reduced_in_graph { "calibrate" } else { "input ranges" };
+    let stage = if session.is_some() || !ran_in_graph { "calibrate" } else { "input ranges" };
     progress.start((rows * passes) as u64, stage);
     for pass in 0..passes {
         // A second pass runs the model again only for captured tensors that need it.

@@ -1,9 +1,11 @@
-//! Running data through a model and handing each batch's tensors to a visitor, with the memory
-//! every caller gets: the tensors a batch captures, times the batches in flight, stay within
-//! [`CAPTURE_BYTES`] whatever `--threads` (down to one row at a time when a single row is larger).
-//! Static calibration, SmoothQuant's and bias correction's statistics, codebook feature energy,
-//! structured importance and the layers' Gram matrices all collect through here.
+//! The memory every run of [`super::collect`] gets: the tensors a batch hands back, times the
+//! batches in flight, stay within [`CAPTURE_BYTES`] whatever `--threads` (down to one row at a
+//! time when a single row is larger), and runs handing back whole tensors keep every intermediate
+//! within [`RUN_BYTES`]. And [`visit_tensors`]: whole tensors handed to a visitor, batch by batch —
+//! how SmoothQuant's and bias correction's statistics, codebook feature energy, structured
+//! importance, the layers' Gram matrices and the histogram calibrations collect.
 
+use super::statistics::Captured;
 use crate::data::{Array, Bound, Dataset};
 use crate::ir::Model;
 use crate::measure::Progress;
@@ -61,7 +63,7 @@ pub fn measured_batch_plan(session: &Session, bound: &Bound, wanted: usize) -> R
 
 /// Batches in flight for a sweep of `model` at `rows` rows a batch: as many as [`RUN_BYTES`] holds
 /// of every intermediate tensor the model makes (measured on one row), one a thread at most.
-fn runs_in_flight(model: &Model, bound: &Bound, rows: usize, at_most: usize) -> Result<usize> {
+pub(super) fn runs_in_flight(model: &Model, bound: &Bound, rows: usize, at_most: usize) -> Result<usize> {
     if at_most <= 1 {
         return Ok(1);
     }
@@ -88,7 +90,7 @@ fn bytes_of(arrays: &[Array]) -> usize {
 
 /// Runs `data` through `model` (batches in parallel within the capture budget, visited in order)
 /// and shows `visit` each named tensor of each batch — a graph input or an intermediate — as
-/// `visit(index in names, value if float32)`.
+/// `visit(index in names, value if float32)`: [`super::collect`] serving one [`Captured`].
 pub fn visit_tensors(
     model: &Model,
     names: &[String],
@@ -96,41 +98,12 @@ pub fn visit_tensors(
     rows: Rows,
     progress: &dyn Progress,
     what: &str,
-    mut visit: impl FnMut(usize, Option<&ArrayD<f32>>) -> Result<()>,
+    visit: impl FnMut(usize, Option<&ArrayD<f32>>) -> Result<()>,
 ) -> Result<()> {
     let bound = data.bind(&feed_inputs(model), None)?;
-    let feeds = bound.names.clone();
-    let captured: Vec<String> = names
-        .iter()
-        .filter(|i| !feeds.contains(i))
-        .cloned()
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    // Only graph inputs asked for: nothing to run.
-    let session = Session::capturing(model, &captured)?;
-    let (batch, in_flight) = match &session {
-        Some(s) => measured_batch_plan(s, &bound, rows.batch)?,
-        None => (rows.batch, crate::parallel::threads()),
-    };
-    let in_flight = match &session {
-        Some(_) => runs_in_flight(model, &bound, batch, in_flight)?,
-        None => in_flight,
-    };
+    let mut captured = Captured::new(names, &bound.names, visit);
     progress.start(bound.rows.min(rows.limit) as u64, what);
-    let run = |(_, batch): &(usize, Vec<Array>)| session.as_ref().map_or(Ok(vec![]), |s| s.run(batch));
-    crate::parallel::ordered_upto(in_flight, bound.batches_upto(batch, rows.limit), run, |(_, batch), outputs| {
-        for (i, name) in names.iter().enumerate() {
-            let value = captured
-                .iter()
-                .position(|c| c == name)
-                .map(|k| &outputs[k])
-                .or_else(|| feeds.iter().position(|f| f == name).map(|k| &batch[k]));
-            visit(i, if let Some(Array::F32(x)) = value { Some(x) } else { None })?;
-        }
-        progress.advance(bound.rows_in(&batch) as u64);
-        progress.check_stop()
-    })?;
+    super::collect(model, &bound, rows, &mut [&mut captured], progress)?;
     progress.finish();
     Ok(())
 }

@@ -1,14 +1,14 @@
 //! What every pass and judge shares to run data through a model: progress and the lines a job says
-//! (`progress.rs`); running data through a model and visiting the tensors each batch captures,
-//! within one memory budget for every caller (`capture.rs`); made-up inputs for checks and timings
-//! without data (`samples.rs`); statistics reduced inside the graph, a few numbers per tensor
-//! and batch instead of the tensor, every statistic a pass declares served by one run over the data
-//! (`in_graph.rs`: `collect`; `statistics.rs`: extremes and counts, ranked values); one judge of a candidate against its reference — whole output, worst slice,
+//! (`progress.rs`); the one collector — every statistic a pass declares (reduced inside the graph,
+//! a few numbers per tensor and batch, or whole tensors for a visitor) served by one run over the
+//! data (`collect.rs`; the statistics in `statistics.rs`) within one memory budget for every caller
+//! (`capture.rs`, with `visit_tensors`); made-up inputs for checks and timings without data
+//! (`samples.rs`); one judge of a candidate against its reference — whole output, worst slice,
 //! non-finite values (`judge.rs`); measurements kept once per process under the models' and data's
 //! fingerprints (`memo.rs`).
 
 mod capture;
-mod in_graph;
+mod collect;
 mod judge;
 pub mod memo;
 mod progress;
@@ -16,8 +16,8 @@ mod samples;
 mod statistics;
 
 pub use capture::{batch_plan, measured_batch_plan, visit_tensors, Rows, CAPTURE_BYTES, RUN_BYTES};
-pub use in_graph::{collect, node, Reduction, Statistic};
+pub use collect::{collect, node, Reduction, Statistic};
 pub use judge::{slices_of, sqnr_db, Noise, Reference, MAX_SLICES};
 pub use progress::{Progress, Silent, StageTime, Timed};
 pub use samples::{made_up_inputs, sizes_that_run, Fill, TRIED_SIZES};
-pub use statistics::{Extremes, Ranked};
+pub use statistics::{Captured, Extremes, Ranked};

@@ -1,11 +1,66 @@
-//! The in-graph statistics passes ask [`super::collect`] for: each tensor's extremes and count
-//! ([`Extremes`]), and its largest and smallest values, as many as a rank from either end needs
-//! ([`Ranked`], the exact percentile without a histogram).
+//! The statistics passes ask [`super::collect`] for: each tensor's extremes and count
+//! ([`Extremes`]) and its largest and smallest values, as many as a rank from either end needs
+//! ([`Ranked`], the exact percentile without a histogram) — both reduced inside the graph — and
+//! whole tensors for a visitor ([`Captured`]: histograms, Gram matrices, per-channel sums).
 
-use super::in_graph::{node, Reduction, Statistic};
+use super::collect::{node, Reduction, Statistic};
 use crate::data::{Array, Bound};
 use crate::ir::{Attribute, Node, Tensor};
+use crate::Result;
+use ndarray::ArrayD;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Whole tensors handed to a visitor, batch by batch: `visit(index in names, value if float32)`.
+pub struct Captured<'a> {
+    names: Vec<String>,
+    feeds: BTreeSet<String>,
+    #[allow(clippy::type_complexity)]
+    visit: Box<dyn FnMut(usize, Option<&ArrayD<f32>>) -> Result<()> + 'a>,
+}
+
+impl<'a> Captured<'a> {
+    /// `names` (graph inputs among `feeds`, or intermediates) for `visit`.
+    pub fn new(
+        names: &[String],
+        feeds: &[String],
+        visit: impl FnMut(usize, Option<&ArrayD<f32>>) -> Result<()> + 'a,
+    ) -> Self {
+        Captured { names: names.to_vec(), feeds: feeds.iter().cloned().collect(), visit: Box::new(visit) }
+    }
+}
+
+impl Statistic for Captured<'_> {
+    fn tensors(&self) -> Vec<String> {
+        let mut seen = BTreeSet::new();
+        self.names.iter().filter(|n| seen.insert(*n)).cloned().collect()
+    }
+
+    fn reduce(&self, t: &str) -> Reduction {
+        // A graph input is handed back as a copy: a runtime returns only what nodes make.
+        match self.feeds.contains(t) {
+            true => Reduction {
+                nodes: vec![node("Identity", &[t], format!("{t}_prunq_fed"), vec![])],
+                outputs: vec![format!("{t}_prunq_fed")],
+            },
+            false => Reduction { nodes: vec![], outputs: vec![t.to_string()] },
+        }
+    }
+
+    fn visit(&mut self, t: &str, reduced: &[Array]) -> Result<()> {
+        let value = match reduced.first() {
+            Some(Array::F32(x)) => Some(x),
+            _ => None,
+        };
+        for i in (0..self.names.len()).filter(|&i| self.names[i] == t) {
+            (self.visit)(i, value)?;
+        }
+        Ok(())
+    }
+
+    fn whole_tensors(&self) -> bool {
+        true
+    }
+}
 
 /// Each tensor's smallest and largest value and its number of values over the rows, by
 /// ReduceMin, ReduceMax and Size nodes.
@@ -52,12 +107,12 @@ impl Statistic for Extremes {
         Reduction { nodes: nodes.into(), outputs }
     }
 
-    fn visit(&mut self, t: &str, reduced: &[Array]) {
+    fn visit(&mut self, t: &str, reduced: &[Array]) -> Result<()> {
         let (Some(Array::F32(lo)), Some(Array::F32(hi)), Some(Array::I64(n))) =
             (reduced.first(), reduced.get(1), reduced.get(2))
         else {
             self.not_float.insert(t.to_string());
-            return;
+            return Ok(());
         };
         let (lo, hi) = (lo.iter().copied().fold(f32::NAN, f32::min), hi.iter().copied().fold(f32::NAN, f32::max));
         let r = self.ranges.entry(t.to_string()).or_insert((lo, hi));
@@ -65,6 +120,7 @@ impl Statistic for Extremes {
         r.0 = if r.0.is_nan() || lo.is_nan() { f32::NAN } else { r.0.min(lo) };
         r.1 = if r.1.is_nan() || hi.is_nan() { f32::NAN } else { r.1.max(hi) };
         *self.counts.entry(t.to_string()).or_default() += n.iter().sum::<i64>().max(0) as u64;
+        Ok(())
     }
 }
 
@@ -173,8 +229,8 @@ impl Statistic for Ranked {
         Reduction { nodes, outputs: vec![n("high"), n("low")] }
     }
 
-    fn visit(&mut self, t: &str, reduced: &[Array]) {
-        let (Some(Array::F32(high)), Some(Array::F32(low))) = (reduced.first(), reduced.get(1)) else { return };
+    fn visit(&mut self, t: &str, reduced: &[Array]) -> Result<()> {
+        let (Some(Array::F32(high)), Some(Array::F32(low))) = (reduced.first(), reduced.get(1)) else { return Ok(()) };
         let negate = if self.smallest_by_top_k { -1.0 } else { 1.0 };
         let (h, l) = self.tails.entry(t.to_string()).or_default();
         for (kept, new, sign) in [(h, high, 1.0), (l, low, negate)] {
@@ -184,6 +240,7 @@ impl Statistic for Ranked {
             kept.sort_unstable_by(|a, b| b.total_cmp(a));
             kept.truncate(keep);
         }
+        Ok(())
     }
 }
 
@@ -225,7 +282,8 @@ mod tests {
             let tensors = vec!["y".to_string(), "m".to_string()];
             let (mut extremes, mut ranked) = (Extremes::new(&tensors), Ranked::new(&tensors, 0.2, 11, &bound, opset));
             let stats: &mut [&mut dyn Statistic] = &mut [&mut extremes, &mut ranked];
-            assert!(super::super::collect(&model, &bound, 11, 4, stats, &super::super::Silent).unwrap(), "ran");
+            super::super::collect(&model, &bound, super::super::Rows::first(11, 4), stats, &super::super::Silent)
+                .unwrap();
             for (t, values) in [("y", &y), ("m", &m)] {
                 let mut sorted = values.clone();
                 sorted.sort_by(|a, b| b.total_cmp(a));

@@ -26,20 +26,29 @@ fn reduced_in_graph(
     let fast_top_k = crate::runtime::default_backend()? == crate::runtime::Backend::Ort;
     let ranks = matches!(options.method, Method::Percentile | Method::Auto) && fast_top_k && opset >= 10;
     let share = 1.0 - options.percentile / 100.0;
-    let batch = options.batch_size;
+    let rows_in = crate::measure::Rows::first(rows, options.batch_size);
     progress.start(rows as u64, "calibrate");
     let mut extremes = Extremes::new(tensors);
     let mut ranked = Ranked::new(tensors, share, rows, bound, opset);
-    if ranks && collect(model, bound, rows, batch, &mut [&mut extremes, &mut ranked], progress)? {
-        progress.finish();
-        return Ok(Some((extremes, Some(ranked))));
+    if ranks {
+        match collect(model, bound, rows_in, &mut [&mut extremes, &mut ranked], progress) {
+            Ok(()) => {
+                progress.finish();
+                return Ok(Some((extremes, Some(ranked))));
+            }
+            Err(crate::Error::Interrupted) => return Err(crate::Error::Interrupted),
+            // The ranked values would not build (a type TopK does not take): the extremes alone.
+            Err(_) => progress.start(rows as u64, "calibrate"),
+        }
     }
-    // The ranked values would not build (a type TopK does not take): the extremes alone.
-    progress.start(rows as u64, "calibrate");
     let mut extremes = Extremes::new(tensors);
-    let ran = collect(model, bound, rows, batch, &mut [&mut extremes], progress)?;
+    let ran = collect(model, bound, rows_in, &mut [&mut extremes], progress);
     progress.finish();
-    Ok(ran.then_some((extremes, None)))
+    match ran {
+        Ok(()) => Ok(Some((extremes, None))),
+        Err(crate::Error::Interrupted) => Err(crate::Error::Interrupted),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Each finite float tensor's percentile range from its values ranked `(1 − p/100)·n` from either
@@ -128,53 +137,42 @@ pub(super) fn measure_ranges(
             }
         }
     }
-    // Nothing left to capture: only the graph inputs are observed, straight from the data.
-    let session = Session::capturing(model, &captured)?;
-    let (batch_size, in_flight) = match &session {
-        Some(s) => crate::measure::measured_batch_plan(s, bound, options.batch_size)?,
-        None => (options.batch_size, crate::parallel::threads()),
-    };
+    // What is left is captured whole: the histogram methods' tensors and the graph inputs.
+    let inputs = bound.names.iter().filter(|n| cals.contains_key(*n));
+    let whole: Vec<String> = captured.iter().chain(inputs).cloned().collect();
     let passes = if cals.values().any(|c| c.needs_second_pass()) { 2 } else { 1 };
-    // After the in-graph passes, with nothing captured, only the graph inputs' ranges are read
-    // from the data here (a model whose only calibrated tensors are inputs calibrates here).
-    let stage = if session.is_some() || !ran_in_graph { "calibrate" } else { "input ranges" };
+    // After the in-graph run, with nothing captured, only the graph inputs' ranges are read here
+    // (a model whose only calibrated tensors are inputs calibrates here).
+    let stage = if !captured.is_empty() || !ran_in_graph { "calibrate" } else { "input ranges" };
     progress.start((rows * passes) as u64, stage);
     for pass in 0..passes {
-        // A second pass runs the model again only for captured tensors that need it.
-        let again: BTreeSet<String> =
-            cals.iter().filter(|(_, c)| pass == 1 && c.needs_second_pass()).map(|(n, _)| n.clone()).collect();
-        let run_model = pass == 0 || captured.iter().any(|t| again.contains(t));
-        let batches = bound.batches_upto(batch_size, rows).map(|b| b.map(|(_, batch)| batch));
-        // Batches run in parallel; the calibrators see them in order, as in one sequential pass.
-        crate::parallel::ordered_upto(
-            in_flight,
-            batches,
-            |batch| session.as_ref().filter(|_| run_model).map_or(Ok(vec![]), |s| s.run(batch)),
-            |batch, outputs| {
-                let named = captured.iter().zip(outputs.iter()).chain(bound.names.iter().zip(batch.iter()));
-                for (name, value) in named {
-                    if pass == 1 && !again.contains(name) {
-                        continue;
-                    }
-                    let Some(cal) = cals.get_mut(name) else { continue };
-                    let Array::F32(a) = value else { continue };
-                    float.insert(name.clone());
-                    let a = a.as_standard_layout();
-                    let values = a.as_slice().expect("standard layout");
-                    if values.iter().any(|v| !v.is_finite()) {
-                        non_finite.insert(name.clone());
-                    }
-                    if pass == 0 {
-                        cal.observe(values);
-                    } else {
-                        cal.observe_again(values);
-                    }
-                }
-                progress.advance(bound.rows_in(&batch) as u64);
-                progress.check_stop()?;
-                Ok(())
-            },
-        )?;
+        // A second pass runs again only for the tensors that need it.
+        let names: Vec<String> = whole
+            .iter()
+            .filter(|n| pass == 0 || cals.get(*n).is_some_and(|c| c.needs_second_pass()))
+            .cloned()
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        // The calibrators see the batches in order, as in one sequential pass.
+        let visit = |i: usize, value: Option<&ArrayD<f32>>| -> Result<()> {
+            let (Some(a), Some(cal)) = (value, cals.get_mut(&names[i])) else { return Ok(()) };
+            float.insert(names[i].clone());
+            let a = a.as_standard_layout();
+            let values = a.as_slice().expect("standard layout");
+            if values.iter().any(|v| !v.is_finite()) {
+                non_finite.insert(names[i].clone());
+            }
+            match pass {
+                0 => cal.observe(values),
+                _ => cal.observe_again(values),
+            }
+            Ok(())
+        };
+        let mut captured = crate::measure::Captured::new(&names, &bound.names, visit);
+        let rows = crate::measure::Rows::first(rows, options.batch_size);
+        collect(model, bound, rows, &mut [&mut captured], progress)?;
     }
     progress.finish();
     let levels = 1usize << options.activation_type.bits();

@@ -1,8 +1,11 @@
-//! Statistics reduced inside the graph: nodes that reduce each wanted tensor (its extremes, its
-//! largest values …) are added to a copy of the model, and the runtime hands back a few numbers
-//! per tensor and batch instead of the tensor (gigabytes per batch on ppocr_rec). A pass declares
-//! what it needs as [`Statistic`]s; [`collect`] serves all of them in one run over the data.
+//! The one collector: a pass declares what it needs of the data as [`Statistic`]s, and
+//! [`collect`] serves all of them in one run over the data. A statistic reduced inside the graph
+//! (extremes, largest values …) adds nodes to a copy of the model, so the runtime hands back a few
+//! numbers per tensor and batch instead of the tensor (gigabytes per batch on ppocr_rec); one that
+//! needs whole tensors (histograms, Gram matrices, per-channel sums) captures them. Every run gets
+//! the memory budget of `capture.rs`.
 
+use super::capture::{measured_batch_plan, runs_in_flight, Rows};
 use crate::data::{Array, Bound};
 use crate::ir::{Model, Node, Tensor};
 use crate::measure::Progress;
@@ -30,22 +33,28 @@ pub trait Statistic {
     /// The nodes reducing `t` and the outputs handed back for it.
     fn reduce(&self, t: &str) -> Reduction;
     /// One batch's reduced values of `t` (as many as [`Reduction::outputs`]), in the data's order.
-    fn visit(&mut self, t: &str, reduced: &[Array]);
+    fn visit(&mut self, t: &str, reduced: &[Array]) -> Result<()>;
+    /// Whether it hands back whole tensors: the batches in flight then also keep every
+    /// intermediate within [`super::RUN_BYTES`] (a reduced tensor is freed as soon as it is
+    /// reduced, so in-graph runs hold far less than the model's every activation).
+    fn whole_tensors(&self) -> bool {
+        false
+    }
 }
 
-/// Runs the first `rows` rows of `bound` through `model`, `batch_size` rows at a time, with every
-/// statistic's reductions added to one copy of it, and hands each batch's reduced values to each
-/// statistic in the data's order; `progress` advances by the rows of each batch. `Ok(false)` when
-/// the runtime will not build or run the augmented copy (an op that does not take a tensor's
-/// type): the statistics may then hold part of the data, and the caller measures otherwise.
+/// Runs the rows of `bound` that `rows` says through `model` with every statistic's reductions
+/// added to one copy of it, and hands each batch's reduced values to each statistic in the data's
+/// order; `progress` advances by the rows of each batch. Batches shrink and fewer run at once when
+/// what they hand back (and, for whole tensors, what they make) would pass the memory budget. An
+/// error when the runtime will not build or run the augmented copy (an op that does not take a
+/// tensor's type): the statistics may then hold part of the data.
 pub fn collect(
     model: &Model,
     bound: &Bound,
-    rows: usize,
-    batch_size: usize,
+    rows: Rows,
     statistics: &mut [&mut dyn Statistic],
     progress: &dyn Progress,
-) -> Result<bool> {
+) -> Result<()> {
     let asked: Vec<Vec<(String, Reduction)>> =
         statistics.iter().map(|s| s.tensors().into_iter().map(|t| (t.clone(), s.reduce(&t))).collect()).collect();
     // The reductions go at the end, the last-made tensor's first. ONNX Runtime's default
@@ -73,12 +82,15 @@ pub fn collect(
         }
     }
     let capture: Vec<String> = asked.iter().flatten().flat_map(|(_, r)| r.outputs.iter().cloned()).collect();
-    let session = match Session::new(&m, &SessionOptions { capture, capture_only: true, ..Default::default() }) {
-        Ok(s) => s,
-        Err(_) => return Ok(false),
+    let session = Session::new(&m, &SessionOptions { capture, capture_only: true, ..Default::default() })?;
+    let (batch, in_flight) = measured_batch_plan(&session, bound, rows.batch)?;
+    let in_flight = match statistics.iter().any(|s| s.whole_tensors()) {
+        true => runs_in_flight(model, bound, batch, in_flight)?,
+        false => in_flight,
     };
-    let batches = bound.batches_upto(batch_size, rows).map(|b| b.map(|(_, batch)| batch));
-    let run = crate::parallel::ordered(
+    let batches = bound.batches_upto(batch, rows.limit).map(|b| b.map(|(_, batch)| batch));
+    crate::parallel::ordered_upto(
+        in_flight,
         batches,
         |batch| session.run(batch),
         |batch, outputs| {
@@ -86,19 +98,14 @@ pub fn collect(
             for (statistic, reductions) in statistics.iter_mut().zip(&asked) {
                 for (t, r) in reductions {
                     let (mine, after) = rest.split_at(r.outputs.len().min(rest.len()));
-                    statistic.visit(t, mine);
+                    statistic.visit(t, mine)?;
                     rest = after;
                 }
             }
             progress.advance(bound.rows_in(&batch) as u64);
             progress.check_stop()
         },
-    );
-    match run {
-        Ok(()) => Ok(true),
-        Err(crate::Error::Interrupted) => Err(crate::Error::Interrupted),
-        Err(_) => Ok(false),
-    }
+    )
 }
 
 /// A node `op_type(inputs) → output` named after its output.

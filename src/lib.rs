@@ -1,10 +1,11 @@
-//! prunq: prune and quantize ONNX models, check they still work, write standard ONNX.
+//! prunq: prune and quantize ONNX models, check they still work, write standard ONNX or LiteRT.
 //!
 //! See ARCHITECTURE.md for the codemap. In short: `onnx` reads and writes
 //! files into the `ir`; `analysis` measures an IR model; `runtime` runs it in
-//! ONNX Runtime or tract; `data` feeds it; `measure` is what every pass shares to
-//! run data through a model (progress, made-up inputs); `eval` judges models;
-//! `quant`, `prune`, `transform` and `optimize` change them; `job` is one
+//! ONNX Runtime or tract (and a `.tflite` in LiteRT); `data` feeds it; `measure` is what every
+//! pass shares to run data through a model (the one collector of statistics within a memory
+//! budget, the judge, made-up inputs, progress); `eval` judges models; `quant`, `prune`,
+//! `transform` and `optimize` change them; `litert` writes them as LiteRT; `job` is one
 //! function per command — the pass, then check → save → compare → time → report —
 //! that the CLI (and any other front end) calls; `report` renders.
 

@@ -12,6 +12,7 @@ pub struct Args {
     /// Input data (`.npz` named like the models' inputs, or `.npy`); batches cycle through it.
     #[arg(long)]
     data: PathBuf,
+    /// Rows in each timed run.
     #[arg(long, default_value_t = 1)]
     batch_size: usize,
     /// Timed rounds; each round runs every model once, in turn.

@@ -12,6 +12,7 @@ pub struct Args {
     /// Input data: `.npz` (arrays named like the model's inputs) or `.npy`.
     #[arg(long)]
     data: PathBuf,
+    /// Rows run at once.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
     /// Print JSON instead of a table.

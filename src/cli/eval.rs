@@ -16,6 +16,7 @@ pub struct Args {
     /// model's `character` metadata; report exact-line match and CER.
     #[arg(long)]
     text: Option<PathBuf>,
+    /// Rows run at once (the latency is per batch of this many).
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
     /// Print JSON instead of text.

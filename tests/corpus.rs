@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const MODELS: [&str; 11] = [
+const MODELS: [&str; 12] = [
     "detector",
     "streaming_rnn",
     "fixed_batch",
@@ -19,6 +19,7 @@ const MODELS: [&str; 11] = [
     "conv1d",
     "keyword",
     "shufflenet",
+    "yolo_head",
 ];
 
 fn build_corpus(dir: &Path) {
@@ -132,6 +133,27 @@ fn every_model_class_runs_through_every_command_or_is_refused_by_name() {
     assert_eq!(find("streaming_rnn [ort] quantize --mode static"), "written");
     assert_eq!(find("streaming_rnn [tract] prune --method sparsegpt"), "written");
     assert_eq!(find("fixed_batch [ort] quantize --mode static"), "written");
+}
+
+/// A detector head `[N, 4 + classes, anchors]` from one conv: pixel boxes beside 0.1 scores on
+/// its fixed axis 1. Judged whole, everything int8 reads 41 dB while every class score collapses
+/// to one value (0 dB, issue 35); judged per entry of axis 1, the fallback keeps the head float.
+#[test]
+fn a_detector_heads_class_scores_are_judged_apart_and_kept() {
+    let corpus = common::tempdir();
+    build_corpus(corpus.path());
+    let (onnx, data) = (corpus.path().join("yolo_head.onnx"), corpus.path().join("yolo_head.npz"));
+    let out = corpus.path().join("yolo_head.int8.onnx");
+    let run =
+        prunq(&["--runtime", "ort", "quantize", "--mode", "static", s(&onnx), "--calib", s(&data), "-o", s(&out)]);
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{said}{}", String::from_utf8_lossy(&run.stderr));
+    assert!(said.contains("worst slice [axis 1: "), "the quality line names the head's worst entry: {said}");
+    let compared = prunq(&["--runtime", "ort", "compare", s(&onnx), s(&out), "--data", s(&data), "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&compared.stdout).expect("json");
+    let worst = &report["outputs"][0]["worst_slice"];
+    assert_eq!(worst["axis"], 1, "{report}");
+    assert!(worst["sqnr_db"].as_f64().unwrap() > 20.0, "the class scores survive: {report}");
 }
 
 #[test]

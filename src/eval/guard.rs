@@ -53,7 +53,7 @@ impl CheckedOutput {
             self.sqnr_db
         );
         if let Some(w) = &self.worst_slice {
-            line += &format!(", worst slice [{}] {:.1} dB", w.index, w.sqnr_db);
+            line += &format!(", worst slice {} {:.1} dB", w.place(), w.sqnr_db);
         }
         line
     }
@@ -124,8 +124,7 @@ pub fn check_outputs(
         let outputs = Session::new(candidate, &options)
             .and_then(|s| run_all(&s, &batches))
             .map_err(|e| Error::Runtime(format!("{backend} runs the original but not the result: {e}")))?;
-        let names: Vec<String> = original.graph.outputs.iter().map(|o| o.name.clone()).collect();
-        check.outputs.extend(judge_outputs(&names, &reference, &outputs, backend.name())?);
+        check.outputs.extend(judge_outputs(original, &reference, &outputs, backend.name())?);
     }
     Ok(check)
 }
@@ -146,9 +145,8 @@ pub fn check_converted(
     let outputs = Session::litert(bytes.to_vec(), Some(&feeds), &SessionOptions::default())
         .and_then(|s| run_all(&s, batches))
         .map_err(|e| Error::Runtime(format!("{backend} runs the original but LiteRT does not run the result: {e}")))?;
-    let names: Vec<String> = original.graph.outputs.iter().map(|o| o.name.clone()).collect();
     let runtime = format!("litert vs {backend}");
-    let outputs = judge_outputs(&names, &reference, &outputs, &runtime)?;
+    let outputs = judge_outputs(original, &reference, &outputs, &runtime)?;
     Ok(OutputCheck { outputs, skipped: vec![], synthetic: rows.is_none(), rows })
 }
 
@@ -156,14 +154,15 @@ pub fn check_converted(
 /// batch): non-finite values where the reference's are finite, and the metrics over the values
 /// both have finite.
 fn judge_outputs(
-    names: &[String],
+    original: &Model,
     reference: &[Vec<Array>],
     outputs: &[Vec<Array>],
     runtime: &str,
 ) -> Result<Vec<CheckedOutput>> {
     let mut judged = vec![];
-    for (i, name) in names.iter().enumerate() {
-        let mut cmp = OutputComparison::new();
+    for (i, output) in original.graph.outputs.iter().enumerate() {
+        let name = &output.name;
+        let mut cmp = OutputComparison::declared(output.shape());
         let (mut values, mut turned) = (0, 0);
         for (r, c) in reference.iter().zip(outputs) {
             let (Some(Array::F32(r)), Some(Array::F32(c))) = (r.get(i), c.get(i)) else { continue };
@@ -239,7 +238,7 @@ mod tests {
             cosine_min: 0.9,
             cosine_mean: 0.95,
             top1_agreement: 0.5,
-            worst_slice: slice_db.map(|sqnr_db| super::super::metrics::WorstSlice { index: 4, sqnr_db }),
+            worst_slice: slice_db.map(|sqnr_db| super::super::metrics::WorstSlice { index: 4, axis: None, sqnr_db }),
         }
     }
 

@@ -29,22 +29,36 @@ pub struct OutputMetrics {
     pub nn_agreement: Option<f64>,
     /// Rows compared.
     pub samples: usize,
-    /// The worst quantity along the last axis (a box coordinate, a class score),
-    /// when that axis has 2 to `MAX_SLICES` (256) entries: one output-wide SQNR can
-    /// hide a collapsed slice when quantities of different scales share an output.
+    /// The worst quantity (a box coordinate, a class score) along the axis that carries them
+    /// ([`crate::measure::slices_of`]: the last axis of 2 to `MAX_SLICES` (256) entries, or a
+    /// detector head's fixed axis 1): one output-wide SQNR can hide a collapsed slice when
+    /// quantities of different scales share an output.
     pub worst_slice: Option<WorstSlice>,
 }
 
 pub use crate::measure::MAX_SLICES;
 
-/// The lowest-SQNR index of an output's last axis.
+/// The lowest-SQNR entry of the axis an output is judged in slices along.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct WorstSlice {
-    /// Index along the last axis.
+    /// Index along the axis.
     pub index: usize,
+    /// The axis, when it is not the last one (a detector head's axis 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub axis: Option<usize>,
     /// Its SQNR.
     #[serde(serialize_with = "finite_or_string")]
     pub sqnr_db: f64,
+}
+
+impl WorstSlice {
+    /// Where it is: `[4]` on the last axis, `[axis 1: 4]` on another.
+    pub fn place(&self) -> String {
+        match self.axis {
+            None => format!("[{}]", self.index),
+            Some(axis) => format!("[axis {axis}: {}]", self.index),
+        }
+    }
 }
 
 pub(super) fn finite_or_string<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
@@ -67,14 +81,24 @@ pub struct OutputComparison {
     noise: f64,
     max_abs: f64,
     keep_rows: Option<(Vec<f32>, Vec<f32>, usize)>,
-    /// (signal, noise) per index of the last axis.
+    /// (signal, noise) per entry of the sliced axis.
     slices: Vec<(f64, f64)>,
+    /// The output's dims as its model declares them (they decide the sliced axis).
+    declared: Option<Vec<crate::ir::Dim>>,
+    /// The sliced axis, when it is not the last.
+    sliced_axis: Option<usize>,
 }
 
 impl OutputComparison {
     /// An empty accumulator.
     pub fn new() -> Self {
         OutputComparison { cos_min: f64::INFINITY, keep_rows: Some((vec![], vec![], 0)), ..Default::default() }
+    }
+
+    /// An empty accumulator for an output whose model declares it `declared` (see
+    /// [`crate::measure::slices_of`]).
+    pub fn declared(declared: Option<Vec<crate::ir::Dim>>) -> Self {
+        OutputComparison { declared, ..Self::new() }
     }
 
     /// Adds one batch: arrays of the same shape, batch on axis 0. Where both hold
@@ -94,18 +118,21 @@ impl OutputComparison {
                 return self.update(&r, &c);
             }
         }
-        let sliced = crate::measure::slices_of(reference.shape());
-        let last = sliced.unwrap_or(1);
-        if sliced.is_some() && self.slices.len() != last {
-            self.slices = vec![(0.0, 0.0); last];
+        let shape = reference.shape();
+        let sliced = crate::measure::slices_of(shape, self.declared.as_deref());
+        if let Some(slicing) = sliced {
+            if self.slices.len() != slicing.n {
+                self.slices = vec![(0.0, 0.0); slicing.n];
+            }
+            self.sliced_axis = (slicing.axis + 1 != shape.len()).then_some(slicing.axis);
         }
         for (i, (r, c)) in reference.iter().zip(candidate).enumerate() {
             let (r, c) = (*r as f64, *c as f64);
             self.signal += r * r;
             self.noise += (r - c) * (r - c);
             self.max_abs = self.max_abs.max((r - c).abs());
-            if sliced.is_some() {
-                let s = &mut self.slices[i % last];
+            if let Some(slicing) = sliced {
+                let s = &mut self.slices[slicing.of(i, shape)];
                 s.0 += r * r;
                 s.1 += (r - c) * (r - c);
             }
@@ -161,7 +188,7 @@ impl OutputComparison {
             .iter()
             .enumerate()
             .filter(|(_, (s, _))| *s > 0.0)
-            .map(|(index, (s, n))| WorstSlice { index, sqnr_db: db(*s, *n) })
+            .map(|(index, (s, n))| WorstSlice { index, axis: self.sliced_axis, sqnr_db: db(*s, *n) })
             .min_by(|a, b| a.sqnr_db.total_cmp(&b.sqnr_db));
         OutputMetrics {
             name: name.to_string(),

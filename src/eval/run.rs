@@ -167,7 +167,7 @@ pub fn compare<'r, 'c>(
     // The candidate's outputs in the reference's order.
     let order: Vec<usize> =
         a.outputs.iter().map(|n| b.outputs.iter().position(|m| m == n).expect("same names")).collect();
-    let mut cmps: Vec<OutputComparison> = a.outputs.iter().map(|_| OutputComparison::new()).collect();
+    let mut cmps: Vec<OutputComparison> = a.declared.iter().map(|d| OutputComparison::declared(d.clone())).collect();
     progress.start(bound.rows as u64, "compare");
     let run = |(_, batch): &(usize, Vec<Array>)| {
         let theirs = b.run(batch)?;

@@ -160,9 +160,13 @@ impl<'a> Job<'a> {
         for o in &check.outputs {
             if let Some(w) = o.slice_diverges() {
                 progress.say(&format!(
-                    "warning: entry {} of the last axis of output '{}' diverges from the original's in {}: SQNR {:.1} dB \
+                    "warning: entry {} of output '{}' diverges from the original's in {}: SQNR {:.1} dB \
                      while the whole output has {:.1} dB{hint}",
-                    w.index, o.name, o.runtime, w.sqnr_db, o.sqnr_db
+                    w.place(),
+                    o.name,
+                    o.runtime,
+                    w.sqnr_db,
+                    o.sqnr_db
                 ));
             }
         }

@@ -82,6 +82,14 @@ pub fn collect(
         }
     }
     let capture: Vec<String> = asked.iter().flatten().flat_map(|(_, r)| r.outputs.iter().cloned()).collect();
+    if capture.is_empty() {
+        // Nothing asked: a runtime refuses a run without outputs, and there is nothing to run.
+        for b in bound.batches_upto(rows.batch, rows.limit) {
+            progress.advance(bound.rows_in(&b?.1) as u64);
+            progress.check_stop()?;
+        }
+        return Ok(());
+    }
     let session = Session::new(&m, &SessionOptions { capture, capture_only: true, ..Default::default() })?;
     let (batch, in_flight) = measured_batch_plan(&session, bound, rows.batch)?;
     let in_flight = match statistics.iter().any(|s| s.whole_tensors()) {

@@ -1,24 +1,54 @@
 //! One judge of a candidate model against the reference it was made from, on the same batches:
-//! the noise power relative to the signal over every output value, and in the worst slice of an
-//! output's last axis (2 to [`MAX_SLICES`] entries: box coordinates beside class scores, class
-//! probabilities — one output-wide figure can hide a collapsed slice). A candidate that turns a
+//! the noise power relative to the signal over every output value, and in the worst slice of the
+//! axis that carries an output's quantities ([`slices_of`]: box coordinates beside class scores,
+//! class probabilities — one output-wide figure can hide a collapsed slice). A candidate that turns a
 //! finite reference value non-finite is infinitely noisy; values the reference itself holds
 //! non-finite (an attention mask's −inf) are left out. The float fallback, fp16's weight check,
 //! bias correction and static's speed trials all judge with it.
 
 use crate::data::Array;
+use crate::ir::Dim;
 use crate::runtime::Session;
 use crate::Result;
 
-/// Entries of an output's last axis judged apart (the same bound as `compare`'s worst slice).
+/// Entries of an output's axis judged apart (the same bound as `compare`'s worst slice).
 pub const MAX_SLICES: usize = 256;
 
-/// The number of slices an output of this shape is judged in apart — its last axis's length when
-/// that is 2 to [`MAX_SLICES`] (quantities side by side), else `None` (one whole). The one rule
-/// the fallback's judge and `compare`'s worst slice share.
-pub fn slices_of(shape: &[usize]) -> Option<usize> {
+/// How an output is judged in slices: its `n` entries along `axis`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slicing {
+    /// The axis whose entries are judged apart.
+    pub axis: usize,
+    /// Its length.
+    pub n: usize,
+}
+
+impl Slicing {
+    /// The slice holding the value at row-major position `flat` of an array of `shape`.
+    pub fn of(&self, flat: usize, shape: &[usize]) -> usize {
+        let stride: usize = shape.get(self.axis + 1..).map_or(1, |after| after.iter().product());
+        (flat / stride.max(1)) % self.n.max(1)
+    }
+}
+
+/// How an output of this shape is judged in slices — the one rule the fallback's judge and
+/// `compare`'s worst slice share: its last axis when that has 2 to [`MAX_SLICES`] entries
+/// (quantities side by side: class scores, boxes beside scores per anchor); past a longer last
+/// axis, its axis 1 when `declared` (the model's declared dims) fixes it at 2 to [`MAX_SLICES`]
+/// entries — a detector head `[N, 4 + classes, anchors]`, box coordinates in pixels beside class
+/// scores in 0–1 (a symbolic axis 1 is a sequence, as a recogniser's time steps, judged whole);
+/// else `None` (one whole).
+pub fn slices_of(shape: &[usize], declared: Option<&[Dim]>) -> Option<Slicing> {
     let last = *shape.last()?;
-    (shape.len() >= 2 && (2..=MAX_SLICES).contains(&last)).then_some(last)
+    let fits = |n: usize| (2..=MAX_SLICES).contains(&n);
+    if shape.len() >= 2 && fits(last) {
+        return Some(Slicing { axis: shape.len() - 1, n: last });
+    }
+    let fixed_axis_1 = match declared?.get(1)? {
+        Dim::Fixed(d) => usize::try_from(*d).ok().filter(|&d| fits(d) && shape.get(1) == Some(&d)),
+        _ => None,
+    };
+    (shape.len() >= 3 && last > MAX_SLICES).then_some(fixed_axis_1).flatten().map(|n| Slicing { axis: 1, n })
 }
 
 /// Signal over noise in dB (infinite without noise).
@@ -30,14 +60,14 @@ pub fn sqnr_db(signal: f64, noise: f64) -> f64 {
     }
 }
 
-/// A value in no slice (its output's last axis is not 2 to `MAX_SLICES` long).
+/// A value in no slice (its output is judged whole).
 const NO_SLICE: usize = usize::MAX;
 
 /// The reference model's outputs on some batches, against which candidates are judged.
 pub struct Reference {
     batches: Vec<Vec<Array>>,
     values: Vec<f64>,
-    /// Each value's slice: output k's last-axis index i is slice k·MAX_SLICES + i.
+    /// Each value's slice: entry i of output k's sliced axis is slice k·MAX_SLICES + i.
     slice_of: Vec<usize>,
     /// Signal power over the finite values.
     signal: f64,
@@ -132,9 +162,10 @@ fn outputs(session: &Session, batches: &[Vec<Array>], extra: Option<Array>) -> R
         let mut feed = b.clone();
         feed.extend(extra.clone());
         for (k, o) in session.run(&feed)?.into_iter().enumerate() {
-            let slices = slices_of(o.shape());
+            let slicing = slices_of(o.shape(), session.declared.get(k).and_then(|d| d.as_deref()));
             let values = o.to_f32();
-            slice_of.extend((0..values.len()).map(|i| slices.map_or(NO_SLICE, |n| k * MAX_SLICES + i % n)));
+            let shape = o.shape();
+            slice_of.extend((0..values.len()).map(|i| slicing.map_or(NO_SLICE, |s| k * MAX_SLICES + s.of(i, shape))));
             all.extend(values.iter().map(|&v| v as f64));
         }
     }
@@ -167,10 +198,21 @@ mod tests {
 
     #[test]
     fn quantities_side_by_side_are_sliced_and_sequences_are_not() {
-        assert_eq!(slices_of(&[8, 84]), Some(84), "class scores");
-        assert_eq!(slices_of(&[1, 100, 6]), Some(6), "boxes and scores per anchor");
-        assert_eq!(slices_of(&[8, 6625]), None, "a vocabulary is judged whole");
-        assert_eq!((slices_of(&[8]), slices_of(&[8, 1])), (None, None));
+        let last = |n| Some(Slicing { axis: 1, n });
+        assert_eq!(slices_of(&[8, 84], None), last(84), "class scores");
+        assert_eq!(slices_of(&[1, 100, 6], None), Some(Slicing { axis: 2, n: 6 }), "boxes and scores per anchor");
+        assert_eq!(slices_of(&[8, 6625], None), None, "a vocabulary is judged whole");
+        assert_eq!((slices_of(&[8], None), slices_of(&[8, 1], None)), (None, None));
+        // A detector head [N, 4 + classes, anchors]: the quantities are on its fixed axis 1.
+        let head = [Dim::Symbolic("N".into()), Dim::Fixed(84), Dim::Fixed(8400)];
+        assert_eq!(slices_of(&[1, 84, 8400], Some(&head)), last(84));
+        // A recogniser's [N, T, vocabulary]: T is symbolic, a sequence judged whole.
+        let rec = [Dim::Symbolic("N".into()), Dim::Symbolic("T".into()), Dim::Fixed(6625)];
+        assert_eq!(slices_of(&[1, 40, 6625], Some(&rec)), None);
+        assert_eq!(slices_of(&[1, 84, 8400], None), None, "nothing declared: judged whole");
+        // Entry 3 of axis 1 of a [2, 5, 7] array: every value whose middle index is 3.
+        let s = Slicing { axis: 1, n: 5 };
+        assert_eq!((s.of(3 * 7, &[2, 5, 7]), s.of(35 + 3 * 7 + 6, &[2, 5, 7]), s.of(4 * 7 - 1, &[2, 5, 7])), (3, 3, 3));
         assert_eq!(sqnr_db(100.0, 1.0), 20.0);
         assert_eq!(sqnr_db(1.0, 0.0), f64::INFINITY);
     }

@@ -85,8 +85,8 @@ pub fn compare(r: &CompareReport) -> String {
             format!("{:.3e}", o.max_abs_error),
             o.nn_agreement.map(|v| format!("{:.2} %", v * 100.0)).unwrap_or_else(|| "-".into()),
             match &o.worst_slice {
-                Some(w) if w.sqnr_db.is_finite() => format!("[{}] {:.1} dB", w.index, w.sqnr_db),
-                Some(w) => format!("[{}] inf", w.index),
+                Some(w) if w.sqnr_db.is_finite() => format!("{} {:.1} dB", w.place(), w.sqnr_db),
+                Some(w) => format!("{} inf", w.place()),
                 None => "-".into(),
             },
         ]);

@@ -163,6 +163,9 @@ pub struct Session {
     engine: Engine,
     /// Names of the returned tensors, in order.
     pub outputs: Vec<String>,
+    /// Each returned tensor's dims as the model declares them (graph outputs; `None` for
+    /// captured tensors and LiteRT models).
+    pub declared: Vec<Option<Vec<crate::ir::Dim>>>,
     /// The engine that runs it.
     pub backend: Backend,
 }
@@ -197,7 +200,9 @@ impl Session {
                 return Err(Error::Usage("LiteRT runs .tflite models; an ONNX model runs in ort or tract".into()))
             }
         };
-        Ok(Session { engine, outputs, backend })
+        let declared =
+            outputs.iter().map(|o| model.graph.outputs.iter().find(|v| &v.name == o).and_then(|v| v.shape())).collect();
+        Ok(Session { engine, outputs, declared, backend })
     }
 
     /// A `.tflite` model in LiteRT. `inputs` are the names in the order `run` takes them (the
@@ -222,7 +227,8 @@ impl Session {
             }
         };
         let outputs = session.output_names();
-        Ok(Session { engine: Engine::LiteRt(session, order), outputs, backend: Backend::LiteRt })
+        let declared = vec![None; outputs.len()];
+        Ok(Session { engine: Engine::LiteRt(session, order), outputs, declared, backend: Backend::LiteRt })
     }
 
     /// A session returning only `captured` (in the process's runtime), or `None`

@@ -15,6 +15,8 @@ seeded random, so the files are the same on every run.
   conv1d         a Conv1d stack with a channel shuffle and an SE block gated by HardSigmoid
   keyword        a keyword spotter on raw audio: waveform [N, 1, 1600] (0.1 s at 16 kHz),
                  strided Conv1d front end (the data tests feed it WAV files)
+  yolo_head      a detector head [N, 4 + 16 classes, anchors]: one conv makes box coordinates in
+                 pixels beside class scores (about 0.1) on the fixed axis 1, 384 anchors last
   shufflenet     two ShuffleNet v2 units (a downsampling one, then split -> branch -> concat),
                  each ending in a channel shuffle; trunk channels SHUFFLE_DEAD are dead (zero
                  filters, biases and the head's columns that read them), so removing exactly
@@ -423,11 +425,37 @@ def shufflenet(out):
     save(out, "shufflenet", g, {"x": smooth_images(32, 3, 16, 16)})
 
 
+def yolo_head(out):
+    n = helper.make_node
+    classes = 16
+    nodes = [
+        n("Conv", ["images", "c1.w", "c1.b"], ["c1"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        n("Relu", ["c1"], ["r1"]),
+        n("Conv", ["r1", "c2.w", "c2.b"], ["c2"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        n("Relu", ["c2"], ["r2"]),
+        # one conv makes both: box coordinates in pixels (channels 0-3) and class scores (4-19)
+        n("Conv", ["r2", "head.w", "head.b"], ["head"]),
+        n("Reshape", ["head", "target"], ["detections"]),
+    ]
+    box_w = rng.standard_normal((4, 48, 1, 1)) * 60.0
+    cls_w = rng.standard_normal((classes, 48, 1, 1)) * 0.02
+    init = [
+        w("c1.w", 32, 3, 3, 3), const("c1.b", rng.standard_normal(32) * 0.1),
+        w("c2.w", 48, 32, 3, 3), const("c2.b", rng.standard_normal(48) * 0.1),
+        const("head.w", np.concatenate([box_w, cls_w])),
+        const("head.b", np.concatenate([np.full(4, 320.0), np.full(classes, 0.1)])),
+        const("target", [0, 4 + classes, -1], np.int64),
+    ]
+    g = helper.make_graph(nodes, "yolo_head", [vi("images", ["batch", 3, 64, 96])],
+                          [vi("detections", ["batch", 4 + classes, "anchors"])], init)
+    save(out, "yolo_head", g, {"images": smooth_images(32, 3, 64, 96)})
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     for build in (detector, streaming_rnn, fixed_batch, if_head, if_only, scan_rnn, fp16_hazards, tiny_acts, conv1d, keyword,
-                  shufflenet):
+                  shufflenet, yolo_head):
         build(out)
 
 

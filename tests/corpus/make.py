@@ -15,8 +15,9 @@ seeded random, so the files are the same on every run.
   conv1d         a Conv1d stack with a channel shuffle and an SE block gated by HardSigmoid
   keyword        a keyword spotter on raw audio: waveform [N, 1, 1600] (0.1 s at 16 kHz),
                  strided Conv1d front end (the data tests feed it WAV files)
-  yolo_head      a detector head [N, 4 + 16 classes, anchors]: one conv makes box coordinates in
-                 pixels beside class scores (about 0.1) on the fixed axis 1, 384 anchors last
+  yolo_head      YOLOv8's output [N, 4 + 16 classes, anchors]: box coordinates in pixels (0-640)
+                 concatenated with sigmoid class scores on the fixed axis 1, 1024 anchors last
+  raw_head       the same layout from one conv: pixel boxes beside scores of about 0.1
   shufflenet     two ShuffleNet v2 units (a downsampling one, then split -> branch -> concat),
                  each ending in a channel shuffle; trunk channels SHUFFLE_DEAD are dead (zero
                  filters, biases and the head's columns that read them), so removing exactly
@@ -426,6 +427,35 @@ def shufflenet(out):
 
 
 def yolo_head(out):
+    """YOLOv8's output: Concat(boxes in pixels, sigmoid(class logits)) on axis 1, anchors last."""
+    n = helper.make_node
+    classes = 16
+    nodes = [
+        n("Conv", ["images", "c1.w", "c1.b"], ["c1"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        n("Relu", ["c1"], ["r1"]),
+        n("Conv", ["r1", "c2.w", "c2.b"], ["c2"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        n("Relu", ["c2"], ["r2"]),
+        n("Conv", ["r2", "box.w", "box.b"], ["box_raw"]),
+        n("Sigmoid", ["box_raw"], ["box_unit"]),
+        n("Mul", ["box_unit", "img_size"], ["boxes_map"]),
+        n("Conv", ["r2", "cls.w", "cls.b"], ["cls_raw"]),
+        n("Sigmoid", ["cls_raw"], ["scores_map"]),
+        n("Concat", ["boxes_map", "scores_map"], ["head"], axis=1),
+        n("Reshape", ["head", "target"], ["detections"]),
+    ]
+    init = [
+        w("c1.w", 32, 3, 3, 3), const("c1.b", rng.standard_normal(32) * 0.1),
+        w("c2.w", 48, 32, 3, 3), const("c2.b", rng.standard_normal(48) * 0.1),
+        w("box.w", 4, 48, 1, 1), const("box.b", rng.standard_normal(4) * 0.1),
+        w("cls.w", classes, 48, 1, 1, scale=1.0), const("cls.b", np.full(classes, -4.0)),
+        const("img_size", 640.0), const("target", [0, 4 + classes, -1], np.int64),
+    ]
+    g = helper.make_graph(nodes, "yolo_head", [vi("images", ["batch", 3, 128, 128])],
+                          [vi("detections", ["batch", 4 + classes, "anchors"])], init)
+    save(out, "yolo_head", g, {"images": smooth_images(24, 3, 128, 128)})
+
+
+def raw_head(out):
     n = helper.make_node
     classes = 16
     nodes = [
@@ -446,16 +476,16 @@ def yolo_head(out):
         const("head.b", np.concatenate([np.full(4, 320.0), np.full(classes, 0.1)])),
         const("target", [0, 4 + classes, -1], np.int64),
     ]
-    g = helper.make_graph(nodes, "yolo_head", [vi("images", ["batch", 3, 64, 96])],
+    g = helper.make_graph(nodes, "raw_head", [vi("images", ["batch", 3, 64, 96])],
                           [vi("detections", ["batch", 4 + classes, "anchors"])], init)
-    save(out, "yolo_head", g, {"images": smooth_images(32, 3, 64, 96)})
+    save(out, "raw_head", g, {"images": smooth_images(32, 3, 64, 96)})
 
 
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     for build in (detector, streaming_rnn, fixed_batch, if_head, if_only, scan_rnn, fp16_hazards, tiny_acts, conv1d, keyword,
-                  shufflenet, yolo_head):
+                  shufflenet, yolo_head, raw_head):
         build(out)
 
 

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const MODELS: [&str; 12] = [
+const MODELS: [&str; 14] = [
     "detector",
     "streaming_rnn",
     "fixed_batch",
@@ -20,6 +20,8 @@ const MODELS: [&str; 12] = [
     "keyword",
     "shufflenet",
     "yolo_head",
+    "reflect_audio",
+    "fpn",
 ];
 
 fn build_corpus(dir: &Path) {
@@ -201,6 +203,38 @@ fn detector_heads_keep_their_detections_after_default_static_quantization() {
         if floor > 0.0 {
             let f1 = detection_f1(&onnx, &out, &data);
             assert!(f1 >= floor, "{model}: detections' F1 {f1:.3} against the original's");
+        }
+    }
+}
+
+/// The size the quality line says made-up inputs' open dims took.
+fn opened_at(said: &str) -> String {
+    let after = said.split("made-up inputs, open dims at ").nth(1).unwrap_or_else(|| panic!("no size said: {said}"));
+    after.split(' ').next().unwrap_or_default().to_string()
+}
+
+/// fp16 with no data at all (issue 35): a reflect pad of 32 and a kernel of 64 over raw audio,
+/// and a feature pyramid that needs sizes divisible by 8, refuse made-up inputs of 2. The check
+/// and the timing grow the open dims until the model runs, and say the size they used.
+#[test]
+fn fp16_without_data_is_checked_and_timed_at_sizes_the_model_runs_at() {
+    let corpus = common::tempdir();
+    build_corpus(corpus.path());
+    for (model, size) in [("reflect_audio", 64), ("fpn", 8)] {
+        for runtime in ["ort", "tract"] {
+            let onnx = corpus.path().join(format!("{model}.onnx"));
+            let out = corpus.path().join(format!("{model}.{runtime}.fp16.onnx"));
+            let run = prunq(&["--runtime", runtime, "quantize", "--mode", "fp16", s(&onnx), "-o", s(&out)]);
+            let said = String::from_utf8_lossy(&run.stdout);
+            assert!(run.status.success(), "{model} [{runtime}]: {said}{}", String::from_utf8_lossy(&run.stderr));
+            // ONNX Runtime refuses the smaller sizes; tract runs a reflect pad longer than its input.
+            let size = if runtime == "ort" { size.to_string() } else { opened_at(&said) };
+            let checked = format!("quality on made-up inputs, open dims at {size} (pass --val to judge on data)");
+            assert!(said.contains(&checked), "{model} [{runtime}]: {said}");
+            assert!(
+                said.contains(&format!("inputs of ones, open dims at {size},")),
+                "{model} [{runtime}] timed: {said}"
+            );
         }
     }
 }

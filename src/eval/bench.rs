@@ -5,7 +5,7 @@
 use crate::data::{Array, Dataset};
 use crate::ir::Model;
 use crate::measure::Progress;
-use crate::runtime::{feed_inputs, Backend, Profile, Runnable, RuntimeInfo, Session, SessionOptions};
+use crate::runtime::{Backend, Profile, Runnable, RuntimeInfo, Session, SessionOptions};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::time::Instant;
@@ -225,10 +225,11 @@ pub fn latency_check<'i, 'o>(
     let backend = crate::runtime::default_backend()?;
     let ones;
     let (data, inputs) = match data {
-        Some(d) => (d, "the given data"),
+        Some(d) => (d, "the given data".to_string()),
         None => {
-            ones = ones_for(&Model::from_graph(crate::ir::Graph { inputs: input.feeds()?, ..Default::default() }, 17))?;
-            (&ones, "inputs of ones")
+            let said;
+            (ones, said) = ones_for(input)?;
+            (&ones, said)
         }
     };
     // One untimed round sizes the measurement: ~3 s, 20 to 400 rounds.
@@ -247,7 +248,7 @@ pub fn latency_check<'i, 'o>(
     let mut check = LatencyCheck {
         runtime: r.runtime,
         runs,
-        inputs: inputs.into(),
+        inputs,
         input_ms: r.models[0].median_ms,
         output_ms: r.models[1].median_ms,
         speedup: r.models[1].speedup,
@@ -285,7 +286,7 @@ pub fn op_times(input: &Model, output: &Model, data: Option<&Dataset>) -> Result
     let data = match data {
         Some(d) => d,
         None => {
-            ones = ones_for(input)?;
+            ones = ones_for(input.into())?.0;
             &ones
         }
     };
@@ -301,13 +302,21 @@ pub fn op_times(input: &Model, output: &Model, data: Option<&Dataset>) -> Result
     })
 }
 
-/// One row of ones for each input the model takes, shaped as declared
-/// (symbolic or unknown dims 1): ids, masks and images alike stay valid.
-fn ones_for(model: &Model) -> Result<Dataset> {
-    let arrays = crate::measure::made_up_inputs(model, 1, crate::measure::Fill::Ones)
+/// Inputs of ones for timing `model` without data, shaped as it declares, its symbolic dims at the
+/// smallest size it runs at (a reflect pad, a strided 1-D conv, a detector's strides reject the
+/// smallest; the batch is timed at 1 all the same); and how the timing names them.
+fn ones_for(model: Runnable) -> Result<(Dataset, String)> {
+    let inputs = model.feeds()?;
+    let feeds = Model::from_graph(crate::ir::Graph { inputs, ..Default::default() }, 17);
+    let names: Vec<String> = feeds.graph.inputs.iter().map(|v| v.name.clone()).collect();
+    let session = model.session(&SessionOptions::default(), Some(&names))?;
+    let size = crate::measure::sizes_that_run(&feeds, &session, 1).map_err(Error::Model)?[0];
+    let arrays = crate::measure::made_up_inputs(&feeds, size, crate::measure::Fill::Ones)
         .map_err(|e| Error::Model(format!("{e}: pass data to time the model on")))?;
-    let names = feed_inputs(model).into_iter().map(|v| v.name);
-    Ok(Dataset::from_arrays("inputs of ones", names.zip(arrays).collect()))
+    // The batch axis (a first symbolic dim) is timed at one row whatever `size` is.
+    let sized = crate::measure::has_open_dims(&feeds);
+    let said = if sized { format!("inputs of ones, open dims at {size}") } else { "inputs of ones".into() };
+    Ok((Dataset::from_arrays("inputs of ones", names.into_iter().zip(arrays).collect()), said))
 }
 
 /// The data cut into batches of `size` rows (at most 64 distinct batches).

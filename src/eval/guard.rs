@@ -80,6 +80,8 @@ pub struct OutputCheck {
     pub synthetic: bool,
     /// Rows of data the check ran (the data's first ones); none on made-up inputs.
     pub rows: Option<usize>,
+    /// The size made-up inputs' open dims (past the batch) took, when the model has any.
+    pub made_up_size: Option<usize>,
 }
 
 impl OutputCheck {
@@ -111,7 +113,8 @@ pub fn check_outputs(
 ) -> Result<OutputCheck> {
     let batches = check_batches(original, data, CHECK_ROWS, 8)?;
     let rows = checked_rows(original, data, CHECK_ROWS)?;
-    let mut check = OutputCheck { synthetic: data.is_none(), rows, ..Default::default() };
+    let made_up_size = (data.is_none() && crate::measure::has_open_dims(original)).then(|| made_up_size(original));
+    let mut check = OutputCheck { synthetic: data.is_none(), rows, made_up_size, ..Default::default() };
     for &backend in backends {
         let options = SessionOptions { backend: Some(backend), ..Default::default() };
         let reference = match Session::new(original, &options).and_then(|s| run_all(&s, &batches)) {
@@ -147,7 +150,7 @@ pub fn check_converted(
         .map_err(|e| Error::Runtime(format!("{backend} runs the original but LiteRT does not run the result: {e}")))?;
     let runtime = format!("litert vs {backend}");
     let outputs = judge_outputs(original, &reference, &outputs, &runtime)?;
-    Ok(OutputCheck { outputs, skipped: vec![], synthetic: rows.is_none(), rows })
+    Ok(OutputCheck { outputs, skipped: vec![], synthetic: rows.is_none(), rows, made_up_size: None })
 }
 
 /// Each float output of `outputs` judged against the same output of `reference` (batch by
@@ -208,15 +211,18 @@ fn run_all(session: &Session, batches: &[Vec<Array>]) -> Result<Vec<Vec<Array>>>
 /// inputs without data): what checks of a result run on.
 pub fn check_batches(model: &Model, data: Option<&Dataset>, rows: usize, batch: usize) -> Result<Vec<Vec<Array>>> {
     let Some(data) = data else {
-        // The smallest made-up size the model runs at (2 for most; longer for a conv over audio).
-        // A model the runtime cannot run at all (a custom op) gets 2: the check then says which
-        // runtime could not run it, as it does with data.
-        let runs = Session::new(model, &SessionOptions::default()).ok();
-        let size = runs.and_then(|s| sizes_that_run(model, &s, 1).ok()).map_or(2, |sizes| sizes[0]);
-        return Ok(vec![made_up_inputs(model, size, Fill::Spread).map_err(Error::Model)?]);
+        return Ok(vec![made_up_inputs(model, made_up_size(model), Fill::Spread).map_err(Error::Model)?]);
     };
     let bound = data.bind(&feed_inputs(model), None)?;
     bound.batches_upto(batch, rows).map(|b| b.map(|(_, b)| b)).collect()
+}
+
+/// The smallest made-up size `model` runs at (2 for most; longer for a conv over audio). A model
+/// the runtime cannot run at all (a custom op) gets 2: the check then says which runtime could
+/// not run it, as it does with data.
+fn made_up_size(model: &Model) -> usize {
+    let runs = Session::new(model, &SessionOptions::default()).ok();
+    runs.and_then(|s| sizes_that_run(model, &s, 1).ok()).map_or(2, |sizes| sizes[0])
 }
 
 /// How many rows [`check_batches`] takes from `data` when asked for `rows`: none without data.

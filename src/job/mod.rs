@@ -151,7 +151,10 @@ impl<'a> Job<'a> {
             (None, Some(_)) => {
                 format!("on {rows}the calibration data (what the pass fitted to: pass --val for held-out data)")
             }
-            (None, None) => "on made-up inputs (pass --val to judge on data)".into(),
+            (None, None) => match check.made_up_size {
+                Some(n) => format!("on made-up inputs, open dims at {n} (pass --val to judge on data)"),
+                None => "on made-up inputs (pass --val to judge on data)".into(),
+            },
         };
         for o in &check.outputs {
             progress.say(&format!("quality {on} in {}: {}", o.runtime, o.quality()));

@@ -19,5 +19,5 @@ pub use capture::{batch_plan, measured_batch_plan, visit_tensors, Rows, CAPTURE_
 pub use collect::{collect, node, Reduction, Statistic};
 pub use judge::{slices_of, sqnr_db, Noise, Reference, Slicing, MAX_SLICES};
 pub use progress::{Progress, Silent, StageTime, Timed};
-pub use samples::{made_up_inputs, sizes_that_run, Fill, TRIED_SIZES};
+pub use samples::{has_open_dims, made_up_inputs, sizes_that_run, Fill, TRIED_SIZES};
 pub use statistics::{Captured, Extremes, Ranked};

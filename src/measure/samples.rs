@@ -48,6 +48,14 @@ pub fn sizes_that_run(model: &Model, session: &Session, count: usize) -> std::re
     ))
 }
 
+/// Whether an input of `model` has a symbolic or unknown dim past its first axis (the batch): a
+/// made-up size then matters, and is said.
+pub fn has_open_dims(model: &Model) -> bool {
+    feed_inputs(model)
+        .iter()
+        .any(|v| v.shape().is_some_and(|dims| dims.iter().skip(1).any(|d| !matches!(d, Dim::Fixed(n) if *n >= 0))))
+}
+
 /// One input per model input: symbolic and unknown dims at `size` (a symbolic first axis at most
 /// 3), floats as `fill` says.
 pub fn made_up_inputs(model: &Model, size: usize, fill: Fill) -> std::result::Result<Vec<Array>, String> {

@@ -18,6 +18,10 @@ seeded random, so the files are the same on every run.
   yolo_head      YOLOv8's output [N, 4 + 16 classes, anchors]: box coordinates in pixels (0-640)
                  concatenated with sigmoid class scores on the fixed axis 1, 1024 anchors last
   raw_head       the same layout from one conv: pixel boxes beside scores of about 0.1
+  reflect_audio  a voice-activity front end on raw audio [N, samples]: reflect padding of 32 and a
+                 strided Conv1d of kernel 64 — at 2 samples neither runs
+  fpn            a feature pyramid: three stride-2 convs, then each level upsampled ×2 and
+                 concatenated with the one above — only sizes divisible by 8 run
   shufflenet     two ShuffleNet v2 units (a downsampling one, then split -> branch -> concat),
                  each ending in a channel shuffle; trunk channels SHUFFLE_DEAD are dead (zero
                  filters, biases and the head's columns that read them), so removing exactly
@@ -452,7 +456,7 @@ def yolo_head(out):
     ]
     g = helper.make_graph(nodes, "yolo_head", [vi("images", ["batch", 3, 128, 128])],
                           [vi("detections", ["batch", 4 + classes, "anchors"])], init)
-    save(out, "yolo_head", g, {"images": smooth_images(24, 3, 128, 128)})
+    save(out, "yolo_head", g, {"images": smooth_images(8, 3, 128, 128)})
 
 
 def raw_head(out):
@@ -481,11 +485,52 @@ def raw_head(out):
     save(out, "raw_head", g, {"images": smooth_images(32, 3, 64, 96)})
 
 
+def reflect_audio(out):
+    n = helper.make_node
+    nodes = [
+        n("Unsqueeze", ["audio", "axes1"], ["wave"]),
+        n("Pad", ["wave", "pads"], ["padded"], mode="reflect"),
+        n("Conv", ["padded", "stft.w", "stft.b"], ["frames"], strides=[16]),
+        n("Relu", ["frames"], ["r1"]),
+        n("ReduceMean", ["r1"], ["pooled"], axes=[2], keepdims=0),
+        n("Gemm", ["pooled", "fc.w", "fc.b"], ["speech"], transB=1),
+    ]
+    init = [
+        const("axes1", [1], np.int64), const("pads", [0, 0, 32, 0, 0, 32], np.int64),
+        w("stft.w", 24, 1, 64), const("stft.b", rng.standard_normal(24) * 0.1),
+        w("fc.w", 2, 24), const("fc.b", np.zeros(2)),
+    ]
+    g = helper.make_graph(nodes, "reflect_audio", [vi("audio", ["batch", "samples"])], [vi("speech", ["batch", 2])], init)
+    save(out, "reflect_audio", g, {"audio": (rng.standard_normal((16, 512)) * 0.1).astype(np.float32)})
+
+
+def fpn(out):
+    n = helper.make_node
+    nodes = [
+        n("Conv", ["images", "d1.w", "d1.b"], ["p1"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        n("Conv", ["p1", "d2.w", "d2.b"], ["p2"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        n("Conv", ["p2", "d3.w", "d3.b"], ["p3"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        n("Resize", ["p3", "", "scale2"], ["u3"], mode="nearest"),
+        n("Concat", ["u3", "p2"], ["m2"], axis=1),
+        n("Resize", ["m2", "", "scale2"], ["u2"], mode="nearest"),
+        n("Concat", ["u2", "p1"], ["m1"], axis=1),
+        n("Conv", ["m1", "out.w", "out.b"], ["mask"]),
+    ]
+    init = [
+        w("d1.w", 8, 3, 3, 3), const("d1.b", np.zeros(8)), w("d2.w", 8, 8, 3, 3), const("d2.b", np.zeros(8)),
+        w("d3.w", 8, 8, 3, 3), const("d3.b", np.zeros(8)), const("scale2", [1.0, 1.0, 2.0, 2.0]),
+        w("out.w", 1, 24, 1, 1), const("out.b", np.zeros(1)),
+    ]
+    g = helper.make_graph(nodes, "fpn", [vi("images", ["batch", 3, "height", "width"])],
+                          [vi("mask", ["batch", 1, "h2", "w2"])], init)
+    save(out, "fpn", g, {"images": smooth_images(8, 3, 32, 48)})
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     for build in (detector, streaming_rnn, fixed_batch, if_head, if_only, scan_rnn, fp16_hazards, tiny_acts, conv1d, keyword,
-                  shufflenet, yolo_head, raw_head):
+                  shufflenet, yolo_head, raw_head, reflect_audio, fpn):
         build(out)
 
 

@@ -67,13 +67,20 @@ def smooth_images(n, c, h, wd):
     return x.astype(np.float32)
 
 
-def detector(out):
+def downsample_4x():
+    """images -> c1 -> r1 -> c2 -> r2: two stride-2 3x3 convs with ReLU (weights c1.*, c2.*)."""
     n = helper.make_node
-    nodes = [
+    return [
         n("Conv", ["images", "c1.w", "c1.b"], ["c1"], strides=[2, 2], pads=[1, 1, 1, 1]),
         n("Relu", ["c1"], ["r1"]),
         n("Conv", ["r1", "c2.w", "c2.b"], ["c2"], strides=[2, 2], pads=[1, 1, 1, 1]),
         n("Relu", ["c2"], ["r2"]),
+    ]
+
+
+def detector(out):
+    n = helper.make_node
+    nodes = downsample_4x() + [
         n("Conv", ["r2", "c3.w", "c3.b"], ["c3"], pads=[1, 1, 1, 1]),
         n("Relu", ["c3"], ["r3"]),
         n("Conv", ["r3", "head.w", "head.b"], ["head"]),
@@ -430,59 +437,57 @@ def shufflenet(out):
     save(out, "shufflenet", g, {"x": smooth_images(32, 3, 16, 16)})
 
 
-def yolo_head(out):
-    """YOLOv8's output: Concat(boxes in pixels, sigmoid(class logits)) on axis 1, anchors last."""
+CLASSES = 16
+
+
+def detector_head(out, name, hw, rows, head):
+    """Two stride-2 convs from `images` to `r2` (48 channels), then `head(n)` -> (nodes, initializers)
+    ending in `detections` [N, 4 + CLASSES, anchors]; saved with `rows` images of `hw` pixels."""
     n = helper.make_node
-    classes = 16
-    nodes = [
-        n("Conv", ["images", "c1.w", "c1.b"], ["c1"], strides=[2, 2], pads=[1, 1, 1, 1]),
-        n("Relu", ["c1"], ["r1"]),
-        n("Conv", ["r1", "c2.w", "c2.b"], ["c2"], strides=[2, 2], pads=[1, 1, 1, 1]),
-        n("Relu", ["c2"], ["r2"]),
-        n("Conv", ["r2", "box.w", "box.b"], ["box_raw"]),
-        n("Sigmoid", ["box_raw"], ["box_unit"]),
-        n("Mul", ["box_unit", "img_size"], ["boxes_map"]),
-        n("Conv", ["r2", "cls.w", "cls.b"], ["cls_raw"]),
-        n("Sigmoid", ["cls_raw"], ["scores_map"]),
-        n("Concat", ["boxes_map", "scores_map"], ["head"], axis=1),
-        n("Reshape", ["head", "target"], ["detections"]),
-    ]
+    nodes = downsample_4x()
     init = [
         w("c1.w", 32, 3, 3, 3), const("c1.b", rng.standard_normal(32) * 0.1),
         w("c2.w", 48, 32, 3, 3), const("c2.b", rng.standard_normal(48) * 0.1),
-        w("box.w", 4, 48, 1, 1), const("box.b", rng.standard_normal(4) * 0.1),
-        w("cls.w", classes, 48, 1, 1, scale=1.0), const("cls.b", np.full(classes, -4.0)),
-        const("img_size", 640.0), const("target", [0, 4 + classes, -1], np.int64),
+        const("target", [0, 4 + CLASSES, -1], np.int64),
     ]
-    g = helper.make_graph(nodes, "yolo_head", [vi("images", ["batch", 3, 128, 128])],
-                          [vi("detections", ["batch", 4 + classes, "anchors"])], init)
-    save(out, "yolo_head", g, {"images": smooth_images(8, 3, 128, 128)})
+    head_nodes, head_init = head(n)
+    g = helper.make_graph(nodes + head_nodes, name, [vi("images", ["batch", 3, *hw])],
+                          [vi("detections", ["batch", 4 + CLASSES, "anchors"])], init + head_init)
+    save(out, name, g, {"images": smooth_images(rows, 3, *hw)})
+
+
+def yolo_head(out):
+    """YOLOv8's output: Concat(boxes in pixels, sigmoid(class logits)) on axis 1, anchors last."""
+    def head(n):
+        nodes = [
+            n("Conv", ["r2", "box.w", "box.b"], ["box_raw"]),
+            n("Sigmoid", ["box_raw"], ["box_unit"]),
+            n("Mul", ["box_unit", "img_size"], ["boxes_map"]),
+            n("Conv", ["r2", "cls.w", "cls.b"], ["cls_raw"]),
+            n("Sigmoid", ["cls_raw"], ["scores_map"]),
+            n("Concat", ["boxes_map", "scores_map"], ["head"], axis=1),
+            n("Reshape", ["head", "target"], ["detections"]),
+        ]
+        init = [
+            w("box.w", 4, 48, 1, 1), const("box.b", rng.standard_normal(4) * 0.1),
+            w("cls.w", CLASSES, 48, 1, 1, scale=1.0), const("cls.b", np.full(CLASSES, -4.0)),
+            const("img_size", 640.0),
+        ]
+        return nodes, init
+    detector_head(out, "yolo_head", (128, 128), 8, head)
 
 
 def raw_head(out):
-    n = helper.make_node
-    classes = 16
-    nodes = [
-        n("Conv", ["images", "c1.w", "c1.b"], ["c1"], strides=[2, 2], pads=[1, 1, 1, 1]),
-        n("Relu", ["c1"], ["r1"]),
-        n("Conv", ["r1", "c2.w", "c2.b"], ["c2"], strides=[2, 2], pads=[1, 1, 1, 1]),
-        n("Relu", ["c2"], ["r2"]),
-        # one conv makes both: box coordinates in pixels (channels 0-3) and class scores (4-19)
-        n("Conv", ["r2", "head.w", "head.b"], ["head"]),
-        n("Reshape", ["head", "target"], ["detections"]),
-    ]
-    box_w = rng.standard_normal((4, 48, 1, 1)) * 60.0
-    cls_w = rng.standard_normal((classes, 48, 1, 1)) * 0.02
-    init = [
-        w("c1.w", 32, 3, 3, 3), const("c1.b", rng.standard_normal(32) * 0.1),
-        w("c2.w", 48, 32, 3, 3), const("c2.b", rng.standard_normal(48) * 0.1),
-        const("head.w", np.concatenate([box_w, cls_w])),
-        const("head.b", np.concatenate([np.full(4, 320.0), np.full(classes, 0.1)])),
-        const("target", [0, 4 + classes, -1], np.int64),
-    ]
-    g = helper.make_graph(nodes, "raw_head", [vi("images", ["batch", 3, 64, 96])],
-                          [vi("detections", ["batch", 4 + classes, "anchors"])], init)
-    save(out, "raw_head", g, {"images": smooth_images(32, 3, 64, 96)})
+    """One conv makes both: box coordinates in pixels (channels 0-3) and class scores (4-19)."""
+    def head(n):
+        box_w = rng.standard_normal((4, 48, 1, 1)) * 60.0
+        cls_w = rng.standard_normal((CLASSES, 48, 1, 1)) * 0.02
+        init = [
+            const("head.w", np.concatenate([box_w, cls_w])),
+            const("head.b", np.concatenate([np.full(4, 320.0), np.full(CLASSES, 0.1)])),
+        ]
+        return [n("Conv", ["r2", "head.w", "head.b"], ["head"]), n("Reshape", ["head", "target"], ["detections"])], init
+    detector_head(out, "raw_head", (64, 96), 32, head)
 
 
 def reflect_audio(out):

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const MODELS: [&str; 14] = [
+const MODELS: [&str; 15] = [
     "detector",
     "streaming_rnn",
     "fixed_batch",
@@ -22,6 +22,7 @@ const MODELS: [&str; 14] = [
     "yolo_head",
     "reflect_audio",
     "fpn",
+    "computed_bias",
 ];
 
 fn build_corpus(dir: &Path) {
@@ -349,5 +350,22 @@ fn conv1d_stack_prunes_its_grouped_conv_evenly_and_repairs_its_conv1d_layers() {
     for runtime in ["ort", "tract"] {
         let (cosine, _) = agreement(runtime, &onnx, &out, &data).expect("both runtimes run it");
         assert!(cosine > 0.99, "{runtime}: worst cosine {cosine}");
+    }
+}
+
+/// Conv biases computed from constants (a Mul, a Cast from float64) blocked both conv groups
+/// ("its bias is not a constant", issue 35); folded before grouping, both lose half their channels.
+#[test]
+fn convs_whose_biases_are_computed_from_constants_can_be_pruned() {
+    let Pruned { dir: _dir, onnx, data, out, report: r } = prune_structured("computed_bias", &["--ratio", "0.5"], true);
+    let groups = r["groups"].as_array().unwrap();
+    let convs: Vec<_> = groups.iter().filter(|g| g["channels"] == 32).collect();
+    assert_eq!(convs.len(), 2, "both convs' channels are groups: {groups:?}");
+    for g in convs {
+        assert_eq!(g["removed"].as_array().map(Vec::len), Some(16), "{g}");
+    }
+    for runtime in ["ort", "tract"] {
+        let (cosine, _) = agreement(runtime, &onnx, &out, &data).expect("both runtimes run it");
+        assert!(cosine > 0.9, "{runtime}: cosine {cosine} after the repair");
     }
 }

@@ -17,11 +17,23 @@ const MAX_FOLDED_ELEMENTS: usize = 1 << 24;
 /// of a tensor whose size `shapes` gives; returns how many tensors became constants.
 pub fn fold_constants(model: &mut Model, shapes: &BTreeMap<String, Vec<usize>>) -> Result<usize> {
     let shapes_folded = fold_shapes(&mut model.graph, shapes);
+    Ok(shapes_folded + fold_computed(model, None)?)
+}
+
+/// Folds only the nodes whose inputs are all constants that compute `targets` (a layer's weight or
+/// bias made by a Mul or Cast of constants); returns how many tensors became constants.
+pub fn fold_constants_into(model: &mut Model, targets: &BTreeSet<String>) -> Result<usize> {
+    fold_computed(model, Some(targets))
+}
+
+/// Folds the nodes computed from constants alone — those computing `targets`, when given.
+fn fold_computed(model: &mut Model, targets: Option<&BTreeSet<String>>) -> Result<usize> {
     let g = &model.graph;
     let index = GraphIndex::new(g);
     let mut constant: BTreeSet<String> = g.constant_names().into_iter().collect();
     let mut foldable = vec![false; g.nodes.len()];
-    for n in g.topo_order()? {
+    let order = g.topo_order()?;
+    for &n in &order {
         let node = &g.nodes[n];
         let computable = node.is_onnx_op()
             && node.op_type != "Constant"
@@ -30,6 +42,17 @@ pub fn fold_constants(model: &mut Model, shapes: &BTreeMap<String, Vec<usize>>) 
         if computable && node.inputs.iter().filter(|i| !i.is_empty()).all(|i| constant.contains(i)) {
             foldable[n] = true;
             constant.extend(node.outputs.iter().filter(|o| !o.is_empty()).cloned());
+        }
+    }
+    if let Some(targets) = targets {
+        // Only what the targets are computed from, walking back from the last node.
+        let mut needed: BTreeSet<&String> = targets.iter().collect();
+        for &n in order.iter().rev() {
+            let node = &g.nodes[n];
+            foldable[n] &= node.outputs.iter().any(|o| needed.contains(o));
+            if foldable[n] {
+                needed.extend(node.inputs.iter());
+            }
         }
     }
     let outputs: BTreeSet<&str> = g.outputs.iter().map(|o| o.name.as_str()).collect();
@@ -44,13 +67,13 @@ pub fn fold_constants(model: &mut Model, shapes: &BTreeMap<String, Vec<usize>>) 
         .cloned()
         .collect();
     if wanted.is_empty() {
-        return Ok(shapes_folded);
+        return Ok(0);
     }
     let values = run_foldable(g, &foldable, &wanted)?;
     let mut tensors = vec![];
     for (name, value) in wanted.iter().zip(values) {
         if value.len() > MAX_FOLDED_ELEMENTS {
-            return Ok(shapes_folded);
+            return Ok(0);
         }
         tensors.push(tensor_of(name, &value));
     }
@@ -63,7 +86,7 @@ pub fn fold_constants(model: &mut Model, shapes: &BTreeMap<String, Vec<usize>>) 
     });
     g.initializers.extend(tensors);
     super::remove_unused_constants(g);
-    Ok(shapes_folded + folded)
+    Ok(folded)
 }
 
 /// `Shape` nodes (their `start`/`end` included) of tensors of known size, as int64 constants.

@@ -18,7 +18,7 @@ mod transpose_after_matmul;
 
 pub use fold_affine::fold_affine;
 pub use fold_batchnorm::fold_batchnorm;
-pub use fold_constants::fold_constants;
+pub use fold_constants::{fold_constants, fold_constants_into};
 pub use fold_reshapes::fold_constant_reshapes;
 pub use fuse::{fuse, FuseConfig, Fused};
 pub use gemm::gemm_to_matmul;

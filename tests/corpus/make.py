@@ -20,6 +20,8 @@ seeded random, so the files are the same on every run.
   raw_head       the same layout from one conv: pixel boxes beside scores of about 0.1
   reflect_audio  a voice-activity front end on raw audio [N, samples]: reflect padding of 32 and a
                  strided Conv1d of kernel 64 — at 2 samples neither runs
+  computed_bias  convs whose biases are computed from constants (a Mul, a Cast from float64), as
+                 GoogLeNet's and EfficientNet's exports write them
   fpn            a feature pyramid: three stride-2 convs, then each level upsampled ×2 and
                  concatenated with the one above — only sizes divisible by 8 run
   shufflenet     two ShuffleNet v2 units (a downsampling one, then split -> branch -> concat),
@@ -531,11 +533,30 @@ def fpn(out):
     save(out, "fpn", g, {"images": smooth_images(8, 3, 32, 48)})
 
 
+def computed_bias(out):
+    n = helper.make_node
+    nodes = [
+        n("Mul", ["b1_raw", "b1_scale"], ["b1"]),
+        n("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), n("Relu", ["c1"], ["r1"]),
+        n("Cast", ["b2_raw"], ["b2"], to=TensorProto.FLOAT),
+        n("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]), n("Relu", ["c2"], ["r2"]),
+        n("GlobalAveragePool", ["r2"], ["g"]), n("Flatten", ["g"], ["f"]),
+        n("Gemm", ["f", "fc.w", "fc.b"], ["logits"], transB=1),
+    ]
+    init = [
+        w("w1", 32, 3, 3, 3), const("b1_raw", rng.standard_normal(32) * 0.1), const("b1_scale", 2.0),
+        w("w2", 32, 32, 3, 3), const("b2_raw", rng.standard_normal(32) * 0.1, np.float64),
+        w("fc.w", 10, 32), const("fc.b", np.zeros(10)),
+    ]
+    g = helper.make_graph(nodes, "computed_bias", [vi("x", ["batch", 3, 16, 16])], [vi("logits", ["batch", 10])], init)
+    save(out, "computed_bias", g, {"x": smooth_images(16, 3, 16, 16)})
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     for build in (detector, streaming_rnn, fixed_batch, if_head, if_only, scan_rnn, fp16_hazards, tiny_acts, conv1d, keyword,
-                  shufflenet, yolo_head, raw_head, reflect_audio, fpn):
+                  shufflenet, yolo_head, raw_head, reflect_audio, fpn, computed_bias):
         build(out)
 
 

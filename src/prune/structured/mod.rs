@@ -111,7 +111,8 @@ pub struct StructuredReport {
     pub groups: Vec<GroupRecord>,
     /// Every layer's cost before and after.
     pub layers: Vec<LayerCost>,
-    /// Reshapes of constants folded first (Paddle's bias reshapes), so their channels can be followed.
+    /// Tensors computed from constants alone folded first (Paddle's bias reshapes, a bias made by
+    /// a Mul or Cast of constants), so their channels can be followed.
     pub folded_reshapes: usize,
     /// The graph clean-up done on the pruned model (absent with `--no-simplify`).
     pub simplified: Option<crate::transform::Simplification>,
@@ -139,9 +140,19 @@ pub fn channel_groups(
     model: &mut Model,
     input_shapes: &BTreeMap<String, Vec<usize>>,
 ) -> Result<(DependencyGraph, BTreeMap<String, Vec<usize>>, usize)> {
+    // A conv's bias or scale computed from constants alone (a Mul, a Cast — GoogLeNet's and
+    // EfficientNet's exports) is a constant once run: folded first, its layer's channels can go.
+    let g = &model.graph;
+    let parameters: std::collections::BTreeSet<String> = g
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op_type.as_str(), "Conv" | "ConvTranspose" | "Gemm" | "MatMul" | "BatchNormalization"))
+        .flat_map(|n| n.inputs.iter().skip(1).filter(|t| !t.is_empty() && g.constant_site(t).is_none()).cloned())
+        .collect();
+    let folded_constants = crate::transform::fold_constants_into(model, &parameters)?;
     let shapes = infer_shapes(model, &concrete_input_shapes(model, input_shapes))?;
     let folded = crate::transform::fold_constant_reshapes(model, &shapes)?;
-    Ok((build(model, &shapes)?, shapes, folded))
+    Ok((build(model, &shapes)?, shapes, folded + folded_constants))
 }
 
 /// Prunes `model` in place. Returns the report and, when a repair ran, the
@@ -262,4 +273,36 @@ fn layer_costs(
             params_after: params(after, a),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ir::testing::{ints, model, node, tensor, wavy};
+
+    /// `x [1, 3, 8, 8]` → Conv (8 filters, bias = b · 2 computed by a Mul) → Relu → Conv (4).
+    fn conv_with_computed_bias() -> crate::ir::Model {
+        let pads = ("pads", ints(&[1, 1, 1, 1]));
+        let nodes = vec![
+            node("Mul", &["b_raw", "two"], "b", &[]),
+            node("Conv", &["x", "w1", "b"], "c1", std::slice::from_ref(&pads)),
+            node("Relu", &["c1"], "r1", &[]),
+            node("Conv", &["r1", "w2"], "y", &[pads]),
+        ];
+        let weights = vec![
+            tensor("b_raw", &[8], wavy),
+            tensor("two", &[1], |_| 2.0),
+            tensor("w1", &[8, 3, 3, 3], wavy),
+            tensor("w2", &[4, 8, 3, 3], wavy),
+        ];
+        model(nodes, weights, &[1, 3, 8, 8], &["y"], 17)
+    }
+
+    #[test]
+    fn a_bias_computed_from_constants_is_folded_and_its_layer_can_be_pruned() {
+        let mut m = conv_with_computed_bias();
+        let (deps, _, folded) = super::channel_groups(&mut m, &Default::default()).unwrap();
+        assert_eq!(folded, 1, "the Mul of two constants is run once");
+        let conv = deps.groups.iter().find(|g| g.channels == 8).expect("the first conv's channels are a group");
+        assert!(conv.blocked.is_empty(), "{:?}", conv.blocked);
+    }
 }

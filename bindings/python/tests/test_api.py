@@ -222,7 +222,10 @@ def test_ctrl_c_stops_a_running_job_and_writes_nothing(tmp_path):
     within seconds, the process alive to handle it, no output file."""
     out = tmp_path / "out.onnx"
     script = (
-        "import sys, prunq\n"
+        "import signal, sys, prunq\n"
+        # A shell that starts a command in the background (`.ci/run &`) hands its children SIGINT
+        # ignored, and Python then installs no handler: the user's interpreter has one.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "print('ready', flush=True)\n"
         "try:\n"
         f"    prunq.quantize({str(MODELS / 'ppocr_rec_v4.onnx')!r}, {str(out)!r}, mode='static',\n"

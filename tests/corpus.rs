@@ -124,7 +124,12 @@ fn every_model_class_runs_through_every_command_or_is_refused_by_name() {
     assert_eq!(find("tiny_acts [ort] quantize --mode fp16"), "written");
     assert_eq!(find("fp16_hazards [tract] quantize --mode fp16"), "written");
     assert_eq!(find("if_head [ort] quantize --mode fp16"), "written");
-    assert!(find("if_only [ort] quantize --mode weights").contains("inside the subgraphs of If"));
+    // Weights inside If branches are quantized and pruned in every data-free form; static and
+    // structured need a plain graph and say which input to fix.
+    assert_eq!(find("if_only [ort] quantize --mode weights"), "written");
+    assert_eq!(find("if_only [tract] quantize --mode dynamic"), "written");
+    assert_eq!(find("if_only [ort] prune --method sparsegpt"), "written");
+    assert!(find("if_only [ort] quantize --mode static").contains("--fix-input sr=VALUE"));
     assert_eq!(find("if_head [ort] prune --method sparsegpt"), "written");
     assert_eq!(find("detector [ort] quantize --mode static"), "written");
     // 1e-10 activations into a layer with an ordinary bias: ONNX Runtime's optimizer
@@ -368,4 +373,70 @@ fn convs_whose_biases_are_computed_from_constants_can_be_pruned() {
         let (cosine, _) = agreement(runtime, &onnx, &out, &data).expect("both runtimes run it");
         assert!(cosine > 0.9, "{runtime}: cosine {cosine} after the repair");
     }
+}
+
+/// A Silero-style model keeps every weight inside the If branches its sample rate chooses:
+/// weight-only quantization reaches them (int8: at most 0.35× the file), and `--fix-input
+/// sr=16000` specialises it to the 16 kHz branch so static quantization runs, checked on data
+/// that carries that rate, in both runtimes.
+#[test]
+fn weights_inside_if_branches_are_quantized_and_a_fixed_rate_quantizes_statically() {
+    let corpus = common::tempdir();
+    build_corpus(corpus.path());
+    let (onnx, data) = (corpus.path().join("if_only.onnx"), corpus.path().join("if_only.npz"));
+    let out = common::tempdir();
+    let size = |p: &Path| std::fs::metadata(p).expect("written").len() as f64;
+    let weights = out.path().join("weights.onnx");
+    let said = prunq(&["quantize", s(&onnx), "-o", s(&weights), "--no-latency-check"]);
+    let stderr = format!("{}{}", String::from_utf8_lossy(&said.stdout), String::from_utf8_lossy(&said.stderr));
+    assert!(said.status.success(), "{stderr}");
+    assert!(stderr.contains("inside If") && stderr.contains("(then_branch): 3 weights quantized"), "{stderr}");
+    let ratio = size(&weights) / size(&onnx);
+    assert!(ratio <= 0.35, "int8 weight-only: {ratio:.2}× the file");
+    for runtime in ["ort", "tract"] {
+        let fixed = out.path().join(format!("static.{runtime}.onnx"));
+        let said = prunq(&[
+            "--runtime",
+            runtime,
+            "quantize",
+            "--mode",
+            "static",
+            s(&onnx),
+            "-o",
+            s(&fixed),
+            "--calib",
+            s(&data),
+            "--fix-input",
+            "sr=16000",
+            "--no-latency-check",
+        ]);
+        let stderr = format!("{}{}", String::from_utf8_lossy(&said.stdout), String::from_utf8_lossy(&said.stderr));
+        assert!(said.status.success(), "{runtime}: {stderr}");
+        assert!(stderr.contains("specialised: sr = 16000; If 'If -> y': then_branch"), "{stderr}");
+        assert!(stderr.contains("quality on 16 rows"), "{stderr}");
+        let written = std::fs::read(&fixed).expect("written");
+        let text = String::from_utf8_lossy(&written);
+        assert!(text.contains("QuantizeLinear") && !text.contains("at_8k"), "{runtime}: static, one branch");
+        for rt in ["ort", "tract"] {
+            let (cos, db) = agreement(rt, &onnx, &fixed, &data).expect("both runtimes run the original");
+            assert!(cos > 0.99 && db > 25.0, "{runtime} result judged in {rt}: cosine {cos}, {db} dB");
+        }
+    }
+    // Data with another rate would judge another branch: refused, nothing written.
+    let other = out.path().join("other.onnx");
+    let said = prunq(&[
+        "quantize",
+        "--mode",
+        "static",
+        s(&onnx),
+        "-o",
+        s(&other),
+        "--calib",
+        s(&data),
+        "--fix-input",
+        "sr=8000",
+    ]);
+    let stderr = format!("{}{}", String::from_utf8_lossy(&said.stdout), String::from_utf8_lossy(&said.stderr));
+    assert!(!said.status.success() && !other.exists(), "{stderr}");
+    assert!(stderr.contains("holds sr = 16000"), "{stderr}");
 }

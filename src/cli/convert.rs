@@ -31,13 +31,17 @@ pub struct Args {
     /// Write what was done and measured as JSON.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Freeze an input to a value first (NAME=VALUE, e.g. sr=16000; repeatable): each If it
+    /// decides becomes the branch taken (LiteRT models are written without control flow).
+    #[arg(long, value_name = "NAME=VALUE")]
+    fix_input: Vec<crate::transform::FixedInput>,
 }
 
 pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     crate::onnx::ensure_not_input(&a.model, &a.output)?;
     let original = crate::onnx::load(&a.model)?;
     let data = super::Opened::new(a.calib.as_ref(), a.val.as_ref())?;
-    let checks = crate::job::Checks { report: a.report.clone(), ..Default::default() };
+    let checks = crate::job::Checks { report: a.report.clone(), fix_inputs: a.fix_input, ..Default::default() };
     let job = data.job(&original, &a.model, &a.output, checks);
     let options = crate::litert::ConvertOptions {
         input_shapes: a.input_shape.into_iter().collect(),

@@ -258,6 +258,11 @@ struct Checks {
     /// Expected text of each --val sample, one a line (exact-lines, cer).
     #[arg(long)]
     text: Option<std::path::PathBuf>,
+    /// Freeze an input to a value before the pass (NAME=VALUE, e.g. sr=16000; repeatable): each If
+    /// it decides becomes the branch taken, so passes that need a plain graph (static, structured)
+    /// reach the weights inside; the result no longer takes that input.
+    #[arg(long, value_name = "NAME=VALUE")]
+    fix_input: Vec<crate::transform::FixedInput>,
 }
 
 impl Checks {
@@ -270,6 +275,7 @@ impl Checks {
             external_data: self.external_data,
             report: self.report.clone(),
             budget: budget.map(|budget| crate::job::QualityBudget { metric: self.metric, budget, texts }),
+            fix_inputs: self.fix_input.clone(),
         })
     }
 }

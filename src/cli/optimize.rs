@@ -73,8 +73,12 @@ pub fn run(a: Args, progress: &dyn Progress) -> anyhow::Result<()> {
     let budget = Budget::given(a.max_drop, a.min_quality)?.unwrap_or_else(|| crate::job::default_budget(metric));
     let config =
         OptimizeConfig { metric, budget, objective: a.objective, time_budget: a.time_budget, texts, litert: false };
-    let checks =
-        crate::job::Checks { latency: false, external_data: a.external_data, report: a.report.clone(), budget: None };
+    let checks = crate::job::Checks {
+        latency: false,
+        external_data: a.external_data,
+        report: a.report.clone(),
+        ..Default::default()
+    };
     let job = data.job(&original, &a.model, &a.output, checks);
     job.optimize(&config, &crate::job::Announce(progress, metric), a.save_recipe.as_deref(), progress)?;
     Ok(())

@@ -139,6 +139,11 @@ impl Dataset {
         Ok(Dataset { path, source, options: options.clone(), exact: false })
     }
 
+    /// What the data was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn err(&self, why: String) -> Error {
         Error::Data(format!("{}: {why}", self.path.display()))
     }

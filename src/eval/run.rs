@@ -131,7 +131,8 @@ pub fn evaluate<'m>(
 }
 
 /// Runs both models on the same batches and compares every output. Either may be a LiteRT
-/// model (run in LiteRT, fed the reference's batches by input name).
+/// model (run in LiteRT, fed the reference's batches by input name). A candidate may take fewer
+/// inputs than the reference (specialised with `--fix-input`): it is fed those it takes.
 pub fn compare<'r, 'c>(
     reference: impl Into<Runnable<'r>>,
     candidate: impl Into<Runnable<'c>>,
@@ -142,9 +143,12 @@ pub fn compare<'r, 'c>(
     let (reference, candidate) = (reference.into(), candidate.into());
     let feeds = reference.feeds()?;
     let names: Vec<String> = feeds.iter().map(|i| i.name.clone()).collect();
-    let mut theirs: Vec<String> = candidate.feeds()?.into_iter().map(|i| i.name).collect();
-    let mut ours = names.clone();
+    let given: Vec<String> = candidate.feeds()?.into_iter().map(|i| i.name).collect();
     let onnx_pair = reference.onnx().is_some() && candidate.onnx().is_some();
+    // A candidate specialised with --fix-input takes fewer inputs: it is fed its own, in order.
+    let fed: Vec<usize> = (0..names.len()).filter(|&i| given.contains(&names[i])).collect();
+    let fed_names: Vec<String> = fed.iter().map(|&i| names[i].clone()).collect();
+    let (mut theirs, mut ours) = (given, fed_names.clone());
     if !onnx_pair {
         // Across formats the inputs are matched by name, in any order.
         theirs.sort();
@@ -155,7 +159,7 @@ pub fn compare<'r, 'c>(
     }
     let bound = data.bind(&feeds, options.labels.as_deref())?;
     let a = reference.session(&Default::default(), None)?;
-    let b = candidate.session(&Default::default(), Some(&names))?;
+    let b = candidate.session(&Default::default(), Some(&fed_names))?;
     let (mut x, mut y) = (a.outputs.clone(), b.outputs.clone());
     if !onnx_pair {
         x.sort();
@@ -170,7 +174,7 @@ pub fn compare<'r, 'c>(
     let mut cmps: Vec<OutputComparison> = a.declared.iter().map(|d| OutputComparison::declared(d.clone())).collect();
     progress.start(bound.rows as u64, "compare");
     let run = |(_, batch): &(usize, Vec<Array>)| {
-        let theirs = b.run(batch)?;
+        let theirs = b.run(&fed.iter().map(|&i| batch[i].clone()).collect::<Vec<_>>())?;
         Ok((a.run(batch)?, order.iter().map(|&k| theirs[k].clone()).collect::<Vec<_>>()))
     };
     crate::parallel::ordered(bound.batches(options.batch_size), run, |(_, batch), (ra, rb)| {

@@ -337,6 +337,15 @@ impl Node {
             _ => vec![],
         })
     }
+
+    /// The same subgraphs, to change.
+    pub fn subgraphs_mut(&mut self) -> impl Iterator<Item = &mut Graph> {
+        self.attributes.iter_mut().flat_map(|a| match &mut a.value {
+            AttrValue::Graph(g) => vec![g.as_mut()],
+            AttrValue::Graphs(gs) => gs.iter_mut().collect(),
+            _ => vec![],
+        })
+    }
 }
 
 impl Model {

@@ -28,7 +28,8 @@ impl Job<'_> {
             return Err(Error::Usage("a step of the recipe needs calibration data: give --calib DATA".into()));
         }
         self.ensure_output_is_not_input()?;
-        let mut model = self.original.clone();
+        self.specialise(progress)?;
+        let mut model = self.original().clone();
         let steps = crate::optimize::apply(&mut model, recipe, self.calib, progress)?;
         let output_check = Some(self.check_before_write(&model, progress)?);
         self.save(&model, progress)?;

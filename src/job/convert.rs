@@ -41,8 +41,9 @@ impl Job<'_> {
     /// refuses it when outputs turn non-finite, then writes it atomically and reports.
     pub fn convert(&self, options: &ConvertOptions, progress: &dyn Progress) -> Result<ConvertedModel> {
         self.ensure_output_is_not_input()?;
+        self.specialise(progress)?;
         progress.start(1, "convert to LiteRT");
-        let (converted, check) = self.checked_litert(self.original, options, progress)?;
+        let (converted, check) = self.checked_litert(self.original(), options, progress)?;
         progress.finish();
         let reference = crate::runtime::default_backend()?;
         super::say_simplified(&Some(converted.simplified.clone()), progress);
@@ -98,7 +99,7 @@ impl Job<'_> {
     pub(super) fn litert_of(&self, model: &crate::ir::Model, progress: &dyn Progress) -> Result<Vec<u8>> {
         let converted = self.checked_litert(model, &ConvertOptions::default(), progress)?.0;
         let options = ConvertOptions { input_shapes: converted.input_shapes.clone(), ..Default::default() };
-        let input = crate::litert::convert(self.original, &options)?.bytes;
+        let input = crate::litert::convert(self.original(), &options)?.bytes;
         let _ = self.litert.set((input, converted.bytes.clone()));
         Ok(converted.bytes)
     }
@@ -112,7 +113,7 @@ impl Job<'_> {
         options: &ConvertOptions,
         progress: &dyn Progress,
     ) -> Result<(Converted, OutputCheck)> {
-        let options = crate::litert::sizes_from_data(self.original, self.check_data(), options)?;
+        let options = crate::litert::sizes_from_data(self.original(), self.check_data(), options)?;
         let mut converted = crate::litert::convert(model, &options)?;
         let mut check = self.litert_check(&converted)?;
         // A quantize job's output floor (its `--target-sqnr`, or 3 dB under what the result
@@ -164,7 +165,7 @@ impl Job<'_> {
     /// The converted model run in LiteRT beside the original (at the converted sizes) on the
     /// check data, else made-up inputs.
     fn litert_check(&self, converted: &Converted) -> Result<OutputCheck> {
-        let fixed = crate::litert::with_fixed_inputs(self.original, &converted.input_shapes);
+        let fixed = crate::litert::with_fixed_inputs(self.original(), &converted.input_shapes);
         let (data, rows) = (self.check_data(), crate::eval::CHECK_ROWS);
         let batches = crate::eval::check_batches(&fixed, data, rows, 8)?;
         let reference = crate::runtime::default_backend()?;
@@ -178,9 +179,9 @@ impl Job<'_> {
         if let Some(pair) = self.litert.get() {
             return Ok(pair.clone());
         }
-        let options = crate::litert::sizes_from_data(self.original, self.check_data(), &ConvertOptions::default())?;
+        let options = crate::litert::sizes_from_data(self.original(), self.check_data(), &ConvertOptions::default())?;
         let pair =
-            (crate::litert::convert(self.original, &options)?.bytes, crate::litert::convert(model, &options)?.bytes);
+            (crate::litert::convert(self.original(), &options)?.bytes, crate::litert::convert(model, &options)?.bytes);
         let _ = self.litert.set(pair.clone());
         Ok(pair)
     }

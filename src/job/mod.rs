@@ -12,6 +12,7 @@ mod optimize;
 mod prune;
 mod quantize;
 mod report;
+mod specialise;
 
 pub use apply::ApplyReport;
 pub use convert::{in_litert, ConvertReport, ConvertedModel};
@@ -39,11 +40,14 @@ pub struct Checks {
     pub report: Option<PathBuf>,
     /// Refuse to write a result whose quality on the validation data is past this budget.
     pub budget: Option<QualityBudget>,
+    /// Inputs frozen to a value before the pass (`--fix-input`): the `If`s they decide become the
+    /// branch they take, and the job works from — and judges against — that specialised original.
+    pub fix_inputs: Vec<crate::transform::FixedInput>,
 }
 
 impl Default for Checks {
     fn default() -> Self {
-        Checks { latency: true, external_data: false, report: None, budget: None }
+        Checks { latency: true, external_data: false, report: None, budget: None, fix_inputs: vec![] }
     }
 }
 
@@ -81,6 +85,8 @@ pub struct Job<'a> {
     /// The output SQNR a `.tflite` output's dynamic-range layers must keep (a quantize job's
     /// fallback target), else they compute in float.
     litert_floor_db: std::cell::Cell<Option<f64>>,
+    /// The original specialised to `checks.fix_inputs`, made by the job's first step.
+    specialised: std::sync::OnceLock<Model>,
 }
 
 /// A job's result: the model (as written, when an output was given) and its report.
@@ -103,6 +109,7 @@ impl<'a> Job<'a> {
             checks: Checks::default(),
             litert: Default::default(),
             litert_floor_db: Default::default(),
+            specialised: Default::default(),
         }
     }
 
@@ -123,7 +130,7 @@ impl<'a> Job<'a> {
     fn input_size(&self) -> Result<u64> {
         match self.input {
             Some(path) => Ok(std::fs::metadata(path).map_err(|e| crate::Error::io(path, e))?.len()),
-            None => crate::onnx::file_size(self.original),
+            None => crate::onnx::file_size(self.original()),
         }
     }
 
@@ -131,7 +138,7 @@ impl<'a> Job<'a> {
     /// prunq measures in; refuses it when its outputs turned non-finite, says so when one diverges.
     fn check_before_write(&self, model: &Model, progress: &dyn Progress) -> Result<OutputCheck> {
         let backends = vec![crate::runtime::default_backend()?];
-        let check = crate::eval::check_outputs(self.original, model, self.check_data(), &backends)?;
+        let check = crate::eval::check_outputs(self.original(), model, self.check_data(), &backends)?;
         if let Some(refusal) = check.refusal() {
             return Err(refusal);
         }
@@ -190,10 +197,11 @@ impl<'a> Job<'a> {
         };
         let metric = match budget.metric {
             Some(m) => m,
-            None => optimize::default_metric(self.original, val, budget.texts.is_some())?,
+            None => optimize::default_metric(self.original(), val, budget.texts.is_some())?,
         };
-        let judge = crate::optimize::Judge { metric, original: self.original, val, texts: budget.texts.clone() };
-        let (original, result) = (judge.measure(self.original, progress)?.value, judge.measure(model, progress)?.value);
+        let judge = crate::optimize::Judge { metric, original: self.original(), val, texts: budget.texts.clone() };
+        let (original, result) =
+            (judge.measure(self.original(), progress)?.value, judge.measure(model, progress)?.value);
         let bound = budget.budget.bound(metric, original);
         let kept = if metric.higher_is_better() { result >= bound - 1e-9 } else { result <= bound + 1e-9 };
         let said = format!(
@@ -229,11 +237,11 @@ impl<'a> Job<'a> {
     fn compare(&self, model: &Model, data: Option<&Dataset>, progress: &dyn Progress) -> Result<Option<CompareReport>> {
         let Some(data) = data else { return Ok(None) };
         let c = match self.writes_litert() {
-            false => crate::eval::compare(self.original, model, data, &Default::default(), progress)?,
+            false => crate::eval::compare(self.original(), model, data, &Default::default(), progress)?,
             true => {
                 let (_, written) = self.litert_pair(model)?;
                 let written = crate::runtime::Runnable::LiteRt(&written);
-                crate::eval::compare(self.original, written, data, &Default::default(), progress)?
+                crate::eval::compare(self.original(), written, data, &Default::default(), progress)?
             }
         };
         say_block(progress, &crate::report::text::compare(&c));
@@ -259,7 +267,7 @@ impl<'a> Job<'a> {
             return Ok(None);
         }
         // Timing side by side holds both models in the runtime at once, each unpacked to float.
-        let weights: usize = self.original.graph.initializers.iter().map(|t| t.byte_size()).sum();
+        let weights: usize = self.original().graph.initializers.iter().map(|t| t.byte_size()).sum();
         if weights > LATENCY_CHECK_MAX_WEIGHTS {
             progress.say(&format!(
                 "note: the output's speed was not measured: the input has {} of weights, and timing both models \
@@ -271,7 +279,7 @@ impl<'a> Job<'a> {
         }
         // A LiteRT output is timed in LiteRT against the input converted as it is (float32).
         let timed = match self.writes_litert() {
-            false => crate::eval::latency_check(self.original, model, self.check_data(), progress),
+            false => crate::eval::latency_check(self.original(), model, self.check_data(), progress),
             true => self.litert_pair(model).and_then(|(input, output)| {
                 crate::eval::latency_check(
                     crate::runtime::Runnable::LiteRt(&input),
@@ -328,8 +336,10 @@ fn say_simplified(s: &Option<crate::transform::Simplification>, progress: &dyn P
     }
 }
 
-/// Says loudly that weights inside If/Loop/Scan bodies were left as they are; an error when the
-/// pass did nothing and most of the model's weights are there.
+/// Says loudly that weights inside If/Loop/Scan bodies were left as they are (by a pass that needs
+/// a plain graph: static quantization, structured pruning), naming the inputs `--fix-input` would
+/// fix to specialise the model; an error when the pass did nothing and most of the model's
+/// weights are there.
 fn untouched_subgraphs(
     model: &Model,
     what: &str,
@@ -342,8 +352,16 @@ fn untouched_subgraphs(
     }
     let total: usize = inside.iter().map(|(_, n)| n).sum();
     let nodes: Vec<&str> = inside.iter().map(|(n, _)| n.as_str()).collect();
+    let deciding = crate::transform::deciding_inputs(model);
+    let hint = match deciding.is_empty() {
+        true => String::new(),
+        false => {
+            let fixes: Vec<String> = deciding.iter().map(|i| format!("--fix-input {i}=VALUE")).collect();
+            format!(" ({} specialises the model to the branch that value takes)", fixes.join(" "))
+        }
+    };
     let said = format!(
-        "{total} weight values inside the subgraphs of {} were not {what}: prunq leaves If/Loop/Scan bodies as they are",
+        "{total} weight values inside the subgraphs of {} were not {what}: this pass needs a plain graph{hint}",
         nodes.join(", ")
     );
     let outside: usize = model.graph.initializers.iter().map(|t| t.dims.iter().product::<i64>().max(0) as usize).sum();

@@ -82,10 +82,11 @@ impl Job<'_> {
             return Err(Error::Usage("optimize needs calibration data and validation data".into()));
         };
         self.ensure_output_is_not_input()?;
+        self.specialise(progress)?;
         let metric = config.metric;
         // A .tflite output: every candidate judged and timed as the LiteRT file it would be.
         let config = &OptimizeConfig { litert: self.writes_litert(), ..config.clone() };
-        let (search, model) = crate::optimize::optimize(self.original, config, calib, val, observer)?;
+        let (search, model) = crate::optimize::optimize(self.original(), config, calib, val, observer)?;
         let (model, recipe) = match (model, search.chosen) {
             (Some(m), Some(i)) => (m, search.candidates[i].recipe.clone()),
             _ => {
@@ -94,7 +95,7 @@ impl Job<'_> {
                     metric.show(search.original_quality),
                     metric.show(search.bound)
                 ));
-                (self.original.clone(), Recipe::default())
+                (self.original().clone(), Recipe::default())
             }
         };
         self.check_before_write(&model, progress)?;

@@ -23,7 +23,8 @@ impl Job<'_> {
     /// result.
     pub fn prune(&self, config: &PruneConfig, progress: &dyn Progress) -> Result<Done<PruneOutcome>> {
         self.ensure_output_is_not_input()?;
-        let mut model = self.original.clone();
+        self.specialise(progress)?;
+        let mut model = self.original().clone();
         match crate::prune::prune(&mut model, config, self.calib, progress)? {
             Pruned::Sparse(report) => self.sparse(config, model, *report, progress),
             Pruned::Structured(report, unrepaired) => {
@@ -40,9 +41,6 @@ impl Job<'_> {
         progress: &dyn Progress,
     ) -> Result<Done<PruneOutcome>> {
         say_simplified(&report.simplified, progress);
-        if let Some(said) = untouched_subgraphs(&model, "pruned", report.layers.is_empty(), progress)? {
-            report.notes.push(said);
-        }
         report.output_check = Some(self.check_before_write(&model, progress)?);
         self.save(&model, progress)?;
         progress.say(&format!(
@@ -53,6 +51,9 @@ impl Job<'_> {
         ));
         for (node, why) in &report.skipped {
             progress.say(&format!("  dense: {node} ({why})"));
+        }
+        for note in &report.notes {
+            progress.say(&format!("note: {note}"));
         }
         if config.sparse_storage {
             let (sparse, dense): (Vec<_>, Vec<_>) = report.storage.iter().partition(|r| r.sparse);

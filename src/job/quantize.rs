@@ -37,15 +37,18 @@ impl Job<'_> {
             return Err(Error::Usage("mode static needs calibration data (--calib DATA)".into()));
         }
         self.ensure_output_is_not_input()?;
-        let mut model = self.original.clone();
+        self.specialise(progress)?;
+        let mut model = self.original().clone();
         // fp16 checks its ranges on the data it will be judged on.
         let data = if config.mode == QuantMode::Fp16 { self.check_data() } else { self.calib };
         let mut report = crate::quant::quantize(&mut model, &config, data, progress)?;
         say_simplified(&report.simplified, progress);
         report.size_before = self.input_size()?;
-        let nothing_done = report.tensors.is_empty() && config.mode != QuantMode::Fp16;
-        if let Some(said) = untouched_subgraphs(&model, "quantized", nothing_done, progress)? {
-            report.notes.push(said);
+        // Every mode but static quantizes inside control-flow bodies too (data-free).
+        if config.mode == QuantMode::Static {
+            if let Some(said) = untouched_subgraphs(&model, "quantized", report.tensors.is_empty(), progress)? {
+                report.notes.push(said);
+            }
         }
         let check = self.check_before_write(&model, progress)?;
         if self.writes_litert() && config.target_sqnr > 0.0 {

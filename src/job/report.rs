@@ -27,9 +27,9 @@ impl Job<'_> {
             "command": command,
             "model": self.input.map(|p| p.display().to_string()),
             "output": self.output.map(|p| p.display().to_string()),
-            "models": { "input": facts(self.input, self.original), "output": facts(self.output, model) },
+            "models": { "input": facts(self.input, self.original()), "output": facts(self.output, model) },
         });
-        let op_time = match crate::eval::op_times(self.original, model, data) {
+        let op_time = match crate::eval::op_times(self.original(), model, data) {
             Ok(t) => serde_json::to_value(t).map_err(json)?,
             Err(e) => serde_json::json!({ "error": e.to_string() }),
         };

@@ -144,8 +144,14 @@ type Prepared = (Model, BTreeMap<String, Vec<usize>>, Simplification, qdq::QdqTa
 fn prepare(model: &Model, options: &ConvertOptions) -> Result<Prepared> {
     for node in &model.graph.nodes {
         if node.subgraphs().next().is_some() {
+            let fixes: Vec<String> =
+                crate::transform::deciding_inputs(model).iter().map(|i| format!("--fix-input {i}=VALUE")).collect();
+            let hint = match fixes.is_empty() {
+                true => String::new(),
+                false => format!(" ({} takes one branch)", fixes.join(" ")),
+            };
             return Err(Error::Model(format!(
-                "node {} ({}): LiteRT models are converted from graphs without subgraphs; fix the branch first",
+                "node '{}' ({}): LiteRT models are converted from graphs without control flow{hint}",
                 node.label(),
                 node.op_type
             )));

@@ -213,6 +213,7 @@ pub fn prune(
         report.simplified = Some(crate::transform::simplify(model)?);
     }
     prune_sparse(model, &options, calib, &mut report, progress)?;
+    super::sparse::prune_bodies(model, &options, &mut report)?;
     if config.sparse_storage {
         let weights: Vec<String> = report.layers.iter().map(|l| l.weight.clone()).collect();
         report.storage = super::store_sparse_where_smaller(model, &weights)?;

@@ -176,6 +176,37 @@ pub fn prune_sparse(
     write_back(model, &layers, pruned, report)
 }
 
+/// Prunes the weights inside every If/Loop/Scan body by magnitude, layer by layer, at the same
+/// sparsity or pattern (statistics are not gathered inside control flow); the report's overall
+/// sparsity then counts them too, and a note per body says what was done there.
+pub fn prune_bodies(model: &mut Model, options: &SparseOptions, report: &mut PruneReport) -> Result<()> {
+    if model.weights_in_subgraphs().is_empty() {
+        return Ok(());
+    }
+    let why = match options.method {
+        Method::Magnitude => "",
+        _ => " (statistics are not gathered inside control flow)",
+    };
+    let mut said = vec![];
+    crate::transform::for_each_body(model, &mut |body, label| {
+        let mut inside = PruneReport::default();
+        prune_by_magnitude_layer_by_layer(body, options, &mut inside)?;
+        if !inside.layers.is_empty() {
+            said.push(format!("inside {label}: {} layers pruned by magnitude{why}", inside.layers.len()));
+        }
+        report.layers.append(&mut inside.layers);
+        report.skipped.append(&mut inside.skipped);
+        Ok(())
+    })?;
+    let (weights, zeros) = report.layers.iter().fold((0.0, 0.0), |(w, z), l| {
+        let n = l.shape.iter().product::<usize>() as f64;
+        (w + n, z + n * l.sparsity_after)
+    });
+    report.sparsity = if weights > 0.0 { zeros / weights } else { 0.0 };
+    report.notes.extend(said);
+    Ok(())
+}
+
 /// SparseGPT on every layer whose input statistics can be gathered; others by magnitude.
 fn prune_with_sparsegpt(
     model: &mut Model,

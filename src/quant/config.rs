@@ -264,7 +264,7 @@ impl QuantConfig {
         })
     }
 
-    fn weight_options(&self) -> WeightOptions {
+    pub(in crate::quant) fn weight_options(&self) -> WeightOptions {
         let four = self.bits == 4;
         WeightOptions {
             qtype: match (four, self.asymmetric) {
@@ -431,6 +431,7 @@ pub fn quantize(
             }
         }
     }
+    super::passes::bodies::quantize_bodies(model, config, &mut report, progress)?;
     report.opset_after = model.onnx_opset().unwrap_or(0);
     Ok(report)
 }

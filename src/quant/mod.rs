@@ -17,8 +17,10 @@ mod forms {
     pub mod matmul_nbits;
     pub mod portable;
 }
-/// The passes: weight-only, non-linear codebooks, dynamic, static QDQ, fp16.
+/// The passes: weight-only, non-linear codebooks, dynamic, static QDQ, fp16; their data-free forms
+/// inside control-flow bodies.
 mod passes {
+    pub mod bodies;
     pub mod codebook;
     pub mod dynamic;
     pub mod fp16;

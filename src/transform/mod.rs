@@ -5,6 +5,7 @@
 //! `fold_constants` (nodes that read only constants, run once), `fold_constant_reshapes`, `gemm_to_matmul`, `transpose_after_matmul`, `fuse_hardswish`, and
 //! `fuse` — the recipe step that runs the folds and fusions together.
 
+mod bodies;
 mod fold_affine;
 mod fold_batchnorm;
 mod fold_constants;
@@ -14,8 +15,10 @@ mod gemm;
 mod hardswish;
 mod opset;
 mod simplify;
+mod specialise;
 mod transpose_after_matmul;
 
+pub use bodies::{for_each_body, weights_in_bodies};
 pub use fold_affine::fold_affine;
 pub use fold_batchnorm::fold_batchnorm;
 pub use fold_constants::{fold_constants, fold_constants_into};
@@ -25,6 +28,10 @@ pub use gemm::gemm_to_matmul;
 pub use hardswish::fuse_hardswish;
 pub use opset::upgrade_opset;
 pub use simplify::{simplify, Simplification};
+/// A model whose weights sit in the branches of an `If` its `sr` input decides (tests only).
+#[cfg(test)]
+pub(crate) use specialise::tests::gated as specialise_tests_model;
+pub use specialise::{deciding_inputs, fix_inputs, FixedInput, Specialised};
 pub use transpose_after_matmul::transpose_after_matmul;
 
 use crate::ir::Graph;

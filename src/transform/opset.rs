@@ -3,7 +3,7 @@
 //! Needed because per-channel quantization needs opset 13 and blocks 21, while
 //! exporters such as Paddle2ONNX still write 11 and 12.
 
-use crate::ir::{AttrValue, Model, Node, OpsetId, Tensor};
+use crate::ir::{AttrValue, Graph, Model, Node, OpsetId, Tensor};
 use crate::{Error, Result};
 use ndarray::{ArrayD, IxDyn};
 
@@ -47,8 +47,29 @@ pub fn upgrade_opset(model: &mut Model, target: i64, ranks: &dyn Fn(&str) -> Opt
     if from < 11 {
         return Err(Error::Model(format!("upgrading from opset {from} is not supported (11 or later needed)")));
     }
+    upgrade_graph(&mut model.graph, from, target, ranks)?;
+    for o in model.opset_import.iter_mut() {
+        if matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")) {
+            o.version = target;
+        }
+    }
+    if model.onnx_opset().is_none() {
+        model.opset_import.push(OpsetId { domain: Some(String::new()), version: target });
+    }
+    model.ir_version = model.ir_version.max(ir_version_for(target));
+    Ok(true)
+}
+
+/// Rewrites the nodes of `g` and of its If/Loop/Scan bodies (which share the model's opset).
+fn upgrade_graph(g: &mut Graph, from: i64, target: i64, ranks: &dyn Fn(&str) -> Option<usize>) -> Result<()> {
     let mut new_constants = Vec::new();
-    for node in model.graph.nodes.iter_mut().filter(|n| n.is_onnx_op()) {
+    for node in g.nodes.iter_mut() {
+        for body in node.subgraphs_mut() {
+            upgrade_graph(body, from, target, ranks)?;
+        }
+        if !node.is_onnx_op() {
+            continue;
+        }
         if let Some(&(_, attr, at)) = ATTRIBUTE_TO_INPUT.iter().find(|(op, _, _)| *op == node.op_type) {
             if from < at && at <= target {
                 move_ints_attribute_to_input(node, attr, &mut new_constants);
@@ -61,18 +82,8 @@ pub fn upgrade_opset(model: &mut Model, target: i64, ranks: &dyn Fn(&str) -> Opt
             move_float_attribute_to_input(node, "ratio", &mut new_constants);
         }
     }
-    let g = &mut model.graph;
     g.initializers.extend(new_constants);
-    for o in model.opset_import.iter_mut() {
-        if matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")) {
-            o.version = target;
-        }
-    }
-    if model.onnx_opset().is_none() {
-        model.opset_import.push(OpsetId { domain: Some(String::new()), version: target });
-    }
-    model.ir_version = model.ir_version.max(ir_version_for(target));
-    Ok(true)
+    Ok(())
 }
 
 fn unique_name(node: &Node, what: &str) -> String {

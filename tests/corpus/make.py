@@ -7,7 +7,8 @@ seeded random, so the files are the same on every run.
   streaming_rnn  batch on axis 1 of `state`, axis 0 of `input`, an unbatched scalar `sr`
   fixed_batch    batch fixed at 1 ([1, 16, 96]), a constant Reshape that needs it
   if_head        classifier weights inside both branches of an If
-  if_only        every weight inside the branches of an If (a streaming model's style)
+  if_only        every weight inside the branches of an If chosen by the sample rate `sr` (an
+                 int64 scalar), a state carried (Silero VAD's style)
   scan_rnn       recurrent weights inside a Scan body
   fp16_hazards   a float Range, power values past float16's range, a BatchNormalization
                  variance of 9.8e7
@@ -205,26 +206,38 @@ def if_head(out):
 
 
 def if_only(out):
-    """A streaming model whose weights all sit inside the branches of an If."""
+    """A streaming voice-activity model's style (Silero VAD): every weight inside the branches of an
+    If that the sample rate `sr` (an int64 scalar) chooses, one branch per rate, a state carried."""
     n = helper.make_node
 
-    def branch(name):
+    def branch(name, hidden):
         return helper.make_graph(
             [
-                n("MatMul", ["x", name + ".w1"], [name + ".h"]),
+                n("Concat", ["x", "state"], [name + ".xs"], axis=1),
+                n("MatMul", [name + ".xs", name + ".w1"], [name + ".h"]),
                 n("Relu", [name + ".h"], [name + ".r"]),
                 n("MatMul", [name + ".r", name + ".w2"], [name + ".out"]),
+                n("MatMul", [name + ".r", name + ".ws"], [name + ".s"]),
+                n("Tanh", [name + ".s"], [name + ".state"]),
             ],
             name,
             [],
-            [vi(name + ".out", ["N", 8])],
-            [w(name + ".w1", 32, 64), w(name + ".w2", 64, 8)],
+            [vi(name + ".out", ["N", 8]), vi(name + ".state", ["N", 16])],
+            [w(name + ".w1", 80, hidden), w(name + ".w2", hidden, 8), w(name + ".ws", hidden, 16)],
         )
 
-    nodes = [n("If", ["first"], ["y"], then_branch=branch("warmup"), else_branch=branch("steady"))]
-    inputs = [vi("x", ["N", 32]), vi("first", [], TensorProto.BOOL)]
-    g = helper.make_graph(nodes, "if_only", inputs, [vi("y", ["N", 8])])
-    data = {"x": rng.standard_normal((16, 32)).astype(np.float32), "first": np.array(False)}
+    nodes = [
+        n("Equal", ["sr", "rate_16k"], ["is_16k"]),
+        n("If", ["is_16k"], ["y", "state_next"], then_branch=branch("at_16k", 128), else_branch=branch("at_8k", 64)),
+    ]
+    inputs = [vi("x", ["N", 64]), vi("state", ["N", 16]), vi("sr", [], TensorProto.INT64)]
+    outputs = [vi("y", ["N", 8]), vi("state_next", ["N", 16])]
+    g = helper.make_graph(nodes, "if_only", inputs, outputs, [const("rate_16k", 16000, np.int64)])
+    data = {
+        "x": rng.standard_normal((16, 64)).astype(np.float32),
+        "state": (rng.standard_normal((16, 16)) * 0.5).astype(np.float32),
+        "sr": np.array(16000, dtype=np.int64),
+    }
     save(out, "if_only", g, data)
 
 

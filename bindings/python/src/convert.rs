@@ -96,6 +96,8 @@ pub fn checks(json: &str) -> Result<prunq::job::Checks, Failure> {
         min_quality: Option<f64>,
         metric: Option<prunq::optimize::Metric>,
         texts: Option<Vec<String>>,
+        #[serde(default)]
+        fix_inputs: std::collections::BTreeMap<String, String>,
     }
     let g: Given = config(json)?;
     let budget = prunq::optimize::Budget::given(g.max_drop, g.min_quality)?;
@@ -104,7 +106,13 @@ pub fn checks(json: &str) -> Result<prunq::job::Checks, Failure> {
         external_data: g.external_data,
         report: g.report,
         budget: budget.map(|budget| prunq::job::QualityBudget { metric: g.metric, budget, texts: g.texts }),
+        fix_inputs: fixed_inputs(g.fix_inputs),
     })
+}
+
+/// `{"sr": "16000"}` as the library's fixed inputs.
+pub fn fixed_inputs(given: std::collections::BTreeMap<String, String>) -> Vec<prunq::transform::FixedInput> {
+    given.into_iter().map(|(name, value)| prunq::transform::FixedInput { name, value }).collect()
 }
 
 /// `optimize`'s options, from `{"metric", "max_drop", "min_quality", "objective", "time_budget"
@@ -123,6 +131,8 @@ pub fn optimize_options(
         objective: String,
         time_budget: f64,
         texts: Option<Vec<String>>,
+        #[serde(default)]
+        fix_inputs: std::collections::BTreeMap<String, String>,
     }
     let g: Given = config(json)?;
     let metric = match g.metric {

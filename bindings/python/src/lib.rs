@@ -224,6 +224,7 @@ fn convert_model(
         input_shapes: std::collections::BTreeMap<String, Vec<usize>>,
         fp16: bool,
         dynamic_range: bool,
+        fix_inputs: std::collections::BTreeMap<String, String>,
     }
     let reporter = Reporter::new(report);
     let (model, calib, val) = (source(model)?, maybe_source(calib)?, maybe_source(val)?);
@@ -231,6 +232,7 @@ fn convert_model(
         let given: Given = config(options_json)?;
         let mut files = Files::open(model, output, calib, val, "{\"latency\": false, \"external_data\": false}")?;
         files.checks.report = report_path;
+        files.checks.fix_inputs = convert::fixed_inputs(given.fix_inputs);
         let options = prunq::litert::ConvertOptions {
             input_shapes: given.input_shapes.into_iter().collect(),
             fp16: given.fp16,

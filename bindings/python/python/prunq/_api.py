@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Union
 
 from . import _prunq
@@ -61,9 +61,11 @@ def _checks(
     min_quality: Optional[float],
     metric: Optional[str],
     texts: Any,
+    fix_inputs: Optional[Mapping[str, Any]] = None,
 ) -> str:
     return json.dumps(
         {
+            "fix_inputs": _fixed(fix_inputs),
             "latency": latency_check,
             "external_data": external_data,
             "report": _path(report),
@@ -73,6 +75,18 @@ def _checks(
             "texts": _texts(texts),
         }
     )
+
+
+def _fixed(fix_inputs: Optional[Mapping[str, Any]]) -> dict[str, str]:
+    """``{"sr": 16000}`` as the library takes it: each value written as ``--fix-input`` writes it
+    (``True`` as ``true``, a sequence as numbers separated by commas)."""
+    def text(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (list, tuple)):
+            return ",".join(text(x) for x in v)
+        return str(v.item() if hasattr(v, "item") and getattr(v, "size", 1) == 1 else v)
+    return {str(k): text(v) for k, v in (fix_inputs or {}).items()}
 
 
 def _prepared(runtime: Optional[str], threads: Optional[int]) -> bool:
@@ -124,6 +138,7 @@ def quantize(
     min_quality: Optional[float] = None,
     metric: Optional[str] = None,
     texts: Optional[Union[PathLike, Sequence[str]]] = None,
+    fix_inputs: Optional[Mapping[str, Any]] = None,
     runtime: Optional[str] = None,
     threads: Optional[int] = None,
     progress: Union[bool, ProgressCallback] = True,
@@ -137,6 +152,8 @@ def quantize(
     (anything with ``get_next()``). ``val`` is held-out data the result is compared on.
     ``weight_type``: ``"auto"``, ``"int8"`` or ``"uint8"`` (static and dynamic weights).
     ``max_drop`` / ``min_quality`` (with ``val``) refuse a result past that budget in ``metric``.
+    ``fix_inputs`` (``{"sr": 16000}``) freezes inputs first: each ``If`` they decide becomes the
+    branch taken, and the result no longer takes them (``--fix-input``).
     Every other option is the CLI flag of the same name; ``None`` is the library's default.
 
     Raises ``prunq.UsageError`` for options that mean nothing together, ``prunq.ModelError`` /
@@ -157,7 +174,7 @@ def quantize(
     )
     handed = _prunq.job(
         "quantize", config, _model(model), _path(output), pack(data, "data"), pack(val, "val"),
-        _checks(latency_check, external_data, report, max_drop, min_quality, metric, texts),
+        _checks(latency_check, external_data, report, max_drop, min_quality, metric, texts, fix_inputs),
         Reporter(progress, quiet),
     )
     return _result("quantize", handed, output)
@@ -195,6 +212,7 @@ def prune(
     min_quality: Optional[float] = None,
     metric: Optional[str] = None,
     texts: Optional[Union[PathLike, Sequence[str]]] = None,
+    fix_inputs: Optional[Mapping[str, Any]] = None,
     runtime: Optional[str] = None,
     threads: Optional[int] = None,
     progress: Union[bool, ProgressCallback] = True,
@@ -223,7 +241,7 @@ def prune(
     )
     handed = _prunq.job(
         "prune", config, _model(model), _path(output), pack(data, "data"), pack(val, "val"),
-        _checks(latency_check, external_data, report, max_drop, min_quality, metric, texts),
+        _checks(latency_check, external_data, report, max_drop, min_quality, metric, texts, fix_inputs),
         Reporter(progress, quiet),
     )
     return _result("prune", handed, output)
@@ -243,6 +261,7 @@ def apply(
     min_quality: Optional[float] = None,
     metric: Optional[str] = None,
     texts: Optional[Union[PathLike, Sequence[str]]] = None,
+    fix_inputs: Optional[Mapping[str, Any]] = None,
     runtime: Optional[str] = None,
     threads: Optional[int] = None,
     progress: Union[bool, ProgressCallback] = True,
@@ -253,7 +272,7 @@ def apply(
     _prepared(runtime, threads)
     handed = _prunq.job(
         "apply", os.fspath(recipe), _model(model), _path(output), pack(data, "data"), pack(val, "val"),
-        _checks(latency_check, external_data, report, max_drop, min_quality, metric, texts),
+        _checks(latency_check, external_data, report, max_drop, min_quality, metric, texts, fix_inputs),
         Reporter(progress, quiet),
     )
     return _result("apply", handed, output)
@@ -374,6 +393,7 @@ def convert(
     val: Optional[DataLike] = None,
     data: Optional[DataLike] = None,
     report: Optional[PathLike] = None,
+    fix_inputs: Optional[Mapping[str, Any]] = None,
     quiet: bool = False,
     progress: Union[bool, ProgressCallback] = True,
 ) -> Result:
@@ -385,7 +405,8 @@ def convert(
     in LiteRT's dynamic-range form. Without ``output`` the ``.tflite`` bytes are
     ``result.model_bytes``."""
     options = json.dumps({"input_shapes": {k: [int(d) for d in v] for k, v in (input_shapes or {}).items()},
-                          "fp16": bool(fp16), "dynamic_range": bool(dynamic_range)})
+                          "fp16": bool(fp16), "dynamic_range": bool(dynamic_range),
+                          "fix_inputs": _fixed(fix_inputs)})
     handed = _prunq.convert(
         _model(model), _path(output), options, pack(data, "data"), pack(val, "val"), _path(report),
         Reporter(progress, quiet),

@@ -208,7 +208,12 @@ def if_head(out):
 def if_only(out):
     """A streaming voice-activity model's style (Silero VAD): every weight inside the branches of an
     If that the sample rate `sr` (an int64 scalar) chooses, one branch per rate, a state carried."""
+    global rng
     n = helper.make_node
+    # Its own random stream; the shared one advances as the earlier version of this model drew
+    # (5,632 values), so the models built after it keep their weights.
+    shared, rng = rng, np.random.default_rng(1600)
+    shared.standard_normal(5632)
 
     def branch(name, hidden):
         return helper.make_graph(
@@ -238,6 +243,7 @@ def if_only(out):
         "state": (rng.standard_normal((16, 16)) * 0.5).astype(np.float32),
         "sr": np.array(16000, dtype=np.int64),
     }
+    rng = shared
     save(out, "if_only", g, data)
 
 

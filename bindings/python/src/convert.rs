@@ -84,7 +84,7 @@ pub fn config<T: for<'de> Deserialize<'de>>(json: &str) -> Result<T, Failure> {
 }
 
 /// The checks every job shares, from `{"latency": bool, "external_data": bool, "report": path,
-/// "max_drop": x, "min_quality": x, "metric": name, "texts": [..]}`.
+/// "max_drop": x, "min_quality": x, "metric": name, "texts": [..], "fix_inputs": {name: value}}`.
 pub fn checks(json: &str) -> Result<prunq::job::Checks, Failure> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -131,8 +131,6 @@ pub fn optimize_options(
         objective: String,
         time_budget: f64,
         texts: Option<Vec<String>>,
-        #[serde(default)]
-        fix_inputs: std::collections::BTreeMap<String, String>,
     }
     let g: Given = config(json)?;
     let metric = match g.metric {

@@ -378,3 +378,55 @@ def test_convert_to_litert_and_run_it_there(tmp_path):
     with pytest.raises(prunq.UsageError, match="input x has a dynamic size"):
         prunq.convert(MODELS / "ppocr_rec_v4.onnx", tmp_path / "rec.tflite", quiet=True)
     assert not (tmp_path / "rec.tflite").exists()
+
+
+def rate_gated(path: Path) -> dict:
+    """A Silero-style model: every weight inside the If branch its int64 `sr` chooses. Returns
+    data for it (16 rows at sr = 16000)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+
+    def branch(name: str, hidden: int) -> onnx.GraphProto:
+        weights = [numpy_helper.from_array((rng.standard_normal(s) / 8).astype(np.float32), f"{name}.w{i}")
+                   for i, s in enumerate([(32, hidden), (hidden, 4)])]
+        nodes = [helper.make_node("MatMul", ["x", f"{name}.w0"], [f"{name}.h"]),
+                 helper.make_node("Relu", [f"{name}.h"], [f"{name}.r"]),
+                 helper.make_node("MatMul", [f"{name}.r", f"{name}.w1"], [f"{name}.y"])]
+        return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(f"{name}.y", TensorProto.FLOAT, ["N", 4])],
+                                 weights)
+
+    graph = helper.make_graph(
+        [helper.make_node("Equal", ["sr", "rate"], ["is_16k"]),
+         helper.make_node("If", ["is_16k"], ["y"], then_branch=branch("at_16k", 64), else_branch=branch("at_8k", 32))],
+        "gated",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 32]),
+         helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        [numpy_helper.from_array(np.array(16000, dtype=np.int64), "rate")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return {"x": rng.standard_normal((16, 32)).astype(np.float32), "sr": np.array(16000, dtype=np.int64)}
+
+
+def test_fix_inputs_specialises_a_rate_gated_model_as_the_cli_does(tmp_path):
+    # fix_inputs is --fix-input: the If the rate decides becomes its branch, static quantization
+    # then runs on the plain graph, and the bytes are the CLI's.
+    model = tmp_path / "gated.onnx"
+    data = rate_gated(model)
+    np.savez(tmp_path / "calib.npz", **data)
+    cli_ok("quantize", model, "-o", tmp_path / "cli.onnx", "--mode", "static", "--calib", tmp_path / "calib.npz",
+           "--fix-input", "sr=16000", "--no-latency-check")
+    said = []
+    prunq.quantize(model, tmp_path / "py.onnx", data=data, mode="static", fix_inputs={"sr": 16000},
+                   latency_check=False, progress=lambda event, text, n: said.append(text))
+    assert (tmp_path / "py.onnx").read_bytes() == (tmp_path / "cli.onnx").read_bytes()
+    assert any(text.startswith("specialised: sr = 16000") for text in said), said
+    written = onnx.load(tmp_path / "py.onnx")
+    assert [i.name for i in written.graph.input] == ["x"]
+    assert all(n.op_type != "If" for n in written.graph.node)
+    with pytest.raises(prunq.UsageError, match="no input 'rate'"):
+        prunq.quantize(model, tmp_path / "bad.onnx", data=data, mode="static", fix_inputs={"rate": 1}, quiet=True)
+    assert not (tmp_path / "bad.onnx").exists()

@@ -305,4 +305,32 @@ mod tests {
         let conv = deps.groups.iter().find(|g| g.channels == 8).expect("the first conv's channels are a group");
         assert!(conv.blocked.is_empty(), "{:?}", conv.blocked);
     }
+
+    #[test]
+    fn a_target_the_width_floors_hold_back_says_so_with_their_share() {
+        let mut m = conv_with_computed_bias();
+        let options = super::StructuredOptions {
+            selection: super::Selection {
+                amount: super::Amount::TargetMacs(0.9),
+                ranking: super::Ranking::Uniform,
+                round_to: 4,
+                min_channels: 4,
+            },
+            repair: false,
+            ..Default::default()
+        };
+        let e = super::prune_structured(&mut m, &options, None, &crate::measure::Silent).unwrap_err().to_string();
+        // The first conv's 8 filters can only halve (4 kept): half the MACs stay, most by that floor,
+        // some by the output's 4 channels (blocked: a graph output) and the input's 3.
+        assert!(e.contains("can be removed (asked 90.0 %)"), "{e}");
+        assert!(
+            e.contains("kept by the width floors (every group keeps at least 4 channels, in multiples of 4: lower"),
+            "{e}"
+        );
+        assert!(e.contains("at most 50.0 %") && e.contains("of the 50.0 % that stays, 37.5 %"), "{e}");
+        assert!(
+            e.contains("5.4 % by blocked groups: 4 channels in 1 group are blocked by reaches graph output 'y'"),
+            "{e}"
+        );
+    }
 }

@@ -89,8 +89,10 @@ pub fn select(scores: &Scores, s: &Selection, ctx: &CostContext) -> Result<Plan>
                 .filter(|(_, r)| !r.is_empty())
                 .collect())
         }
-        Amount::TargetMacs(r) => search(scores, s, &runs, ctx, check("target-macs", r)?, |c| c.macs),
-        Amount::TargetParams(r) => search(scores, s, &runs, ctx, check("target-params", r)?, |c| c.params),
+        Amount::TargetMacs(r) => search(scores, s, &runs, ctx, check("target-macs", r)?, (|c| c.macs, "MACs")),
+        Amount::TargetParams(r) => {
+            search(scores, s, &runs, ctx, check("target-params", r)?, (|c| c.params, "parameters"))
+        }
     }
 }
 
@@ -166,7 +168,7 @@ fn search(
     runs: &Runs,
     ctx: &CostContext,
     target: f64,
-    measure: fn(&super::remove::Cost) -> u64,
+    (measure, unit): (Measure, &str),
 ) -> Result<Plan> {
     let before = measure(&ctx.costing.cost(ctx.shapes)) as f64;
     let removed = |t: f64| {
@@ -177,9 +179,10 @@ fn search(
     let (plan, most) = removed(1.0);
     if most < target {
         let groups = ctx.deps.groups.iter().map(|g| (g.channels, g.blocked.as_slice()));
-        let blocker = crate::analysis::dependency::top_blocker(groups).map_or(String::new(), |b| format!("; {b}"));
+        let blocker = crate::analysis::dependency::top_blocker(groups).map_or(String::new(), |b| format!(": {b}"));
+        let limits = binding_limits(scores, s, runs, ctx, (measure, unit), (before, most), &blocker);
         return Err(Error::Usage(format!(
-            "at most {:.1} % can be removed from the prunable channel groups (asked {:.1} %){blocker}",
+            "at most {:.1} % of the {unit} can be removed (asked {:.1} %): {limits}",
             most * 100.0,
             target * 100.0
         )));
@@ -199,6 +202,52 @@ fn search(
         let after = measure(&ctx.costing.cost(&shapes_after(ctx.shapes, ctx.deps, plan))) as f64;
         before > 0.0 && 1.0 - after / before >= target
     }))
+}
+
+/// What a plan is measured in: MACs or parameters, and the word for it.
+type Measure = fn(&super::remove::Cost) -> u64;
+
+/// What binds when a target cannot be met: of the share of the measure that stays at the most a
+/// selection can remove, how much the width floors (`--min-channels`, `--round-to`) keep, how
+/// much blocked groups keep, and how much no channel group can change (the model's input and
+/// output channels) — each as a share of the whole model's, found by costing the plans that cut
+/// every prunable group, then every group, to one channel per run.
+fn binding_limits(
+    scores: &Scores,
+    s: &Selection,
+    runs: &Runs,
+    ctx: &CostContext,
+    (measure, unit): (Measure, &str),
+    (before, most): (f64, f64),
+    blocker: &str,
+) -> String {
+    let cost = |plan: &Plan| measure(&ctx.costing.cost(&shapes_after(ctx.shapes, ctx.deps, plan))) as f64;
+    let to_one = |g: usize, channels: usize| {
+        let r = runs_of(runs, g);
+        removed(&vec![0.0; channels], r, r)
+    };
+    let mut thinnest: Plan = scores.iter().map(|(&g, sc)| (g, to_one(g, sc.len()))).collect();
+    let without_floors = cost(&thinnest);
+    for g in ctx.deps.groups.iter().filter(|g| !g.prunable()) {
+        thinnest.insert(g.id, to_one(g.id, g.channels));
+    }
+    let without_blocks = cost(&thinnest);
+    let share = |x: f64| if before > 0.0 { 100.0 * x.max(0.0) / before } else { 0.0 };
+    let stays = (1.0 - most) * before;
+    let (floors, blocked) = (share(stays - without_floors), share(without_floors - without_blocks));
+    let hint = match floors > blocked {
+        true => ": lower --min-channels and --round-to to go further",
+        false => "",
+    };
+    format!(
+        "of the {:.1} % that stays, {floors:.1} % is kept by the width floors (every group keeps at least {} \
+         channels, in multiples of {}{hint}), {blocked:.1} % by blocked groups{blocker}, {:.1} % by what no \
+         channel group changes (the model's input and output channels)",
+        share(stays),
+        s.min_channels.max(1),
+        s.round_to.max(1),
+        share(without_blocks)
+    )
 }
 
 /// Rounding makes the search overshoot: hands back `round_to` channels at a

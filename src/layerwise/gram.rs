@@ -18,8 +18,14 @@ pub struct ConvGeometry {
     pub strides: Vec<usize>,
     /// Dilations per spatial axis.
     pub dilations: Vec<usize>,
-    /// Begin pads of each spatial axis (end pads only clip the output size).
+    /// Begin pads of each spatial axis.
     pub pads: Vec<usize>,
+    /// End pads (a conv's: its begin pads, as only they place the patches; a transposed conv's
+    /// make its output size).
+    pub pads_end: Vec<usize>,
+    /// The input spread out by this much per axis, zeros between (a transposed conv's strides; 1:
+    /// as it is).
+    pub spread: Vec<usize>,
 }
 
 /// Runs the calibration data through the model and shows `visit` each
@@ -142,17 +148,16 @@ fn image<'a>(x: &'a ArrayD<f32>, node: &str) -> Result<ArrayView4<'a, f32>> {
 /// A conv input's batch and channels, and its output's height and width.
 fn conv_output_dims(x: &ArrayD<f32>, g: &ConvGeometry, node: &str) -> Result<(usize, usize, usize, usize)> {
     let (n, c, h, w) = image(x, node)?.dim();
-    let span = |size: usize, k: usize, d: usize, p: usize, s: usize| -> usize {
-        let full = size as isize + 2 * p as isize - (d * (k - 1) + 1) as isize;
+    let span = |a: usize, size: usize| -> usize {
+        let spread = size.saturating_sub(1) * g.spread[a] + usize::from(size > 0);
+        let full = (spread + g.pads[a] + g.pads_end[a]) as isize - (g.dilations[a] * (g.kernel[a] - 1) + 1) as isize;
         if full < 0 {
             0
         } else {
-            full as usize / s + 1
+            full as usize / g.strides[a] + 1
         }
     };
-    let oh = span(h, g.kernel[0], g.dilations[0], g.pads[0], g.strides[0]);
-    let ow = span(w, g.kernel[1], g.dilations[1], g.pads[1], g.strides[1]);
-    Ok((n, c, oh, ow))
+    Ok((n, c, span(0, h), span(1, w)))
 }
 
 /// Patches `range` (one row per output position, batch-major) of a
@@ -166,6 +171,11 @@ fn im2col(x: &ArrayD<f32>, g: &ConvGeometry, node: &str, range: std::ops::Range<
     let (sh, sw) = (g.strides[0], g.strides[1]);
     let (dh, dw) = (g.dilations[0], g.dilations[1]);
     let (ph, pw) = (g.pads[0] as isize, g.pads[1] as isize);
+    let (uh, uw) = (g.spread[0] as isize, g.spread[1] as isize);
+    // A position of the spread-out input: the input's value there, or one of the zeros between.
+    let at = |p: isize, spread: isize, size: usize| {
+        (p >= 0 && p % spread == 0 && p / spread < size as isize).then(|| (p / spread) as usize)
+    };
     let start = range.start;
     let mut out = Array2::zeros((range.len(), c * kh * kw));
     for (k, mut patch) in out.axis_iter_mut(Axis(0)).enumerate() {
@@ -174,14 +184,10 @@ fn im2col(x: &ArrayD<f32>, g: &ConvGeometry, node: &str, range: std::ops::Range<
         let (oy, ox) = (rest / ow, rest % ow);
         for ch in 0..c {
             for ky in 0..kh {
-                let y = (oy * sh + ky * dh) as isize - ph;
-                if y < 0 || y >= h as isize {
-                    continue;
-                }
+                let Some(y) = at((oy * sh + ky * dh) as isize - ph, uh, h) else { continue };
                 for kx in 0..kw {
-                    let xx = (ox * sw + kx * dw) as isize - pw;
-                    if xx >= 0 && xx < w as isize {
-                        patch[(ch * kh + ky) * kw + kx] = x[[b, ch, y as usize, xx as usize]];
+                    if let Some(xx) = at((ox * sw + kx * dw) as isize - pw, uw, w) {
+                        patch[(ch * kh + ky) * kw + kx] = x[[b, ch, y, xx]];
                     }
                 }
             }
@@ -216,7 +222,14 @@ mod tests {
     #[test]
     fn patches_follow_the_kernel_layout_with_zero_padding() {
         let x = ArrayD::from_shape_vec(IxDyn(&[1, 1, 2, 2]), vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
-        let g = ConvGeometry { kernel: vec![2, 2], strides: vec![1, 1], dilations: vec![1, 1], pads: vec![1, 1] };
+        let g = ConvGeometry {
+            kernel: vec![2, 2],
+            strides: vec![1, 1],
+            dilations: vec![1, 1],
+            pads: vec![1, 1],
+            pads_end: vec![1, 1],
+            spread: vec![1, 1],
+        };
         let p = im2col(&x, &g, "c", 0..9).unwrap();
         assert_eq!(p.dim(), (9, 4));
         assert_eq!(p.row(0).to_vec(), vec![0.0, 0.0, 0.0, 1.0]);
@@ -254,5 +267,42 @@ mod tests {
         let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
         assert_eq!(ndarray::concatenate(Axis(0), &views).unwrap(), whole);
         assert!(input_rows_in(&x, &layer, 45..51).is_err(), "rows past the end are an error, not a panic");
+    }
+}
+
+#[cfg(test)]
+mod transposed_tests {
+    use super::*;
+    use crate::ir::testing::{ints, model, node, tensor, wavy};
+    use ndarray::IxDyn;
+
+    /// A ConvTranspose (stride 2, pads 1, output_padding 1) is its rows dotted with the patches of
+    /// its spread-out input: the same numbers tract computes, and the rows give the weight back.
+    #[test]
+    fn a_transposed_conv_is_a_conv_over_its_spread_out_input() {
+        let attrs = [("strides", ints(&[2, 2])), ("pads", ints(&[1, 1, 1, 1])), ("output_padding", ints(&[1, 1]))];
+        let m = model(
+            vec![node("ConvTranspose", &["x", "w"], "y", &attrs)],
+            vec![tensor("w", &[3, 4, 3, 3], wavy)],
+            &[2, 3, 5, 4],
+            &["y"],
+            13,
+        );
+        let layer = crate::layerwise::prunable_layers(&m, &crate::layerwise::LayerChoice::all()).unwrap().0.remove(0);
+        assert_eq!((layer.rows.dim(), layer.channels, layer.has_statistics()), ((4, 27), 3, true));
+        let w = m.graph.constant("w").unwrap().unwrap().to_f32().unwrap();
+        assert_eq!(layer.restore(&layer.rows).unwrap(), w);
+        let x = ArrayD::from_shape_fn(IxDyn(&[2, 3, 5, 4]), |i| wavy(i[0] * 60 + i[1] * 20 + i[2] * 4 + i[3] + 7));
+        let options =
+            crate::runtime::SessionOptions { backend: Some(crate::runtime::Backend::Tract), ..Default::default() };
+        let session = crate::runtime::Session::new(&m, &options).unwrap();
+        let y = session.run(&[crate::data::Array::F32(x.clone())]).unwrap().remove(0).to_f32();
+        assert_eq!(y.shape(), &[2, 4, 10, 8]);
+        let patches = input_rows(&x, &layer).unwrap();
+        let ours = patches.dot(&layer.rows.t());
+        for ((b, o, r, c), v) in y.view().into_dimensionality::<ndarray::Ix4>().unwrap().indexed_iter() {
+            let mine = ours[[(b * 10 + r) * 8 + c, o]];
+            assert!((mine - v).abs() < 1e-4, "y[{b}, {o}, {r}, {c}] = {v}, patches give {mine}");
+        }
     }
 }

@@ -13,6 +13,9 @@ enum Orientation {
     InputsFirst,
     /// [N, K] (Gemm with transB): rows are rows.
     OutputsFirst,
+    /// ConvTranspose kernels [Cin, Cout, k…]: rows are Cout, and each row's kernels are flipped so
+    /// the layer is a conv (stride 1) over its input spread out by the strides (see `ConvGeometry`).
+    Transposed,
 }
 
 /// A layer left alone: its node and why.
@@ -69,12 +72,42 @@ pub(super) fn conv_geometry(node: &crate::ir::Node, weight: &[usize]) -> Option<
     if spatial == 1 {
         kernel.insert(0, 1);
     }
-    Some(super::ConvGeometry {
-        kernel,
+    let pads = per_axis("pads", 0)?;
+    let geometry = super::ConvGeometry {
         strides: per_axis("strides", 1)?,
         dilations: per_axis("dilations", 1)?,
-        pads: per_axis("pads", 0)?,
-    })
+        pads_end: pads.clone(),
+        pads,
+        spread: vec![1, 1],
+        kernel,
+    };
+    if node.op_type != "ConvTranspose" {
+        return Some(geometry);
+    }
+    // A transposed conv is a conv of stride 1 over its input spread out by its strides (zeros
+    // between), padded by d·(k−1) − pad at the start and by that plus output_padding at the end.
+    if node.attr("output_shape").is_some() {
+        return None;
+    }
+    let ends: Vec<usize> = match node.attr_ints("pads") {
+        Some(v) if v.len() == 2 * spatial => v[spatial..].iter().map(|&x| x.max(0) as usize).collect(),
+        Some(_) => return None,
+        None => vec![0; spatial],
+    };
+    let mut ends = ends;
+    let mut extra = node
+        .attr_ints("output_padding")
+        .map(|v| v.iter().map(|&x| x.max(0) as usize).collect())
+        .unwrap_or(vec![0; spatial]);
+    if spatial == 1 {
+        ends.insert(0, 0);
+        extra.insert(0, 0);
+    }
+    let reach: Vec<usize> = (0..2).map(|a| geometry.dilations[a] * (geometry.kernel[a] - 1)).collect();
+    let begin: Vec<usize> = (0..2).map(|a| reach[a].checked_sub(geometry.pads[a])).collect::<Option<_>>()?;
+    let end: Vec<usize> =
+        (0..2).map(|a| (reach[a] + extra.get(a).copied().unwrap_or(0)).checked_sub(ends[a])).collect::<Option<_>>()?;
+    Some(super::ConvGeometry { spread: geometry.strides, strides: vec![1, 1], pads: begin, pads_end: end, ..geometry })
 }
 
 impl Layer {
@@ -91,8 +124,25 @@ impl Layer {
                 rows.as_standard_layout().into_owned().into_shape_with_order(self.shape.clone()).map_err(bad)?
             }
             Orientation::InputsFirst => rows.t().as_standard_layout().into_owned().into_dyn(),
+            Orientation::Transposed => {
+                let mut conv_shape = self.shape.clone();
+                conv_shape.swap(0, 1);
+                let conv = rows.as_standard_layout().into_owned().into_shape_with_order(conv_shape).map_err(bad)?;
+                transposed_rows(conv)
+            }
         })
     }
+}
+
+/// A ConvTranspose kernel [Cin, Cout, k…] as the conv kernel [Cout, Cin, k…] it equals over the
+/// spread-out input (spatial axes flipped), and back: the map is its own inverse.
+fn transposed_rows(w: ArrayD<f32>) -> ArrayD<f32> {
+    let mut v = w.view();
+    v.swap_axes(0, 1);
+    for axis in 2..v.ndim() {
+        v.invert_axis(ndarray::Axis(axis));
+    }
+    v.as_standard_layout().into_owned()
 }
 
 /// Where a prunable layer is, without its weights loaded (big models prune
@@ -117,6 +167,12 @@ impl LayerSite {
             model.graph.constant(&self.weight).ok_or_else(|| Error::Model(format!("'{}' is gone", self.weight)))??;
         let a = t.to_f32()?;
         let rows: Array2<f32> = match self.orientation {
+            Orientation::Transposed => {
+                let conv = transposed_rows(a);
+                let out = conv.shape()[0];
+                conv.into_shape_with_order((out, t.numel().unwrap_or(0) / out.max(1)))
+                    .map_err(|e| Error::Model(e.to_string()))?
+            }
             Orientation::Conv => {
                 let out = self.shape[0];
                 a.into_shape_with_order((out, t.numel().unwrap_or(0) / out.max(1)))
@@ -131,8 +187,12 @@ impl LayerSite {
                 }
             }
         };
-        let conv = self.orientation == Orientation::Conv;
-        let channels = if conv { self.shape[1] } else { rows.ncols() };
+        let conv = matches!(self.orientation, Orientation::Conv | Orientation::Transposed);
+        let channels = match self.orientation {
+            Orientation::Conv => self.shape[1],
+            Orientation::Transposed => self.shape[0],
+            _ => rows.ncols(),
+        };
         Ok(Layer {
             node: self.node.clone(),
             weight: self.weight.clone(),
@@ -157,12 +217,14 @@ pub struct LayerChoice {
     pub prune_ends: bool,
     /// Also prune grouped (depthwise) convs.
     pub prune_grouped: bool,
+    /// Also take ConvTranspose layers (the structured repair re-fits them).
+    pub transposed: bool,
 }
 
 impl LayerChoice {
     /// Every layer, ends and grouped convs included.
     pub fn all() -> Self {
-        LayerChoice { exclude: vec![], prune_ends: true, prune_grouped: true }
+        LayerChoice { exclude: vec![], prune_ends: true, prune_grouped: true, transposed: true }
     }
 }
 
@@ -184,6 +246,7 @@ pub fn layer_sites(model: &Model, choice: &LayerChoice) -> Result<(Vec<LayerSite
         let node = &g.nodes[n];
         let orientation = match node.op_type.as_str() {
             "Conv" => Orientation::Conv,
+            "ConvTranspose" if choice.transposed => Orientation::Transposed,
             "MatMul" => Orientation::InputsFirst,
             "Gemm" if node.attr_int("transB").unwrap_or(0) != 0 => Orientation::OutputsFirst,
             "Gemm" if node.attr_int("transA").unwrap_or(0) == 0 => Orientation::InputsFirst,
@@ -210,7 +273,7 @@ pub fn layer_sites(model: &Model, choice: &LayerChoice) -> Result<(Vec<LayerSite
             continue;
         }
         let shape = t.shape();
-        let conv = orientation == Orientation::Conv;
+        let conv = matches!(orientation, Orientation::Conv | Orientation::Transposed);
         if (conv && shape.len() < 3) || (!conv && shape.len() != 2) || shape.contains(&0) {
             skipped.push((node.label(), format!("weight has shape {shape:?}")));
             continue;

@@ -205,6 +205,7 @@ pub fn prune(
             exclude: config.exclude.clone(),
             prune_ends: config.prune_ends,
             prune_grouped: config.prune_grouped,
+            transposed: false,
         },
         ..Default::default()
     };

@@ -23,6 +23,7 @@ seeded random, so the files are the same on every run.
                  strided Conv1d of kernel 64 — at 2 samples neither runs
   computed_bias  convs whose biases are computed from constants (a Mul, a Cast from float64), as
                  GoogLeNet's and EfficientNet's exports write them
+  upsample_head  a text detector's head: stride-2 conv, ConvTranspose back up, a 1x1 mask conv
   fpn            a feature pyramid: three stride-2 convs, then each level upsampled ×2 and
                  concatenated with the one above — only sizes divisible by 8 run
   shufflenet     two ShuffleNet v2 units (a downsampling one, then split -> branch -> concat),
@@ -571,11 +572,30 @@ def computed_bias(out):
     save(out, "computed_bias", g, {"x": smooth_images(16, 3, 16, 16)})
 
 
+def upsample_head(out):
+    """A text detector's head: a stride-2 conv, then a ConvTranspose (kernel 4, stride 2) back to
+    the input's size, then a 1x1 conv to a 2-channel mask."""
+    n = helper.make_node
+    nodes = [
+        n("Conv", ["x", "c1.w", "c1.b"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
+        n("Relu", ["c1"], ["r1"]),
+        n("ConvTranspose", ["r1", "up.w", "up.b"], ["u"], kernel_shape=[4, 4], strides=[2, 2], pads=[1, 1, 1, 1]),
+        n("Relu", ["u"], ["r2"]),
+        n("Conv", ["r2", "head.w"], ["mask"], kernel_shape=[1, 1]),
+    ]
+    init = [
+        w("c1.w", 32, 3, 3, 3), const("c1.b", rng.standard_normal(32) * 0.1),
+        w("up.w", 32, 16, 4, 4, scale=1 / np.sqrt(32 * 4)), const("up.b", np.zeros(16)), w("head.w", 2, 16, 1, 1),
+    ]
+    g = helper.make_graph(nodes, "upsample_head", [vi("x", ["N", 3, 32, 32])], [vi("mask", ["N", 2, 32, 32])], init)
+    save(out, "upsample_head", g, {"x": smooth_images(16, 3, 32, 32)})
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     for build in (detector, streaming_rnn, fixed_batch, if_head, if_only, scan_rnn, fp16_hazards, tiny_acts, conv1d, keyword,
-                  shufflenet, yolo_head, raw_head, reflect_audio, fpn, computed_bias):
+                  shufflenet, yolo_head, raw_head, reflect_audio, fpn, computed_bias, upsample_head):
         build(out)
 
 

@@ -180,7 +180,7 @@ fn search(
     if most < target {
         let groups = ctx.deps.groups.iter().map(|g| (g.channels, g.blocked.as_slice()));
         let blocker = crate::analysis::dependency::top_blocker(groups).map_or(String::new(), |b| format!(": {b}"));
-        let limits = binding_limits(scores, s, runs, ctx, (measure, unit), (before, most), &blocker);
+        let limits = binding_limits(scores, s, runs, ctx, measure, (before, most), &blocker);
         return Err(Error::Usage(format!(
             "at most {:.1} % of the {unit} can be removed (asked {:.1} %): {limits}",
             most * 100.0,
@@ -217,7 +217,7 @@ fn binding_limits(
     s: &Selection,
     runs: &Runs,
     ctx: &CostContext,
-    (measure, unit): (Measure, &str),
+    measure: Measure,
     (before, most): (f64, f64),
     blocker: &str,
 ) -> String {

@@ -114,7 +114,7 @@ pub fn layer_hessians(
     keep: &dyn Fn(&Layer) -> bool,
     progress: &dyn Progress,
 ) -> Result<BTreeMap<String, (Layer, Array2<f64>)>> {
-    let choice = LayerChoice { exclude: exclude.to_vec(), prune_ends: true, prune_grouped: false };
+    let choice = LayerChoice { exclude: exclude.to_vec(), prune_ends: true, ..Default::default() };
     let (layers, _) = crate::layerwise::prunable_layers(model, &choice)?;
     let layers: Vec<Layer> = layers.into_iter().filter(|l| l.has_statistics() && keep(l)).collect();
     if layers.is_empty() {

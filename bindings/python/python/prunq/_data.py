@@ -41,9 +41,15 @@ def _joined(parts: list[Mapping[str, Any]], what: str) -> dict[str, np.ndarray]:
     joined = {}
     for name in names:
         arrays = [np.asarray(part[name]) for part in parts]
+        if any(a.ndim == 0 for a in arrays):
+            # A scalar input (a sample rate, a flag) is fed whole with every batch, as in an .npz:
+            # every sample must give the same value.
+            if any(a.ndim != 0 or a.dtype == object or a != arrays[0] for a in arrays):
+                raise DataError(f"{what}: input '{name}' is a scalar in some samples and differs between them: "
+                                "arrays are batched on axis 0, scalars are fed whole and must agree")
+            joined[name] = arrays[0]
+            continue
         for i, a in enumerate(arrays):
-            if a.ndim == 0:
-                raise DataError(f"{what}: input '{name}' of sample {i} is a scalar: arrays are batched on axis 0")
             if a.dtype == object:
                 raise DataError(f"{what}: input '{name}' of sample {i} holds Python objects, not numbers")
         try:

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const MODELS: [&str; 15] = [
+const MODELS: [&str; 16] = [
     "detector",
     "streaming_rnn",
     "fixed_batch",
@@ -23,6 +23,7 @@ const MODELS: [&str; 15] = [
     "reflect_audio",
     "fpn",
     "computed_bias",
+    "upsample_head",
 ];
 
 fn build_corpus(dir: &Path) {

@@ -264,6 +264,30 @@ impl QuantConfig {
         })
     }
 
+    /// The codebook (or log2) pass's options (for `--codebook` or `--scheme log2`).
+    pub(in crate::quant) fn codebook_options(&self) -> CodebookOptions {
+        CodebookOptions {
+            table: match self.codebook {
+                Some(k) => Table::KMeans(k as usize),
+                None => Table::Log2(self.bits),
+            },
+            per_tensor: self.per_tensor.then_some(true),
+            exclude: self.exclude.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// The dynamic pass's options.
+    pub(in crate::quant) fn dynamic_options(&self) -> DynamicOptions {
+        DynamicOptions {
+            exclude: self.exclude.clone(),
+            per_tensor: self.per_tensor,
+            only_nodes: None,
+            reduce_range: self.reduce_range,
+            unsigned_weights: self.uses_unsigned_weights(),
+        }
+    }
+
     pub(in crate::quant) fn weight_options(&self) -> WeightOptions {
         let four = self.bits == 4;
         WeightOptions {
@@ -368,16 +392,7 @@ pub fn quantize(
     let nonlinear = config.codebook.is_some() || config.scheme == WeightScheme::Log2;
     match config.mode {
         QuantMode::Weights if nonlinear => {
-            let options = CodebookOptions {
-                table: match config.codebook {
-                    Some(k) => Table::KMeans(k as usize),
-                    None => Table::Log2(config.bits),
-                },
-                per_tensor: config.per_tensor.then_some(true),
-                exclude: config.exclude.clone(),
-                fallback_int8: config.int8_fallback(),
-                ..Default::default()
-            };
+            let options = CodebookOptions { fallback_int8: config.int8_fallback(), ..config.codebook_options() };
             super::quantize_codebook(model, &options, calib, config.target_sqnr, &mut report, progress)?
         }
         QuantMode::Weights => {
@@ -411,13 +426,7 @@ pub fn quantize(
             super::convert_fp16(model, &options, calib, &mut report)?
         }
         QuantMode::Dynamic => {
-            let options = DynamicOptions {
-                exclude: config.exclude.clone(),
-                per_tensor: config.per_tensor,
-                only_nodes: None,
-                reduce_range: config.reduce_range,
-                unsigned_weights: config.uses_unsigned_weights(),
-            };
+            let options = config.dynamic_options();
             match calib {
                 Some(data) if fallback => super::quantize_dynamic_with_fallback(
                     model,

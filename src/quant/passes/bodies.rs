@@ -5,7 +5,7 @@
 //! the whole result beside the original. Static quantization needs a plain graph: `--fix-input`
 //! specialises one (see `transform::fix_inputs`).
 
-use super::codebook::{quantize_codebook, CodebookOptions, Table};
+use super::codebook::quantize_codebook;
 use super::{dynamic, weights};
 use crate::ir::{Attribute, DataType, Model, Node};
 use crate::measure::Progress;
@@ -34,28 +34,10 @@ pub fn quantize_bodies(
         let mut inside = QuantReport::default();
         match config.mode {
             QuantMode::Weights if config.codebook.is_some() || config.scheme == WeightScheme::Log2 => {
-                let options = CodebookOptions {
-                    table: match config.codebook {
-                        Some(k) => Table::KMeans(k as usize),
-                        None => Table::Log2(config.bits),
-                    },
-                    per_tensor: config.per_tensor.then_some(true),
-                    exclude: config.exclude.clone(),
-                    ..Default::default()
-                };
-                quantize_codebook(body, &options, None, 0.0, &mut inside, progress)?
+                quantize_codebook(body, &config.codebook_options(), None, 0.0, &mut inside, progress)?
             }
             QuantMode::Weights => weights::quantize_weights(body, &config.weight_options(), &mut inside)?,
-            QuantMode::Dynamic => {
-                let options = dynamic::DynamicOptions {
-                    exclude: config.exclude.clone(),
-                    per_tensor: config.per_tensor,
-                    only_nodes: None,
-                    reduce_range: config.reduce_range,
-                    unsigned_weights: config.uses_unsigned_weights(),
-                };
-                dynamic::quantize_dynamic(body, &options, &mut inside)?
-            }
+            QuantMode::Dynamic => dynamic::quantize_dynamic(body, &config.dynamic_options(), &mut inside)?,
             QuantMode::Fp16 => {
                 let stored = store_float16(body, &config.exclude);
                 if stored > 0 {

@@ -494,3 +494,20 @@ fn conv_transpose_layers_are_pruned_and_repaired() {
         assert!(with > without + 2.0, "{runtime}: {with:.1} dB repaired, {without:.1} dB not");
     }
 }
+
+/// A ConvNeXt block: the LayerNorm over the channels ties the trunk (blocked, the ReduceSum named),
+/// but the FFN's hidden channels are not normalised — they prune, and the second MatMul is re-fitted.
+#[test]
+fn a_layernorm_over_the_channels_blocks_the_trunk_but_not_the_ffn() {
+    let Pruned { dir: _dir, out, report: r, .. } = prune_structured("layernorm_channels", &["--ratio", "0.5"], true);
+    let groups = r["groups"].as_array().unwrap();
+    let hidden = groups.iter().find(|g| g["channels"] == 128).expect("the FFN's hidden group");
+    assert_eq!(hidden["removed"].as_array().map(Vec::len), Some(64), "{hidden}");
+    let trunk = groups.iter().find(|g| g["channels"] == 32).expect("the trunk");
+    assert!(trunk["blocked"].to_string().contains("ReduceSum"), "{trunk}");
+    let m = prunq::onnx::load(&out).unwrap();
+    assert_eq!(m.graph.constant("fc1.w").unwrap().unwrap().shape(), &[32, 64]);
+    assert_eq!(m.graph.constant("fc2.w").unwrap().unwrap().shape(), &[64, 32]);
+    let repaired = r["repaired"].to_string();
+    assert!(repaired.contains("MatMul"), "{repaired}");
+}

@@ -23,6 +23,8 @@ seeded random, so the files are the same on every run.
                  strided Conv1d of kernel 64 — at 2 samples neither runs
   computed_bias  convs whose biases are computed from constants (a Mul, a Cast from float64), as
                  GoogLeNet's and EfficientNet's exports write them
+  layernorm_channels  a ConvNeXt block: channels-last LayerNorm written with ReduceSum, an FFN of
+                 two MatMuls with the exact GELU, a layer scale, added to the trunk
   upsample_head  a text detector's head: stride-2 conv, ConvTranspose back up, a 1x1 mask conv
   fpn            a feature pyramid: three stride-2 convs, then each level upsampled ×2 and
                  concatenated with the one above — only sizes divisible by 8 run
@@ -591,11 +593,46 @@ def upsample_head(out):
     save(out, "upsample_head", g, {"x": smooth_images(16, 3, 32, 32)})
 
 
+def layernorm_channels(out):
+    """A ConvNeXt block as torchvision exports it: depthwise conv, then channels-last (Transpose), a
+    LayerNorm over the channels written with ReduceSum, an FFN of two MatMuls (C -> 4C -> C) with the
+    exact GELU, a layer scale, back to channels-first and added to the trunk."""
+    n = helper.make_node
+    c, h = 32, 128
+    nodes = [
+        n("Conv", ["x", "stem.w", "stem.b"], ["s"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        n("Conv", ["s", "dw.w", "dw.b"], ["d"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=c),
+        n("Transpose", ["d"], ["t"], perm=[0, 2, 3, 1]),
+        n("ReduceSum", ["t", "last"], ["s1"], keepdims=1), n("Div", ["s1", "width"], ["mu"]), n("Sub", ["t", "mu"], ["dc"]),
+        n("Mul", ["dc", "dc"], ["sq"]), n("ReduceSum", ["sq", "last"], ["s2"], keepdims=1), n("Div", ["s2", "width"], ["var"]),
+        n("Add", ["var", "eps"], ["ve"]), n("Sqrt", ["ve"], ["sd"]), n("Div", ["dc", "sd"], ["nrm"]),
+        n("Mul", ["nrm", "ln.g"], ["ng"]), n("Add", ["ng", "ln.b"], ["ln"]),
+        n("MatMul", ["ln", "fc1.w"], ["h0"]), n("Add", ["h0", "fc1.b"], ["h"]),
+        n("Div", ["h", "sqrt2"], ["hd"]), n("Erf", ["hd"], ["he"]), n("Add", ["he", "one"], ["he1"]),
+        n("Mul", ["h", "he1"], ["hm"]), n("Mul", ["hm", "half"], ["g"]),
+        n("MatMul", ["g", "fc2.w"], ["o0"]), n("Add", ["o0", "fc2.b"], ["o"]), n("Mul", ["o", "gamma"], ["os"]),
+        n("Transpose", ["os"], ["ob"], perm=[0, 3, 1, 2]), n("Add", ["s", "ob"], ["r"]),
+        n("GlobalAveragePool", ["r"], ["gp"]), n("Flatten", ["gp"], ["f"]),
+        n("Gemm", ["f", "head.w", "head.b"], ["logits"], transB=1),
+    ]
+    init = [
+        w("stem.w", c, 3, 3, 3), const("stem.b", np.zeros(c)), w("dw.w", c, 1, 3, 3), const("dw.b", np.zeros(c)),
+        const("last", [-1], np.int64), const("width", float(c)), const("eps", 1e-6),
+        const("ln.g", np.ones(c)), const("ln.b", np.zeros(c)),
+        w("fc1.w", c, h, scale=1 / np.sqrt(c)), const("fc1.b", rng.standard_normal(h) * 0.1),
+        w("fc2.w", h, c, scale=1 / np.sqrt(h)), const("fc2.b", np.zeros(c)), const("gamma", np.full(c, 0.5)),
+        const("sqrt2", np.sqrt(2.0)), const("one", 1.0), const("half", 0.5),
+        w("head.w", 10, c), const("head.b", np.zeros(10)),
+    ]
+    g = helper.make_graph(nodes, "layernorm_channels", [vi("x", ["N", 3, 16, 16])], [vi("logits", ["N", 10])], init)
+    save(out, "layernorm_channels", g, {"x": smooth_images(16, 3, 16, 16)})
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     for build in (detector, streaming_rnn, fixed_batch, if_head, if_only, scan_rnn, fp16_hazards, tiny_acts, conv1d, keyword,
-                  shufflenet, yolo_head, raw_head, reflect_audio, fpn, computed_bias, upsample_head):
+                  shufflenet, yolo_head, raw_head, reflect_audio, fpn, computed_bias, upsample_head, layernorm_channels):
         build(out)
 
 

@@ -35,9 +35,9 @@ impl Job<'_> {
             false => done.branches.join(", "),
         };
         progress.say(&format!(
-            "specialised: {}; {branches}; {} weight values of the branches not taken dropped ({} → {} before the pass)",
+            "specialised: {}; {branches}; {} constant values no longer read dropped, the branches not taken with them ({} → {} before the pass)",
             done.fixed.join(", "),
-            done.dropped_weights,
+            done.dropped_values,
             crate::report::table::bytes(crate::onnx::file_size(self.original)?),
             crate::report::table::bytes(crate::onnx::file_size(&model)?),
         ));

@@ -36,8 +36,8 @@ pub struct Specialised {
     pub fixed: Vec<String>,
     /// Each `If` folded and the branch it took, as `If 'name': then_branch`.
     pub branches: Vec<String>,
-    /// Weight values the branches not taken held (no longer in the model).
-    pub dropped_weights: usize,
+    /// Constant values no longer read (the branches not taken, what decided them), dropped.
+    pub dropped_values: usize,
 }
 
 /// Freezes `fixes` into `model` (see the module comment). An unknown input, a value that does
@@ -82,7 +82,7 @@ pub fn fix_inputs(model: &mut Model, fixes: &[FixedInput]) -> Result<Specialised
     super::remove_unused_constants(&mut model.graph);
     model.graph.sort_nodes()?;
     model.graph.validate(&BTreeSet::new())?;
-    done.dropped_weights = weights_before.saturating_sub(weight_values(model));
+    done.dropped_values = weights_before.saturating_sub(weight_values(model));
     Ok(done)
 }
 
@@ -325,7 +325,7 @@ pub(crate) mod tests {
             let mut m = original.clone();
             let done = fix_inputs(&mut m, &[fix("sr", rate)]).unwrap();
             assert_eq!(done.branches, vec![format!("If 'y_If': {branch}")]);
-            assert_eq!(done.dropped_weights, 128 + 1 + 1, "the other branch's weights and the folded rate");
+            assert_eq!(done.dropped_values, 128 + 1 + 1, "the other branch's weights and the folded rate");
             assert!(m.graph.nodes.iter().all(|n| n.op_type != "If"));
             assert_eq!(m.graph.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["x"]);
             let sr = Array::I64(ndarray::arr0(rate.parse::<i64>().unwrap()).into_dyn());

@@ -16,7 +16,8 @@ use std::collections::BTreeSet;
 pub fn for_each_body(model: &mut Model, pass: &mut dyn FnMut(&mut Model, &str) -> Result<()>) -> Result<usize> {
     let mut imports = model.opset_import.clone();
     let mut entered = 0;
-    enter(&mut model.graph, model.ir_version, &mut imports, pass, &mut entered)?;
+    let outer = super::specialise::defined_in(&model.graph);
+    enter(&mut model.graph, &outer, model.ir_version, &mut imports, pass, &mut entered)?;
     let target = onnx_version(&imports);
     if target > onnx_version(&model.opset_import) {
         // Raised in one body: the main graph and the other bodies follow (rewriting them where an
@@ -33,8 +34,10 @@ pub fn for_each_body(model: &mut Model, pass: &mut dyn FnMut(&mut Model, &str) -
     Ok(entered)
 }
 
+/// `outer`: the names the scopes around `graph` define, its own included.
 fn enter(
     graph: &mut Graph,
+    outer: &BTreeSet<String>,
     ir_version: i64,
     imports: &mut Vec<OpsetId>,
     pass: &mut dyn FnMut(&mut Model, &str) -> Result<()>,
@@ -58,6 +61,9 @@ fn enter(
                 sub.graph.inputs.extend(captured.iter().map(|name| ValueInfo::tensor(name.as_str(), None, None)));
                 let done = pass(&mut sub, &label);
                 sub.graph.inputs.retain(|i| !captured.contains(&i.name));
+                // A name the pass made here that a scope around defines too (both quantized the
+                // same activation) is renamed: ONNX defines each name once.
+                super::specialise::rename_clashes(&mut sub.graph, outer);
                 *body = std::mem::take(&mut sub.graph);
                 done?;
                 *entered += 1;
@@ -67,7 +73,9 @@ fn enter(
                         None => imports.push(import),
                     }
                 }
-                enter(body, ir_version, imports, pass, entered)?;
+                let mut around = outer.clone();
+                around.extend(super::specialise::defined_in(body));
+                enter(body, &around, ir_version, imports, pass, entered)?;
             }
         }
     }

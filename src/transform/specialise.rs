@@ -221,24 +221,59 @@ fn inline(g: &mut Graph, at: usize, mut body: Graph, outputs: &[String]) {
         }
     }
     rename(&mut body, &renamed);
-    for t in &mut body.initializers {
-        if let Some(n) = renamed.get(&t.name) {
-            t.name = n.clone();
-        }
-    }
-    g.value_info.extend(body.value_info.into_iter().map(|mut v| {
-        if let Some(n) = renamed.get(&v.name) {
-            v.name = n.clone();
-        }
-        v
-    }));
+    g.value_info.extend(body.value_info);
     g.initializers.extend(body.initializers);
     let nodes: Vec<Node> = body.nodes.into_iter().chain(identities).collect();
     g.nodes.splice(at..at, nodes);
 }
 
-/// Renames what `g`'s nodes read and write (and what its nested bodies read of them).
+/// Renames the values `g` defines that `outer` (the scopes around it) defines too — a name a pass
+/// made inside a body, say — so no name is defined twice; returns how many.
+pub(super) fn rename_clashes(g: &mut Graph, outer: &BTreeSet<String>) -> usize {
+    let defined: Vec<String> = g
+        .initializers
+        .iter()
+        .map(|t| t.name.clone())
+        .chain(g.nodes.iter().flat_map(|n| n.outputs.iter().filter(|o| !o.is_empty()).cloned()))
+        .collect();
+    let mut taken: BTreeSet<String> = outer.clone();
+    names_in(g, &mut taken);
+    let mut renamed = BTreeMap::new();
+    for name in defined.into_iter().filter(|d| outer.contains(d)) {
+        let fresh = (1..).map(|k| format!("{name}__{k}")).find(|n| !taken.contains(n)).expect("unbounded");
+        taken.insert(fresh.clone());
+        renamed.insert(name, fresh);
+    }
+    rename(g, &renamed);
+    renamed.len()
+}
+
+/// Every value name `g` defines itself (not its bodies): inputs, initializers, node outputs.
+pub(super) fn defined_in(g: &Graph) -> BTreeSet<String> {
+    g.inputs
+        .iter()
+        .map(|i| i.name.clone())
+        .chain(g.initializers.iter().map(|t| t.name.clone()))
+        .chain(g.nodes.iter().flat_map(|n| n.outputs.iter().filter(|o| !o.is_empty()).cloned()))
+        .collect()
+}
+
+/// Renames what `g`'s nodes read and write (and what its nested bodies read of them), its
+/// initializers, declared types and outputs.
 fn rename(g: &mut Graph, renamed: &BTreeMap<String, String>) {
+    if renamed.is_empty() {
+        return;
+    }
+    for t in &mut g.initializers {
+        if let Some(n) = renamed.get(&t.name) {
+            t.name = n.clone();
+        }
+    }
+    for v in &mut g.value_info {
+        if let Some(n) = renamed.get(&v.name) {
+            v.name = n.clone();
+        }
+    }
     for node in &mut g.nodes {
         for name in node.inputs.iter_mut().chain(node.outputs.iter_mut()) {
             if let Some(n) = renamed.get(name) {

@@ -143,4 +143,47 @@ mod tests {
         let (a, b) = (run(&original, 16000), run(&m, 16000));
         assert!(a.iter().zip(&b).all(|(a, b)| (a - b).abs() < 1e-2), "{a:?} {b:?}");
     }
+
+    /// Every name defined anywhere in `g` (bodies included), with repeats.
+    fn definitions(g: &crate::ir::Graph, out: &mut Vec<String>) {
+        out.extend(g.initializers.iter().map(|t| t.name.clone()));
+        for n in &g.nodes {
+            out.extend(n.outputs.iter().filter(|o| !o.is_empty()).cloned());
+            n.subgraphs().for_each(|b| definitions(b, out));
+        }
+    }
+
+    #[test]
+    fn a_name_both_the_main_graph_and_a_branch_make_is_defined_once() {
+        // The main graph and both branches multiply `x`: dynamic quantization makes `x_dq` in each.
+        let mut m = crate::transform::specialise_tests_model();
+        m.graph.nodes.push(crate::ir::testing::node("MatMul", &["x", "w0"], "m", &[]));
+        m.graph.initializers.push(crate::ir::testing::tensor("w0", &[8, 16], crate::ir::testing::wavy));
+        m.graph.outputs.push(crate::ir::ValueInfo::tensor("m", Some(DataType::FLOAT), None));
+        let original = m.clone();
+        let config = QuantConfig { mode: QuantMode::Dynamic, ..Default::default() };
+        quantize(&mut m, &config, None, &Silent).unwrap();
+        let mut names = vec![];
+        definitions(&m.graph, &mut names);
+        let main: Vec<&String> = names.iter().filter(|n| n.starts_with("x_dq")).collect();
+        assert!(main.len() >= 3, "x quantized in the main graph and in each branch: {main:?}");
+        // Sibling branches may share names; the main graph's may not be redefined inside.
+        let inside: Vec<String> = m
+            .graph
+            .nodes
+            .iter()
+            .flat_map(|n| n.subgraphs())
+            .flat_map(|b| {
+                let mut d = vec![];
+                definitions(b, &mut d);
+                d
+            })
+            .collect();
+        let outer: Vec<&String> =
+            m.graph.initializers.iter().map(|t| &t.name).chain(m.graph.nodes.iter().flat_map(|n| &n.outputs)).collect();
+        assert!(inside.iter().all(|n| !outer.contains(&n)), "{inside:?}");
+        assert!(m.graph.validate(&Default::default()).is_ok());
+        let (a, b) = (run(&original, 16000), run(&m, 16000));
+        assert!(a.iter().zip(&b).all(|(a, b)| (a - b).abs() < 0.05), "{a:?} {b:?}");
+    }
 }

@@ -191,20 +191,7 @@ fn decided(g: &Graph, node: &Node) -> Option<bool> {
 fn inline(g: &mut Graph, at: usize, mut body: Graph, outputs: &[String]) {
     let mut taken = BTreeSet::new();
     names_in(g, &mut taken);
-    let defined: Vec<String> = body
-        .initializers
-        .iter()
-        .map(|t| t.name.clone())
-        .chain(body.nodes.iter().flat_map(|n| n.outputs.iter().filter(|o| !o.is_empty()).cloned()))
-        .collect();
-    let mut renamed: BTreeMap<String, String> = BTreeMap::new();
-    for name in &defined {
-        if taken.contains(name) {
-            let fresh = (1..).map(|k| format!("{name}__{k}")).find(|n| !taken.contains(n)).expect("unbounded");
-            taken.insert(fresh.clone());
-            renamed.insert(name.clone(), fresh);
-        }
-    }
+    let mut renamed = fresh_names(&body, &taken);
     // A body output a node of the body makes (once) takes the If's output name directly.
     let made: BTreeSet<&String> = body.nodes.iter().flat_map(|n| n.outputs.iter()).collect();
     let mut identities = vec![];
@@ -230,6 +217,13 @@ fn inline(g: &mut Graph, at: usize, mut body: Graph, outputs: &[String]) {
 /// Renames the values `g` defines that `outer` (the scopes around it) defines too — a name a pass
 /// made inside a body, say — so no name is defined twice; returns how many.
 pub(super) fn rename_clashes(g: &mut Graph, outer: &BTreeSet<String>) -> usize {
+    let renamed = fresh_names(g, outer);
+    rename(g, &renamed);
+    renamed.len()
+}
+
+/// New names (`name__1` …, free in `outer` and `g`) for the values `g` defines that `outer` has.
+fn fresh_names(g: &Graph, outer: &BTreeSet<String>) -> BTreeMap<String, String> {
     let defined: Vec<String> = g
         .initializers
         .iter()
@@ -244,8 +238,7 @@ pub(super) fn rename_clashes(g: &mut Graph, outer: &BTreeSet<String>) -> usize {
         taken.insert(fresh.clone());
         renamed.insert(name, fresh);
     }
-    rename(g, &renamed);
-    renamed.len()
+    renamed
 }
 
 /// Every value name `g` defines itself (not its bodies): inputs, initializers, node outputs.

@@ -161,6 +161,7 @@ fn every_model_class_runs_through_every_command_or_is_refused_by_name() {
     assert_eq!(find("if_only [tract] quantize --mode dynamic"), "written");
     assert_eq!(find("if_only [ort] prune --method sparsegpt"), "written");
     assert!(find("if_only [ort] quantize --mode static").contains("--fix-input sr=VALUE"));
+    assert!(find("if_only [tract] prune --structured").contains("--fix-input sr=VALUE"));
     assert_eq!(find("if_head [ort] prune --method sparsegpt"), "written");
     assert_eq!(find("detector [ort] quantize --mode static"), "written");
     // 1e-10 activations into a layer with an ordinary bias: ONNX Runtime's optimizer

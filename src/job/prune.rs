@@ -81,7 +81,8 @@ impl Job<'_> {
         progress: &dyn Progress,
     ) -> Result<Done<PruneOutcome>> {
         say_simplified(&report.simplified, progress);
-        if let Some(said) = untouched_subgraphs(&model, "pruned", false, progress)? {
+        let nothing_removed = report.groups.iter().all(|g| g.removed.is_empty());
+        if let Some(said) = untouched_subgraphs(&model, "pruned", nothing_removed, progress)? {
             report.notes.push(said);
         }
         report.output_check = Some(self.check_before_write(&model, progress)?);

@@ -93,8 +93,3 @@ fn normal(domain: &Option<String>) -> &str {
 fn onnx_version(imports: &[OpsetId]) -> i64 {
     imports.iter().filter(|o| normal(&o.domain).is_empty()).map(|o| o.version).max().unwrap_or(0)
 }
-
-/// Weights of every body of `model` (nested ones included): how many values.
-pub fn weights_in_bodies(model: &Model) -> usize {
-    model.weights_in_subgraphs().iter().map(|(_, n)| n).sum()
-}

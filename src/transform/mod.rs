@@ -18,7 +18,7 @@ mod simplify;
 mod specialise;
 mod transpose_after_matmul;
 
-pub use bodies::{for_each_body, weights_in_bodies};
+pub use bodies::for_each_body;
 pub use fold_affine::fold_affine;
 pub use fold_batchnorm::fold_batchnorm;
 pub use fold_constants::{fold_constants, fold_constants_into};

@@ -89,7 +89,7 @@ pub fn fix_inputs(model: &mut Model, fixes: &[FixedInput]) -> Result<Specialised
 /// Constant values in the model, its bodies' included.
 fn weight_values(model: &Model) -> usize {
     let main: usize = model.graph.initializers.iter().map(|t| t.numel().unwrap_or(0)).sum();
-    main + super::bodies::weights_in_bodies(model)
+    main + model.weights_in_subgraphs().iter().map(|(_, n)| n).sum::<usize>()
 }
 
 /// The graph inputs the conditions of the main graph's `If`s are computed from: what

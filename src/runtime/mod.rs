@@ -83,6 +83,11 @@ pub enum RuntimeChoice {
 
 static CHOICE: Mutex<RuntimeChoice> = Mutex::new(RuntimeChoice::Tract);
 
+/// Whether ONNX Runtime's library loads (loading it on first use).
+pub fn ort_loads() -> bool {
+    ort_library::environment().is_ok()
+}
+
 /// The backend sessions use from now on unless their options name one.
 pub fn set_runtime(choice: RuntimeChoice) {
     *CHOICE.lock().unwrap_or_else(|e| e.into_inner()) = choice;

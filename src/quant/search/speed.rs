@@ -74,24 +74,27 @@ impl<'a> Timer<'a> {
     }
 }
 
-/// The first of `trials` (label, model) that measures faster than `current` on `data` and
-/// whose output SQNR `sqnr_of` accepts (`None`: under its floor); its index, the speed-up and the
-/// SQNR. Used for MatMuls with activations quantized at run time (dynamic) inside a static model.
+/// The first of `trials` trial models (`build(k)` makes the k-th, only when it is reached) that
+/// measures faster than `current` on `data` and whose output SQNR `sqnr_of` accepts (`None`:
+/// under its floor); its index, the speed-up and the SQNR. Used for MatMuls with activations
+/// quantized at run time (dynamic) inside a static model.
 pub fn first_faster_trial(
     current: &Model,
-    trials: &[(String, Model)],
+    trials: usize,
+    build: &dyn Fn(usize) -> Result<Model>,
     sqnr_of: &dyn Fn(&Model) -> Result<Option<f64>>,
     data: &Dataset,
     progress: &dyn Progress,
 ) -> Result<Option<(usize, f64, f64)>> {
     let backend = crate::runtime::default_backend()?;
     let timer = Timer::new(data, backend);
-    progress.start(trials.len() as u64, "dynamic MatMul trials");
-    for (k, (_, model)) in trials.iter().enumerate() {
+    progress.start(trials as u64, "dynamic MatMul trials");
+    for k in 0..trials {
         progress.advance(1);
         progress.check_stop()?;
-        let Some(speedup) = timer.faster(current, model)? else { continue };
-        if let Some(sqnr) = sqnr_of(model)? {
+        let model = build(k)?;
+        let Some(speedup) = timer.faster(current, &model)? else { continue };
+        if let Some(sqnr) = sqnr_of(&model)? {
             progress.finish();
             return Ok(Some((k, speedup, sqnr)));
         }

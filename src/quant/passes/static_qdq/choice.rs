@@ -287,14 +287,14 @@ pub(super) fn dynamic_where_faster(
     if !kept_float.is_empty() && kept_float.len() < candidates.len() {
         sets.push(("the MatMuls and Gemms kept float".to_string(), kept_float));
     }
-    let trials: Vec<(String, Model)> =
-        sets.iter().map(|(label, set)| Ok((label.clone(), build(set)?))).collect::<Result<_>>()?;
+    // Each trial model is built when its turn comes (minilm: 1 s each).
+    let trial = |k: usize| build(&sets[k].1);
     let sqnr_of = |m: &Model| -> Result<Option<f64>> {
         let sqnr = judge()?.0.noise(&Session::new(m, &SessionOptions::default())?, None)?.sqnr_db();
         Ok((sqnr >= floor()?).then_some(sqnr))
     };
     let Some((k, speedup, sqnr)) =
-        crate::quant::speed::first_faster_trial(&current, &trials, &sqnr_of, calib, progress)?
+        crate::quant::speed::first_faster_trial(&current, sets.len(), &trial, &sqnr_of, calib, progress)?
     else {
         return Ok(vec![]);
     };

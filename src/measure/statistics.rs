@@ -208,7 +208,10 @@ impl Statistic for Ranked {
         let share = |n: f64| (self.share * n) as f32;
         let Some((input, axis)) = &self.batch_input else {
             // Each row is a batch.
-            constants.push(Tensor::from_array("prunq_share_of_batches", &ndarray::arr1(&[share(self.rows as f64)]).into_dyn()));
+            constants.push(Tensor::from_array(
+                "prunq_share_of_batches",
+                &ndarray::arr1(&[share(self.rows as f64)]).into_dyn(),
+            ));
             return (constants, vec![]);
         };
         constants.extend([
@@ -293,7 +296,12 @@ impl Statistic for Ranked {
             nodes.extend([
                 Node {
                     outputs: vec![at("chunk_top"), at("picked")],
-                    ..node("TopK", &[&at("per_chunk"), &n("chunk_k")], at("chunk_top"), vec![Attribute::int("largest", largest)])
+                    ..node(
+                        "TopK",
+                        &[&at("per_chunk"), &n("chunk_k")],
+                        at("chunk_top"),
+                        vec![Attribute::int("largest", largest)],
+                    )
                 },
                 node("Gather", &[&n("chunks"), &at("picked")], at("gathered"), vec![Attribute::int("axis", 0)]),
                 node("Reshape", &[&at("gathered"), "prunq_flat"], at("flat"), vec![]),
@@ -364,7 +372,9 @@ mod tests {
             .collect();
         let s: Vec<f32> = batches
             .iter()
-            .map(|rows| rows.clone().flat_map(|r| x.index_axis(ndarray::Axis(0), r).to_owned()).fold(f32::MIN, f32::max))
+            .map(|rows| {
+                rows.clone().flat_map(|r| x.index_axis(ndarray::Axis(0), r).to_owned()).fold(f32::MIN, f32::max)
+            })
             .collect();
         // A share of 0.2 keeps most values; 0.005 keeps 5 of a batch's 256 rows of 16: the
         // rows holding the extremes are then picked before the values are ranked.
@@ -377,12 +387,10 @@ mod tests {
             let model = three_kinds(opset);
             let bound = data.bind(&feed_inputs(&model), None).unwrap();
             let tensors = vec!["y".to_string(), "m".to_string(), "s".to_string()];
-            let (mut extremes, mut ranked) =
-                (Extremes::new(&tensors), Ranked::new(&tensors, share, 11, &bound, opset));
+            let (mut extremes, mut ranked) = (Extremes::new(&tensors), Ranked::new(&tensors, share, 11, &bound, opset));
             let stats: &mut [&mut dyn Statistic] = &mut [&mut extremes, &mut ranked];
             let rows = super::super::Rows::first(11, 4);
-            super::super::collect_in(Some(backend), &model, &bound, rows, stats, &super::super::Silent)
-                .unwrap();
+            super::super::collect_in(Some(backend), &model, &bound, rows, stats, &super::super::Silent).unwrap();
             for (t, values) in [("y", &y), ("m", &m), ("s", &s)] {
                 let mut sorted = values.clone();
                 sorted.sort_by(|a, b| b.total_cmp(a));

@@ -3,7 +3,10 @@
 //! float, in the runtime that will run it; then, from the faster of the two,
 //! groups of nodes of one kind (an op type; grouped convs apart, their integer
 //! kernels differ most) are switched one at a time, and a switch is kept when it
-//! measures clearly faster twice. Float-kept nodes keep int8 weights, in the form
+//! measures clearly faster twice. The switches are screened together first (every
+//! group's trial model and the current one taking turns in one measurement), so a
+//! switch that is not faster costs its own runs only: ppocr_rec's six groups took
+//! 4.9 s one pair at a time. Float-kept nodes keep int8 weights, in the form
 //! the runtime folds at load. Integer kernels differ by runtime and CPU — ONNX
 //! Runtime's int8 convs on x86 without VNNI, tract's whole integer path on x86 —
 //! so this is measured, not looked up.
@@ -42,8 +45,9 @@ impl<'a> Timer<'a> {
         Timer { data, backend, round_ms: std::cell::Cell::new(None) }
     }
 
-    /// The speed-up of `b` over `a` when it measures past REVERT_ABOVE twice.
-    fn faster(&self, a: &Model, b: &Model) -> Result<Option<f64>> {
+    /// The speed-up of `b` over `a` when it measures past REVERT_ABOVE twice (`screened`: the
+    /// first of the two, already measured by [`Timer::screen`]).
+    fn faster(&self, a: &Model, b: &Model, screened: Option<f64>) -> Result<Option<f64>> {
         // In LiteRT the two run as the converter writes them (at the data's sizes).
         let converted = match self.backend {
             crate::runtime::Backend::LiteRt => {
@@ -68,9 +72,43 @@ impl<'a> Timer<'a> {
             None => time(15)?.1,
         };
         self.round_ms.set(Some(round_ms));
-        let runs = ((600.0 / round_ms) as usize).clamp(15, 200);
-        let first = time(runs)?.0;
+        let runs = self.runs();
+        let first = match screened {
+            Some(speedup) => speedup,
+            None => time(runs)?.0,
+        };
         Ok((first >= REVERT_ABOVE && time(runs)?.0 >= REVERT_ABOVE).then_some(first))
+    }
+
+    /// Rounds per measurement: ~0.6 s of a pair's rounds, sized by the first pair timed.
+    fn runs(&self) -> usize {
+        self.round_ms.get().map_or(15, |ms| ((600.0 / ms) as usize).clamp(15, 200))
+    }
+
+    /// Each of `trials`' speed-up over `current` from one measurement of them all taking turns,
+    /// as many rounds as a pair's measurement: a trial that does not reach REVERT_ABOVE here is
+    /// decided for the cost of its own runs, without sessions and warm-up of its own.
+    fn screen(&self, current: &Model, trials: &[&Model]) -> Result<Vec<f64>> {
+        let models: Vec<(String, &Model)> = std::iter::once(current)
+            .chain(trials.iter().copied())
+            .enumerate()
+            .map(|(k, m)| (k.to_string(), m))
+            .collect();
+        let contest = Contest::new(&models, self.data, self.backend, &BenchOptions::default())?;
+        let runs = self.runs();
+        let report = contest.time(runs, (runs / 10).max(3), &Silent)?;
+        Ok(report.models[1..].iter().map(|m| m.speedup).collect())
+    }
+
+    /// How many trial models one screening may hold sessions for: up to 8, fewer when each
+    /// model's weights are large (every session holds its own), one (no screening) in LiteRT.
+    fn at_once(&self, model: &Model) -> usize {
+        const SCREEN_BYTES: usize = 512 << 20;
+        let bytes: usize = model.graph.initializers.iter().map(|t| t.byte_size()).sum();
+        match self.backend {
+            crate::runtime::Backend::LiteRt => 1,
+            _ => (SCREEN_BYTES / bytes.max(1)).clamp(1, 8),
+        }
     }
 }
 
@@ -93,7 +131,7 @@ pub fn first_faster_trial(
         progress.advance(1);
         progress.check_stop()?;
         let model = build(k)?;
-        let Some(speedup) = timer.faster(current, &model)? else { continue };
+        let Some(speedup) = timer.faster(current, &model, None)? else { continue };
         if let Some(sqnr) = sqnr_of(&model)? {
             progress.finish();
             return Ok(Some((k, speedup, sqnr)));
@@ -139,38 +177,65 @@ pub fn keep_faster(
     let key = memo::key((fingerprint(prepared), fingerprint(&quantized), chosen, &data.path, format!("{runtime:?}")));
     let (mut current, kept_float) = SPEED_TRIALS.get_or_measure(key, || {
         let timer = Timer::new(data, backend);
-        let faster = |a: &Model, b: &Model| timer.faster(a, b);
         progress.start(groups.len() as u64 + 1, "speed trials");
         let float = build(&[])?;
-        let from_float = faster(&quantized, &float)?;
+        let from_float = timer.faster(&quantized, &float, None)?;
         progress.advance(1);
         progress.check_stop()?;
+        let at_once = timer.at_once(&quantized);
         let (mut current, mut current_model) = match from_float {
             Some(_) => (vec![], float),
             None => (chosen.to_vec(), quantized),
         };
         let mut kept_float = vec![];
-        for (label, nodes) in groups {
-            let trial: Vec<usize> = match from_float {
-                Some(_) => current.iter().chain(&nodes).copied().collect(),
-                None => current.iter().copied().filter(|n| !nodes.contains(n)).collect(),
+        let mut pending: Vec<(String, Vec<usize>)> = groups.into_iter().collect();
+        while !pending.is_empty() {
+            // The next groups' trials from the current set, screened together; the first that
+            // passes the screen and a second measurement of its own becomes the current set, and
+            // the groups after it are tried again from there — as trying them one by one does.
+            let take = pending.len().min(at_once);
+            let trials = pending[..take]
+                .iter()
+                .map(|(_, nodes)| {
+                    let trial: Vec<usize> = match from_float {
+                        Some(_) => current.iter().chain(nodes).copied().collect(),
+                        None => current.iter().copied().filter(|n| !nodes.contains(n)).collect(),
+                    };
+                    let model = build(&trial)?;
+                    Ok((trial, model))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let screened: Vec<Option<f64>> = match take {
+                1 => vec![None],
+                _ => timer.screen(&current_model, &trials.iter().map(|(_, m)| m).collect::<Vec<_>>())?.into_iter().map(Some).collect(),
             };
-            let trial_model = build(&trial)?;
-            let gain = faster(&current_model, &trial_model)?;
-            let float_wins = match (from_float, gain) {
-                (Some(speedup), None) => Some(format!("everything float measured {speedup:.2}× faster than everything int8, and int8 {label} did not measure faster")),
-                (None, Some(speedup)) => Some(format!("the {label} group measured {speedup:.2}× faster in float than in int8")),
-                _ => None,
-            };
-            if gain.is_some() {
-                current = trial;
-                current_model = trial_model;
+            let mut accepted = None;
+            for (k, first) in screened.into_iter().enumerate() {
+                if first.is_some_and(|s| s < REVERT_ABOVE) {
+                    continue;
+                }
+                if let Some(speedup) = timer.faster(&current_model, &trials[k].1, first)? {
+                    accepted = Some((k, speedup));
+                    break;
+                }
             }
-            if let Some(why) = float_wins {
-                kept_float.extend(nodes.iter().map(|&n| (n, why.clone())));
+            let decided = accepted.map_or(take, |(k, _)| k + 1);
+            for (k, (label, nodes)) in pending.drain(..decided).enumerate() {
+                let gain = accepted.filter(|(a, _)| *a == k).map(|(_, speedup)| speedup);
+                let float_wins = match (from_float, gain) {
+                    (Some(speedup), None) => Some(format!("everything float measured {speedup:.2}× faster than everything int8, and int8 {label} did not measure faster")),
+                    (None, Some(speedup)) => Some(format!("the {label} group measured {speedup:.2}× faster in float than in int8")),
+                    _ => None,
+                };
+                if let Some(why) = float_wins {
+                    kept_float.extend(nodes.iter().map(|&n| (n, why.clone())));
+                }
+                progress.advance(1);
+                progress.check_stop()?;
             }
-            progress.advance(1);
-            progress.check_stop()?;
+            if let Some((k, _)) = accepted {
+                (current, current_model) = trials.into_iter().nth(k).expect("a screened trial");
+            }
         }
         progress.finish();
         Ok((current, kept_float))

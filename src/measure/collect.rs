@@ -74,6 +74,9 @@ pub fn collect_in(
 ) -> Result<()> {
     let asked: Vec<Vec<(String, Reduction)>> =
         statistics.iter().map(|s| s.tensors().into_iter().map(|t| (t.clone(), s.reduce(&t))).collect()).collect();
+    if asked.iter().zip(statistics.iter()).all(|(a, s)| a.iter().all(|(t, _)| s.fed_as_is(t))) {
+        return visit_fed(bound, rows, statistics, &asked, progress);
+    }
     // The reductions go at the end, the last-made tensor's first. ONNX Runtime's default
     // execution order is a depth-first walk up from the graph's leaves taken from the last node
     // back: so the first activation's reduction is reached first, runs as soon as its producer
@@ -97,9 +100,6 @@ pub fn collect_in(
         for (_, r) in asked.iter().flatten().filter(|(name, _)| name == t) {
             m.graph.nodes.extend(r.nodes.iter().cloned());
         }
-    }
-    if asked.iter().zip(statistics.iter()).all(|(a, s)| a.iter().all(|(t, _)| s.fed_as_is(t))) {
-        return visit_fed(bound, rows, statistics, &asked, progress);
     }
     let capture: Vec<String> = asked.iter().flatten().flat_map(|(_, r)| r.outputs.iter().cloned()).collect();
     if capture.is_empty() {

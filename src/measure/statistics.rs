@@ -155,9 +155,9 @@ pub struct Ranked {
     rows: usize,
     /// A fed input and its batch axis: its shape tells the rows in each batch.
     batch_input: Option<(String, usize)>,
-    /// TopK takes `largest = 0` and Flatten a negative axis (opset 11): the values are then
-    /// ranked within the rows that hold the extremes (see `reduce`); before, over the whole
-    /// tensor, the smallest as the largest negated.
+    /// TopK takes `largest = 0` (opset 11): the values are then ranked within the chunks that
+    /// hold the extremes (see `reduce`); before, over the whole tensor, the smallest as the
+    /// largest negated.
     smallest_by_top_k: bool,
     /// ReduceMax takes its axes as an input (opset 18) rather than an attribute.
     axes_as_input: bool,
@@ -233,14 +233,10 @@ impl Statistic for Ranked {
     fn reduce(&self, t: &str) -> Reduction {
         let n = |what: &str| format!("{t}_prunq_{what}");
         let cast = |to: i64| vec![Attribute::int("to", to)];
-        let top_k = |input: &str, what: &str, largest: Option<i64>| Node {
+        // TopK(input, k) → `what` and its indices `what_at`.
+        let top_k = |input: &str, k: &str, what: &str, largest: Option<i64>| Node {
             outputs: vec![n(what), n(&format!("{what}_at"))],
-            ..node(
-                "TopK",
-                &[input, &n("k")],
-                n(what),
-                largest.map(|l| Attribute::int("largest", l)).into_iter().collect(),
-            )
+            ..node("TopK", &[input, k], n(what), largest.map(|l| Attribute::int("largest", l)).into_iter().collect())
         };
         let mut nodes = vec![
             node("Size", &[t], n("size"), vec![]),
@@ -255,9 +251,9 @@ impl Statistic for Ranked {
         ];
         if !self.smallest_by_top_k {
             nodes.push(node("Reshape", &[t, "prunq_flat"], n("flat"), vec![]));
-            nodes.push(top_k(&n("flat"), "high", None));
+            nodes.push(top_k(&n("flat"), &n("k"), "high", None));
             nodes.push(node("Neg", &[&n("flat")], n("negated"), vec![]));
-            nodes.push(top_k(&n("negated"), "low", None));
+            nodes.push(top_k(&n("negated"), &n("k"), "low", None));
             return Reduction { nodes, outputs: vec![n("high"), n("low")] };
         }
         // One TopK over millions of values is most of a calibration run (ppocr_rec: 4.4 of
@@ -276,36 +272,30 @@ impl Statistic for Ranked {
             },
             node("Reshape", &[t, &n("chunk_shape")], n("chunks"), vec![]),
         ]);
-        for (side, reduce, largest) in [("high", "ReduceMax", 1), ("low", "ReduceMin", 0)] {
-            let at = |what: &str| n(&format!("{side}_{what}"));
-            let mut per_chunk = node(reduce, &[&n("chunks")], at("per_chunk"), vec![Attribute::int("keepdims", 0)]);
+        let sides = [("high", "ReduceMax", 1), ("low", "ReduceMin", 0)];
+        for (side, reduce, _) in sides {
+            let mut per_chunk =
+                node(reduce, &[&n("chunks")], n(&format!("{side}_per_chunk")), vec![Attribute::int("keepdims", 0)]);
             match self.axes_as_input {
                 true => per_chunk.inputs.push("prunq_chunk_axis".into()),
                 false => per_chunk.attributes.push(Attribute::new("axes", crate::ir::AttrValue::Ints(vec![1]))),
             }
             nodes.push(per_chunk);
-            if side == "high" {
-                // As many chunks as values wanted, or every chunk.
-                nodes.extend([
-                    node("Shape", &[&at("per_chunk")], n("chunk_count"), vec![]),
-                    node("Cast", &[&n("chunk_count")], n("chunk_count_f"), cast(1)),
-                    node("Min", &[&n("k_at_most"), &n("chunk_count_f")], n("chunk_k_f"), vec![]),
-                    node("Cast", &[&n("chunk_k_f")], n("chunk_k"), cast(7)),
-                ]);
-            }
+        }
+        // As many chunks as values wanted, or every chunk.
+        nodes.extend([
+            node("Shape", &[&n("high_per_chunk")], n("chunk_count"), vec![]),
+            node("Cast", &[&n("chunk_count")], n("chunk_count_f"), cast(1)),
+            node("Min", &[&n("k_at_most"), &n("chunk_count_f")], n("chunk_k_f"), vec![]),
+            node("Cast", &[&n("chunk_k_f")], n("chunk_k"), cast(7)),
+        ]);
+        for (side, _, largest) in sides {
+            let at = |what: &str| n(&format!("{side}_{what}"));
             nodes.extend([
-                Node {
-                    outputs: vec![at("chunk_top"), at("picked")],
-                    ..node(
-                        "TopK",
-                        &[&at("per_chunk"), &n("chunk_k")],
-                        at("chunk_top"),
-                        vec![Attribute::int("largest", largest)],
-                    )
-                },
-                node("Gather", &[&n("chunks"), &at("picked")], at("gathered"), vec![Attribute::int("axis", 0)]),
+                top_k(&at("per_chunk"), &n("chunk_k"), &format!("{side}_picked"), Some(largest)),
+                node("Gather", &[&n("chunks"), &at("picked_at")], at("gathered"), vec![Attribute::int("axis", 0)]),
                 node("Reshape", &[&at("gathered"), "prunq_flat"], at("flat"), vec![]),
-                top_k(&at("flat"), side, Some(largest)),
+                top_k(&at("flat"), &n("k"), side, Some(largest)),
             ]);
         }
         Reduction { nodes, outputs: vec![n("high"), n("low")] }

@@ -13,7 +13,8 @@ pub struct Args {
     #[arg(long)]
     labels: Option<String>,
     /// Expected text, one line per sample: decode the output as CTC with the
-    /// model's `character` metadata; report exact-line match and CER.
+    /// model's `character` metadata; report exact-line match and CER (lines
+    /// compared with their ends trimmed).
     #[arg(long)]
     text: Option<PathBuf>,
     /// Rows run at once (the latency is per batch of this many).

@@ -10,7 +10,7 @@ mod run;
 pub use bench::{
     bench, latency_check, op_times, BenchOptions, BenchReport, Contest, LatencyCheck, ModelLatency, OpTimes,
 };
-pub use ctc::{edit_distance, CtcDecoder};
+pub use ctc::{edit_distance, score_line, CtcDecoder};
 pub use guard::{
     check_batches, check_converted, check_outputs, checked_rows, CheckedOutput, OutputCheck, CHECK_ROWS,
     DIVERGED_SQNR_DB,

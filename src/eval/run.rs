@@ -105,10 +105,10 @@ pub fn evaluate<'m>(
         }
         if let (Some(d), Some(texts), Some(first)) = (&decoder, &options.texts, outputs.first()) {
             for (i, got) in d.decode(first)?.iter().enumerate() {
-                let want = &texts[start + i];
-                exact += (got == want) as usize;
-                edits += super::edit_distance(got, want);
-                chars += want.chars().count();
+                let (same, line_edits, line_chars) = super::score_line(got, &texts[start + i]);
+                exact += same as usize;
+                edits += line_edits;
+                chars += line_chars;
             }
         }
         shapes = outputs.iter().zip(&session.outputs).map(|(o, n)| (n.clone(), o.shape().to_vec())).collect();

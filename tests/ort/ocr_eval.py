@@ -32,10 +32,12 @@ def decode(best, chars):
 
 
 def score(outputs, want, chars):
-    """Exact-line match and CER of [N, T, C] outputs against the expected lines."""
+    """Exact-line match and CER of [N, T, C] outputs against the expected lines, both with
+    their ends trimmed as prunq's `eval` compares them (a space read in the padding is no
+    misreading)."""
     exact = edits = total = 0
     for row, ref in zip(outputs.argmax(-1), want):
-        text = decode(row, chars)
+        text, ref = decode(row, chars).strip(), ref.strip()
         exact += text == ref
         edits += edit_distance(text, ref)
         total += len(ref)

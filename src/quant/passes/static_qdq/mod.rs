@@ -238,6 +238,15 @@ pub fn quantize_static(
     let opset = if options.activation_type.bits() > 8 { 21 } else { 13 };
     crate::transform::upgrade_opset(model, opset, &|n| ranks.get(n).copied())?;
     crate::transform::fold_batchnorm(model)?;
+    // A constant per-channel Mul/Add right after a Conv (PP-LCNet's "learnable affine blocks")
+    // stays float between int8 kernels with a Q/DQ boundary of its own: folded into the Conv,
+    // ppocr_rec_v4's default output ran 1.66× fp32 instead of 1.31×, 18.2 dB instead of 13.5.
+    let affines = crate::transform::fold_affine(model, true, false)?;
+    if affines > 0 {
+        report.notes.push(format!(
+            "{affines} per-channel Mul/Add after a Conv folded into its weights and bias (the same up to float rounding)"
+        ));
+    }
     // A hard-swish written out as x · clip(x + 3, 0, 6) / 6 stays float between its convs'
     // int8 kernels, four passes over the activation: on ppocr_rec_v4 those float ops took 47 %
     // of the int8 model's time. One HardSwish (opset 14) computes the same up to float rounding.

@@ -145,6 +145,15 @@ pub const RULES: &[OpRule] = &[
 /// needs no quantization of its own, their output takes the op's.
 pub const FUSED_ACTIVATIONS: &[&str] = &["Relu", "Clip"];
 
+/// Instances whose int8 kernels run slower than their float ones in ONNX Runtime's CPU provider,
+/// so static's speed trials start them float and quantize them only where int8 measures faster:
+/// grouped (depthwise) convolutions. On an AVX-512 VNNI/AMX Xeon, ppocr_rec_v4's 14 depthwise
+/// convs in int8 cost 1.08–1.13× of the model's time; starting them int8, the trial that keeps
+/// them float sat on the 1.08× switch threshold and decided differently from run to run.
+pub fn int8_usually_slower(node: &Node) -> bool {
+    node.op_type == "Conv" && node.attr_int("group").unwrap_or(1) > 1
+}
+
 /// The entry for `node`'s op, if it has one.
 pub fn rule(node: &Node) -> Option<&'static OpRule> {
     if !node.is_onnx_op() {

@@ -155,8 +155,11 @@ fn kind(model: &Model, node: usize) -> String {
 /// faster: with everything quantized, groups are kept float one by one while
 /// that is faster; when everything float is faster (float kernels beat integer
 /// ones and every Q/DQ boundary costs), groups are quantized one by one only
-/// where that is faster. `litert`: timed in LiteRT (each model converted) rather than in the
-/// process's ONNX runtime.
+/// where that is faster. Groups whose int8 kernels usually lose (the registry's
+/// `int8_usually_slower`) start float either way and are quantized only where that
+/// measures faster: each decision is then taken far from the switch threshold.
+/// `litert`: timed in LiteRT (each model converted; its int8 kernels have no such
+/// exception) rather than in the process's ONNX runtime.
 pub fn keep_faster(
     prepared: &Model,
     chosen: &[usize],
@@ -183,8 +186,17 @@ pub fn keep_faster(
         progress.advance(1);
         progress.check_stop()?;
         let at_once = timer.at_once(&quantized);
+        let starts_float = |nodes: &[usize]| {
+            !litert && nodes.iter().all(|&n| crate::quant::registry::int8_usually_slower(&prepared.graph.nodes[n]))
+        };
         let (mut current, mut current_model) = match from_float {
             Some(_) => (vec![], float),
+            None if groups.values().any(|nodes| starts_float(nodes)) => {
+                let current: Vec<usize> =
+                    groups.values().filter(|nodes| !starts_float(nodes)).flatten().copied().collect();
+                let model = build(&current)?;
+                (current, model)
+            }
             None => (chosen.to_vec(), quantized),
         };
         let mut kept_float = vec![];
@@ -197,9 +209,10 @@ pub fn keep_faster(
             let trials = pending[..take]
                 .iter()
                 .map(|(_, nodes)| {
-                    let trial: Vec<usize> = match from_float {
-                        Some(_) => current.iter().chain(nodes).copied().collect(),
-                        None => current.iter().copied().filter(|n| !nodes.contains(n)).collect(),
+                    // A group float in the current set is tried int8, an int8 one float.
+                    let trial: Vec<usize> = match current.contains(&nodes[0]) {
+                        false => current.iter().chain(nodes).copied().collect(),
+                        true => current.iter().copied().filter(|n| !nodes.contains(n)).collect(),
                     };
                     let model = build(&trial)?;
                     Ok((trial, model))
@@ -222,9 +235,11 @@ pub fn keep_faster(
             let decided = accepted.map_or(take, |(k, _)| k + 1);
             for (k, (label, nodes)) in pending.drain(..decided).enumerate() {
                 let gain = accepted.filter(|(a, _)| *a == k).map(|(_, speedup)| speedup);
-                let float_wins = match (from_float, gain) {
-                    (Some(speedup), None) => Some(format!("everything float measured {speedup:.2}× faster than everything int8, and int8 {label} did not measure faster")),
-                    (None, Some(speedup)) => Some(format!("the {label} group measured {speedup:.2}× faster in float than in int8")),
+                let tried_int8 = !current.contains(&nodes[0]);
+                let float_wins = match (tried_int8, from_float, gain) {
+                    (true, Some(speedup), None) => Some(format!("everything float measured {speedup:.2}× faster than everything int8, and int8 {label} did not measure faster")),
+                    (true, None, None) => Some(format!("int8 {label} did not measure faster than float (its int8 kernels usually run slower)")),
+                    (false, _, Some(speedup)) => Some(format!("the {label} group measured {speedup:.2}× faster in float than in int8")),
                     _ => None,
                 };
                 if let Some(why) = float_wins {

@@ -129,7 +129,7 @@ def quantize(
     op_types: Optional[Sequence[str]] = None,
     fp16_io: Optional[bool] = None,
     bias_correction: Optional[bool] = None,
-    smooth: Optional[float] = None,
+    smooth: Optional[Union[float, str]] = None,
     simplify: Optional[bool] = None,
     latency_check: bool = True,
     external_data: bool = False,

@@ -181,9 +181,8 @@ pub fn smooth(model: &mut Model, calib: &Dataset, alpha: Alpha, reduce_range: bo
     });
     let mut smoothed = vec![];
     for ((x, nodes, _, weights, xmax, wmax), chosen) in found.iter().zip(chosen) {
-        let scales = |a: f64| scales(xmax, wmax, a);
         let Some(a) = chosen else { continue };
-        let s = scales(a);
+        let s = scales(xmax, wmax, a);
         for (name, w) in weights {
             let scaled = w * &s.view().insert_axis(Axis(1));
             model.graph.set_constant(name, Tensor::from_array(name, &scaled.into_dyn()))?;

@@ -119,6 +119,7 @@ def test_a_modelproto_in_gives_a_modelproto_out_and_nothing_written(tmp_path):
 def test_defaults_are_the_librarys():
     d = prunq.defaults("quantize")
     assert d["mode"] == "weights" and d["bits"] == 8 and d["fallback-int8"] is True
+    assert d["smooth"] == "auto"  # static's SmoothQuant, `off` to turn it off
     assert prunq.defaults("prune")["structured"] is False
     assert "Defaults (None): mode='weights', bits=8" in prunq.quantize.__doc__
 

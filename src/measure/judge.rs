@@ -106,6 +106,27 @@ impl Reference {
         Ok(Reference { batches, values, slice_of, signal, slice_signal })
     }
 
+    /// The reference's outputs on the first rows of `bound`, in batches of `batch_size`.
+    pub fn on_rows(session: &Session, bound: &crate::data::Bound, batch_size: usize, rows: usize) -> Result<Reference> {
+        let batches: Vec<Vec<Array>> =
+            bound.batches_upto(batch_size, rows).map(|b| b.map(|(_, b)| b)).collect::<Result<_>>()?;
+        Reference::new(session, batches)
+    }
+
+    /// On the first rows that give `values` output values (one row run first to count them),
+    /// within `min_rows..=max_rows` and the rows there are; the reference and its row count.
+    pub fn for_values(
+        session: &Session,
+        bound: &crate::data::Bound,
+        batch_size: usize,
+        values: usize,
+        (min_rows, max_rows): (usize, usize),
+    ) -> Result<(Reference, usize)> {
+        let per_row = Reference::on_rows(session, bound, batch_size, 1)?.len().max(1);
+        let rows = values.div_ceil(per_row).clamp(min_rows, max_rows).min(bound.rows);
+        Ok((Reference::on_rows(session, bound, batch_size, rows)?, rows))
+    }
+
     /// The batches judged on.
     pub fn batches(&self) -> &[Vec<Array>] {
         &self.batches

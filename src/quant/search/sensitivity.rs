@@ -326,17 +326,15 @@ struct Judge {
 impl Judge {
     /// The float model's outputs on the first `rows` rows.
     fn new(float_model: &Session, bound: &crate::data::Bound, batch_size: usize, rows: usize) -> Result<Judge> {
-        let batches: Vec<Vec<Array>> =
-            bound.batches_upto(batch_size, rows).map(|b| b.map(|(_, b)| b)).collect::<Result<_>>()?;
-        Ok(Judge { rows, reference: Reference::new(float_model, batches)? })
+        Ok(Judge { rows, reference: Reference::on_rows(float_model, bound, batch_size, rows)? })
     }
 
     /// On as many rows as give [`OUTPUT_VALUES`] output values, within
     /// [`MIN_SENSITIVITY_SAMPLES`]..=[`SENSITIVITY_SAMPLES`].
     fn enough(float_model: &Session, bound: &crate::data::Bound, batch_size: usize) -> Result<Judge> {
-        let per_sample = Judge::new(float_model, bound, batch_size, 1)?.reference.len().max(1);
-        let rows = OUTPUT_VALUES.div_ceil(per_sample).clamp(MIN_SENSITIVITY_SAMPLES, SENSITIVITY_SAMPLES);
-        Judge::new(float_model, bound, batch_size, rows.min(bound.rows))
+        let within = (MIN_SENSITIVITY_SAMPLES, SENSITIVITY_SAMPLES);
+        let (reference, rows) = Reference::for_values(float_model, bound, batch_size, OUTPUT_VALUES, within)?;
+        Ok(Judge { rows, reference })
     }
 
     /// A trial's output noise, whole and in the worst slice.

@@ -214,9 +214,10 @@ pub fn keep_faster(
                 .iter()
                 .map(|(_, nodes)| {
                     // A group float in the current set is tried int8, an int8 one float.
-                    let trial: Vec<usize> = match current.contains(&nodes[0]) {
-                        false => current.iter().chain(nodes).copied().collect(),
-                        true => current.iter().copied().filter(|n| !nodes.contains(n)).collect(),
+                    let trial: Vec<usize> = if current.contains(&nodes[0]) {
+                        current.iter().copied().filter(|n| !nodes.contains(n)).collect()
+                    } else {
+                        current.iter().chain(nodes).copied().collect()
                     };
                     let model = build(&trial)?;
                     Ok((trial, model))

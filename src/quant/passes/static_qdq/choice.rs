@@ -277,15 +277,9 @@ pub(super) fn dynamic_where_faster(
         }
         let bound = calib.bind(&feed_inputs(prepared), None)?;
         let original = Session::new(prepared, &SessionOptions::default())?;
-        let reference_on = |rows: usize| -> Result<crate::measure::Reference> {
-            let batches: Vec<Vec<Array>> =
-                bound.batches_upto(options.batch_size, rows).map(|b| b.map(|(_, b)| b)).collect::<Result<_>>()?;
-            crate::measure::Reference::new(&original, batches)
-        };
-        let per_row = reference_on(1)?.len().max(1);
-        let rows = DYNAMIC_JUDGE_VALUES.div_ceil(per_row).clamp(DYNAMIC_JUDGE_MIN_ROWS, DYNAMIC_JUDGE_ROWS);
-        let rows = rows.min(bound.rows);
-        let reference = reference_on(rows)?;
+        let within = (DYNAMIC_JUDGE_MIN_ROWS, DYNAMIC_JUDGE_ROWS);
+        let (reference, rows) =
+            crate::measure::Reference::for_values(&original, &bound, options.batch_size, DYNAMIC_JUDGE_VALUES, within)?;
         let sqnr_now = reference.noise(&Session::new(&current, &SessionOptions::default())?, None)?.sqnr_db();
         Ok(judged.get_or_init(|| (reference, sqnr_now, rows)))
     };

@@ -10,7 +10,7 @@ mod switched;
 mod tests;
 mod write;
 
-use crate::data::{Array, Dataset};
+use crate::data::Dataset;
 use crate::ir::{ops, DataType, Graph, GraphIndex, Model, Node, Tensor};
 use crate::measure::Progress;
 use crate::quant::calibrate::{calibrator, Calibrator, Method};

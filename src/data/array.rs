@@ -124,13 +124,18 @@ impl Array {
 
     /// Stacks arrays along the first axis (all of one type and row shape).
     pub fn concat(parts: &[Array]) -> Result<Array> {
+        Array::concat_along(0, parts)
+    }
+
+    /// Joins arrays along `axis` (all of one type, equal in every other axis).
+    pub fn concat_along(axis: usize, parts: &[Array]) -> Result<Array> {
         let first = parts.first().ok_or_else(|| Error::Data("nothing to concatenate".into()))?;
         macro_rules! cat {
             ($v:ident) => {{
                 let views: Option<Vec<_>> =
                     parts.iter().map(|p| if let Array::$v(a) = p { Some(a.view()) } else { None }).collect();
                 let views = views.ok_or_else(|| Error::Data("cannot concatenate arrays of different types".into()))?;
-                Array::$v(ndarray::concatenate(Axis(0), &views).map_err(|e| Error::Data(e.to_string()))?)
+                Array::$v(ndarray::concatenate(Axis(axis), &views).map_err(|e| Error::Data(e.to_string()))?)
             }};
         }
         Ok(match first {

@@ -106,14 +106,15 @@ impl Reference {
         Ok(Reference { batches, values, slice_of, signal, slice_signal })
     }
 
-    /// The reference's outputs on the first rows of `bound`, in batches of `batch_size`.
+    /// The reference's outputs on `rows` rows spread over `bound` ([`Bound::spread_batches`]),
+    /// in batches of `batch_size`.
+    ///
+    /// [`Bound::spread_batches`]: crate::data::Bound::spread_batches
     pub fn on_rows(session: &Session, bound: &crate::data::Bound, batch_size: usize, rows: usize) -> Result<Reference> {
-        let batches: Vec<Vec<Array>> =
-            bound.batches_upto(batch_size, rows).map(|b| b.map(|(_, b)| b)).collect::<Result<_>>()?;
-        Reference::new(session, batches)
+        Reference::new(session, bound.spread_batches(batch_size, rows).collect::<Result<_>>()?)
     }
 
-    /// On the first rows that give `values` output values (one row run first to count them),
+    /// On rows spread over `bound` that give `values` output values (one row run first to count them),
     /// within `min_rows..=max_rows` and the rows there are; the reference and its row count.
     pub fn for_values(
         session: &Session,

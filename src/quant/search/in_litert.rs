@@ -13,7 +13,7 @@ use crate::Result;
 use std::collections::BTreeMap;
 
 /// Candidates judged as their `.tflite`, in LiteRT, at batch 1, against the float model's
-/// outputs on the first rows of the calibration data.
+/// outputs on rows spread over the calibration data.
 pub struct InLiteRt {
     reference: Reference,
     inputs: Vec<String>,
@@ -23,7 +23,7 @@ pub struct InLiteRt {
 }
 
 impl InLiteRt {
-    /// A judge on the first `rows` rows of `bound` (`data` sizes the conversion's open
+    /// A judge on `rows` rows spread over `bound` (`data` sizes the conversion's open
     /// dimensions), against `float_model`'s outputs.
     pub fn new(
         model: &Model,
@@ -32,7 +32,7 @@ impl InLiteRt {
         data: &crate::data::Dataset,
         rows: usize,
     ) -> Result<InLiteRt> {
-        let batches: Vec<Vec<Array>> = bound.batches_upto(1, rows).map(|b| b.map(|(_, b)| b)).collect::<Result<_>>()?;
+        let batches: Vec<Vec<Array>> = bound.spread_batches(1, rows).collect::<Result<_>>()?;
         let rows = batches.len();
         Ok(InLiteRt {
             reference: Reference::new(float_model, batches)?,

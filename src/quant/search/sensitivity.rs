@@ -324,7 +324,7 @@ struct Judge {
 }
 
 impl Judge {
-    /// The float model's outputs on the first `rows` rows.
+    /// The float model's outputs on `rows` rows spread over the data.
     fn new(float_model: &Session, bound: &crate::data::Bound, batch_size: usize, rows: usize) -> Result<Judge> {
         Ok(Judge { rows, reference: Reference::on_rows(float_model, bound, batch_size, rows)? })
     }

@@ -388,3 +388,51 @@ fn minilm_int8_tflite_keeps_its_cosine_with_dynamic_range_layers() {
         assert!(bytes < 0.3 * onnx, "{mode}: {bytes} bytes against {onnx}");
     }
 }
+
+/// A MatMul quantized at run time (DynamicQuantizeLinear → MatMulInteger → Cast → Mul by the two
+/// scales, as `--mode dynamic` and static's dynamic-MatMul trials write it) is LiteRT's
+/// dynamic-range FULLY_CONNECTED: the same computation with a per-row activation scale, so the
+/// converted model follows ONNX Runtime's closely; any other reader of its output is refused,
+/// naming it.
+#[test]
+fn dynamic_matmuls_become_dynamic_range_fully_connected() {
+    use common::os;
+    let dir = common::tempdir();
+    let (model, test) = (common::model("digits_mlp.onnx"), common::data("digits_test.npz"));
+    let out = dir.path().join("mlp.dynamic.onnx");
+    let run = prunq(&[
+        os("quantize"),
+        model.as_os_str(),
+        os("-o"),
+        out.as_os_str(),
+        os("--mode"),
+        os("dynamic"),
+        os("--no-latency-check"),
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let dynamic = prunq::onnx::load(&out).unwrap();
+    let batches = rows(&dynamic, &test, 64);
+    let shapes: BTreeMap<String, Vec<usize>> =
+        feed_inputs(&dynamic).into_iter().zip(&batches[0]).map(|(i, a)| (i.name, a.shape().to_vec())).collect();
+    let options = ConvertOptions { input_shapes: shapes, ..Default::default() };
+    let converted = convert(&dynamic, &options).unwrap();
+    assert_eq!(converted.dynamic_range_layers, 3);
+    let lite = Session::litert(converted.bytes, None, &SessionOptions::default()).unwrap();
+    let ort = Session::new(&dynamic, &SessionOptions { backend: Some(Backend::Ort), ..Default::default() }).unwrap();
+    let (mut signal, mut noise, mut agree) = (0f64, 0f64, 0);
+    for batch in &batches {
+        let (a, b) = (ort.run(batch).unwrap()[0].to_f32(), lite.run(batch).unwrap()[0].to_f32());
+        signal += a.iter().map(|v| f64::from(v * v)).sum::<f64>();
+        noise += a.iter().zip(&b).map(|(p, q)| f64::from((p - q) * (p - q))).sum::<f64>();
+        agree += usize::from(prunq::eval::argmax(a.iter()) == prunq::eval::argmax(b.iter()));
+    }
+    let sqnr = 10.0 * (signal / noise).log10();
+    assert!(sqnr >= 30.0 && agree >= 63, "LiteRT against ONNX Runtime: {sqnr:.1} dB, {agree} of 64 agree");
+    let mut odd = dynamic.clone();
+    let k = odd.graph.nodes.iter().position(|n| n.op_type == "MatMulInteger").unwrap();
+    odd.graph.nodes[k].op_type = "ConvInteger".into();
+    let Err(err) = convert(&odd, &options) else { panic!("a DynamicQuantizeLinear read by ConvInteger converted") };
+    let err = err.to_string();
+    assert!(err.contains("DynamicQuantizeLinear is converted only where it feeds MatMulInteger"), "{err}");
+    assert!(err.contains(&odd.graph.nodes[k].label()), "{err}");
+}

@@ -25,15 +25,7 @@ fn fully_connected(
     let keep_num_dims = cx.shape(x)?.len() > 2;
     let (n, k) = (weight.nrows(), weight.ncols());
     let bias = bias.unwrap_or_else(|| vec![0.0; n]);
-    let options = |act, asymmetric_quantize_inputs| {
-        let options = lt::FullyConnectedOptions {
-            fused_activation_function: act,
-            keep_num_dims,
-            asymmetric_quantize_inputs,
-            ..Default::default()
-        };
-        Some(lt::BuiltinOptions::FullyConnectedOptions(Box::new(options)))
-    };
+    let options = |act, asymmetric_quantize_inputs| fc_options(act, keep_num_dims, asymmetric_quantize_inputs);
     // int8: the per-output-channel symmetric weight as quantized, int32 bias at s_in × s_w.
     let quantized =
         cx.qdq.weights.get(weight_name).filter(|q| q.symmetric_int8 && q.axis == usize::from(transposed)).cloned();
@@ -79,9 +71,25 @@ fn fully_connected(
     Ok(())
 }
 
+/// FULLY_CONNECTED's options: the fused activation, whether the output keeps the input's rank,
+/// and whether a float input is quantized at run time with a zero point (dynamic range).
+pub(crate) fn fc_options(
+    act: lt::ActivationFunctionType,
+    keep_num_dims: bool,
+    asymmetric_quantize_inputs: bool,
+) -> Option<lt::BuiltinOptions> {
+    let options = lt::FullyConnectedOptions {
+        fused_activation_function: act,
+        keep_num_dims,
+        asymmetric_quantize_inputs,
+        ..Default::default()
+    };
+    Some(lt::BuiltinOptions::FullyConnectedOptions(Box::new(options)))
+}
+
 /// The `[N, K]` int8 tensor of a symmetric weight (per output channel), from the QDQ table's
 /// values in ONNX layout (`[K, N]` when `transposed`).
-fn int8_weight(
+pub(crate) fn int8_weight(
     cx: &mut Lowering,
     qw: &crate::litert::qdq::QWeight,
     name: &str,
@@ -161,7 +169,7 @@ pub(crate) fn matmul(cx: &mut Lowering, node: &Node) -> Result<()> {
 
 /// The Add of a constant `[N]` vector that alone reads `name`: its values (a bias) and its
 /// output, which the FULLY_CONNECTED then writes.
-fn bias_after(cx: &mut Lowering, name: &str, n: usize) -> Result<(Option<Vec<f32>>, String)> {
+pub(crate) fn bias_after(cx: &mut Lowering, name: &str, n: usize) -> Result<(Option<Vec<f32>>, String)> {
     let Some(reader) = cx.sole_reader(name) else { return Ok((None, name.to_string())) };
     let add = &cx.g.nodes[reader];
     if add.op_type != "Add" || add.inputs.len() != 2 {

@@ -2,6 +2,7 @@
 //! is the table. An op without an entry is refused with its name and the node's.
 
 mod conv;
+mod dynamic;
 mod elementwise;
 mod linear;
 mod logic;
@@ -27,6 +28,7 @@ pub const CONVERTED_OPS: &[&str] = &[
     "Conv",
     "Div",
     "Dropout",
+    "DynamicQuantizeLinear",
     "Equal",
     "Exp",
     "Expand",
@@ -83,6 +85,7 @@ pub(crate) fn lower_node(cx: &mut Lowering, node: &Node) -> Result<()> {
         "MaxPool" | "AveragePool" => conv::pool(cx, node),
         "GlobalAveragePool" | "GlobalMaxPool" => conv::global_pool(cx, node),
         "Gemm" => linear::gemm(cx, node),
+        "DynamicQuantizeLinear" => dynamic::dynamic_quantize(cx, node),
         "MatMul" => linear::matmul(cx, node),
         "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Pow" => elementwise::binary(cx, node),
         "Relu" | "Sigmoid" | "Tanh" | "Sqrt" | "Exp" | "Neg" | "Abs" | "HardSwish" | "HardSigmoid" | "Clip"

@@ -27,6 +27,8 @@ import onnxruntime as ort
 import ai_edge_litert
 from ai_edge_litert.interpreter import Interpreter
 
+from cpu_class import cpu_class
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("PRUNQ_SHARED", os.path.join(ROOT, "..", "shared"))
 PRUNQ = os.environ.get("PRUNQ", os.path.join(ROOT, "target", "release", "prunq"))
@@ -181,7 +183,7 @@ def main():
     chosen = sys.argv[1:] or list(MODELS)
     from importlib.metadata import version
 
-    cpu = "AVX-512 VNNI" if "avx512_vnni" in open("/proc/cpuinfo").read() else "AVX2"
+    cpu = cpu_class()
     print(f"CPU: {cpu}; LiteRT {version('ai-edge-litert')} Interpreter, 1 thread, batch 1\n")
     print("| model | metric | ONNX Runtime fp32 | onnx2tf int8 | prunq int8 | onnx2tf speed vs its fp32 | prunq speed vs its fp32 |")
     print("| --- | --- | --- | --- | --- | --- | --- |")

@@ -16,7 +16,6 @@ Writes bench/results/quant_vs_ort.md and prints it.
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ SHARED = os.environ.get("PRUNQ_SHARED", os.path.join(ROOT, "..", "shared"))
 PRUNQ = os.path.join(ROOT, "target", "release", "prunq")
 sys.path.insert(0, os.path.join(ROOT, "tests", "ort"))
 from ocr_eval import score  # noqa: E402
+from cpu_class import cpu_class  # noqa: E402
 
 
 def data(name):
@@ -239,7 +239,7 @@ def main():
             row[5] = by_path.get(row[5])
             print(tuple(row), flush=True)
     lines = [
-        f"Measured {datetime.date.today()} on {platform.machine()} ({os.cpu_count()} cores), onnxruntime "
+        f"Measured {datetime.date.today()} on {cpu_class()} ({os.cpu_count()} cores), onnxruntime "
         f"{ort.__version__}; speed: fp32 time / model time in ONNX Runtime, batch 1, one thread, a model's "
         "variants taking turns in one run (bench/quant_vs_ort.py).",
         "",

@@ -20,6 +20,8 @@ import time
 import numpy as np
 import onnxruntime as ort
 
+from cpu_class import cpu_class
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(ROOT, "..", "shared")
 PRUNQ = os.path.join(ROOT, "target", "release", "prunq")
@@ -105,7 +107,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         agreement = bench_agreement(tmp)
         times = [] if "--skip-quantize" in sys.argv else quantize_times(tmp)
-    cpu = "AVX-512 VNNI" if "avx512_vnni" in open("/proc/cpuinfo").read() else "AVX2, no VNNI"
+    cpu = cpu_class()
     lines = [f"# Runtimes benchmark ({time.strftime('%Y-%m-%d')}, onnxruntime {ort.__version__}, "
              f"{os.cpu_count()} cores, {cpu})", "",
              "## prunq bench vs Python ONNX Runtime: digits_cnn fp32 vs prunq static int8 (batch 1, 1 thread)", "",

@@ -94,6 +94,26 @@ impl Reference {
     /// The reference's outputs (run by `session`) on `batches`.
     pub fn new(session: &Session, batches: Vec<Vec<Array>>) -> Result<Reference> {
         let (values, slice_of) = outputs(session, &batches, None)?;
+        Ok(Reference::of_outputs(batches, values, slice_of))
+    }
+
+    /// The reference's outputs (run by `session`) on `batches` and `candidate`'s noise against
+    /// them, the two models run at once.
+    pub fn with_candidate(
+        session: &Session,
+        candidate: &Session,
+        batches: Vec<Vec<Array>>,
+    ) -> Result<(Reference, Noise)> {
+        let (mine, theirs) =
+            crate::parallel::join(|| outputs(session, &batches, None), || outputs(candidate, &batches, None));
+        let ((values, slice_of), (out, _)) = (mine?, theirs?);
+        let reference = Reference::of_outputs(batches, values, slice_of);
+        let noise = reference.noise_of(&out);
+        Ok((reference, noise))
+    }
+
+    /// The reference made of its outputs on `batches`, flattened, and each value's slice.
+    fn of_outputs(batches: Vec<Vec<Array>>, values: Vec<f64>, slice_of: Vec<usize>) -> Reference {
         let finite = |v: &&f64| v.is_finite();
         let signal = values.iter().filter(finite).map(|v| v * v).sum::<f64>();
         let slices = slice_of.iter().filter(|&&id| id != NO_SLICE).max().map_or(0, |&m| m + 1);
@@ -103,7 +123,7 @@ impl Reference {
                 slice_signal[id] += v * v;
             }
         }
-        Ok(Reference { batches, values, slice_of, signal, slice_signal })
+        Reference { batches, values, slice_of, signal, slice_signal }
     }
 
     /// The reference's outputs on `rows` rows spread over `bound` ([`Bound::spread_batches`]),
@@ -114,18 +134,29 @@ impl Reference {
         Reference::new(session, bound.spread_batches(batch_size, rows).collect::<Result<_>>()?)
     }
 
-    /// On rows spread over `bound` that give `values` output values (one row run first to count them),
-    /// within `min_rows..=max_rows` and the rows there are; the reference and its row count.
+    /// On rows spread over `bound` that give `values` output values ([`Reference::rows_for_values`]);
+    /// the reference and its row count.
     pub fn for_values(
         session: &Session,
         bound: &crate::data::Bound,
         batch_size: usize,
         values: usize,
-        (min_rows, max_rows): (usize, usize),
+        within: (usize, usize),
     ) -> Result<(Reference, usize)> {
-        let per_row = Reference::on_rows(session, bound, batch_size, 1)?.len().max(1);
-        let rows = values.div_ceil(per_row).clamp(min_rows, max_rows).min(bound.rows);
+        let rows = Reference::rows_for_values(session, bound, values, within)?;
         Ok((Reference::on_rows(session, bound, batch_size, rows)?, rows))
+    }
+
+    /// How many rows of `bound` give `values` output values of `session` (one row run to count
+    /// them), within `min_rows..=max_rows` and the rows there are.
+    pub fn rows_for_values(
+        session: &Session,
+        bound: &crate::data::Bound,
+        values: usize,
+        (min_rows, max_rows): (usize, usize),
+    ) -> Result<usize> {
+        let per_row = Reference::on_rows(session, bound, 1, 1)?.len().max(1);
+        Ok(values.div_ceil(per_row).clamp(min_rows, max_rows).min(bound.rows))
     }
 
     /// The batches judged on.

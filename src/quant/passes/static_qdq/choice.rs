@@ -280,10 +280,11 @@ pub(super) fn dynamic_where_faster(
         let bound = calib.bind(&feed_inputs(prepared), None)?;
         let original = Session::new(prepared, &SessionOptions::default())?;
         let within = (DYNAMIC_JUDGE_MIN_ROWS, DYNAMIC_JUDGE_ROWS);
-        let (reference, rows) =
-            crate::measure::Reference::for_values(&original, &bound, options.batch_size, DYNAMIC_JUDGE_VALUES, within)?;
-        let sqnr_now = reference.noise(&Session::new(&current, &SessionOptions::default())?, None)?.sqnr_db();
-        Ok(judged.get_or_init(|| (reference, sqnr_now, rows)))
+        let rows = crate::measure::Reference::rows_for_values(&original, &bound, DYNAMIC_JUDGE_VALUES, within)?;
+        let batches = bound.spread_batches(options.batch_size, rows).collect::<Result<Vec<_>>>()?;
+        let now = Session::new(&current, &SessionOptions::default())?;
+        let (reference, noise_now) = crate::measure::Reference::with_candidate(&original, &now, batches)?;
+        Ok(judged.get_or_init(|| (reference, noise_now.sqnr_db(), rows)))
     };
     let floor = || -> Result<f64> {
         let sqnr_now = judge()?.1;

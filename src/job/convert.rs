@@ -124,13 +124,20 @@ impl Job<'_> {
             let worst = |c: &OutputCheck| c.outputs.iter().map(|o| o.sqnr_db).fold(f64::INFINITY, f64::min);
             let (layers, measured) = (converted.dynamic_range_layers, worst(&check));
             if layers > 0 && measured < floor {
-                converted = crate::litert::convert(model, &ConvertOptions { dynamic_range: false, ..options.clone() })?;
-                check = self.litert_check(&converted)?;
-                progress.say(&format!(
-                    "note: {layers} float fully connected layers compute in float from their int8 weights: LiteRT's \
-                     dynamic-range form (activations quantized per row at run time) measured {measured:.1} dB, under \
-                     the {floor:.1} dB floor"
-                ));
+                let float_form =
+                    crate::litert::convert(model, &ConvertOptions { dynamic_range: false, ..options.clone() })?;
+                // MatMuls the ONNX model itself quantizes at run time (DynamicQuantizeLinear) keep
+                // that form either way: only the float layers' form is the converter's choice.
+                let moved = layers - float_form.dynamic_range_layers;
+                if moved > 0 {
+                    converted = float_form;
+                    check = self.litert_check(&converted)?;
+                    progress.say(&format!(
+                        "note: {moved} float fully connected layers compute in float from their int8 weights: \
+                         LiteRT's dynamic-range form (activations quantized per row at run time) measured \
+                         {measured:.1} dB, under the {floor:.1} dB floor"
+                    ));
+                }
             } else if layers > 0 {
                 progress.say(&format!(
                     "note: {layers} fully connected layers with float activations and int8 weights run in LiteRT's \

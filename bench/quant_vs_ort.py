@@ -26,7 +26,7 @@ import onnx
 import onnxruntime as ort
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.environ.get("PRUNQ_SHARED", os.path.join(ROOT, "..", "shared"))
+SHARED = os.path.abspath(os.environ.get("PRUNQ_SHARED", os.path.join(ROOT, "..", "shared")))
 PRUNQ = os.path.join(ROOT, "target", "release", "prunq")
 sys.path.insert(0, os.path.join(ROOT, "tests", "ort"))
 from ocr_eval import score  # noqa: E402
@@ -196,6 +196,9 @@ def main():
     chosen = [a for a in sys.argv[1:] if not a.startswith("-")]
     rows = []
     tmp = tempfile.mkdtemp()
+    # ONNX Runtime's pre-processing writes its temporary files (shape inference, a large model's
+    # external data) into the working directory: keep them out of the checkout.
+    os.chdir(tmp)
     for name, kind, calib in MODELS:
         if chosen and name not in chosen:
             continue

@@ -189,6 +189,14 @@ pub(in crate::quant) fn plan(model: &Model, options: &StaticOptions) -> Result<P
     // Outputs their op's entry keeps float stay float, whoever reads them.
     let float_output = |p: usize| registry::rule(&g.nodes[p]).is_some_and(|r| r.output == registry::Output::Float);
     calibrated.retain(|t| index.producer(t).is_none_or(|p| !float_output(p)));
+    // A graph output no node reads gets no Q/DQ pair in ONNX: the pair's value would be read by
+    // no one (the output stays the float op's), and it keeps ONNX Runtime from fusing the last
+    // Gemm or MatMul into its integer kernel with a float output (digits_cnn: its last Gemm ran
+    // float, every weight dequantized on every run). LiteRT's converter writes the pair's scale
+    // as an int8 last layer's output: there it stays.
+    if !options.in_litert {
+        calibrated.retain(|t| g.outputs.iter().all(|o| &o.name != t) || !index.consumers(t).is_empty());
+    }
     // Pass-through ops keep their input's scale on their output.
     let mut followers = vec![];
     let mut quantized: BTreeSet<String> = calibrated.clone();

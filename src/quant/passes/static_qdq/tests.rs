@@ -154,3 +154,30 @@ fn unsigned_weights_are_int8_shifted_by_128() {
     assert!(signed.iter().any(|&v| v.abs() == 127), "the grid is used to its end");
     assert_eq!(unsigned, signed.iter().map(|v| v + 128).collect::<Vec<_>>());
 }
+
+/// A graph output nothing reads gets no Q/DQ pair in ONNX (the pair's value would be read by no
+/// one, and it keeps ONNX Runtime from fusing the Gemm into its float-output integer kernel); for
+/// LiteRT it keeps one, whose scale the converter writes as the int8 last layer's output.
+#[test]
+fn an_unread_graph_output_is_quantized_only_for_litert() {
+    let logits = || {
+        let mut m = classifier();
+        m.graph.nodes.retain(|n| n.op_type != "Softmax");
+        m.graph.outputs[0].name = "logits".into();
+        m
+    };
+    let quantized = |in_litert: bool| {
+        let mut m = logits();
+        let config = QuantConfig { mode: QuantMode::Static, target_sqnr: 0.0, in_litert, ..Default::default() };
+        quantize(&mut m, &config, Some(&calibration()), &Silent).unwrap();
+        let index = GraphIndex::new(&m.graph);
+        let readers: Vec<String> =
+            index.consumers("logits").iter().map(|&(c, _)| m.graph.nodes[c].op_type.clone()).collect();
+        let gemm = m.graph.nodes.iter().find(|n| n.op_type == "Gemm").unwrap();
+        let dequantized = |t: &str| index.producer(t).is_some_and(|p| m.graph.nodes[p].op_type == "DequantizeLinear");
+        assert!(dequantized(&gemm.inputs[0]) && dequantized(&gemm.inputs[1]), "the Gemm reads int8 either way");
+        readers
+    };
+    assert_eq!(quantized(false), Vec::<String>::new(), "ONNX: the logits are the Gemm's float output");
+    assert_eq!(quantized(true), vec!["QuantizeLinear".to_string()], "LiteRT: the logits get their int8 scale");
+}

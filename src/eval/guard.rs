@@ -122,16 +122,20 @@ pub fn check_outputs(
     let mut check = OutputCheck { synthetic: data.is_none(), rows, made_up_size, ..Default::default() };
     for &backend in backends {
         let options = SessionOptions { backend: Some(backend), ..Default::default() };
-        let reference = match Session::new(original, &options).and_then(|s| run_all(&s, &batches)) {
+        // The two run at once (each session runs on one thread; the outputs are the same either way).
+        let (reference, outputs) = crate::parallel::join(
+            || Session::new(original, &options).and_then(|s| run_all(&s, &batches)),
+            || Session::new(candidate, &options).and_then(|s| run_all(&s, &batches)),
+        );
+        let reference = match reference {
             Ok(r) => r,
             Err(e) => {
                 check.skipped.push(format!("{backend}: {e}"));
                 continue;
             }
         };
-        let outputs = Session::new(candidate, &options)
-            .and_then(|s| run_all(&s, &batches))
-            .map_err(|e| Error::Runtime(format!("{backend} runs the original but not the result: {e}")))?;
+        let outputs =
+            outputs.map_err(|e| Error::Runtime(format!("{backend} runs the original but not the result: {e}")))?;
         check.outputs.extend(judge_outputs(original, &reference, &outputs, backend.name())?);
     }
     Ok(check)

@@ -77,12 +77,22 @@ pub struct Extremes {
     pub counts: BTreeMap<String, u64>,
     /// Tensors that turned out not to be float (shapes, indices).
     pub not_float: BTreeSet<String>,
+    /// Reduce over [`Ranked`]'s per-chunk extremes instead of the whole tensor (the two run in
+    /// one collection, `Ranked` first): the same minimum and maximum for two passes fewer over
+    /// every activation (minilm_l6's calibration run: 26 % of its time in ReduceMin/ReduceMax).
+    over_chunks: bool,
 }
 
 impl Extremes {
     /// The statistic of `tensors`, nothing seen yet.
     pub fn new(tensors: &[String]) -> Self {
         Extremes { tensors: tensors.to_vec(), ..Default::default() }
+    }
+
+    /// The statistic of `tensors`, collected beside `ranked` (placed before it in the
+    /// collection), from its per-chunk extremes where it reduces chunks.
+    pub fn beside(tensors: &[String], ranked: &Ranked) -> Self {
+        Extremes { over_chunks: ranked.smallest_by_top_k, ..Extremes::new(tensors) }
     }
 
     /// Keeps only the float tensors whose extremes are finite in `ranges`; returns the float
@@ -103,9 +113,13 @@ impl Statistic for Extremes {
     }
 
     fn reduce(&self, t: &str) -> Reduction {
-        let nodes = [("ReduceMin", true), ("ReduceMax", true), ("Size", false)].map(|(op, attr)| {
-            let keepdims = if attr { vec![Attribute::int("keepdims", 0)] } else { vec![] };
-            node(op, &[t], format!("{t}_prunq_{op}"), keepdims)
+        let (low, high) = match self.over_chunks {
+            true => (Ranked::per_chunk(t, "low"), Ranked::per_chunk(t, "high")),
+            false => (t.to_string(), t.to_string()),
+        };
+        let nodes = [("ReduceMin", low.as_str()), ("ReduceMax", high.as_str()), ("Size", t)].map(|(op, input)| {
+            let keepdims = if op == "Size" { vec![] } else { vec![Attribute::int("keepdims", 0)] };
+            node(op, &[input], format!("{t}_prunq_{op}"), keepdims)
         });
         let outputs = nodes.iter().map(|n| n.outputs[0].clone()).collect();
         Reduction { nodes: nodes.into(), outputs }
@@ -179,6 +193,11 @@ impl Ranked {
             axes_as_input: opset >= 18,
             tails: BTreeMap::new(),
         }
+    }
+
+    /// The tensor holding each chunk's largest (`side` "high") or smallest ("low") value of `t`.
+    fn per_chunk(t: &str, side: &str) -> String {
+        format!("{t}_prunq_{side}_per_chunk")
     }
 
     /// The values of `t` ranked `r` from the top and from the bottom (0: the extremes): the
@@ -275,7 +294,7 @@ impl Statistic for Ranked {
         let sides = [("high", "ReduceMax", 1), ("low", "ReduceMin", 0)];
         for (side, reduce, _) in sides {
             let mut per_chunk =
-                node(reduce, &[&n("chunks")], n(&format!("{side}_per_chunk")), vec![Attribute::int("keepdims", 0)]);
+                node(reduce, &[&n("chunks")], Ranked::per_chunk(t, side), vec![Attribute::int("keepdims", 0)]);
             match self.axes_as_input {
                 true => per_chunk.inputs.push("prunq_chunk_axis".into()),
                 false => per_chunk.attributes.push(Attribute::new("axes", crate::ir::AttrValue::Ints(vec![1]))),
@@ -377,8 +396,10 @@ mod tests {
             let model = three_kinds(opset);
             let bound = data.bind(&feed_inputs(&model), None).unwrap();
             let tensors = vec!["y".to_string(), "m".to_string(), "s".to_string()];
-            let (mut extremes, mut ranked) = (Extremes::new(&tensors), Ranked::new(&tensors, share, 11, &bound, opset));
-            let stats: &mut [&mut dyn Statistic] = &mut [&mut extremes, &mut ranked];
+            // The extremes as calibration takes them: from the ranking's chunks where it has some.
+            let mut ranked = Ranked::new(&tensors, share, 11, &bound, opset);
+            let mut extremes = Extremes::beside(&tensors, &ranked);
+            let stats: &mut [&mut dyn Statistic] = &mut [&mut ranked, &mut extremes];
             let rows = super::super::Rows::first(11, 4);
             super::super::collect_in(Some(backend), &model, &bound, rows, stats, &super::super::Silent).unwrap();
             for (t, values) in [("y", &y), ("m", &m), ("s", &s)] {

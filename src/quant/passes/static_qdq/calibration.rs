@@ -28,10 +28,10 @@ fn reduced_in_graph(
     let share = 1.0 - options.percentile / 100.0;
     let rows_in = crate::measure::Rows::first(rows, options.batch_size);
     progress.start(rows as u64, "calibrate");
-    let mut extremes = Extremes::new(tensors);
     let mut ranked = Ranked::new(tensors, share, rows, bound, opset);
+    let mut extremes = Extremes::beside(tensors, &ranked);
     if ranks {
-        match collect(model, bound, rows_in, &mut [&mut extremes, &mut ranked], progress) {
+        match collect(model, bound, rows_in, &mut [&mut ranked, &mut extremes], progress) {
             Ok(()) => {
                 progress.finish();
                 return Ok(Some((extremes, Some(ranked))));

@@ -232,19 +232,15 @@ pub fn latency_check<'i, 'o>(
             (&ones, said)
         }
     };
+    // The two sessions are built once for the sizing round and every measurement.
+    let pair = [("input".into(), input), ("output".into(), output)];
+    let contest = Contest::new(&pair, data, backend, &BenchOptions::default())?;
     // One untimed round sizes the measurement: ~3 s, 20 to 400 rounds.
-    let probe = bench(
-        &[("input".into(), input), ("output".into(), output)],
-        data,
-        backend,
-        &BenchOptions { runs: 1, warmup: 1, ..Default::default() },
-        &crate::measure::Silent,
-    )?;
+    let probe = contest.time(1, 1, &crate::measure::Silent)?;
     let round_ms = probe.models.iter().map(|m| m.median_ms).sum::<f64>().max(1e-3);
     let runs = ((3000.0 / round_ms) as usize).clamp(20, 400);
-    let options = BenchOptions { runs, warmup: (runs / 10).max(3), ..Default::default() };
-    let pair = [("input".into(), input), ("output".into(), output)];
-    let r = bench(&pair, data, backend, &options, progress)?;
+    let warmup = (runs / 10).max(3);
+    let r = contest.time(runs, warmup, progress)?;
     let mut check = LatencyCheck {
         runtime: r.runtime,
         runs,
@@ -256,7 +252,7 @@ pub fn latency_check<'i, 'o>(
     if check.slower() {
         // Before calling it slower, a second measurement: rounds on a shared machine
         // scatter, and a false alarm costs the user as much as a missed one.
-        let again = bench(&pair, data, backend, &options, progress)?;
+        let again = contest.time(runs, warmup, progress)?;
         check.runs *= 2;
         check.input_ms = (check.input_ms + again.models[0].median_ms) / 2.0;
         check.output_ms = (check.output_ms + again.models[1].median_ms) / 2.0;

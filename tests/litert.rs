@@ -330,7 +330,7 @@ fn optimize_judges_and_times_candidates_as_tflite_files() {
     let dir = common::tempdir();
     let (model, calib, test) =
         (common::model("digits_cnn.onnx"), common::data("digits_calib.npz"), common::data("digits_test.npz"));
-    let out = dir.path().join("cnn.tflite");
+    let (out, recipe) = (dir.path().join("cnn.tflite"), dir.path().join("r.toml"));
     let run = prunq(&[
         os("optimize"),
         model.as_os_str(),
@@ -342,6 +342,8 @@ fn optimize_judges_and_times_candidates_as_tflite_files() {
         test.as_os_str(),
         os("--time-budget"),
         os("20s"),
+        os("--save-recipe"),
+        recipe.as_os_str(),
     ]);
     let said = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{said}{}", String::from_utf8_lossy(&run.stderr));
@@ -355,6 +357,21 @@ fn optimize_judges_and_times_candidates_as_tflite_files() {
     let float = convert(&prunq::onnx::load(&model).unwrap(), &ConvertOptions::default()).unwrap().bytes;
     let (won, original) = (litert_accuracy(&bytes, &test), litert_accuracy(&float, &test));
     assert!(won >= original - 0.01, "{won} against {original}");
+    // Its recipe replays to the same file when `apply` writes a .tflite too (its quantize steps
+    // then write what the converter reads, as optimize's did).
+    let again = dir.path().join("again.tflite");
+    let run = prunq(&[
+        os("apply"),
+        recipe.as_os_str(),
+        model.as_os_str(),
+        os("-o"),
+        again.as_os_str(),
+        os("--calib"),
+        calib.as_os_str(),
+        os("--no-latency-check"),
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(std::fs::read(&again).unwrap() == bytes, "apply of the saved recipe differs from optimize's .tflite");
 }
 
 #[test]

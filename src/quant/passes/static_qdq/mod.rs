@@ -194,8 +194,9 @@ pub(in crate::quant) fn plan(model: &Model, options: &StaticOptions) -> Result<P
     // Gemm or MatMul into its integer kernel with a float output (digits_cnn: its last Gemm ran
     // float, every weight dequantized on every run). LiteRT's converter writes the pair's scale
     // as an int8 last layer's output: there it stays.
+    let unread_output = |t: &str| g.outputs.iter().any(|o| o.name == t) && index.consumers(t).is_empty();
     if !options.in_litert {
-        calibrated.retain(|t| g.outputs.iter().all(|o| &o.name != t) || !index.consumers(t).is_empty());
+        calibrated.retain(|t| !unread_output(t));
     }
     // Pass-through ops keep their input's scale on their output.
     let mut followers = vec![];
@@ -207,7 +208,8 @@ pub(in crate::quant) fn plan(model: &Model, options: &StaticOptions) -> Result<P
             continue;
         }
         if let (Some(x), Some(y)) = (node.input(0), node.outputs.first()) {
-            if quantized.contains(x) && !quantized.contains(y) {
+            // A pass-through op's unread graph output, as above.
+            if quantized.contains(x) && !quantized.contains(y) && (options.in_litert || !unread_output(y)) {
                 followers.push((y.clone(), x.to_string()));
                 quantized.insert(y.clone());
             }

@@ -180,4 +180,16 @@ fn an_unread_graph_output_is_quantized_only_for_litert() {
     };
     assert_eq!(quantized(false), Vec::<String>::new(), "ONNX: the logits are the Gemm's float output");
     assert_eq!(quantized(true), vec!["QuantizeLinear".to_string()], "LiteRT: the logits get their int8 scale");
+    // The same for a pass-through op's output (a Flatten after the Gemm), which would take the
+    // Gemm output's scale.
+    let flattened = |in_litert: bool| {
+        let mut m = logits();
+        m.graph.nodes.push(node("Flatten", &["logits"], "flat", &[("axis", int(1))]));
+        m.graph.outputs[0].name = "flat".into();
+        let config = QuantConfig { mode: QuantMode::Static, target_sqnr: 0.0, in_litert, ..Default::default() };
+        quantize(&mut m, &config, Some(&calibration()), &Silent).unwrap();
+        let index = GraphIndex::new(&m.graph);
+        index.consumers("flat").len()
+    };
+    assert_eq!((flattened(false), flattened(true)), (0, 1), "a pair on the Flatten's output only for LiteRT");
 }

@@ -359,19 +359,8 @@ fn optimize_judges_and_times_candidates_as_tflite_files() {
     assert!(won >= original - 0.01, "{won} against {original}");
     // Its recipe replays to the same file when `apply` writes a .tflite too (its quantize steps
     // then write what the converter reads, as optimize's did).
-    let again = dir.path().join("again.tflite");
-    let run = prunq(&[
-        os("apply"),
-        recipe.as_os_str(),
-        model.as_os_str(),
-        os("-o"),
-        again.as_os_str(),
-        os("--calib"),
-        calib.as_os_str(),
-        os("--no-latency-check"),
-    ]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    assert!(std::fs::read(&again).unwrap() == bytes, "apply of the saved recipe differs from optimize's .tflite");
+    let again = common::replayed(&recipe, &model, &dir.path().join("again.tflite"), &calib);
+    assert!(again == bytes, "apply of the saved recipe differs from optimize's .tflite");
 }
 
 #[test]

@@ -51,18 +51,8 @@ fn digits_cnn_optimize_keeps_the_budget_and_its_recipe_replays() {
     // The recipe replays to the same bytes.
     let text = std::fs::read_to_string(&recipe).unwrap();
     assert!(text.contains("[[step]]") && text.starts_with("# prunq recipe"), "{text}");
-    let again = dir.path().join("again.onnx");
-    ok(&[
-        os("apply"),
-        recipe.as_os_str(),
-        model.as_os_str(),
-        os("-o"),
-        again.as_os_str(),
-        os("--calib"),
-        calib.as_os_str(),
-        os("--no-latency-check"),
-    ]);
-    assert!(bytes(&again) == bytes(&out), "apply of the saved recipe differs from optimize's output");
+    let again = common::replayed(&recipe, &model, &dir.path().join("again.onnx"), &calib);
+    assert!(again == bytes(&out), "apply of the saved recipe differs from optimize's output");
     // The page draws the search.
     let page = dir.path().join("r.html");
     ok(&[os("report"), report.as_os_str(), os("-o"), page.as_os_str()]);

@@ -183,3 +183,13 @@ pub fn optimize_digits_cnn(out: &Path, extra: &[&std::ffi::OsStr]) -> std::proce
     assert!(r.status.success(), "optimize: {}", String::from_utf8_lossy(&r.stderr));
     r
 }
+
+/// `prunq apply RECIPE MODEL -o OUT --calib CALIB --no-latency-check`, which must succeed: the
+/// written file's bytes (a recipe's replay, compared with what wrote the recipe).
+pub fn replayed(recipe: &Path, model: &Path, out: &Path, calib: &Path) -> Vec<u8> {
+    let mut args = vec![os("apply"), recipe.as_os_str(), model.as_os_str(), os("-o"), out.as_os_str()];
+    args.extend([os("--calib"), calib.as_os_str(), os("--no-latency-check")]);
+    let r = prunq_quiet(&args);
+    assert!(r.status.success(), "apply: {}", String::from_utf8_lossy(&r.stderr));
+    std::fs::read(out).expect("apply wrote its output")
+}

@@ -30,18 +30,13 @@ impl Job<'_> {
         self.ensure_output_is_not_input()?;
         self.specialise(progress)?;
         let mut model = self.original().clone();
-        // A `.tflite` output's quantize steps write what LiteRT's converter reads (as `quantize`
-        // and `optimize` do for one): a recipe then replays to the model they wrote.
+        // A `.tflite` output's steps as `optimize` ran them for one: a recipe then replays to the
+        // file its search wrote.
         let for_litert;
         let recipe = match self.writes_litert() {
             true => {
-                let steps = recipe.steps.iter().map(|step| match step {
-                    crate::optimize::Step::Quantize(q) => {
-                        crate::optimize::Step::Quantize(crate::quant::QuantConfig { in_litert: true, ..q.clone() })
-                    }
-                    other => other.clone(),
-                });
-                for_litert = crate::optimize::Recipe { steps: steps.collect() };
+                let steps = recipe.steps.iter().cloned().map(crate::optimize::for_litert).collect();
+                for_litert = crate::optimize::Recipe { steps };
                 &for_litert
             }
             false => recipe,

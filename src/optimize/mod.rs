@@ -10,7 +10,7 @@ pub mod recipe;
 mod search;
 
 pub use quality::{Budget, Judge, Metric, Quality};
-pub use recipe::{apply, apply_step, Recipe, Step, StepReport};
+pub use recipe::{apply, apply_step, for_litert, Recipe, Step, StepReport};
 pub use search::{optimize, Observer};
 
 use serde::Serialize;

@@ -168,6 +168,19 @@ pub fn apply(
     recipe.steps.iter().map(|step| apply_step(model, step, calib, progress)).collect()
 }
 
+/// `step` as a `.tflite` output takes it: static quantization marked for LiteRT (its trials timed
+/// and judged there, its graph outputs given the scales the converter writes) with int8 weights
+/// (LiteRT's int8 kernels take no other). `optimize` and `apply` writing a `.tflite` both use it, so a
+/// recipe replays to the file its search wrote.
+pub fn for_litert(step: Step) -> Step {
+    match step {
+        Step::Quantize(q) if q.mode == crate::quant::QuantMode::Static => {
+            Step::Quantize(QuantConfig { in_litert: true, unsigned_weights: Some(false), ..q })
+        }
+        step => step,
+    }
+}
+
 /// `step` as it replays without timing and on any CPU: static quantization's
 /// measured choice (`decided` in its report) written in, its speed trials turned
 /// off, and the weight type this machine chose pinned.

@@ -146,14 +146,7 @@ impl Search<'_> {
         if !self.config.litert {
             return steps;
         }
-        let for_litert = |q: QuantConfig| QuantConfig { in_litert: true, unsigned_weights: Some(false), ..q };
-        steps
-            .into_iter()
-            .map(|step| match step {
-                Step::Quantize(q) if q.mode == QuantMode::Static => Step::Quantize(for_litert(q)),
-                step => step,
-            })
-            .collect()
+        steps.into_iter().map(super::recipe::for_litert).collect()
     }
 
     fn measure(&self, model: &Model, recipe: Recipe, c: &mut Candidate) -> Result<()> {

@@ -12,6 +12,7 @@ use crate::{Error, Result};
 use ndarray::ArrayD;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Names tried, in order, for the label array when none is given.
 pub const DEFAULT_LABEL_NAMES: [&str; 3] = ["label", "labels", "y"];
@@ -37,14 +38,18 @@ pub struct DataOptions {
     pub sample_rate: Option<u32>,
 }
 
-/// Data to run models on: arrays (.npz/.npy), an image folder, text lines or WAV files.
+/// Data to run models on: arrays (.npz/.npy), an image folder, text lines or WAV files — or some
+/// of its rows ([`Dataset::rows`]), which share what was read.
+#[derive(Clone)]
 pub struct Dataset {
     /// Where it was read from (named in errors).
     pub path: PathBuf,
-    source: Source,
+    source: Arc<Source>,
     options: DataOptions,
     /// Arrays match inputs exactly, by name and dtype (see [`Dataset::exact`]).
     exact: bool,
+    /// The rows this view has, in order (indices into the data read); `None`: all of them.
+    picked: Option<Arc<[usize]>>,
 }
 
 enum Source {
@@ -69,6 +74,8 @@ pub struct Bound {
     pub max_batch: Option<usize>,
     /// Each input's batch axis; `None`: fed whole with every batch.
     pub axes: Vec<Option<usize>>,
+    /// The rows of the columns this binding has (a [`Dataset::rows`] view); `None`: all of them.
+    picked: Option<Arc<[usize]>>,
 }
 
 /// One input's data: in memory, or images decoded a batch at a time (cast to the input's type).
@@ -86,7 +93,23 @@ impl Dataset {
 
     /// Arrays held in memory (`what` names them in errors).
     pub fn from_arrays(what: impl Into<PathBuf>, arrays: BTreeMap<String, Array>) -> Dataset {
-        Dataset { path: what.into(), source: Source::Arrays(arrays), options: DataOptions::default(), exact: false }
+        Dataset {
+            path: what.into(),
+            source: Arc::new(Source::Arrays(arrays)),
+            options: DataOptions::default(),
+            exact: false,
+            picked: None,
+        }
+    }
+
+    /// The same data with only rows `picked` (indices into this view's rows, as bound), in that
+    /// order: what a pass fits to and what a check holds out from it.
+    pub fn rows(&self, picked: &[usize]) -> Dataset {
+        let picked: Arc<[usize]> = match &self.picked {
+            Some(mine) => picked.iter().map(|&r| mine[r]).collect(),
+            None => picked.into(),
+        };
+        Dataset { picked: Some(picked), ..self.clone() }
     }
 
     /// Arrays must be named and typed as the model's inputs, as ONNX Runtime takes them: for data
@@ -136,7 +159,7 @@ impl Dataset {
         if let Source::Images(files) = &source {
             files.check_headers()?;
         }
-        Ok(Dataset { path, source, options: options.clone(), exact: false })
+        Ok(Dataset { path, source: Arc::new(source), options: options.clone(), exact: false, picked: None })
     }
 
     /// What the data was read from.
@@ -152,13 +175,27 @@ impl Dataset {
     /// constants). A model with one input takes the one non-label array, whatever
     /// its name. `labels`: the label array's name; `None` looks for the usual names.
     pub fn bind(&self, inputs: &[ValueInfo], labels: Option<&str>) -> Result<Bound> {
+        let mut bound = self.bind_all(inputs, labels)?;
+        if let Some(picked) = &self.picked {
+            if let Some(&past) = picked.iter().find(|&&r| r >= bound.rows) {
+                return Err(self.err(format!("row {past} asked of data with {} rows", bound.rows)));
+            }
+            bound.labels = bound.labels.map(|l| l.select(ndarray::Axis(0), picked));
+            bound.rows = picked.len();
+            bound.max_batch = bound.max_batch.filter(|&n| n < bound.rows);
+            bound.picked = Some(picked.clone());
+        }
+        Ok(bound)
+    }
+
+    fn bind_all(&self, inputs: &[ValueInfo], labels: Option<&str>) -> Result<Bound> {
         let with_labels = |mut arrays: BTreeMap<String, Array>, found: Option<Vec<i64>>| {
             if let Some(l) = found {
                 arrays.insert("label".into(), Array::I64(ndarray::Array1::from(l).into_dyn()));
             }
             arrays
         };
-        match &self.source {
+        match &*self.source {
             Source::Arrays(arrays) => self.bind_arrays(arrays, inputs, labels),
             Source::Text(text) => {
                 let tokenizer = self.options.tokenizer.as_deref().unwrap_or(Path::new("tokenizer.json"));
@@ -206,6 +243,7 @@ impl Dataset {
             columns: vec![Column::Images(feed, dtype)],
             max_batch,
             axes: vec![Some(0)],
+            picked: None,
         })
     }
 
@@ -294,6 +332,7 @@ impl Dataset {
             rows,
             max_batch,
             axes,
+            picked: None,
         })
     }
 
@@ -355,19 +394,7 @@ impl Bound {
         let (size, rows) = (self.batch_size(size), rows.min(self.rows));
         let picked: Vec<usize> = (0..rows).map(|i| i * self.rows / rows).collect();
         let batches: Vec<Vec<usize>> = picked.chunks(size).map(<[usize]>::to_vec).collect();
-        batches.into_iter().map(move |batch| {
-            // Consecutive rows (all of the data) are sliced at once, as `batches_upto` does.
-            if batch.windows(2).all(|w| w[1] == w[0] + 1) {
-                return self.rows_of(batch[0], batch[batch.len() - 1] + 1);
-            }
-            let each: Vec<Vec<Array>> = batch.iter().map(|&r| self.rows_of(r, r + 1)).collect::<Result<_>>()?;
-            (0..self.columns.len())
-                .map(|c| match self.axes[c] {
-                    Some(axis) => Array::concat_along(axis, &each.iter().map(|row| row[c].clone()).collect::<Vec<_>>()),
-                    None => Ok(each[0][c].clone()),
-                })
-                .collect()
-        })
+        batches.into_iter().map(move |batch| self.rows_at(&batch))
     }
 
     /// A batch size within the one the model fixes.
@@ -375,8 +402,41 @@ impl Bound {
         size.min(self.max_batch.unwrap_or(usize::MAX)).max(1)
     }
 
-    /// Every input's rows `start..end`. Images are decoded here; a file that fails names itself.
+    /// Every input's rows `start..end` of this binding.
     fn rows_of(&self, start: usize, end: usize) -> Result<Vec<Array>> {
+        match &self.picked {
+            None => self.read_rows(start, end),
+            Some(_) => self.rows_at(&(start..end).collect::<Vec<_>>()),
+        }
+    }
+
+    /// Every input's rows `rows` of this binding, in that order: each run of consecutive rows of
+    /// the columns sliced at once, the runs joined along the batch axis.
+    fn rows_at(&self, rows: &[usize]) -> Result<Vec<Array>> {
+        let read: Vec<usize> = rows.iter().map(|&r| self.picked.as_ref().map_or(r, |p| p[r])).collect();
+        let mut runs: Vec<(usize, usize)> = vec![];
+        for &r in &read {
+            match runs.last_mut() {
+                Some((_, end)) if *end == r => *end += 1,
+                _ => runs.push((r, r + 1)),
+            }
+        }
+        if let [(start, end)] = runs[..] {
+            return self.read_rows(start, end);
+        }
+        let each: Vec<Vec<Array>> =
+            runs.iter().map(|&(start, end)| self.read_rows(start, end)).collect::<Result<_>>()?;
+        (0..self.columns.len())
+            .map(|c| match self.axes[c] {
+                Some(axis) => Array::concat_along(axis, &each.iter().map(|run| run[c].clone()).collect::<Vec<_>>()),
+                None => Ok(each[0][c].clone()),
+            })
+            .collect()
+    }
+
+    /// Every input's rows `start..end` of the columns. Images are decoded here; a file that fails
+    /// names itself.
+    fn read_rows(&self, start: usize, end: usize) -> Result<Vec<Array>> {
         let slice = |(c, axis): (&Column, &Option<usize>)| match (c, axis) {
             (Column::Array(a), Some(axis)) => Ok(a.slice_along(*axis, start, end)),
             (Column::Array(a), None) => Ok(a.clone()),
@@ -447,6 +507,23 @@ mod tests {
                 (name.to_string(), a)
             })
             .collect()
+    }
+
+    /// Row `r` of `a` and `label` (made by `arrays`) holds the values `2r, 2r+1` and the label `r`.
+    #[test]
+    fn some_rows_of_the_data_bind_as_data_of_their_own_in_their_order() {
+        let data = Dataset::from_arrays("mem", arrays(&[("a", 9), ("label", 9)]));
+        let view = data.rows(&[1, 2, 3, 6, 8, 0]).rows(&[0, 1, 2, 3, 4]);
+        let bound = view.bind(&[input("a")], None).unwrap();
+        assert_eq!(bound.rows, 5);
+        assert_eq!(bound.labels.as_ref().unwrap().iter().copied().collect::<Vec<_>>(), [1, 2, 3, 6, 8]);
+        let first = |b: &[Array]| b[0].to_f32().iter().step_by(2).map(|v| *v as usize / 2).collect::<Vec<_>>();
+        let batches: Vec<Vec<usize>> = bound.batches(4).map(|b| first(&b.unwrap().1)).collect();
+        assert_eq!(batches, [vec![1, 2, 3, 6], vec![8]], "runs 1..4 and 6 joined, in order");
+        let spread: Vec<Vec<usize>> = bound.spread_batches(8, 3).map(|b| first(&b.unwrap())).collect();
+        assert_eq!(spread, [vec![1, 2, 6]], "rows 0, 1 and 3 of the view");
+        let e = data.rows(&[9]).bind(&[input("a")], None).expect_err("past the end").to_string();
+        assert!(e.contains("mem") && e.contains("row 9") && e.contains("9 rows"), "{e}");
     }
 
     #[test]

@@ -41,7 +41,7 @@ impl Job<'_> {
             }
             false => recipe,
         };
-        let steps = crate::optimize::apply(&mut model, recipe, self.calib, progress)?;
+        let steps = crate::optimize::apply(&mut model, recipe, self.fit_data(), progress)?;
         let output_check = Some(self.check_before_write(&model, progress)?);
         self.save(&model, progress)?;
         progress.say(&format!("applied {} step(s): {}", recipe.steps.len(), recipe.label()));

@@ -41,6 +41,8 @@ impl Job<'_> {
     /// refuses it when outputs turn non-finite, then writes it atomically and reports.
     pub fn convert(&self, options: &ConvertOptions, progress: &dyn Progress) -> Result<ConvertedModel> {
         self.ensure_output_is_not_input()?;
+        // Nothing is fitted: the check may run on any rows.
+        self.fits.set(false);
         self.specialise(progress)?;
         progress.start(1, "convert to LiteRT");
         let (converted, check) = self.checked_litert(self.original(), options, progress)?;

@@ -87,6 +87,28 @@ pub struct Job<'a> {
     litert_floor_db: std::cell::Cell<Option<f64>>,
     /// The original specialised to `checks.fix_inputs`, made by the job's first step.
     specialised: std::sync::OnceLock<Model>,
+    /// The calibration data split into the rows the pass fits to and those the check holds out
+    /// (see [`HOLD_OUT_FROM_ROWS`]), when it is split.
+    held_out: std::sync::OnceLock<Option<HeldOut>>,
+    /// Whether a pass fits to the calibration data (not in `convert`, which only runs it).
+    fits: std::cell::Cell<bool>,
+}
+
+/// Calibration data of at least this many rows lends [`crate::eval::CHECK_ROWS`] of them, spread
+/// over it, to the check of the result when there is no validation data: the pass fits to the
+/// rest, and the quality line is measured on rows it did not fit to. A smaller set stays whole
+/// for the pass — 32 of 64 rows would cost the fit more than the check gains — and the line says
+/// it was measured on rows the pass fitted to.
+pub const HOLD_OUT_FROM_ROWS: usize = 512;
+
+/// Calibration data split for a check on rows the pass did not fit to.
+struct HeldOut {
+    /// What the pass fits to.
+    fit: Dataset,
+    /// What the result is checked and timed on.
+    check: Dataset,
+    /// The rows of `fit`.
+    fit_rows: usize,
 }
 
 /// A job's result: the model (as written, when an output was given) and its report.
@@ -110,6 +132,8 @@ impl<'a> Job<'a> {
             litert: Default::default(),
             litert_floor_db: Default::default(),
             specialised: Default::default(),
+            held_out: Default::default(),
+            fits: std::cell::Cell::new(true),
         }
     }
 
@@ -121,9 +145,32 @@ impl<'a> Job<'a> {
         }
     }
 
-    /// The data a result is checked and timed on: the validation data, else the calibration data.
-    fn check_data(&self) -> Option<&'a Dataset> {
-        self.val.or(self.calib)
+    /// The data a result is checked and timed on: the validation data, else the calibration rows
+    /// the pass did not fit to, else the calibration data.
+    fn check_data(&self) -> Option<&Dataset> {
+        self.val.or(self.held_out().map(|h| &h.check)).or(self.calib)
+    }
+
+    /// The data the pass fits to: the calibration data, less the rows the check holds out.
+    fn fit_data(&self) -> Option<&Dataset> {
+        self.held_out().map(|h| &h.fit).or(self.calib)
+    }
+
+    /// The calibration data split when there is no validation data and it has at least
+    /// [`HOLD_OUT_FROM_ROWS`] rows for the model's inputs. Data that does not bind stays whole:
+    /// the pass then says what is wrong with it.
+    fn held_out(&self) -> Option<&HeldOut> {
+        let split = || {
+            let calib = self.calib.filter(|_| self.val.is_none() && self.fits.get())?;
+            let rows = calib.bind(&crate::runtime::feed_inputs(self.original()), None).ok()?.rows;
+            (rows >= HOLD_OUT_FROM_ROWS).then(|| {
+                let n = crate::eval::CHECK_ROWS;
+                let check: Vec<usize> = (0..n).map(|i| i * rows / n).collect();
+                let fit: Vec<usize> = (0..rows).filter(|r| check.binary_search(r).is_err()).collect();
+                HeldOut { fit: calib.rows(&fit), check: calib.rows(&check), fit_rows: fit.len() }
+            })
+        };
+        self.held_out.get_or_init(split).as_ref()
     }
 
     /// The input's size in bytes: its file's, else the encoded model's.
@@ -153,12 +200,18 @@ impl<'a> Job<'a> {
     /// that diverges from the original's.
     fn say_quality(&self, check: &OutputCheck, progress: &dyn Progress) {
         let rows = check.rows.map(|n| format!("{n} rows of ")).unwrap_or_default();
-        let on = match (self.val, self.calib) {
-            (Some(_), _) => format!("on {rows}the validation data"),
-            (None, Some(_)) => {
-                format!("on {rows}the calibration data (what the pass fitted to: pass --val for held-out data)")
-            }
-            (None, None) => match check.made_up_size {
+        let on = match (self.val, self.calib, self.held_out()) {
+            (Some(_), ..) => format!("on {rows}the validation data"),
+            (None, Some(_), Some(held_out)) => format!(
+                "on {rows}the calibration data held out from the pass (it fitted to the other {})",
+                held_out.fit_rows
+            ),
+            (None, Some(_), None) if !self.fits.get() => format!("on {rows}the calibration data"),
+            (None, Some(_), None) => format!(
+                "on {rows}the calibration data (what the pass fitted to: pass --val, or {HOLD_OUT_FROM_ROWS} rows or \
+                 more, for held-out data)"
+            ),
+            (None, None, _) => match check.made_up_size {
                 Some(n) => format!("on made-up inputs, open dims at {n} (pass --val to judge on data)"),
                 None => "on made-up inputs (pass --val to judge on data)".into(),
             },

@@ -25,7 +25,7 @@ impl Job<'_> {
         self.ensure_output_is_not_input()?;
         self.specialise(progress)?;
         let mut model = self.original().clone();
-        match crate::prune::prune(&mut model, config, self.calib, progress)? {
+        match crate::prune::prune(&mut model, config, self.fit_data(), progress)? {
             Pruned::Sparse(report) => self.sparse(config, model, *report, progress),
             Pruned::Structured(report, unrepaired) => {
                 self.structured(config, model, *report, unrepaired.as_deref(), progress)

@@ -39,8 +39,8 @@ impl Job<'_> {
         self.ensure_output_is_not_input()?;
         self.specialise(progress)?;
         let mut model = self.original().clone();
-        // fp16 checks its ranges on the data it will be judged on.
-        let data = if config.mode == QuantMode::Fp16 { self.check_data() } else { self.calib };
+        // fp16 checks its ranges on the validation data when there is some.
+        let data = if config.mode == QuantMode::Fp16 { self.val.or(self.fit_data()) } else { self.fit_data() };
         let mut report = crate::quant::quantize(&mut model, &config, data, progress)?;
         say_simplified(&report.simplified, progress);
         report.size_before = self.input_size()?;
@@ -75,7 +75,7 @@ impl Job<'_> {
             progress.say(&format!("note: {note}"));
         }
         // The report always carries a comparison: on the validation data, else the calibration data.
-        let judge_on = self.val.or(if self.checks.report.is_some() { self.calib } else { None });
+        let judge_on = self.val.or(if self.checks.report.is_some() { self.check_data() } else { None });
         report.comparison = self.compare(&model, judge_on, progress)?;
         report.runtime = self.runtime_used(self.calib.is_some() || judge_on.is_some(), progress)?;
         if matches!(config.mode, QuantMode::Static | QuantMode::Dynamic)

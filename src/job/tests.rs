@@ -237,3 +237,45 @@ fn fp16_without_data_is_checked_at_a_size_the_model_accepts() {
     assert_eq!(check.outputs.len(), 1, "the output was compared: {check:?}");
     assert_eq!(check.outputs[0].values, 2 * 4, "2 rows of 8 samples make 4 outputs each");
 }
+
+/// 520 rows of `x` whose 32 rows the check holds out (row i·520/32) are 100 times the others:
+/// a pass that fitted to them would cover them; one that did not clips them.
+#[test]
+fn a_large_calibration_set_lends_rows_the_pass_never_saw_to_the_check() {
+    let original = one_matmul();
+    let rows = 520;
+    let held: Vec<usize> = (0..crate::eval::CHECK_ROWS).map(|i| i * rows / crate::eval::CHECK_ROWS).collect();
+    let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[rows, 4]), |i| {
+        let v = ((i[0] * 4 + i[1]) as f32 * 0.37).sin();
+        if held.contains(&i[0]) {
+            100.0 * v
+        } else {
+            v
+        }
+    });
+    let calib = Dataset::from_arrays("calib.npz", BTreeMap::from([("x".to_string(), Array::F32(x))]));
+    let said = Said::default();
+    let job =
+        Job { calib: Some(&calib), checks: Checks { latency: false, ..Default::default() }, ..Job::new(&original) };
+    let config = QuantConfig { mode: QuantMode::Static, target_sqnr: 0.0, ..Default::default() };
+    let done = job.quantize(&config, &said).unwrap();
+    let calibrated = done.report.stages.iter().find(|s| s.stage == "calibrate").expect("calibrated");
+    // (One pass over the rows per range statistic in tract.)
+    assert!(calibrated.units % 488 == 0 && calibrated.units % 520 != 0, "fitted to 488 rows: {}", calibrated.units);
+    let lines = said.0.borrow().join("\n");
+    assert!(
+        lines.contains("on 32 rows of the calibration data held out from the pass (it fitted to the other 488)"),
+        "{lines}"
+    );
+    let check = done.report.output_check.expect("checked");
+    assert!(check.outputs[0].sqnr_db < 10.0, "held-out rows past the fitted ranges: {}", check.outputs[0].sqnr_db);
+    assert!(lines.contains("warning: output 'y' diverges"), "{lines}");
+
+    // Under 512 rows the pass fits to all of them and the line says the check ran on those.
+    let few = calib.rows(&(0..200).collect::<Vec<_>>());
+    let said = Said::default();
+    let job = Job { calib: Some(&few), checks: Checks { latency: false, ..Default::default() }, ..Job::new(&original) };
+    let done = job.quantize(&config, &said).unwrap();
+    assert_eq!(done.report.stages.iter().find(|s| s.stage == "calibrate").unwrap().units % 200, 0);
+    assert!(said.0.borrow().join("\n").contains("(what the pass fitted to: pass --val, or 512 rows"));
+}

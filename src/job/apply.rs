@@ -28,6 +28,8 @@ impl Job<'_> {
             return Err(Error::Usage("a step of the recipe needs calibration data: give --calib DATA".into()));
         }
         self.ensure_output_is_not_input()?;
+        // `optimize` fitted its steps to every calibration row: the replay does too, to write its model.
+        self.calib_use.set(super::CalibUse::FitEveryRow);
         self.specialise(progress)?;
         let mut model = self.original().clone();
         // A `.tflite` output's steps as `optimize` ran them for one: a recipe then replays to the

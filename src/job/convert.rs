@@ -42,7 +42,7 @@ impl Job<'_> {
     pub fn convert(&self, options: &ConvertOptions, progress: &dyn Progress) -> Result<ConvertedModel> {
         self.ensure_output_is_not_input()?;
         // Nothing is fitted: the check may run on any rows.
-        self.fits.set(false);
+        self.calib_use.set(super::CalibUse::Run);
         self.specialise(progress)?;
         progress.start(1, "convert to LiteRT");
         let (converted, check) = self.checked_litert(self.original(), options, progress)?;

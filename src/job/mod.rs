@@ -90,8 +90,19 @@ pub struct Job<'a> {
     /// The calibration data split into the rows the pass fits to and those the check holds out
     /// (see [`HOLD_OUT_FROM_ROWS`]), when it is split.
     held_out: std::sync::OnceLock<Option<HeldOut>>,
-    /// Whether a pass fits to the calibration data (not in `convert`, which only runs it).
-    fits: std::cell::Cell<bool>,
+    /// What the job does with the calibration data.
+    calib_use: std::cell::Cell<CalibUse>,
+}
+
+/// What a job does with its calibration data.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CalibUse {
+    /// A pass fits to it, less the rows a large set lends to the check (`quantize`, `prune`).
+    Fit,
+    /// A pass fits to every row: a recipe replays what `optimize` fitted (`apply`).
+    FitEveryRow,
+    /// Nothing is fitted; the result only runs on it (`convert`).
+    Run,
 }
 
 /// Calibration data of at least this many rows lends [`crate::eval::CHECK_ROWS`] of them, spread
@@ -133,7 +144,7 @@ impl<'a> Job<'a> {
             litert_floor_db: Default::default(),
             specialised: Default::default(),
             held_out: Default::default(),
-            fits: std::cell::Cell::new(true),
+            calib_use: std::cell::Cell::new(CalibUse::Fit),
         }
     }
 
@@ -161,7 +172,7 @@ impl<'a> Job<'a> {
     /// the pass then says what is wrong with it.
     fn held_out(&self) -> Option<&HeldOut> {
         let split = || {
-            let calib = self.calib.filter(|_| self.val.is_none() && self.fits.get())?;
+            let calib = self.calib.filter(|_| self.val.is_none() && self.calib_use.get() == CalibUse::Fit)?;
             let rows = calib.bind(&crate::runtime::feed_inputs(self.original()), None).ok()?.rows;
             (rows >= HOLD_OUT_FROM_ROWS).then(|| {
                 let n = crate::eval::CHECK_ROWS;
@@ -206,7 +217,10 @@ impl<'a> Job<'a> {
                 "on {rows}the calibration data held out from the pass (it fitted to the other {})",
                 held_out.fit_rows
             ),
-            (None, Some(_), None) if !self.fits.get() => format!("on {rows}the calibration data"),
+            (None, Some(_), None) if self.calib_use.get() == CalibUse::Run => format!("on {rows}the calibration data"),
+            (None, Some(_), None) if self.calib_use.get() == CalibUse::FitEveryRow => {
+                format!("on {rows}the calibration data (what the recipe fitted to: pass --val for held-out data)")
+            }
             (None, Some(_), None) => format!(
                 "on {rows}the calibration data (what the pass fitted to: pass --val, or {HOLD_OUT_FROM_ROWS} rows or \
                  more, for held-out data)"

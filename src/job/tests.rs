@@ -271,6 +271,16 @@ fn a_large_calibration_set_lends_rows_the_pass_never_saw_to_the_check() {
     assert!(check.outputs[0].sqnr_db < 10.0, "held-out rows past the fitted ranges: {}", check.outputs[0].sqnr_db);
     assert!(lines.contains("warning: output 'y' diverges"), "{lines}");
 
+    // A recipe replays what `optimize` fitted to every row: the same rows, the held-out ones too.
+    let said = Said::default();
+    let recipe: crate::optimize::Recipe =
+        toml::from_str("[[step]]\nkind = \"quantize\"\nmode = \"static\"\ntarget-sqnr = 0.0\n").expect("a recipe");
+    let job =
+        Job { calib: Some(&calib), checks: Checks { latency: false, ..Default::default() }, ..Job::new(&original) };
+    let applied = job.apply(&recipe, &said).unwrap().report.output_check.expect("checked");
+    assert!(applied.outputs[0].sqnr_db > 10.0, "fitted to the large rows too: {}", applied.outputs[0].sqnr_db);
+    assert!(said.0.borrow().join("\n").contains("(what the recipe fitted to: pass --val"));
+
     // Under 512 rows the pass fits to all of them and the line says the check ran on those.
     let few = calib.rows(&(0..200).collect::<Vec<_>>());
     let said = Said::default();

@@ -36,7 +36,12 @@ pub fn quantize_dynamic(model: &mut Model, options: &DynamicOptions, report: &mu
     // Iterate over a copy: weights may live in Constant nodes, which `plan` must still see.
     for (ix, node) in g.nodes.clone().into_iter().enumerate() {
         let chosen = options.only_nodes.as_ref().is_none_or(|o| o.contains(&ix));
-        match plan(g, &node, options).map(|p| p.filter(|_| chosen)) {
+        // A node not chosen is only checked (its reason to stay float still reported).
+        let planned = match chosen {
+            true => plan(g, &node, options),
+            false => eligible(g, &node, options).map(|_| None),
+        };
+        match planned {
             Ok(Some(p)) => {
                 let x = node.inputs[0].clone();
                 let q = activation_q.entry(x.clone()).or_insert_with(|| {
@@ -94,13 +99,26 @@ struct Planned {
     record: TensorRecord,
 }
 
-/// What to do with one node: `Ok(None)` not ours, `Err` ours but left float (why).
 /// Whether the dynamic pass would quantize `node` (a MatMul or Gemm with a 2-D constant weight).
 pub(in crate::quant) fn runs_dynamic(g: &Graph, node: &Node) -> bool {
-    matches!(plan(g, node, &DynamicOptions::default()), Ok(Some(_)))
+    matches!(eligible(g, node, &DynamicOptions::default()), Ok(Some(_)))
 }
 
-fn plan(g: &Graph, node: &Node, options: &DynamicOptions) -> std::result::Result<Option<Planned>, String> {
+/// A node the dynamic pass takes, before its weight is quantized.
+struct Eligible {
+    /// The weight as `[K, N]` (a Gemm's `transB` undone).
+    wf: ArrayD<f32>,
+    /// The weight's name and stored size (for the record).
+    name: String,
+    bytes: usize,
+    /// A Gemm's C times beta.
+    bias: Option<Tensor>,
+    gemm: bool,
+}
+
+/// Whether `node` is the dynamic pass's: `Ok(None)` not ours, `Err` ours but left float (why).
+/// Cheap beside quantizing the weight: what every node's check costs, chosen or not.
+fn eligible(g: &Graph, node: &Node, options: &DynamicOptions) -> std::result::Result<Option<Eligible>, String> {
     let gemm = node.op_type == "Gemm";
     if !node.is_onnx_op() || !(gemm || node.op_type == "MatMul") || node.is_any_of(&options.exclude) {
         return Ok(None);
@@ -133,6 +151,12 @@ fn plan(g: &Graph, node: &Node, options: &DynamicOptions) -> std::result::Result
             _ => return Err("Gemm with a non-constant C".into()),
         },
     };
+    Ok(Some(Eligible { wf, name: w.name.clone(), bytes: w.byte_size(), bias, gemm }))
+}
+
+/// What to do with one node: `Ok(None)` not ours, `Err` ours but left float (why).
+fn plan(g: &Graph, node: &Node, options: &DynamicOptions) -> std::result::Result<Option<Planned>, String> {
+    let Some(Eligible { wf, name, bytes, bias, gemm }) = eligible(g, node, options)? else { return Ok(None) };
     let granularity = if options.per_tensor { Granularity::PerTensor } else { Granularity::PerChannel { axis: 1 } };
     let qtype = if options.unsigned_weights { QType::UInt8 } else { QType::Int8 };
     let scheme = QScheme { qtype, symmetric: true, granularity, reduce_range: options.reduce_range };
@@ -144,7 +168,7 @@ fn plan(g: &Graph, node: &Node, options: &DynamicOptions) -> std::result::Result
         params.scale.iter().copied().collect::<Vec<_>>().into()
     };
     debug_assert!(scale.len() == 1 || scale.len() == n);
-    let record = TensorRecord::new(&w.name, &scheme, &params, w.byte_size(), wf.shape());
+    let record = TensorRecord::new(&name, &scheme, &params, bytes, wf.shape());
     Ok(Some(Planned {
         q,
         qtype,
@@ -197,7 +221,7 @@ pub fn quantize_dynamic_with_fallback(
     let prepared = model.clone();
     let g = &prepared.graph;
     let nodes: Vec<usize> =
-        (0..g.nodes.len()).filter(|&i| matches!(plan(g, &g.nodes[i], options), Ok(Some(_)))).collect();
+        (0..g.nodes.len()).filter(|&i| matches!(eligible(g, &g.nodes[i], options), Ok(Some(_)))).collect();
     let build = |only: &[usize]| {
         let mut m = prepared.clone();
         let o = DynamicOptions { only_nodes: Some(only.to_vec()), ..options.clone() };

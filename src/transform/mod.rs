@@ -2,7 +2,8 @@
 //! `simplify` (the clean-up before every pass: shape computations folded, Reshape targets made
 //! constant, checked against the input's outputs), `upgrade_opset` (attributes that became inputs),
 //! `fold_batchnorm` and `fold_affine` (per-channel scales into the conv before them),
-//! `fold_constants` (nodes that read only constants, run once), `fold_constant_reshapes`, `gemm_to_matmul`, `transpose_after_matmul`, `fuse_hardswish`, and
+//! `fold_constants` (nodes that read only constants, run once), `fold_constant_reshapes`, `gemm_to_matmul`, `transpose_after_matmul`, `fuse_hardswish`,
+//! `floor_masked_softmax` (a masked Softmax's entries kept where exp does not underflow), and
 //! `fuse` — the recipe step that runs the folds and fusions together.
 
 mod bodies;
@@ -13,6 +14,7 @@ mod fold_reshapes;
 mod fuse;
 mod gemm;
 mod hardswish;
+mod masked_softmax;
 mod opset;
 mod simplify;
 mod specialise;
@@ -26,6 +28,7 @@ pub use fold_reshapes::fold_constant_reshapes;
 pub use fuse::{fuse, FuseConfig, Fused};
 pub use gemm::gemm_to_matmul;
 pub use hardswish::fuse_hardswish;
+pub use masked_softmax::floor_masked_softmax;
 pub use opset::upgrade_opset;
 pub use simplify::{simplify, Simplification};
 /// A model whose weights sit in the branches of an `If` its `sr` input decides (tests only).

@@ -246,23 +246,32 @@ fn smoothquant_lifts_minilm_static() {
 }
 
 /// Static's default SmoothQuant (`auto`) smooths only activations with outlier channels: on
-/// minilm_l6 the LayerNorm outputs that feed Q/K/V and the FFN (its GELU outputs gain nothing),
-/// on digits_vit nothing. minilm then reads cosine ≥ 0.997 and NN ≥ 94 % in ONNX Runtime
-/// (measured 0.9980 / 95.3 % on an AVX-512 VNNI Xeon), above `--smooth off` (0.9967 / 92.2 %).
+/// minilm_l6 the LayerNorm outputs that feed Q/K/V and the FFN at α ≤ 0.6, and at 0.7–0.9 only
+/// activations no α up to 0.6 smooths (GELU outputs, attention contexts); on digits_vit nothing.
+/// minilm then reads cosine ≥ 0.997 and NN ≥ 93 % in ONNX Runtime (measured 0.9978 / 94.1 % on an
+/// AVX-512 VNNI Xeon), above `--smooth off` (0.9967 / 92.2 %).
 #[test]
 fn static_default_smooths_only_outlier_activations() {
     let dir = common::tempdir();
     let (model, data, calib) = minilm();
     let (out, off) = (dir.path().join("default.onnx"), dir.path().join("off.onnx"));
     let report = quantize_static(&model, &out, &calib, &[]);
-    let smoothed: Vec<&str> =
-        report["smoothing"].as_array().expect("smoothing").iter().map(|s| s["activation"].as_str().unwrap()).collect();
-    assert!(smoothed.len() >= 7 && smoothed.iter().all(|a| a.contains("LayerNorm")), "{smoothed:?}");
+    let smoothed: Vec<(&str, f64)> = report["smoothing"]
+        .as_array()
+        .expect("smoothing")
+        .iter()
+        .map(|s| (s["activation"].as_str().unwrap(), s["alpha"].as_f64().unwrap()))
+        .collect();
+    let layer_norms = smoothed.iter().filter(|(a, _)| a.contains("LayerNorm")).count();
+    assert!(layer_norms >= 7, "{smoothed:?}");
+    // Past 0.6 only where nothing up to 0.6 smoothed: never a LayerNorm output here.
+    assert!(smoothed.iter().all(|(a, alpha)| (*alpha <= 0.6) == a.contains("LayerNorm")), "{smoothed:?}");
+    assert!(smoothed.iter().any(|(a, _)| a.contains("intermediate_act_fn")), "a GELU output past 0.6: {smoothed:?}");
     let unsmoothed = quantize_static(&model, &off, &calib, &["--smooth", "off"]);
     assert!(unsmoothed["smoothing"].as_array().is_none_or(|s| s.is_empty()));
     let (cosine, nn) = cosine_and_nn(&compared("ort", &model, &out, &data));
     let (cosine_off, _) = cosine_and_nn(&compared("ort", &model, &off, &data));
-    assert!(cosine >= 0.997 && nn >= 0.94 && cosine > cosine_off, "{cosine} / {nn}; off: {cosine_off}");
+    assert!(cosine >= 0.997 && nn >= 0.93 && cosine > cosine_off, "{cosine} / {nn}; off: {cosine_off}");
     let (vit, calib) = (common::model("digits_vit.onnx"), common::data("digits_calib.npz"));
     let report = quantize_static(&vit, &dir.path().join("vit.onnx"), &calib, &[]);
     assert!(report["smoothing"].as_array().is_none_or(|s| s.is_empty()), "{}", report["smoothing"]);

@@ -164,9 +164,9 @@ pub struct QuantConfig {
     pub bias_correction: bool,
     /// Static mode: SmoothQuant — each MatMul's activation divided per channel by
     /// s = max|X|^α / max|W|^(1−α) and its weight rows multiplied, so activation outliers move
-    /// into the per-channel-quantized weights. `auto`: per group the α (up to 0.6) whose simulated
-    /// int8 product errs least, only where that cuts the error to 40 % or less (activations with
-    /// outlier channels); a number (0–1) for every group; `off`.
+    /// into the per-channel-quantized weights. `auto`: per group the α (up to 0.6; 0.7–0.9 where
+    /// none up to 0.6 does) whose simulated int8 product errs least, only where that cuts the error
+    /// to 40 % or less (activations with outlier channels); a number (0–1) for every group; `off`.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = QuantConfig::default().smooth))]
     pub smooth: super::smooth::Alpha,
     /// Static: keep in float the op groups whose float form measures faster in

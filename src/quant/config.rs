@@ -441,10 +441,11 @@ pub fn quantize(
             }
         }
     }
-    // The modes whose point is speed: an attention Softmax over masked scores stays float, and
-    // ONNX Runtime's runs 5× slower where exp underflows — minilm_l6's static output spent 16 % of
-    // its time there (1.81× → 2.07× fp32's speed floored). LiteRT's Softmax does not.
-    if matches!(config.mode, QuantMode::Static | QuantMode::Dynamic) && !config.in_litert {
+    // An attention Softmax over masked scores stays float in every mode, and ONNX Runtime's runs 5×
+    // slower where exp underflows — minilm_l6's static output spent 16 % of its time there (1.81× →
+    // 2.07× fp32's speed floored; weight-only 1.00× → 1.08×). LiteRT's Softmax does not; float16
+    // outputs keep theirs (the floor is written in float32).
+    if config.mode != QuantMode::Fp16 && !config.in_litert {
         let floored = crate::transform::floor_masked_softmax(model)?;
         if floored > 0 {
             report.notes.push(format!(

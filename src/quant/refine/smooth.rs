@@ -31,8 +31,9 @@ const ROWS: usize = 64;
 const SAMPLES: usize = 1024;
 /// The α `auto` tries; `None` is no smoothing (see the module's note on 0.6).
 const AUTO_ALPHAS: [Option<f64>; 5] = [None, Some(0.3), Some(0.4), Some(0.5), Some(0.6)];
-/// The α `auto` tries for a group none of [`AUTO_ALPHAS`] smooths: minilm_l6's FFN-output MatMuls
-/// read GELU outputs whose outlier channels need more than 0.6 moved into the weights.
+/// The α `auto` tries for a group none of [`AUTO_ALPHAS`] smooths: minilm_l6's GELU outputs (read by
+/// its FFN-output MatMuls) and attention contexts (read by the attention-output MatMuls) have outlier
+/// channels that need more than 0.6 moved into the weights.
 const WIDER_ALPHAS: [f64; 3] = [0.7, 0.8, 0.9];
 
 /// With `auto`, a group is smoothed only where its best α leaves at most this share of the

@@ -196,7 +196,9 @@ impl<'a> Job<'a> {
     /// prunq measures in; refuses it when its outputs turned non-finite, says so when one diverges.
     fn check_before_write(&self, model: &Model, progress: &dyn Progress) -> Result<OutputCheck> {
         let backends = vec![crate::runtime::default_backend()?];
+        progress.start(1, "quality check");
         let check = crate::eval::check_outputs(self.original(), model, self.check_data(), &backends)?;
+        progress.finish();
         if let Some(refusal) = check.refusal() {
             return Err(refusal);
         }

@@ -386,7 +386,9 @@ pub fn quantize(
     let mut report =
         QuantReport { mode: mode.into(), opset_before: model.onnx_opset().unwrap_or(0), ..Default::default() };
     if config.simplify {
+        progress.start(1, "simplify");
         report.simplified = Some(crate::transform::simplify(model)?);
+        progress.finish();
     }
     let fallback = config.target_sqnr > 0.0;
     let needs = |what: &str| Error::Usage(format!("{what} needs calibration data"));

@@ -26,6 +26,20 @@ use std::collections::BTreeMap;
 /// shared machine, so that the decision — and the output's bytes — repeat.
 pub const REVERT_ABOVE: f64 = 1.08;
 
+/// What a pair's 15-round sizing run must see for the pair to be measured further: halfway to
+/// [`REVERT_ABOVE`]. A ratio of 15 rounds scatters by about ±3 % from run to run (ppocr_rec_v4's
+/// output against its input, six runs: 1.72–1.84×), so a pair seen under this is unlikely to
+/// measure past REVERT_ABOVE twice; ppocr_rec_v4's dynamic-MatMul trial, about as fast as static,
+/// was seen at 1.01× and, at a bar of 1.0, cost 3 s of judging and measuring before it was turned
+/// down.
+const SIZED_BAR: f64 = 1.04;
+
+/// Rounds of a sizing run and of a screening. Whole runs differ from each other more than their
+/// rounds do (a round's times scatter by under 1 %, p10–p90), so longer runs sharpen the ratio
+/// little: ppocr_rec_v4's output against its input, 15 rounds 1.72–1.84× in six runs, 40 rounds
+/// 1.77–1.81× in five, 130 rounds 1.74–1.79× in three.
+const SHORT_ROUNDS: usize = 15;
+
 /// The nodes that stay int8, and those kept float with the reason.
 type SpeedChoice = (Vec<usize>, Vec<(usize, String)>);
 
@@ -51,11 +65,10 @@ impl<'a> Timer<'a> {
         // The two sessions are built once for the sizing run and both measurements.
         self.with_pair(a, b, |time| {
             let sized = self.sized(time)?;
-            // A pair the sizing run already measured no faster is decided there: its measurement
-            // would have to reach REVERT_ABOVE, 8 % past what 15 rounds saw (ppocr_rec's float
-            // model, 0.57× the int8 one's speed, and its dynamic-MatMul trial each cost a
-            // measurement more).
-            if screened.is_none() && sized.is_some_and(|speedup| speedup < 1.0) {
+            // A pair the sizing run already measured under SIZED_BAR is decided there
+            // (ppocr_rec's float model, 0.57× the int8 one's speed, and its dynamic-MatMul trial
+            // each cost a measurement more).
+            if screened.is_none() && sized.is_some_and(|speedup| speedup < SIZED_BAR) {
                 return Ok(None);
             }
             let runs = self.runs();
@@ -68,10 +81,11 @@ impl<'a> Timer<'a> {
     }
 
     /// Whether `b` may still measure faster than `a`: not when this timer's sizing run (its first
-    /// pair's 15 rounds, the start of [`Timer::faster`]) is taken on them and sees `b` no faster.
+    /// pair's 15 rounds, the start of [`Timer::faster`]) is taken on them and sees `b` under
+    /// [`SIZED_BAR`].
     /// A pair that is timed anyway then skips nothing: its measurement follows as it would have.
     fn may_be_faster(&self, a: &Model, b: &Model) -> Result<bool> {
-        self.with_pair(a, b, |time| Ok(self.sized(time)?.is_none_or(|speedup| speedup >= 1.0)))
+        self.with_pair(a, b, |time| Ok(self.sized(time)?.is_none_or(|speedup| speedup >= SIZED_BAR)))
     }
 
     /// The first pair's short run, which sizes every later measurement: its speed-up (`None` once
@@ -80,7 +94,7 @@ impl<'a> Timer<'a> {
         if self.round_ms.get().is_some() {
             return Ok(None);
         }
-        let (speedup, ms) = time(15)?;
+        let (speedup, ms) = time(SHORT_ROUNDS)?;
         self.round_ms.set(Some(ms));
         Ok(Some(speedup))
     }
@@ -115,12 +129,13 @@ impl<'a> Timer<'a> {
 
     /// Rounds per measurement: ~0.6 s of a pair's rounds, sized by the first pair timed.
     fn runs(&self) -> usize {
-        self.round_ms.get().map_or(15, |ms| ((600.0 / ms) as usize).clamp(15, 200))
+        self.round_ms.get().map_or(SHORT_ROUNDS, |ms| ((600.0 / ms) as usize).clamp(SHORT_ROUNDS, 200))
     }
 
     /// Each of `trials`' speed-up over `current` from one measurement of them all taking turns,
-    /// as many rounds as a pair's measurement: a trial that does not reach REVERT_ABOVE here is
-    /// decided for the cost of its own runs, without sessions and warm-up of its own.
+    /// [`SHORT_ROUNDS`] of them: a trial that does not reach REVERT_ABOVE here is decided for the
+    /// cost of its own runs, without sessions and warm-up of its own (ppocr_rec_v4's seven models,
+    /// 30 rounds as a pair's measurement took: 2.4 s).
     fn screen(&self, current: &Model, trials: &[&Model]) -> Result<Vec<f64>> {
         let models: Vec<(String, &Model)> = std::iter::once(current)
             .chain(trials.iter().copied())
@@ -128,8 +143,7 @@ impl<'a> Timer<'a> {
             .map(|(k, m)| (k.to_string(), m))
             .collect();
         let contest = Contest::new(&models, self.data, self.backend, &BenchOptions::default())?;
-        let runs = self.runs();
-        let report = contest.time(runs, (runs / 10).max(3), &Silent)?;
+        let report = contest.time(SHORT_ROUNDS, 3, &Silent)?;
         Ok(report.models[1..].iter().map(|m| m.speedup).collect())
     }
 

@@ -243,6 +243,7 @@ pub fn quantize_static(
     report: &mut QuantReport,
     progress: &dyn Progress,
 ) -> Result<()> {
+    progress.start(1, "folds");
     let ranks = crate::analysis::rank_lookup(model);
     // 16-bit Q/DQ arrived in opset 21; per-channel Q/DQ in 13.
     let opset = if options.activation_type.bits() > 8 { 21 } else { 13 };
@@ -267,8 +268,11 @@ pub fn quantize_static(
              up to float rounding; opset 14)"
         ));
     }
+    progress.finish();
     if let Some(alpha) = options.smooth {
+        progress.start(1, "SmoothQuant");
         let smoothed = crate::quant::smooth::smooth(model, calib, alpha, options.reduce_range)?;
+        progress.finish();
         if !smoothed.is_empty() {
             let alphas: BTreeSet<String> = smoothed.iter().map(|s| s.alpha.to_string()).collect();
             report.notes.push(format!(
@@ -318,7 +322,10 @@ pub fn quantize_static(
     // accuracy, and the file stays small.
     *model = with_dynamic(model, &plan, &chosen, &dynamic, &params, options, report)?;
     if let Some(float) = float_model {
-        if let Some((before, after)) = crate::quant::bias_correction::correct_biases(&float, model, calib, report)? {
+        progress.start(1, "bias correction");
+        let corrected = crate::quant::bias_correction::correct_biases(&float, model, calib, report)?;
+        progress.finish();
+        if let Some((before, after)) = corrected {
             report.notes.push(format!(
                 "bias correction: {} layers' biases corrected, output SQNR on the calibration data {before:.1} → {after:.1} dB",
                 report.bias_correction.len()

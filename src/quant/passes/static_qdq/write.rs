@@ -77,6 +77,17 @@ pub(super) fn quantize_node_weights(
             work.push((w, axis, bias));
         }
     }
+    // The weights not yet rounded are rounded in parallel first (minilm_l6: 0.9 s on one thread,
+    // its word table half of it); the loop below then reads them from the cache.
+    let fresh: BTreeSet<(&String, Option<usize>)> =
+        work.iter().filter(|(w, axis, _)| !cache.holds(w, *axis)).map(|(w, axis, _)| (w, *axis)).collect();
+    let (fresh, g): (Vec<_>, _) = (fresh.into_iter().collect(), &model.graph);
+    crate::parallel::map(&fresh, |(w, axis)| match g.constant(w) {
+        Some(Ok(t)) => cache.int8_weight(&t, *axis, options).map(|_| ()),
+        _ => Ok(()),
+    })
+    .into_iter()
+    .collect::<Result<()>>()?;
     let mut done = BTreeSet::new();
     for (w, axis, bias) in work {
         if !done.insert(w.clone()) {
@@ -141,6 +152,11 @@ pub(in crate::quant) struct WeightCache(std::sync::Mutex<BTreeMap<WeightKey, Opt
 type WeightKey = (String, Option<usize>);
 
 impl WeightCache {
+    /// Whether the int8 form of weight `name` along `axis` is made (or known not to be).
+    fn holds(&self, name: &str, axis: Option<usize>) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&(name.to_string(), axis))
+    }
+
     /// [`int8_weight`] of `t`, made on first use.
     pub(in crate::quant) fn int8_weight(
         &self,

@@ -161,6 +161,10 @@ pub struct SessionOptions {
     pub intra_threads: Option<usize>,
     /// Record a per-node profile of every run (see [`Session::profile`]).
     pub profile: bool,
+    /// ONNX Runtime sessions made at once, in parallel, for runs in parallel from the start
+    /// (0 or 1: one; more are made as runs overlap). A calibration copy of minilm_l6, 9 300 nodes,
+    /// takes ONNX Runtime 0.9 s to optimize: made one after the other, one core waits that long.
+    pub sessions: usize,
 }
 
 /// A model ready to run on one backend.

@@ -80,9 +80,14 @@ impl OrtSession {
             returned,
             recorder: Recorder::default(),
         };
-        // Load once now, so that a model ONNX Runtime refuses fails here.
-        let first = session.make()?;
-        session.pool.lock().unwrap_or_else(|e| e.into_inner()).push(first);
+        // Load now, so that a model ONNX Runtime refuses fails here: as many sessions as asked for,
+        // each optimized on its own thread (ONNX Runtime optimizes a graph on one).
+        let made: Vec<Result<Inner>> = match options.sessions {
+            0 | 1 => vec![session.make()],
+            n => crate::parallel::map(&vec![(); n], |_| session.make()),
+        };
+        let made = made.into_iter().collect::<Result<Vec<_>>>()?;
+        session.pool.lock().unwrap_or_else(|e| e.into_inner()).extend(made);
         Ok(session)
     }
 

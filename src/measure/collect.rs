@@ -114,7 +114,8 @@ pub fn collect_in(
     // made at once (ppocr_rec_v4's calibration copy, 6 800 nodes, 0.7 s each to optimize). Whole
     // tensors may allow fewer in flight, so their second session is made only when it runs.
     let whole = statistics.iter().any(|s| s.whole_tensors());
-    let sessions = if whole { 1 } else { crate::parallel::threads().min(bound.rows.min(rows.limit).div_ceil(rows.batch.max(1))) };
+    let sessions =
+        if whole { 1 } else { crate::parallel::threads().min(bound.rows.min(rows.limit).div_ceil(rows.batch.max(1))) };
     let options = SessionOptions { capture, capture_only: true, backend, sessions, ..Default::default() };
     let session = Session::new(&m, &options)?;
     let (batch, in_flight) = measured_batch_plan(&session, bound, rows.batch)?;

@@ -20,7 +20,7 @@
 
 use crate::data::Dataset;
 use crate::ir::{Model, Node, Tensor};
-use crate::quant::scheme::{params_for_range, quantize_value, QType};
+use crate::quant::scheme::{fake_quantize, params_for_range, QType};
 use crate::Result;
 use ndarray::{Array1, Array2, ArrayD, Axis, IxDyn};
 use std::collections::BTreeMap;
@@ -244,14 +244,16 @@ fn simulated_error(
     let hi = stats.max.iter().zip(s).map(|(m, s)| m / s).fold(0f32, f32::max);
     let (qmin, qmax) = QType::UInt8.range(false);
     let (scale, zp) = params_for_range(lo, hi, QType::UInt8, false, false);
+    let (zp, qmin, qmax) = (zp as f32, qmin as f32, qmax as f32);
     // Row by row (the values an indexed fill gives, without its index arithmetic).
     let mut xq = x.to_owned();
     for mut row in xq.rows_mut() {
         for (v, s) in row.iter_mut().zip(s) {
-            *v = (quantize_value(*v / s, scale, zp, qmin, qmax) - zp) as f32 * scale;
+            *v = fake_quantize(*v / s, scale, zp, qmin, qmax);
         }
     }
     let (wmin, wmax) = QType::Int8.range(reduce_range);
+    let (wmin, wmax) = (wmin as f32, wmax as f32);
     let mut error = 0.0;
     for ((_, w), exact) in weights.iter().zip(exact) {
         let mut wq = w * &s.view().insert_axis(Axis(1));
@@ -262,10 +264,10 @@ fn simulated_error(
                 *m = m.max(v.abs());
             }
         }
-        let steps: Vec<f32> = amax.iter().map(|&m| if m > 0.0 { m / wmax as f32 } else { 1.0 }).collect();
+        let steps: Vec<f32> = amax.iter().map(|&m| if m > 0.0 { m / wmax } else { 1.0 }).collect();
         for mut row in wq.rows_mut() {
             for (v, step) in row.iter_mut().zip(&steps) {
-                *v = quantize_value(*v, *step, 0, wmin, wmax) as f32 * step;
+                *v = fake_quantize(*v, *step, 0.0, wmin, wmax);
             }
         }
         let product = product(&xq, &wq);

@@ -166,6 +166,17 @@ pub fn quantize_value(x: f32, scale: f32, zp: i32, qmin: i32, qmax: i32) -> i32 
     ((q as i64).saturating_add(zp as i64)).clamp(qmin as i64, qmax as i64) as i32
 }
 
+/// `x` quantized and dequantized, `(quantize_value(x, …) − zp) · scale`, computed in f32 alone
+/// (integers below 2²⁴ are exact there) so that loops over it vectorize: SmoothQuant's α judging
+/// simulates millions of values per α.
+#[inline]
+pub fn fake_quantize(x: f32, scale: f32, zp: f32, qmin: f32, qmax: f32) -> f32 {
+    let q = round_half_even(x / scale);
+    // NaN becomes the zero point; ±inf saturate.
+    let q = if q.is_nan() { 0.0 } else { q };
+    ((q + zp).clamp(qmin, qmax) - zp) * scale
+}
+
 /// Finite min and max of some values; (0, 0) when there are none.
 pub fn finite_range<'a>(values: impl Iterator<Item = &'a f32>) -> (f32, f32) {
     let (lo, hi) = values
@@ -344,6 +355,18 @@ fn check_axis(w: &ArrayD<f32>, axis: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fake_quantize_is_quantize_value_dequantized() {
+        let values = (0..20_000).map(|k| ((k * 7919) % 100_003) as f32 * 0.0371 - 1800.0);
+        for x in values.chain([0.0, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e30]) {
+            for (scale, zp, qmin, qmax) in [(0.37f32, 128, 0, 255), (0.011, -3, -128, 127), (5.0, 0, -127, 127)] {
+                let integer = (quantize_value(x, scale, zp, qmin, qmax) - zp) as f32 * scale;
+                let float = fake_quantize(x, scale, zp as f32, qmin as f32, qmax as f32);
+                assert_eq!(integer.to_bits(), float.to_bits(), "{x} at {scale}, {zp}");
+            }
+        }
+    }
 
     #[test]
     fn round_half_even_is_round_ties_even() {

@@ -103,14 +103,20 @@ impl<'m> Contest<'m> {
         }
         let models: Vec<(String, Runnable<'m>)> = models.iter().map(|(n, m)| (n.clone(), (*m).into())).collect();
         let session_options = session_options(backend, options, false);
-        let prepared = models
-            .iter()
-            .map(|(name, m)| {
-                let batches = batches_of(*m, data, options.batch_size)?;
-                let session = m.session(&session_options, None).map_err(|e| named(name, e))?;
-                Ok((session, batches))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let prepare = |(name, m): &(String, Runnable<'m>)| {
+            let batches = batches_of(*m, data, options.batch_size)?;
+            let session = m.session(&session_options, None).map_err(|e| named(name, e))?;
+            Ok((session, batches))
+        };
+        // ONNX models' sessions are built in parallel (a speed trial's screening builds seven),
+        // LiteRT's one after the other (its C library is not known to build models concurrently).
+        let in_onnx = backend != Backend::LiteRt && models.iter().all(|(_, m)| matches!(m, Runnable::Onnx(_)));
+        let prepared = match in_onnx {
+            true => crate::parallel::map(&models, prepare),
+            false => models.iter().map(prepare).collect(),
+        }
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
         Ok(Contest { models, prepared, backend, options: options.clone() })
     }
 

@@ -221,7 +221,7 @@ fn kind(model: &Model, node: usize) -> String {
 pub fn keep_faster(
     prepared: &Model,
     chosen: &[usize],
-    build: &dyn Fn(&[usize]) -> Result<Model>,
+    build: &(dyn Fn(&[usize]) -> Result<Model> + Sync),
     data: &Dataset,
     litert: bool,
     report: &mut QuantReport,
@@ -267,19 +267,19 @@ pub fn keep_faster(
             // faster float and its grouped ones 3.38× faster int8 — taking the first of the two
             // wrote a model 0.58× the input's speed, the fastest 1.0×).
             let take = pending.len().min(at_once);
-            let trials = pending[..take]
-                .iter()
-                .map(|(_, nodes)| {
-                    // A group float in the current set is tried int8, an int8 one float.
-                    let trial: Vec<usize> = if current.contains(&nodes[0]) {
-                        current.iter().copied().filter(|n| !nodes.contains(n)).collect()
-                    } else {
-                        current.iter().chain(nodes).copied().collect()
-                    };
-                    let model = build(&trial)?;
-                    Ok((trial, model))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            // Built in parallel (ppocr_rec_v4: six models).
+            let trials = crate::parallel::map(&pending[..take], |(_, nodes)| {
+                // A group float in the current set is tried int8, an int8 one float.
+                let trial: Vec<usize> = if current.contains(&nodes[0]) {
+                    current.iter().copied().filter(|n| !nodes.contains(n)).collect()
+                } else {
+                    current.iter().chain(nodes).copied().collect()
+                };
+                let model = build(&trial)?;
+                Ok((trial, model))
+            })
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
             let screened: Vec<Option<f64>> = match take {
                 1 => vec![None],
                 _ => timer.screen(&current_model, &trials.iter().map(|(_, m)| m).collect::<Vec<_>>())?.into_iter().map(Some).collect(),

@@ -181,6 +181,14 @@ impl Reference {
         Ok(self.noise_of(&out))
     }
 
+    /// [`Reference::noise`] with the batches run in parallel, for a candidate judged alone (not
+    /// one of several trials already filling the cores): its session is best made with one
+    /// session a thread ([`crate::runtime::SessionOptions::sessions`]).
+    pub fn noise_in_parallel(&self, session: &Session) -> Result<Noise> {
+        let (out, _) = outputs_in_parallel(session, &self.batches)?;
+        Ok(self.noise_of(&out))
+    }
+
     /// The noise of candidate values laid out as the reference's.
     fn noise_of(&self, out: &[f64]) -> Noise {
         let mut slice_noise = vec![0.0; self.slice_signal.len()];
@@ -210,17 +218,36 @@ impl Reference {
 /// Every output value, flattened, over all batches (f64 for the sums), and each value's slice;
 /// `extra`, when given, fed after each batch's inputs.
 fn outputs(session: &Session, batches: &[Vec<Array>], extra: Option<Array>) -> Result<(Vec<f64>, Vec<usize>)> {
+    joined(batches.iter().map(|b| batch_outputs(session, b, extra.as_ref())).collect())
+}
+
+/// [`outputs`] with the batches run in parallel, each on a session of `session`'s pool.
+fn outputs_in_parallel(session: &Session, batches: &[Vec<Array>]) -> Result<(Vec<f64>, Vec<usize>)> {
+    joined(crate::parallel::map(batches, |b| batch_outputs(session, b, None)))
+}
+
+/// Each batch's values and slices, one after the other in batch order.
+fn joined(per_batch: Vec<Result<(Vec<f64>, Vec<usize>)>>) -> Result<(Vec<f64>, Vec<usize>)> {
     let (mut all, mut slice_of) = (vec![], vec![]);
-    for b in batches {
-        let mut feed = b.clone();
-        feed.extend(extra.clone());
-        for (k, o) in session.run(&feed)?.into_iter().enumerate() {
-            let slicing = slices_of(o.shape(), session.declared.get(k).and_then(|d| d.as_deref()));
-            let values = o.to_f32();
-            let shape = o.shape();
-            slice_of.extend((0..values.len()).map(|i| slicing.map_or(NO_SLICE, |s| k * MAX_SLICES + s.of(i, shape))));
-            all.extend(values.iter().map(|&v| v as f64));
-        }
+    for b in per_batch {
+        let (values, slices) = b?;
+        all.extend(values);
+        slice_of.extend(slices);
+    }
+    Ok((all, slice_of))
+}
+
+/// One batch's output values, flattened, and each value's slice.
+fn batch_outputs(session: &Session, batch: &[Array], extra: Option<&Array>) -> Result<(Vec<f64>, Vec<usize>)> {
+    let (mut all, mut slice_of) = (vec![], vec![]);
+    let mut feed = batch.to_vec();
+    feed.extend(extra.cloned());
+    for (k, o) in session.run(&feed)?.into_iter().enumerate() {
+        let slicing = slices_of(o.shape(), session.declared.get(k).and_then(|d| d.as_deref()));
+        let values = o.to_f32();
+        let shape = o.shape();
+        slice_of.extend((0..values.len()).map(|i| slicing.map_or(NO_SLICE, |s| k * MAX_SLICES + s.of(i, shape))));
+        all.extend(values.iter().map(|&v| v as f64));
     }
     Ok((all, slice_of))
 }

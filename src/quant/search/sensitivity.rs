@@ -10,7 +10,7 @@ use crate::measure::memo::{self, Memo};
 use crate::measure::{Noise, Progress, Reference};
 use crate::quant::registry;
 use crate::quant::search::in_litert::{checked_in_litert, InLiteRt};
-use crate::runtime::{feed_inputs, Session};
+use crate::runtime::{feed_inputs, Session, SessionOptions};
 use crate::Result;
 
 /// At most this many samples of the calibration set measure sensitivity.
@@ -270,7 +270,10 @@ pub fn choose_fallback(
                     if wide.is_none() {
                         wide = Some(judge(SENSITIVITY_SAMPLES.min(bound.rows))?);
                     }
-                    real(&quantized_without(float), wide.as_ref().expect("set above"))
+                    // Judged alone: its batches run in parallel, a session a thread.
+                    let model = (trials.build)(&quantized_without(float))?;
+                    let one_a_thread = SessionOptions { sessions: crate::parallel::threads(), ..Default::default() };
+                    wide.as_ref().expect("set above").reference.noise_in_parallel(&Session::new(&model, &one_a_thread)?)
                 })
                 .map(|n| n.against(budget))
         })?;

@@ -182,11 +182,18 @@ impl Reference {
     }
 
     /// [`Reference::noise`] with the batches run in parallel, for a candidate judged alone (not
-    /// one of several trials already filling the cores): its session is best made with one
-    /// session a thread ([`crate::runtime::SessionOptions::sessions`]).
+    /// one of several trials already filling the cores): its session is best made with
+    /// [`Reference::sessions_in_parallel`] sessions ([`crate::runtime::SessionOptions::sessions`]).
     pub fn noise_in_parallel(&self, session: &Session) -> Result<Noise> {
         let (out, _) = outputs_in_parallel(session, &self.batches)?;
         Ok(self.noise_of(&out))
+    }
+
+    /// How many batches [`Reference::noise_in_parallel`] runs at once, each on a session of its
+    /// own (a copy of the candidate's weights): one a thread, within
+    /// [`crate::parallel::MODEL_RUNS_IN_FLIGHT`] and the batches there are.
+    pub fn sessions_in_parallel(&self) -> usize {
+        crate::parallel::threads().min(crate::parallel::MODEL_RUNS_IN_FLIGHT).min(self.batches.len()).max(1)
     }
 
     /// The noise of candidate values laid out as the reference's.
@@ -223,7 +230,8 @@ fn outputs(session: &Session, batches: &[Vec<Array>], extra: Option<Array>) -> R
 
 /// [`outputs`] with the batches run in parallel, each on a session of `session`'s pool.
 fn outputs_in_parallel(session: &Session, batches: &[Vec<Array>]) -> Result<(Vec<f64>, Vec<usize>)> {
-    joined(crate::parallel::map(batches, |b| batch_outputs(session, b, None)))
+    let in_flight = crate::parallel::MODEL_RUNS_IN_FLIGHT;
+    joined(crate::parallel::map_upto(in_flight, batches, |b| batch_outputs(session, b, None)))
 }
 
 /// Each batch's values and slices, one after the other in batch order.

@@ -272,8 +272,9 @@ pub fn choose_fallback(
                     }
                     // Judged alone: its batches run in parallel, a session a thread.
                     let model = (trials.build)(&quantized_without(float))?;
-                    let one_a_thread = SessionOptions { sessions: crate::parallel::threads(), ..Default::default() };
-                    wide.as_ref().expect("set above").reference.noise_in_parallel(&Session::new(&model, &one_a_thread)?)
+                    let reference = &wide.as_ref().expect("set above").reference;
+                    let options = SessionOptions { sessions: reference.sessions_in_parallel(), ..Default::default() };
+                    reference.noise_in_parallel(&Session::new(&model, &options)?)
                 })
                 .map(|n| n.against(budget))
         })?;

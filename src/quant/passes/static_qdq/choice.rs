@@ -297,8 +297,9 @@ pub(super) fn dynamic_where_faster(
     // Each trial model is built when its turn comes (minilm: 1 s each).
     let trial = |k: usize| build(&sets[k].1);
     let sqnr_of = |m: &Model| -> Result<Option<f64>> {
-        let one_a_thread = SessionOptions { sessions: crate::parallel::threads(), ..Default::default() };
-        let sqnr = judge()?.0.noise_in_parallel(&Session::new(m, &one_a_thread)?)?.sqnr_db();
+        let reference = &judge()?.0;
+        let options = SessionOptions { sessions: reference.sessions_in_parallel(), ..Default::default() };
+        let sqnr = reference.noise_in_parallel(&Session::new(m, &options)?)?.sqnr_db();
         Ok((sqnr >= floor()?).then_some(sqnr))
     };
     let Some((k, speedup, sqnr)) =

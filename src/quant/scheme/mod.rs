@@ -142,9 +142,9 @@ pub fn params_for_range(min: f32, max: f32, qtype: QType, symmetric: bool, reduc
     }
 }
 
-/// `v` rounded half to even, as `f32::round_ties_even` (up to the sign of a zero) — which x86-64's baseline (no SSE4.1)
-/// compiles to a call of libm's `rintf`, 4 % of minilm_l6's static run (SmoothQuant's α judging
-/// quantizes every sampled product). Adding and taking away 2²³ rounds in the FPU's default mode,
+/// `v` rounded half to even, as `f32::round_ties_even` (up to the sign of a zero) — which
+/// x86-64's baseline (no SSE4.1) compiles to a call of libm's `rintf`, 4 % of minilm_l6's static
+/// run (SmoothQuant's α judging quantizes every sampled product). Adding and taking away 2²³ rounds in the FPU's default mode,
 /// half to even, wherever |v| < 2²³; from there on every f32 is an integer. NaN stays NaN.
 #[inline]
 pub fn round_half_even(v: f32) -> f32 {
@@ -355,6 +355,7 @@ fn check_axis(w: &ArrayD<f32>, axis: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::{array, IxDyn};
 
     #[test]
     fn fake_quantize_is_quantize_value_dequantized() {
@@ -379,7 +380,6 @@ mod tests {
         }
         assert!(super::round_half_even(f32::NAN).is_nan());
     }
-    use ndarray::{array, IxDyn};
 
     #[test]
     fn ranges_of_each_type() {

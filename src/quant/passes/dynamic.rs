@@ -31,16 +31,21 @@ pub struct DynamicOptions {
 pub fn quantize_dynamic(model: &mut Model, options: &DynamicOptions, report: &mut QuantReport) -> Result<()> {
     let g = &mut model.graph;
     let mut activation_q: BTreeMap<String, [String; 3]> = BTreeMap::new();
-    let mut new_nodes = Vec::new();
+    let (mut new_nodes, mut new_constants) = (vec![], vec![]);
     let mut keep = Vec::with_capacity(g.nodes.len());
-    // Iterate over a copy: weights may live in Constant nodes, which `plan` must still see.
-    for (ix, node) in g.nodes.clone().into_iter().enumerate() {
-        let chosen = options.only_nodes.as_ref().is_none_or(|o| o.contains(&ix));
-        // A node not chosen is only checked (its reason to stay float still reported).
-        let planned = match chosen {
-            true => plan(g, &node, options),
-            false => eligible(g, &node, options).map(|_| None),
-        };
+    // Weights rounded a window of nodes at a time in parallel (minilm_l6's 36 MatMuls took 0.77 s on
+    // one thread), emitted in node order. Iterate over a copy: weights may live in Constant nodes,
+    // which `plan` must still see.
+    let nodes: Vec<(usize, Node)> = g.nodes.clone().into_iter().enumerate().collect();
+    let graph = &*g;
+    let plan_node = |(ix, node): &(usize, Node)| {
+        Ok(match options.only_nodes.as_ref().is_none_or(|o| o.contains(ix)) {
+            true => plan(graph, node, options),
+            // A node not chosen is only checked (its reason to stay float still reported).
+            false => eligible(graph, node, options).map(|_| None),
+        })
+    };
+    crate::parallel::ordered(nodes.into_iter().map(Ok), plan_node, |(_, node), planned| {
         match planned {
             Ok(Some(p)) => {
                 let x = node.inputs[0].clone();
@@ -57,7 +62,7 @@ pub fn quantize_dynamic(model: &mut Model, options: &DynamicOptions, report: &mu
                 });
                 let q = q.clone();
                 report.tensors.push(p.record.clone());
-                emit(g, &node, &q, p, &mut new_nodes);
+                emit(&mut new_constants, &node, &q, p, &mut new_nodes);
             }
             Ok(None) => keep.push(node),
             Err(why) => {
@@ -65,7 +70,9 @@ pub fn quantize_dynamic(model: &mut Model, options: &DynamicOptions, report: &mu
                 keep.push(node);
             }
         }
-    }
+        Ok(())
+    })?;
+    g.initializers.extend(new_constants);
     g.nodes = keep;
     g.nodes.extend(new_nodes);
     crate::transform::remove_unused_constants(g);
@@ -179,19 +186,20 @@ fn plan(g: &Graph, node: &Node, options: &DynamicOptions) -> std::result::Result
     }))
 }
 
-fn emit(g: &mut Graph, node: &Node, xq: &[String; 3], p: Planned, out: &mut Vec<Node>) {
+/// `node` as its dynamic form: nodes into `out`, their constants into `constants`.
+fn emit(constants: &mut Vec<Tensor>, node: &Node, xq: &[String; 3], p: Planned, out: &mut Vec<Node>) {
     let y = &node.outputs[0];
     // "{y}_dynamic_…": the static pass names its Q/DQ constants "{y}_scale" etc.
     let name = |s: &str| format!("{y}_dynamic_{s}");
     let (wq, ws) = (name("weight_quantized"), name("weight_scale"));
-    g.initializers.push(int_tensor(&wq, &p.q, p.qtype));
-    g.initializers.push(Tensor::from_array(&ws, &p.scale.mapv(|s| s * p.alpha).into_dyn()));
+    constants.push(int_tensor(&wq, &p.q, p.qtype));
+    constants.push(Tensor::from_array(&ws, &p.scale.mapv(|s| s * p.alpha).into_dyn()));
     let mut inputs = vec![xq[0].as_str(), &wq, &xq[2]];
     let wz = name("weight_zero_point");
     if p.qtype == QType::UInt8 {
         // Symmetric around 128: one zero point for every column.
         let zero = ndarray::ArrayD::from_elem(vec![], 128);
-        g.initializers.push(int_tensor(&wz, &zero, QType::UInt8));
+        constants.push(int_tensor(&wz, &zero, QType::UInt8));
         inputs.push(&wz);
     }
     out.push(op("MatMulInteger", &name("MatMulInteger"), &inputs, &[name("int32")], vec![]));
@@ -202,7 +210,7 @@ fn emit(g: &mut Graph, node: &Node, xq: &[String; 3], p: Planned, out: &mut Vec<
     out.push(op("Mul", &name("Mul"), &[&name("float"), &name("scale")], std::slice::from_ref(&product), vec![]));
     if let Some(b) = p.bias {
         let bname = b.name.clone();
-        g.initializers.push(b);
+        constants.push(b);
         out.push(op("Add", &name("bias_Add"), &[&product, &bname], std::slice::from_ref(y), vec![]));
     }
 }

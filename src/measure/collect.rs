@@ -120,7 +120,7 @@ pub fn collect_in(
     let session = Session::new(&m, &options)?;
     let (batch, in_flight) = measured_batch_plan(&session, bound, rows.batch)?;
     let in_flight = match whole {
-        true => runs_in_flight(model, bound, batch, in_flight)?,
+        true => runs_in_flight(model, &options.capture, bound, batch, in_flight)?,
         false => in_flight,
     };
     let batches = bound.batches_upto(batch, rows.limit).map(|b| b.map(|(_, batch)| batch));

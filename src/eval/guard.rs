@@ -115,7 +115,7 @@ pub fn check_outputs(
     let size = data.is_none().then(|| made_up_size(original));
     let batches = match size {
         Some(size) => vec![made_up_inputs(original, size, Fill::Spread).map_err(Error::Model)?],
-        None => check_batches(original, data, CHECK_ROWS, 8)?,
+        None => check_batches(original, data, CHECK_ROWS, crate::measure::rows_per_run(original, 8))?,
     };
     let rows = checked_rows(original, data, CHECK_ROWS)?;
     let made_up_size = size.filter(|_| crate::measure::has_open_dims(original));

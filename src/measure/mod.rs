@@ -17,7 +17,7 @@ mod statistics;
 
 pub use capture::{batch_plan, measured_batch_plan, visit_tensors, Rows, CAPTURE_BYTES, RUN_BYTES};
 pub use collect::{collect, collect_in, node, Reduction, Statistic};
-pub use judge::{slices_of, sqnr_db, Noise, Reference, Slicing, MAX_SLICES};
+pub use judge::{rows_per_run, slices_of, sqnr_db, Noise, Reference, Slicing, MAX_SLICES};
 pub use progress::{Progress, Silent, StageTime, Timed};
 pub use samples::{has_open_dims, made_up_inputs, sizes_that_run, Fill, TRIED_SIZES};
 pub use statistics::{Captured, Extremes, Ranked};

@@ -296,7 +296,7 @@ fn product(a: &Array2<f32>, b: &Array2<f32>) -> Array2<f32> {
 fn channel_stats(model: &Model, names: &[String], calib: &Dataset, sample: bool) -> Result<Vec<Option<Stats>>> {
     let mut out: Vec<Option<Stats>> = names.iter().map(|_| None).collect();
     let mut bad = vec![false; names.len()];
-    let rows = crate::measure::Rows::first(ROWS, 8);
+    let rows = crate::measure::Rows::first(ROWS, crate::measure::rows_per_run(model, 8));
     crate::measure::visit_tensors(model, names, calib, rows, &crate::measure::Silent, "", |i, x| {
         let Some(x) = x else {
             bad[i] = true;

@@ -143,6 +143,7 @@ pub fn choose_fallback(
     progress: &dyn Progress,
 ) -> Result<Measured> {
     let bound = calib.bind(&feed_inputs(model), None)?;
+    let batch_size = crate::measure::rows_per_run(model, batch_size);
     let float_model = Session::new(model, &Default::default())?;
     let judge = |rows: usize| Judge::new(&float_model, &bound, batch_size, rows);
     progress.start(1, "reference");
@@ -315,6 +316,7 @@ pub fn choose_fallback(
 /// the fallback judges on; the candidates run in parallel.
 pub fn noise_of(model: &Model, candidates: &[Model], calib: &Dataset, batch_size: usize) -> Result<Vec<Noise>> {
     let bound = calib.bind(&feed_inputs(model), None)?;
+    let batch_size = crate::measure::rows_per_run(model, batch_size);
     let judge = Judge::enough(&Session::new(model, &Default::default())?, &bound, batch_size)?;
     crate::parallel::map(candidates, |m| judge.noise(&Session::new(m, &Default::default())?, None))
         .into_iter()

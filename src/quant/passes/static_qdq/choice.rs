@@ -281,7 +281,8 @@ pub(super) fn dynamic_where_faster(
         let original = Session::new(prepared, &SessionOptions::default())?;
         let within = (DYNAMIC_JUDGE_MIN_ROWS, DYNAMIC_JUDGE_ROWS);
         let rows = crate::measure::Reference::rows_for_values(&original, &bound, DYNAMIC_JUDGE_VALUES, within)?;
-        let batches = bound.spread_batches(options.batch_size, rows).collect::<Result<Vec<_>>>()?;
+        let per_run = crate::measure::rows_per_run(prepared, options.batch_size);
+        let batches = bound.spread_batches(per_run, rows).collect::<Result<Vec<_>>>()?;
         let now = Session::new(&current, &SessionOptions::default())?;
         let (reference, noise_now) = crate::measure::Reference::with_candidate(&original, &now, batches)?;
         Ok(judged.get_or_init(|| (reference, noise_now.sqnr_db(), rows)))

@@ -280,21 +280,13 @@ mod tests {
     #[test]
     fn conv_models_are_judged_a_row_a_run_transformers_in_the_runs_asked() {
         use crate::ir::testing::{model, node};
-        let layer = |op: &str, x: &str, y: &str| node(op, &[x, "w"], y, &[]);
-        let convs = model(
-            vec![layer("Conv", "x", "a"), layer("Conv", "a", "b"), layer("MatMul", "b", "y")],
-            vec![],
-            &[1, 3, 8, 8],
-            &["y"],
-            17,
-        );
-        let attention = model(
-            vec![layer("Conv", "x", "a"), layer("MatMul", "a", "b"), layer("MatMul", "b", "y")],
-            vec![],
-            &[1, 3, 8, 8],
-            &["y"],
-            17,
-        );
+        // Three layers x → a → b → y of the given ops.
+        let layers = |ops: [&str; 3]| {
+            let names = ["x", "a", "b", "y"];
+            let nodes = (0..3).map(|k| node(ops[k], &[names[k], "w"], names[k + 1], &[])).collect();
+            model(nodes, vec![], &[1, 3, 8, 8], &["y"], 17)
+        };
+        let (convs, attention) = (layers(["Conv", "Conv", "MatMul"]), layers(["Conv", "MatMul", "MatMul"]));
         assert_eq!(rows_per_run(&convs, 8), 1);
         assert_eq!(rows_per_run(&attention, 8), 8);
         assert_eq!(rows_per_run(&model(vec![], vec![], &[1, 4], &["x"], 17), 8), 8);

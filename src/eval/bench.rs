@@ -124,28 +124,8 @@ impl<'m> Contest<'m> {
     pub fn time(&self, runs: usize, warmup: usize, progress: &dyn Progress) -> Result<BenchReport> {
         let (models, prepared, options) = (&self.models, &self.prepared, &self.options);
         let runs = runs.max(1);
-        let mut times = vec![Vec::with_capacity(runs); models.len()];
-        progress.start((warmup + runs) as u64, "bench");
-        for round in 0..warmup + runs {
-            // Every other round in reverse order, so that no model always runs right after
-            // another (warm or cold caches, a clock that just rose) and biases the ratio.
-            let order: Vec<usize> = match round % 2 {
-                0 => (0..prepared.len()).collect(),
-                _ => (0..prepared.len()).rev().collect(),
-            };
-            for k in order {
-                let (session, batches) = &prepared[k];
-                let batch = &batches[round % batches.len()];
-                let started = Instant::now();
-                session.run(batch).map_err(|e| named(&models[k].0, e))?;
-                if round >= warmup {
-                    times[k].push(started.elapsed().as_secs_f64() * 1e3);
-                }
-            }
-            progress.advance(1);
-            progress.check_stop()?;
-        }
-        progress.finish();
+        let all: Vec<usize> = (0..models.len()).collect();
+        let times = self.round_times(&all, runs, warmup, progress)?;
         let mut out = vec![];
         for (k, (name, model)) in models.iter().enumerate() {
             let ratios: Vec<f64> = times[k].iter().zip(&times[0]).map(|(t, r)| t / r.max(1e-9)).collect();
@@ -163,7 +143,7 @@ impl<'m> Contest<'m> {
                 p10_ms: percentile(&times[k], 0.1),
                 p90_ms: percentile(&times[k], 0.9),
                 time_ratio,
-                speedup: 1.0 / time_ratio.max(1e-12),
+                speedup: speedup_of(&ratios),
                 runtime: prepared[k].0.backend.name().to_string(),
                 profile,
             });
@@ -178,6 +158,45 @@ impl<'m> Contest<'m> {
             models: out,
         })
     }
+    /// Each of `which`'s per-round time over the first of them's in the same round, over `runs`
+    /// rounds after `warmup` untimed ones (the first's own: all 1): a screening times every model
+    /// briefly, then only those still in question.
+    pub fn ratios(&self, which: &[usize], runs: usize, warmup: usize) -> Result<Vec<Vec<f64>>> {
+        let times = self.round_times(which, runs.max(1), warmup, &crate::measure::Silent)?;
+        Ok(times.iter().map(|t| t.iter().zip(&times[0]).map(|(t, r)| t / r.max(1e-9)).collect()).collect())
+    }
+
+    /// Milliseconds of each of `which` in each timed round, taking turns.
+    fn round_times(&self, which: &[usize], runs: usize, warmup: usize, progress: &dyn Progress) -> Result<Vec<Vec<f64>>> {
+        let mut times = vec![Vec::with_capacity(runs); which.len()];
+        progress.start((warmup + runs) as u64, "bench");
+        for round in 0..warmup + runs {
+            // Every other round in reverse order, so that no model always runs right after
+            // another (warm or cold caches, a clock that just rose) and biases the ratio.
+            let order: Vec<usize> = match round % 2 {
+                0 => (0..which.len()).collect(),
+                _ => (0..which.len()).rev().collect(),
+            };
+            for k in order {
+                let (session, batches) = &self.prepared[which[k]];
+                let batch = &batches[round % batches.len()];
+                let started = Instant::now();
+                session.run(batch).map_err(|e| named(&self.models[which[k]].0, e))?;
+                if round >= warmup {
+                    times[k].push(started.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            progress.advance(1);
+            progress.check_stop()?;
+        }
+        progress.finish();
+        Ok(times)
+    }
+}
+
+/// How many times faster than the reference, from per-round time ratios (their median).
+pub fn speedup_of(ratios: &[f64]) -> f64 {
+    1.0 / percentile(ratios, 0.5).max(1e-12)
 }
 
 /// How a timed (or profiled) session runs: `backend`, the threads asked for.

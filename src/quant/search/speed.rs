@@ -46,6 +46,11 @@ type SpeedChoice = (Vec<usize>, Vec<(usize, String)>);
 /// Which nodes stay int8 and which float for speed, per models, data and runtime.
 static SPEED_TRIALS: Memo<SpeedChoice> = Memo::new();
 
+/// A screening's first rounds, after which a trial seen under [`SCREEN_CUT`] is decided: a fifth
+/// of [`SHORT_ROUNDS`]' scatter is still far less than the 8 % between the cut and REVERT_ABOVE.
+const SCREEN_FIRST_ROUNDS: usize = 5;
+const SCREEN_CUT: f64 = 1.0;
+
 /// Times pairs of models taking turns, each measurement ~0.6 s (15 to 200
 /// rounds) sized by a short first run of the first pair.
 struct Timer<'a> {
@@ -135,7 +140,8 @@ impl<'a> Timer<'a> {
     /// Each of `trials`' speed-up over `current` from one measurement of them all taking turns,
     /// [`SHORT_ROUNDS`] of them: a trial that does not reach REVERT_ABOVE here is decided for the
     /// cost of its own runs, without sessions and warm-up of its own (ppocr_rec_v4's seven models,
-    /// 30 rounds as a pair's measurement took: 2.4 s).
+    /// 30 rounds as a pair's measurement took: 2.4 s). A trial seen under [`SCREEN_CUT`] after
+    /// [`SCREEN_FIRST_ROUNDS`] sits out the rest (ppocr_rec_v4: four of six, at 0.77–0.98×).
     fn screen(&self, current: &Model, trials: &[&Model]) -> Result<Vec<f64>> {
         let models: Vec<(String, &Model)> = std::iter::once(current)
             .chain(trials.iter().copied())
@@ -143,8 +149,18 @@ impl<'a> Timer<'a> {
             .map(|(k, m)| (k.to_string(), m))
             .collect();
         let contest = Contest::new(&models, self.data, self.backend, &BenchOptions::default())?;
-        let report = contest.time(SHORT_ROUNDS, 3, &Silent)?;
-        Ok(report.models[1..].iter().map(|m| m.speedup).collect())
+        let all: Vec<usize> = (0..models.len()).collect();
+        let mut ratios = contest.ratios(&all, SCREEN_FIRST_ROUNDS, 3)?;
+        let open: Vec<usize> = std::iter::once(0)
+            .chain((1..models.len()).filter(|&k| crate::eval::speedup_of(&ratios[k]) >= SCREEN_CUT))
+            .collect();
+        if open.len() > 1 {
+            let more = contest.ratios(&open, SHORT_ROUNDS - SCREEN_FIRST_ROUNDS, 1)?;
+            for (&k, more) in open.iter().zip(more).skip(1) {
+                ratios[k].extend(more);
+            }
+        }
+        Ok(ratios[1..].iter().map(|r| crate::eval::speedup_of(r)).collect())
     }
 
     /// How many trial models one screening may hold sessions for: up to 8, fewer when each

@@ -414,6 +414,11 @@ const MAX_READMISSIONS: usize = 8;
 /// estimate kept 7 of 36 weight MatMuls float at 23 dB (test cosine 0.9991), the
 /// real model met 23 dB with 2 (0.9976); at 25 dB, 4 (0.9985, NN 95.3 %).
 /// Nothing changes when the chosen set itself misses the budget.
+///
+/// Every candidate is first tried back at once: noise grows as groups are quantized, so when
+/// the model with all of them in int8 meets the budget, so does every step on the way, and one
+/// trial stands for them all (minilm_l6: 2 real trials instead of 9, 1.9 → 0.4 s). Otherwise they
+/// are tried one by one.
 pub(super) fn readmit(
     kept: Vec<usize>,
     noise: &[f64],
@@ -427,8 +432,18 @@ pub(super) fn readmit(
     let mut float = kept.clone();
     let mut order = kept;
     order.sort_by(|&a, &b| (noise[a] / cost[a]).total_cmp(&(noise[b] / cost[b])).then(a.cmp(&b)));
-    for g in order.into_iter().take(MAX_READMISSIONS) {
+    order.truncate(MAX_READMISSIONS);
+    let all_back: Vec<usize> = float.iter().copied().filter(|f| !order.contains(f)).collect();
+    let all_tried = order.len() > 1;
+    if all_tried && measure(&all_back)? <= budget {
+        return Ok(all_back);
+    }
+    for g in order {
         let without: Vec<usize> = float.iter().copied().filter(|&f| f != g).collect();
+        // The step to all of them back was measured above, and missed.
+        if all_tried && without == all_back {
+            continue;
+        }
         if measure(&without)? <= budget {
             float = without;
         }
@@ -564,9 +579,22 @@ mod tests {
             Ok((0..noise.len()).filter(|g| !float.contains(g)).map(|g| noise[g]).sum::<f64>() / 2.0)
         };
         assert_eq!(readmit(kept.clone(), &noise, &cost, budget, &mut halved).unwrap(), vec![0]);
-        assert_eq!(tried, vec![vec![0, 2], vec![0], vec![]], "the chosen set, then least noisy first");
+        let none_float: Vec<usize> = vec![];
+        assert_eq!(
+            tried,
+            vec![vec![0, 2], none_float.clone(), vec![0]],
+            "the chosen set, all back at once, then least noisy first (not all back again)"
+        );
         let mut missing = |_: &[usize]| Ok(1.0);
-        assert_eq!(readmit(kept, &noise, &cost, budget, &mut missing).unwrap(), vec![0, 2]);
+        assert_eq!(readmit(kept.clone(), &noise, &cost, budget, &mut missing).unwrap(), vec![0, 2]);
+        // Errors that cancel more: all back at once meets the budget, one trial for both.
+        let mut tried = vec![];
+        let mut quartered = |float: &[usize]| {
+            tried.push(float.to_vec());
+            Ok((0..noise.len()).filter(|g| !float.contains(g)).map(|g| noise[g]).sum::<f64>() / 4.0)
+        };
+        assert_eq!(readmit(kept, &noise, &cost, budget, &mut quartered).unwrap(), none_float);
+        assert_eq!(tried, vec![vec![0, 2], none_float]);
     }
 
     /// Ranked by size, a large table that is the noisiest layer stays in the low-bit format when

@@ -308,14 +308,17 @@ fn channel_stats(model: &Model, names: &[String], calib: &Dataset, sample: bool)
             bad[i] = true;
             return Ok(());
         }
-        // Every fourth vector, in visiting order: deterministic for any thread count.
-        for (j, lane) in x.lanes(Axis(x.ndim() - 1)).into_iter().enumerate() {
-            for ((lo, hi), v) in st.min.iter_mut().zip(st.max.iter_mut()).zip(lane.iter()) {
+        // Every fourth vector, in visiting order: deterministic for any thread count. The vectors
+        // are the contiguous runs of the last axis (a strided walk through ndarray's lanes took
+        // a fifth of minilm_l6's statistics).
+        let x = x.as_standard_layout();
+        for (j, lane) in x.as_slice().expect("standard layout").chunks_exact(k.max(1)).enumerate() {
+            for ((lo, hi), v) in st.min.iter_mut().zip(st.max.iter_mut()).zip(lane) {
                 *lo = lo.min(*v);
                 *hi = hi.max(*v);
             }
             if sample && j % 4 == 0 && st.samples.len() < SAMPLES * k {
-                st.samples.extend(lane.iter());
+                st.samples.extend_from_slice(lane);
             }
         }
         Ok(())

@@ -167,7 +167,13 @@ impl<'m> Contest<'m> {
     }
 
     /// Milliseconds of each of `which` in each timed round, taking turns.
-    fn round_times(&self, which: &[usize], runs: usize, warmup: usize, progress: &dyn Progress) -> Result<Vec<Vec<f64>>> {
+    fn round_times(
+        &self,
+        which: &[usize],
+        runs: usize,
+        warmup: usize,
+        progress: &dyn Progress,
+    ) -> Result<Vec<Vec<f64>>> {
         let mut times = vec![Vec::with_capacity(runs); which.len()];
         progress.start((warmup + runs) as u64, "bench");
         for round in 0..warmup + runs {

@@ -8,7 +8,7 @@ mod metrics;
 mod run;
 
 pub use bench::{
-    bench, latency_check, op_times, BenchOptions, BenchReport, Contest, LatencyCheck, speedup_of, ModelLatency, OpTimes,
+    bench, latency_check, op_times, speedup_of, BenchOptions, BenchReport, Contest, LatencyCheck, ModelLatency, OpTimes,
 };
 pub use ctc::{edit_distance, score_line, CtcDecoder};
 pub use guard::{

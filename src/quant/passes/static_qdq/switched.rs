@@ -159,7 +159,10 @@ fn switch(gate: &str, output: &str, on_nodes: Vec<Node>, on_output: &str, off: &
     let mut node = op("If", output, &[gate]);
     node.attributes = vec![
         Attribute::new("then_branch", branch(format!("{output}_on"), on_nodes, on_output)),
-        Attribute::new("else_branch", branch(format!("{output}_off"), vec![op("Identity", &off_output, &[off])], &off_output)),
+        Attribute::new(
+            "else_branch",
+            branch(format!("{output}_off"), vec![op("Identity", &off_output, &[off])], &off_output),
+        ),
     ];
     node
 }

@@ -117,12 +117,19 @@ impl Statistic for Extremes {
             true => (Ranked::per_chunk(t, "low"), Ranked::per_chunk(t, "high")),
             false => (t.to_string(), t.to_string()),
         };
-        let nodes = [("ReduceMin", low.as_str()), ("ReduceMax", high.as_str()), ("Size", t)].map(|(op, input)| {
-            let keepdims = if op == "Size" { vec![] } else { vec![Attribute::int("keepdims", 0)] };
-            node(op, &[input], format!("{t}_prunq_{op}"), keepdims)
-        });
-        let outputs = nodes.iter().map(|n| n.outputs[0].clone()).collect();
-        Reduction { nodes: nodes.into(), outputs }
+        let mut nodes: Vec<Node> = [("ReduceMin", low.as_str()), ("ReduceMax", high.as_str())]
+            .map(|(op, input)| node(op, &[input], format!("{t}_prunq_{op}"), vec![Attribute::int("keepdims", 0)]))
+            .into();
+        // Beside the ranking, its own Size of the tensor is the count (one node fewer a tensor).
+        let size = match self.over_chunks {
+            true => Ranked::size(t),
+            false => {
+                nodes.push(node("Size", &[t], format!("{t}_prunq_Size"), vec![]));
+                format!("{t}_prunq_Size")
+            }
+        };
+        let outputs = nodes[..2].iter().map(|n| n.outputs[0].clone()).chain([size]).collect();
+        Reduction { nodes, outputs }
     }
 
     fn visit(&mut self, t: &str, reduced: &[Array]) -> Result<()> {
@@ -200,6 +207,11 @@ impl Ranked {
         format!("{t}_prunq_{side}_per_chunk")
     }
 
+    /// The tensor holding the number of values of `t` in a batch.
+    fn size(t: &str) -> String {
+        format!("{t}_prunq_size")
+    }
+
     /// The values of `t` ranked `r` from the top and from the bottom (0: the extremes): the
     /// last kept when fewer were seen; `None` when none were.
     pub fn ranked(&self, t: &str, r: usize) -> Option<(f32, f32)> {
@@ -258,7 +270,7 @@ impl Statistic for Ranked {
             ..node("TopK", &[input, k], n(what), largest.map(|l| Attribute::int("largest", l)).into_iter().collect())
         };
         let mut nodes = vec![
-            node("Size", &[t], n("size"), vec![]),
+            node("Size", &[t], Ranked::size(t), vec![]),
             node("Cast", &[&n("size")], n("size_f"), cast(1)),
             node("Mul", &[&n("size_f"), "prunq_share_of_batches"], n("wanted"), vec![]),
             node("Floor", &[&n("wanted")], n("floor"), vec![]),

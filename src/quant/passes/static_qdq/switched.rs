@@ -14,7 +14,9 @@
 //! with the dequantized `Ŵ`, and `If(on, …)` picks between their outputs. An
 //! `If` runs only the branch taken (about 2.5 µs a node in ONNX Runtime), so a
 //! trial with one group on costs about a float run: with `Where`, every twin
-//! and every Q/DQ pair ran in every trial (ppocr_rec: 4× a float run).
+//! and every Q/DQ pair ran in every trial (ppocr_rec: 4× a float run). tract
+//! runs an `If` only where its condition is known before the run, so there the
+//! switch is a `Where`.
 //! Biases stay float (their int32 rounding is below the simulation's noise);
 //! Gather tables are dequantized in every trial, as the real trials quantize them.
 
@@ -34,6 +36,8 @@ pub(super) fn switched_model(
     groups: &[Group],
     options: &StaticOptions,
 ) -> Result<Model> {
+    // tract runs an `If` only where its condition is known before the run: `Where` there.
+    let gated = crate::runtime::default_backend()? == crate::runtime::Backend::Ort;
     let mut m = prepared.clone();
     let group_of: BTreeMap<usize, usize> =
         groups.iter().enumerate().flat_map(|(gi, g)| g.nodes.iter().map(move |&n| (n, gi))).collect();
@@ -78,7 +82,7 @@ pub(super) fn switched_model(
             twin.outputs = vec![quantized.clone()];
             m.graph.nodes[n].outputs = vec![float.clone()];
             let gate = gates.of(&mut m, &mut added, &BTreeSet::from([gi]));
-            added.push(switch(&gate, y, vec![twin], &quantized, &float));
+            added.extend(switch(gated, &gate, y, vec![twin], &quantized, &float));
         }
     }
     for n in gathers(&prepared.graph).collect::<Vec<_>>() {
@@ -103,7 +107,7 @@ pub(super) fn switched_model(
         let (q, dq) = (format!("{t}_prunq_q"), format!("{t}_prunq_dq"));
         let fake_quantized =
             vec![op("QuantizeLinear", &q, &[t, &sname, &zname]), op("DequantizeLinear", &dq, &[&q, &sname, &zname])];
-        added.push(switch(&gate, &switched, fake_quantized, &dq, t));
+        added.extend(switch(gated, &gate, &switched, fake_quantized, &dq, t));
     }
     m.graph.nodes.extend(added);
     let shape = [Dim::Fixed(groups.len() as i64)];
@@ -149,8 +153,13 @@ fn rename_input(node: &mut Node, from: &str, to: &str) {
     }
 }
 
-/// `output = If(gate) { on_nodes → on_output } else { off }`: the nodes run only when switched on.
-fn switch(gate: &str, output: &str, on_nodes: Vec<Node>, on_output: &str, off: &str) -> Node {
+/// `output = If(gate) { on_nodes → on_output } else { off }` (`gated`): the nodes run only when
+/// switched on; else `output = Where(gate, on_output, off)` beside the nodes, which always run.
+fn switch(gated: bool, gate: &str, output: &str, mut on_nodes: Vec<Node>, on_output: &str, off: &str) -> Vec<Node> {
+    if !gated {
+        on_nodes.push(op("Where", output, &[gate, on_output, off]));
+        return on_nodes;
+    }
     let branch = |name: String, nodes: Vec<Node>, out: &str| {
         let outputs = vec![ValueInfo::tensor(out, Some(DataType::FLOAT), None)];
         AttrValue::Graph(Box::new(Graph { name, nodes, outputs, ..Default::default() }))
@@ -164,7 +173,7 @@ fn switch(gate: &str, output: &str, on_nodes: Vec<Node>, on_output: &str, off: &
             branch(format!("{output}_off"), vec![op("Identity", &off_output, &[off])], &off_output),
         ),
     ];
-    node
+    vec![node]
 }
 
 fn op(op_type: &str, output: &str, inputs: &[&str]) -> Node {

@@ -163,6 +163,46 @@ fn gcd(a: i64, b: i64) -> i64 {
     }
 }
 
+/// `n("k")` (with `n("k_at_most")` as a float) from `n("size")`, the values in a batch: the rank
+/// plus one, and one for float rounding, at most every value.
+fn k_of_size(n: &dyn Fn(&str) -> String) -> Vec<Node> {
+    let cast = |to: i64| vec![Attribute::int("to", to)];
+    vec![
+        node("Cast", &[&n("size")], n("size_f"), cast(1)),
+        node("Mul", &[&n("size_f"), "prunq_share_of_batches"], n("wanted"), vec![]),
+        node("Floor", &[&n("wanted")], n("floor"), vec![]),
+        node("Add", &[&n("floor"), "prunq_two_f"], n("k_f"), vec![]),
+        // Float Min: an int64 Min needs opset 12.
+        node("Min", &[&n("k_f"), &n("size_f")], n("k_at_most"), vec![]),
+        node("Cast", &[&n("k_at_most")], n("k"), cast(7)),
+    ]
+}
+
+/// [`k_of_size`], then `n("chunk")` — the values a chunk holds, gcd(size, CHUNK) — and
+/// `n("chunk_shape")`, the shape that cuts the tensor into chunks.
+fn rank_and_chunks(n: &dyn Fn(&str) -> String) -> Vec<Node> {
+    let mut nodes = k_of_size(n);
+    nodes.extend([
+        node("Mod", &[&n("size"), "prunq_chunk"], n("tail"), vec![]),
+        node("Gather", &["prunq_chunk_gcd", &n("tail")], n("chunk"), vec![Attribute::int("axis", 0)]),
+        Node {
+            attributes: vec![Attribute::int("axis", 0)],
+            ..node("Concat", &["prunq_flat", &n("chunk")], n("chunk_shape"), vec![])
+        },
+    ]);
+    nodes
+}
+
+/// `n("chunk_k")`: as many chunks as values wanted, or every chunk (`n("chunk_count")`).
+fn chunks_wanted(n: &dyn Fn(&str) -> String) -> Vec<Node> {
+    let cast = |to: i64| vec![Attribute::int("to", to)];
+    vec![
+        node("Cast", &[&n("chunk_count")], n("chunk_count_f"), cast(1)),
+        node("Min", &[&n("k_at_most"), &n("chunk_count_f")], n("chunk_k_f"), vec![]),
+        node("Cast", &[&n("chunk_k_f")], n("chunk_k"), cast(7)),
+    ]
+}
+
 /// Each tensor's largest and smallest finite values over the rows, at least as many as the
 /// value ranked `share · n` from either end needs (n: the tensor's values over all the rows,
 /// [`Extremes::counts`]). Each batch's TopK nodes keep k = ⌊share · size · ⌈rows / rows in the
@@ -184,6 +224,14 @@ pub struct Ranked {
     axes_as_input: bool,
     /// Per tensor: its largest values (descending) and its smallest values negated (descending).
     tails: BTreeMap<String, (Vec<f32>, Vec<f32>)>,
+    /// Tensors whose size is `a · rows + b` for every batch (see [`Ranked::sized_by_rows`]), each
+    /// with the index of its `(a, b)` in `sizes`: their rank and chunking are worked out once per
+    /// size, beside the batch's rows, rather than a tensor at a time.
+    by_size: BTreeMap<String, usize>,
+    sizes: Vec<(i64, i64)>,
+    /// Tensors whose size in a batch was not the one `by_size` gave: the statistic is wrong for
+    /// them, and the collection is redone without `by_size`.
+    pub sizes_disagree: BTreeSet<String>,
 }
 
 impl Ranked {
@@ -199,7 +247,68 @@ impl Ranked {
             smallest_by_top_k: opset >= 11,
             axes_as_input: opset >= 18,
             tails: BTreeMap::new(),
+            by_size: BTreeMap::new(),
+            sizes: vec![],
+            sizes_disagree: BTreeSet::new(),
         }
+    }
+
+    /// The same statistic, with the tensors whose size tract's type analysis gives as one line
+    /// `a · rows + b` (at 1, 2 and 3 rows) ranked and chunked from one computation per size: the
+    /// dozen scalar nodes a tensor needs for its `k` and its chunks otherwise (minilm_l6's
+    /// calibration copy: 9 000 nodes, 1 s for ONNX Runtime to load). Each batch checks the size
+    /// against the tensor's own `Size` (see [`Ranked::sizes_disagree`]).
+    pub fn sized_by_rows(mut self, model: &crate::ir::Model, bound: &Bound) -> Self {
+        let Some((_, axis)) = &self.batch_input else { return self };
+        if !self.smallest_by_top_k {
+            return self;
+        }
+        let elements_at = |rows: usize| -> Option<BTreeMap<String, (crate::ir::DataType, Vec<usize>)>> {
+            let shapes: BTreeMap<String, Vec<usize>> = bound
+                .names
+                .iter()
+                .cloned()
+                .zip(bound.row_shapes())
+                .zip(&bound.axes)
+                .map(|((name, mut shape), a)| {
+                    if let Some(d) = a.filter(|a| a == axis).and_then(|a| shape.get_mut(a)) {
+                        *d *= rows;
+                    }
+                    (name, shape)
+                })
+                .collect();
+            crate::analysis::infer_types(model, &shapes).ok()
+        };
+        let (Some(one), Some(two), Some(three)) = (elements_at(1), elements_at(2), elements_at(3)) else { return self };
+        let count = |types: &BTreeMap<String, (crate::ir::DataType, Vec<usize>)>, t: &str| {
+            types.get(t).map(|(_, dims)| dims.iter().product::<usize>() as i64)
+        };
+        for t in &self.tensors {
+            let (Some(n1), Some(n2), Some(n3)) = (count(&one, t), count(&two, t), count(&three, t)) else { continue };
+            let (a, b) = (n2 - n1, n1 - (n2 - n1));
+            if n3 != 3 * a + b {
+                continue;
+            }
+            let at = match self.sizes.iter().position(|&s| s == (a, b)) {
+                Some(at) => at,
+                None => {
+                    self.sizes.push((a, b));
+                    self.sizes.len() - 1
+                }
+            };
+            self.by_size.insert(t.clone(), at);
+        }
+        self
+    }
+
+    /// Whether some tensors share their rank's and chunks' computation (see [`Ranked::sized_by_rows`]).
+    pub fn shares_sizes(&self) -> bool {
+        !self.by_size.is_empty()
+    }
+
+    /// The names of size `at`'s tensors (see [`Ranked::sized_by_rows`]).
+    fn of_size(at: usize, what: &str) -> String {
+        format!("prunq_size{at}_{what}")
     }
 
     /// The tensor holding each chunk's largest (`side` "high") or smallest ("low") value of `t`.
@@ -250,7 +359,7 @@ impl Statistic for Ranked {
             Tensor::from_array("prunq_rows_f", &ndarray::arr1(&[self.rows as f32]).into_dyn()),
             Tensor::from_array("prunq_share", &ndarray::arr1(&[share(1.0)]).into_dyn()),
         ]);
-        let nodes = vec![
+        let mut nodes = vec![
             node("Shape", &[input], "prunq_fed_shape".into(), vec![]),
             node("Gather", &["prunq_fed_shape", "prunq_batch_axis"], "prunq_rows_i".into(), vec![]),
             node("Cast", &["prunq_rows_i"], "prunq_rows_in_batch".into(), vec![Attribute::int("to", 1)]),
@@ -258,29 +367,31 @@ impl Statistic for Ranked {
             node("Ceil", &["prunq_batches_f"], "prunq_batches".into(), vec![]),
             node("Mul", &["prunq_batches", "prunq_share"], "prunq_share_of_batches".into(), vec![]),
         ];
+        // Each size shared by tensors: a · rows + b values, its k and its chunking.
+        for (at, &(a, b)) in self.sizes.iter().enumerate() {
+            let n = |what: &str| Ranked::of_size(at, what);
+            constants.push(Tensor::from_array(n("a"), &ndarray::arr0(a).into_dyn()));
+            constants.push(Tensor::from_array(n("b"), &ndarray::arr0(b).into_dyn()));
+            nodes.push(node("Mul", &["prunq_rows_i", &n("a")], n("by_rows"), vec![]));
+            nodes.push(node("Add", &[&n("by_rows"), &n("b")], n("size"), vec![]));
+            nodes.extend(rank_and_chunks(&n));
+            // As many chunks as values wanted, or every chunk: size / chunk of them.
+            nodes.push(node("Div", &[&n("size"), &n("chunk")], n("chunk_count"), vec![]));
+            nodes.extend(chunks_wanted(&n));
+        }
         (constants, nodes)
     }
 
     fn reduce(&self, t: &str) -> Reduction {
         let n = |what: &str| format!("{t}_prunq_{what}");
-        let cast = |to: i64| vec![Attribute::int("to", to)];
         // TopK(input, k) → `what` and its indices `what_at`.
         let top_k = |input: &str, k: &str, what: &str, largest: Option<i64>| Node {
             outputs: vec![n(what), n(&format!("{what}_at"))],
             ..node("TopK", &[input, k], n(what), largest.map(|l| Attribute::int("largest", l)).into_iter().collect())
         };
-        let mut nodes = vec![
-            node("Size", &[t], Ranked::size(t), vec![]),
-            node("Cast", &[&n("size")], n("size_f"), cast(1)),
-            node("Mul", &[&n("size_f"), "prunq_share_of_batches"], n("wanted"), vec![]),
-            node("Floor", &[&n("wanted")], n("floor"), vec![]),
-            // One more than the rank, and one for float rounding.
-            node("Add", &[&n("floor"), "prunq_two_f"], n("k_f"), vec![]),
-            // Float Min: an int64 Min needs opset 12.
-            node("Min", &[&n("k_f"), &n("size_f")], n("k_at_most"), vec![]),
-            node("Cast", &[&n("k_at_most")], n("k"), cast(7)),
-        ];
+        let mut nodes = vec![node("Size", &[t], Ranked::size(t), vec![])];
         if !self.smallest_by_top_k {
+            nodes.extend(k_of_size(&n));
             nodes.push(node("Reshape", &[t, "prunq_flat"], n("flat"), vec![]));
             nodes.push(top_k(&n("flat"), &n("k"), "high", None));
             nodes.push(node("Neg", &[&n("flat")], n("negated"), vec![]));
@@ -294,15 +405,15 @@ impl Statistic for Ranked {
         // ranks their values: the same values for a fraction of the work. A chunk is as many
         // values as divide the tensor's, up to CHUNK (gcd(size, CHUNK), looked up by size mod
         // CHUNK), so that it is a reshape, never a copy.
-        nodes.extend([
-            node("Mod", &[&n("size"), "prunq_chunk"], n("tail"), vec![]),
-            node("Gather", &["prunq_chunk_gcd", &n("tail")], n("chunk"), vec![Attribute::int("axis", 0)]),
-            Node {
-                attributes: vec![Attribute::int("axis", 0)],
-                ..node("Concat", &["prunq_flat", &n("chunk")], n("chunk_shape"), vec![])
-            },
-            node("Reshape", &[t, &n("chunk_shape")], n("chunks"), vec![]),
-        ]);
+        let sized = self.by_size.get(t).map(|&at| move |what: &str| Ranked::of_size(at, what));
+        let shared = |what: &str| match &sized {
+            Some(of_size) => of_size(what),
+            None => n(what),
+        };
+        if sized.is_none() {
+            nodes.extend(rank_and_chunks(&n));
+        }
+        nodes.push(node("Reshape", &[t, &shared("chunk_shape")], n("chunks"), vec![]));
         let sides = [("high", "ReduceMax", 1), ("low", "ReduceMin", 0)];
         for (side, reduce, _) in sides {
             let mut per_chunk =
@@ -313,26 +424,33 @@ impl Statistic for Ranked {
             }
             nodes.push(per_chunk);
         }
-        // As many chunks as values wanted, or every chunk.
-        nodes.extend([
-            node("Shape", &[&n("high_per_chunk")], n("chunk_count"), vec![]),
-            node("Cast", &[&n("chunk_count")], n("chunk_count_f"), cast(1)),
-            node("Min", &[&n("k_at_most"), &n("chunk_count_f")], n("chunk_k_f"), vec![]),
-            node("Cast", &[&n("chunk_k_f")], n("chunk_k"), cast(7)),
-        ]);
+        if sized.is_none() {
+            nodes.push(node("Shape", &[&n("high_per_chunk")], n("chunk_count"), vec![]));
+            nodes.extend(chunks_wanted(&n));
+        }
         for (side, _, largest) in sides {
             let at = |what: &str| n(&format!("{side}_{what}"));
             nodes.extend([
-                top_k(&at("per_chunk"), &n("chunk_k"), &format!("{side}_picked"), Some(largest)),
+                top_k(&at("per_chunk"), &shared("chunk_k"), &format!("{side}_picked"), Some(largest)),
                 node("Gather", &[&n("chunks"), &at("picked_at")], at("gathered"), vec![Attribute::int("axis", 0)]),
                 node("Reshape", &[&at("gathered"), "prunq_flat"], at("flat"), vec![]),
-                top_k(&at("flat"), &n("k"), side, Some(largest)),
+                top_k(&at("flat"), &shared("k"), side, Some(largest)),
             ]);
         }
-        Reduction { nodes, outputs: vec![n("high"), n("low")] }
+        let mut outputs = vec![n("high"), n("low")];
+        if sized.is_some() {
+            // The size shared with others, beside the tensor's own (see `sizes_disagree`).
+            outputs.extend([Ranked::size(t), shared("size")]);
+        }
+        Reduction { nodes, outputs }
     }
 
     fn visit(&mut self, t: &str, reduced: &[Array]) -> Result<()> {
+        if let (Some(Array::I64(own)), Some(Array::I64(shared))) = (reduced.get(2), reduced.get(3)) {
+            if own != shared {
+                self.sizes_disagree.insert(t.to_string());
+            }
+        }
         let (Some(Array::F32(high)), Some(Array::F32(low))) = (reduced.first(), reduced.get(1)) else { return Ok(()) };
         let negate = if self.smallest_by_top_k { -1.0 } else { 1.0 };
         let (h, l) = self.tails.entry(t.to_string()).or_default();
@@ -409,25 +527,54 @@ mod tests {
             let bound = data.bind(&feed_inputs(&model), None).unwrap();
             let tensors = vec!["y".to_string(), "m".to_string(), "s".to_string()];
             // The extremes as calibration takes them: from the ranking's chunks where it has some.
-            let mut ranked = Ranked::new(&tensors, share, 11, &bound, opset);
-            let mut extremes = Extremes::beside(&tensors, &ranked);
-            let stats: &mut [&mut dyn Statistic] = &mut [&mut ranked, &mut extremes];
-            let rows = super::super::Rows::first(11, 4);
-            super::super::collect_in(Some(backend), &model, &bound, rows, stats, &super::super::Silent).unwrap();
-            for (t, values) in [("y", &y), ("m", &m), ("s", &s)] {
-                let mut sorted = values.clone();
-                sorted.sort_by(|a, b| b.total_cmp(a));
-                let n = sorted.len();
-                assert_eq!(extremes.counts[t], n as u64, "{t} at opset {opset}");
-                assert_eq!(extremes.ranges[t], (sorted[n - 1], sorted[0]), "{t}");
-                for r in [0, (share * n as f64).floor() as usize] {
-                    assert_eq!(
-                        ranked.ranked(t, r),
-                        Some((sorted[r], sorted[n - 1 - r])),
-                        "{t} ranked {r} at opset {opset}, share {share}"
-                    );
+            // Each tensor's rank and chunks worked out on its own, and once per size.
+            for sized in [false, true] {
+                let mut ranked = Ranked::new(&tensors, share, 11, &bound, opset);
+                if sized {
+                    ranked = ranked.sized_by_rows(&model, &bound);
+                    if opset >= 11 {
+                        assert_eq!(ranked.sizes, [(64, 0), (0, 64), (0, 1)], "y grows with the rows, m and s do not");
+                    }
+                }
+                let mut extremes = Extremes::beside(&tensors, &ranked);
+                let stats: &mut [&mut dyn Statistic] = &mut [&mut ranked, &mut extremes];
+                let rows = super::super::Rows::first(11, 4);
+                super::super::collect_in(Some(backend), &model, &bound, rows, stats, &super::super::Silent).unwrap();
+                assert!(ranked.sizes_disagree.is_empty());
+                for (t, values) in [("y", &y), ("m", &m), ("s", &s)] {
+                    let mut sorted = values.clone();
+                    sorted.sort_by(|a, b| b.total_cmp(a));
+                    let n = sorted.len();
+                    assert_eq!(extremes.counts[t], n as u64, "{t} at opset {opset}");
+                    assert_eq!(extremes.ranges[t], (sorted[n - 1], sorted[0]), "{t}");
+                    for r in [0, (share * n as f64).floor() as usize] {
+                        assert_eq!(
+                            ranked.ranked(t, r),
+                            Some((sorted[r], sorted[n - 1 - r])),
+                            "{t} ranked {r} at opset {opset}, share {share}, sized {sized}"
+                        );
+                    }
                 }
             }
         }
+    }
+
+    /// A size the analysis got wrong is caught by the tensor's own `Size`, batch by batch.
+    #[test]
+    fn a_shared_size_that_is_not_the_tensors_own_is_caught() {
+        if !crate::runtime::ort_loads() {
+            return;
+        }
+        let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[5, 4, 16]), |i| wavy(i[0] * 64 + i[1] * 16 + i[2]));
+        let data = Dataset::from_arrays("x.npz", [("x".to_string(), Array::F32(x))].into());
+        let model = three_kinds(13);
+        let bound = data.bind(&feed_inputs(&model), None).unwrap();
+        let tensors = vec!["y".to_string(), "m".to_string(), "s".to_string()];
+        let mut ranked = Ranked::new(&tensors, 0.2, 5, &bound, 13).sized_by_rows(&model, &bound);
+        ranked.sizes[0] = (63, 0);
+        let rows = super::super::Rows::first(5, 4);
+        let backend = Some(crate::runtime::Backend::Ort);
+        super::super::collect_in(backend, &model, &bound, rows, &mut [&mut ranked], &super::super::Silent).unwrap();
+        assert_eq!(ranked.sizes_disagree, BTreeSet::from(["y".to_string()]));
     }
 }

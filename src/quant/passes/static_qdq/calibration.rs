@@ -28,10 +28,20 @@ fn reduced_in_graph(
     let share = 1.0 - options.percentile / 100.0;
     let rows_in = crate::measure::Rows::first(rows, options.batch_size);
     progress.start(rows as u64, "calibrate");
-    let mut ranked = Ranked::new(tensors, share, rows, bound, opset);
+    let mut ranked = Ranked::new(tensors, share, rows, bound, opset).sized_by_rows(model, bound);
     let mut extremes = Extremes::beside(tensors, &ranked);
     if ranks {
-        match collect(model, bound, rows_in, &mut [&mut ranked, &mut extremes], progress) {
+        let mut ran = collect(model, bound, rows_in, &mut [&mut ranked, &mut extremes], progress);
+        let failed = matches!(ran, Err(ref e) if !matches!(e, crate::Error::Interrupted));
+        if ranked.shares_sizes() && (failed || !ranked.sizes_disagree.is_empty()) {
+            // Tract's analysis and the runtime disagree on a tensor's size (a wrong size may also
+            // fail a chunking reshape): ranked a tensor at a time.
+            progress.start(rows as u64, "calibrate");
+            ranked = Ranked::new(tensors, share, rows, bound, opset);
+            extremes = Extremes::beside(tensors, &ranked);
+            ran = collect(model, bound, rows_in, &mut [&mut ranked, &mut extremes], progress);
+        }
+        match ran {
             Ok(()) => {
                 progress.finish();
                 return Ok(Some((extremes, Some(ranked))));

@@ -70,6 +70,12 @@ pub fn infer_types(
     Ok(types)
 }
 
+/// Element type of every tensor whose type tract's (partial) analysis can tell with the model's
+/// declared input shapes, shape computations included (empty when tract cannot read the model).
+pub fn element_types(model: &Model) -> BTreeMap<String, crate::ir::DataType> {
+    crate::runtime::inference_types(model).unwrap_or_default()
+}
+
 /// Rank of every tensor whose rank tract's (partial) analysis can tell with
 /// the model's declared input shapes, symbolic dims and all.
 pub fn rank_lookup(model: &Model) -> BTreeMap<String, usize> {
@@ -96,5 +102,30 @@ mod parse_tests {
         assert_eq!(parse_shape("a=b=2,3"), Ok(("a=b".into(), vec![2, 3])), "the last = splits");
         assert!(parse_shape("x").unwrap_err().contains("expected NAME=DxDxD"));
         assert!(parse_shape("x=1xa").unwrap_err().contains("'a' is not a dimension"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ir::{testing, DataType};
+
+    #[test]
+    fn element_types_name_shape_computations_as_integers() {
+        // y = reshape(x, shape(x)): `s` is a shape computation tract's typed form folds away.
+        let model = testing::model(
+            vec![
+                testing::node("Shape", &["x"], "s", &[]),
+                testing::node("Reshape", &["x", "s"], "y", &[]),
+                testing::node("Relu", &["y"], "z", &[]),
+            ],
+            vec![],
+            &[1, 2],
+            &["z"],
+            13,
+        );
+        let types = super::element_types(&model);
+        assert_eq!(types.get("s"), Some(&DataType::INT64));
+        assert_eq!(types.get("y"), Some(&DataType::FLOAT));
+        assert_eq!(types.get("z"), Some(&DataType::FLOAT));
     }
 }

@@ -31,7 +31,7 @@ pub use ort_library::{ort_info, ort_load_error, set_ort_library, OrtInfo};
 pub use profile::{OpTime, Profile};
 pub use runnable::{ModelFile, Runnable};
 pub use symbolic::{symbolic_facts, SymDim, SymValue, SymbolicFact};
-pub use tract::{data_type_of, inference_ranks, typed_model, TractSession};
+pub use tract::{data_type_of, inference_ranks, inference_types, typed_model, TractSession};
 
 use crate::data::Array;
 use crate::ir::{Model, ValueInfo};

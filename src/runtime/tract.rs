@@ -113,26 +113,38 @@ impl TractSession {
 
 /// Ranks tract's inference analysis finds, even where it cannot finish typing.
 pub fn inference_ranks(model: &Model) -> Result<BTreeMap<String, usize>> {
-    super::guarded("analysing the model", || ranks_unguarded(model))
+    use tract_onnx::tract_hir::infer::Factoid;
+    inference_facts(model, |fact| fact.shape.rank().concretize().map(|r| r as usize))
 }
 
-fn ranks_unguarded(model: &Model) -> Result<BTreeMap<String, usize>> {
+/// Element types tract's inference analysis finds, even where it cannot finish typing. Unlike
+/// [`typed_model`]'s facts, they name the shape computations it would fold into constants.
+pub fn inference_types(model: &Model) -> Result<BTreeMap<String, DataType>> {
     use tract_onnx::tract_hir::infer::Factoid;
-    let mut inference = inference_model(&weights_as_inputs(model))?;
-    // Obstinate: keep going past nodes it cannot fully analyse.
-    let _ = inference.analyse(true);
-    let mut ranks = BTreeMap::new();
-    for node in inference.nodes() {
-        for (slot, out) in node.outputs.iter().enumerate() {
-            let (Some(label), Some(rank)) =
-                (inference.outlet_label(OutletId::new(node.id, slot)), out.fact.shape.rank().concretize())
-            else {
-                continue;
-            };
-            ranks.insert(label.to_string(), rank as usize);
+    inference_facts(model, |fact| fact.datum_type.concretize().and_then(data_type_of))
+}
+
+/// What `read` tells of each labelled outlet's fact after tract's inference analysis.
+fn inference_facts<T>(
+    model: &Model,
+    read: impl Fn(&tract_onnx::tract_hir::infer::InferenceFact) -> Option<T>,
+) -> Result<BTreeMap<String, T>> {
+    super::guarded("analysing the model", || {
+        let mut inference = inference_model(&weights_as_inputs(model))?;
+        // Obstinate: keep going past nodes it cannot fully analyse.
+        let _ = inference.analyse(true);
+        let mut facts = BTreeMap::new();
+        for node in inference.nodes() {
+            for (slot, out) in node.outputs.iter().enumerate() {
+                let (Some(label), Some(fact)) = (inference.outlet_label(OutletId::new(node.id, slot)), read(&out.fact))
+                else {
+                    continue;
+                };
+                facts.insert(label.to_string(), fact);
+            }
         }
-    }
-    Ok(ranks)
+        Ok(facts)
+    })
 }
 
 pub(super) fn inference_model(model: &Model) -> Result<InferenceModel> {

@@ -466,6 +466,18 @@ impl Bound {
             .collect()
     }
 
+    /// Each input's shape for `rows` rows, by name: [`Bound::row_shapes`] scaled along each batch
+    /// axis (what tract's type analysis is given for a batch of that many rows).
+    pub fn shapes_for_rows(&self, rows: usize) -> std::collections::BTreeMap<String, Vec<usize>> {
+        let scaled = self.row_shapes().into_iter().zip(&self.axes).map(|(mut shape, axis)| {
+            if let Some(d) = axis.and_then(|ax| shape.get_mut(ax)) {
+                *d *= rows;
+            }
+            shape
+        });
+        self.names.iter().cloned().zip(scaled).collect()
+    }
+
     /// Rows in `batch` (one of [`Bound::batches`]).
     pub fn rows_in(&self, batch: &[Array]) -> usize {
         batch.iter().zip(&self.axes).find_map(|(a, axis)| Some(a.shape()[(*axis)?])).unwrap_or(1)

@@ -110,8 +110,7 @@ pub(super) fn runs_in_flight(
 /// analysis does not name (it fused its producer) counts as its producer's largest computed
 /// input; `None` when the analysis fails, or cannot size some producer's inputs.
 fn typed_row_sizes(model: &Model, bound: &Bound) -> Option<BTreeMap<String, usize>> {
-    let shapes: BTreeMap<String, Vec<usize>> = bound.names.iter().cloned().zip(bound.row_shapes()).collect();
-    let types = crate::analysis::infer_types(model, &shapes).ok()?;
+    let types = crate::analysis::infer_types(model, &bound.shapes_for_rows(1)).ok()?;
     let g = &model.graph;
     let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
     let bytes = |t: &str| types.get(t).and_then(|(dtype, dims)| dtype.byte_len(dims.iter().product()));

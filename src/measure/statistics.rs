@@ -259,26 +259,10 @@ impl Ranked {
     /// calibration copy: 9 000 nodes, 1 s for ONNX Runtime to load). Each batch checks the size
     /// against the tensor's own `Size` (see [`Ranked::sizes_disagree`]).
     pub fn sized_by_rows(mut self, model: &crate::ir::Model, bound: &Bound) -> Self {
-        let Some((_, axis)) = &self.batch_input else { return self };
-        if !self.smallest_by_top_k {
+        if self.batch_input.is_none() || !self.smallest_by_top_k {
             return self;
         }
-        let elements_at = |rows: usize| -> Option<BTreeMap<String, (crate::ir::DataType, Vec<usize>)>> {
-            let shapes: BTreeMap<String, Vec<usize>> = bound
-                .names
-                .iter()
-                .cloned()
-                .zip(bound.row_shapes())
-                .zip(&bound.axes)
-                .map(|((name, mut shape), a)| {
-                    if let Some(d) = a.filter(|a| a == axis).and_then(|a| shape.get_mut(a)) {
-                        *d *= rows;
-                    }
-                    (name, shape)
-                })
-                .collect();
-            crate::analysis::infer_types(model, &shapes).ok()
-        };
+        let elements_at = |rows: usize| crate::analysis::infer_types(model, &bound.shapes_for_rows(rows)).ok();
         let (Some(one), Some(two), Some(three)) = (elements_at(1), elements_at(2), elements_at(3)) else { return self };
         let count = |types: &BTreeMap<String, (crate::ir::DataType, Vec<usize>)>, t: &str| {
             types.get(t).map(|(_, dims)| dims.iter().product::<usize>() as i64)

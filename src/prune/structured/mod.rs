@@ -220,7 +220,7 @@ pub fn prune_structured(
 /// the model's inputs have dynamic dims).
 fn shapes_of_one_row(model: &Model, data: &Dataset) -> Result<BTreeMap<String, Vec<usize>>> {
     let bound = data.bind(&crate::runtime::feed_inputs(model), None)?;
-    Ok(bound.names.iter().cloned().zip(bound.row_shapes()).collect())
+    Ok(bound.shapes_for_rows(1))
 }
 
 fn group_records(deps: &DependencyGraph, scores: &select::Scores, plan: &Plan) -> Vec<GroupRecord> {

@@ -122,10 +122,21 @@ impl<'m> Contest<'m> {
 
     /// `runs` timed rounds after `warmup` untimed ones, the models taking turns.
     pub fn time(&self, runs: usize, warmup: usize, progress: &dyn Progress) -> Result<BenchReport> {
+        self.time_keeping(runs, warmup, None, progress)
+    }
+
+    /// [`Contest::time`], keeping each model's outputs of the batches `kept` has an empty slot for.
+    fn time_keeping(
+        &self,
+        runs: usize,
+        warmup: usize,
+        kept: Option<&mut Kept>,
+        progress: &dyn Progress,
+    ) -> Result<BenchReport> {
         let (models, prepared, options) = (&self.models, &self.prepared, &self.options);
         let runs = runs.max(1);
         let all: Vec<usize> = (0..models.len()).collect();
-        let times = self.round_times(&all, runs, warmup, progress)?;
+        let times = self.round_times(&all, runs, warmup, kept, progress)?;
         let mut out = vec![];
         for (k, (name, model)) in models.iter().enumerate() {
             let ratios: Vec<f64> = times[k].iter().zip(&times[0]).map(|(t, r)| t / r.max(1e-9)).collect();
@@ -162,16 +173,18 @@ impl<'m> Contest<'m> {
     /// rounds after `warmup` untimed ones (the first's own: all 1): a screening times every model
     /// briefly, then only those still in question.
     pub fn ratios(&self, which: &[usize], runs: usize, warmup: usize) -> Result<Vec<Vec<f64>>> {
-        let times = self.round_times(which, runs.max(1), warmup, &crate::measure::Silent)?;
+        let times = self.round_times(which, runs.max(1), warmup, None, &crate::measure::Silent)?;
         Ok(times.iter().map(|t| t.iter().zip(&times[0]).map(|(t, r)| t / r.max(1e-9)).collect()).collect())
     }
 
-    /// Milliseconds of each of `which` in each timed round, taking turns.
+    /// Milliseconds of each of `which` in each timed round, taking turns; `kept`: the outputs of
+    /// the batches it has an empty slot for, per model of `which`.
     fn round_times(
         &self,
         which: &[usize],
         runs: usize,
         warmup: usize,
+        mut kept: Option<&mut Kept>,
         progress: &dyn Progress,
     ) -> Result<Vec<Vec<f64>>> {
         let mut times = vec![Vec::with_capacity(runs); which.len()];
@@ -185,11 +198,15 @@ impl<'m> Contest<'m> {
             };
             for k in order {
                 let (session, batches) = &self.prepared[which[k]];
-                let batch = &batches[round % batches.len()];
+                let b = round % batches.len();
                 let started = Instant::now();
-                session.run(batch).map_err(|e| named(&self.models[which[k]].0, e))?;
+                let outputs = session.run(&batches[b]).map_err(|e| named(&self.models[which[k]].0, e))?;
+                let ms = started.elapsed().as_secs_f64() * 1e3;
                 if round >= warmup {
-                    times[k].push(started.elapsed().as_secs_f64() * 1e3);
+                    times[k].push(ms);
+                }
+                if let Some(slot @ None) = kept.as_deref_mut().and_then(|kept| kept[k].get_mut(b)) {
+                    *slot = Some(outputs);
                 }
             }
             progress.advance(1);
@@ -198,7 +215,30 @@ impl<'m> Contest<'m> {
         progress.finish();
         Ok(times)
     }
+
+    /// Fills `kept`'s empty slots (every model's, as `time_keeping` keeps them): the batches the
+    /// rounds did not reach, each model's run on its own thread.
+    fn fill(&self, kept: &mut Kept) -> Result<()> {
+        let run_missing = |(k, slots): (usize, &mut Vec<Option<Vec<Array>>>)| -> Result<()> {
+            let (session, batches) = &self.prepared[k];
+            for (b, slot) in slots.iter_mut().enumerate().filter(|(_, slot)| slot.is_none()) {
+                *slot = Some(session.run(&batches[b]).map_err(|e| named(&self.models[k].0, e))?);
+            }
+            Ok(())
+        };
+        match kept.as_mut_slice() {
+            [a, b] => {
+                let (a, b) = crate::parallel::join(|| run_missing((0, a)), || run_missing((1, b)));
+                a.and(b)
+            }
+            all => all.iter_mut().enumerate().try_for_each(run_missing),
+        }
+    }
 }
+
+/// Outputs of the first batches, per model timed, filled as rounds run them: what a check of the
+/// models' outputs reads from the timing's own runs.
+type Kept = Vec<Vec<Option<Vec<Array>>>>;
 
 /// How many times faster than the reference, from per-round time ratios (their median).
 pub fn speedup_of(ratios: &[f64]) -> f64 {
@@ -252,7 +292,32 @@ pub fn latency_check<'i, 'o>(
     data: Option<&Dataset>,
     progress: &dyn Progress,
 ) -> Result<LatencyCheck> {
-    let (input, output): (Runnable, Runnable) = (input.into(), output.into());
+    Ok(latency_check_keeping(input.into(), output.into(), data, 0, progress)?.0)
+}
+
+/// The two models' outputs on a data set's first rows, one row a run: the input's, the output's.
+pub type PairOutputs = [Vec<Vec<Array>>; 2];
+
+/// [`latency_check`] on `data`, also handing back both models' outputs on its first `rows` rows
+/// (one a run): those the timing's rounds ran are kept from them, the rest run after it. A job
+/// checks its result on them, without sessions and runs of its own (ppocr_rec_v4: ~1 s).
+pub fn latency_check_keeping_outputs(
+    input: &Model,
+    output: &Model,
+    data: &Dataset,
+    rows: usize,
+    progress: &dyn Progress,
+) -> Result<(LatencyCheck, PairOutputs)> {
+    latency_check_keeping(input.into(), output.into(), Some(data), rows, progress)
+}
+
+fn latency_check_keeping(
+    input: Runnable,
+    output: Runnable,
+    data: Option<&Dataset>,
+    rows: usize,
+    progress: &dyn Progress,
+) -> Result<(LatencyCheck, PairOutputs)> {
     let backend = crate::runtime::default_backend()?;
     let ones;
     let (data, inputs) = match data {
@@ -266,15 +331,17 @@ pub fn latency_check<'i, 'o>(
     // The two sessions are built once for the sizing round and every measurement.
     let pair = [("input".into(), input), ("output".into(), output)];
     let contest = Contest::new(&pair, data, backend, &BenchOptions::default())?;
+    let rows = rows.min(contest.prepared[0].1.len());
+    let mut kept: Kept = vec![vec![None; rows]; 2];
     // One untimed round sizes the measurement: ~1 s, 20 to 400 rounds. Whole runs differ from each
     // other more than their rounds do, so a longer one sharpens the ratio little (ppocr_rec_v4's
     // default static output: 1.77–1.81× in five runs of 40 rounds, 1.74–1.79× in three of 130),
     // and ~3 s was a sixth of a default static run.
-    let probe = contest.time(1, 1, &crate::measure::Silent)?;
+    let probe = contest.time_keeping(1, 1, Some(&mut kept), &crate::measure::Silent)?;
     let round_ms = probe.models.iter().map(|m| m.median_ms).sum::<f64>().max(1e-3);
     let runs = ((1000.0 / round_ms) as usize).clamp(20, 400);
     let warmup = (runs / 10).max(3);
-    let r = contest.time(runs, warmup, progress)?;
+    let r = contest.time_keeping(runs, warmup, Some(&mut kept), progress)?;
     let mut check = LatencyCheck {
         runtime: r.runtime,
         runs,
@@ -292,7 +359,9 @@ pub fn latency_check<'i, 'o>(
         check.output_ms = (check.output_ms + again.models[1].median_ms) / 2.0;
         check.speedup = (check.speedup * again.models[1].speedup).sqrt();
     }
-    Ok(check)
+    contest.fill(&mut kept)?;
+    let mut kept = kept.into_iter().map(|slots| slots.into_iter().flatten().collect());
+    Ok((check, [kept.next().unwrap_or_default(), kept.next().unwrap_or_default()]))
 }
 
 /// Where time goes in the input and the output, by op type (for the report's plot).
@@ -391,6 +460,32 @@ fn percentile(values: &[f64], q: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_the_rounds_did_not_reach_are_run_after_them() {
+        use crate::ir::testing::{model, node, tensor, wavy};
+        let m =
+            model(vec![node("MatMul", &["x", "w"], "y", &[])], vec![tensor("w", &[4, 3], wavy)], &[1, 4], &["y"], 17);
+        let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[6, 4]), |i| (i[0] * 4 + i[1]) as f32);
+        let data =
+            Dataset::from_arrays("rows.npz", std::collections::BTreeMap::from([("x".to_string(), Array::F32(x))]));
+        let contest =
+            Contest::new(&[("a".to_string(), &m), ("b".to_string(), &m)], &data, Backend::Tract, &Default::default())
+                .unwrap();
+        let mut kept: Kept = vec![vec![None; 5]; 2];
+        contest.time_keeping(2, 0, Some(&mut kept), &crate::measure::Silent).unwrap();
+        let reached: Vec<usize> = kept[1].iter().enumerate().filter(|(_, s)| s.is_some()).map(|(b, _)| b).collect();
+        assert_eq!(reached, [0, 1], "two rounds ran the first two rows");
+        contest.fill(&mut kept).unwrap();
+        let session = Session::new(&m, &Default::default()).unwrap();
+        for (b, slot) in kept[0].iter().enumerate() {
+            let Some(Array::F32(kept)) = slot.as_ref().map(|o| &o[0]) else { panic!("row {b} not kept") };
+            let Array::F32(direct) = &session.run(&contest.prepared[0].1[b]).unwrap()[0] else { panic!() };
+            assert_eq!(kept, direct, "row {b}: its own output");
+        }
+    }
+
     #[test]
     fn percentiles_by_nearest_rank() {
         let v = [5.0, 1.0, 3.0, 2.0, 4.0];

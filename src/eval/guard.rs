@@ -141,6 +141,24 @@ pub fn check_outputs(
     Ok(check)
 }
 
+/// [`check_outputs`] in the process's runtime together with the latency check (see
+/// [`super::latency_check`]) from one pair of sessions: the check's rows, one a run, are read from
+/// the timing's own runs (those its rounds did not reach run after it). A job that times its
+/// result checks it this way: ppocr_rec_v4's check cost ~1 s of sessions and runs on its own.
+pub fn check_outputs_timed(
+    original: &Model,
+    candidate: &Model,
+    data: &Dataset,
+    progress: &dyn crate::measure::Progress,
+) -> Result<(OutputCheck, super::LatencyCheck)> {
+    let backend = crate::runtime::default_backend()?;
+    let rows = checked_rows(original, Some(data), CHECK_ROWS)?;
+    let (latency, [reference, outputs]) =
+        super::bench::latency_check_keeping_outputs(original, candidate, data, rows.unwrap_or(0), progress)?;
+    let outputs = judge_outputs(original, &reference, &outputs, backend.name())?;
+    Ok((OutputCheck { outputs, skipped: vec![], synthetic: false, rows, made_up_size: None }, latency))
+}
+
 /// Runs a converted `.tflite` model (`bytes`, in LiteRT) beside `original` (in `backend`) on
 /// `batches` (what [`check_batches`] makes, at the sizes the converted model was written for) —
 /// `rows` of data, none when made up.
@@ -278,6 +296,33 @@ mod tests {
         assert_eq!(hidden.slice_diverges().map(|w| w.index), Some(4), "scores lost beside good boxes");
         assert!(output("det", 4.0, 0, Some(3.0)).slice_diverges().is_none(), "said once, for the whole output");
         assert!(output("det", 26.0, 0, Some(12.0)).slice_diverges().is_none());
+    }
+
+    /// `y = x · W` on `[N, 4]` inputs, W `[4, 16]` scaled by `scale`.
+    fn matmul(scale: f32) -> Model {
+        use crate::ir::testing::{model, node, tensor, wavy};
+        let w = tensor("w", &[4, 16], |i| scale * wavy(i));
+        let mut m = model(vec![node("MatMul", &["x", "w"], "y", &[])], vec![w], &[1, 4], &["y"], 17);
+        let shape = [crate::ir::Dim::Symbolic("N".into()), crate::ir::Dim::Fixed(4)];
+        m.graph.inputs[0] = crate::ir::ValueInfo::tensor("x", Some(crate::ir::DataType::FLOAT), Some(&shape));
+        m
+    }
+
+    #[test]
+    fn the_check_read_from_the_timing_runs_judges_as_the_check_on_its_own() {
+        let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[40, 4]), |i| ((i[0] * 7 + i[1] * 3) % 11) as f32 - 5.0);
+        let data =
+            Dataset::from_arrays("rows.npz", std::collections::BTreeMap::from([("x".to_string(), Array::F32(x))]));
+        let (original, candidate) = (matmul(1.0), matmul(1.01));
+        let alone =
+            check_outputs(&original, &candidate, Some(&data), &[crate::runtime::default_backend().unwrap()]).unwrap();
+        let (timed, latency) = check_outputs_timed(&original, &candidate, &data, &crate::measure::Silent).unwrap();
+        assert_eq!((timed.rows, alone.rows), (Some(CHECK_ROWS), Some(CHECK_ROWS)));
+        let (a, t) = (&alone.outputs[0], &timed.outputs[0]);
+        assert_eq!((t.values, a.values), (CHECK_ROWS * 16, CHECK_ROWS * 16), "every checked row, once");
+        assert!((t.sqnr_db - a.sqnr_db).abs() < 1e-6 && t.sqnr_db.is_finite() && t.sqnr_db < 60.0, "{t:?} {a:?}");
+        assert!((t.cosine_min - a.cosine_min).abs() < 1e-9, "{t:?} {a:?}");
+        assert!(latency.runs >= 20 && latency.speedup > 0.0);
     }
 
     #[test]

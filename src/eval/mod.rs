@@ -12,8 +12,8 @@ pub use bench::{
 };
 pub use ctc::{edit_distance, score_line, CtcDecoder};
 pub use guard::{
-    check_batches, check_converted, check_outputs, checked_rows, CheckedOutput, OutputCheck, CHECK_ROWS,
-    DIVERGED_SQNR_DB,
+    check_batches, check_converted, check_outputs, check_outputs_timed, checked_rows, CheckedOutput, OutputCheck,
+    CHECK_ROWS, DIVERGED_SQNR_DB,
 };
 pub use layers::{compare_layers, LayerComparison, LayerMetrics};
 pub use metrics::{argmax, cosine, OutputComparison, OutputMetrics, WorstSlice, MAX_SLICES};

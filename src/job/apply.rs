@@ -44,12 +44,12 @@ impl Job<'_> {
             false => recipe,
         };
         let steps = crate::optimize::apply(&mut model, recipe, self.fit_data(), progress)?;
-        let output_check = Some(self.check_before_write(&model, progress)?);
+        let (check, measured) = self.check_and_time_before_write(&model, progress)?;
         self.save(&model, progress)?;
         progress.say(&format!("applied {} step(s): {}", recipe.steps.len(), recipe.label()));
         let comparison = self.compare(&model, self.val, progress)?;
-        let latency = self.latency(&model, progress)?;
-        let report = ApplyReport { recipe: recipe.label(), steps, comparison, latency, output_check };
+        let latency = self.latency(&model, measured, progress)?;
+        let report = ApplyReport { recipe: recipe.label(), steps, comparison, latency, output_check: Some(check) };
         self.write_report("apply", &model, self.check_data(), &report)?;
         Ok(Done { model, report })
     }

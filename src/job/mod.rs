@@ -192,6 +192,41 @@ impl<'a> Job<'a> {
         }
     }
 
+    /// [`Job::check_before_write`], and — for a job that times its result, on data, in the runtime
+    /// prunq measures in — the latency check from the same pair of sessions (see
+    /// [`crate::eval::check_outputs_timed`]), for [`Job::latency`] to say.
+    fn check_and_time_before_write(
+        &self,
+        model: &Model,
+        progress: &dyn Progress,
+    ) -> Result<(OutputCheck, Option<LatencyCheck>)> {
+        if let Some(data) = self.check_data().filter(|_| self.checks.latency && self.times_in_process()) {
+            match crate::eval::check_outputs_timed(self.original(), model, data, progress) {
+                Ok((check, latency)) => {
+                    self.judge_check(&check, model, progress)?;
+                    return Ok((check, Some(latency)));
+                }
+                Err(crate::Error::Interrupted) => return Err(crate::Error::Interrupted),
+                // The check on its own says what fails: a runtime that cannot run the original is
+                // skipped, one that runs the original but not the result is an error; the latency
+                // check then says why the speed was not measured.
+                Err(_) => {}
+            }
+        }
+        Ok((self.check_before_write(model, progress)?, None))
+    }
+
+    /// Whether the result is timed in the process's runtime (not LiteRT's) with both models held
+    /// at once (see [`LATENCY_CHECK_MAX_WEIGHTS`]).
+    fn times_in_process(&self) -> bool {
+        !self.writes_litert() && self.input_weight_bytes() <= LATENCY_CHECK_MAX_WEIGHTS
+    }
+
+    /// The bytes of the input's weights.
+    fn input_weight_bytes(&self) -> usize {
+        self.original().graph.initializers.iter().map(|t| t.byte_size()).sum()
+    }
+
     /// Runs the result beside the original (see [`crate::eval::check_outputs`]) in the runtime
     /// prunq measures in; refuses it when its outputs turned non-finite, says so when one diverges.
     fn check_before_write(&self, model: &Model, progress: &dyn Progress) -> Result<OutputCheck> {
@@ -199,14 +234,21 @@ impl<'a> Job<'a> {
         progress.start(1, "quality check");
         let check = crate::eval::check_outputs(self.original(), model, self.check_data(), &backends)?;
         progress.finish();
+        self.judge_check(&check, model, progress)?;
+        Ok(check)
+    }
+
+    /// Refuses the result when the check found outputs turned non-finite (or, with a budget, its
+    /// quality past it); says its quality line and any divergence.
+    fn judge_check(&self, check: &OutputCheck, model: &Model, progress: &dyn Progress) -> Result<()> {
         if let Some(refusal) = check.refusal() {
             return Err(refusal);
         }
-        self.say_quality(&check, progress);
+        self.say_quality(check, progress);
         if let Some(budget) = &self.checks.budget {
             self.keep_budget(model, budget, progress)?;
         }
-        Ok(check)
+        Ok(())
     }
 
     /// Says the check's quality line per output, and a warning for each output (or slice of one)
@@ -329,14 +371,20 @@ impl<'a> Job<'a> {
     }
 
     /// Times the result against the original where it will run (see
-    /// [`crate::eval::latency_check`]), says the speed-up, and says so plainly when the output is
-    /// slower. `None` when the checks leave it out or the model is too large to time twice.
-    fn latency(&self, model: &Model, progress: &dyn Progress) -> Result<Option<LatencyCheck>> {
+    /// [`crate::eval::latency_check`]) unless `measured` already did (with the check before
+    /// writing), says the speed-up, and says so plainly when the output is slower. `None` when
+    /// the checks leave it out or the model is too large to time twice.
+    fn latency(
+        &self,
+        model: &Model,
+        measured: Option<LatencyCheck>,
+        progress: &dyn Progress,
+    ) -> Result<Option<LatencyCheck>> {
         if !self.checks.latency {
             return Ok(None);
         }
         // Timing side by side holds both models in the runtime at once, each unpacked to float.
-        let weights: usize = self.original().graph.initializers.iter().map(|t| t.byte_size()).sum();
+        let weights = self.input_weight_bytes();
         if weights > LATENCY_CHECK_MAX_WEIGHTS {
             progress.say(&format!(
                 "note: the output's speed was not measured: the input has {} of weights, and timing both models \
@@ -347,9 +395,10 @@ impl<'a> Job<'a> {
             return Ok(None);
         }
         // A LiteRT output is timed in LiteRT against the input converted as it is (float32).
-        let timed = match self.writes_litert() {
-            false => crate::eval::latency_check(self.original(), model, self.check_data(), progress),
-            true => self.litert_pair(model).and_then(|(input, output)| {
+        let timed = match (measured, self.writes_litert()) {
+            (Some(measured), _) => Ok(measured),
+            (None, false) => crate::eval::latency_check(self.original(), model, self.check_data(), progress),
+            (None, true) => self.litert_pair(model).and_then(|(input, output)| {
                 crate::eval::latency_check(
                     crate::runtime::Runnable::LiteRt(&input),
                     crate::runtime::Runnable::LiteRt(&output),

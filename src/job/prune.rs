@@ -41,7 +41,8 @@ impl Job<'_> {
         progress: &dyn Progress,
     ) -> Result<Done<PruneOutcome>> {
         say_simplified(&report.simplified, progress);
-        report.output_check = Some(self.check_before_write(&model, progress)?);
+        let (check, measured) = self.check_and_time_before_write(&model, progress)?;
+        report.output_check = Some(check);
         self.save(&model, progress)?;
         progress.say(&format!(
             "{} layers pruned to {:.1} % sparsity overall, {} left dense",
@@ -67,7 +68,7 @@ impl Job<'_> {
         }
         report.comparison = self.compare(&model, self.val, progress)?;
         report.runtime = self.runtime_used(self.calib.is_some() || self.val.is_some(), progress)?;
-        report.latency = self.latency(&model, progress)?;
+        report.latency = self.latency(&model, measured, progress)?;
         self.write_report("prune", &model, self.check_data(), &report)?;
         Ok(Done { model, report: PruneOutcome::Sparse(Box::new(report)) })
     }
@@ -85,7 +86,8 @@ impl Job<'_> {
         if let Some(said) = untouched_subgraphs(&model, "pruned", nothing_removed, progress)? {
             report.notes.push(said);
         }
-        report.output_check = Some(self.check_before_write(&model, progress)?);
+        let (check, measured) = self.check_and_time_before_write(&model, progress)?;
+        report.output_check = Some(check);
         self.save(&model, progress)?;
         say_block(progress, &crate::report::text::structured(&report));
         let prunable = report.groups.iter().filter(|g| g.blocked.is_empty()).count();
@@ -107,7 +109,7 @@ impl Job<'_> {
         }
         report.comparison = self.compare(&model, self.val, progress)?;
         report.runtime = self.runtime_used(self.calib.is_some() || self.val.is_some(), progress)?;
-        report.latency = self.latency(&model, progress)?;
+        report.latency = self.latency(&model, measured, progress)?;
         self.write_report("prune --structured", &model, self.check_data(), &report)?;
         Ok(Done { model, report: PruneOutcome::Structured(Box::new(report)) })
     }

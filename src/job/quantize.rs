@@ -50,7 +50,7 @@ impl Job<'_> {
                 report.notes.push(said);
             }
         }
-        let check = self.check_before_write(&model, progress)?;
+        let (check, measured) = self.check_and_time_before_write(&model, progress)?;
         if self.writes_litert() && config.target_sqnr > 0.0 {
             // What the LiteRT file must keep: the output target, or (when the result measured under
             // it here) within 3 dB of what it measured in the ONNX runtime — LiteRT's integer
@@ -88,7 +88,7 @@ impl Job<'_> {
                  (--weight-type int8 for VNNI or ARM targets)",
             );
         }
-        report.latency = self.latency(&model, progress)?;
+        report.latency = self.latency(&model, measured, progress)?;
         (report.stages, report.seconds) = (timed.stages(), Some(started.elapsed().as_secs_f64()));
         self.write_report(&format!("quantize --mode {}", report.mode), &model, self.check_data(), &report)?;
         Ok(Done { model, report })

@@ -5,13 +5,25 @@ use crate::ir::Tensor;
 use crate::quant::scheme::QType;
 use ndarray::ArrayD;
 
+/// `q` as a tensor of `qtype` named `name`, in `q`'s logical (row-major) order.
 pub fn int_tensor(name: &str, q: &ArrayD<i32>, qtype: QType) -> Tensor {
     let dims: Vec<i64> = q.shape().iter().map(|&d| d as i64).collect();
+    // A slice in logical order where the array has one (every array the passes make): packing it
+    // is a vectorised loop, while an n-dimensional iterator took 4 ns a value — 0.09 s for each of
+    // the dozen trial models minilm_l6's static run builds.
+    let owned: Vec<i32>;
+    let values: &[i32] = match q.as_slice() {
+        Some(slice) => slice,
+        None => {
+            owned = q.iter().copied().collect();
+            &owned
+        }
+    };
     let bytes: Vec<u8> = match qtype {
-        QType::Int8 | QType::UInt8 => q.iter().map(|&v| v as u8).collect(),
-        QType::Int16 | QType::UInt16 => q.iter().flat_map(|&v| (v as u16).to_le_bytes()).collect(),
-        QType::Int32 => q.iter().flat_map(|&v| v.to_le_bytes()).collect(),
-        QType::Int4 | QType::UInt4 => nibbles(q.iter().copied()),
+        QType::Int8 | QType::UInt8 => values.iter().map(|&v| v as u8).collect(),
+        QType::Int16 | QType::UInt16 => values.iter().flat_map(|&v| (v as u16).to_le_bytes()).collect(),
+        QType::Int32 => values.iter().flat_map(|&v| v.to_le_bytes()).collect(),
+        QType::Int4 | QType::UInt4 => nibbles(values.iter().copied()),
     };
     Tensor::from_bytes(name, qtype.dtype(), dims, bytes.into())
 }

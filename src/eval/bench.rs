@@ -10,6 +10,11 @@ use crate::{Error, Result};
 use serde::Serialize;
 use std::time::Instant;
 
+/// The median of `values` (by nearest rank).
+pub fn median(values: &[f64]) -> f64 {
+    percentile(values, 0.5)
+}
+
 /// How `bench` times models.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
@@ -169,6 +174,13 @@ impl<'m> Contest<'m> {
             models: out,
         })
     }
+    /// Each model's milliseconds in each of `runs` timed rounds after `warmup` untimed ones,
+    /// taking turns.
+    pub fn round_ms(&self, runs: usize, warmup: usize) -> Result<Vec<Vec<f64>>> {
+        let all: Vec<usize> = (0..self.models.len()).collect();
+        self.round_times(&all, runs.max(1), warmup, None, &crate::measure::Silent)
+    }
+
     /// Each of `which`'s per-round time over the first of them's in the same round, over `runs`
     /// rounds after `warmup` untimed ones (the first's own: all 1): a screening times every model
     /// briefly, then only those still in question.

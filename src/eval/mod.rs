@@ -8,7 +8,8 @@ mod metrics;
 mod run;
 
 pub use bench::{
-    bench, latency_check, op_times, speedup_of, BenchOptions, BenchReport, Contest, LatencyCheck, ModelLatency, OpTimes,
+    bench, latency_check, median, op_times, speedup_of, BenchOptions, BenchReport, Contest, LatencyCheck, ModelLatency,
+    OpTimes,
 };
 pub use ctc::{edit_distance, score_line, CtcDecoder};
 pub use guard::{

@@ -68,8 +68,8 @@ impl<'a> Timer<'a> {
     /// first of the two, already measured by [`Timer::screen`]).
     fn faster(&self, a: &Model, b: &Model, screened: Option<f64>) -> Result<Option<f64>> {
         // The two sessions are built once for the sizing run and both measurements.
-        self.with_pair(a, b, |time| {
-            let sized = self.sized(time)?;
+        self.with_pair(a, b, |contest| {
+            let sized = self.sized(contest)?;
             // A pair the sizing run already measured under SIZED_BAR is decided there
             // (ppocr_rec's float model, 0.57× the int8 one's speed, and its dynamic-MatMul trial
             // each cost a measurement more).
@@ -77,34 +77,38 @@ impl<'a> Timer<'a> {
                 return Ok(None);
             }
             let runs = self.runs();
+            let measure = || -> Result<f64> { Ok(contest.time(runs, (runs / 10).max(3), &Silent)?.models[1].speedup) };
             let first = match screened {
                 Some(speedup) => speedup,
-                None => time(runs)?.0,
+                None => measure()?,
             };
-            Ok((first >= REVERT_ABOVE && time(runs)?.0 >= REVERT_ABOVE).then_some(first))
+            Ok((first >= REVERT_ABOVE && measure()? >= REVERT_ABOVE).then_some(first))
         })
     }
 
     /// The first pair's short run, which sizes every later measurement: its speed-up (`None` once
-    /// sized).
-    fn sized(&self, time: &dyn Fn(usize) -> Result<(f64, f64)>) -> Result<Option<f64>> {
+    /// sized). As in a screening, a pair seen under [`SCREEN_CUT`] after its first
+    /// [`SCREEN_FIRST_ROUNDS`] is decided there, far under SIZED_BAR (ppocr_rec_v4's float model
+    /// at 0.6×: 0.36 s of rounds less); any other runs its [`SHORT_ROUNDS`].
+    fn sized(&self, contest: &Contest) -> Result<Option<f64>> {
         if self.round_ms.get().is_some() {
             return Ok(None);
         }
-        let (speedup, ms) = time(SHORT_ROUNDS)?;
-        self.round_ms.set(Some(ms));
-        Ok(Some(speedup))
+        let mut times = contest.round_ms(SCREEN_FIRST_ROUNDS, 3)?;
+        if speedup_of_pair(&times) >= SCREEN_CUT {
+            let more = contest.round_ms(SHORT_ROUNDS - SCREEN_FIRST_ROUNDS, 1)?;
+            for (times, more) in times.iter_mut().zip(more) {
+                times.extend(more);
+            }
+        }
+        let rounds: Vec<f64> = times[0].iter().zip(&times[1]).map(|(a, b)| a + b).collect();
+        self.round_ms.set(Some(crate::eval::median(&rounds)));
+        Ok(Some(speedup_of_pair(&times)))
     }
 
-    /// Runs `f` with a timing of `a` and `b` taking turns — `time(rounds)`: `b`'s speed-up and a
-    /// round's milliseconds —, their sessions built once. In LiteRT the two run as the converter
-    /// writes them (at the data's sizes).
-    fn with_pair<T>(
-        &self,
-        a: &Model,
-        b: &Model,
-        f: impl FnOnce(&dyn Fn(usize) -> Result<(f64, f64)>) -> Result<T>,
-    ) -> Result<T> {
+    /// Runs `f` with `a` and `b` ready to be timed taking turns, their sessions built once. In
+    /// LiteRT the two run as the converter writes them (at the data's sizes).
+    fn with_pair<T>(&self, a: &Model, b: &Model, f: impl FnOnce(&Contest) -> Result<T>) -> Result<T> {
         let converted = match self.backend {
             crate::runtime::Backend::LiteRt => {
                 let options = crate::litert::sizes_from_data(a, Some(self.data), &Default::default())?;
@@ -116,12 +120,7 @@ impl<'a> Timer<'a> {
             Some((a, b)) => [("a".into(), Runnable::LiteRt(a)), ("b".into(), Runnable::LiteRt(b))],
             None => [("a".into(), Runnable::Onnx(a)), ("b".into(), Runnable::Onnx(b))],
         };
-        let contest = Contest::new(&pair, self.data, self.backend, &BenchOptions::default())?;
-        let time = |runs: usize| -> Result<(f64, f64)> {
-            let r = contest.time(runs, (runs / 10).max(3), &Silent)?;
-            Ok((r.models[1].speedup, r.models.iter().map(|m| m.median_ms).sum::<f64>()))
-        };
-        f(&time)
+        f(&Contest::new(&pair, self.data, self.backend, &BenchOptions::default())?)
     }
 
     /// Rounds per measurement: ~0.6 s of a pair's rounds, sized by the first pair timed.
@@ -203,6 +202,12 @@ pub fn first_faster_trial(
     }
     progress.finish();
     Ok(None)
+}
+
+/// The second model's speed-up over the first from each one's milliseconds per round.
+fn speedup_of_pair(times: &[Vec<f64>]) -> f64 {
+    let ratios: Vec<f64> = times[1].iter().zip(&times[0]).map(|(b, a)| b / a.max(1e-9)).collect();
+    crate::eval::speedup_of(&ratios)
 }
 
 /// What kind of group a node belongs to.

@@ -132,6 +132,30 @@ fn a_quantize_report_says_where_the_time_went() {
     assert!(total <= done.report.seconds.expect("timed") + 1e-9, "stages within the job's time");
 }
 
+/// A job that times its result on data checks it from the same runs: the quality line is on the
+/// data's rows, and the speed is the one measured there.
+#[test]
+fn a_timed_job_checks_its_result_from_the_latency_checks_runs() {
+    let original = one_matmul();
+    let calib = varied_rows();
+    let said = Said::default();
+    let job = Job { calib: Some(&calib), ..Job::new(&original) };
+    let done = job.quantize(&QuantConfig { mode: QuantMode::Static, ..Default::default() }, &said).unwrap();
+    let check = done.report.output_check.expect("checked");
+    assert_eq!((check.rows, check.synthetic), (Some(32), false), "on the data's rows");
+    assert_eq!(check.outputs[0].values, 32 * 64, "every row's output, once");
+    let latency = done.report.latency.expect("timed");
+    assert!(latency.runs >= 20 && latency.inputs == "the given data", "{latency:?}");
+    let stages: Vec<&str> = done.report.stages.iter().map(|s| s.stage.as_str()).collect();
+    assert!(!stages.contains(&"quality check"), "no check of its own: {stages:?}");
+    let lines = said.0.borrow();
+    let (quality, speed) = (
+        lines.iter().position(|l| l.starts_with("quality on 32 rows")),
+        lines.iter().position(|l| l.starts_with("speed: ") || l.starts_with("warning: the output runs SLOWER")),
+    );
+    assert!(quality.is_some() && speed.is_some() && quality < speed, "{lines:?}");
+}
+
 #[test]
 fn tables_are_said_line_by_line() {
     let said = Said::default();

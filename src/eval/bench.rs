@@ -174,6 +174,7 @@ impl<'m> Contest<'m> {
             models: out,
         })
     }
+
     /// Each model's milliseconds in each of `runs` timed rounds after `warmup` untimed ones,
     /// taking turns.
     pub fn round_ms(&self, runs: usize, warmup: usize) -> Result<Vec<Vec<f64>>> {
@@ -304,32 +305,23 @@ pub fn latency_check<'i, 'o>(
     data: Option<&Dataset>,
     progress: &dyn Progress,
 ) -> Result<LatencyCheck> {
-    Ok(latency_check_keeping(input.into(), output.into(), data, 0, progress)?.0)
+    Ok(latency_check_keeping(input, output, data, 0, progress)?.0)
 }
 
 /// The two models' outputs on a data set's first rows, one row a run: the input's, the output's.
 pub type PairOutputs = [Vec<Vec<Array>>; 2];
 
-/// [`latency_check`] on `data`, also handing back both models' outputs on its first `rows` rows
-/// (one a run): those the timing's rounds ran are kept from them, the rest run after it. A job
-/// checks its result on them, without sessions and runs of its own (ppocr_rec_v4: ~1 s).
-pub fn latency_check_keeping_outputs(
-    input: &Model,
-    output: &Model,
-    data: &Dataset,
-    rows: usize,
-    progress: &dyn Progress,
-) -> Result<(LatencyCheck, PairOutputs)> {
-    latency_check_keeping(input.into(), output.into(), Some(data), rows, progress)
-}
-
-fn latency_check_keeping(
-    input: Runnable,
-    output: Runnable,
+/// [`latency_check`], also handing back both models' outputs on the data's first `rows` rows (one
+/// a run): those the timing's rounds ran are kept from them, the rest run after it. A job checks
+/// its result on them, without sessions and runs of its own (ppocr_rec_v4: ~1 s).
+pub(super) fn latency_check_keeping<'i, 'o>(
+    input: impl Into<Runnable<'i>>,
+    output: impl Into<Runnable<'o>>,
     data: Option<&Dataset>,
     rows: usize,
     progress: &dyn Progress,
 ) -> Result<(LatencyCheck, PairOutputs)> {
+    let (input, output): (Runnable, Runnable) = (input.into(), output.into());
     let backend = crate::runtime::default_backend()?;
     let ones;
     let (data, inputs) = match data {

@@ -151,11 +151,10 @@ pub fn check_outputs_timed(
     data: &Dataset,
     progress: &dyn crate::measure::Progress,
 ) -> Result<(OutputCheck, super::LatencyCheck)> {
-    let backend = crate::runtime::default_backend()?;
     let rows = checked_rows(original, Some(data), CHECK_ROWS)?;
     let (latency, [reference, outputs]) =
-        super::bench::latency_check_keeping_outputs(original, candidate, data, rows.unwrap_or(0), progress)?;
-    let outputs = judge_outputs(original, &reference, &outputs, backend.name())?;
+        super::bench::latency_check_keeping(original, candidate, Some(data), rows.unwrap_or(0), progress)?;
+    let outputs = judge_outputs(original, &reference, &outputs, latency.runtime.backend.name())?;
     Ok((OutputCheck { outputs, skipped: vec![], synthetic: false, rows, made_up_size: None }, latency))
 }
 

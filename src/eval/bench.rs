@@ -15,6 +15,14 @@ pub fn median(values: &[f64]) -> f64 {
     percentile(values, 0.5)
 }
 
+/// Milliseconds of rounds in one measurement of a pair: the latency check's and each of a speed
+/// trial's. Whole runs differ from each other more than their rounds do, so longer ones sharpen
+/// the ratio little: ten latency checks each, the default static outputs against their inputs
+/// (ONNX Runtime, AVX-512 VNNI Xeon), ppocr_rec_v4 1.72–1.77× in 20 rounds (0.6 s) and 1.70–1.79×
+/// in 36 (1 s), minilm_l6 2.70–2.80× in 33 and 2.72–2.80× in 56; at ~3 s the check was a sixth
+/// of a default static run.
+pub const MEASUREMENT_MS: f64 = 600.0;
+
 /// How `bench` times models.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
@@ -298,7 +306,7 @@ impl LatencyCheck {
 
 /// Times `output` against `input` in the process's runtime at batch 1 on one
 /// thread, the models taking turns, on `data` (or inputs of ones shaped as the
-/// model declares, symbolic dims 1, when there is none), for about a second.
+/// model declares, symbolic dims 1, when there is none), for [`MEASUREMENT_MS`].
 pub fn latency_check<'i, 'o>(
     input: impl Into<Runnable<'i>>,
     output: impl Into<Runnable<'o>>,
@@ -337,13 +345,10 @@ pub(super) fn latency_check_keeping<'i, 'o>(
     let contest = Contest::new(&pair, data, backend, &BenchOptions::default())?;
     let rows = rows.min(contest.prepared[0].1.len());
     let mut kept: Kept = vec![vec![None; rows]; 2];
-    // One untimed round sizes the measurement: ~1 s, 20 to 400 rounds. Whole runs differ from each
-    // other more than their rounds do, so a longer one sharpens the ratio little (ppocr_rec_v4's
-    // default static output: 1.77–1.81× in five runs of 40 rounds, 1.74–1.79× in three of 130),
-    // and ~3 s was a sixth of a default static run.
+    // One untimed round sizes the measurement: MEASUREMENT_MS, 20 to 400 rounds.
     let probe = contest.time_keeping(1, 1, Some(&mut kept), &crate::measure::Silent)?;
     let round_ms = probe.models.iter().map(|m| m.median_ms).sum::<f64>().max(1e-3);
-    let runs = ((1000.0 / round_ms) as usize).clamp(20, 400);
+    let runs = ((MEASUREMENT_MS / round_ms) as usize).clamp(20, 400);
     let warmup = (runs / 10).max(3);
     let r = contest.time_keeping(runs, warmup, Some(&mut kept), progress)?;
     let mut check = LatencyCheck {

@@ -9,7 +9,7 @@ mod run;
 
 pub use bench::{
     bench, latency_check, median, op_times, speedup_of, BenchOptions, BenchReport, Contest, LatencyCheck, ModelLatency,
-    OpTimes,
+    OpTimes, MEASUREMENT_MS,
 };
 pub use ctc::{edit_distance, score_line, CtcDecoder};
 pub use guard::{

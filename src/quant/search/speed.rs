@@ -51,7 +51,7 @@ static SPEED_TRIALS: Memo<SpeedChoice> = Memo::new();
 const SCREEN_FIRST_ROUNDS: usize = 5;
 const SCREEN_CUT: f64 = 1.0;
 
-/// Times pairs of models taking turns, each measurement ~0.6 s (15 to 200
+/// Times pairs of models taking turns, each measurement [`crate::eval::MEASUREMENT_MS`] (15 to 200
 /// rounds) sized by a short first run of the first pair.
 struct Timer<'a> {
     data: &'a Dataset,
@@ -123,9 +123,10 @@ impl<'a> Timer<'a> {
         f(&Contest::new(&pair, self.data, self.backend, &BenchOptions::default())?)
     }
 
-    /// Rounds per measurement: ~0.6 s of a pair's rounds, sized by the first pair timed.
+    /// Rounds per measurement: MEASUREMENT_MS of a pair's rounds, sized by the first pair timed.
     fn runs(&self) -> usize {
-        self.round_ms.get().map_or(SHORT_ROUNDS, |ms| ((600.0 / ms) as usize).clamp(SHORT_ROUNDS, 200))
+        let ms = crate::eval::MEASUREMENT_MS;
+        self.round_ms.get().map_or(SHORT_ROUNDS, |round| ((ms / round) as usize).clamp(SHORT_ROUNDS, 200))
     }
 
     /// Each of `trials`' speed-up over `current` from one measurement of them all taking turns,

@@ -110,16 +110,22 @@ pub fn collect_in(
         }
         return Ok(());
     }
-    // Reductions alone hand back little, so batches run on every thread: each thread's session is
-    // made at once (ppocr_rec_v4's calibration copy, 6 800 nodes, 0.7 s each to optimize). Whole
-    // tensors may allow fewer in flight, so their second session is made only when it runs.
+    // Batches run on every thread, each thread's session made at once (ppocr_rec_v4's calibration
+    // copy, 6 800 nodes, 0.7 s each to optimize). Whole tensors may allow fewer runs in flight:
+    // as many sessions as the batch asked for allows (known before any session, from tract's
+    // analysis), any other made only when it runs (ppocr_rec_v4's calibration with SmoothQuant's
+    // captures: its second session made then cost 0.4 s).
     let whole = statistics.iter().any(|s| s.whole_tensors());
-    let sessions =
-        if whole { 1 } else { crate::parallel::threads().min(bound.rows.min(rows.limit).div_ceil(rows.batch.max(1))) };
-    let options = SessionOptions { capture, capture_only: true, backend, sessions, ..Default::default() };
+    let threads = crate::parallel::threads().min(bound.rows.min(rows.limit).div_ceil(rows.batch.max(1)));
+    let fit_asked = match whole {
+        true => runs_in_flight(model, &capture, bound, rows.batch, threads)?,
+        false => threads,
+    };
+    let options = SessionOptions { capture, capture_only: true, backend, sessions: fit_asked, ..Default::default() };
     let session = Session::new(&m, &options)?;
     let (batch, in_flight) = measured_batch_plan(&session, bound, rows.batch)?;
     let in_flight = match whole {
+        true if batch == rows.batch => fit_asked.min(in_flight),
         true => runs_in_flight(model, &options.capture, bound, batch, in_flight)?,
         false => in_flight,
     };

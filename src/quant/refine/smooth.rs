@@ -26,7 +26,7 @@ use ndarray::{Array1, Array2, ArrayD, Axis, IxDyn};
 use std::collections::BTreeMap;
 
 /// Calibration rows the activation ranges are taken over.
-const ROWS: usize = 64;
+pub(crate) const ROWS: usize = 64;
 /// Activation vectors (rows of the last axis) kept per group to judge α on, every
 /// [`SAMPLE_EVERY`]-th one. Half of the 1024 they were moved each group's error ratios by at most
 /// 3 % and chose the same α everywhere (every shared model's output byte for byte the same), for
@@ -127,9 +127,8 @@ struct Stats {
     samples: Vec<f32>,
 }
 
-/// Smooths every group of MatMuls with constant 2-D weights that read one
-/// activation. Returns the groups smoothed (auto may leave some as they are).
-pub fn smooth(model: &mut Model, calib: &Dataset, alpha: Alpha, reduce_range: bool) -> Result<Vec<Smoothed>> {
+/// The groups SmoothQuant may smooth: MatMuls with constant 2-D weights, by the activation they read.
+fn groups(model: &Model) -> BTreeMap<String, Vec<usize>> {
     let g = &model.graph;
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, n) in g.nodes.iter().enumerate() {
@@ -143,15 +142,114 @@ pub fn smooth(model: &mut Model, calib: &Dataset, alpha: Alpha, reduce_range: bo
         }
         groups.entry(x.to_string()).or_default().push(i);
     }
-    if groups.is_empty() || alpha == Alpha::Off {
-        return Ok(vec![]);
+    groups
+}
+
+/// What SmoothQuant measures of the data: each group activation's per-channel extremes over the
+/// rows it sees and (for `auto`) up to [`SAMPLES`] of its vectors. Filled by [`Observed::see`],
+/// from a pass of its own ([`smooth`]) or beside calibration's ([`Observed::capture`]).
+pub struct Observed {
+    names: Vec<String>,
+    stats: Vec<Option<Stats>>,
+    bad: Vec<bool>,
+    sample: bool,
+    /// Vectors seen per activation, across batches: the sample is every SAMPLE_EVERY-th of the
+    /// data's, however the rows are batched.
+    seen: Vec<usize>,
+}
+
+impl Observed {
+    /// What `alpha` needs of `model`'s groups; `None` when there is nothing to smooth.
+    pub fn new(model: &Model, alpha: Alpha) -> Option<Observed> {
+        let names: Vec<String> = groups(model).into_keys().collect();
+        if names.is_empty() || alpha == Alpha::Off {
+            return None;
+        }
+        let n = names.len();
+        Some(Observed {
+            names,
+            stats: (0..n).map(|_| None).collect(),
+            bad: vec![false; n],
+            sample: alpha == Alpha::Auto,
+            seen: vec![0; n],
+        })
     }
-    let names: Vec<String> = groups.keys().cloned().collect();
-    let stats = channel_stats(model, &names, calib, alpha == Alpha::Auto)?;
+
+    /// Whether calibration over `rows` rows can serve it in its own run: `auto` (a fixed α
+    /// smooths every group, so the model calibrated would change) when calibration sees no more
+    /// rows than SmoothQuant's [`ROWS`]. The choice is then made after calibration, which runs
+    /// again only if some group is smoothed (ppocr_rec_v4, digits_vit, ppocr_cls_v2 smooth none:
+    /// ppocr_rec_v4's own SmoothQuant run, 0.7 s, is gone).
+    pub fn rides_along(&self, rows: usize) -> bool {
+        self.sample && rows <= ROWS
+    }
+
+    /// One batch's value of activation `i` (`None`: not float).
+    pub fn see(&mut self, i: usize, x: Option<&ArrayD<f32>>) -> Result<()> {
+        let Some(x) = x else {
+            self.bad[i] = true;
+            return Ok(());
+        };
+        let Some(&k) = x.shape().last() else { return Ok(()) };
+        let st = self.stats[i].get_or_insert_with(|| Stats { min: vec![0.0; k], max: vec![0.0; k], samples: vec![] });
+        if st.min.len() != k {
+            self.bad[i] = true;
+            return Ok(());
+        }
+        // Every SAMPLE_EVERY-th vector, in the data's order: deterministic for any thread count
+        // and batch. The vectors are the contiguous runs of the last axis (a strided walk
+        // through ndarray's lanes took a fifth of minilm_l6's statistics).
+        let x = x.as_standard_layout();
+        for lane in x.as_slice().expect("standard layout").chunks_exact(k.max(1)) {
+            for ((lo, hi), v) in st.min.iter_mut().zip(st.max.iter_mut()).zip(lane) {
+                *lo = lo.min(*v);
+                *hi = hi.max(*v);
+            }
+            if self.sample && self.seen[i].is_multiple_of(SAMPLE_EVERY) && st.samples.len() < SAMPLES * k {
+                st.samples.extend_from_slice(lane);
+            }
+            self.seen[i] += 1;
+        }
+        Ok(())
+    }
+
+    /// A statistic for [`crate::measure::collect`] filling it (`feeds`: the model's fed inputs).
+    pub fn capture<'a>(&'a mut self, feeds: &[String]) -> crate::measure::Captured<'a> {
+        let names = self.names.clone();
+        crate::measure::Captured::new(&names, feeds, move |i, x| self.see(i, x))
+    }
+
+    /// Each activation's statistics; `None` where it is not float or not finite.
+    fn finish(self) -> BTreeMap<String, Stats> {
+        let finite = |st: &Stats| st.min.iter().chain(&st.max).chain(&st.samples).all(|v| v.is_finite());
+        let kept = self.names.into_iter().zip(self.stats).zip(self.bad);
+        kept.filter_map(|((name, st), bad)| Some((name, st.filter(|st| !bad && finite(st))?))).collect()
+    }
+}
+
+/// Smooths every group of MatMuls with constant 2-D weights that read one
+/// activation. Returns the groups smoothed (auto may leave some as they are).
+pub fn smooth(model: &mut Model, calib: &Dataset, alpha: Alpha, reduce_range: bool) -> Result<Vec<Smoothed>> {
+    let Some(mut observed) = Observed::new(model, alpha) else { return Ok(vec![]) };
+    let rows = crate::measure::Rows::first(ROWS, crate::measure::rows_per_run(model, 8));
+    let names = observed.names.clone();
+    crate::measure::visit_tensors(model, &names, calib, rows, &crate::measure::Silent, "", |i, x| observed.see(i, x))?;
+    smooth_observed(model, observed, alpha, reduce_range)
+}
+
+/// [`smooth`] from what was observed of the data.
+pub fn smooth_observed(
+    model: &mut Model,
+    observed: Observed,
+    alpha: Alpha,
+    reduce_range: bool,
+) -> Result<Vec<Smoothed>> {
+    let groups = groups(model);
+    let mut stats = observed.finish();
     // Each group's weights and per-channel maxima, read from the model before it changes.
     let mut found = vec![];
-    for ((x, nodes), stats) in groups.iter().zip(stats) {
-        let Some(stats) = stats else { continue };
+    for (x, nodes) in &groups {
+        let Some(stats) = stats.remove(x) else { continue };
         let xmax: Vec<f32> = stats.min.iter().zip(&stats.max).map(|(a, b)| a.abs().max(b.abs())).collect();
         let weights: Vec<(String, Array2<f32>)> = nodes
             .iter()
@@ -294,46 +392,48 @@ fn product(a: &Array2<f32>, b: &Array2<f32>) -> Array2<f32> {
     out
 }
 
-/// Each named activation's smallest and largest value per channel (last axis)
-/// over the first calibration rows, and (with `sample`) up to [`SAMPLES`] of
-/// its vectors; `None` where it is not float or not finite.
-fn channel_stats(model: &Model, names: &[String], calib: &Dataset, sample: bool) -> Result<Vec<Option<Stats>>> {
-    let mut out: Vec<Option<Stats>> = names.iter().map(|_| None).collect();
-    let mut bad = vec![false; names.len()];
-    let rows = crate::measure::Rows::first(ROWS, crate::measure::rows_per_run(model, 8));
-    crate::measure::visit_tensors(model, names, calib, rows, &crate::measure::Silent, "", |i, x| {
-        let Some(x) = x else {
-            bad[i] = true;
-            return Ok(());
-        };
-        let Some(&k) = x.shape().last() else { return Ok(()) };
-        let st = out[i].get_or_insert_with(|| Stats { min: vec![0.0; k], max: vec![0.0; k], samples: vec![] });
-        if st.min.len() != k {
-            bad[i] = true;
-            return Ok(());
-        }
-        // Every SAMPLE_EVERY-th vector, in visiting order: deterministic for any thread count. The vectors
-        // are the contiguous runs of the last axis (a strided walk through ndarray's lanes took
-        // a fifth of minilm_l6's statistics).
-        let x = x.as_standard_layout();
-        for (j, lane) in x.as_slice().expect("standard layout").chunks_exact(k.max(1)).enumerate() {
-            for ((lo, hi), v) in st.min.iter_mut().zip(st.max.iter_mut()).zip(lane) {
-                *lo = lo.min(*v);
-                *hi = hi.max(*v);
-            }
-            if sample && j % SAMPLE_EVERY == 0 && st.samples.len() < SAMPLES * k {
-                st.samples.extend_from_slice(lane);
-            }
-        }
-        Ok(())
-    })?;
-    let finite = |st: &Stats| st.min.iter().chain(&st.max).chain(&st.samples).all(|v| v.is_finite());
-    Ok(out.into_iter().zip(bad).map(|(st, bad)| st.filter(|st| !bad && finite(st))).collect())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::Alpha;
+pub(crate) mod tests {
+    use super::*;
+    use crate::data::Array;
+    use crate::ir::testing::{model, node, tensor, wavy};
+
+    /// x → Relu → MatMul, channel 3 of x forty times the others (an outlier channel), 40 rows.
+    pub(crate) fn outlier_matmul(outlier: f32) -> (Model, Dataset) {
+        let m = model(
+            vec![node("Relu", &["x"], "r", &[]), node("MatMul", &["r", "w"], "y", &[])],
+            vec![tensor("w", &[8, 4], wavy)],
+            &[1, 8],
+            &["y"],
+            13,
+        );
+        let x = (0..320).map(|i| (wavy(i * 7) + 1.0) * if i % 8 == 3 { outlier } else { 1.0 }).collect();
+        let x = ArrayD::from_shape_vec(IxDyn(&[40, 8]), x).unwrap();
+        (m, Dataset::from_arrays("calibration", [("x".to_string(), Array::F32(x))].into()))
+    }
+
+    /// Observations filled beside another statistic's run, at another batch size, choose what
+    /// SmoothQuant's own pass chooses: the same groups, α and model.
+    #[test]
+    fn observations_riding_on_another_run_choose_as_its_own_pass_does() {
+        let (m, data) = outlier_matmul(40.0);
+        let mut own = m.clone();
+        let smoothed = smooth(&mut own, &data, Alpha::Auto, false).unwrap();
+        assert_eq!(smoothed.len(), 1, "the outlier channel is smoothed");
+        let mut riding = m.clone();
+        let mut observed = Observed::new(&riding, Alpha::Auto).expect("a group");
+        assert!(observed.rides_along(40) && !observed.rides_along(ROWS + 1));
+        let bound = data.bind(&crate::runtime::feed_inputs(&m), None).unwrap();
+        let mut extremes = crate::measure::Extremes::new(&["y".to_string()]);
+        let mut capture = observed.capture(&bound.names);
+        let rows = crate::measure::Rows::all(3);
+        crate::measure::collect(&m, &bound, rows, &mut [&mut extremes, &mut capture], &crate::measure::Silent).unwrap();
+        drop(capture);
+        let again = smooth_observed(&mut riding, observed, Alpha::Auto, false).unwrap();
+        assert_eq!(format!("{again:?}"), format!("{smoothed:?}"));
+        assert_eq!(crate::ir::fingerprint(&riding), crate::ir::fingerprint(&own));
+        assert!(Observed::new(&m, Alpha::Fixed(0.5)).is_some_and(|o| !o.rides_along(1)), "a fixed α smooths first");
+    }
 
     #[test]
     fn alpha_reads_a_number_or_auto_and_writes_it_back() {

@@ -269,23 +269,21 @@ pub fn quantize_static(
         ));
     }
     progress.finish();
+    // SmoothQuant's observations ride on calibration's run where they can (see
+    // `Observed::rides_along`); otherwise it runs before, as its own pass.
+    let mut riding = None;
     if let Some(alpha) = options.smooth {
-        progress.start(1, "SmoothQuant");
-        let smoothed = crate::quant::smooth::smooth(model, calib, alpha, options.reduce_range)?;
-        progress.finish();
-        if !smoothed.is_empty() {
-            let alphas: BTreeSet<String> = smoothed.iter().map(|s| s.alpha.to_string()).collect();
-            report.notes.push(format!(
-                "SmoothQuant (α {alpha}): the activations of {} MatMul groups divided per channel, their weights multiplied{}",
-                smoothed.len(),
-                if alpha == crate::quant::smooth::Alpha::Auto {
-                    format!(" (α chosen per group: {})", alphas.into_iter().collect::<Vec<_>>().join(", "))
-                } else {
-                    String::new()
-                }
-            ));
+        match crate::quant::smooth::Observed::new(model, alpha) {
+            Some(observed) if !options.gptq && observed.rides_along(calibration_rows(model, calib, options)?) => {
+                riding = Some((alpha, Some(observed)));
+            }
+            _ => {
+                progress.start(1, "SmoothQuant");
+                let smoothed = crate::quant::smooth::smooth(model, calib, alpha, options.reduce_range)?;
+                progress.finish();
+                note_smoothing(report, alpha, smoothed);
+            }
         }
-        report.smoothing = smoothed;
     }
     let rounded_options;
     let options = if options.gptq {
@@ -298,9 +296,34 @@ pub fn quantize_static(
     } else {
         options
     };
+    let mut plan = plan(model, options)?;
+    let mut calibrated = match &mut riding {
+        Some((_, Some(observed))) => {
+            let (calibrated, served) =
+                calibrate_with(model, calib, &plan.calibrated, options, Some(observed), progress)?;
+            if !served {
+                // Recalled from the memo, or its run failed: SmoothQuant's own pass.
+                riding = riding.map(|(alpha, _)| (alpha, None));
+            }
+            calibrated
+        }
+        _ => calibrate(model, calib, &plan.calibrated, options, progress)?,
+    };
+    if let Some((alpha, observed)) = riding {
+        progress.start(1, "SmoothQuant");
+        let smoothed = match observed {
+            Some(observed) => crate::quant::smooth::smooth_observed(model, observed, alpha, options.reduce_range)?,
+            None => crate::quant::smooth::smooth(model, calib, alpha, options.reduce_range)?,
+        };
+        progress.finish();
+        // Planned again: smoothing adds nodes and sorts them. A smoothed model is calibrated again.
+        plan = self::plan(model, options)?;
+        if !smoothed.is_empty() {
+            calibrated = calibrate(model, calib, &plan.calibrated, options, progress)?;
+        }
+        note_smoothing(report, alpha, smoothed);
+    }
     let float_model = options.bias_correction.then(|| model.clone());
-    let plan = plan(model, options)?;
-    let calibrated = calibrate(model, calib, &plan.calibrated, options, progress)?;
     for name in &calibrated.non_finite {
         report
             .skipped
@@ -333,6 +356,23 @@ pub fn quantize_static(
         }
     }
     Ok(())
+}
+
+/// The report's note and record of what SmoothQuant smoothed.
+fn note_smoothing(report: &mut QuantReport, alpha: crate::quant::smooth::Alpha, smoothed: Vec<crate::quant::Smoothed>) {
+    if !smoothed.is_empty() {
+        let alphas: BTreeSet<String> = smoothed.iter().map(|s| s.alpha.to_string()).collect();
+        report.notes.push(format!(
+            "SmoothQuant (α {alpha}): the activations of {} MatMul groups divided per channel, their weights multiplied{}",
+            smoothed.len(),
+            if alpha == crate::quant::smooth::Alpha::Auto {
+                format!(" (α chosen per group: {})", alphas.into_iter().collect::<Vec<_>>().join(", "))
+            } else {
+                String::new()
+            }
+        ));
+    }
+    report.smoothing = smoothed;
 }
 
 /// Each activation's scale and zero point, by tensor.

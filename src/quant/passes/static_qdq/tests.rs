@@ -193,3 +193,23 @@ fn an_unread_graph_output_is_quantized_only_for_litert() {
     };
     assert_eq!((flattened(false), flattened(true)), (0, 1), "a pair on the Flatten's output only for LiteRT");
 }
+
+/// SmoothQuant's observations ride on calibration's run when calibration sees no more rows than
+/// SmoothQuant does: with nothing smoothed, one run serves both; with a group smoothed, the
+/// smoothed model is calibrated again.
+#[test]
+fn smoothquant_rides_on_calibration_which_runs_again_only_when_it_smooths() {
+    use crate::measure::Timed;
+    let stages = |outlier: f32| {
+        let (mut m, data) = crate::quant::smooth::tests::outlier_matmul(outlier);
+        let config = QuantConfig { mode: QuantMode::Static, target_sqnr: 0.0, ..Default::default() };
+        let timed = Timed::new(&Silent);
+        let report = quantize(&mut m, &config, Some(&data), &timed).unwrap();
+        let stages: Vec<String> = timed.stages().into_iter().map(|s| s.stage).collect();
+        let smoothing = stages.iter().position(|s| s == "SmoothQuant").unwrap_or_else(|| panic!("{stages:?}"));
+        let calibrated = |stages: &[String]| stages.iter().any(|s| s == "calibrate");
+        (report.smoothing.len(), calibrated(&stages[..smoothing]), calibrated(&stages[smoothing..]))
+    };
+    assert_eq!(stages(40.0), (1, true, true), "smoothed: calibrated again");
+    assert_eq!(stages(1.0), (0, true, false), "nothing smoothed: one run");
+}

@@ -179,7 +179,7 @@ impl Observed {
     /// smooths every group, so the model calibrated would change) when calibration sees no more
     /// rows than SmoothQuant's [`ROWS`]. The choice is then made after calibration, which runs
     /// again only if some group is smoothed (ppocr_rec_v4, digits_vit, ppocr_cls_v2 smooth none:
-    /// ppocr_rec_v4's own SmoothQuant run, 0.7 s, is gone).
+    /// ppocr_rec_v4's own SmoothQuant run, 0.9 s, is gone).
     pub fn rides_along(&self, rows: usize) -> bool {
         self.sample && rows <= ROWS
     }
@@ -379,8 +379,8 @@ fn simulated_error(
 }
 
 /// `a · b` by faer on this thread (the groups are judged in parallel): a group's products for
-/// every α — minilm_l6's FFN weights 1024 sampled rows × 384 × 1536 each, then — took matrixmultiply
-/// 1.7× as long.
+/// every α — minilm_l6's FFN weights, 1024 sampled rows × 384 × 1536 each when measured — took
+/// matrixmultiply 1.7× as long.
 fn product(a: &Array2<f32>, b: &Array2<f32>) -> Array2<f32> {
     let (a, b) = (a.as_standard_layout(), b.as_standard_layout());
     let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());

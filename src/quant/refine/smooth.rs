@@ -185,7 +185,7 @@ impl Observed {
     }
 
     /// One batch's value of activation `i` (`None`: not float).
-    pub fn see(&mut self, i: usize, x: Option<&ArrayD<f32>>) -> Result<()> {
+    fn see(&mut self, i: usize, x: Option<&ArrayD<f32>>) -> Result<()> {
         let Some(x) = x else {
             self.bad[i] = true;
             return Ok(());

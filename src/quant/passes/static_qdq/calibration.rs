@@ -11,35 +11,29 @@ use crate::measure::{collect, Extremes, Ranked};
 /// the runtime will not run the augmented copy (a tensor ReduceMin does not take). The ranked
 /// values need ONNX Runtime (tract's TopK sorts the whole tensor: minilm_l6 took 224 s against
 /// 17 s of capture) and opset 10; without them only the extremes are reduced here.
-///
-/// `along` rides on the first run: `served` says whether that run went through (else it may hold
-/// part of the data, and is served by no other).
-#[allow(clippy::too_many_arguments)]
+/// What `riding` holds rides on the first run.
 fn reduced_in_graph(
     model: &Model,
     bound: &crate::data::Bound,
     rows: usize,
     tensors: &[String],
     options: &StaticOptions,
-    along: Option<&mut crate::quant::smooth::Observed>,
-    served: &mut bool,
+    riding: &mut Riding,
     progress: &dyn Progress,
 ) -> Result<Option<(Extremes, Option<Ranked>)>> {
     if tensors.is_empty() {
         return Ok(Some((Extremes::new(tensors), None)));
     }
-    let mut along = along;
     let opset = model.onnx_opset().unwrap_or(0);
     let fast_top_k = crate::runtime::default_backend()? == crate::runtime::Backend::Ort;
     let ranks = matches!(options.method, Method::Percentile | Method::Auto) && fast_top_k && opset >= 10;
     let share = 1.0 - options.percentile / 100.0;
-    let rows_in = rows_in_of(rows, options);
+    let rows_in = crate::measure::Rows::first(rows, options.batch_size);
     progress.start(rows as u64, "calibrate");
     let mut ranked = Ranked::new(tensors, share, rows, bound, opset).sized_by_rows(model, bound);
     let mut extremes = Extremes::beside(tensors, &ranked);
     if ranks {
-        let mut ran =
-            first_run(model, bound, rows_in, &mut [&mut ranked, &mut extremes], along.take(), served, progress);
+        let mut ran = first_run(model, bound, rows_in, &mut [&mut ranked, &mut extremes], riding, progress);
         let failed = matches!(ran, Err(ref e) if !matches!(e, crate::Error::Interrupted));
         if ranked.shares_sizes() && (failed || !ranked.sizes_disagree.is_empty()) {
             // Tract's analysis and the runtime disagree on a tensor's size (a wrong size may also
@@ -60,7 +54,7 @@ fn reduced_in_graph(
         }
     }
     let mut extremes = Extremes::new(tensors);
-    let ran = first_run(model, bound, rows_in, &mut [&mut extremes], along.take(), served, progress);
+    let ran = first_run(model, bound, rows_in, &mut [&mut extremes], riding, progress);
     progress.finish();
     match ran {
         Ok(()) => Ok(Some((extremes, None))),
@@ -69,32 +63,32 @@ fn reduced_in_graph(
     }
 }
 
-/// Calibration's first run of `stats`, with SmoothQuant's observations beside them
-/// (`served`: whether that run went through with them).
+/// SmoothQuant's observations taken in calibration's first run, and whether they were (that run
+/// went through with them; else they may hold part of the data, and no other run serves them).
+pub(super) struct Riding<'a> {
+    observed: Option<&'a mut crate::quant::smooth::Observed>,
+    served: bool,
+}
+
+/// Calibration's first run of `stats`, with what `riding` holds beside them.
 fn first_run(
     model: &Model,
     bound: &crate::data::Bound,
     rows: crate::measure::Rows,
     stats: &mut [&mut dyn crate::measure::Statistic],
-    along: Option<&mut crate::quant::smooth::Observed>,
-    served: &mut bool,
+    riding: &mut Riding,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let Some(observed) = along else { return collect(model, bound, rows, stats, progress) };
-    let mut riding = observed.capture(&bound.names);
+    let Some(observed) = riding.observed.take() else { return collect(model, bound, rows, stats, progress) };
+    let mut captured = observed.capture(&bound.names);
     let mut all: Vec<&mut dyn crate::measure::Statistic> = vec![];
     for s in stats.iter_mut() {
         all.push(&mut **s);
     }
-    all.push(&mut riding);
+    all.push(&mut captured);
     let ran = collect(model, bound, rows, &mut all, progress);
-    *served = ran.is_ok();
+    riding.served = ran.is_ok();
     ran
-}
-
-/// Calibration's rows, `options.batch_size` a run.
-fn rows_in_of(rows: usize, options: &StaticOptions) -> crate::measure::Rows {
-    crate::measure::Rows::first(rows, options.batch_size)
 }
 
 /// The tensors tract's type analysis types as anything but float (shape computations' integers):
@@ -142,8 +136,12 @@ pub(super) fn calibrate(
 
 /// The rows calibration runs over.
 pub(super) fn calibration_rows(model: &Model, data: &Dataset, options: &StaticOptions) -> Result<usize> {
-    let bound = data.bind(&feed_inputs(model), None)?;
-    Ok(options.max_samples.map_or(bound.rows, |m| m.min(bound.rows)))
+    Ok(rows_of(&data.bind(&feed_inputs(model), None)?, options))
+}
+
+/// The rows of `bound` calibration runs over: all, or the first `max_samples`.
+fn rows_of(bound: &crate::data::Bound, options: &StaticOptions) -> usize {
+    options.max_samples.map_or(bound.rows, |m| m.min(bound.rows))
 }
 
 /// [`calibrate`], SmoothQuant's observations taken in the same run (`true` when they were: the
@@ -157,7 +155,7 @@ pub(super) fn calibrate_with(
     progress: &dyn Progress,
 ) -> Result<(Calibrated, bool)> {
     let bound = data.bind(&feed_inputs(model), None)?;
-    let rows = options.max_samples.map_or(bound.rows, |m| m.min(bound.rows));
+    let rows = rows_of(&bound, options);
     // `optimize` calibrates one prepared model for several candidates (fallback targets):
     // the ranges depend only on what is keyed here, so they are measured once.
     let key = crate::measure::memo::key((
@@ -167,25 +165,22 @@ pub(super) fn calibrate_with(
         format!("{:?} {} {:?} {}", options.method, options.percentile, options.activation_type, options.batch_size),
         format!("{:?}", crate::runtime::default_backend()?),
     ));
-    let mut served = false;
-    let calibrated = CALIBRATION.get_or_measure(key, || {
-        measure_ranges(model, &bound, rows, tensors, options, observed, &mut served, progress)
-    })?;
-    Ok((calibrated, served))
+    let mut riding = Riding { observed, served: false };
+    let calibrated = CALIBRATION
+        .get_or_measure(key, || measure_ranges(model, &bound, rows, tensors, options, &mut riding, progress))?;
+    Ok((calibrated, riding.served))
 }
 
 /// Ranges measured once per process (see `calibrate`).
 static CALIBRATION: crate::measure::memo::Memo<Calibrated> = crate::measure::memo::Memo::new();
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn measure_ranges(
     model: &Model,
     bound: &crate::data::Bound,
     rows: usize,
     tensors: &BTreeSet<String>,
     options: &StaticOptions,
-    along: Option<&mut crate::quant::smooth::Observed>,
-    served: &mut bool,
+    riding: &mut Riding,
     progress: &dyn Progress,
 ) -> Result<Calibrated> {
     let feeds: BTreeSet<&str> = bound.names.iter().map(String::as_str).collect();
@@ -204,9 +199,7 @@ pub(super) fn measure_ranges(
     // only the finite float tensors whole below.
     // The percentile (and `auto`'s) ranges come exact from the same in-graph run.
     let mut exact = BTreeMap::new();
-    if let Some((mut extremes, ranked)) =
-        reduced_in_graph(model, bound, rows, &captured, options, along, served, progress)?
-    {
+    if let Some((mut extremes, ranked)) = reduced_in_graph(model, bound, rows, &captured, options, riding, progress)? {
         non_finite.extend(extremes.keep_finite());
         if let Some(ranked) = &ranked {
             exact = percentile_ranges(&extremes, ranked, options.percentile);

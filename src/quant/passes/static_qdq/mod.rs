@@ -275,7 +275,7 @@ pub fn quantize_static(
     if let Some(alpha) = options.smooth {
         match crate::quant::smooth::Observed::new(model, alpha) {
             Some(observed) if !options.gptq && observed.rides_along(calibration_rows(model, calib, options)?) => {
-                riding = Some((alpha, Some(observed)));
+                riding = Some((alpha, observed));
             }
             _ => {
                 progress.start(1, "SmoothQuant");
@@ -297,23 +297,15 @@ pub fn quantize_static(
         options
     };
     let mut plan = plan(model, options)?;
-    let mut calibrated = match &mut riding {
-        Some((_, Some(observed))) => {
-            let (calibrated, served) =
-                calibrate_with(model, calib, &plan.calibrated, options, Some(observed), progress)?;
-            if !served {
-                // Recalled from the memo, or its run failed: SmoothQuant's own pass.
-                riding = riding.map(|(alpha, _)| (alpha, None));
-            }
-            calibrated
-        }
-        _ => calibrate(model, calib, &plan.calibrated, options, progress)?,
-    };
-    if let Some((alpha, observed)) = riding {
+    let mut calibrated;
+    if let Some((alpha, mut observed)) = riding {
+        let served;
+        (calibrated, served) = calibrate_with(model, calib, &plan.calibrated, options, Some(&mut observed), progress)?;
         progress.start(1, "SmoothQuant");
-        let smoothed = match observed {
-            Some(observed) => crate::quant::smooth::smooth_observed(model, observed, alpha, options.reduce_range)?,
-            None => crate::quant::smooth::smooth(model, calib, alpha, options.reduce_range)?,
+        let smoothed = match served {
+            true => crate::quant::smooth::smooth_observed(model, observed, alpha, options.reduce_range)?,
+            // Recalled from the memo, or its run failed: SmoothQuant's own pass.
+            false => crate::quant::smooth::smooth(model, calib, alpha, options.reduce_range)?,
         };
         progress.finish();
         // Planned again: smoothing adds nodes and sorts them. A smoothed model is calibrated again.
@@ -322,6 +314,8 @@ pub fn quantize_static(
             calibrated = calibrate(model, calib, &plan.calibrated, options, progress)?;
         }
         note_smoothing(report, alpha, smoothed);
+    } else {
+        calibrated = calibrate(model, calib, &plan.calibrated, options, progress)?;
     }
     let float_model = options.bias_correction.then(|| model.clone());
     for name in &calibrated.non_finite {
